@@ -1,0 +1,89 @@
+-- Microbenchmark of the metrics FFI paths. Run from the repo root:
+--   BEAGLE_LIB=build/libbeagle_core.so LUA_PATH="lua/?.lua;;" luajit bench/metrics_ffi.lua
+local metrics = require("beagle.metrics")
+local N = tonumber(arg and arg[1]) or 2e7
+
+local function bench(label, n, fn)
+  fn(n / 100) -- warm up: let the loop get compiled
+  local t0 = os.clock()
+  fn(n)
+  local dt = os.clock() - t0
+  print(("%-52s %8.2f ns/op"):format(label, dt / n * 1e9))
+end
+
+local c = metrics.counter("bench.handle_inc")
+bench("handle c:inc() (JIT)", N, function(n)
+  for _ = 1, n do c:inc() end
+end)
+
+local t = { x = 0 }
+bench("Lua table field t.x = t.x + 1 (JIT)", N, function(n)
+  for _ = 1, n do t.x = t.x + 1 end
+end)
+
+local g = metrics.gauge("bench.gauge")
+bench("handle g:set(i) (JIT)", N, function(n)
+  for i = 1, n do g:set(i) end
+end)
+
+local h = metrics.histogram("bench.latency_seconds") -- 11 default buckets
+bench("handle h:observe(v), 11 buckets (JIT)", N, function(n)
+  for i = 1, n do h:observe((i % 1000) * 0.001) end
+end)
+
+local many = {}
+for i = 1, 40 do many[i] = i * 0.025 end
+local hb = metrics.histogram("bench.wide_seconds", { buckets = many })
+bench("handle h:observe(v), 40 buckets, binary (JIT)", N, function(n)
+  for i = 1, n do hb:observe((i % 1000) * 0.001) end
+end)
+
+local tags = { endpoint = "/optimize", method = "POST" }
+bench("increment_counter(name, 1, tags) same tags table", N, function(n)
+  local inc = metrics.increment_counter
+  for _ = 1, n do inc("bench.requests", 1, tags) end
+end)
+
+bench("increment_counter(name, 1, {two tags literal})", N / 4, function(n)
+  local inc = metrics.increment_counter
+  for _ = 1, n do inc("bench.requests", 1, { endpoint = "/optimize", method = "POST" }) end
+end)
+
+local keep
+bench("baseline: build {two tags literal} only", N / 4, function(n)
+  for _ = 1, n do keep = { endpoint = "/optimize", method = "POST" } end
+end)
+
+bench("increment_counter(name) no tags", N, function(n)
+  local inc = metrics.increment_counter
+  for _ = 1, n do inc("bench.plain") end
+end)
+
+bench("record_histogram(name, v, tags)", N, function(n)
+  local rec = metrics.record_histogram
+  local tg = { endpoint = "/health" }
+  for i = 1, n do rec("bench.response_time", (i % 100) * 0.001, tg) end
+end)
+
+bench("timer():stop() (two clock reads + observe)", N / 10, function(n)
+  local timer = metrics.timer
+  local tg = { table = "t" }
+  for _ = 1, n do timer("bench.query", tg):stop() end
+end)
+
+-- Plugin code runs with the JIT off for its own chunk and an instruction-count hook.
+local function interp_inc(n)
+  for _ = 1, n do c:inc() end
+end
+jit.off(interp_inc)
+local hooks = 0
+debug.sethook(function() hooks = hooks + 1 end, "", 1000)
+bench("handle c:inc() (jit.off + count hook 1000)", N / 10, interp_inc)
+local function interp_inc_name(n)
+  local inc = metrics.increment_counter
+  for _ = 1, n do inc("bench.requests", 1, tags) end
+end
+jit.off(interp_inc_name)
+bench("increment_counter w/ tags (jit.off + hook)", N / 10, interp_inc_name)
+debug.sethook()
+print(("(count hook fired %d times; c = %.0f; %s)"):format(hooks, c:value(), keep.method))

@@ -1,0 +1,431 @@
+/* fetch.c: curl multi driven by the libuv loop (the multi-socket API). curl tells us which
+ * sockets to watch (on_socket: one uv_poll_t per socket, attached with curl_multi_assign)
+ * and when to wake it (on_timer_set: one uv_timer_t); we hand readiness back with
+ * curl_multi_socket_action and collect finished transfers with curl_multi_info_read.
+ *
+ * Re-entrancy: user callbacks run only from dispatch_done(), after curl_multi_socket_action
+ * has returned, so they may start, cancel or even free the fetcher. dispatch_done() detaches
+ * a transfer before calling back and re-reads curl's message queue after every callback
+ * (curl_multi_remove_handle drops a canceled handle's pending message). */
+#include "fetch.h"
+
+#include "bg.h"
+
+#include <curl/curl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_MAX_BODY (16u << 20)
+#define MAX_REDIRECTS 5L
+#define USER_AGENT "beagle/0.1"
+
+typedef struct sock_ctx sock_ctx;
+
+struct bg_fetcher {
+  uv_loop_t *loop;
+  CURLM *multi;
+  uv_timer_t timer;
+  bg_fetch *reqs;  /* requests in flight (added to multi), doubly linked */
+  sock_ctx *socks; /* poll handles curl currently uses */
+  int nreqs;
+  int nhandles; /* uv handles not yet through their close callback */
+  int closing;  /* bg_fetcher_free was called */
+};
+
+struct sock_ctx {
+  uv_poll_t poll;
+  bg_fetcher *f;
+  curl_socket_t fd;
+  sock_ctx *prev, *next;
+};
+
+struct bg_fetch {
+  bg_fetcher *f;
+  CURL *easy;
+  struct curl_slist *hdr_list;
+  bg_buf body;
+  bg_buf hdrs;
+  size_t max_body;
+  int fail;  /* BG_ELIMIT or BG_ENOMEM when a curl callback aborted the transfer */
+  int in_cb; /* the user callback is running: the request is no longer in flight */
+  uint64_t start_ns;
+  bg_fetch_cb cb;
+  void *ud;
+  bg_fetch *prev, *next;
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+/* ---- lists ---- */
+
+static void req_link(bg_fetcher *f, bg_fetch *r) {
+  r->prev = NULL;
+  r->next = f->reqs;
+  if (f->reqs) f->reqs->prev = r;
+  f->reqs = r;
+  f->nreqs++;
+}
+
+static void req_unlink(bg_fetcher *f, bg_fetch *r) {
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    f->reqs = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+  f->nreqs--;
+}
+
+static void sock_unlink(bg_fetcher *f, sock_ctx *s) {
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    f->socks = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->prev = s->next = NULL;
+}
+
+/* ---- handle lifetime ---- */
+
+static void maybe_free_fetcher(bg_fetcher *f) {
+  if (f->closing && f->nhandles == 0) free(f);
+}
+
+static void on_sock_close(uv_handle_t *h) {
+  sock_ctx *s = h->data;
+  bg_fetcher *f = s->f;
+  free(s);
+  f->nhandles--;
+  maybe_free_fetcher(f);
+}
+
+static void on_timer_close(uv_handle_t *h) {
+  bg_fetcher *f = h->data;
+  f->nhandles--;
+  maybe_free_fetcher(f);
+}
+
+/* Stops watching and closes; the memory goes in on_sock_close. curl may hand out the same fd
+ * number for a new socket before that runs, which is fine: the new socket gets its own
+ * sock_ctx, and uv_poll_stop has already taken the old one out of the loop's fd table. */
+static void sock_close(bg_fetcher *f, sock_ctx *s) {
+  sock_unlink(f, s);
+  uv_poll_stop(&s->poll);
+  uv_close((uv_handle_t *)&s->poll, on_sock_close);
+}
+
+static void req_free(bg_fetch *r) {
+  curl_easy_cleanup(r->easy);
+  curl_slist_free_all(r->hdr_list);
+  bg_buf_free(&r->body);
+  bg_buf_free(&r->hdrs);
+  free(r);
+}
+
+/* ---- completion ---- */
+
+static void finish(bg_fetch *r, CURLcode rc) {
+  bg_fetch_result res;
+  char msg[128];
+  memset(&res, 0, sizeof res);
+  res.errmsg = "";
+  if (r->fail == BG_ELIMIT || rc == CURLE_FILESIZE_EXCEEDED) {
+    snprintf(msg, sizeof msg, "response body exceeds %zu bytes", r->max_body);
+    res.err = BG_ELIMIT;
+    res.errmsg = msg;
+  } else if (r->fail != 0) {
+    res.err = r->fail;
+    res.errmsg = bg_strerror(r->fail);
+  } else if (rc != CURLE_OK) {
+    res.err = rc == CURLE_OPERATION_TIMEDOUT ? BG_ETIMEDOUT : BG_EIO;
+    res.errmsg = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
+  }
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+  res.body = r->body.data ? r->body.data : "";
+  res.body_len = r->body.len;
+  res.headers = r->hdrs.data ? r->hdrs.data : "";
+  res.headers_len = r->hdrs.len;
+  res.total_time = (double)(uv_hrtime() - r->start_ns) / 1e9;
+  r->in_cb = 1;
+  r->cb(r->ud, &res);
+  req_free(r);
+}
+
+/* The only place user callbacks run. Each round re-reads the queue, because a callback may
+ * have canceled (removed) a transfer whose message was waiting, or freed the whole fetcher. */
+static void dispatch_done(bg_fetcher *f) {
+  CURLMsg *m;
+  int left;
+  while (!f->closing && (m = curl_multi_info_read(f->multi, &left)) != NULL) {
+    if (m->msg != CURLMSG_DONE) continue;
+    CURL *easy = m->easy_handle;
+    CURLcode rc = m->data.result;
+    char *priv = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+    bg_fetch *r = (bg_fetch *)priv;
+    curl_multi_remove_handle(f->multi, easy);
+    req_unlink(f, r);
+    finish(r, rc);
+  }
+}
+
+/* ---- uv -> curl ---- */
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  sock_ctx *s = h->data;
+  bg_fetcher *f = s->f; /* s may be closed by the socket_action below; f outlives it */
+  int flags = 0;
+  int running;
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;
+  } else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  curl_multi_socket_action(f->multi, s->fd, flags, &running);
+  dispatch_done(f);
+}
+
+static void on_timer(uv_timer_t *h) {
+  bg_fetcher *f = h->data;
+  int running;
+  curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  dispatch_done(f);
+}
+
+/* ---- curl -> uv (called from inside curl: must not call curl_multi_* or user code) ---- */
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+  bg_fetcher *f = userp;
+  sock_ctx *s = socketp;
+  (void)easy;
+  if (f->closing) return 0; /* bg_fetcher_free closes whatever is left in f->socks */
+  if (what == CURL_POLL_REMOVE) {
+    /* curl forgets the socket (and its socketp) itself after this call */
+    if (s != NULL) sock_close(f, s);
+    return 0;
+  }
+  if (s == NULL) {
+    s = calloc(1, sizeof *s);
+    if (s == NULL) return -1;
+    if (uv_poll_init_socket(f->loop, &s->poll, fd) != 0) {
+      free(s);
+      return -1;
+    }
+    s->poll.data = s;
+    s->f = f;
+    s->fd = fd;
+    s->next = f->socks;
+    if (f->socks) f->socks->prev = s;
+    f->socks = s;
+    f->nhandles++;
+    curl_multi_assign(f->multi, fd, s);
+  }
+  int events = 0;
+  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= UV_READABLE;
+  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= UV_WRITABLE;
+  if (uv_poll_start(&s->poll, events, on_poll) != 0) return -1;
+  return 0;
+}
+
+static int on_timer_set(CURLM *multi, long timeout_ms, void *userp) {
+  bg_fetcher *f = userp;
+  (void)multi;
+  if (f->closing) return 0;
+  /* 0 too goes through the loop: curl must not be re-entered from this callback, and it
+   * keeps bg_fetch_start from ever completing a request synchronously */
+  if (timeout_ms < 0) return uv_timer_stop(&f->timer) == 0 ? 0 : -1;
+  return uv_timer_start(&f->timer, on_timer, (uint64_t)timeout_ms, 0) == 0 ? 0 : -1;
+}
+
+/* ---- transfer callbacks ---- */
+
+static size_t on_body(char *p, size_t size, size_t n, void *userp) {
+  bg_fetch *r = userp;
+  size_t len = size * n;
+  if (len > r->max_body - r->body.len) {
+    r->fail = BG_ELIMIT;
+    return 0; /* curl aborts with CURLE_WRITE_ERROR; finish() reports r->fail */
+  }
+  if (bg_buf_append(&r->body, p, len) != 0) {
+    r->fail = BG_ENOMEM;
+    return 0;
+  }
+  return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *userp) {
+  bg_fetch *r = userp;
+  size_t len = size * n;
+  /* A status line starts a new response (after a redirect or a 1xx): keep only the last. */
+  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+    bg_buf_reset(&r->hdrs);
+    bg_buf_reset(&r->body);
+  }
+  if (bg_buf_append(&r->hdrs, p, len) != 0) {
+    r->fail = BG_ENOMEM;
+    return 0;
+  }
+  return len;
+}
+
+/* ---- public API ---- */
+
+int bg_fetcher_new(uv_loop_t *loop, bg_fetcher **out) {
+  static int curl_ready;
+  if (loop == NULL || out == NULL) return BG_EINVAL;
+  *out = NULL;
+  if (!curl_ready) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return BG_EIO;
+    curl_ready = 1;
+  }
+  bg_fetcher *f = calloc(1, sizeof *f);
+  if (f == NULL) return BG_ENOMEM;
+  f->loop = loop;
+  f->multi = curl_multi_init();
+  if (f->multi == NULL) {
+    free(f);
+    return BG_ENOMEM;
+  }
+  int rc = uv_timer_init(loop, &f->timer);
+  if (rc != 0) {
+    curl_multi_cleanup(f->multi);
+    free(f);
+    return rc;
+  }
+  f->timer.data = f;
+  f->nhandles = 1;
+  curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
+  curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
+  curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
+  *out = f;
+  return 0;
+}
+
+static void req_abort(bg_fetcher *f, bg_fetch *r) {
+  curl_multi_remove_handle(f->multi, r->easy);
+  req_unlink(f, r);
+  req_free(r);
+}
+
+void bg_fetcher_free(bg_fetcher *f) {
+  if (f == NULL || f->closing) return;
+  f->closing = 1; /* from here on on_socket/on_timer_set ignore curl, dispatch_done stops */
+  while (f->reqs != NULL)
+    req_abort(f, f->reqs);
+  /* close the polls before curl_multi_cleanup closes their (idle, cached) sockets */
+  while (f->socks != NULL)
+    sock_close(f, f->socks);
+  curl_multi_cleanup(f->multi);
+  f->multi = NULL;
+  uv_close((uv_handle_t *)&f->timer, on_timer_close); /* f is freed by the last close cb */
+}
+
+static int has_header(const char *const *headers, const char *name) {
+  size_t n = strlen(name);
+  for (; headers != NULL && *headers != NULL; headers++)
+    if (strncasecmp(*headers, name, n) == 0 && (*headers)[n] == ':') return 1;
+  return 0;
+}
+
+/* Translates opts into easy options. Returns 0 or BG_ENOMEM (BG_EINVAL for bad opts). */
+static int setup_easy(bg_fetch *r, const bg_fetch_opts *o) {
+  CURL *e = r->easy;
+  const char *method = o->method ? o->method : (o->body ? "POST" : "GET");
+  int ok = 1;
+#define SET(opt, val) ok &= curl_easy_setopt(e, opt, val) == CURLE_OK
+  SET(CURLOPT_URL, o->url);
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_PRIVATE, (void *)r);
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_USERAGENT, USER_AGENT);
+  SET(CURLOPT_ERRORBUFFER, r->errbuf);
+  SET(CURLOPT_WRITEFUNCTION, on_body);
+  SET(CURLOPT_WRITEDATA, (void *)r);
+  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_HEADERDATA, (void *)r);
+  uint64_t t = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+  SET(CURLOPT_TIMEOUT_MS, t > LONG_MAX ? LONG_MAX : (long)t);
+  /* fails early from Content-Length; on_body enforces it for chunked bodies */
+  SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(r->max_body > INT64_MAX ? INT64_MAX : r->max_body));
+  if (o->follow_redirects) {
+    SET(CURLOPT_FOLLOWLOCATION, 1L);
+    SET(CURLOPT_MAXREDIRS, MAX_REDIRECTS);
+  }
+  if (o->insecure) {
+    SET(CURLOPT_SSL_VERIFYPEER, 0L);
+    SET(CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (o->body != NULL) {
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+    SET(CURLOPT_COPYPOSTFIELDS, o->body); /* copies body_len bytes, set after the size */
+    if (strcmp(method, "POST") != 0) SET(CURLOPT_CUSTOMREQUEST, method);
+  } else if (strcmp(method, "HEAD") == 0) {
+    SET(CURLOPT_NOBODY, 1L);
+  } else if (strcmp(method, "GET") == 0) {
+    SET(CURLOPT_HTTPGET, 1L);
+  } else {
+    SET(CURLOPT_CUSTOMREQUEST, method);
+  }
+#undef SET
+  if (!ok) return BG_ENOMEM;
+  for (const char *const *h = o->headers; h != NULL && *h != NULL; h++) {
+    struct curl_slist *l = curl_slist_append(r->hdr_list, *h);
+    if (l == NULL) return BG_ENOMEM;
+    r->hdr_list = l;
+  }
+  /* no "Expect: 100-continue" round trip for large bodies unless asked for */
+  if (o->body != NULL && !has_header(o->headers, "Expect")) {
+    struct curl_slist *l = curl_slist_append(r->hdr_list, "Expect:");
+    if (l == NULL) return BG_ENOMEM;
+    r->hdr_list = l;
+  }
+  if (r->hdr_list != NULL && curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdr_list) != CURLE_OK)
+    return BG_ENOMEM;
+  return 0;
+}
+
+int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, void *ud,
+                   bg_fetch **out) {
+  if (out != NULL) *out = NULL;
+  if (f == NULL || f->closing || opts == NULL || opts->url == NULL || cb == NULL) return BG_EINVAL;
+  if (strncasecmp(opts->url, "http://", 7) != 0 && strncasecmp(opts->url, "https://", 8) != 0)
+    return BG_EINVAL;
+  if (opts->method != NULL && opts->method[0] == '\0') return BG_EINVAL;
+  bg_fetch *r = calloc(1, sizeof *r);
+  if (r == NULL) return BG_ENOMEM;
+  r->f = f;
+  r->cb = cb;
+  r->ud = ud;
+  r->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+  r->easy = curl_easy_init();
+  int rc = r->easy ? setup_easy(r, opts) : BG_ENOMEM;
+  if (rc != 0) goto err;
+  r->start_ns = uv_hrtime();
+  /* add_handle only arms the timer (on_timer_set); nothing completes before the loop runs */
+  if (curl_multi_add_handle(f->multi, r->easy) != CURLM_OK) {
+    rc = BG_ENOMEM;
+    goto err;
+  }
+  req_link(f, r);
+  if (out != NULL) *out = r;
+  return 0;
+err:
+  req_free(r);
+  return rc;
+}
+
+void bg_fetch_cancel(bg_fetch *req) {
+  /* in_cb: the request already completed and is being reported; it is freed after */
+  if (req == NULL || req->in_cb) return;
+  req_abort(req->f, req);
+}
+
+int bg_fetcher_active(const bg_fetcher *f) {
+  return f ? f->nreqs : 0;
+}

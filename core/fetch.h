@@ -1,0 +1,59 @@
+/* fetch: the outbound HTTP client. One curl multi handle driven by the libuv loop (curl's
+ * multi-socket API: CURLMOPT_SOCKETFUNCTION + CURLMOPT_TIMERFUNCTION with uv_poll_t and
+ * uv_timer_t). Every request is asynchronous; nothing here blocks the loop. Single-threaded. */
+#ifndef BG_FETCH_H
+#define BG_FETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct bg_fetcher bg_fetcher; /* one per loop */
+typedef struct bg_fetch bg_fetch;     /* one request in flight */
+
+typedef struct bg_fetch_opts {
+  const char *method;          /* NULL: "GET" (or "POST" when body is set) */
+  const char *url;             /* required; http:// or https:// */
+  const char *const *headers;  /* "Name: value" strings, NULL-terminated; may be NULL */
+  const char *body;            /* may be NULL */
+  size_t body_len;
+  uint64_t timeout_ms;         /* whole request; 0 means 10 s */
+  size_t max_body;             /* response bodies beyond this fail with BG_ELIMIT; 0: 16 MiB */
+  int follow_redirects;        /* 0 or 1 (at most 5 hops) */
+  int insecure;                /* 1 skips TLS verification */
+} bg_fetch_opts;
+
+/* Passed to the completion callback; every pointer is valid only during the callback. */
+typedef struct bg_fetch_result {
+  int err;               /* 0, or BG_ETIMEDOUT, BG_ELIMIT, BG_EIO (connect/DNS/TLS/...) */
+  const char *errmsg;    /* curl's message when err != 0, else "" */
+  long status;           /* HTTP status, 0 when no response */
+  const char *body;      /* NUL-terminated; "" when empty */
+  size_t body_len;
+  const char *headers;   /* the raw response header block of the final response */
+  size_t headers_len;
+  double total_time;     /* seconds from start to completion */
+} bg_fetch_result;
+
+typedef void (*bg_fetch_cb)(void *ud, const bg_fetch_result *res);
+
+/* Creates the client for loop. Returns 0 and *out, or BG_ENOMEM/BG_EIO. */
+int bg_fetcher_new(uv_loop_t *loop, bg_fetcher **out);
+
+/* Cancels every request in flight (their callbacks are not called) and frees the client
+ * once its handles are closed. */
+void bg_fetcher_free(bg_fetcher *f);
+
+/* Starts a request. opts and everything it points to are copied. On 0, cb(ud, res) is
+ * called exactly once later from the loop, unless bg_fetch_cancel is called first; on
+ * error (BG_EINVAL, BG_ENOMEM) cb is never called. *out may be NULL. */
+int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, void *ud,
+                   bg_fetch **out);
+
+/* Aborts a request whose callback has not run yet; its callback is never called. */
+void bg_fetch_cancel(bg_fetch *req);
+
+/* Number of requests in flight. */
+int bg_fetcher_active(const bg_fetcher *f);
+
+#endif

@@ -1,0 +1,807 @@
+/* http.c: the inbound HTTP/1.1 server (see http.h). A connection copies what llhttp hands it
+ * into one reusable per-connection buffer (spans may straddle reads), dispatches each complete
+ * request synchronously, and appends responses to an output buffer that is flushed once per
+ * read with uv_try_write, falling back to uv_write. One timer per connection covers idle,
+ * read and drain deadlines; it is re-armed lazily so the hot path rarely touches the heap. */
+#include "http.h"
+
+#include "bg.h"
+
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_BUF_SIZE (64 * 1024)
+#define OUT_HIGH_WATER (1024 * 1024) /* stop reading while this much output is queued */
+#define DRAIN_MAX_MS 2000            /* bound on flushing + lingering before a hard close */
+
+typedef struct route {
+  char *path;
+  size_t path_len;
+  char *resp; /* full GET response: headers, blank line, body */
+  size_t resp_len;
+  size_t head_len; /* bytes before the blank line, where a Connection header may go */
+  int status;
+} route;
+
+enum { S_IDLE, S_READING, S_DRAINING };
+
+typedef struct hdr_off {
+  size_t name_off, name_len, value_off, value_len;
+} hdr_off;
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  llhttp_t parser;
+  bg_http_server *srv;
+  struct conn *prev, *next;
+  int handles;     /* open handles; the struct is freed when this drops to 0 */
+  int state;       /* S_* */
+  uint64_t since;  /* loop time when state was entered */
+  uint64_t due;    /* loop time the timer fires, 0 when not armed */
+  unsigned closed : 1, writing : 1, close_after_write : 1, shut : 1, eof : 1, paused : 1,
+      in_read : 1, in_field : 1;
+  int err_status; /* set by a parser callback that aborts with a limit error */
+  char err_detail[96];
+  /* request under construction: url, header names and values, body, each NUL-terminated */
+  bg_buf rq;
+  size_t url_off, url_len, body_off, body_len, hdr_bytes;
+  hdr_off *hoff;
+  bg_http_header *hdrs;
+  size_t nhdr, hcap;
+  bg_buf out;  /* responses not yet handed to the kernel */
+  bg_buf wbuf; /* the buffer an in-flight uv_write points into */
+  char peer[64];
+  int peer_loopback;
+} conn;
+
+struct bg_http_server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  bg_http_limits lim;
+  bg_http_handler_cb cb;
+  void *ud;
+  llhttp_settings_t settings;
+  route *routes;
+  size_t nroutes;
+  conn *conns; /* list of live connections */
+  int nhandles_pending; /* accepted-and-rejected sockets still closing */
+  int listening, listener_closed, closing;
+  void (*done)(void *ud);
+  void *done_ud;
+  bg_http_stats stats;
+  char rbuf[READ_BUF_SIZE]; /* shared: every read is parsed before the next alloc */
+};
+
+static void conn_close(conn *c);
+static void flush(conn *c);
+static void maybe_free(bg_http_server *srv);
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static const char *reason(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 413: return "Payload Too Large";
+  case 415: return "Unsupported Media Type";
+  case 422: return "Unprocessable Entity";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 503: return "Service Unavailable";
+  default: return "Unknown";
+  }
+}
+
+static int body_allowed(int status) { return status >= 200 && status != 204 && status != 304; }
+
+static void count_status(bg_http_server *srv, int status) {
+  srv->stats.requests++;
+  if (status >= 400 && status < 500) srv->stats.errors_4xx++;
+  else if (status >= 500) srv->stats.errors_5xx++;
+}
+
+/* Appends status line, Server, Content-Type and Content-Length (no blank line). */
+static int put_head(bg_buf *b, int status, const char *ctype, size_t body_len) {
+  int rc = bg_buf_printf(b, "HTTP/1.1 %d %s\r\nServer: beagle\r\n", status, reason(status));
+  if (rc == 0 && ctype && *ctype) rc = bg_buf_printf(b, "Content-Type: %s\r\n", ctype);
+  if (rc == 0 && status >= 200 && status != 204)
+    rc = bg_buf_printf(b, "Content-Length: %zu\r\n", body_len);
+  return rc;
+}
+
+/* 0: nothing; 1: "Connection: close"; 2: "Connection: keep-alive" (HTTP/1.0 clients). */
+static int conn_header_kind(conn *c, int keep_alive) {
+  if (!keep_alive) return 1;
+  if (c->parser.http_major == 1 && c->parser.http_minor == 0) return 2;
+  return 0;
+}
+
+static int put_conn_header(bg_buf *b, int kind) {
+  if (kind == 1) return bg_buf_puts(b, "Connection: close\r\n");
+  if (kind == 2) return bg_buf_puts(b, "Connection: keep-alive\r\n");
+  return 0;
+}
+
+/* Queues a JSON error response and marks the connection to close once it is written. */
+static void send_error(conn *c, int status, const char *error, const char *detail) {
+  bg_buf body = {0};
+  int rc = bg_buf_printf(&body, "{\"error\":\"%s\",\"status\":%d,\"detail\":\"", error, status);
+  if (rc == 0) rc = bg_buf_json_str(&body, detail, strlen(detail));
+  if (rc == 0) rc = bg_buf_puts(&body, "\"}");
+  if (rc == 0) rc = put_head(&c->out, status, "application/json", body.len);
+  if (rc == 0) rc = bg_buf_puts(&c->out, "Connection: close\r\n\r\n");
+  if (rc == 0) rc = bg_buf_append(&c->out, body.data, body.len);
+  bg_buf_free(&body);
+  count_status(c->srv, status);
+  c->close_after_write = 1;
+  (void)rc; /* out of memory: the connection still closes, just without the error body */
+}
+
+/* ---- timers ----------------------------------------------------------------------------- */
+
+static uint64_t state_timeout(conn *c) {
+  const bg_http_limits *l = &c->srv->lim;
+  if (c->state == S_IDLE) return l->idle_timeout_ms;
+  if (c->state == S_READING) return l->read_timeout_ms;
+  return l->read_timeout_ms < DRAIN_MAX_MS ? l->read_timeout_ms : DRAIN_MAX_MS;
+}
+
+static void timer_cb(uv_timer_t *t);
+
+static void arm(conn *c, uint64_t in_ms) {
+  c->due = uv_now(c->srv->loop) + in_ms;
+  uv_timer_start(&c->timer, timer_cb, in_ms, 0);
+}
+
+/* Enters a state; the timer is only moved earlier, never later (timer_cb catches up). */
+static void set_state(conn *c, int state) {
+  c->state = state;
+  c->since = uv_now(c->srv->loop);
+  uint64_t to = state_timeout(c);
+  if (c->due == 0 || c->due > c->since + to) arm(c, to);
+}
+
+static void timer_cb(uv_timer_t *t) {
+  conn *c = t->data;
+  uint64_t now = uv_now(c->srv->loop), deadline = c->since + state_timeout(c);
+  c->due = 0;
+  if (now < deadline) {
+    arm(c, deadline - now);
+    return;
+  }
+  if (c->state == S_READING && !c->close_after_write) {
+    char d[64];
+    snprintf(d, sizeof d, "request not complete within %llu ms",
+             (unsigned long long)c->srv->lim.read_timeout_ms);
+    send_error(c, 408, "request timeout", d);
+    set_state(c, S_DRAINING);
+    flush(c);
+    return;
+  }
+  conn_close(c);
+}
+
+/* ---- routes ----------------------------------------------------------------------------- */
+
+static route *find_route(bg_http_server *srv, const char *path, size_t len) {
+  for (size_t i = 0; i < srv->nroutes; i++) {
+    route *r = &srv->routes[i];
+    if (r->path_len == len && memcmp(r->path, path, len) == 0) return r;
+  }
+  return NULL;
+}
+
+/* Copies a static response into c->out: usually one memcpy, two when a Connection header
+ * has to go in. Safe against later bg_http_set_static because nothing keeps r->resp. */
+static int serve_static(conn *c, route *r, int head, int ckind) {
+  size_t n = head ? r->head_len + 2 : r->resp_len;
+  if (ckind == 0) return bg_buf_append(&c->out, r->resp, n);
+  int rc = bg_buf_append(&c->out, r->resp, r->head_len);
+  if (rc == 0) rc = put_conn_header(&c->out, ckind);
+  if (rc == 0) rc = bg_buf_append(&c->out, r->resp + r->head_len, n - r->head_len);
+  return rc;
+}
+
+/* ---- request dispatch ------------------------------------------------------------------- */
+
+static int serve_handler(conn *c, int head, int ckind) {
+  bg_http_server *srv = c->srv;
+  char *base = c->rq.data;
+  char *url = base + c->url_off;
+  char *q = memchr(url, '?', c->url_len);
+  bg_http_request req;
+  req.method = llhttp_method_name((llhttp_method_t)c->parser.method);
+  req.path = url;
+  req.path_len = q ? (size_t)(q - url) : c->url_len;
+  if (q) {
+    *q = '\0';
+    req.query = q + 1;
+    req.query_len = c->url_len - req.path_len - 1;
+  } else {
+    req.query = "";
+    req.query_len = 0;
+  }
+  for (size_t i = 0; i < c->nhdr; i++) {
+    c->hdrs[i].name = base + c->hoff[i].name_off;
+    c->hdrs[i].name_len = c->hoff[i].name_len;
+    c->hdrs[i].value = base + c->hoff[i].value_off;
+    c->hdrs[i].value_len = c->hoff[i].value_len;
+  }
+  req.headers = c->hdrs;
+  req.nheaders = c->nhdr;
+  req.body = base + c->body_off;
+  req.body_len = c->body_len;
+  req.peer = c->peer;
+  req.peer_loopback = c->peer_loopback;
+
+  bg_http_response res = {200, NULL, NULL, 0, NULL};
+  srv->cb(srv->ud, &req, &res);
+
+  int status = res.status;
+  if (status < 100 || status > 999) status = 500;
+  size_t blen = res.body && body_allowed(status) ? res.body_len : 0;
+  const char *ctype = res.content_type ? res.content_type : "application/json";
+  count_status(srv, status);
+  int rc = put_head(&c->out, status, ctype, blen);
+  if (rc == 0) rc = put_conn_header(&c->out, ckind);
+  if (rc == 0 && res.headers) rc = bg_buf_puts(&c->out, res.headers);
+  if (rc == 0) rc = bg_buf_append(&c->out, "\r\n", 2);
+  if (rc == 0 && !head && blen) rc = bg_buf_append(&c->out, res.body, blen);
+  return rc;
+}
+
+/* ---- llhttp callbacks ------------------------------------------------------------------- */
+
+/* Records why a parser callback aborts; read_cb turns it into the error response. */
+__attribute__((format(printf, 3, 4))) static int limit_error(conn *c, int status,
+                                                             const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  c->err_status = status;
+  vsnprintf(c->err_detail, sizeof c->err_detail, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static int check_hdr_bytes(conn *c, size_t n) {
+  c->hdr_bytes += n;
+  if (c->hdr_bytes > c->srv->lim.max_header_bytes)
+    return limit_error(c, 431, "headers exceed %zu bytes", c->srv->lim.max_header_bytes);
+  return 0;
+}
+
+static int rq_put(conn *c, const char *at, size_t n) {
+  if (bg_buf_append(&c->rq, at, n) != 0) return limit_error(c, 500, "out of memory (%zu)", n);
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  conn *c = p->data;
+  bg_buf_reset(&c->rq);
+  c->url_off = c->url_len = c->body_off = c->body_len = c->nhdr = 0;
+  c->hdr_bytes = 16; /* method, version and line ends of the request line, roughly */
+  c->in_field = 0;
+  set_state(c, S_READING);
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n) {
+  conn *c = p->data;
+  c->url_len += n;
+  return check_hdr_bytes(c, n) ? -1 : rq_put(c, at, n);
+}
+
+static int on_url_complete(llhttp_t *p) { return rq_put(p->data, "", 1); }
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  conn *c = p->data;
+  if (!c->in_field) {
+    if (c->nhdr >= c->srv->lim.max_headers)
+      return limit_error(c, 431, "more than %zu headers", c->srv->lim.max_headers);
+    if (c->nhdr == c->hcap) {
+      size_t cap = c->hcap ? c->hcap * 2 : 16;
+      hdr_off *ho = realloc(c->hoff, cap * sizeof *ho);
+      if (ho) c->hoff = ho;
+      bg_http_header *hh = ho ? realloc(c->hdrs, cap * sizeof *hh) : NULL;
+      if (!hh) return limit_error(c, 500, "out of memory (%zu)", cap);
+      c->hdrs = hh;
+      c->hcap = cap;
+    }
+    c->hoff[c->nhdr] = (hdr_off){c->rq.len, 0, 0, 0};
+    c->in_field = 1;
+    if (check_hdr_bytes(c, 4)) return -1; /* ": " and CRLF */
+  }
+  c->hoff[c->nhdr].name_len += n;
+  return check_hdr_bytes(c, n) ? -1 : rq_put(c, at, n);
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+  conn *c = p->data;
+  if (!c->in_field) return 0;
+  if (rq_put(c, "", 1)) return -1;
+  c->hoff[c->nhdr].value_off = c->rq.len;
+  c->hoff[c->nhdr].value_len = 0;
+  return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  conn *c = p->data;
+  if (!c->in_field) return 0;
+  c->hoff[c->nhdr].value_len += n;
+  return check_hdr_bytes(c, n) ? -1 : rq_put(c, at, n);
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  conn *c = p->data;
+  if (!c->in_field) return 0;
+  if (rq_put(c, "", 1)) return -1;
+  c->in_field = 0;
+  c->nhdr++;
+  return 0;
+}
+
+static int lower_eq(const char *a, size_t n, const char *lower) {
+  if (strlen(lower) != n) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] + 32) : a[i];
+    if (ch != lower[i]) return 0;
+  }
+  return 1;
+}
+
+static int header_is(conn *c, size_t i, const char *name, const char *value) {
+  hdr_off *h = &c->hoff[i];
+  return lower_eq(c->rq.data + h->name_off, h->name_len, name) &&
+         lower_eq(c->rq.data + h->value_off, h->value_len, value);
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  conn *c = p->data;
+  size_t max = c->srv->lim.max_body_bytes;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max)
+    return limit_error(c, 413, "body exceeds %zu bytes", max);
+  c->body_off = c->rq.len;
+  /* curl and friends wait for this before sending a larger body */
+  if ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) && p->http_minor >= 1) {
+    for (size_t i = 0; i < c->nhdr; i++)
+      if (header_is(c, i, "expect", "100-continue")) {
+        bg_buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+        flush(c);
+        break;
+      }
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  conn *c = p->data;
+  c->body_len += n;
+  if (c->body_len > c->srv->lim.max_body_bytes)
+    return limit_error(c, 413, "body exceeds %zu bytes", c->srv->lim.max_body_bytes);
+  return rq_put(c, at, n);
+}
+
+static int on_message_complete(llhttp_t *p) {
+  conn *c = p->data;
+  bg_http_server *srv = c->srv;
+  if (c->body_off == 0) c->body_off = c->rq.len; /* defensive: no headers_complete seen */
+  if (rq_put(c, "", 1)) return -1;
+  int keep = llhttp_should_keep_alive(p) && !srv->closing && !c->close_after_write;
+  int ckind = conn_header_kind(c, keep);
+  int method = p->method, rc;
+  int head = method == HTTP_HEAD;
+  route *r = NULL;
+  if (method == HTTP_GET || head) {
+    const char *url = c->rq.data + c->url_off;
+    const char *q = memchr(url, '?', c->url_len);
+    r = find_route(srv, url, q ? (size_t)(q - url) : c->url_len);
+  }
+  if (r) {
+    srv->stats.static_hits++;
+    count_status(srv, r->status);
+    rc = serve_static(c, r, head, ckind);
+  } else {
+    rc = serve_handler(c, head, ckind);
+  }
+  if (rc != 0) return limit_error(c, 500, "out of memory (%zu)", (size_t)0);
+  set_state(c, S_IDLE);
+  /* the handler may have closed the server, which marks this connection */
+  if (!keep || c->close_after_write || c->closed) {
+    c->close_after_write = 1;
+    return HPE_PAUSED;
+  }
+  return 0;
+}
+
+/* ---- connection I/O --------------------------------------------------------------------- */
+
+static void conn_handle_closed(uv_handle_t *h) {
+  conn *c = h->data;
+  if (--c->handles > 0) return;
+  bg_http_server *srv = c->srv;
+  if (c->prev) c->prev->next = c->next;
+  else srv->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  srv->stats.connections_open--;
+  bg_buf_free(&c->rq);
+  bg_buf_free(&c->out);
+  bg_buf_free(&c->wbuf);
+  free(c->hoff);
+  free(c->hdrs);
+  free(c);
+  if (srv->closing) maybe_free(srv);
+}
+
+static void conn_close(conn *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  conn *c = req->data;
+  /* wait for the peer's EOF (or the drain deadline) so unread input does not turn into a
+   * RST that destroys the response we just sent; on server shutdown, don't wait */
+  if (status < 0 || c->eof || c->srv->closing) conn_close(c);
+}
+
+/* Closes the connection once everything queued has gone out. */
+static void maybe_finish(conn *c) {
+  if (c->closed || !c->close_after_write || c->writing || c->out.len || c->shut) return;
+  if (c->state != S_DRAINING) set_state(c, S_DRAINING);
+  if (c->eof) {
+    conn_close(c);
+    return;
+  }
+  c->shut = 1;
+  c->sreq.data = c;
+  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) conn_close(c);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  conn *c = req->data;
+  c->writing = 0;
+  c->wbuf.len = 0;
+  if (c->closed) return;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  flush(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  conn *c = h->data;
+  (void)hint;
+  buf->base = c->srv->rbuf;
+  buf->len = sizeof c->srv->rbuf;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void resume_reading(conn *c) {
+  if (!c->paused || c->closed) return;
+  c->paused = 0;
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) conn_close(c);
+}
+
+/* Hands c->out to the kernel: uv_try_write first, the remainder via one uv_write. */
+static void flush(conn *c) {
+  if (c->closed) return;
+  if (c->in_read) return; /* read_cb flushes once at the end, batching pipelined replies */
+  if (!c->writing && c->out.len) {
+    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+    if (n < 0) {
+      conn_close(c);
+      return;
+    }
+    if ((size_t)n == c->out.len) {
+      c->out.len = 0;
+    } else {
+      bg_buf t = c->wbuf; /* swap, so new responses can queue while this one is in flight */
+      c->wbuf = c->out;
+      c->out = t;
+      c->out.len = 0;
+      b = uv_buf_init(c->wbuf.data + n, (unsigned)(c->wbuf.len - (size_t)n));
+      c->wreq.data = c;
+      if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+        conn_close(c);
+        return;
+      }
+      c->writing = 1;
+    }
+  }
+  if (c->writing && c->out.len > OUT_HIGH_WATER && !c->paused) {
+    uv_read_stop((uv_stream_t *)&c->tcp); /* a client pipelining without reading */
+    c->paused = 1;
+  } else if (!c->writing || c->out.len <= OUT_HIGH_WATER) {
+    resume_reading(c);
+  }
+  maybe_finish(c);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn *c = s->data;
+  if (c->closed) return;
+  if (nread < 0) {
+    c->eof = 1;
+    uv_read_stop(s);
+    if (nread != UV_EOF || c->shut || (!c->writing && !c->out.len)) {
+      conn_close(c);
+      return;
+    }
+    c->close_after_write = 1; /* half-closed client: still owed its responses */
+    maybe_finish(c);
+    return;
+  }
+  if (nread == 0 || c->close_after_write) return; /* draining: discard input */
+  c->in_read = 1;
+  llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
+  c->in_read = 0;
+  if (c->closed) return;
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    c->close_after_write = 1;
+  } else if (err != HPE_OK) {
+    if (c->err_status == 413) {
+      send_error(c, 413, "payload too large", c->err_detail);
+    } else if (c->err_status == 431) {
+      send_error(c, 431, "request header fields too large", c->err_detail);
+    } else if (c->err_status) {
+      send_error(c, 500, "internal server error", c->err_detail);
+    } else {
+      char d[160];
+      const char *why = llhttp_get_error_reason(&c->parser);
+      snprintf(d, sizeof d, "%s: %s", llhttp_errno_name(err), why ? why : "parse error");
+      send_error(c, 400, "bad request", d);
+    }
+  }
+  if (c->close_after_write) set_state(c, S_DRAINING);
+  flush(c);
+}
+
+static void on_connection(uv_stream_t *ls, int status);
+
+/* ---- server ----------------------------------------------------------------------------- */
+
+void bg_http_limits_default(bg_http_limits *lim) {
+  lim->max_header_bytes = 16 * 1024;
+  lim->max_headers = 100;
+  lim->max_body_bytes = 1024 * 1024;
+  lim->read_timeout_ms = 10000;
+  lim->idle_timeout_ms = 75000;
+  lim->max_connections = 1024;
+}
+
+int bg_http_server_new(uv_loop_t *loop, const bg_http_limits *lim, bg_http_handler_cb cb,
+                       void *ud, bg_http_server **out) {
+  if (loop == NULL || cb == NULL || out == NULL) return BG_EINVAL;
+  bg_http_server *srv = calloc(1, sizeof *srv);
+  if (srv == NULL) return BG_ENOMEM;
+  srv->loop = loop;
+  if (lim) srv->lim = *lim;
+  else bg_http_limits_default(&srv->lim);
+  if (srv->lim.read_timeout_ms == 0 || srv->lim.idle_timeout_ms == 0) {
+    free(srv);
+    return BG_EINVAL;
+  }
+  srv->cb = cb;
+  srv->ud = ud;
+  llhttp_settings_init(&srv->settings);
+  srv->settings.on_message_begin = on_message_begin;
+  srv->settings.on_url = on_url;
+  srv->settings.on_url_complete = on_url_complete;
+  srv->settings.on_header_field = on_header_field;
+  srv->settings.on_header_field_complete = on_header_field_complete;
+  srv->settings.on_header_value = on_header_value;
+  srv->settings.on_header_value_complete = on_header_value_complete;
+  srv->settings.on_headers_complete = on_headers_complete;
+  srv->settings.on_body = on_body;
+  srv->settings.on_message_complete = on_message_complete;
+  int rc = uv_tcp_init(loop, &srv->listener);
+  if (rc != 0) {
+    free(srv);
+    return rc;
+  }
+  srv->listener.data = srv;
+  *out = srv;
+  return 0;
+}
+
+int bg_http_listen(bg_http_server *srv, const char *host, int port) {
+  struct sockaddr_storage ss;
+  if (srv->listening || srv->closing || port < 0 || port > 65535) return BG_EINVAL;
+  int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+  if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+  if (rc != 0) return rc;
+  rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+  if (rc == 0) srv->listening = 1;
+  return rc;
+}
+
+int bg_http_port(const bg_http_server *srv) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (!srv->listening) return BG_EINVAL;
+  int rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len);
+  if (rc != 0) return rc;
+  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static void reject_closed(uv_handle_t *h) {
+  bg_http_server *srv = h->data;
+  free(h);
+  srv->nhandles_pending--;
+  if (srv->closing) maybe_free(srv);
+}
+
+static void set_peer(conn *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  strcpy(c->peer, "unknown");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    uv_ip4_name(a, c->peer, sizeof c->peer);
+    c->peer_loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    const uint8_t *b = a->sin6_addr.s6_addr;
+    uv_ip6_name(a, c->peer, sizeof c->peer);
+    c->peer_loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+                       (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && b[12] == 127);
+  }
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+  bg_http_server *srv = ls->data;
+  if (status < 0 || srv->closing) return;
+  if (srv->stats.connections_open >= srv->lim.max_connections) {
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (t == NULL || uv_tcp_init(srv->loop, t) != 0) {
+      free(t);
+      return;
+    }
+    t->data = srv;
+    srv->nhandles_pending++;
+    srv->stats.connections_rejected++;
+    uv_accept(ls, (uv_stream_t *)t);
+    uv_close((uv_handle_t *)t, reject_closed);
+    return;
+  }
+  conn *c = calloc(1, sizeof *c);
+  if (c == NULL) return;
+  c->srv = srv;
+  if (uv_tcp_init(srv->loop, &c->tcp) != 0) {
+    free(c);
+    return;
+  }
+  uv_timer_init(srv->loop, &c->timer); /* can't fail */
+  c->tcp.data = c->timer.data = c;
+  c->handles = 2;
+  c->next = srv->conns;
+  if (c->next) c->next->prev = c;
+  srv->conns = c;
+  srv->stats.connections_open++;
+  srv->stats.connections_accepted++;
+  llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
+  c->parser.data = c;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  set_peer(c);
+  set_state(c, S_IDLE);
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) conn_close(c);
+}
+
+static void free_route(route *r) {
+  free(r->path);
+  free(r->resp);
+}
+
+int bg_http_set_static(bg_http_server *srv, const char *path, int status,
+                       const char *content_type, const char *body, size_t body_len) {
+  size_t plen = strlen(path);
+  route *r = find_route(srv, path, plen);
+  if (body == NULL) {
+    if (r) {
+      free_route(r);
+      *r = srv->routes[--srv->nroutes];
+    }
+    return 0;
+  }
+  if (status < 100 || status > 999) return BG_EINVAL;
+  bg_buf b = {0};
+  if (!body_allowed(status)) body_len = 0;
+  int rc = put_head(&b, status, content_type ? content_type : "application/json", body_len);
+  size_t head_len = b.len;
+  if (rc == 0) rc = bg_buf_append(&b, "\r\n", 2);
+  if (rc == 0) rc = bg_buf_append(&b, body, body_len);
+  if (rc != 0) goto err;
+  if (r == NULL) {
+    route *rs = realloc(srv->routes, (srv->nroutes + 1) * sizeof *rs);
+    if (rs == NULL) goto err;
+    srv->routes = rs;
+    r = &rs[srv->nroutes];
+    r->path = malloc(plen + 1);
+    if (r->path == NULL) goto err;
+    memcpy(r->path, path, plen + 1);
+    r->path_len = plen;
+    srv->nroutes++;
+  } else {
+    free(r->resp);
+  }
+  r->resp = b.data;
+  r->resp_len = b.len;
+  r->head_len = head_len;
+  r->status = status;
+  return 0;
+err:
+  bg_buf_free(&b);
+  return BG_ENOMEM;
+}
+
+void bg_http_get_stats(const bg_http_server *srv, bg_http_stats *out) { *out = srv->stats; }
+
+static void maybe_free(bg_http_server *srv) {
+  if (!srv->closing || !srv->listener_closed || srv->conns || srv->nhandles_pending) return;
+  void (*done)(void *) = srv->done;
+  void *ud = srv->done_ud;
+  for (size_t i = 0; i < srv->nroutes; i++) free_route(&srv->routes[i]);
+  free(srv->routes);
+  free(srv);
+  if (done) done(ud);
+}
+
+static void listener_closed(uv_handle_t *h) {
+  bg_http_server *srv = h->data;
+  srv->listener_closed = 1;
+  maybe_free(srv);
+}
+
+void bg_http_server_close(bg_http_server *srv, void (*done)(void *ud), void *ud) {
+  if (srv->closing) return;
+  srv->closing = 1;
+  srv->done = done;
+  srv->done_ud = ud;
+  uv_close((uv_handle_t *)&srv->listener, listener_closed);
+  for (conn *c = srv->conns; c; c = c->next) {
+    if (c->closed) continue;
+    if (!c->in_read && !c->writing && c->out.len == 0) {
+      conn_close(c);
+      continue;
+    }
+    /* queued responses go out first; the drain timer bounds how long that may take */
+    c->close_after_write = 1;
+    set_state(c, S_DRAINING);
+    if (!c->in_read) maybe_finish(c);
+  }
+}

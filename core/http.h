@@ -1,0 +1,95 @@
+/* http: the inbound HTTP/1.1 server. Owns the listening socket, its connections, request
+ * parsing (llhttp from Debian's node-llhttp), limits, keep-alive and timeouts. Routing is
+ * two-level: exact-path GET/HEAD responses registered with bg_http_set_static are answered
+ * in C without leaving the loop callback (the hot /health path); every other request goes
+ * to the one handler given at creation (the agent's Lua router). Single-threaded: every
+ * function runs on the loop thread. */
+#ifndef BG_HTTP_H
+#define BG_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct bg_http_server bg_http_server;
+
+typedef struct bg_http_header {
+  const char *name; /* as received; compare case-insensitively */
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+} bg_http_header;
+
+/* A parsed request. Every pointer is borrowed and valid only during the handler call.
+ * Strings are NUL-terminated as well as length-counted. */
+typedef struct bg_http_request {
+  const char *method; /* "GET", "POST", ... */
+  const char *path;   /* the target up to '?', not percent-decoded */
+  size_t path_len;
+  const char *query; /* after '?', "" when none */
+  size_t query_len;
+  const bg_http_header *headers;
+  size_t nheaders;
+  const char *body; /* "" when none */
+  size_t body_len;
+  const char *peer;  /* client address, "127.0.0.1" or "::1" */
+  int peer_loopback; /* 1 when the client connected from a loopback address */
+} bg_http_request;
+
+/* Filled by the handler. The server copies body and headers before the handler returns. */
+typedef struct bg_http_response {
+  int status;               /* default 200 */
+  const char *content_type; /* default "application/json" */
+  const char *body;         /* may be NULL for an empty body */
+  size_t body_len;
+  const char *headers; /* extra raw header lines, each ending "\r\n"; may be NULL */
+} bg_http_response;
+
+/* Called for every request that no static route answers; must fill res before returning. */
+typedef void (*bg_http_handler_cb)(void *ud, const bg_http_request *req, bg_http_response *res);
+
+typedef struct bg_http_limits {
+  size_t max_header_bytes;  /* request line + headers; over it: 431 JSON error (default 16 KiB) */
+  size_t max_headers;       /* default 100 */
+  size_t max_body_bytes;    /* over it: 413 JSON error (default 1 MiB) */
+  uint64_t read_timeout_ms; /* a started request must arrive whole within this (default 10 s) */
+  uint64_t idle_timeout_ms; /* keep-alive connection idle limit (default 75 s) */
+  int max_connections;      /* further accepts are closed at once (default 1024) */
+} bg_http_limits;
+
+/* Fills lim with the defaults above. Can't fail. */
+void bg_http_limits_default(bg_http_limits *lim);
+
+/* Creates a server on loop (not yet listening). lim NULL means defaults; it is copied.
+ * Returns 0 and *out, or BG_ENOMEM/BG_EINVAL. The server owns itself until
+ * bg_http_server_close's done callback. */
+int bg_http_server_new(uv_loop_t *loop, const bg_http_limits *lim, bg_http_handler_cb cb,
+                       void *ud, bg_http_server **out);
+
+/* Binds and listens on host:port (IPv4 or IPv6 literal; port 0 picks a free port).
+ * Returns 0 or a negative libuv error (UV_EADDRINUSE, ...). */
+int bg_http_listen(bg_http_server *srv, const char *host, int port);
+
+/* The bound port, or a negative error when not listening. */
+int bg_http_port(const bg_http_server *srv);
+
+/* Answers GET and HEAD on exactly this path with this response, in C. The body is copied;
+ * a later call for the same path replaces it; body NULL removes the route.
+ * Returns 0 or BG_ENOMEM. */
+int bg_http_set_static(bg_http_server *srv, const char *path, int status,
+                       const char *content_type, const char *body, size_t body_len);
+
+/* Counters for self-monitoring. Can't fail. */
+typedef struct bg_http_stats {
+  uint64_t requests, static_hits, errors_4xx, errors_5xx, connections_accepted,
+      connections_rejected;
+  int connections_open;
+} bg_http_stats;
+void bg_http_get_stats(const bg_http_server *srv, bg_http_stats *out);
+
+/* Stops accepting, closes every connection (responses already queued are flushed first,
+ * within a bounded time), and frees the server; done(ud) runs once every handle is
+ * closed. done may be NULL. */
+void bg_http_server_close(bg_http_server *srv, void (*done)(void *ud), void *ud);
+
+#endif

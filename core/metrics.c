@@ -1,0 +1,693 @@
+/* metrics: families in a chained hash keyed by exposition base name, series in a per-family
+ * chained hash keyed by the sorted label set plus a creation-ordered list for stable walks.
+ * A series is one allocation (struct, bucket counts, label pointers, label strings), so its
+ * address is the handle Lua keeps and the hot paths touch only that block. */
+#include "metrics.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_NAME 200  /* mapped name, without the "_total" a counter gets on the wire */
+#define LINEAR_MAX 16 /* histograms with at most this many bounds search linearly */
+
+typedef struct family family;
+
+struct bg_series {
+  /* Hot fields first: the add/observe paths read nothing past `fam`. */
+  double value; /* counter/gauge value; histogram sum */
+  uint64_t count;
+  uint64_t *buckets; /* histogram: nb + 1 non-cumulative counts, last is +Inf */
+  const double *bounds;
+  int nb;
+  int type;
+  family *fam;
+  bg_series *hnext;       /* hash chain */
+  bg_series *prev, *next; /* creation order */
+  uint64_t hash;
+  int nlabels;
+  const char **kv; /* sorted by key */
+  double created;
+};
+
+struct family {
+  char *name; /* exposition base name (no _total) */
+  char *help;
+  int type;
+  int nb;
+  double *bounds;
+  bg_registry *reg;
+  family *hnext;
+  uint64_t hash;
+  bg_series **tab;
+  size_t tabsz; /* power of two */
+  size_t nseries;
+  bg_series *head, *tail;
+};
+
+struct bg_registry {
+  family **tab;
+  size_t tabsz; /* power of two */
+  size_t nfam;
+  family **sorted; /* for walks; rebuilt when a family is added */
+  int sorted_dirty;
+  size_t nseries;
+  uint64_t misuse;
+};
+
+static const double default_bounds[] = {.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10};
+#define DEFAULT_NB ((int)(sizeof default_bounds / sizeof default_bounds[0]))
+
+static const char *const type_names[] = {"counter", "gauge", "histogram"};
+
+static bg_registry *default_registry;
+
+__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt,
+                                                         ...) {
+  if (err == NULL || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+static uint64_t fnv(uint64_t h, const char *s) {
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+  return (h ^ 0xff) * 0x100000001b3ULL; /* terminator, so ("ab","c") != ("a","bc") */
+}
+
+#define FNV_SEED 0xcbf29ce484222325ULL
+
+static int is_alpha(int c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static int is_digit(int c) {
+  return c >= '0' && c <= '9';
+}
+
+/* Prints c for an error message: itself when printable, else as \xNN. */
+static const char *show_char(char buf[8], unsigned char c) {
+  if (c >= 0x20 && c < 0x7f)
+    snprintf(buf, 8, "'%c'", c);
+  else
+    snprintf(buf, 8, "\\x%02x", c);
+  return buf;
+}
+
+static int valid_utf8(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    unsigned c = *p;
+    int n;
+    unsigned cp, min;
+    if (c < 0x80) {
+      p++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      n = 1, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2, cp = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3, cp = c & 0x07, min = 0x10000;
+    } else {
+      return 0;
+    }
+    for (int i = 1; i <= n; i++) {
+      if ((p[i] & 0xc0) != 0x80) return 0;
+      cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    p += n + 1;
+  }
+  return 1;
+}
+
+/* Maps name to the family base name (for a counter, without "_total"). */
+static int map_base(const char *name, int type, char *out, size_t outlen, char *err,
+                    size_t errlen) {
+  char cb[8];
+  if (name == NULL || name[0] == '\0') {
+    seterr(err, errlen, "metric name is empty");
+    return BG_EINVAL;
+  }
+  if (!is_alpha(name[0]) && name[0] != '_' && name[0] != ':') {
+    seterr(err, errlen, "metric name \"%.64s\" must start with a letter or underscore", name);
+    return BG_EINVAL;
+  }
+  size_t n = 0;
+  for (const char *p = name; *p; p++, n++) {
+    char c = *p;
+    if (c == '.' || c == '-')
+      c = '_';
+    else if (!is_alpha(c) && !is_digit(c) && c != '_' && c != ':') {
+      seterr(err, errlen,
+             "metric name \"%.64s\" has invalid character %s (use letters, digits, '_', '.', "
+             "'-' or ':')",
+             name, show_char(cb, (unsigned char)c));
+      return BG_EINVAL;
+    }
+    if (n >= MAX_NAME || n + 1 >= outlen) {
+      seterr(err, errlen, "metric name \"%.64s...\" is too long (max %d characters)", name,
+             MAX_NAME);
+      return BG_EINVAL;
+    }
+    out[n] = c;
+  }
+  out[n] = '\0';
+  if (type == BG_COUNTER && n >= 6 && strcmp(out + n - 6, "_total") == 0) {
+    if (n == 6) {
+      seterr(err, errlen, "metric name \"%s\" is empty without its _total suffix", name);
+      return BG_EINVAL;
+    }
+    out[n - 6] = '\0';
+  }
+  return 0;
+}
+
+int bg_metric_name_map(const char *name, int type, char *out, size_t outlen, char *err,
+                       size_t errlen) {
+  if (type < BG_COUNTER || type > BG_HISTOGRAM) {
+    seterr(err, errlen, "unknown metric type %d", type);
+    return BG_EINVAL;
+  }
+  if (out == NULL || outlen == 0) {
+    seterr(err, errlen, "no room for the mapped name");
+    return BG_EINVAL;
+  }
+  char base[MAX_NAME + 1];
+  int rc = map_base(name, type, base, sizeof base, err, errlen);
+  if (rc != 0) return rc;
+  size_t n = strlen(base);
+  const char *suffix = type == BG_COUNTER ? "_total" : "";
+  if (n + strlen(suffix) + 1 > outlen) {
+    seterr(err, errlen, "metric name \"%.64s\" does not fit in %zu bytes", name, outlen);
+    return BG_EINVAL;
+  }
+  memcpy(out, base, n);
+  strcpy(out + n, suffix);
+  return 0;
+}
+
+static int check_label_name(const char *metric, const char *k, int type, char *err, size_t errlen) {
+  char cb[8];
+  if (k == NULL || k[0] == '\0') {
+    seterr(err, errlen, "metric \"%.64s\": label name is empty", metric);
+    return BG_EINVAL;
+  }
+  if (!is_alpha(k[0]) && k[0] != '_') {
+    seterr(err, errlen,
+           "metric \"%.64s\": label name \"%.64s\" must start with a letter or "
+           "underscore",
+           metric, k);
+    return BG_EINVAL;
+  }
+  for (const char *p = k; *p; p++) {
+    if (!is_alpha(*p) && !is_digit(*p) && *p != '_') {
+      seterr(err, errlen,
+             "metric \"%.64s\": label name \"%.64s\" has invalid character %s (use letters, "
+             "digits or '_')",
+             metric, k, show_char(cb, (unsigned char)*p));
+      return BG_EINVAL;
+    }
+  }
+  if (k[0] == '_' && k[1] == '_') {
+    seterr(err, errlen, "metric \"%.64s\": label name \"%.64s\" is reserved (starts with \"__\")",
+           metric, k);
+    return BG_EINVAL;
+  }
+  if (strlen(k) > MAX_NAME) {
+    seterr(err, errlen, "metric \"%.64s\": label name \"%.64s...\" is too long", metric, k);
+    return BG_EINVAL;
+  }
+  /* "le" holds a histogram's bucket bound; promtool flags it on other types too. */
+  if (strcmp(k, "le") == 0) {
+    seterr(err, errlen, "metric \"%.64s\": label name \"le\" is reserved for histogram buckets",
+           metric);
+    return BG_EINVAL;
+  }
+  (void)type;
+  return 0;
+}
+
+/* Validates the labels and fills order[] with pair indices sorted by key. */
+static int check_labels(const char *metric, int type, const char *const *kv, int nlabels,
+                        int *order, char *err, size_t errlen) {
+  if (nlabels < 0 || nlabels > BG_METRICS_MAX_LABELS) {
+    seterr(err, errlen, "metric \"%.64s\": %d labels (at most %d)", metric, nlabels,
+           BG_METRICS_MAX_LABELS);
+    return BG_EINVAL;
+  }
+  if (nlabels > 0 && kv == NULL) {
+    seterr(err, errlen, "metric \"%.64s\": labels missing", metric);
+    return BG_EINVAL;
+  }
+  for (int i = 0; i < nlabels; i++) {
+    const char *k = kv[2 * i], *v = kv[2 * i + 1];
+    int rc = check_label_name(metric, k, type, err, errlen);
+    if (rc != 0) return rc;
+    if (v == NULL) {
+      seterr(err, errlen, "metric \"%.64s\": label \"%s\" has no value", metric, k);
+      return BG_EINVAL;
+    }
+    if (!valid_utf8(v)) {
+      seterr(err, errlen, "metric \"%.64s\": label \"%s\" value is not valid UTF-8", metric, k);
+      return BG_EINVAL;
+    }
+    /* Insertion sort: at most 16 labels. */
+    int j = i;
+    while (j > 0 && strcmp(kv[2 * order[j - 1]], k) > 0) {
+      order[j] = order[j - 1];
+      j--;
+    }
+    order[j] = i;
+  }
+  for (int i = 1; i < nlabels; i++) {
+    if (strcmp(kv[2 * order[i - 1]], kv[2 * order[i]]) == 0) {
+      seterr(err, errlen, "metric \"%.64s\": duplicate label name \"%s\"", metric,
+             kv[2 * order[i]]);
+      return BG_EINVAL;
+    }
+  }
+  return 0;
+}
+
+/* Validates custom buckets; *nb drops a trailing +Inf, which is implied. */
+static int check_buckets(const char *metric, const double *b, int *nb, char *err, size_t errlen) {
+  int n = *nb;
+  if (n > 0 && isinf(b[n - 1]) && b[n - 1] > 0) n--;
+  if (n > BG_METRICS_MAX_BUCKETS) {
+    seterr(err, errlen, "metric \"%.64s\": %d buckets (at most %d)", metric, n,
+           BG_METRICS_MAX_BUCKETS);
+    return BG_EINVAL;
+  }
+  for (int i = 0; i < n; i++) {
+    if (!isfinite(b[i])) {
+      seterr(err, errlen, "metric \"%.64s\": bucket %d is not a finite number", metric, i + 1);
+      return BG_EINVAL;
+    }
+    if (i > 0 && !(b[i] > b[i - 1])) {
+      seterr(err, errlen, "metric \"%.64s\": buckets must be in increasing order (%g after %g)",
+             metric, b[i], b[i - 1]);
+      return BG_EINVAL;
+    }
+  }
+  *nb = n;
+  return 0;
+}
+
+bg_registry *bg_registry_new(void) {
+  bg_registry *r = calloc(1, sizeof *r);
+  if (r == NULL) return NULL;
+  r->tabsz = 64;
+  r->tab = calloc(r->tabsz, sizeof *r->tab);
+  if (r->tab == NULL) {
+    free(r);
+    return NULL;
+  }
+  return r;
+}
+
+bg_registry *bg_registry_default(void) {
+  if (default_registry == NULL) default_registry = bg_registry_new();
+  return default_registry;
+}
+
+static void family_free(family *f) {
+  bg_series *s = f->head;
+  while (s) {
+    bg_series *next = s->next;
+    free(s);
+    s = next;
+  }
+  free(f->tab);
+  free(f->name);
+  free(f->help);
+  free(f->bounds);
+  free(f);
+}
+
+void bg_registry_free(bg_registry *r) {
+  if (r == NULL) return;
+  for (size_t i = 0; i < r->tabsz; i++) {
+    family *f = r->tab[i];
+    while (f) {
+      family *next = f->hnext;
+      family_free(f);
+      f = next;
+    }
+  }
+  free(r->tab);
+  free(r->sorted);
+  if (r == default_registry) default_registry = NULL;
+  free(r);
+}
+
+static family *family_find(const bg_registry *r, const char *base, uint64_t h) {
+  for (family *f = r->tab[h & (r->tabsz - 1)]; f; f = f->hnext) {
+    if (f->hash == h && strcmp(f->name, base) == 0) return f;
+  }
+  return NULL;
+}
+
+/* The family whose samples would use the exposition name n, if any. */
+static family *name_owner(const bg_registry *r, const char *n) {
+  family *f = family_find(r, n, fnv(FNV_SEED, n));
+  if (f) return f;
+  static const struct {
+    const char *suffix;
+    int type;
+  } sfx[] = {{"_total", BG_COUNTER},
+             {"_bucket", BG_HISTOGRAM},
+             {"_sum", BG_HISTOGRAM},
+             {"_count", BG_HISTOGRAM}};
+  size_t len = strlen(n);
+  char stem[MAX_NAME + 16];
+  for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+    size_t sl = strlen(sfx[i].suffix);
+    if (len <= sl || len - sl >= sizeof stem || strcmp(n + len - sl, sfx[i].suffix) != 0) continue;
+    memcpy(stem, n, len - sl);
+    stem[len - sl] = '\0';
+    f = family_find(r, stem, fnv(FNV_SEED, stem));
+    if (f && f->type == sfx[i].type) return f;
+  }
+  return NULL;
+}
+
+/* Refuses a new family whose sample names another family already writes. */
+static int check_clash(const bg_registry *r, const char *metric, const char *base, int type,
+                       char *err, size_t errlen) {
+  static const char *const claims[3][4] = {
+      {"", "_total", NULL, NULL}, {"", NULL, NULL, NULL}, {"", "_bucket", "_sum", "_count"}};
+  char n[MAX_NAME + 16];
+  for (int i = 0; i < 4 && claims[type][i]; i++) {
+    snprintf(n, sizeof n, "%s%s", base, claims[type][i]);
+    family *f = name_owner(r, n);
+    if (f) {
+      seterr(err, errlen, "metric \"%.64s\" would expose %s, which %s %s%s already writes", metric,
+             n, type_names[f->type], f->name, f->type == BG_COUNTER ? "_total" : "");
+      return BG_EEXIST;
+    }
+  }
+  return 0;
+}
+
+static int grow_families(bg_registry *r) {
+  size_t nsz = r->tabsz * 2;
+  family **nt = calloc(nsz, sizeof *nt);
+  if (nt == NULL) return BG_ENOMEM;
+  for (size_t i = 0; i < r->tabsz; i++) {
+    family *f = r->tab[i];
+    while (f) {
+      family *next = f->hnext;
+      f->hnext = nt[f->hash & (nsz - 1)];
+      nt[f->hash & (nsz - 1)] = f;
+      f = next;
+    }
+  }
+  free(r->tab);
+  r->tab = nt;
+  r->tabsz = nsz;
+  return 0;
+}
+
+static family *family_new(bg_registry *r, const char *base, uint64_t h, int type, const char *help,
+                          const double *bounds, int nb) {
+  if (r->nfam >= r->tabsz && grow_families(r) != 0) return NULL;
+  family *f = calloc(1, sizeof *f);
+  if (f == NULL) return NULL;
+  f->name = strdup(base);
+  f->help = help ? strdup(help) : NULL;
+  f->type = type;
+  f->reg = r;
+  f->hash = h;
+  f->tabsz = 8;
+  f->tab = calloc(f->tabsz, sizeof *f->tab);
+  if (type == BG_HISTOGRAM) {
+    if (bounds == NULL || nb == 0) bounds = default_bounds, nb = DEFAULT_NB;
+    f->nb = nb;
+    f->bounds = malloc((size_t)(nb ? nb : 1) * sizeof *f->bounds);
+    if (f->bounds) memcpy(f->bounds, bounds, (size_t)nb * sizeof *bounds);
+  }
+  if (f->name == NULL || (help && f->help == NULL) || f->tab == NULL ||
+      (type == BG_HISTOGRAM && f->bounds == NULL)) {
+    family_free(f);
+    return NULL;
+  }
+  f->hnext = r->tab[h & (r->tabsz - 1)];
+  r->tab[h & (r->tabsz - 1)] = f;
+  r->nfam++;
+  r->sorted_dirty = 1;
+  return f;
+}
+
+static int grow_series(family *f) {
+  size_t nsz = f->tabsz * 2;
+  bg_series **nt = calloc(nsz, sizeof *nt);
+  if (nt == NULL) return BG_ENOMEM;
+  for (size_t i = 0; i < f->tabsz; i++) {
+    bg_series *s = f->tab[i];
+    while (s) {
+      bg_series *next = s->hnext;
+      s->hnext = nt[s->hash & (nsz - 1)];
+      nt[s->hash & (nsz - 1)] = s;
+      s = next;
+    }
+  }
+  free(f->tab);
+  f->tab = nt;
+  f->tabsz = nsz;
+  return 0;
+}
+
+static bg_series *series_find(const family *f, uint64_t h, const char *const *kv, const int *order,
+                              int nlabels) {
+  for (bg_series *s = f->tab[h & (f->tabsz - 1)]; s; s = s->hnext) {
+    if (s->hash != h || s->nlabels != nlabels) continue;
+    int i = 0;
+    while (i < nlabels && strcmp(s->kv[2 * i], kv[2 * order[i]]) == 0 &&
+           strcmp(s->kv[2 * i + 1], kv[2 * order[i] + 1]) == 0)
+      i++;
+    if (i == nlabels) return s;
+  }
+  return NULL;
+}
+
+static bg_series *series_new(family *f, uint64_t h, const char *const *kv, const int *order,
+                             int nlabels) {
+  if (f->nseries >= f->tabsz && grow_series(f) != 0) return NULL;
+  size_t nbk = f->type == BG_HISTOGRAM ? (size_t)f->nb + 1 : 0;
+  size_t size = sizeof(bg_series) + nbk * sizeof(uint64_t) + 2 * (size_t)nlabels * sizeof(char *);
+  for (int i = 0; i < 2 * nlabels; i++)
+    size += strlen(kv[i]) + 1;
+  bg_series *s = calloc(1, size);
+  if (s == NULL) return NULL;
+  char *p = (char *)(s + 1);
+  s->buckets = nbk ? (uint64_t *)p : NULL;
+  p += nbk * sizeof(uint64_t);
+  s->kv = (const char **)p;
+  p += 2 * (size_t)nlabels * sizeof(char *);
+  for (int i = 0; i < nlabels; i++) {
+    for (int j = 0; j < 2; j++) {
+      const char *src = kv[2 * order[i] + j];
+      size_t len = strlen(src) + 1;
+      memcpy(p, src, len);
+      s->kv[2 * i + j] = p;
+      p += len;
+    }
+  }
+  s->bounds = f->bounds;
+  s->nb = f->nb;
+  s->type = f->type;
+  s->fam = f;
+  s->hash = h;
+  s->nlabels = nlabels;
+  s->created = bg_wall_time();
+  s->hnext = f->tab[h & (f->tabsz - 1)];
+  f->tab[h & (f->tabsz - 1)] = s;
+  s->prev = f->tail;
+  if (f->tail)
+    f->tail->next = s;
+  else
+    f->head = s;
+  f->tail = s;
+  f->nseries++;
+  f->reg->nseries++;
+  return s;
+}
+
+bg_series *bg_series_get(bg_registry *r, int type, const char *name, const char *help,
+                         const char *const *kv, int nlabels, const double *buckets, int nbuckets,
+                         char *err, size_t errlen) {
+  if (err && errlen) err[0] = '\0';
+  if (r == NULL) {
+    seterr(err, errlen, "no registry");
+    return NULL;
+  }
+  if (type < BG_COUNTER || type > BG_HISTOGRAM) {
+    seterr(err, errlen, "unknown metric type %d", type);
+    return NULL;
+  }
+  char base[MAX_NAME + 1];
+  if (map_base(name, type, base, sizeof base, err, errlen) != 0) return NULL;
+  if (help && !valid_utf8(help)) {
+    seterr(err, errlen, "metric \"%.64s\": help text is not valid UTF-8", name);
+    return NULL;
+  }
+  int order[BG_METRICS_MAX_LABELS];
+  if (check_labels(name, type, kv, nlabels, order, err, errlen) != 0) return NULL;
+  if (buckets == NULL || nbuckets < 0) nbuckets = 0;
+  if (nbuckets > 0) {
+    if (type != BG_HISTOGRAM) {
+      seterr(err, errlen, "metric \"%.64s\": buckets apply only to histograms", name);
+      return NULL;
+    }
+    if (check_buckets(name, buckets, &nbuckets, err, errlen) != 0) return NULL;
+  }
+
+  uint64_t fh = fnv(FNV_SEED, base);
+  family *f = family_find(r, base, fh);
+  if (f) {
+    if (f->type != type) {
+      seterr(err, errlen, "metric \"%.64s\" is a %s, not a %s", name, type_names[f->type],
+             type_names[type]);
+      return NULL;
+    }
+    if (nbuckets > 0 && (nbuckets != f->nb ||
+                         memcmp(buckets, f->bounds, (size_t)nbuckets * sizeof *buckets) != 0)) {
+      seterr(err, errlen, "metric \"%.64s\" already exists with different buckets", name);
+      return NULL;
+    }
+    if (help && help[0] && f->help == NULL) f->help = strdup(help); /* best effort */
+  } else {
+    if (check_clash(r, name, base, type, err, errlen) != 0) return NULL;
+    f = family_new(r, base, fh, type, help && help[0] ? help : NULL, buckets, nbuckets);
+    if (f == NULL) {
+      seterr(err, errlen, "out of memory");
+      return NULL;
+    }
+  }
+
+  uint64_t h = FNV_SEED;
+  for (int i = 0; i < nlabels; i++) {
+    h = fnv(h, kv[2 * order[i]]);
+    h = fnv(h, kv[2 * order[i] + 1]);
+  }
+  bg_series *s = series_find(f, h, kv, order, nlabels);
+  if (s) return s;
+  s = series_new(f, h, kv, order, nlabels);
+  if (s == NULL) seterr(err, errlen, "out of memory");
+  return s;
+}
+
+void bg_counter_add(bg_series *s, double v) {
+  if (!(v >= 0)) { /* negative or NaN: a counter only goes up */
+    s->fam->reg->misuse++;
+    return;
+  }
+  s->value += v;
+}
+
+void bg_gauge_set(bg_series *s, double v) {
+  s->value = v;
+}
+
+void bg_gauge_add(bg_series *s, double v) {
+  s->value += v;
+}
+
+void bg_histogram_observe(bg_series *s, double v) {
+  if (v != v) { /* NaN would poison the sum forever */
+    s->fam->reg->misuse++;
+    return;
+  }
+  const double *b = s->bounds;
+  int n = s->nb, i;
+  if (n <= LINEAR_MAX) { /* latencies cluster in the low buckets: the branches predict well */
+    i = 0;
+    while (i < n && v > b[i])
+      i++;
+  } else { /* first bound >= v */
+    int lo = 0, hi = n;
+    while (lo < hi) {
+      int mid = (lo + hi) >> 1;
+      if (v > b[mid])
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    i = lo;
+  }
+  s->buckets[i]++;
+  s->count++;
+  s->value += v;
+}
+
+double bg_series_value(const bg_series *s) {
+  return s->value;
+}
+
+uint64_t bg_series_count(const bg_series *s) {
+  return s->type == BG_HISTOGRAM ? s->count : 0;
+}
+
+void bg_series_remove(bg_registry *r, bg_series *s) {
+  if (r == NULL || s == NULL || s->fam->reg != r) return;
+  family *f = s->fam;
+  bg_series **pp = &f->tab[s->hash & (f->tabsz - 1)];
+  while (*pp && *pp != s)
+    pp = &(*pp)->hnext;
+  if (*pp == NULL) return; /* not ours */
+  *pp = s->hnext;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    f->head = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  else
+    f->tail = s->prev;
+  f->nseries--;
+  r->nseries--;
+  free(s);
+}
+
+size_t bg_registry_series_count(const bg_registry *r) {
+  return r ? r->nseries : 0;
+}
+
+uint64_t bg_registry_misuse_count(const bg_registry *r) {
+  return r ? r->misuse : 0;
+}
+
+static int cmp_family(const void *a, const void *b) {
+  return strcmp((*(family *const *)a)->name, (*(family *const *)b)->name);
+}
+
+void bg_registry_walk(bg_registry *r, bg_family_cb fam, bg_series_cb ser, void *ud) {
+  if (r == NULL) return;
+  if (r->sorted_dirty || r->sorted == NULL) {
+    family **sorted = realloc(r->sorted, (r->nfam ? r->nfam : 1) * sizeof *sorted);
+    if (sorted == NULL) return; /* out of memory: nothing to walk with */
+    size_t n = 0;
+    for (size_t i = 0; i < r->tabsz; i++)
+      for (family *f = r->tab[i]; f; f = f->hnext)
+        sorted[n++] = f;
+    qsort(sorted, n, sizeof *sorted, cmp_family);
+    r->sorted = sorted;
+    r->sorted_dirty = 0;
+  }
+  for (size_t i = 0; i < r->nfam; i++) {
+    const family *f = r->sorted[i];
+    bg_family_view fv = {f->name, f->help, f->type, f->bounds, f->nb};
+    if (fam) fam(ud, &fv);
+    if (ser == NULL) continue;
+    for (const bg_series *s = f->head; s; s = s->next) {
+      bg_series_view sv = {
+          (const char *const *)s->kv, s->nlabels, s->value, s->count, s->buckets, s->created};
+      ser(ud, &fv, &sv);
+    }
+  }
+}

@@ -1,0 +1,574 @@
+#include "script.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bg.h"
+#include "log.h"
+#include "script_int.h"
+
+#define SCRIPT_MT "beagle.script"
+#define XCOPY_MAX_DEPTH 32
+#define CALL_TIMEOUT_NS (5ull * 1000000000ull)
+
+/* ---- allocator: the memory limit ------------------------------------------------------ */
+
+static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  bg_script *s = ud;
+  if (nsize == 0) {
+    if (ptr != NULL) s->used -= osize;
+    free(ptr);
+    return NULL;
+  }
+  size_t old = ptr != NULL ? osize : 0;
+  if (nsize > old && s->enforce && s->used + (nsize - old) > s->limit) {
+    if (s->current != NULL && s->current->killed == NULL) s->current->killed = "memory limit";
+    return NULL;
+  }
+  void *p = realloc(ptr, nsize);
+  if (p == NULL) return NULL;
+  s->used = s->used - old + nsize;
+  return p;
+}
+
+size_t bg_script_memory(const bg_script *s) { return s->used; }
+
+/* ---- hook: budget and deadline ---------------------------------------------------------- */
+
+static void script_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  void *ud;
+  lua_getallocf(L, &ud);
+  bg_script *s = ud;
+  bg__run *r = s->current;
+  if (r == NULL) return;
+  r->ticks++;
+  if (r->killed == NULL) {
+    if (r->budget && r->ticks * BG__HOOK_EVERY > r->budget) r->killed = "instruction budget exceeded";
+    else if (r->deadline && (r->ticks & 7) == 0 && bg_now_ns() > r->deadline) r->killed = "timeout";
+  }
+  /* Once killed, every hook raises again, so a pcall in plugin code cannot keep it alive. */
+  if (r->killed != NULL) {
+    lua_pushstring(L, r->killed);
+    lua_error(L);
+  }
+}
+
+/* ---- deep copy between states ----------------------------------------------------------- */
+
+int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
+  if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(from) + idx + 1;
+  switch (lua_type(from, idx)) {
+  case LUA_TNIL: lua_pushnil(to); return 0;
+  case LUA_TBOOLEAN: lua_pushboolean(to, lua_toboolean(from, idx)); return 0;
+  case LUA_TNUMBER: lua_pushnumber(to, lua_tonumber(from, idx)); return 0;
+  case LUA_TSTRING: {
+    size_t n;
+    const char *p = lua_tolstring(from, idx, &n);
+    lua_pushlstring(to, p, n);
+    return 0;
+  }
+  case LUA_TTABLE: {
+    if (depth >= XCOPY_MAX_DEPTH) return BG_EINVAL;
+    if (!lua_checkstack(from, 4) || !lua_checkstack(to, 4)) return BG_ENOMEM;
+    lua_newtable(to);
+    lua_pushnil(from);
+    while (lua_next(from, idx) != 0) {
+      int kt = lua_type(from, -2), vt = lua_type(from, -1);
+      if ((kt == LUA_TSTRING || kt == LUA_TNUMBER || kt == LUA_TBOOLEAN) &&
+          (vt == LUA_TSTRING || vt == LUA_TNUMBER || vt == LUA_TBOOLEAN || vt == LUA_TTABLE)) {
+        if (bg_lua_xcopy(from, lua_gettop(from) - 1, to, depth + 1) != 0 ||
+            bg_lua_xcopy(from, lua_gettop(from), to, depth + 1) != 0) {
+          lua_pop(from, 2);
+          lua_pop(to, lua_gettop(to) > 0 ? 1 : 0);
+          return BG_EINVAL;
+        }
+        lua_rawset(to, -3);
+      }
+      /* functions, userdata and threads are left out: they cannot cross states */
+      lua_pop(from, 1);
+    }
+    return 0;
+  }
+  default: lua_pushnil(to); return 0;
+  }
+}
+
+/* ---- runs --------------------------------------------------------------------------------- */
+
+static const char *error_text(lua_State *L, int idx) {
+  const char *m = lua_tostring(L, idx);
+  return m != NULL ? m : "error object is not a string";
+}
+
+static void timer_free_cb(uv_handle_t *h) { free(h); }
+
+static void script_reap_cb(uv_handle_t *h) { free(h); }
+
+static void script_free_now(bg_script *s) {
+  s->enforce = 0;
+  lua_close(s->L);
+  free(s->name);
+  free(s);
+}
+
+static void reaper_idle_cb(uv_idle_t *h) {
+  bg_script *s = h->data;
+  if (s->busy > 0 || s->runs != NULL) return;
+  uv_idle_stop(h);
+  uv_close((uv_handle_t *)h, script_reap_cb);
+  script_free_now(s);
+}
+
+static void script_maybe_reap(bg_script *s) {
+  if (!s->closing || s->runs != NULL || s->reaper != NULL) return;
+  s->reaper = malloc(sizeof *s->reaper);
+  if (s->reaper == NULL) return; /* leaks one state rather than freeing under our feet */
+  uv_idle_init(s->rt->loop, s->reaper);
+  s->reaper->data = s;
+  uv_idle_start(s->reaper, reaper_idle_cb);
+}
+
+/* Unlinks and frees r, then calls the host callback with (ok, value) where the value is the
+ * top of r->co when ok, or msg. */
+static void run_finish(bg__run *r, int ok, const char *msg) {
+  bg_script *s = r->s;
+  lua_State *H = r->host;
+  bg__run **pp = &s->runs;
+  while (*pp != NULL && *pp != r) pp = &(*pp)->next;
+  if (*pp == r) *pp = r->next;
+  if (r->timer != NULL) {
+    uv_timer_stop(r->timer);
+    uv_close((uv_handle_t *)r->timer, timer_free_cb);
+  }
+  if (r->op != NULL) {
+    bg__op *op = r->op;
+    r->op = NULL;
+    op->run = NULL;
+    op->cancel(op);
+  }
+  int top = lua_gettop(H);
+  lua_rawgeti(H, LUA_REGISTRYINDEX, r->cb_ref);
+  luaL_unref(H, LUA_REGISTRYINDEX, r->cb_ref);
+  int nargs = 2;
+  if (ok) {
+    lua_pushboolean(H, 1);
+    if (lua_gettop(r->co) == 0) lua_pushnil(H);
+    else if (bg_lua_xcopy(r->co, lua_gettop(r->co), H, 0) != 0) {
+      lua_pop(H, 1);
+      lua_pushboolean(H, 0);
+      lua_pushstring(H, "result cannot be copied out of the plugin (too deep or cyclic)");
+    }
+  } else {
+    lua_pushboolean(H, 0);
+    lua_pushstring(H, msg);
+  }
+  s->enforce = 0;
+  luaL_unref(s->L, LUA_REGISTRYINDEX, r->co_ref);
+  free(r);
+  s->busy++;
+  if (lua_isfunction(H, top + 1)) {
+    if (lua_pcall(H, nargs, 0, 0) != 0) {
+      bg_log(BG_LOG_ERROR, "host callback failed", "plugin", s->name, "error",
+             error_text(H, -1), NULL);
+    }
+  }
+  lua_settop(H, top);
+  s->busy--;
+  /* Runs leave garbage behind (a failed run often a lot): collect a step now. */
+  lua_gc(s->L, LUA_GCSTEP, 64);
+  script_maybe_reap(s);
+}
+
+static int io_marker;
+
+void bg__run_resume(bg__run *r, int n) {
+  bg_script *s = r->s;
+  lua_State *co = r->co;
+  r->op = NULL;
+  bg__run *prev = s->current;
+  s->current = r;
+  s->enforce = 1;
+  s->busy++;
+  int rc = lua_resume(co, n);
+  s->busy--;
+  s->enforce = 0;
+  s->current = prev;
+  if (rc == LUA_YIELD) {
+    if (r->op != NULL && lua_touserdata(co, -1) == &io_marker) {
+      lua_settop(co, 0);
+      return; /* waiting; the op resumes us */
+    }
+    run_finish(r, 0, "plugin yielded outside an I/O call");
+  } else if (rc == 0) {
+    run_finish(r, 1, NULL);
+  } else if (r->killed != NULL) {
+    run_finish(r, 0, r->killed);
+  } else if (rc == LUA_ERRMEM) {
+    run_finish(r, 0, "memory limit");
+  } else {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", error_text(co, -1));
+    run_finish(r, 0, msg);
+  }
+}
+
+int bg__run_wait(lua_State *L, bg__op *op) {
+  bg__run *r = op->run;
+  r->op = op;
+  lua_pushlightuserdata(L, &io_marker);
+  return lua_yield(L, 1);
+}
+
+bg__run *bg__run_current(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  bg_script *s = ud;
+  if (s->current == NULL || s->current->co == NULL) luaL_error(L, "I/O is only possible inside a run");
+  /* A nested coroutine of the plugin may call I/O too: the sandbox passes its yields up. */
+  return s->current;
+}
+
+static void run_timer_cb(uv_timer_t *t) {
+  bg__run *r = t->data;
+  if (!r->started) {
+    /* first tick: start the run (always from the loop, never inside s:run itself) */
+    r->started = 1;
+    int nargs = lua_gettop(r->co) - 1;
+    uint64_t now = bg_now_ns();
+    if (r->deadline && now >= r->deadline) {
+      run_finish(r, 0, "timeout");
+      return;
+    }
+    if (r->deadline) uv_timer_start(t, run_timer_cb, (r->deadline - now) / 1000000 + 1, 0);
+    bg__run_resume(r, nargs);
+    return;
+  }
+  /* the deadline passed while the run waited */
+  r->killed = "timeout";
+  run_finish(r, 0, "timeout");
+}
+
+/* ---- host bindings ------------------------------------------------------------------------ */
+
+typedef struct script_ud {
+  bg_script *s;
+} script_ud;
+
+static bg_script *check_script(lua_State *L) {
+  script_ud *u = luaL_checkudata(L, 1, SCRIPT_MT);
+  if (u->s == NULL || u->s->closing) luaL_error(L, "script is closed");
+  return u->s;
+}
+
+/* s:run(fname, arg, opts, cb) -> id. opts: timeout (s), budget (instructions). */
+static int l_script_run(lua_State *H) {
+  bg_script *s = check_script(H);
+  const char *fname = luaL_checkstring(H, 2);
+  luaL_checktype(H, 4, LUA_TTABLE);
+  luaL_checktype(H, 5, LUA_TFUNCTION);
+  lua_getfield(H, 4, "timeout");
+  double timeout = luaL_optnumber(H, -1, 10);
+  lua_getfield(H, 4, "budget");
+  double budget = luaL_optnumber(H, -1, 0);
+  lua_pop(H, 2);
+
+  bg__run *r = calloc(1, sizeof *r);
+  uv_timer_t *t = malloc(sizeof *t);
+  if (r == NULL || t == NULL) {
+    free(r);
+    free(t);
+    return luaL_error(H, "out of memory");
+  }
+  lua_State *L = s->L;
+  r->s = s;
+  r->host = H;
+  r->id = ++s->next_id;
+  r->budget = budget > 0 ? (uint64_t)budget : 0;
+  r->deadline = timeout > 0 ? bg_now_ns() + (uint64_t)(timeout * 1e9) : 0;
+  r->co = lua_newthread(L);
+  r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getglobal(r->co, fname);
+  if (!lua_isfunction(r->co, -1)) {
+    luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
+    free(r);
+    free(t);
+    return luaL_error(H, "plugin state has no entry point '%s'", fname);
+  }
+  if (bg_lua_xcopy(H, 3, r->co, 0) != 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
+    free(r);
+    free(t);
+    return luaL_error(H, "bad argument #2 to 'run' (value cannot cross states)");
+  }
+  lua_pushvalue(H, 5);
+  r->cb_ref = luaL_ref(H, LUA_REGISTRYINDEX);
+  uv_timer_init(s->rt->loop, t);
+  t->data = r;
+  r->timer = t;
+  r->next = s->runs;
+  s->runs = r;
+  uv_timer_start(t, run_timer_cb, 0, 0);
+  lua_pushinteger(H, r->id);
+  return 1;
+}
+
+/* s:call(fname, arg) -> value | nil, err. Synchronous, for loading and validation: no I/O,
+ * the same limits as a run (5 s, the budget). */
+static int l_script_call(lua_State *H) {
+  bg_script *s = check_script(H);
+  const char *fname = luaL_checkstring(H, 2);
+  lua_State *L = s->L;
+  int top = lua_gettop(L);
+  bg__run tmp;
+  memset(&tmp, 0, sizeof tmp);
+  tmp.s = s;
+  tmp.deadline = bg_now_ns() + CALL_TIMEOUT_NS;
+  tmp.co_ref = LUA_NOREF;
+  lua_getglobal(L, fname);
+  if (!lua_isfunction(L, -1)) {
+    lua_settop(L, top);
+    return luaL_error(H, "plugin state has no entry point '%s'", fname);
+  }
+  if (bg_lua_xcopy(H, 3, L, 0) != 0) {
+    lua_settop(L, top);
+    return luaL_error(H, "bad argument #2 to 'call' (value cannot cross states)");
+  }
+  bg__run *prev = s->current;
+  s->current = &tmp;
+  s->enforce = 1;
+  s->busy++;
+  int rc = lua_pcall(L, 1, 2, 0);
+  s->busy--;
+  s->enforce = 0;
+  s->current = prev;
+  if (rc != 0) {
+    lua_pushnil(H);
+    if (tmp.killed) lua_pushstring(H, tmp.killed);
+    else if (rc == LUA_ERRMEM) lua_pushstring(H, "memory limit");
+    else lua_pushstring(H, error_text(L, -1));
+    lua_settop(L, top);
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    return 2;
+  }
+  /* entry points return value or nil, err */
+  int ret = 1;
+  if (bg_lua_xcopy(L, top + 1, H, 0) != 0) {
+    lua_pushnil(H);
+    lua_pushstring(H, "result cannot be copied out of the plugin");
+    ret = 2;
+  } else if (lua_isnil(L, top + 1)) {
+    bg_lua_xcopy(L, top + 2, H, 0);
+    ret = 2;
+  }
+  lua_settop(L, top);
+  return ret;
+}
+
+static int l_script_cancel(lua_State *H) {
+  bg_script *s = check_script(H);
+  int id = (int)luaL_checkinteger(H, 2);
+  for (bg__run *r = s->runs; r != NULL; r = r->next) {
+    if (r->id == id) {
+      r->killed = "cancelled";
+      run_finish(r, 0, "cancelled");
+      lua_pushboolean(H, 1);
+      return 1;
+    }
+  }
+  lua_pushboolean(H, 0);
+  return 1;
+}
+
+static int l_script_memory(lua_State *H) {
+  script_ud *u = luaL_checkudata(H, 1, SCRIPT_MT);
+  lua_pushnumber(H, u->s ? (double)u->s->used : 0);
+  return 1;
+}
+
+static int l_script_active(lua_State *H) {
+  script_ud *u = luaL_checkudata(H, 1, SCRIPT_MT);
+  int n = 0;
+  if (u->s)
+    for (bg__run *r = u->s->runs; r != NULL; r = r->next) n++;
+  lua_pushinteger(H, n);
+  return 1;
+}
+
+/* s:close([force]): no new runs; the state is freed when its runs have ended. With force,
+ * runs still active end now with "cancelled". */
+static int l_script_close(lua_State *H) {
+  script_ud *u = luaL_checkudata(H, 1, SCRIPT_MT);
+  bg_script *s = u->s;
+  if (s == NULL) return 0;
+  int force = lua_toboolean(H, 2);
+  u->s = NULL;
+  s->closing = 1;
+  if (force) {
+    while (s->runs != NULL) {
+      s->runs->killed = "cancelled";
+      run_finish(s->runs, 0, "cancelled");
+    }
+  }
+  script_maybe_reap(s);
+  return 0;
+}
+
+static int l_script_gc(lua_State *H) {
+  script_ud *u = luaL_checkudata(H, 1, SCRIPT_MT);
+  if (u->s != NULL) {
+    lua_settop(H, 1);
+    lua_pushboolean(H, 1);
+    return l_script_close(H);
+  }
+  return 0;
+}
+
+static int pl_memory(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  lua_pushnumber(L, (double)((bg_script *)ud)->used);
+  return 1;
+}
+
+static int pl_killed(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  bg_script *s = ud;
+  if (s->current != NULL && s->current->killed != NULL) {
+    lua_pushstring(L, s->current->killed);
+    return 1;
+  }
+  return 0;
+}
+
+static int pl_now(lua_State *L) {
+  lua_pushnumber(L, (double)bg_now_ns() / 1e9);
+  return 1;
+}
+
+static int pl_wall(lua_State *L) {
+  lua_pushnumber(L, bg_wall_time());
+  return 1;
+}
+
+static int pl_log(lua_State *L) {
+  int level = (int)luaL_checkinteger(L, 1);
+  const char *msg = luaL_checkstring(L, 2);
+  const char *kv[64];
+  size_t n = 0;
+  void *ud;
+  lua_getallocf(L, &ud);
+  kv[n++] = "plugin";
+  kv[n++] = ((bg_script *)ud)->name;
+  /* fields arrive as a table of strings (the Lua wrapper converts); the table anchors them */
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (n < 62 && lua_next(L, 3) != 0) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+        kv[n++] = lua_tostring(L, -2);
+        kv[n++] = lua_tostring(L, -1);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  bg_log_kv(level, msg, kv, n / 2);
+  return 0;
+}
+
+int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, char *err,
+                  size_t errlen) {
+  bg_script *s = calloc(1, sizeof *s);
+  if (s == NULL) return BG_ENOMEM;
+  s->rt = rt;
+  s->name = strdup(opts->name ? opts->name : "?");
+  s->limit = opts->memory_limit ? opts->memory_limit : 64u << 20;
+  if (s->name == NULL) goto nomem;
+  s->L = lua_newstate(script_alloc, s);
+  if (s->L == NULL) goto nomem;
+  lua_State *L = s->L;
+  luaL_openlibs(L);
+  lua_sethook(L, script_hook, LUA_MASKCOUNT, BG__HOOK_EVERY);
+
+  lua_newtable(L);
+  static const luaL_Reg fns[] = {{"memory", pl_memory}, {"killed", pl_killed}, {"now", pl_now},
+                                 {"wall", pl_wall},     {"log", pl_log},       {NULL, NULL}};
+  for (const luaL_Reg *f = fns; f->name; f++) {
+    lua_pushcfunction(L, f->func);
+    lua_setfield(L, -2, f->name);
+  }
+  bg__script_open_io(L);
+  lua_pushlightuserdata(L, &io_marker);
+  lua_setfield(L, -2, "IO");
+  lua_pushstring(L, s->name);
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, rt->lua_dir);
+  lua_setfield(L, -2, "lua_dir");
+  lua_setglobal(L, "__bg");
+
+  char path[4096];
+  snprintf(path, sizeof path, "%s/beagle/sandbox.lua", rt->lua_dir);
+  if (luaL_dofile(L, path) != 0) {
+    if (errlen) snprintf(err, errlen, "%s", error_text(L, -1));
+    lua_close(L);
+    free(s->name);
+    free(s);
+    return BG_EINVAL;
+  }
+  lua_settop(L, 0);
+  *out = s;
+  return 0;
+nomem:
+  free(s->name);
+  free(s);
+  return BG_ENOMEM;
+}
+
+/* script_new{name=, memory_limit=, budget=} -> script | nil, err */
+static int l_script_new(lua_State *H) {
+  bg_runtime *rt = lua_touserdata(H, lua_upvalueindex(1));
+  luaL_checktype(H, 1, LUA_TTABLE);
+  lua_getfield(H, 1, "name");
+  lua_getfield(H, 1, "memory_limit");
+  bg_script_opts o = {0};
+  o.name = luaL_checkstring(H, -2);
+  o.memory_limit = (size_t)luaL_optnumber(H, -1, 0);
+  char err[1024] = "";
+  bg_script *s = NULL;
+  int rc = bg_script_new(rt, &o, &s, err, sizeof err);
+  lua_pop(H, 2);
+  if (rc != 0) {
+    lua_pushnil(H);
+    lua_pushstring(H, err[0] ? err : bg_strerror(rc));
+    return 2;
+  }
+  script_ud *u = lua_newuserdata(H, sizeof *u);
+  u->s = s;
+  luaL_getmetatable(H, SCRIPT_MT);
+  lua_setmetatable(H, -2);
+  return 1;
+}
+
+void bg_script_open_host(lua_State *H, bg_runtime *rt) {
+  if (luaL_newmetatable(H, SCRIPT_MT)) {
+    static const luaL_Reg m[] = {{"run", l_script_run},       {"call", l_script_call},
+                                 {"cancel", l_script_cancel}, {"memory", l_script_memory},
+                                 {"active", l_script_active}, {"close", l_script_close},
+                                 {NULL, NULL}};
+    lua_newtable(H);
+    for (const luaL_Reg *f = m; f->name; f++) {
+      lua_pushcfunction(H, f->func);
+      lua_setfield(H, -2, f->name);
+    }
+    lua_setfield(H, -2, "__index");
+    lua_pushcfunction(H, l_script_gc);
+    lua_setfield(H, -2, "__gc");
+  }
+  lua_pop(H, 1);
+  lua_pushlightuserdata(H, rt);
+  lua_pushcclosure(H, l_script_new, 1);
+  lua_setfield(H, -2, "script_new");
+}

@@ -1,0 +1,54 @@
+/* script: LuaJIT hosting. A bg_script is one lua_State for one plugin, with its own
+ * allocator (a memory limit), a count hook (an instruction budget and a wall-clock deadline
+ * per run; plugin chunks run with the JIT off so the hook fires, see DESIGN.md), and runs:
+ * coroutines that call into the plugin and wait on C operations (HTTP through fetch, TCP,
+ * processes, timers) by yielding, to be resumed by the loop. Nothing a plugin does can
+ * block the loop or take the process down: errors, timeouts, budget and memory exhaustion
+ * end that run only, with the reason.
+ *
+ * The agent's own lua_State (the "host") reaches scripts through the Lua module
+ * "beagle.core" (bg_script_open_host); values cross between states by deep copy (nil,
+ * booleans, numbers, strings and tables of those). Single-threaded: the loop thread. */
+#ifndef BG_SCRIPT_H
+#define BG_SCRIPT_H
+
+#include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "fetch.h"
+
+/* What every script shares: the loop and the HTTP client. Owned by the agent. */
+typedef struct bg_runtime {
+  uv_loop_t *loop;
+  bg_fetcher *fetcher;
+  const char *lua_dir; /* where lua/beagle/ lives (borrowed, lives as long as the runtime) */
+} bg_runtime;
+
+typedef struct bg_script bg_script;
+
+typedef struct bg_script_opts {
+  const char *name;     /* for logs and errors; copied */
+  size_t memory_limit;  /* bytes; 0 means 64 MiB */
+  uint64_t budget;      /* VM instructions per run; 0 means no budget */
+} bg_script_opts;
+
+/* Creates a plugin state and runs lua/beagle/sandbox.lua in it. Returns 0 and *out, or
+ * BG_ENOMEM, or BG_EINVAL with the Lua error in err. */
+int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, char *err,
+                  size_t errlen);
+
+/* Bytes the state holds now. */
+size_t bg_script_memory(const bg_script *s);
+
+/* Adds script_new(opts) to the table on top of host state L (the agent's "beagle.core"
+ * module, built in host.c). rt must outlive every script made through it. */
+void bg_script_open_host(lua_State *L, bg_runtime *rt);
+
+/* Copies the value at index idx of `from` onto the top of `to`. Tables are copied deeply
+ * (depth at most 32, cycles rejected); functions, userdata and threads become an error.
+ * Returns 0, or BG_EINVAL with nothing pushed. */
+int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth);
+
+#endif

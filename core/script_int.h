@@ -1,0 +1,59 @@
+/* Internal to script.c and script_io.c: runs, operations and the plugin-side bindings. */
+#ifndef BG_SCRIPT_INT_H
+#define BG_SCRIPT_INT_H
+
+#include "script.h"
+
+typedef struct bg__run bg__run;
+typedef struct bg__op bg__op;
+
+/* A pending C operation of one run. cancel() must detach and release it; after that the
+ * op's completion must not touch the run. */
+struct bg__op {
+  bg__run *run;
+  void (*cancel)(bg__op *op);
+};
+
+struct bg__run {
+  bg_script *s;
+  int id;
+  lua_State *co;     /* the run's coroutine (anchored by co_ref in the plugin registry) */
+  int co_ref;
+  int cb_ref;        /* host callback, in the host registry */
+  lua_State *host;
+  uint64_t deadline; /* bg_now_ns() value; 0: none */
+  uint64_t budget;   /* instructions; 0: none */
+  int started;
+  uint64_t ticks;    /* hook calls (each BG__HOOK_EVERY instructions) */
+  const char *killed; /* reason once the run must end: "timeout", "memory limit", ... */
+  bg__op *op;        /* what it waits on, or NULL */
+  uv_timer_t *timer; /* deadline while waiting */
+  bg__run *next;
+};
+
+struct bg_script {
+  bg_runtime *rt;
+  lua_State *L;
+  char *name;
+  size_t used, limit;
+  int enforce;       /* the memory limit applies only while plugin code runs */
+  bg__run *runs;     /* active runs */
+  bg__run *current;  /* the run whose code is executing, for the hook and allocator */
+  int next_id;
+  int closing;       /* no new runs; freed when the last run ends */
+  int busy;          /* > 0 while C frames of this script are on the stack */
+  uv_idle_t *reaper; /* frees the state outside any callback of its own */
+};
+
+#define BG__HOOK_EVERY 1000
+
+/* Resume run r's coroutine with the n values on top of r->co. */
+void bg__run_resume(bg__run *r, int n);
+/* Called by an op when it starts waiting: yields the calling coroutine. */
+int bg__run_wait(lua_State *L, bg__op *op);
+/* The run executing in L, or NULL (raises when called outside a run). */
+bg__run *bg__run_current(lua_State *L);
+/* Registers the I/O functions (sleep, http, tcp, exec) into the table on top of L. */
+void bg__script_open_io(lua_State *L);
+
+#endif

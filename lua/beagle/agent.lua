@@ -1,0 +1,409 @@
+-- The agent: command line, settings, start-up order, routes, reload and shutdown. Runs in
+-- the agent's own lua_State (core/agent.c), which is trusted code; plugins never see it.
+local core = require "beagle.core"
+local util = require "beagle.util"
+local json = require "beagle.json"
+local settings_mod = require "beagle.settings"
+local config_mod = require "beagle.config"
+local plugins_mod = require "beagle.plugins"
+local health_mod = require "beagle.health"
+
+local M = {}
+
+local USAGE = [[
+usage: beagle <command> [options]
+
+commands:
+  run      run the agent in the foreground
+  check    run the checks once, print one line each, exit 0/1/2/3 (healthy/degraded/unhealthy/unknown)
+  version  print the version
+
+options (run and check):
+  -c, --config FILE       configuration file (Lua); default ./beagle.lua when present
+  --plugins DIR           add a drop-in plugin directory (repeatable)
+options (run):
+  --listen HOST:PORT      HTTP address (default 127.0.0.1:8001)
+  --rules DIR             alert rules directory (default: the built-in rules/)
+  --data DIR              directory for durable state (default ./data)
+  --log-format FORMAT     logfmt or json
+  --log-level LEVEL       debug, info, warn or error
+
+Settings are read from the config file and overridden by MONITORING_<NAME> variables.
+]]
+
+local function log(level, msg, fields) core.log(level, msg, fields) end
+
+local function usage_error(msg)
+  io.stderr:write("beagle: ", msg, "\n", USAGE)
+  return 2
+end
+
+-- Parses argv. Returns opts or nil, exit code.
+local function parse_args(args)
+  local o = { cmd = args[1], plugins = {}, names = {} }
+  local takes = { ["-c"] = "config", ["--config"] = "config", ["--listen"] = "listen",
+    ["--rules"] = "rules", ["--data"] = "data", ["--log-format"] = "log_format",
+    ["--log-level"] = "log_level", ["--plugins"] = "plugins" }
+  local allowed = {
+    run = { config = true, listen = true, rules = true, data = true, log_format = true, log_level = true, plugins = true },
+    check = { config = true, plugins = true, log_format = true, log_level = true },
+  }
+  local i = 2
+  while i <= #args do
+    local a = args[i]
+    local key, val = a:match("^(%-%-[%w%-]+)=(.*)$")
+    key = key or a
+    local field = takes[key]
+    if field then
+      if not allowed[o.cmd][field] then return nil, usage_error(("%s does not take %s"):format(o.cmd, key)) end
+      if val == nil then
+        i = i + 1
+        val = args[i]
+        if val == nil then return nil, usage_error(key .. " needs a value") end
+      end
+      if field == "plugins" then o.plugins[#o.plugins + 1] = val else o[field] = val end
+    elseif a == "-h" or a == "--help" then
+      io.stdout:write(USAGE)
+      return nil, 0
+    elseif a:sub(1, 1) == "-" then
+      return nil, usage_error("unknown option " .. a)
+    elseif o.cmd == "check" then
+      o.names[#o.names + 1] = a
+    else
+      return nil, usage_error("unexpected argument " .. a)
+    end
+    i = i + 1
+  end
+  return o
+end
+
+local function file_exists(p)
+  local f = io.open(p, "r")
+  if f then f:close() return true end
+  return false
+end
+
+-- Defaults < config file < MONITORING_* < command-line flags. Returns settings, config or nil, err.
+local function resolve(o)
+  local s = settings_mod.defaults()
+  local cfg = { checks = {}, channels = {}, backends = {}, settings = {} }
+  local path = o.config
+  if not path and file_exists("beagle.lua") then path = "beagle.lua" end
+  if path then
+    local c, err = config_mod.load(path)
+    if not c then return nil, err end
+    cfg = c
+    for k, v in pairs(c.settings) do s[k] = v.value end
+  end
+  local ok, err = settings_mod.apply_env(s)
+  if not ok then return nil, err end
+  local flags = { listen = o.listen, log_format = o.log_format, log_level = o.log_level, data_dir = o.data }
+  for k, v in pairs(flags) do
+    local val, why = settings_mod.coerce(k, v, true)
+    if val == nil then return nil, ("--%s %s: %s"):format(k:gsub("_", "-"), v, why) end
+    s[k] = val
+  end
+  return s, cfg, path
+end
+
+local Agent = {}
+Agent.__index = Agent
+
+function Agent:plugin_dirs()
+  local dirs = { self.home .. "/plugins" }
+  for _, d in ipairs(self.opts.plugins) do dirs[#dirs + 1] = d end
+  return dirs
+end
+
+function Agent:setup(opts, home)
+  self.opts, self.home = opts, home
+  local s, cfg, path = resolve(opts)
+  if not s then return nil, cfg end
+  self.settings, self.config, self.config_path = s, cfg, path
+  core.log_setup(s.log_format, s.log_level)
+  local mok, metrics = pcall(require, "beagle.metrics")
+  if not mok then return nil, "metrics: " .. tostring(metrics) end
+  self.metrics = metrics
+  for _, d in ipairs(opts.plugins) do
+    if not core.listdir(d) then return nil, ("--plugins %s: not a readable directory"):format(d) end
+  end
+  self.health = health_mod.new {
+    settings = s, metrics = metrics, log = log, on_update = function() self:publish() end,
+  }
+  self.health.config_path = path
+  self.health.config_checks = cfg.checks
+  self.plugins = plugins_mod.new {
+    dirs = self:plugin_dirs(), memory_limit = s.plugin_memory_limit_mb * 1024 * 1024, log = log,
+    metrics = metrics,
+    validate = function(name, script, meta) return self.health:validate_plugin(name, script, meta) end,
+    on_change = function() if self.synced then self.health:sync() end end,
+  }
+  self.health.plugins = self.plugins
+  for name, c in pairs(cfg.checks) do
+    if c.spec.plugin ~= nil and type(c.spec.plugin) ~= "string" then
+      return nil, ("%s:%d: check %q: plugin must be a string"):format(path, c.line, name)
+    end
+  end
+  self.plugins:scan(false)
+  self.health:sync()
+  self.synced = true
+  return true
+end
+
+-- Writes the hot routes into the HTTP server's static table (answered in C).
+function Agent:publish()
+  if not self.server then return end
+  local st, body = self.health:health_json()
+  self.server:set_static("/health", st, "application/json", body)
+  self.server:set_static("/health/", st, "application/json", body)
+  st, body = self.health:ready_json()
+  self.server:set_static("/health/ready", st, "application/json", body)
+end
+
+function Agent:update_self_metrics()
+  local m = self.metrics
+  m.set_gauge("beagle_resident_memory_bytes", core.rss())
+  m.set_gauge("beagle_uptime_seconds", core.now() - self.started_at)
+  m.set_gauge("beagle_plugins_loaded", (function()
+    local n = 0
+    for _ in pairs(self.plugins.by_name) do n = n + 1 end
+    return n
+  end)())
+  for _, p in ipairs(self.plugins:list()) do
+    if p.memory_bytes then m.set_gauge("beagle_plugin_lua_memory_bytes", p.memory_bytes, { plugin = p.name }) end
+    m.set_gauge("beagle_plugin_up", p.state == "loaded" and not p.error and 1 or 0, { plugin = p.name })
+  end
+  if self.server then
+    local hs = self.server:stats()
+    m.set_gauge("beagle_http_connections_open", hs.connections_open)
+  end
+end
+
+local function authorized(self, req)
+  local token = self.settings.api_token
+  if token ~= "" then
+    local h = req.headers["authorization"] or ""
+    if h ~= "Bearer " .. token then return false, 401, "a valid Authorization: Bearer token is required" end
+    return true
+  end
+  if not req.loopback then
+    return false, 403, "writes are accepted from loopback clients only when no api_token is set"
+  end
+  return true
+end
+
+local function err_json(status, msg, extra)
+  local o = extra or {}
+  o.error, o.status = msg, status
+  return status, "application/json", json.encode(o)
+end
+
+-- path -> { method -> handler(self, req, captures) }
+local routes = {
+  { "^/health/detailed$", { GET = function(self)
+    return 200, "application/json", json.encode(self.health:detailed {
+      version = core.version, uptime_seconds = core.now() - self.started_at,
+      plugins = setmetatable(self.plugins:list(), { __json_array = true }),
+    })
+  end } },
+  { "^/health/live$", { GET = function() return 200, "application/json", '{"status":"alive"}' end } },
+  { "^/health/ready$", { GET = function(self) local st, b = self.health:ready_json() return st, "application/json", b end } },
+  { "^/health/?$", { GET = function(self) local st, b = self.health:health_json() return st, "application/json", b end } },
+  { "^/health/([^/]+)$", { GET = function(self, _, name)
+    local o = self.health:check_json(name)
+    if not o then return err_json(404, ("no check named %q"):format(name)) end
+    return o.status == "unhealthy" and 503 or 200, "application/json", json.encode(o)
+  end } },
+  { "^/metrics/?$", { GET = function(self)
+    self:update_self_metrics()
+    return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render_prometheus()
+  end } },
+  { "^/%-/reload$", { POST = function(self, req)
+    local ok, st, msg = authorized(self, req)
+    if not ok then return err_json(st, msg) end
+    local failures = self:reload("http")
+    return 200, "application/json", json.encode {
+      status = failures == 0 and "ok" or "partial", failures = failures,
+      plugins = setmetatable(self.plugins:list(), { __json_array = true }),
+    }
+  end } },
+  { "^/$", { GET = function()
+    return 200, "application/json", json.encode { name = "beagle", version = core.version,
+      routes = json.array { "/health", "/health/live", "/health/ready", "/health/detailed", "/health/{name}",
+        "/metrics", "POST /-/reload" } }
+  end } },
+}
+
+function Agent:handle(req)
+  local self_ = self
+  for _, r in ipairs(routes) do
+    local caps = { req.path:match(r[1]) }
+    if caps[1] ~= nil or req.path:match(r[1]) then
+      local method = req.method == "HEAD" and "GET" or req.method
+      local h = r[2][method]
+      if not h then
+        local allow = util.sorted_keys(r[2])
+        local st, ct, body = err_json(405, ("method %s is not allowed on %s"):format(req.method, req.path),
+          { allow = json.array(allow) })
+        return st, ct, body, "Allow: " .. table.concat(allow, ", ") .. "\r\n"
+      end
+      return h(self_, req, caps[1] ~= req.path and caps[1] or nil)
+    end
+  end
+  return err_json(404, ("no route for %s"):format(req.path))
+end
+
+-- Re-reads the config (keeping the old one when it fails) and rescans every plugin.
+function Agent:reload(why)
+  log(1, "reloading", { trigger = why })
+  local failures = 0
+  if self.config_path then
+    local cfg, err = config_mod.load(self.config_path)
+    if cfg then
+      self.config = cfg
+      self.health.config_checks = cfg.checks
+    else
+      failures = failures + 1
+      log(3, "config reload failed, keeping the previous config", { file = self.config_path, error = err })
+    end
+  end
+  failures = failures + self.plugins:scan(false)
+  self.health:sync()
+  self:publish()
+  return failures
+end
+
+function Agent:shutdown(sig)
+  if self.shutting_down then
+    log(2, "second signal, stopping now", { signal = tostring(sig) })
+    self.plugins:close_all(true)
+    core.stop(0)
+    return
+  end
+  self.shutting_down = true
+  log(1, "shutting down", { signal = tostring(sig) })
+  self.plugins:stop_watching()
+  local pending = self.health:stop()
+  if self.server then self.server:close() self.server = nil end
+  for _, t in pairs(self.timers) do t:stop() end
+  local deadline = core.now() + self.settings.shutdown_grace
+  local function finish()
+    local left = self.health:in_flight()
+    if left > 0 then log(2, "cancelling checks still running", { count = tostring(left) }) end
+    self.plugins:close_all(true)
+    log(1, "stopped")
+    core.stop(0)
+  end
+  if pending == 0 then return finish() end
+  self.timers.shutdown = core.timer(0.02, 0.02, function()
+    if self.health:in_flight() == 0 or core.now() >= deadline then
+      self.timers.shutdown:stop()
+      finish()
+    end
+  end)
+end
+
+function Agent:run()
+  local s = self.settings
+  local host, port = settings_mod.split_address(s.listen)
+  local server, err = core.http_server(host, port, function(req) return self:handle(req) end)
+  if not server then
+    io.stderr:write("beagle: ", err, "\n")
+    return 1
+  end
+  self.server = server
+  self.started_at = core.now()
+  self.timers = {}
+  local ok, derr = core.mkdir(s.data_dir)
+  if not ok then log(2, "cannot create the data directory", { dir = s.data_dir, error = derr }) end
+  server:set_static("/health/live", 200, "application/json", '{"status":"alive"}')
+  self:publish()
+  self.plugins:watch(s.reload_debounce)
+  self.health:start()
+  self:publish()
+  -- loop lag: how late a 1 s timer fires
+  local expected = core.now() + 1
+  self.timers.lag = core.timer(1, 1, function()
+    local now = core.now()
+    self.metrics.set_gauge("beagle_loop_lag_seconds", math.max(0, now - expected))
+    expected = now + 1
+  end)
+  self.signals = {
+    core.signal("SIGTERM", function() self:shutdown("SIGTERM") end),
+    core.signal("SIGINT", function() self:shutdown("SIGINT") end),
+    core.signal("SIGHUP", function() self:reload("SIGHUP") end),
+  }
+  log(1, "beagle started", { listen = host .. ":" .. server:port(), version = core.version,
+    plugins = table.concat(self:plugin_dirs(), ","), config = self.config_path or "none",
+    data = s.data_dir, rules = self.opts.rules or (self.home .. "/rules") })
+  return nil
+end
+
+-- beagle check: runs every (or each named) check once and exits with the worst status.
+function Agent:check_once(names)
+  local list = {}
+  if #names == 0 then
+    for _, inst in ipairs(self.health:sorted()) do if inst.enabled then list[#list + 1] = inst end end
+  else
+    for _, n in ipairs(names) do
+      local inst = self.health.instances[n]
+      if not inst then
+        io.stdout:write(("%s: unknown (no check named %q)\n"):format(n, n))
+        return 3
+      end
+      list[#list + 1] = inst
+    end
+  end
+  if #list == 0 then
+    io.stdout:write("no checks configured\n")
+    return 0
+  end
+  local left, worst = #list, "healthy"
+  local results = {}
+  for _, inst in ipairs(list) do
+    self.health:execute(inst, function(i, r)
+      results[i.name] = r or i.last
+      left = left - 1
+      if left == 0 then
+        for _, x in ipairs(list) do
+          local res = results[x.name]
+          if health_mod.rank[res.status] > health_mod.rank[worst] then worst = res.status end
+          io.stdout:write(("%s: %s (%.0fms)%s\n"):format(x.name, res.status, (res.response_time or 0) * 1000,
+            res.message and (" " .. res.message) or ""))
+        end
+        io.stdout:flush()
+        self.plugins:close_all(false)
+        core.stop(health_mod.exit_codes[worst])
+      end
+    end)
+  end
+  return nil
+end
+
+-- main(args, home) -> exit code now, or nil to run the loop.
+function M.main(args, home)
+  local cmd = args[1]
+  if cmd == nil then return usage_error("a command is required") end
+  if cmd == "version" or cmd == "--version" then
+    io.stdout:write("beagle ", core.version, " (", jit.version, ")\n")
+    return 0
+  end
+  if cmd == "help" or cmd == "--help" or cmd == "-h" then
+    io.stdout:write(USAGE)
+    return 0
+  end
+  if cmd ~= "run" and cmd ~= "check" then return usage_error(("unknown command %q"):format(cmd)) end
+  local opts, code = parse_args(args)
+  if not opts then return code end
+  local agent = setmetatable({}, Agent)
+  local ok, err = agent:setup(opts, home)
+  if not ok then
+    io.stderr:write("beagle: ", err, "\n")
+    return cmd == "check" and 3 or 1
+  end
+  M.current = agent
+  if cmd == "check" then return agent:check_once(opts.names) end
+  return agent:run()
+end
+
+return M

@@ -1,0 +1,331 @@
+-- Health checks (the guide's HealthChecker): check instances from the config and from
+-- drop-in plugins whose options all have defaults, their schedules, retries, results, and
+-- the JSON of /health, /health/ready, /health/detailed and /health/{name}.
+local core = require "beagle.core"
+local util = require "beagle.util"
+local json = require "beagle.json"
+
+local M = {}
+M.__index = M
+
+local rank = { healthy = 0, unknown = 1, degraded = 2, unhealthy = 3 }
+M.rank = rank
+M.exit_codes = { healthy = 0, degraded = 1, unhealthy = 2, unknown = 3 }
+local HISTORY = 10
+
+-- new{ settings, plugins (manager), metrics, log, on_update = fn() }
+function M.new(o)
+  return setmetatable({
+    settings = o.settings, plugins = o.plugins, metrics = o.metrics, log = o.log,
+    on_update = o.on_update or function() end,
+    instances = {}, config_checks = {}, started = false, stopping = false,
+    first_round_done = false,
+  }, M)
+end
+
+local function pick(...)
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if v ~= nil then return v end
+  end
+end
+
+-- Works out one instance from its declaration (spec may be nil for an automatic one).
+-- Returns inst or nil, err.
+function M:build(name, plugin_name, spec, line)
+  spec = spec or {}
+  local rec = self.plugins:get(plugin_name)
+  local inst = {
+    name = name, plugin = plugin_name, spec = spec, line = line, auto = line == nil,
+    enabled = spec.enabled ~= false, tags = spec.tags or {},
+  }
+  if not rec then return inst, ("plugin %q is not loaded"):format(plugin_name) end
+  if rec.kind ~= "check" then return inst, ("plugin %q is a %s, not a check"):format(plugin_name, rec.kind) end
+  local meta, s = rec.meta, self.settings
+  local function dur(key)
+    local v = spec[key]
+    if v == nil then return nil end
+    local d, err = util.parse_duration(v)
+    if not d then error(("%s %s"):format(key, err), 0) end
+    return d
+  end
+  local ok, err = pcall(function()
+    inst.interval = pick(dur("interval"), meta.interval, s.health_check_interval)
+    inst.timeout = pick(dur("timeout"), meta.timeout, s.health_check_timeout)
+  end)
+  if not ok then return inst, err end
+  inst.retries = pick(spec.retries, meta.retries, s.health_check_retries)
+  if type(inst.retries) ~= "number" or inst.retries < 0 or inst.retries % 1 ~= 0 then
+    return inst, "retries must be a whole number >= 0"
+  end
+  inst.critical = pick(spec.critical, meta.critical, false) == true
+  local opts
+  opts, err = rec.script:call("__validate", spec)
+  if not opts then return inst, err end
+  inst.opts = opts
+  return inst
+end
+
+-- Validates every config instance of plugin `name` against a freshly loaded script, for the
+-- plugin manager's swap decision.
+function M:validate_plugin(name, script, meta)
+  if meta.kind ~= "check" then return true end
+  for cname, c in pairs(self.config_checks) do
+    if (c.spec.plugin or cname) == name then
+      local ok, err = script:call("__validate", c.spec)
+      if not ok then
+        return nil, ("check %q (%s:%d) does not validate against the new version: %s")
+          :format(cname, self.config_path or "config", c.line, err)
+      end
+    end
+  end
+  return true
+end
+
+-- Rebuilds the instance set from the config checks and the loaded plugins, keeping the state
+-- (last results, schedule) of instances whose declaration did not change.
+function M:sync()
+  local want = {}
+  for name, c in pairs(self.config_checks) do want[name] = { plugin = c.spec.plugin or name, spec = c.spec, line = c.line } end
+  for pname, rec in pairs(self.plugins.by_name) do
+    if rec.kind == "check" and rec.meta.all_defaults and not want[pname] then
+      want[pname] = { plugin = pname }
+    end
+  end
+  for name, inst in pairs(self.instances) do
+    if not want[name] then self:remove(name) end
+  end
+  for name, w in pairs(want) do
+    local old = self.instances[name]
+    local rec = self.plugins:get(w.plugin)
+    local version = rec and rec.version or 0
+    if not old or old.spec ~= w.spec or old.plugin_version ~= version or old.error then
+      local inst, err = self:build(name, w.plugin, w.spec, w.line)
+      inst.plugin_version = version
+      inst.error = err
+      if old then
+        inst.last, inst.history, inst.runs = old.last, old.history, old.runs
+        if old.timer then old.timer:stop() end
+      end
+      inst.history = inst.history or {}
+      inst.runs = inst.runs or 0
+      self.instances[name] = inst
+      if err then
+        self.log(3, "check is misconfigured", { check = name, error = err,
+          where = w.line and ((self.config_path or "config") .. ":" .. w.line) or "plugin" })
+        self:record(inst, { status = "unknown", message = err, error = err, response_time = 0 })
+      end
+      if self.started then self:schedule(inst, old == nil) end
+    end
+  end
+end
+
+function M:remove(name)
+  local inst = self.instances[name]
+  if not inst then return end
+  if inst.timer then inst.timer:stop() end
+  self.instances[name] = nil
+  self.on_update()
+end
+
+function M:schedule(inst, run_now)
+  if inst.timer then inst.timer:stop() inst.timer = nil end
+  if not inst.enabled or inst.error or self.stopping then return end
+  inst.timer = core.timer(run_now and 0 or inst.interval, inst.interval, function() self:execute(inst) end)
+end
+
+function M:start()
+  self.started = true
+  for _, inst in pairs(self.instances) do self:schedule(inst, true) end
+  self:check_first_round()
+end
+
+-- Runs one instance now (with its retries); done(inst, result) afterwards.
+function M:execute(inst, done)
+  if inst.running then
+    if self.metrics then self.metrics.increment_counter("beagle_check_skipped_total", 1, { check = inst.name }) end
+    return
+  end
+  if inst.error then
+    if done then done(inst, inst.last) end
+    return
+  end
+  local attempt = 0
+  local function try()
+    attempt = attempt + 1
+    local rec = self.plugins:get(inst.plugin)
+    if not rec then
+      local r = { status = "unknown", message = ("plugin %q is not loaded"):format(inst.plugin), response_time = 0 }
+      self:record(inst, r)
+      if done then done(inst, r) end
+      return
+    end
+    local started = core.now()
+    local ok, id = pcall(rec.script.run, rec.script, "__run_check", { name = inst.name, opts = inst.opts },
+      { timeout = inst.timeout, budget = self.settings.plugin_instruction_budget },
+      function(fine, res)
+        inst.running = nil
+        local r
+        if fine and type(res) == "table" and rank[res.status] then
+          r = res
+        else
+          local why = fine and "check returned a malformed result" or tostring(res)
+          r = { status = "unhealthy", message = why, error = why, response_time = core.now() - started }
+        end
+        if r.status == "unhealthy" and attempt <= inst.retries and not self.stopping then
+          return try()
+        end
+        r.attempts = attempt
+        self:record(inst, r)
+        if done then done(inst, r) end
+      end)
+    if ok then inst.running = { script = rec.script, id = id }
+    else
+      local r = { status = "unknown", message = tostring(id), error = tostring(id), response_time = 0 }
+      self:record(inst, r)
+      if done then done(inst, r) end
+    end
+  end
+  try()
+end
+
+function M:record(inst, r)
+  r.name = inst.name
+  r.timestamp = core.wall()
+  inst.last = r
+  inst.runs = (inst.runs or 0) + 1
+  inst.history = inst.history or {}
+  table.insert(inst.history, 1, { status = r.status, message = r.message, response_time = r.response_time,
+    timestamp = r.timestamp, attempts = r.attempts })
+  if #inst.history > HISTORY then inst.history[#inst.history] = nil end
+  local m = self.metrics
+  if m then
+    local labels = { check = inst.name }
+    m.record_histogram("beagle_check_duration_seconds", r.response_time or 0, labels)
+    m.increment_counter("beagle_check_runs_total", 1, { check = inst.name, status = r.status })
+    for st in pairs(rank) do
+      m.set_gauge("beagle_check_status", st == r.status and 1 or 0, { check = inst.name, status = st })
+    end
+  end
+  if r.status ~= "healthy" then
+    self.log(r.status == "unhealthy" and 2 or 1, "check " .. r.status,
+      { check = inst.name, message = r.message or "", attempts = tostring(r.attempts or 1) })
+  end
+  self:check_first_round()
+  self.on_update()
+end
+
+function M:check_first_round()
+  if self.first_round_done then return end
+  for _, inst in pairs(self.instances) do
+    if inst.enabled and not inst.last then return end
+  end
+  self.first_round_done = true
+end
+
+-- Overall status: the worst of the enabled checks' last results.
+function M:overall()
+  local worst = "healthy"
+  for _, inst in pairs(self.instances) do
+    if inst.enabled and inst.last and rank[inst.last.status] > rank[worst] then worst = inst.last.status end
+  end
+  return worst
+end
+
+local function check_object(inst, detailed)
+  local r = inst.last or { status = "unknown", message = "not run yet" }
+  local o = {
+    name = inst.name, status = r.status, message = r.message, response_time = r.response_time,
+    timestamp = r.timestamp and util.iso8601(r.timestamp) or nil,
+  }
+  if detailed then
+    o.details = r.details
+    o.tags = inst.tags
+    o.plugin = inst.plugin
+    o.critical = inst.critical
+    o.enabled = inst.enabled
+    o.interval = inst.interval
+    o.timeout = inst.timeout
+    o.retries = inst.retries
+    o.attempts = r.attempts
+    o.error = inst.error or r.error
+    o.runs = inst.runs
+    local h = json.array()
+    for i, e in ipairs(inst.history or {}) do
+      h[i] = { status = e.status, message = e.message, response_time = e.response_time,
+        timestamp = util.iso8601(e.timestamp), attempts = e.attempts }
+    end
+    o.history = h
+  end
+  return o
+end
+
+function M:sorted()
+  local names = util.sorted_keys(self.instances)
+  local out = {}
+  for _, n in ipairs(names) do out[#out + 1] = self.instances[n] end
+  return out
+end
+
+-- /health: (http status, body)
+function M:health_json()
+  local status = self:overall()
+  local checks = json.array()
+  for _, inst in ipairs(self:sorted()) do
+    if inst.enabled then checks[#checks + 1] = check_object(inst, false) end
+  end
+  return status == "unhealthy" and 503 or 200,
+    json.encode { status = status, timestamp = util.iso8601(core.wall()), checks = checks }
+end
+
+-- /health/ready: 503 until the first round is done and while a critical check is unhealthy.
+function M:ready_json()
+  if not self.first_round_done then
+    return 503, json.encode { status = "not ready", reason = "first round of checks not finished" }
+  end
+  local failing = json.array()
+  for _, inst in ipairs(self:sorted()) do
+    if inst.enabled and inst.critical and inst.last and inst.last.status == "unhealthy" then
+      failing[#failing + 1] = inst.name
+    end
+  end
+  if #failing > 0 then
+    return 503, json.encode { status = "not ready", reason = "critical checks unhealthy", checks = failing }
+  end
+  return 200, json.encode { status = "ready" }
+end
+
+function M:detailed(extra)
+  local checks = json.array()
+  for _, inst in ipairs(self:sorted()) do checks[#checks + 1] = check_object(inst, true) end
+  local o = extra or {}
+  o.status = self:overall()
+  o.timestamp = util.iso8601(core.wall())
+  o.checks = checks
+  return o
+end
+
+function M:check_json(name)
+  local inst = self.instances[name]
+  if not inst then return nil end
+  return check_object(inst, true)
+end
+
+-- Cancels scheduling; returns the number of runs still in flight.
+function M:stop()
+  self.stopping = true
+  local n = 0
+  for _, inst in pairs(self.instances) do
+    if inst.timer then inst.timer:stop() inst.timer = nil end
+    if inst.running then n = n + 1 end
+  end
+  return n
+end
+
+function M:in_flight()
+  local n = 0
+  for _, inst in pairs(self.instances) do if inst.running then n = n + 1 end end
+  return n
+end
+
+return M

@@ -1,0 +1,159 @@
+-- The `beagle` table that plugins and rules see: plugin constructors, option schemas,
+-- metrics with the guide's names, and logging. Loaded inside every plugin's own lua_State.
+local util = require "beagle.util"
+
+local beagle = { _VERSION = "0.1.0" }
+
+local bg = rawget(_G, "__bg") -- C functions of the plugin state (absent in plain luajit)
+
+beagle.parse_duration = util.parse_duration
+
+-- Option types a plugin may declare, with their checks. Each returns value or nil, err.
+local types = {}
+function types.string(v) if type(v) == "string" then return v end return nil, "must be a string" end
+function types.number(v)
+  if type(v) == "number" and v == v then return v end
+  return nil, "must be a number"
+end
+function types.integer(v)
+  if type(v) == "number" and v % 1 == 0 then return v end
+  return nil, "must be a whole number"
+end
+function types.boolean(v) if type(v) == "boolean" then return v end return nil, "must be true or false" end
+function types.duration(v) return util.parse_duration(v) end
+function types.table(v) if type(v) == "table" then return v end return nil, "must be a table" end
+function types.list(v)
+  if type(v) == "table" then return v end
+  if type(v) == "string" then return { v } end
+  return nil, "must be a list"
+end
+beagle.option_types = types
+
+-- Normalises an options declaration ({ url = "string", timeout = { "duration", default = "5s",
+-- description = "..." } }) into name -> { type, default, required, description }.
+-- Raises on a malformed declaration: that is the plugin author's mistake.
+local function normalize_options(decl, where)
+  local out = {}
+  if decl == nil then return out end
+  if type(decl) ~= "table" then error(where .. ": options must be a table", 3) end
+  for name, spec in pairs(decl) do
+    if type(name) ~= "string" then error(where .. ": option names must be strings", 3) end
+    if type(spec) == "string" then spec = { spec } end
+    if type(spec) ~= "table" then error(("%s: option %q must be a type name or a table"):format(where, name), 3) end
+    local t = spec[1] or spec.type
+    if not types[t] then
+      error(("%s: option %q has unknown type %q (use string, number, integer, boolean, duration, table or list)")
+        :format(where, name, tostring(t)), 3)
+    end
+    local o = { type = t, description = spec.description or spec.desc, optional = spec.optional == true }
+    if spec.default ~= nil then
+      local v, err = types[t](spec.default)
+      if v == nil then error(("%s: default of option %q %s"):format(where, name, err), 3) end
+      o.default = spec.default
+    end
+    o.required = o.default == nil and not o.optional
+    out[name] = o
+  end
+  return out
+end
+beagle.normalize_options = normalize_options
+
+-- Keys every check instance may set besides the plugin's own options.
+beagle.instance_keys = {
+  plugin = true, interval = true, timeout = true, retries = true, critical = true,
+  tags = true, enabled = true, description = true, budget = true,
+}
+
+-- Validates an instance's options against a normalised schema. Returns the typed options
+-- or nil, err naming the option.
+function beagle.validate_options(schema, given)
+  given = given or {}
+  local out = {}
+  for name, v in pairs(given) do
+    if not schema[name] and not beagle.instance_keys[name] then
+      local known = util.sorted_keys(schema)
+      return nil, ("unknown option %q (options: %s)"):format(tostring(name),
+        #known > 0 and table.concat(known, ", ") or "none")
+    end
+  end
+  for name, o in pairs(schema) do
+    local v = given[name]
+    if v == nil then v = o.default end
+    if v == nil then
+      if o.required then return nil, ("option %q is required (%s)"):format(name, o.type) end
+    else
+      local tv, err = types[o.type](v)
+      if tv == nil then return nil, ("option %q = %s: %s"):format(name, tostring(v), err) end
+      out[name] = tv
+    end
+  end
+  return out
+end
+
+local kinds = { check = "run", backend = "send", channel = "send" }
+
+local function constructor(kind)
+  return function(def)
+    local where = "beagle." .. kind
+    if type(def) ~= "table" then error(where .. " expects a table", 2) end
+    if type(def.name) ~= "string" or not def.name:match("^[%w_%-%.]+$") then
+      error(where .. ": name must be a string of letters, digits, '_', '-' or '.'", 2)
+    end
+    local fn = kinds[kind]
+    if type(def[fn]) ~= "function" then
+      error(("%s %q: %s must be a function"):format(where, def.name, fn), 2)
+    end
+    def.options = normalize_options(def.options, ("%s %q"):format(where, def.name))
+    for _, k in ipairs { "interval", "timeout" } do
+      if def[k] ~= nil then
+        local d, err = util.parse_duration(def[k])
+        if not d then error(("%s %q: %s %s"):format(where, def.name, k, err), 2) end
+        def[k] = d
+      end
+    end
+    if def.retries ~= nil and (type(def.retries) ~= "number" or def.retries < 0 or def.retries % 1 ~= 0) then
+      error(("%s %q: retries must be a whole number >= 0"):format(where, def.name), 2)
+    end
+    def.kind = kind
+    return setmetatable(def, { __beagle_plugin = kind })
+  end
+end
+
+beagle.check = constructor("check")
+beagle.backend = constructor("backend")
+beagle.channel = constructor("channel")
+
+function beagle.is_plugin(t)
+  local mt = type(t) == "table" and getmetatable(t)
+  return mt and mt.__beagle_plugin or nil
+end
+
+-- Logging: beagle.log.info("msg", { key = value }).
+local levels = { debug = 0, info = 1, warn = 2, error = 3 }
+beagle.log = {}
+for name, lvl in pairs(levels) do
+  beagle.log[name] = function(msg, fields)
+    local f = {}
+    if type(fields) == "table" then
+      for k, v in pairs(fields) do
+        if type(k) == "string" then f[k] = tostring(v) end
+      end
+    end
+    if bg then bg.log(lvl, tostring(msg), f)
+    else io.stderr:write(("level=%s msg=%q\n"):format(name, tostring(msg))) end
+  end
+end
+
+-- Metrics with the guide's names and fast handles; see lua/beagle/metrics.lua.
+local ok, metrics = pcall(require, "beagle.metrics")
+if ok then
+  for _, k in ipairs { "counter", "gauge", "histogram", "increment_counter", "set_gauge",
+    "record_histogram", "timer", "time" } do
+    beagle[k] = metrics[k]
+  end
+  beagle.metrics = metrics
+else
+  beagle.metrics_error = metrics
+end
+
+return beagle

@@ -1,0 +1,191 @@
+-- The plugin manager (agent side). Finds plugin files in the built-in and drop-in
+-- directories, loads each into its own lua_State (core.script_new), and on a change loads the
+-- new version into a fresh state, swapping it in only when it loads and every instance that
+-- uses it still validates. A file that fails leaves the old version running.
+local core = require "beagle.core"
+local util = require "beagle.util"
+
+local M = {}
+M.__index = M
+
+local kind_dirs = { checks = "check", backends = "backend", channels = "channel" }
+
+-- new{ dirs = { path, ... }, memory_limit = bytes, log = fn, on_change = fn(name, rec|nil),
+--      validate = fn(name, script) -> true | nil, err, metrics = metrics module }
+function M.new(o)
+  local self = setmetatable({
+    dirs = o.dirs, memory_limit = o.memory_limit, on_change = o.on_change or function() end,
+    validate = o.validate or function() return true end, log = o.log, metrics = o.metrics,
+    by_name = {},  -- name -> rec (loaded)
+    by_file = {},  -- path -> rec (loaded or failed)
+    watches = {},
+    load_failures = 0,
+  }, M)
+  return self
+end
+
+-- Every plugin file under the configured directories: path -> expected kind (or nil).
+function M:files()
+  local found = {}
+  for _, dir in ipairs(self.dirs) do
+    local list = core.listdir(dir)
+    if list then
+      for _, e in ipairs(list) do
+        if e.dir and kind_dirs[e.name] then
+          local sub = core.listdir(dir .. "/" .. e.name)
+          for _, f in ipairs(sub or {}) do
+            if not f.dir and f.name:match("%.lua$") and not f.name:match("^%.") then
+              found[dir .. "/" .. e.name .. "/" .. f.name] = kind_dirs[e.name]
+            end
+          end
+        elseif not e.dir and e.name:match("%.lua$") and not e.name:match("^%.") then
+          found[dir .. "/" .. e.name] = false
+        end
+      end
+    end
+  end
+  return found
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function M:fail(path, err, rec)
+  self.load_failures = self.load_failures + 1
+  local name = rec and rec.name or util.basename(path):gsub("%.lua$", "")
+  if self.metrics then
+    self.metrics.increment_counter("beagle_plugin_load_failures_total", 1, { plugin = name })
+  end
+  self.log(3, "plugin failed to load", { file = path, error = err,
+    kept = rec and rec.state == "loaded" and "previous version" or "nothing" })
+  if rec and rec.state == "loaded" then
+    rec.error = err
+    rec.error_at = core.wall()
+  else
+    self.by_file[path] = { name = name, file = path, state = "failed", error = err, error_at = core.wall() }
+  end
+  return nil, err
+end
+
+-- Loads (or reloads) one file. Returns rec or nil, err.
+function M:load(path, expected_kind, force)
+  local src = read(path)
+  if not src then return self:unload(path) end
+  local old = self.by_file[path]
+  if old and old.source == src and not force then return old end
+  local script, err = core.script_new { name = util.basename(path), memory_limit = self.memory_limit }
+  if not script then return self:fail(path, err, old) end
+  local meta
+  meta, err = script:call("__load", path)
+  if not meta then
+    script:close(true)
+    return self:fail(path, err, old)
+  end
+  if expected_kind and meta.kind ~= expected_kind then
+    script:close(true)
+    return self:fail(path, ("%s returns a %s, but this directory holds %ss"):format(path, meta.kind, expected_kind), old)
+  end
+  local other = self.by_name[meta.name]
+  if other and other.file ~= path then
+    script:close(true)
+    return self:fail(path, ("plugin name %q is already taken by %s"):format(meta.name, other.file), old)
+  end
+  local ok, verr = self.validate(meta.name, script, meta)
+  if not ok then
+    script:close(true)
+    return self:fail(path, verr, old)
+  end
+  local rec = {
+    name = meta.name, kind = meta.kind, file = path, state = "loaded", meta = meta, script = script,
+    source = src, loaded_at = core.wall(), version = (old and old.version or 0) + 1,
+  }
+  if old and old.state == "loaded" then
+    if old.name ~= rec.name then self.by_name[old.name] = nil end
+    -- in-flight runs of the old version finish (each has its deadline); then it is freed
+    old.script:close(false)
+  end
+  self.by_file[path] = rec
+  self.by_name[rec.name] = rec
+  self.log(1, old and "plugin reloaded" or "plugin loaded",
+    { plugin = rec.name, kind = rec.kind, file = path, version = tostring(rec.version) })
+  self.on_change(rec.name, rec, old and old.state == "loaded" and old or nil)
+  return rec
+end
+
+function M:unload(path)
+  local rec = self.by_file[path]
+  if not rec then return nil, "not loaded" end
+  self.by_file[path] = nil
+  if rec.state == "loaded" then
+    if self.by_name[rec.name] == rec then self.by_name[rec.name] = nil end
+    rec.script:close(false)
+    rec.state = "removed"
+    self.log(1, "plugin removed", { plugin = rec.name, file = path })
+    self.on_change(rec.name, nil, rec)
+  end
+  return true
+end
+
+-- Loads new and changed files, unloads removed ones. Returns the number of failures.
+function M:scan(force)
+  local files = self:files()
+  local failures = 0
+  for path in pairs(self.by_file) do
+    if files[path] == nil then self:unload(path) end
+  end
+  for _, path in ipairs(util.sorted_keys(files)) do
+    local rec = self:load(path, files[path] or nil, force)
+    if not rec or rec.error then failures = failures + 1 end
+  end
+  return failures
+end
+
+-- Watches every plugin directory; a change rescans after the debounce.
+function M:watch(debounce)
+  local dirs = {}
+  for _, dir in ipairs(self.dirs) do
+    dirs[#dirs + 1] = dir
+    for sub in pairs(kind_dirs) do dirs[#dirs + 1] = dir .. "/" .. sub end
+  end
+  for _, d in ipairs(dirs) do
+    if core.listdir(d) then
+      local w, err = core.watch(d, debounce, function() self:scan(false) end)
+      if w then self.watches[#self.watches + 1] = w
+      else self.log(2, "cannot watch plugin directory", { dir = d, error = err }) end
+    end
+  end
+end
+
+function M:stop_watching()
+  for _, w in ipairs(self.watches) do w:stop() end
+  self.watches = {}
+end
+
+function M:get(name) return self.by_name[name] end
+
+-- For /health/detailed: every file with its state.
+function M:list()
+  local out = {}
+  for _, path in ipairs(util.sorted_keys(self.by_file)) do
+    local r = self.by_file[path]
+    out[#out + 1] = {
+      name = r.name, file = r.file, kind = r.kind, state = r.state, error = r.error,
+      version = r.version, memory_bytes = r.script and r.script:memory() or nil,
+      description = r.meta and r.meta.description or nil,
+    }
+  end
+  return out
+end
+
+function M:close_all(force)
+  for _, r in pairs(self.by_file) do
+    if r.script then r.script:close(force) end
+  end
+end
+
+return M

@@ -1,0 +1,205 @@
+-- Runs first in every plugin's lua_State: builds the environment plugin code sees and the
+-- entry points the agent calls through the C core (script.c): __load, __validate, __run_check.
+-- Plugin chunks run with the JIT off (jit.off(chunk, true)) so that the count hook that
+-- enforces the instruction budget and deadline fires; this library keeps the JIT.
+local bg = __bg
+package.path = bg.lua_dir .. "/?.lua;" .. bg.lua_dir .. "/?/init.lua"
+package.cpath = ""
+
+local beagle = require "beagle"
+local util = require "beagle.util"
+
+local raw_pcall, raw_xpcall, raw_error = pcall, xpcall, error
+local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield,
+  coroutine.status
+local unpack, select, type = unpack, select, type
+
+-- A run that was killed (timeout, budget, memory) must not be kept alive by a pcall in
+-- plugin code: every protected call re-raises once the run is killed.
+local function guard(ok, ...)
+  local why = bg.killed()
+  if why then raw_error(why, 0) end
+  return ok, ...
+end
+local function safe_pcall(f, ...) return guard(raw_pcall(f, ...)) end
+local function safe_xpcall(f, h, ...)
+  if select("#", ...) > 0 then
+    local args = { n = select("#", ...), ... }
+    return guard(raw_xpcall(function() return f(unpack(args, 1, args.n)) end, h))
+  end
+  return guard(raw_xpcall(f, h))
+end
+
+-- Coroutines inside plugin code: the C core yields a marker when an I/O call waits; a
+-- plugin's own coroutine passes that yield up to the run and hands the result back down.
+local function resume(co, ...)
+  local r = { n = 0 }
+  local function collect(...) r = { n = select("#", ...), ... } end
+  collect(co_resume(co, ...))
+  while r[1] and r.n == 2 and r[2] == bg.IO and co_status(co) == "suspended" do
+    -- the inner coroutine waits on I/O: wait with it, then resume it with the result
+    collect(co_resume(co, co_yield(r[2])))
+  end
+  guard(true)
+  return unpack(r, 1, r.n)
+end
+local safe_coroutine = {
+  create = co_create, status = co_status, running = coroutine.running, yield = co_yield,
+  resume = resume,
+  wrap = function(f)
+    local co = co_create(f)
+    return function(...)
+      local r = { resume(co, ...) }
+      if not r[1] then raw_error(r[2], 0) end
+      return unpack(r, 2)
+    end
+  end,
+}
+
+local function copy_lib(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local function make_env(name)
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+    select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
+    rawequal = rawequal, rawget = rawget, rawset = rawset, setmetatable = setmetatable,
+    getmetatable = getmetatable, _VERSION = _VERSION,
+    pcall = safe_pcall, xpcall = safe_xpcall, coroutine = safe_coroutine,
+    string = copy_lib(string), table = copy_lib(table), math = copy_lib(math), bit = copy_lib(bit),
+    os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
+    beagle = beagle,
+    print = function(...)
+      local parts = {}
+      for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+      beagle.log.info(table.concat(parts, " "))
+    end,
+    require = function(mod)
+      if type(mod) == "string" and mod:match("^beagle%.?") then return require(mod) end
+      raw_error(("plugin %s: require %q is not allowed (only beagle modules)"):format(name, tostring(mod)), 2)
+    end,
+  }
+  env._G = env
+  return env
+end
+
+local PLUGIN      -- the table the plugin file returned
+local PLUGIN_FILE
+
+-- __load(path) -> metadata | nil, err
+function __load(path)
+  local src, err = bg.read_file(path, 4 * 1024 * 1024)
+  if not src then return nil, err end
+  local chunk
+  chunk, err = load(src, "@" .. path, "t")
+  if not chunk then return nil, err end
+  jit.off(chunk, true)
+  setfenv(chunk, make_env(path))
+  local ok, p = raw_pcall(chunk)
+  if not ok then return nil, tostring(p) end
+  local kind = beagle.is_plugin(p)
+  if not kind then
+    return nil, path .. ": the file must return beagle.check { ... }, beagle.backend { ... } or beagle.channel { ... }"
+  end
+  PLUGIN, PLUGIN_FILE = p, path
+  local all_defaults = true
+  local options = {}
+  for oname, o in pairs(p.options) do
+    if o.required then all_defaults = false end
+    options[oname] = { type = o.type, default = o.default, required = o.required, description = o.description }
+  end
+  return {
+    kind = kind, name = p.name, description = p.description, options = options,
+    interval = p.interval, timeout = p.timeout, retries = p.retries, critical = p.critical,
+    all_defaults = all_defaults,
+  }
+end
+
+-- __validate(given_options) -> typed options | nil, err
+function __validate(given)
+  if not PLUGIN then return nil, "no plugin loaded" end
+  return beagle.validate_options(PLUGIN.options, given)
+end
+
+local function parse_headers(raw)
+  local h = {}
+  for line in raw:gmatch("[^\r\n]+") do
+    local k, v = line:match("^([^:]+):%s*(.-)%s*$")
+    if k then h[k:lower()] = v end
+  end
+  return h
+end
+
+local function http_request(req)
+  local res, err = bg.http(req)
+  if not res then return nil, err end
+  res.headers = parse_headers(res.headers_raw)
+  res.headers_raw = nil
+  return res
+end
+
+local function header_list(h)
+  local out = {}
+  if type(h) == "table" then
+    for k, v in pairs(h) do
+      if type(k) == "number" then out[#out + 1] = v else out[#out + 1] = k .. ": " .. tostring(v) end
+    end
+  end
+  return out
+end
+
+local function result(status)
+  return function(message, details)
+    if message ~= nil and type(message) ~= "string" then message = tostring(message) end
+    if details ~= nil and type(details) ~= "table" then details = { value = details } end
+    return { __check_result = true, status = status, message = message, details = details }
+  end
+end
+
+local function make_ctx(a)
+  local ctx = {
+    name = a.name,
+    healthy = result("healthy"), degraded = result("degraded"),
+    unhealthy = result("unhealthy"), unknown = result("unknown"),
+    sleep = bg.sleep, now = bg.now, time = bg.wall,
+    read_file = bg.read_file, statvfs = bg.statvfs,
+    log = beagle.log,
+    http = {
+      request = function(req)
+        req = util.copy(req)
+        req.headers = header_list(req.headers)
+        return http_request(req)
+      end,
+      get = function(url, opt)
+        opt = opt or {}
+        return http_request { url = url, method = "GET", timeout = opt.timeout, headers = header_list(opt.headers),
+          follow = opt.follow, insecure = opt.insecure, max_body = opt.max_body }
+      end,
+      post = function(url, body, opt)
+        opt = opt or {}
+        return http_request { url = url, method = "POST", body = body, timeout = opt.timeout,
+          headers = header_list(opt.headers), insecure = opt.insecure, max_body = opt.max_body }
+      end,
+    },
+    tcp = { connect = function(host, port) return bg.tcp_connect(host, port) end },
+    exec = function(argv) return bg.exec(argv) end,
+  }
+  return ctx
+end
+
+-- __run_check{ name, opts } -> { status, message, details, response_time }
+function __run_check(a)
+  if not PLUGIN or PLUGIN.kind ~= "check" then raw_error("plugin is not a check", 0) end
+  local ctx = make_ctx(a)
+  local t0 = bg.now()
+  local r = PLUGIN.run(a.opts or {}, ctx)
+  local elapsed = bg.now() - t0
+  if type(r) ~= "table" or not r.__check_result then
+    raw_error(("check %s returned %s: return ctx.healthy(), ctx.degraded() or ctx.unhealthy()")
+      :format(a.name, type(r)), 0)
+  end
+  return { status = r.status, message = r.message, details = r.details, response_time = elapsed }
+end

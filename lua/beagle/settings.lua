@@ -1,0 +1,127 @@
+-- The guide's MonitoringSettings, beagle's own settings, their defaults, validation and the
+-- MONITORING_<NAME> environment overrides. A bad value is an error that names the setting,
+-- the value and where it came from (file:line or the environment variable).
+local util = require "beagle.util"
+
+local M = {}
+
+-- kind: "int" (whole, >= min), "number", "rate" (0..1), "bool", "string", "duration",
+-- "enum" (values), "address" (host:port)
+M.schema = {
+  -- health checks
+  health_check_interval = { kind = "duration", default = 30, min = 0.01, help = "seconds between runs of a check" },
+  health_check_timeout = { kind = "duration", default = 10, min = 0.001, help = "seconds a check run may take" },
+  health_check_retries = { kind = "int", default = 3, min = 0, help = "extra attempts before a failing check is reported" },
+  -- metrics
+  metrics_collection_interval = { kind = "duration", default = 15, min = 0.01, help = "seconds between samples of every series" },
+  metrics_retention_days = { kind = "int", default = 30, min = 1, help = "days of rollups kept" },
+  metrics_batch_size = { kind = "int", default = 100, min = 1, help = "series per batch sent to a backend" },
+  -- alerts
+  alert_evaluation_interval = { kind = "duration", default = 60, min = 0.01, help = "seconds between rule evaluations" },
+  alert_cooldown_minutes = { kind = "int", default = 15, min = 0, help = "minutes between repeat notifications of one alert" },
+  alert_max_notifications_per_hour = { kind = "int", default = 10, min = 0, help = "notifications per alert and channel per hour" },
+  -- logfire / tracing
+  logfire_token = { kind = "string", default = "", secret = true, help = "Logfire write token" },
+  logfire_project_name = { kind = "string", default = "beagle", help = "Logfire project" },
+  logfire_environment = { kind = "string", default = "production", help = "deployment environment" },
+  logfire_enabled = { kind = "bool", default = true, help = "send to Logfire when a token is set" },
+  performance_sampling_rate = { kind = "rate", default = 0.1, help = "share of operations profiled" },
+  trace_sampling_rate = { kind = "rate", default = 0.01, help = "share of traces sampled" },
+  enable_profiling = { kind = "bool", default = false, help = "collect profiles" },
+  -- beagle's own
+  listen = { kind = "address", default = "127.0.0.1:8001", help = "HTTP address of the agent" },
+  log_format = { kind = "enum", values = { "logfmt", "json" }, default = "logfmt", help = "log line format" },
+  log_level = { kind = "enum", values = { "debug", "info", "warn", "error" }, default = "info", help = "lowest level logged" },
+  data_dir = { kind = "string", default = "data", help = "directory for durable state" },
+  api_token = { kind = "string", default = "", secret = true, help = "bearer token required by write routes" },
+  plugin_memory_limit_mb = { kind = "number", default = 64, min = 1, help = "memory limit of one plugin's Lua state" },
+  plugin_instruction_budget = { kind = "number", default = 100000000, min = 1000, help = "VM instructions one plugin run may execute" },
+  reload_debounce = { kind = "duration", default = 0.05, min = 0, help = "quiet time after a file change before reloading" },
+  shutdown_grace = { kind = "duration", default = 5, min = 0, help = "seconds in-flight runs get to finish at shutdown" },
+}
+
+local function in_list(v, list)
+  for _, x in ipairs(list) do if x == v then return true end end
+  return false
+end
+
+-- Converts and checks one value. from_env: the value is a string from the environment.
+-- Returns the value or nil, reason.
+function M.coerce(name, v, from_env)
+  local s = M.schema[name]
+  if not s then return nil, "unknown setting" end
+  local k = s.kind
+  if k == "int" or k == "number" or k == "rate" then
+    local n = tonumber(v)
+    if type(v) ~= "number" and not (from_env and n) then
+      return nil, "must be a number"
+    end
+    if n ~= n or n == math.huge or n == -math.huge then return nil, "must be a finite number" end
+    if k == "int" and n % 1 ~= 0 then return nil, "must be a whole number" end
+    if k == "rate" and (n < 0 or n > 1) then return nil, "must be between 0 and 1" end
+    if s.min and n < s.min then return nil, ("must be at least %s"):format(s.min) end
+    return n
+  elseif k == "duration" then
+    local d, err
+    if from_env and tonumber(v) then d = tonumber(v) else d, err = util.parse_duration(v) end
+    if not d then return nil, err end
+    if s.min and d < s.min then return nil, ("must be at least %s"):format(util.format_duration(s.min)) end
+    return d
+  elseif k == "bool" then
+    if type(v) == "boolean" then return v end
+    if from_env then
+      local l = tostring(v):lower()
+      if l == "true" or l == "1" or l == "yes" or l == "on" then return true end
+      if l == "false" or l == "0" or l == "no" or l == "off" or l == "" then return false end
+    end
+    return nil, "must be true or false"
+  elseif k == "string" then
+    if type(v) ~= "string" then return nil, "must be a string" end
+    return v
+  elseif k == "enum" then
+    if type(v) ~= "string" or not in_list(v, s.values) then
+      return nil, "must be one of " .. table.concat(s.values, ", ")
+    end
+    return v
+  elseif k == "address" then
+    if type(v) ~= "string" then return nil, "must be \"host:port\"" end
+    local host, port = v:match("^%[?([^%]]*)%]?:(%d+)$")
+    port = tonumber(port)
+    if not host or host == "" or not port or port > 65535 then
+      return nil, "must be \"host:port\" with a port from 0 to 65535"
+    end
+    return v
+  end
+  return nil, "unsupported kind"
+end
+
+function M.defaults()
+  local t = {}
+  for name, s in pairs(M.schema) do t[name] = s.default end
+  return t
+end
+
+-- Applies MONITORING_<NAME> variables over t. getenv defaults to os.getenv.
+-- Returns true or nil, err.
+function M.apply_env(t, getenv)
+  getenv = getenv or os.getenv
+  for _, name in ipairs(util.sorted_keys(M.schema)) do
+    local var = "MONITORING_" .. name:upper()
+    local raw = getenv(var)
+    if raw ~= nil then
+      local v, err = M.coerce(name, raw, true)
+      if v == nil then
+        return nil, ("%s=%q: %s %s"):format(var, raw, name, err)
+      end
+      t[name] = v
+    end
+  end
+  return true
+end
+
+function M.split_address(addr)
+  local host, port = addr:match("^%[?([^%]]*)%]?:(%d+)$")
+  return host, tonumber(port)
+end
+
+return M

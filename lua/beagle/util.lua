@@ -1,0 +1,58 @@
+-- Small helpers shared by the agent and the plugin sandbox: durations, copies, sorting.
+local M = {}
+
+local units = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400 }
+
+-- parse_duration("500ms") -> 0.5; numbers are seconds. Returns nil, err on bad input.
+function M.parse_duration(v)
+  if type(v) == "number" then
+    if v ~= v or v < 0 or v == math.huge then return nil, "must be a non-negative number of seconds" end
+    return v
+  end
+  if type(v) ~= "string" then return nil, "must be a duration like \"500ms\", \"30s\" or \"5m\"" end
+  local total, pos, matched = 0, 1, false
+  while pos <= #v do
+    local num, unit, nxt = v:match("^(%d+%.?%d*)(%a+)()", pos)
+    if not num or not units[unit] then
+      return nil, ("%q is not a duration (use e.g. \"500ms\", \"30s\", \"5m\", \"1h\")"):format(v)
+    end
+    total = total + tonumber(num) * units[unit]
+    pos, matched = nxt, true
+  end
+  if not matched then return nil, "empty duration" end
+  return total
+end
+
+function M.format_duration(s)
+  if s < 1 then return ("%dms"):format(math.floor(s * 1000 + 0.5)) end
+  if s < 60 or s % 60 ~= 0 then return ("%gs"):format(s) end
+  if s < 3600 or s % 3600 ~= 0 then return ("%gm"):format(s / 60) end
+  return ("%gh"):format(s / 3600)
+end
+
+function M.copy(t, seen)
+  if type(t) ~= "table" then return t end
+  seen = seen or {}
+  if seen[t] then return seen[t] end
+  local r = {}
+  seen[t] = r
+  for k, v in pairs(t) do r[M.copy(k, seen)] = M.copy(v, seen) end
+  return r
+end
+
+function M.sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+function M.basename(path) return (path:match("([^/]+)$")) or path end
+
+-- RFC 3339 UTC with milliseconds, for timestamps in JSON.
+function M.iso8601(t)
+  local secs = math.floor(t)
+  return os.date("!%Y-%m-%dT%H:%M:%S", secs) .. (".%03dZ"):format(math.floor((t - secs) * 1000))
+end
+
+return M

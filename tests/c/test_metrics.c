@@ -1,0 +1,483 @@
+/* Tests for core/metrics and core/expo: name mapping, label validation, series identity,
+ * hot-path semantics, exact exposition text, and `promtool check metrics` on the output. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "expo.h"
+#include "metrics.h"
+
+static int failures;
+
+#define CHECK(c)                                                                                   \
+  do {                                                                                             \
+    if (!(c)) {                                                                                    \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c);                        \
+      failures++;                                                                                  \
+    }                                                                                              \
+  } while (0)
+
+#define CHECK_INT(a, b)                                                                            \
+  do {                                                                                             \
+    long long a_ = (long long)(a), b_ = (long long)(b);                                            \
+    if (a_ != b_) {                                                                                \
+      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b, a_,    \
+              b_);                                                                                 \
+      failures++;                                                                                  \
+    }                                                                                              \
+  } while (0)
+
+#define CHECK_DBL(a, b)                                                                            \
+  do {                                                                                             \
+    double a_ = (a), b_ = (b);                                                                     \
+    if (!(a_ == b_)) {                                                                             \
+      fprintf(stderr, "%s:%d: %s == %s failed: %.17g != %.17g\n", __FILE__, __LINE__, #a, #b, a_,  \
+              b_);                                                                                 \
+      failures++;                                                                                  \
+    }                                                                                              \
+  } while (0)
+
+#define CHECK_STR(a, b)                                                                            \
+  do {                                                                                             \
+    const char *a_ = (a), *b_ = (b);                                                               \
+    if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                                         \
+      fprintf(stderr, "%s:%d: %s == %s failed:\n--- got\n%s\n--- want\n%s\n---\n", __FILE__,       \
+              __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                           \
+      failures++;                                                                                  \
+    }                                                                                              \
+  } while (0)
+
+/* err contains needle */
+#define CHECK_ERR(err, needle)                                                                     \
+  do {                                                                                             \
+    if (strstr((err), (needle)) == NULL) {                                                         \
+      fprintf(stderr, "%s:%d: error \"%s\" does not mention \"%s\"\n", __FILE__, __LINE__, (err),  \
+              (needle));                                                                           \
+      failures++;                                                                                  \
+    }                                                                                              \
+  } while (0)
+
+static char err[256];
+
+static bg_series *get(bg_registry *r, int type, const char *name, const char *const *kv, int n) {
+  return bg_series_get(r, type, name, NULL, kv, n, NULL, 0, err, sizeof err);
+}
+
+static void test_name_map(void) {
+  char out[256];
+  CHECK_INT(bg_metric_name_map("api.response_time", BG_HISTOGRAM, out, sizeof out, err, sizeof err),
+            0);
+  CHECK_STR(out, "api_response_time");
+  CHECK_INT(bg_metric_name_map("system.cpu_percent", BG_GAUGE, out, sizeof out, err, sizeof err),
+            0);
+  CHECK_STR(out, "system_cpu_percent");
+  CHECK_INT(bg_metric_name_map("api.requests", BG_COUNTER, out, sizeof out, err, sizeof err), 0);
+  CHECK_STR(out, "api_requests_total");
+  CHECK_INT(bg_metric_name_map("http-requests_total", BG_COUNTER, out, sizeof out, err, sizeof err),
+            0);
+  CHECK_STR(out, "http_requests_total");
+  CHECK_INT(bg_metric_name_map("ns:rule_x", BG_GAUGE, out, sizeof out, err, sizeof err), 0);
+  CHECK_STR(out, "ns:rule_x");
+
+  CHECK_INT(bg_metric_name_map("9abc", BG_GAUGE, out, sizeof out, err, sizeof err), BG_EINVAL);
+  CHECK_STR(err, "metric name \"9abc\" must start with a letter or underscore");
+  CHECK_INT(bg_metric_name_map("", BG_GAUGE, out, sizeof out, err, sizeof err), BG_EINVAL);
+  CHECK_STR(err, "metric name is empty");
+  CHECK_INT(bg_metric_name_map(NULL, BG_GAUGE, out, sizeof out, err, sizeof err), BG_EINVAL);
+  CHECK_INT(bg_metric_name_map(".x", BG_GAUGE, out, sizeof out, err, sizeof err), BG_EINVAL);
+  CHECK_INT(bg_metric_name_map("a b", BG_GAUGE, out, sizeof out, err, sizeof err), BG_EINVAL);
+  CHECK_ERR(err, "invalid character ' '");
+  CHECK_INT(bg_metric_name_map("a\xc3\xa9", BG_GAUGE, out, sizeof out, err, sizeof err), BG_EINVAL);
+  CHECK_ERR(err, "\\xc3");
+  CHECK_INT(bg_metric_name_map("_total", BG_COUNTER, out, sizeof out, err, sizeof err), BG_EINVAL);
+  CHECK_INT(bg_metric_name_map("abc", BG_GAUGE, out, 3, err, sizeof err), BG_EINVAL);
+  CHECK_INT(bg_metric_name_map("abc", BG_COUNTER, out, 5, err, sizeof err), BG_EINVAL);
+  CHECK_INT(bg_metric_name_map("abc", 7, out, sizeof out, err, sizeof err), BG_EINVAL);
+  char long_name[300];
+  memset(long_name, 'a', sizeof long_name - 1);
+  long_name[sizeof long_name - 1] = '\0';
+  CHECK_INT(bg_metric_name_map(long_name, BG_GAUGE, out, sizeof out, err, sizeof err), BG_EINVAL);
+  CHECK_ERR(err, "too long");
+  /* A zero-length err buffer is allowed. */
+  CHECK_INT(bg_metric_name_map("9", BG_GAUGE, out, sizeof out, NULL, 0), BG_EINVAL);
+}
+
+static void test_labels(void) {
+  bg_registry *r = bg_registry_new();
+  const char *bad_start[] = {"1a", "v"};
+  CHECK(get(r, BG_GAUGE, "g", bad_start, 1) == NULL);
+  CHECK_ERR(err, "label name \"1a\" must start with a letter or underscore");
+  const char *bad_char[] = {"a.b", "v"};
+  CHECK(get(r, BG_GAUGE, "g", bad_char, 1) == NULL);
+  CHECK_ERR(err, "invalid character '.'");
+  const char *reserved[] = {"__name__", "v"};
+  CHECK(get(r, BG_GAUGE, "g", reserved, 1) == NULL);
+  CHECK_ERR(err, "reserved");
+  const char *le[] = {"le", "1"};
+  CHECK(get(r, BG_HISTOGRAM, "h", le, 1) == NULL);
+  CHECK_ERR(err, "\"le\" is reserved");
+  const char *empty[] = {"", "v"};
+  CHECK(get(r, BG_GAUGE, "g", empty, 1) == NULL);
+  CHECK_ERR(err, "label name is empty");
+  const char *dup[] = {"b", "1", "a", "2", "b", "3"};
+  CHECK(get(r, BG_GAUGE, "g", dup, 3) == NULL);
+  CHECK_ERR(err, "duplicate label name \"b\"");
+  const char *nullv[] = {"a", NULL};
+  CHECK(get(r, BG_GAUGE, "g", nullv, 1) == NULL);
+  CHECK_ERR(err, "has no value");
+  const char *bad_utf8[] = {"a", "\xff\xfe"};
+  CHECK(get(r, BG_GAUGE, "g", bad_utf8, 1) == NULL);
+  CHECK_ERR(err, "not valid UTF-8");
+  const char *surrogate[] = {"a", "\xed\xa0\x80"};
+  CHECK(get(r, BG_GAUGE, "g", surrogate, 1) == NULL);
+  const char *overlong[] = {"a", "\xc0\xaf"};
+  CHECK(get(r, BG_GAUGE, "g", overlong, 1) == NULL);
+  const char *utf8[] = {"a", "caf\xc3\xa9 \xf0\x9f\x90\xb6 \"q\" \\ \n"};
+  CHECK(get(r, BG_GAUGE, "g", utf8, 1) != NULL);
+
+  const char *many[2 * (BG_METRICS_MAX_LABELS + 1)];
+  char names[BG_METRICS_MAX_LABELS + 1][8];
+  for (int i = 0; i <= BG_METRICS_MAX_LABELS; i++) {
+    snprintf(names[i], sizeof names[i], "l%d", i);
+    many[2 * i] = names[i];
+    many[2 * i + 1] = "v";
+  }
+  CHECK(get(r, BG_GAUGE, "many", many, BG_METRICS_MAX_LABELS) != NULL);
+  CHECK(get(r, BG_GAUGE, "many", many, BG_METRICS_MAX_LABELS + 1) == NULL);
+  CHECK_ERR(err, "at most 16");
+  CHECK(get(r, BG_GAUGE, "g", NULL, 1) == NULL);
+  CHECK(get(r, BG_GAUGE, "g", NULL, -1) == NULL);
+  CHECK(bg_series_get(NULL, BG_GAUGE, "g", NULL, NULL, 0, NULL, 0, err, sizeof err) == NULL);
+  CHECK(get(r, 3, "g", NULL, 0) == NULL);
+  CHECK_ERR(err, "unknown metric type");
+  bg_registry_free(r);
+}
+
+static void test_identity(void) {
+  bg_registry *r = bg_registry_new();
+  const char *ab[] = {"method", "POST", "endpoint", "/optimize"};
+  const char *ba[] = {"endpoint", "/optimize", "method", "POST"};
+  const char *other[] = {"endpoint", "/health", "method", "POST"};
+  bg_series *s1 = get(r, BG_COUNTER, "api.requests", ab, 2);
+  bg_series *s2 = get(r, BG_COUNTER, "api.requests", ba, 2);
+  bg_series *s3 = get(r, BG_COUNTER, "api_requests_total", ab, 2);
+  bg_series *s4 = get(r, BG_COUNTER, "api.requests", other, 2);
+  CHECK(s1 != NULL);
+  CHECK(s1 == s2);
+  CHECK(s1 == s3);
+  CHECK(s4 != NULL && s4 != s1);
+  CHECK_INT(bg_registry_series_count(r), 2);
+
+  /* Label sets that would hash alike if keys and values were simply concatenated. */
+  const char *x1[] = {"ab", "c"};
+  const char *x2[] = {"a", "bc"};
+  CHECK(get(r, BG_GAUGE, "x", x1, 1) != get(r, BG_GAUGE, "x", x2, 1));
+
+  /* Many series: the table grows and every one is still found. */
+  char v[16];
+  const char *kv[] = {"i", v};
+  bg_series *first = NULL;
+  for (int i = 0; i < 1000; i++) {
+    snprintf(v, sizeof v, "%d", i);
+    bg_series *s = get(r, BG_GAUGE, "wide", kv, 1);
+    bg_gauge_set(s, i);
+    if (i == 0) first = s;
+  }
+  snprintf(v, sizeof v, "%d", 0);
+  CHECK(get(r, BG_GAUGE, "wide", kv, 1) == first);
+  snprintf(v, sizeof v, "%d", 777);
+  CHECK_DBL(bg_series_value(get(r, BG_GAUGE, "wide", kv, 1)), 777);
+  CHECK_INT(bg_registry_series_count(r), 1004);
+
+  /* Many families too. */
+  char name[32];
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof name, "fam.%03d", i);
+    CHECK(get(r, BG_GAUGE, name, NULL, 0) != NULL);
+  }
+  CHECK(get(r, BG_GAUGE, "fam.000", NULL, 0) == get(r, BG_GAUGE, "fam_000", NULL, 0));
+
+  bg_series_remove(r, s4);
+  CHECK_INT(bg_registry_series_count(r), 1303);
+  bg_series *s5 = get(r, BG_COUNTER, "api.requests", other, 2);
+  CHECK(s5 != NULL);
+  CHECK_DBL(bg_series_value(s5), 0);
+  bg_registry_free(r);
+}
+
+static void test_types(void) {
+  bg_registry *r = bg_registry_new();
+  CHECK(get(r, BG_COUNTER, "x", NULL, 0) != NULL);
+  CHECK(get(r, BG_GAUGE, "x", NULL, 0) == NULL);
+  CHECK_STR(err, "metric \"x\" is a counter, not a gauge");
+  CHECK(get(r, BG_HISTOGRAM, "x_total", NULL, 0) == NULL); /* counter x writes x_total */
+  CHECK_STR(err, "metric \"x_total\" would expose x_total, which counter x_total already writes");
+  CHECK(get(r, BG_GAUGE, "h", NULL, 0) != NULL);
+  CHECK(get(r, BG_COUNTER, "h_total", NULL, 0) == NULL);
+  CHECK_STR(err, "metric \"h_total\" is a gauge, not a counter");
+
+  /* Names that would collide on the wire. */
+  CHECK(get(r, BG_GAUGE, "c_total", NULL, 0) != NULL);
+  CHECK(get(r, BG_COUNTER, "c", NULL, 0) == NULL);
+  CHECK_ERR(err, "would expose c_total");
+  CHECK(get(r, BG_HISTOGRAM, "lat", NULL, 0) != NULL);
+  CHECK(get(r, BG_GAUGE, "lat_count", NULL, 0) == NULL);
+  CHECK_ERR(err, "histogram lat already writes");
+  CHECK(get(r, BG_COUNTER, "lat_sum", NULL, 0) == NULL);
+
+  /* Buckets. */
+  const double asc[] = {1, 2, 4};
+  const double desc[] = {1, 3, 2};
+  const double dupb[] = {1, 1};
+  const double nan[] = {1, NAN};
+  const double inf_tail[] = {1, 2, 4, INFINITY};
+  CHECK(bg_series_get(r, BG_HISTOGRAM, "b1", NULL, NULL, 0, desc, 3, err, sizeof err) == NULL);
+  CHECK_ERR(err, "increasing order");
+  CHECK(bg_series_get(r, BG_HISTOGRAM, "b1", NULL, NULL, 0, dupb, 2, err, sizeof err) == NULL);
+  CHECK(bg_series_get(r, BG_HISTOGRAM, "b1", NULL, NULL, 0, nan, 2, err, sizeof err) == NULL);
+  CHECK_ERR(err, "not a finite number");
+  CHECK(bg_series_get(r, BG_GAUGE, "b2", NULL, NULL, 0, asc, 3, err, sizeof err) == NULL);
+  CHECK_ERR(err, "only to histograms");
+  double big[BG_METRICS_MAX_BUCKETS + 1];
+  for (int i = 0; i <= BG_METRICS_MAX_BUCKETS; i++)
+    big[i] = i;
+  CHECK(bg_series_get(r, BG_HISTOGRAM, "b3", NULL, NULL, 0, big, BG_METRICS_MAX_BUCKETS + 1, err,
+                      sizeof err) == NULL);
+  bg_series *b = bg_series_get(r, BG_HISTOGRAM, "b1", NULL, NULL, 0, asc, 3, err, sizeof err);
+  CHECK(b != NULL);
+  CHECK(bg_series_get(r, BG_HISTOGRAM, "b1", NULL, NULL, 0, inf_tail, 4, err, sizeof err) == b);
+  CHECK(bg_series_get(r, BG_HISTOGRAM, "b1", NULL, NULL, 0, NULL, 0, err, sizeof err) == b);
+  CHECK(bg_series_get(r, BG_HISTOGRAM, "b1", NULL, NULL, 0, asc, 2, err, sizeof err) == NULL);
+  CHECK_ERR(err, "different buckets");
+  bg_registry_free(r);
+}
+
+static void test_hot_paths(void) {
+  bg_registry *r = bg_registry_new();
+  bg_series *c = get(r, BG_COUNTER, "c", NULL, 0);
+  bg_counter_add(c, 5);
+  bg_counter_add(c, 3);
+  CHECK_DBL(bg_series_value(c), 8);
+  bg_counter_add(c, -1);
+  bg_counter_add(c, NAN);
+  CHECK_DBL(bg_series_value(c), 8);
+  CHECK_INT(bg_registry_misuse_count(r), 2);
+  CHECK_INT(bg_series_count(c), 0);
+
+  bg_series *g = get(r, BG_GAUGE, "g", NULL, 0);
+  bg_gauge_set(g, 42);
+  bg_gauge_set(g, 24);
+  CHECK_DBL(bg_series_value(g), 24);
+  bg_gauge_add(g, -30);
+  CHECK_DBL(bg_series_value(g), -6);
+
+  bg_series *h = get(r, BG_HISTOGRAM, "h", NULL, 0);
+  for (int i = 1; i <= 5; i++)
+    bg_histogram_observe(h, i);
+  bg_histogram_observe(h, NAN);
+  CHECK_DBL(bg_series_value(h), 15);
+  CHECK_INT(bg_series_count(h), 5);
+  CHECK_INT(bg_registry_misuse_count(r), 3);
+
+  bg_registry_free(r);
+}
+
+/* Non-cumulative counts of one histogram series, captured by a walk. */
+typedef struct capture {
+  const char *name;
+  uint64_t counts[BG_METRICS_MAX_BUCKETS + 1];
+  int n;
+  int families;
+  int series;
+  char order[512];
+} capture;
+
+static void cap_family(void *ud, const bg_family_view *f) {
+  capture *c = ud;
+  c->families++;
+  strncat(c->order, f->name, sizeof c->order - strlen(c->order) - 2);
+  strcat(c->order, " ");
+}
+
+static void cap_series(void *ud, const bg_family_view *f, const bg_series_view *s) {
+  capture *c = ud;
+  c->series++;
+  if (c->name && strcmp(f->name, c->name) == 0 && f->type == BG_HISTOGRAM) {
+    c->n = f->nbuckets + 1;
+    memcpy(c->counts, s->bucket_counts, (size_t)c->n * sizeof(uint64_t));
+  }
+}
+
+static void test_buckets(void) {
+  bg_registry *r = bg_registry_new();
+  double many[40];
+  for (int i = 0; i < 40; i++)
+    many[i] = i + 1;
+  const double few[] = {1, 2, 3};
+  bg_series *hl = bg_series_get(r, BG_HISTOGRAM, "hl", NULL, NULL, 0, few, 3, err, sizeof err);
+  bg_series *hb = bg_series_get(r, BG_HISTOGRAM, "hb", NULL, NULL, 0, many, 40, err, sizeof err);
+  const double obs[] = {-1, 0.5, 1, 1.0000001, 2, 3, 3.5, 40, 41, INFINITY, -INFINITY};
+  for (size_t i = 0; i < sizeof obs / sizeof obs[0]; i++) {
+    bg_histogram_observe(hl, obs[i]);
+    bg_histogram_observe(hb, obs[i]);
+  }
+  capture c = {.name = "hl"};
+  bg_registry_walk(r, cap_family, cap_series, &c);
+  CHECK_INT(c.n, 4);
+  CHECK_INT(c.counts[0], 4); /* -1 0.5 1 -Inf */
+  CHECK_INT(c.counts[1], 2); /* 1.0000001 2 */
+  CHECK_INT(c.counts[2], 1); /* 3 */
+  CHECK_INT(c.counts[3], 4); /* 3.5 40 41 +Inf */
+  CHECK_STR(c.order, "hb hl ");
+  capture d = {.name = "hb"};
+  bg_registry_walk(r, cap_family, cap_series, &d);
+  CHECK_INT(d.n, 41);
+  CHECK_INT(d.counts[0], 4);
+  CHECK_INT(d.counts[1], 2);
+  CHECK_INT(d.counts[2], 1);
+  CHECK_INT(d.counts[3], 1);  /* 3.5 */
+  CHECK_INT(d.counts[39], 1); /* 40 */
+  CHECK_INT(d.counts[40], 2); /* 41 +Inf */
+  bg_registry_free(r);
+}
+
+static char *render(bg_registry *r) {
+  bg_buf b = {0};
+  CHECK_INT(bg_expo_prometheus(r, &b), 0);
+  return b.data;
+}
+
+static void test_exposition(void) {
+  bg_registry *r = bg_registry_new();
+  char *empty = render(r);
+  CHECK_STR(empty, "");
+  free(empty);
+
+  const char *post[] = {"method", "POST", "endpoint", "/optimize"};
+  const char *get_[] = {"method", "GET", "endpoint", "/health"};
+  bg_counter_add(bg_series_get(r, BG_COUNTER, "api.requests", "Requests served.", post, 2, NULL, 0,
+                               err, sizeof err),
+                 3);
+  bg_counter_add(get(r, BG_COUNTER, "api.requests", get_, 2), 1);
+  bg_gauge_set(get(r, BG_GAUGE, "system.cpu_percent", NULL, 0), 67.5);
+  const double bounds[] = {0.1, 0.5, 1};
+  const char *health[] = {"endpoint", "/health"};
+  bg_series *h = bg_series_get(r, BG_HISTOGRAM, "api.response_time_seconds", "Latency.\nIn s\\.",
+                               health, 1, bounds, 3, err, sizeof err);
+  bg_histogram_observe(h, 0.045);
+  bg_histogram_observe(h, 0.3);
+  bg_histogram_observe(h, 0.1);
+  bg_histogram_observe(h, 2);
+  const char *esc[] = {"path", "a\\b \"c\"\nd"};
+  bg_gauge_set(get(r, BG_GAUGE, "weird", esc, 1), 0.1);
+  bg_gauge_set(get(r, BG_GAUGE, "big", NULL, 0), 1e21);
+  bg_gauge_set(get(r, BG_GAUGE, "neg_inf", NULL, 0), -INFINITY);
+  bg_gauge_set(get(r, BG_GAUGE, "not_a_number", NULL, 0), NAN);
+  bg_gauge_set(get(r, BG_GAUGE, "third", NULL, 0), 1.0 / 3);
+  bg_gauge_set(get(r, BG_GAUGE, "large_int", NULL, 0), 123456789012);
+  bg_series *gone = get(r, BG_GAUGE, "removed", NULL, 0);
+  bg_series_remove(r, gone);
+
+  char *text = render(r);
+  CHECK_STR(text, "# HELP api_requests_total Requests served.\n"
+                  "# TYPE api_requests_total counter\n"
+                  "api_requests_total{endpoint=\"/optimize\",method=\"POST\"} 3\n"
+                  "api_requests_total{endpoint=\"/health\",method=\"GET\"} 1\n"
+                  "# HELP api_response_time_seconds Latency.\\nIn s\\\\.\n"
+                  "# TYPE api_response_time_seconds histogram\n"
+                  "api_response_time_seconds_bucket{endpoint=\"/health\",le=\"0.1\"} 2\n"
+                  "api_response_time_seconds_bucket{endpoint=\"/health\",le=\"0.5\"} 3\n"
+                  "api_response_time_seconds_bucket{endpoint=\"/health\",le=\"1\"} 3\n"
+                  "api_response_time_seconds_bucket{endpoint=\"/health\",le=\"+Inf\"} 4\n"
+                  "api_response_time_seconds_sum{endpoint=\"/health\"} 2.445\n"
+                  "api_response_time_seconds_count{endpoint=\"/health\"} 4\n"
+                  "# HELP big Metric recorded by beagle.\n"
+                  "# TYPE big gauge\n"
+                  "big 1e+21\n"
+                  "# HELP large_int Metric recorded by beagle.\n"
+                  "# TYPE large_int gauge\n"
+                  "large_int 123456789012\n"
+                  "# HELP neg_inf Metric recorded by beagle.\n"
+                  "# TYPE neg_inf gauge\n"
+                  "neg_inf -Inf\n"
+                  "# HELP not_a_number Metric recorded by beagle.\n"
+                  "# TYPE not_a_number gauge\n"
+                  "not_a_number NaN\n"
+                  "# HELP system_cpu_percent Metric recorded by beagle.\n"
+                  "# TYPE system_cpu_percent gauge\n"
+                  "system_cpu_percent 67.5\n"
+                  "# HELP third Metric recorded by beagle.\n"
+                  "# TYPE third gauge\n"
+                  "third 0.3333333333333333\n"
+                  "# HELP weird Metric recorded by beagle.\n"
+                  "# TYPE weird gauge\n"
+                  "weird{path=\"a\\\\b \\\"c\\\"\\nd\"} 0.1\n");
+
+  /* Default buckets and a label-less histogram. */
+  bg_histogram_observe(get(r, BG_HISTOGRAM, "db.query_time_seconds", NULL, 0), 0.007);
+  size_t len = 0;
+  char *s = bg_expo_prometheus_string(r, &len);
+  CHECK(s != NULL && strlen(s) == len);
+  CHECK(strstr(s, "db_query_time_seconds_bucket{le=\"0.005\"} 0\n"
+                  "db_query_time_seconds_bucket{le=\"0.01\"} 1\n"
+                  "db_query_time_seconds_bucket{le=\"0.025\"} 1\n") != NULL);
+  CHECK(strstr(s, "db_query_time_seconds_bucket{le=\"10\"} 1\n"
+                  "db_query_time_seconds_bucket{le=\"+Inf\"} 1\n"
+                  "db_query_time_seconds_sum 0.007\n"
+                  "db_query_time_seconds_count 1\n") != NULL);
+
+  /* promtool must accept it without a single lint warning. */
+  char path[] = "/tmp/beagle_test_metrics_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fwrite(s, 1, len, f);
+  fclose(f);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "promtool check metrics < %s 2>&1", path);
+  FILE *p = popen(cmd, "r");
+  char out[4096] = "";
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  int status = pclose(p);
+  CHECK_STR(out, "");
+  CHECK_INT(status, 0);
+  unlink(path);
+
+  bg_expo_free(s);
+  free(text);
+  bg_registry_free(r);
+}
+
+static void test_default_registry(void) {
+  bg_registry *r = bg_registry_default();
+  CHECK(r != NULL);
+  CHECK(bg_registry_default() == r);
+  bg_counter_add(get(r, BG_COUNTER, "default.thing", NULL, 0), 2);
+  size_t len;
+  char *s = bg_expo_prometheus_string(NULL, &len);
+  CHECK(s && strstr(s, "default_thing_total 2\n"));
+  bg_expo_free(s);
+  bg_registry_free(r);
+  CHECK(bg_registry_default() != NULL);
+  bg_registry_free(bg_registry_default());
+}
+
+int main(void) {
+  test_name_map();
+  test_labels();
+  test_identity();
+  test_types();
+  test_hot_paths();
+  test_buckets();
+  test_exposition();
+  test_default_registry();
+  if (failures) {
+    fprintf(stderr, "test_metrics: %d failure(s)\n", failures);
+    return 1;
+  }
+  puts("test_metrics: ok");
+  return 0;
+}

@@ -1,0 +1,259 @@
+-- beagle.metrics end to end: Lua API -> FFI -> C registry -> Prometheus text -> promtool.
+-- Every test uses its own metric names: the process-wide registry is shared. The guide's
+-- test names ("test.counter", ...) are renamed because promtool lints a type in a name.
+local metrics = require("beagle.metrics")
+
+local function render()
+  local text = assert(metrics.render_prometheus())
+  return text
+end
+
+local function promtool(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  local p = assert(io.popen("promtool check metrics < " .. path .. " 2>&1; echo \"rc=$?\""))
+  local out = p:read("*a")
+  p:close()
+  os.remove(path)
+  return out
+end
+
+describe("beagle.metrics by name (the guide's MetricsCollector)", function()
+  it("increments a counter: 5 then 3 is 8", function()
+    assert.is_true(metrics.increment_counter("guide.increments", 5.0))
+    assert.equal(5, metrics.counter("guide.increments"):value())
+    assert.is_true(metrics.increment_counter("guide.increments", 3.0))
+    assert.equal(8, metrics.counter("guide.increments"):value())
+  end)
+
+  it("increments by 1 by default", function()
+    metrics.increment_counter("test.default_inc")
+    metrics.increment_counter("test.default_inc")
+    assert.equal(2, metrics.counter("test.default_inc"):value())
+  end)
+
+  it("sets a gauge: 42 then 24 is 24", function()
+    assert.is_true(metrics.set_gauge("guide.level", 42.0))
+    assert.equal(42, metrics.gauge("guide.level"):value())
+    assert.is_true(metrics.set_gauge("guide.level", 24.0))
+    assert.equal(24, metrics.gauge("guide.level"):value())
+  end)
+
+  it("records a histogram: five values sum 15 count 5", function()
+    for _, v in ipairs({ 1.0, 2.0, 3.0, 4.0, 5.0 }) do
+      assert.is_true(metrics.record_histogram("guide.values", v))
+    end
+    local h = metrics.histogram("guide.values")
+    assert.equal(5, h:count())
+    assert.equal(15, h:sum())
+  end)
+
+  it("keys series by tags, whatever order or table they come in", function()
+    local tags = { endpoint = "/optimize", method = "POST" }
+    metrics.increment_counter("tags.requests", 1, tags)
+    metrics.increment_counter("tags.requests", 1, tags) -- same table
+    metrics.increment_counter("tags.requests", 1, { method = "POST", endpoint = "/optimize" })
+    metrics.increment_counter("tags.requests", 1, { endpoint = "/health", method = "GET" })
+    metrics.increment_counter("tags.requests", 1, { endpoint = "/optimize" }) -- subset
+    metrics.increment_counter("tags.requests", 1, { endpoint = "/optimize", method = "POST", x = "1" })
+    metrics.increment_counter("tags.requests", 1) -- no tags
+    metrics.increment_counter("tags.requests", 1, {}) -- empty tags: the same series
+    assert.equal(3, metrics.counter("tags.requests", { method = "POST", endpoint = "/optimize" }):value())
+    assert.equal(1, metrics.counter("tags.requests", { endpoint = "/health", method = "GET" }):value())
+    assert.equal(1, metrics.counter("tags.requests", { endpoint = "/optimize" }):value())
+    assert.equal(1, metrics.counter("tags.requests", { endpoint = "/optimize", method = "POST", x = "1" }):value())
+    assert.equal(2, metrics.counter("tags.requests"):value())
+  end)
+
+  it("never confuses tag sets in its cache, also from compiled loops", function()
+    local name = "cache.requests"
+    local t = { a = "1", b = "2" }
+    for _ = 1, 200 do
+      metrics.increment_counter(name, 1, t) -- two tags, warm
+      metrics.increment_counter(name, 1, { a = "1", b = "2", c = "3" }) -- same two plus one
+      metrics.increment_counter(name, 1, { a = "1" }) -- a subset
+      metrics.increment_counter(name, 1, { a = "1", c = "2" }) -- same count, other key
+      metrics.increment_counter(name, 1, { b = "2", a = "1" }) -- same set, other order
+    end
+    t.b = "changed" -- the same table, mutated
+    metrics.increment_counter(name, 1, t)
+    t.c = "added"
+    metrics.increment_counter(name, 1, t)
+    assert.equal(400, metrics.counter(name, { a = "1", b = "2" }):value())
+    assert.equal(200, metrics.counter(name, { a = "1", b = "2", c = "3" }):value())
+    assert.equal(200, metrics.counter(name, { a = "1" }):value())
+    assert.equal(200, metrics.counter(name, { a = "1", c = "2" }):value())
+    assert.equal(1, metrics.counter(name, { a = "1", b = "changed" }):value())
+    assert.equal(1, metrics.counter(name, { a = "1", b = "changed", c = "added" }):value())
+    for i = 1, 4 do -- one and three tags take their own unrolled paths
+      local tags = {}
+      for j = 1, i do tags["k" .. j] = "v" end
+      for _ = 1, 100 do metrics.set_gauge("cache.level", i, tags) end
+      tags["k" .. (i + 1)] = "extra"
+      metrics.set_gauge("cache.level", -i, tags)
+      tags["k" .. (i + 1)] = nil
+      assert.equal(i, metrics.gauge("cache.level", tags):value())
+    end
+  end)
+
+  it("turns number and boolean tag values into strings", function()
+    metrics.increment_counter("tags.status", 1, { code = 200, ok = true })
+    metrics.increment_counter("tags.status", 1, { code = "200", ok = "true" })
+    assert.equal(2, metrics.counter("tags.status", { code = "200", ok = "true" }):value())
+  end)
+
+  it("returns nil, err for bad names, tags and values, and never raises", function()
+    local ok, err = metrics.increment_counter("9abc")
+    assert.is_nil(ok)
+    assert.equal('metric name "9abc" must start with a letter or underscore', err)
+    ok, err = metrics.set_gauge("", 1)
+    assert.is_nil(ok)
+    assert.equal("metric name is empty", err)
+    ok, err = metrics.record_histogram("a b", 1)
+    assert.is_nil(ok)
+    assert.matches("invalid character ' '", err, 1, true)
+    ok, err = metrics.increment_counter(nil)
+    assert.is_nil(ok)
+    assert.matches("must be a string", err)
+    ok, err = metrics.increment_counter("bad.tags", 1, { ["bad-key"] = "v" })
+    assert.is_nil(ok)
+    assert.matches('label name "bad-key" has invalid character', err, 1, true)
+    ok, err = metrics.increment_counter("bad.tags", 1, { __reserved = "v" })
+    assert.is_nil(ok)
+    assert.matches("reserved", err)
+    ok, err = metrics.increment_counter("bad.tags", 1, { k = {} })
+    assert.is_nil(ok)
+    assert.matches("must be a string, number or boolean", err)
+    ok, err = metrics.increment_counter("bad.tags", 1, 42)
+    assert.is_nil(ok)
+    assert.matches("labels must be a table", err)
+    ok, err = metrics.increment_counter("bad.value", "5")
+    assert.is_nil(ok)
+    assert.matches("value must be a number", err)
+    ok, err = metrics.increment_counter("bad.value", -1)
+    assert.is_nil(ok)
+    assert.matches("can't go down", err)
+    ok, err = metrics.set_gauge("bad.value")
+    assert.is_nil(ok)
+    assert.matches("value must be a number", err)
+    ok, err = metrics.record_histogram("bad.value", 0 / 0)
+    assert.is_nil(ok)
+    assert.is_string(err)
+  end)
+
+  it("refuses a name already used by another type", function()
+    assert.is_true(metrics.increment_counter("mixed.thing"))
+    local ok, err = metrics.set_gauge("mixed.thing", 1)
+    assert.is_nil(ok)
+    assert.equal('metric "mixed.thing" is a counter, not a gauge', err)
+  end)
+
+  it("times a block into <name>_seconds", function()
+    local t = assert(metrics.timer("database.query_time", { table = "optimizations" }))
+    local elapsed = t:stop()
+    assert.is_number(elapsed)
+    assert.is_true(elapsed >= 0 and elapsed < 1)
+    assert.equal(elapsed, t:stop()) -- a second stop records nothing more
+    local h = metrics.histogram("database.query_time_seconds", nil, { table = "optimizations" })
+    assert.equal(1, h:count())
+    assert.equal(elapsed, h:sum())
+
+    assert.equal(42, metrics.time("database.query_time", { table = "optimizations" },
+      function(a, b) return a + b end, 40, 2))
+    assert.equal(2, h:count())
+    assert.has_error(function()
+      metrics.time("database.query_time", { table = "optimizations" }, function() error("boom", 0) end)
+    end, "boom")
+    assert.equal(3, h:count())
+
+    local t2 = assert(metrics.timer("job.run_seconds"))
+    t2:stop()
+    assert.equal(1, metrics.histogram("job.run_seconds"):count())
+
+    local bad, err = metrics.timer("9x")
+    assert.is_nil(bad)
+    assert.matches("must start with a letter", err)
+    local called = false
+    bad, err = metrics.time("9x", nil, function() called = true end)
+    assert.is_nil(bad)
+    assert.matches("must start with a letter", err)
+    assert.is_false(called)
+  end)
+end)
+
+describe("beagle.metrics handles", function()
+  it("counts, sets and observes with one call", function()
+    local c = metrics.counter("handle.requests", { route = "/a" })
+    c:inc()
+    c:inc(2)
+    c:add(0.5)
+    c:add(-10) -- ignored: counters only go up
+    assert.equal(3.5, c:value())
+    assert.equal(c, metrics.counter("handle.requests", { route = "/a" }))
+
+    local g = metrics.gauge("handle.active")
+    g:set(10)
+    g:inc()
+    g:dec(3)
+    g:add(0.25)
+    assert.equal(8.25, g:value())
+
+    local h = metrics.histogram("handle.size_bytes", { buckets = { 10, 100, 1000 }, help = "Sizes." })
+    h:observe(5)
+    h:observe(50)
+    h:observe(5000)
+    assert.equal(3, h:count())
+    assert.equal(5055, h:sum())
+    local text = render()
+    assert.matches('handle_size_bytes_bucket{le="10"} 1\n', text, 1, true)
+    assert.matches('handle_size_bytes_bucket{le="100"} 2\n', text, 1, true)
+    assert.matches('handle_size_bytes_bucket{le="1000"} 2\n', text, 1, true)
+    assert.matches('handle_size_bytes_bucket{le="+Inf"} 3\n', text, 1, true)
+    assert.matches("# HELP handle_size_bytes Sizes.\n", text, 1, true)
+  end)
+
+  it("raises on bad names, labels and buckets (programmer mistakes)", function()
+    assert.has_error(function() metrics.counter("9abc") end,
+      'metric name "9abc" must start with a letter or underscore')
+    assert.has_error(function() metrics.gauge("ok.name", { ["a.b"] = "x" }) end)
+    assert.has_error(function() metrics.histogram("h.bad", { buckets = { 3, 2, 1 } }) end)
+    assert.has_error(function() metrics.histogram("h.bad2", { buckets = { 1, "x" } }) end)
+    assert.has_error(function() metrics.counter("handle.opts", nil, "not a table") end)
+    local too_many = {}
+    for i = 1, 17 do too_many["l" .. i] = "v" end
+    assert.has_error(function() metrics.counter("handle.many", too_many) end)
+  end)
+
+  it("won't let a counter handle be used as a gauge", function()
+    local c = metrics.counter("handle.kind")
+    assert.has_error(function() return c.set end) -- no such method
+    assert.has_error(function() metrics.C.bg_gauge_set(c, 1) end)
+  end)
+end)
+
+describe("beagle.metrics exposition", function()
+  it("renders the guide's names the Prometheus way", function()
+    metrics.increment_counter("optimization.started", 1, { algorithm = "nsga2" })
+    metrics.increment_counter("api.requests", 1, { endpoint = "/optimize", method = "POST" })
+    metrics.set_gauge("system.cpu_percent", 67.5)
+    metrics.record_histogram("optimization.duration", 142.3, { problem_type = "portfolio" })
+    metrics.record_histogram("api.response_time", 0.045, { endpoint = "/health" })
+    metrics.increment_counter("escape.check", 1, { path = 'a\\b "c"\nd' })
+    local text = render()
+    assert.matches('\n# TYPE optimization_started_total counter\n' ..
+      'optimization_started_total{algorithm="nsga2"} 1\n', text, 1, true)
+    assert.matches('api_requests_total{endpoint="/optimize",method="POST"} 1\n', text, 1, true)
+    assert.matches("\nsystem_cpu_percent 67.5\n", text, 1, true)
+    assert.matches('optimization_duration_sum{problem_type="portfolio"} 142.3\n', text, 1, true)
+    assert.matches('api_response_time_bucket{endpoint="/health",le="0.05"} 1\n', text, 1, true)
+    assert.matches('escape_check_total{path="a\\\\b \\"c\\"\\nd"} 1\n', text, 1, true)
+    assert.equal(metrics.content_type, "text/plain; version=0.0.4; charset=utf-8")
+  end)
+
+  it("passes promtool check metrics without a warning", function()
+    local out = promtool(render())
+    assert.equal("rc=0\n", out)
+  end)
+end)
