@@ -41,10 +41,10 @@ typedef struct conn {
   llhttp_t parser;
   bg_http_server *srv;
   struct conn *prev, *next;
-  int handles;     /* open handles; the struct is freed when this drops to 0 */
-  int state;       /* S_* */
-  uint64_t since;  /* loop time when state was entered */
-  uint64_t due;    /* loop time the timer fires, 0 when not armed */
+  int handles;    /* open handles; the struct is freed when this drops to 0 */
+  int state;      /* S_* */
+  uint64_t since; /* loop time when state was entered */
+  uint64_t due;   /* loop time the timer fires, 0 when not armed */
   unsigned closed : 1, writing : 1, close_after_write : 1, shut : 1, eof : 1, paused : 1,
       in_read : 1, in_field : 1;
   int err_status; /* set by a parser callback that aborts with a limit error */
@@ -70,7 +70,7 @@ struct bg_http_server {
   llhttp_settings_t settings;
   route *routes;
   size_t nroutes;
-  conn *conns; /* list of live connections */
+  conn *conns;          /* list of live connections */
   int nhandles_pending; /* accepted-and-rejected sockets still closing */
   int listening, listener_closed, closing;
   void (*done)(void *ud);
@@ -85,41 +85,51 @@ static void maybe_free(bg_http_server *srv);
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
+static const struct {
+  int code;
+  const char *text;
+} reasons[] = {
+    {100, "Continue"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {304, "Not Modified"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {413, "Payload Too Large"},
+    {415, "Unsupported Media Type"},
+    {422, "Unprocessable Entity"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {503, "Service Unavailable"},
+};
+
 static const char *reason(int status) {
-  switch (status) {
-  case 100: return "Continue";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 304: return "Not Modified";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 413: return "Payload Too Large";
-  case 415: return "Unsupported Media Type";
-  case 422: return "Unprocessable Entity";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 503: return "Service Unavailable";
-  default: return "Unknown";
-  }
+  for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+    if (reasons[i].code == status) return reasons[i].text;
+  return "Unknown";
 }
 
-static int body_allowed(int status) { return status >= 200 && status != 204 && status != 304; }
+static int body_allowed(int status) {
+  return status >= 200 && status != 204 && status != 304;
+}
 
 static void count_status(bg_http_server *srv, int status) {
   srv->stats.requests++;
-  if (status >= 400 && status < 500) srv->stats.errors_4xx++;
-  else if (status >= 500) srv->stats.errors_5xx++;
+  if (status >= 400 && status < 500)
+    srv->stats.errors_4xx++;
+  else if (status >= 500)
+    srv->stats.errors_5xx++;
 }
 
 /* Appends status line, Server, Content-Type and Content-Length (no blank line). */
@@ -164,7 +174,9 @@ static void send_error(conn *c, int status, const char *error, const char *detai
 static uint64_t state_timeout(conn *c) {
   const bg_http_limits *l = &c->srv->lim;
   if (c->state == S_IDLE) return l->idle_timeout_ms;
-  if (c->state == S_READING) return l->read_timeout_ms;
+  /* while we hold off reading (the client is not reading our replies), the client is not the
+   * one being slow with its request: give it the idle allowance instead */
+  if (c->state == S_READING) return c->paused ? l->idle_timeout_ms : l->read_timeout_ms;
   return l->read_timeout_ms < DRAIN_MAX_MS ? l->read_timeout_ms : DRAIN_MAX_MS;
 }
 
@@ -260,7 +272,7 @@ static int serve_handler(conn *c, int head, int ckind) {
   srv->cb(srv->ud, &req, &res);
 
   int status = res.status;
-  if (status < 100 || status > 999) status = 500;
+  if (status < 200 || status > 999) status = 500; /* 1xx would need a second response */
   size_t blen = res.body && body_allowed(status) ? res.body_len : 0;
   const char *ctype = res.content_type ? res.content_type : "application/json";
   count_status(srv, status);
@@ -275,8 +287,8 @@ static int serve_handler(conn *c, int head, int ckind) {
 /* ---- llhttp callbacks ------------------------------------------------------------------- */
 
 /* Records why a parser callback aborts; read_cb turns it into the error response. */
-__attribute__((format(printf, 3, 4))) static int limit_error(conn *c, int status,
-                                                             const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int limit_error(conn *c, int status, const char *fmt,
+                                                             ...) {
   va_list ap;
   va_start(ap, fmt);
   c->err_status = status;
@@ -313,7 +325,9 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
   return check_hdr_bytes(c, n) ? -1 : rq_put(c, at, n);
 }
 
-static int on_url_complete(llhttp_t *p) { return rq_put(p->data, "", 1); }
+static int on_url_complete(llhttp_t *p) {
+  return rq_put(p->data, "", 1);
+}
 
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   conn *c = p->data;
@@ -441,8 +455,10 @@ static void conn_handle_closed(uv_handle_t *h) {
   conn *c = h->data;
   if (--c->handles > 0) return;
   bg_http_server *srv = c->srv;
-  if (c->prev) c->prev->next = c->next;
-  else srv->conns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   srv->stats.connections_open--;
   bg_buf_free(&c->rq);
@@ -597,14 +613,16 @@ void bg_http_limits_default(bg_http_limits *lim) {
   lim->max_connections = 1024;
 }
 
-int bg_http_server_new(uv_loop_t *loop, const bg_http_limits *lim, bg_http_handler_cb cb,
-                       void *ud, bg_http_server **out) {
+int bg_http_server_new(uv_loop_t *loop, const bg_http_limits *lim, bg_http_handler_cb cb, void *ud,
+                       bg_http_server **out) {
   if (loop == NULL || cb == NULL || out == NULL) return BG_EINVAL;
   bg_http_server *srv = calloc(1, sizeof *srv);
   if (srv == NULL) return BG_ENOMEM;
   srv->loop = loop;
-  if (lim) srv->lim = *lim;
-  else bg_http_limits_default(&srv->lim);
+  if (lim)
+    srv->lim = *lim;
+  else
+    bg_http_limits_default(&srv->lim);
   if (srv->lim.read_timeout_ms == 0 || srv->lim.idle_timeout_ms == 0) {
     free(srv);
     return BG_EINVAL;
@@ -634,7 +652,7 @@ int bg_http_server_new(uv_loop_t *loop, const bg_http_limits *lim, bg_http_handl
 
 int bg_http_listen(bg_http_server *srv, const char *host, int port) {
   struct sockaddr_storage ss;
-  if (srv->listening || srv->closing || port < 0 || port > 65535) return BG_EINVAL;
+  if (host == NULL || srv->listening || srv->closing || port < 0 || port > 65535) return BG_EINVAL;
   int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
   if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
   if (rc != 0) return rc;
@@ -727,8 +745,9 @@ static void free_route(route *r) {
   free(r->resp);
 }
 
-int bg_http_set_static(bg_http_server *srv, const char *path, int status,
-                       const char *content_type, const char *body, size_t body_len) {
+int bg_http_set_static(bg_http_server *srv, const char *path, int status, const char *content_type,
+                       const char *body, size_t body_len) {
+  if (path == NULL) return BG_EINVAL;
   size_t plen = strlen(path);
   route *r = find_route(srv, path, plen);
   if (body == NULL) {
@@ -738,7 +757,7 @@ int bg_http_set_static(bg_http_server *srv, const char *path, int status,
     }
     return 0;
   }
-  if (status < 100 || status > 999) return BG_EINVAL;
+  if (status < 200 || status > 999) return BG_EINVAL;
   bg_buf b = {0};
   if (!body_allowed(status)) body_len = 0;
   int rc = put_head(&b, status, content_type ? content_type : "application/json", body_len);
@@ -769,13 +788,16 @@ err:
   return BG_ENOMEM;
 }
 
-void bg_http_get_stats(const bg_http_server *srv, bg_http_stats *out) { *out = srv->stats; }
+void bg_http_get_stats(const bg_http_server *srv, bg_http_stats *out) {
+  *out = srv->stats;
+}
 
 static void maybe_free(bg_http_server *srv) {
   if (!srv->closing || !srv->listener_closed || srv->conns || srv->nhandles_pending) return;
   void (*done)(void *) = srv->done;
   void *ud = srv->done_ud;
-  for (size_t i = 0; i < srv->nroutes; i++) free_route(&srv->routes[i]);
+  for (size_t i = 0; i < srv->nroutes; i++)
+    free_route(&srv->routes[i]);
   free(srv->routes);
   free(srv);
   if (done) done(ud);

@@ -12,7 +12,9 @@
 
 #define SCRIPT_MT "beagle.script"
 #define XCOPY_MAX_DEPTH 32
-#define CALL_TIMEOUT_NS (5ull * 1000000000ull)
+/* Loading and validating run synchronously on the loop, so they get a tight leash. */
+#define CALL_TIMEOUT_NS (1000000000ull)
+#define CALL_BUDGET 20000000ull
 
 /* ---- allocator: the memory limit ------------------------------------------------------ */
 
@@ -317,7 +319,7 @@ static int l_script_run(lua_State *H) {
 }
 
 /* s:call(fname, arg) -> value | nil, err. Synchronous, for loading and validation: no I/O,
- * the same limits as a run (5 s, the budget). */
+ * at most 1 s and CALL_BUDGET instructions. */
 static int l_script_call(lua_State *H) {
   bg_script *s = check_script(H);
   const char *fname = luaL_checkstring(H, 2);
@@ -327,6 +329,7 @@ static int l_script_call(lua_State *H) {
   memset(&tmp, 0, sizeof tmp);
   tmp.s = s;
   tmp.deadline = bg_now_ns() + CALL_TIMEOUT_NS;
+  tmp.budget = CALL_BUDGET;
   tmp.co_ref = LUA_NOREF;
   lua_getglobal(L, fname);
   if (!lua_isfunction(L, -1)) {

@@ -322,6 +322,7 @@ function Agent:run()
   self.health:start()
   self:publish()
   -- loop lag: how late a 1 s timer fires
+  self.metrics.set_gauge("beagle_loop_lag_seconds", 0)
   local expected = core.now() + 1
   self.timers.lag = core.timer(1, 1, function()
     local now = core.now()

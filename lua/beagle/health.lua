@@ -115,7 +115,7 @@ function M:sync()
           where = w.line and ((self.config_path or "config") .. ":" .. w.line) or "plugin" })
         self:record(inst, { status = "unknown", message = err, error = err, response_time = 0 })
       end
-      if self.started then self:schedule(inst, old == nil) end
+      if self.started then self:schedule(inst, true) end
     end
   end
 end

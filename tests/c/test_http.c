@@ -19,54 +19,54 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ASSERT_INT_EQ(a, b)                                                                   \
-  do {                                                                                        \
-    long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-    if (a_ != b_) {                                                                           \
-      fprintf(stderr, "%s:%d: assertion %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, \
-              #a, #b, a_, b_);                                                                \
-      return 1;                                                                               \
-    }                                                                                         \
+#define ASSERT_INT_EQ(a, b)                                                                        \
+  do {                                                                                             \
+    long long a_ = (long long)(a), b_ = (long long)(b);                                            \
+    if (a_ != b_) {                                                                                \
+      fprintf(stderr, "%s:%d: assertion %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a,  \
+              #b, a_, b_);                                                                         \
+      return 1;                                                                                    \
+    }                                                                                              \
   } while (0)
 
-#define ASSERT_INT_GE(a, b)                                                                   \
-  do {                                                                                        \
-    long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-    if (a_ < b_) {                                                                            \
-      fprintf(stderr, "%s:%d: assertion %s >= %s failed: %lld < %lld\n", __FILE__, __LINE__,  \
-              #a, #b, a_, b_);                                                                \
-      return 1;                                                                               \
-    }                                                                                         \
+#define ASSERT_INT_GE(a, b)                                                                        \
+  do {                                                                                             \
+    long long a_ = (long long)(a), b_ = (long long)(b);                                            \
+    if (a_ < b_) {                                                                                 \
+      fprintf(stderr, "%s:%d: assertion %s >= %s failed: %lld < %lld\n", __FILE__, __LINE__, #a,   \
+              #b, a_, b_);                                                                         \
+      return 1;                                                                                    \
+    }                                                                                              \
   } while (0)
 
-#define ASSERT_CONTAINS(hay, needle)                                                          \
-  do {                                                                                        \
-    const char *h_ = (hay), *n_ = (needle);                                                   \
-    if (strstr(h_, n_) == NULL) {                                                             \
-      fprintf(stderr, "%s:%d: expected %s to contain \"%s\", got \"%s\"\n", __FILE__,         \
-              __LINE__, #hay, n_, h_);                                                        \
-      return 1;                                                                               \
-    }                                                                                         \
+#define ASSERT_CONTAINS(hay, needle)                                                               \
+  do {                                                                                             \
+    const char *h_ = (hay), *n_ = (needle);                                                        \
+    if (strstr(h_, n_) == NULL) {                                                                  \
+      fprintf(stderr, "%s:%d: expected %s to contain \"%s\", got \"%s\"\n", __FILE__, __LINE__,    \
+              #hay, n_, h_);                                                                       \
+      return 1;                                                                                    \
+    }                                                                                              \
   } while (0)
 
-#define ASSERT_NOT_CONTAINS(hay, needle)                                                      \
-  do {                                                                                        \
-    const char *h_ = (hay), *n_ = (needle);                                                   \
-    if (strstr(h_, n_) != NULL) {                                                             \
-      fprintf(stderr, "%s:%d: expected %s not to contain \"%s\", got \"%s\"\n", __FILE__,     \
-              __LINE__, #hay, n_, h_);                                                        \
-      return 1;                                                                               \
-    }                                                                                         \
+#define ASSERT_NOT_CONTAINS(hay, needle)                                                           \
+  do {                                                                                             \
+    const char *h_ = (hay), *n_ = (needle);                                                        \
+    if (strstr(h_, n_) != NULL) {                                                                  \
+      fprintf(stderr, "%s:%d: expected %s not to contain \"%s\", got \"%s\"\n", __FILE__,          \
+              __LINE__, #hay, n_, h_);                                                             \
+      return 1;                                                                                    \
+    }                                                                                              \
   } while (0)
 
-#define ASSERT_STR_EQ(a, b)                                                                   \
-  do {                                                                                        \
-    const char *a_ = (a), *b_ = (b);                                                          \
-    if (strcmp(a_, b_) != 0) {                                                                \
-      fprintf(stderr, "%s:%d: assertion %s == %s failed: \"%s\" != \"%s\"\n", __FILE__,       \
-              __LINE__, #a, #b, a_, b_);                                                      \
-      return 1;                                                                               \
-    }                                                                                         \
+#define ASSERT_STR_EQ(a, b)                                                                        \
+  do {                                                                                             \
+    const char *a_ = (a), *b_ = (b);                                                               \
+    if (strcmp(a_, b_) != 0) {                                                                     \
+      fprintf(stderr, "%s:%d: assertion %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__,  \
+              #a, #b, a_, b_);                                                                     \
+      return 1;                                                                                    \
+    }                                                                                              \
   } while (0)
 
 /* ---- loop side -------------------------------------------------------------------------- */
@@ -113,7 +113,9 @@ static void handler(void *ud, const bg_http_request *req, bg_http_response *res)
   }
 }
 
-static void closed_cb(void *ud) { (*(int *)ud)++; }
+static void closed_cb(void *ud) {
+  (*(int *)ud)++;
+}
 static int servers_closed;
 
 static int check_stats(void) {
@@ -197,7 +199,9 @@ static int cl_send(client *c, const char *s, size_t n) {
   return 0;
 }
 
-static int cl_sends(client *c, const char *s) { return cl_send(c, s, strlen(s)); }
+static int cl_sends(client *c, const char *s) {
+  return cl_send(c, s, strlen(s));
+}
 
 static int cl_fill(client *c) {
   ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len - 1, 0);
@@ -455,7 +459,8 @@ static int test_errors(void) {
     return 1;
   p = big;
   p += sprintf(p, "GET /echo HTTP/1.1\r\n");
-  for (int i = 0; i < 25; i++) p += sprintf(p, "X-H%d: v\r\n", i);
+  for (int i = 0; i < 25; i++)
+    p += sprintf(p, "X-H%d: v\r\n", i);
   sprintf(p, "\r\n");
   if (expect_error(big, 431, "request header fields too large", "more than 20 headers")) return 1;
   return 0;
@@ -507,8 +512,8 @@ static int test_max_connections(void) {
 static int test_set_static(void) {
   ASSERT_INT_EQ(roundtrip(port_a, "GET /dyn HTTP/1.1\r\n\r\n", &R, 0), 0);
   ASSERT_INT_EQ(R.status, 404);
-  ASSERT_INT_EQ(roundtrip(port_a, "POST /set-static HTTP/1.1\r\nContent-Length: 2\r\n\r\nv1", &R, 0),
-                0);
+  ASSERT_INT_EQ(
+      roundtrip(port_a, "POST /set-static HTTP/1.1\r\nContent-Length: 2\r\n\r\nv1", &R, 0), 0);
   ASSERT_INT_EQ(R.status, 204);
   ASSERT_INT_EQ(roundtrip(port_a, "GET /dyn HTTP/1.1\r\n\r\n", &R, 0), 0);
   ASSERT_INT_EQ(R.status, 200);

@@ -1,0 +1,167 @@
+-- Helpers for integration specs: start build/beagle on a free port with its own temporary
+-- directories, talk HTTP to it with curl, write plugin files, wait for conditions.
+local json = require "cjson"
+
+local S = {}
+
+S.bin = os.getenv("BEAGLE_BIN") or "build/beagle"
+S.src = os.getenv("BEAGLE_SOURCE_DIR") or "."
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  return out, code or (ok and 0 or 1)
+end
+S.sh = sh
+
+function S.tmpdir()
+  local d = sh("mktemp -d /tmp/beagle-test.XXXXXX"):gsub("%s+$", "")
+  return d
+end
+
+function S.write(path, content)
+  local tmp = path .. ".tmp" .. math.random(1e9)
+  local f = assert(io.open(tmp, "w"))
+  f:write(content)
+  f:close()
+  assert(os.rename(tmp, path))
+end
+
+function S.read(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function S.sleep(s) os.execute(("sleep %.3f"):format(s)) end
+
+function S.now()
+  local p = io.popen("date +%s.%N")
+  local t = tonumber(p:read("*a"))
+  p:close()
+  return t
+end
+
+-- wait(fn, timeout): polls fn until it returns a truthy value; returns it or nil.
+function S.wait(fn, timeout, step)
+  local deadline = S.now() + (timeout or 5)
+  repeat
+    local v = fn()
+    if v then return v end
+    S.sleep(step or 0.05)
+  until S.now() > deadline
+  return nil
+end
+
+-- HTTP through curl: returns status, body, headers (raw).
+function S.http(method, url, body, headers)
+  local hfile = os.tmpname()
+  local bfile = os.tmpname()
+  local cmd = ("curl -s -m 5 -X %s -D %s -o %s -w '%%{http_code}'"):format(method, hfile, bfile)
+  for _, h in ipairs(headers or {}) do cmd = cmd .. (" -H %q"):format(h) end
+  if body then
+    local inf = os.tmpname()
+    local f = io.open(inf, "w")
+    f:write(body)
+    f:close()
+    cmd = cmd .. " --data-binary @" .. inf
+  end
+  local out = sh(cmd .. " " .. ("%q"):format(url))
+  local status = tonumber(out:match("(%d+)%s*$")) or 0
+  local b, h = S.read(bfile) or "", S.read(hfile) or ""
+  os.remove(hfile)
+  os.remove(bfile)
+  return status, b, h
+end
+
+function S.json(s)
+  local ok, v = pcall(json.decode, s)
+  if ok then return v end
+  return nil
+end
+
+local Agent = {}
+Agent.__index = Agent
+
+-- start{ args = {...}, config = "lua text", env = {K=V}, plugins = dir } -> agent
+function S.start(o)
+  o = o or {}
+  local a = setmetatable({ dir = S.tmpdir() }, Agent)
+  a.log = a.dir .. "/agent.log"
+  a.data = a.dir .. "/data"
+  local args = { "run", "--listen", "127.0.0.1:0", "--data", a.data }
+  if o.config then
+    a.config = a.dir .. "/beagle.lua"
+    S.write(a.config, o.config)
+    args[#args + 1] = "-c"
+    args[#args + 1] = a.config
+  end
+  if o.plugins then
+    args[#args + 1] = "--plugins"
+    args[#args + 1] = o.plugins
+  end
+  for _, x in ipairs(o.args or {}) do args[#args + 1] = x end
+  local env = ""
+  for k, v in pairs(o.env or {}) do env = env .. ("%s=%q "):format(k, v) end
+  local quoted = {}
+  for i, x in ipairs(args) do quoted[i] = ("%q"):format(x) end
+  local cmd = ("cd %q && %s exec %q %s > %q 2>&1 & echo $!"):format(a.dir, env, S.bin,
+    table.concat(quoted, " "), a.log)
+  a.pid = tonumber((sh(cmd)))
+  a.port = S.wait(function()
+    local log = S.read(a.log) or ""
+    return tonumber(log:match('msg="beagle started".-listen=127%.0%.0%.1:(%d+)'))
+  end, 10)
+  if not a.port then
+    error("agent did not start:\n" .. (S.read(a.log) or ""))
+  end
+  a.url = "http://127.0.0.1:" .. a.port
+  return a
+end
+
+function Agent:get(path, headers) return S.http("GET", self.url .. path, nil, headers) end
+function Agent:post(path, body, headers) return S.http("POST", self.url .. path, body, headers) end
+
+function Agent:get_json(path)
+  local st, body = self:get(path)
+  return st, S.json(body), body
+end
+
+-- A process that exited may linger as a zombie (nobody reaps it here): that is not alive.
+function Agent:alive()
+  local st = S.read("/proc/" .. self.pid .. "/stat")
+  return st ~= nil and not st:match("^%d+ %b() Z")
+end
+
+function Agent:signal(sig) sh(("kill -%s %d"):format(sig, self.pid)) end
+
+-- stop(): SIGTERM, wait for the exit; returns true when it exited within the timeout.
+function Agent:stop(timeout)
+  if not self.pid then return true end
+  self:signal("TERM")
+  local gone = S.wait(function() return not self:alive() end, timeout or 8)
+  if not gone then self:signal("KILL") end
+  self.pid = nil
+  return gone ~= nil
+end
+
+function Agent:logtext() return S.read(self.log) or "" end
+
+-- check(name) -> the /health/{name} object, or nil
+function Agent:check(name)
+  local _, o = self:get_json("/health/" .. name)
+  return o
+end
+
+-- wait_check(name, pred, timeout): waits until pred(obj) is true for /health/{name}.
+function Agent:wait_check(name, pred, timeout)
+  return S.wait(function()
+    local o = self:check(name)
+    if o and o.name and pred(o) then return o end
+  end, timeout or 5)
+end
+
+return S
