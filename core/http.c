@@ -46,7 +46,7 @@ typedef struct conn {
   uint64_t since; /* loop time when state was entered */
   uint64_t due;   /* loop time the timer fires, 0 when not armed */
   unsigned closed : 1, writing : 1, close_after_write : 1, shut : 1, eof : 1, paused : 1,
-      in_read : 1, in_field : 1;
+      in_read : 1, in_field : 1, in_body : 1;
   int err_status; /* set by a parser callback that aborts with a limit error */
   char err_detail[96];
   /* request under construction: url, header names and values, body, each NUL-terminated */
@@ -314,7 +314,7 @@ static int on_message_begin(llhttp_t *p) {
   bg_buf_reset(&c->rq);
   c->url_off = c->url_len = c->body_off = c->body_len = c->nhdr = 0;
   c->hdr_bytes = 16; /* method, version and line ends of the request line, roughly */
-  c->in_field = 0;
+  c->in_field = c->in_body = 0;
   set_state(c, S_READING);
   return 0;
 }
@@ -331,6 +331,7 @@ static int on_url_complete(llhttp_t *p) {
 
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   conn *c = p->data;
+  if (c->in_body) return 0; /* chunked trailers: dropped, they would split the body */
   if (!c->in_field) {
     if (c->nhdr >= c->srv->lim.max_headers)
       return limit_error(c, 431, "more than %zu headers", c->srv->lim.max_headers);
@@ -397,6 +398,7 @@ static int on_headers_complete(llhttp_t *p) {
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max)
     return limit_error(c, 413, "body exceeds %zu bytes", max);
   c->body_off = c->rq.len;
+  c->in_body = 1;
   /* curl and friends wait for this before sending a larger body */
   if ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) && p->http_minor >= 1) {
     for (size_t i = 0; i < c->nhdr; i++)
@@ -420,7 +422,6 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
 static int on_message_complete(llhttp_t *p) {
   conn *c = p->data;
   bg_http_server *srv = c->srv;
-  if (c->body_off == 0) c->body_off = c->rq.len; /* defensive: no headers_complete seen */
   if (rq_put(c, "", 1)) return -1;
   int keep = llhttp_should_keep_alive(p) && !srv->closing && !c->close_after_write;
   int ckind = conn_header_kind(c, keep);

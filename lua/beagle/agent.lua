@@ -120,7 +120,10 @@ function Agent:setup(opts, home)
   local s, cfg, path = resolve(opts)
   if not s then return nil, cfg end
   self.settings, self.config, self.config_path = s, cfg, path
-  core.log_setup(s.log_format, s.log_level)
+  -- `beagle check` prints its results; its log stays quiet unless asked
+  local level = s.log_level
+  if opts.cmd == "check" and not opts.log_level and not os.getenv("MONITORING_LOG_LEVEL") then level = "warn" end
+  core.log_setup(s.log_format, level)
   local mok, metrics = pcall(require, "beagle.metrics")
   if not mok then return nil, "metrics: " .. tostring(metrics) end
   self.metrics = metrics
@@ -147,6 +150,17 @@ function Agent:setup(opts, home)
   self.plugins:scan(false)
   self.health:sync()
   self.synced = true
+  -- At start-up a misconfigured check is fatal (at reload the old config stays instead).
+  local bad = {}
+  for _, inst in ipairs(self.health:sorted()) do
+    if inst.error and inst.line then
+      bad[#bad + 1] = ("%s:%d: check %q: %s"):format(path, inst.line, inst.name, inst.error)
+    end
+  end
+  if #bad > 0 then
+    self.plugins:close_all(true)
+    return nil, table.concat(bad, "\n")
+  end
   return true
 end
 

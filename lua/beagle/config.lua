@@ -69,14 +69,14 @@ function M.load(path, getenv)
     channel = declare("channel", cfg.channels),
     backend = declare("backend", cfg.backends),
     settings = function(t)
-      local line = line_of(2)
+      local line = line_of(3)
       if type(t) ~= "table" then problem(line, "settings expects a table { ... }") return end
       for k, v in pairs(t) do set(k, v, line) end
     end,
     env = function(var, default)
       local v = getenv(var)
       if v == nil then
-        if default == nil then problem(line_of(2), ("environment variable %s is not set"):format(var)) end
+        if default == nil then problem(line_of(3), ("environment variable %s is not set"):format(var)) end
         return default
       end
       return v
@@ -85,7 +85,7 @@ function M.load(path, getenv)
     table = table, math = math, os = { getenv = getenv, time = os.time },
   }
   setmetatable(env, {
-    __newindex = function(_, k, v) set(k, v, line_of(2)) end,
+    __newindex = function(_, k, v) set(k, v, line_of(3)) end,
     __index = function(_, k)
       if settings.schema[k] and cfg.settings[k] then return cfg.settings[k].value end
       return nil

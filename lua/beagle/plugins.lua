@@ -95,7 +95,10 @@ function M:load(path, expected_kind, force)
     script:close(true)
     return self:fail(path, ("plugin name %q is already taken by %s"):format(meta.name, other.file), old)
   end
-  local ok, verr = self.validate(meta.name, script, meta)
+  -- a new version must keep every instance valid; a first version reports bad instances
+  -- on the instances themselves
+  local ok, verr = true, nil
+  if old and old.state == "loaded" then ok, verr = self.validate(meta.name, script, meta) end
   if not ok then
     script:close(true)
     return self:fail(path, verr, old)

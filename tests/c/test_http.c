@@ -325,7 +325,8 @@ static int test_handler(void) {
   /* chunked body, with Expect: 100-continue answered first */
   ASSERT_INT_EQ(roundtrip(port_a,
                           "PUT /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
-                          "Expect: 100-continue\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+                          "Expect: 100-continue\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n"
+                          "X-Trailer: t\r\n\r\n",
                           &R, 0),
                 0);
   ASSERT_INT_EQ(R.status, 200);

@@ -3,7 +3,7 @@ local S = require "support"
 
 describe("routes", function()
   local agent
-  setup(function() agent = S.start() end)
+  setup(function() agent = S.start { config = S.calm_system } end)
   teardown(function() if agent then agent:stop() end end)
 
   it("serves /health with each check's name, status, response_time, message and timestamp", function()
