@@ -126,6 +126,12 @@ def main():
                         seen_swap = True
                         base_ver = v
             time.sleep(a.poll)
+        # the loaded version now, outside the timed part, for the next round's comparison
+        st, body = c.get("/health/detailed")
+        if st == 200:
+            v, _ = plugin_version(json.loads(body), a.file)
+            if v is not None:
+                base_ver = v
         if a.gap:
             time.sleep(a.gap)
 
