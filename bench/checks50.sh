@@ -10,11 +10,10 @@
 # scraped once per second over the same window, i.e. a monitoring agent doing its work every
 # second. Its CPU is measured the same way.
 source "$(dirname "$0")/lib.sh"
-bench_init checks50
-
 WINDOW=${BENCH_CHECKS_SECONDS:-60}
 N=${BENCH_CHECKS_N:-50}
 PLUGIN=${BENCH_CHECKS_PLUGIN:-http}
+bench_init "checks50-$PLUGIN"
 APORT=$(free_port)
 NPORT=$(free_port)
 
@@ -82,4 +81,4 @@ md "| CPU (utime+stime)/wall | $(fmt %.3f "$a_cpu") % ($((a1 - a0)) ticks) | <= 
 md "| VmRSS at end | $(fmt %.2f "$(calc "$a_rss / 1024")") MiB | | $(fmt %.2f "$(calc "$(rss_kb "$NE") / 1024")") MiB | | |"
 md ""
 
-summary "2b. CPU, $N checks/s" "$(fmt %.3f "$a_cpu") %" "<= 2 %" "$(fmt %.3f "$n_cpu") % (node_exporter, 1 scrape/s; reference)" "$ratio" "$v"
+summary "2b. CPU, $N $PLUGIN checks/s" "$(fmt %.3f "$a_cpu") %" "<= 2 %" "$(fmt %.3f "$n_cpu") % (node_exporter, 1 scrape/s; reference)" "$ratio" "$v"

@@ -14,11 +14,10 @@
 #                         saturated while reloading)
 # Target: <= 100 ms write-to-visible (debounce of 50 ms included); zero failed requests.
 source "$(dirname "$0")/lib.sh"
-bench_init reload
-
 N=${BENCH_RELOAD_N:-100}
 TIMEOUT=${BENCH_RELOAD_TIMEOUT:-1}
 LOAD=${BENCH_RELOAD_LOAD:-paced}
+bench_init "reload-$LOAD"
 NAME=bench_reload
 APORT=$(free_port)
 
@@ -99,7 +98,7 @@ else
 fi
 v_err=$(verdict "$FAILED == 0 && $POLL_FAIL == 0")
 
-md "### 4. Plugin reload latency under load ($N rewrites, temp file + rename)"
+md "### 4. Plugin reload latency under $LOAD load ($N rewrites, temp file + rename)"
 md ""
 md "Agent pinned to CPU 0, reload_debounce at its default (50 ms). Background load: $LOADDESC."
 md "Latency = just before the write -> GET /health/$NAME returns the new message (polled every 2 ms, keep-alive)."
@@ -119,5 +118,5 @@ md ""
 md "No peer: nginx -s reload and node_exporter have no comparable plugin hot-reload."
 md ""
 
-summary "4. reload latency (median/p95/max)" "$VIS_MED / $VIS_P95 / $VIS_MAX ms; $VIS_N/$N visible" "<= 100 ms" "n/a" "n/a" "$v_lat"
-summary "4. failed requests during reloads" "$FAILED (of $((H_REQS + M_REQS)))" "0" "n/a" "n/a" "$v_err"
+summary "4. reload latency, $LOAD load (median/p95/max)" "$VIS_MED / $VIS_P95 / $VIS_MAX ms; $VIS_N/$N visible" "<= 100 ms" "n/a" "n/a" "$v_lat"
+summary "4. failed requests during reloads, $LOAD load" "$FAILED (of $((H_REQS + M_REQS)))" "0" "n/a" "n/a" "$v_err"

@@ -1,0 +1,40 @@
+local util = require "beagle.util"
+local json = require "beagle.json"
+
+describe("util.parse_duration", function()
+  it("parses units and compounds", function()
+    assert.are.equal(0.5, util.parse_duration("500ms"))
+    assert.are.equal(30, util.parse_duration("30s"))
+    assert.are.equal(300, util.parse_duration("5m"))
+    assert.are.equal(5400, util.parse_duration("1h30m"))
+    assert.are.equal(1.5, util.parse_duration("1.5s"))
+    assert.are.equal(12, util.parse_duration(12))
+  end)
+  it("rejects what is not a duration", function()
+    for _, bad in ipairs { "", "5", "5x", "s", "-5s", "1h 30m", {}, true } do
+      local v, err = util.parse_duration(bad)
+      assert.is_nil(v, tostring(bad))
+      assert.is_string(err)
+    end
+    assert.is_nil(util.parse_duration(-1))
+    assert.is_nil(util.parse_duration(0 / 0))
+  end)
+end)
+
+describe("json", function()
+  it("encodes empty lists as [] when marked, sorts keys, and maps NaN to null", function()
+    assert.are.equal("[]", json.encode(json.array()))
+    assert.are.equal("{}", json.encode({}))
+    assert.are.equal('{"a":1,"b":[1,2],"c":null}', json.encode { b = { 1, 2 }, a = 1, c = 0 / 0 })
+    assert.are.equal('"a\\"b\\n\\u0001"', json.encode('a"b\n\1'))
+    assert.are.equal("0.25", json.encode(0.25))
+    assert.are.equal("0.1", json.encode(0.1):sub(1, 3))
+  end)
+  it("round-trips through decode", function()
+    local v = { name = "x", list = { 1, 2, 3 }, nested = { ok = true } }
+    assert.are.same(v, json.decode(json.encode(v)))
+    local bad, err = json.decode("{oops")
+    assert.is_nil(bad)
+    assert.is_string(err)
+  end)
+end)
