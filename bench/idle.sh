@@ -66,5 +66,5 @@ md ""
 md "CPU resolution: 1 tick = $(calc "1000 / $CLK_TCK") ms, i.e. $(fmt %.4f "$(calc "100 / $CLK_TCK / $wall")") % over this window."
 md ""
 
-summary "1. idle RSS" "$a_mib MiB" "<= 8 MiB, < node_exporter" "$n_mib MiB" "$rss_ratio" "$v_rss"
-summary "2a. idle CPU" "$(fmt %.4f "$a_cpu") %" "<= 0.05 %" "$(fmt %.4f "$n_cpu") %" "$cpu_ratio" "$v_cpu"
+summary "1. idle RSS" "$a_mib MiB" "<= 8 MiB, < node_exporter" "node_exporter $n_mib MiB" "$rss_ratio" "$v_rss"
+summary "2a. idle CPU" "$(fmt %.4f "$a_cpu") %" "<= 0.05 %" "node_exporter $(fmt %.4f "$n_cpu") %" "$cpu_ratio" "$v_cpu"

@@ -128,7 +128,7 @@ order() { # the .md / .summary files in run order
   echo "| benchmark | beagle | target | peer (same run) | ratio beagle/peer | verdict |"
   echo "|---|---|---|---|---|---|"
   for f in $(order summary); do
-    sed 's/^/| /; s/$/ |/; s/|/ | /g; s/^ | /| /; s/  */ /g' "$f"
+    awk -F'|' '{ printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; print "" }' "$f"
   done
   echo
   echo "## Details"

@@ -124,6 +124,7 @@ function S.start(o)
   a.port = S.wait(function()
     local log = S.read(a.log) or ""
     return tonumber(log:match('msg="beagle started".-listen=127%.0%.0%.1:(%d+)'))
+      or tonumber(log:match('"msg":"beagle started".-"listen":"127%.0%.0%.1:(%d+)"'))
   end, 10)
   if not a.port then
     error("agent did not start:\n" .. (S.read(a.log) or ""))
