@@ -92,7 +92,7 @@ function M:sync()
       want[pname] = { plugin = pname }
     end
   end
-  for name, inst in pairs(self.instances) do
+  for name in pairs(self.instances) do
     if not want[name] then self:remove(name) end
   end
   for name, w in pairs(want) do

@@ -69,7 +69,7 @@ beagle.instance_keys = {
 function beagle.validate_options(schema, given)
   given = given or {}
   local out = {}
-  for name, v in pairs(given) do
+  for name in pairs(given) do
     if not schema[name] and not beagle.instance_keys[name] then
       local known = util.sorted_keys(schema)
       return nil, ("unknown option %q (options: %s)"):format(tostring(name),

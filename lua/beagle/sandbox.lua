@@ -86,8 +86,7 @@ local function make_env(name)
   return env
 end
 
-local PLUGIN      -- the table the plugin file returned
-local PLUGIN_FILE
+local PLUGIN -- the table the plugin file returned
 
 -- __load(path) -> metadata | nil, err
 function __load(path)
@@ -104,7 +103,7 @@ function __load(path)
   if not kind then
     return nil, path .. ": the file must return beagle.check { ... }, beagle.backend { ... } or beagle.channel { ... }"
   end
-  PLUGIN, PLUGIN_FILE = p, path
+  PLUGIN = p
   local all_defaults = true
   local options = {}
   for oname, o in pairs(p.options) do

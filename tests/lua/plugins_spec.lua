@@ -4,7 +4,7 @@
 local beagle = require "beagle"
 
 local function plugin_files()
-  local p = io.popen("ls plugins/checks/*.lua plugins/backends/*.lua plugins/channels/*.lua 2>/dev/null")
+  local p = io.popen("ls plugins/*/*.lua examples/plugins/*/*.lua 2>/dev/null")
   local files = {}
   for line in p:lines() do files[#files + 1] = line end
   p:close()
