@@ -53,3 +53,15 @@ describe("settings", function()
     assert.are.equal('MONITORING_METRICS_BATCH_SIZE="lots": metrics_batch_size must be a number', err)
   end)
 end)
+
+describe("docs/configuration.md", function()
+  it("documents every setting with its environment variable", function()
+    local f = assert(io.open("docs/configuration.md"))
+    local doc = f:read("*a")
+    f:close()
+    for name in pairs(settings.schema) do
+      assert.is_truthy(doc:find("`" .. name .. "`", 1, true), name)
+      assert.is_truthy(doc:find("`MONITORING_" .. name:upper() .. "`", 1, true), name)
+    end
+  end)
+end)
