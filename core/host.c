@@ -61,7 +61,6 @@ static int hcb_call(hcb *c, int nargs, int nres) {
     bg_log(BG_LOG_ERROR, "agent callback failed", "error", lua_tostring(L, -1), NULL);
     lua_settop(L, base);
     for (int i = 0; i < nres; i++) lua_pushnil(L);
-    lua_remove(L, base + 1 > lua_gettop(L) ? lua_gettop(L) : base + 1);
     return -1;
   }
   lua_remove(L, base + 1);
@@ -79,10 +78,7 @@ typedef struct htimer {
 
 static void timer_cb(uv_timer_t *t) {
   htimer *ht = t->data;
-  hcb c = ht->cb;
-  if (!uv_timer_get_repeat(t)) {
-    /* one-shot: the callback may be the last reference */
-  }
+  hcb c = ht->cb; /* a copy: the callback may stop (and clear) its own timer */
   hcb_call(&c, 0, 0);
 }
 
