@@ -5,14 +5,14 @@
 # from a config in a temp dir with its own pid/log/temp paths. The servers run one at a time,
 # alternating, BENCH_RPS_ROUNDS times each; the best round of each is compared (the machine is
 # shared and noisy; every round is listed).
-#   BENCH_RPS_SECONDS (default 10), BENCH_RPS_CONNS (default 50), BENCH_RPS_ROUNDS (default 2)
+#   BENCH_RPS_SECONDS (default 10), BENCH_RPS_CONNS (default 50), BENCH_RPS_ROUNDS (default 3)
 # Targets: >= 100,000 req/s, >= 0.9 x nginx, p99 <= 1 ms.
 source "$(dirname "$0")/lib.sh"
 bench_init health_rps
 
 DUR=${BENCH_RPS_SECONDS:-10}
 CONNS=${BENCH_RPS_CONNS:-50}
-ROUNDS=${BENCH_RPS_ROUNDS:-2}
+ROUNDS=${BENCH_RPS_ROUNDS:-3}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 

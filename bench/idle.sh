@@ -39,6 +39,14 @@ n1=$(cpu_ticks "$NE")
 a_rss=$(rss_kb "$AGENT")
 n_rss=$(rss_kb "$NE")
 a_hwm=$(hwm_kb "$AGENT")
+rss_parts() { awk '/^RssAnon:/ {a = $2} /^RssFile:/ {f = $2} /^RssShmem:/ {s = $2} END {printf "%.2f / %.2f / %.2f MiB", a / 1024, f / 1024, s / 1024}' "/proc/$1/status"; }
+# the largest file-backed mappings of the agent (shared libraries), for the RSS breakdown
+top_maps() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / {name = $6} /^Rss:/ {if (name != "") rss[name] += $2} END {for (n in rss) printf "%d %s\n", rss[n], n}' "/proc/$1/smaps" 2>/dev/null |
+    sort -rn | head -8 | awk '{printf "%s%s %d KiB", (NR > 1 ? ", " : ""), $2, $1}'
+}
+A_MAPS=$(top_maps "$AGENT")
+pss() { awk '/^Pss:/ {printf "%.2f MiB", $2 / 1024}' "/proc/$1/smaps_rollup" 2>/dev/null; }
 runs=$(curl -s "http://127.0.0.1:$APORT/metrics" | awk '/^beagle_check_runs_total/ {s += $2} END {print s + 0}')
 
 wall=$(calc "$t1 - $t0")
@@ -62,6 +70,11 @@ md "| VmRSS at end | $a_mib MiB | <= 8 MiB and < peer | $n_mib MiB | $rss_ratio 
 md "| VmRSS max of 10 s samples | $(fmt %.2f "$(calc "$a_max / 1024")") MiB | | $(fmt %.2f "$(calc "$n_max / 1024")") MiB | | |"
 md "| VmHWM (peak, incl. start-up) | $(fmt %.2f "$(calc "$a_hwm / 1024")") MiB | | $(fmt %.2f "$(calc "$(hwm_kb "$NE") / 1024")") MiB | | |"
 md "| CPU (utime+stime)/wall | $(fmt %.4f "$a_cpu") % ($((a1 - a0)) ticks) | <= 0.05 % | $(fmt %.4f "$n_cpu") % ($((n1 - n0)) ticks) | $cpu_ratio | $v_cpu |"
+md "| RssAnon / RssFile / RssShmem at end | $(rss_parts "$AGENT") | | $(rss_parts "$NE") | | |"
+md "| Pss (proportional set size) at end | $(pss "$AGENT") | | $(pss "$NE") | | |"
+md "| threads | $(awk '/^Threads:/ {print $2}' "/proc/$AGENT/status") | | $(awk '/^Threads:/ {print $2}' "/proc/$NE/status") | | |"
+md ""
+md "Largest mappings of the agent by Rss (shared libraries are mostly file-backed pages, shared with other processes): ${A_MAPS:-n/a}."
 md ""
 md "CPU resolution: 1 tick = $(calc "1000 / $CLK_TCK") ms, i.e. $(fmt %.4f "$(calc "100 / $CLK_TCK / $wall")") % over this window."
 md ""

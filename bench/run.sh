@@ -10,7 +10,7 @@
 #   reload.sh      4       plugin reload latency with traffic (paced, then full) (~30 s)
 #   metrics.sh     5       bench/metrics_ffi.lua                                 (~5 s)
 # Knobs: BENCH_IDLE_SECONDS (300), BENCH_CHECKS_SECONDS (60), BENCH_CHECKS_PLUGINS ("http tcp"),
-# BENCH_RPS_SECONDS (10), BENCH_RPS_ROUNDS (2), BENCH_RELOAD_N (100),
+# BENCH_RPS_SECONDS (10), BENCH_RPS_ROUNDS (3), BENCH_RELOAD_N (100),
 # BENCH_RELOAD_LOADS ("paced full"), BENCH_ONLY (space-separated subset: idle checks50
 # health_rps reload metrics), BENCH_RESULTS (output file, default bench/RESULTS.md).
 set -u
@@ -42,6 +42,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+STAT0=$(head -1 /proc/stat)
 STARTED=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 T0=$SECONDS
 STATUS=()
@@ -51,7 +52,7 @@ step() {
   local name=$1 limit=$2 script=$3
   shift 3
   echo "== bench: $name (limit ${limit}s)" >&2
-  env "$@" timeout --signal=TERM --kill-after=10 "$limit" "$BENCH_DIR/$script" &
+  env "$@" timeout --signal=TERM --kill-after=30 "$limit" "$BENCH_DIR/$script" &
   CHILD=$!
   wait "$CHILD"
   local rc=$?
@@ -82,6 +83,13 @@ fi
 want metrics && step metrics 330 metrics.sh
 
 ELAPSED=$((SECONDS - T0))
+# whole-machine CPU over the run: busy share and steal (time the hypervisor gave to others)
+STAT1=$(head -1 /proc/stat)
+MACHINE_CPU=$(printf '%s\n%s\n' "$STAT0" "$STAT1" | awk '{
+  for (i = 2; i <= NF; i++) v[NR, i] = $i; n = NF }
+  END { t = 0; for (i = 2; i <= n; i++) t += v[2, i] - v[1, i]
+        idle = (v[2, 5] - v[1, 5]) + (v[2, 6] - v[1, 6]); st = v[2, 9] - v[1, 9]
+        if (t > 0) printf "busy %.1f %%, steal %.2f %% of all CPUs", (t - idle) / t * 100, st / t * 100 }')
 
 # ---- RESULTS.md
 cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
@@ -117,8 +125,9 @@ order() { # the .md / .summary files in run order
   echo "| kernel | $(uname -srm) |"
   echo "| beagle | $("$BUILD_ABS/beagle" version 2>/dev/null | head -1), git $rev$dirty, ${build_type:-default} build in $BUILD |"
   echo "| peers | $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $("${NGINX:-/usr/sbin/nginx}" -v 2>&1 | sed 's/^nginx version: //'); node_exporter $("${NODE_EXPORTER:-/usr/bin/prometheus-node-exporter}" --version 2>&1 | awk 'NR==1 {print $3}') |"
+  echo "| machine CPU during the run | ${MACHINE_CPU:-n/a} |"
   echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |"
-  echo "| windows | idle ${BENCH_IDLE_SECONDS}s, checks ${BENCH_CHECKS_SECONDS}s, wrk ${BENCH_RPS_SECONDS:-10}s x ${BENCH_RPS_ROUNDS:-2} rounds, ${BENCH_RELOAD_N:-100} reloads |"
+  echo "| windows | idle ${BENCH_IDLE_SECONDS}s, checks ${BENCH_CHECKS_SECONDS}s, wrk ${BENCH_RPS_SECONDS:-10}s x ${BENCH_RPS_ROUNDS:-3} rounds, ${BENCH_RELOAD_N:-100} reloads |"
   echo
   echo "The machine is shared and noisy; numbers from one run. Every target is reported as measured:"
   echo "\"MISS\" means the target was not met in this run."
