@@ -7,6 +7,7 @@ local settings_mod = require "beagle.settings"
 local config_mod = require "beagle.config"
 local plugins_mod = require "beagle.plugins"
 local health_mod = require "beagle.health"
+local api_metrics = require "beagle.api_metrics"
 
 local M = {}
 
@@ -232,6 +233,13 @@ local routes = {
     self:update_self_metrics()
     return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render_prometheus()
   end } },
+  { "^/metrics/custom$", { POST = function(self, req)
+    local ok, st, msg = authorized(self, req)
+    if not ok then return err_json(st, msg) end
+    local partial = (req.query or ""):match("partial=([^&]*)")
+    local code, o = api_metrics.custom(self.metrics, req.body, partial == "true" or partial == "1")
+    return code, "application/json", json.encode(o)
+  end } },
   { "^/%-/reload$", { POST = function(self, req)
     local ok, st, msg = authorized(self, req)
     if not ok then return err_json(st, msg) end
@@ -244,7 +252,7 @@ local routes = {
   { "^/$", { GET = function()
     return 200, "application/json", json.encode { name = "beagle", version = core.version,
       routes = json.array { "/health", "/health/live", "/health/ready", "/health/detailed", "/health/{name}",
-        "/metrics", "POST /-/reload" } }
+        "/metrics", "POST /metrics/custom", "POST /-/reload" } }
   end } },
 }
 

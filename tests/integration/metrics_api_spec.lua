@@ -1,0 +1,83 @@
+-- POST /metrics/custom (the guide's route) and what /metrics then shows.
+local S = require "support"
+
+describe("POST /metrics/custom", function()
+  local agent
+  setup(function() agent = S.start { config = S.calm_system } end)
+  teardown(function() if agent then agent:stop() end end)
+
+  local function post(body, query)
+    local st, b = agent:post("/metrics/custom" .. (query or ""), body)
+    return st, S.json(b)
+  end
+
+  local function metrics()
+    local _, body = agent:get("/metrics")
+    return body
+  end
+
+  it("records one metric and an array of them, with tags as labels", function()
+    local st, o = post('{"name":"optimization.started","type":"counter","value":5,"tags":{"algorithm":"nsga2"}}')
+    assert.are.equal(200, st)
+    assert.are.equal(1, o.accepted)
+    st = post('[{"name":"optimization.started","type":"counter","value":3,"tags":{"algorithm":"nsga2"}},' ..
+      '{"name":"optimization.active","type":"gauge","value":5},' ..
+      '{"name":"api.response_time","type":"histogram","value":0.045,"tags":{"endpoint":"/health"}}]')
+    assert.are.equal(200, st)
+    local m = metrics()
+    assert.is_truthy(m:find('optimization_started_total{algorithm="nsga2"} 8', 1, true), m)
+    assert.is_truthy(m:find("\noptimization_active 5\n", 1, true))
+    assert.is_truthy(m:find('api_response_time_count{endpoint="/health"} 1', 1, true))
+    assert.is_truthy(m:find('api_response_time_sum{endpoint="/health"} 0.045', 1, true))
+  end)
+
+  it("rejects a batch with bad items, naming each one's index and reason, and records nothing", function()
+    local st, o = post('[{"name":"good.one","type":"gauge","value":1},' ..
+      '{"name":"9bad","type":"gauge","value":1},' ..
+      '{"name":"x","type":"summary","value":1},' ..
+      '{"name":"y","type":"counter","value":-1},' ..
+      '{"name":"z","type":"gauge","value":"high"},' ..
+      '{"name":"t","type":"gauge","value":1,"tags":{"bad label":"v"}}]')
+    assert.are.equal(400, st)
+    assert.are.equal(400, o.status)
+    local idx = {}
+    for _, e in ipairs(o.errors) do idx[#idx + 1] = e.index end
+    assert.are.same({ 1, 2, 3, 4, 5 }, idx)
+    assert.is_truthy(o.errors[1].reason:find("9bad", 1, true))
+    assert.is_truthy(o.errors[2].reason:find("counter, gauge or histogram", 1, true))
+    assert.is_truthy(o.errors[3].reason:find("cannot decrease", 1, true))
+    assert.is_truthy(o.errors[4].reason:find("finite number", 1, true))
+    assert.is_truthy(o.errors[5].reason:find("bad label", 1, true))
+    assert.is_falsy(metrics():find("good_one", 1, true))
+  end)
+
+  it("keeps the good items with ?partial=true", function()
+    local st, o = post('[{"name":"kept.value","type":"gauge","value":42},{"name":"","type":"gauge","value":1}]',
+      "?partial=true")
+    assert.are.equal(200, st)
+    assert.are.equal("partial", o.status)
+    assert.are.equal(1, o.accepted)
+    assert.are.equal(1, o.errors[1].index)
+    assert.is_truthy(metrics():find("\nkept_value 42\n", 1, true))
+  end)
+
+  it("reports a type clash with an existing metric", function()
+    local st, o = post('{"name":"optimization.active","type":"counter","value":1}')
+    assert.are.equal(400, st)
+    assert.is_truthy(o.errors[1].reason:find("gauge", 1, true), o.errors[1].reason)
+  end)
+
+  it("answers 400 to a body that is not JSON", function()
+    local st, o = post("{nope")
+    assert.are.equal(400, st)
+    assert.is_truthy(o.error:find("not valid JSON", 1, true))
+  end)
+
+  it("keeps /metrics valid for promtool", function()
+    local f = os.tmpname()
+    S.write(f, metrics())
+    local out, code = S.sh("promtool check metrics < " .. f)
+    os.remove(f)
+    assert.are.equal(0, code, out)
+  end)
+end)
