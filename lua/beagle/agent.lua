@@ -28,6 +28,7 @@ options (run):
   --data DIR              directory for durable state (default ./data)
   --log-format FORMAT     logfmt or json
   --log-level LEVEL       debug, info, warn or error
+  --statsd HOST:PORT      StatsD/DogStatsD address (UDP and TCP), or "off"
 
 Settings are read from the config file and overridden by MONITORING_<NAME> variables.
 ]]
@@ -44,9 +45,10 @@ local function parse_args(args)
   local o = { cmd = args[1], plugins = {}, names = {} }
   local takes = { ["-c"] = "config", ["--config"] = "config", ["--listen"] = "listen",
     ["--rules"] = "rules", ["--data"] = "data", ["--log-format"] = "log_format",
-    ["--log-level"] = "log_level", ["--plugins"] = "plugins" }
+    ["--log-level"] = "log_level", ["--plugins"] = "plugins", ["--statsd"] = "statsd" }
   local allowed = {
-    run = { config = true, listen = true, rules = true, data = true, log_format = true, log_level = true, plugins = true },
+    run = { config = true, listen = true, rules = true, data = true, log_format = true, log_level = true, plugins = true,
+      statsd = true },
     check = { config = true, plugins = true, log_format = true, log_level = true },
   }
   local i = 2
@@ -98,10 +100,13 @@ local function resolve(o)
   end
   local ok, err = settings_mod.apply_env(s)
   if not ok then return nil, err end
-  local flags = { listen = o.listen, log_format = o.log_format, log_level = o.log_level, data_dir = o.data }
+  local flags = { listen = o.listen, log_format = o.log_format, log_level = o.log_level, data_dir = o.data,
+    statsd_address = o.statsd }
+  local flag_names = { listen = "--listen", log_format = "--log-format", log_level = "--log-level",
+    data_dir = "--data", statsd_address = "--statsd" }
   for k, v in pairs(flags) do
     local val, why = settings_mod.coerce(k, v, true)
-    if val == nil then return nil, ("--%s %s: %s"):format(k:gsub("_", "-"), v, why) end
+    if val == nil then return nil, ("%s %s: %s"):format(flag_names[k], v, why) end
     s[k] = val
   end
   return s, cfg, path

@@ -16,6 +16,11 @@ M.schema = {
   metrics_collection_interval = { kind = "duration", default = 15, min = 0.01, help = "seconds between samples of every series" },
   metrics_retention_days = { kind = "int", default = 30, min = 1, help = "days of rollups kept" },
   metrics_batch_size = { kind = "int", default = 100, min = 1, help = "series per batch sent to a backend" },
+  history_raw = { kind = "duration", default = 3600, min = 60, help = "how long raw samples are kept in memory" },
+  max_series = { kind = "int", default = 100000, min = 1, help = "series the registry holds at most" },
+  max_series_per_metric = { kind = "int", default = 2000, min = 1, help = "series one metric holds at most" },
+  statsd_address = { kind = "address", allow_off = true, default = "127.0.0.1:8125",
+    help = "StatsD/DogStatsD UDP and TCP address, or \"off\"" },
   -- alerts
   alert_evaluation_interval = { kind = "duration", default = 60, min = 0.01, help = "seconds between rule evaluations" },
   alert_cooldown_minutes = { kind = "int", default = 15, min = 0, help = "minutes between repeat notifications of one alert" },
@@ -85,6 +90,7 @@ function M.coerce(name, v, from_env)
     return v
   elseif k == "address" then
     if type(v) ~= "string" then return nil, "must be \"host:port\"" end
+    if s.allow_off and v == "off" then return v end
     local host, port = v:match("^%[?([^%]]*)%]?:(%d+)$")
     port = tonumber(port)
     if not host or host == "" or not port or port > 65535 then
