@@ -9,6 +9,7 @@
 # Reference peer (not like-for-like; there is no check-running peer installed): node_exporter
 # scraped once per second over the same window, i.e. a monitoring agent doing its work every
 # second. Its CPU is measured the same way.
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 WINDOW=${BENCH_CHECKS_SECONDS:-60}
 N=${BENCH_CHECKS_N:-50}
@@ -28,7 +29,7 @@ NPORT=$(free_port)
   done
 } >"$TMP/beagle.lua"
 
-cd "$TMP"
+cd "$TMP" || exit 1
 bench_spawn AGENT "$BEAGLE" run --listen "127.0.0.1:$APORT" --data "$TMP/data" -c "$TMP/beagle.lua" 2>"$TMP/agent.log"
 bench_spawn NE "$NODE_EXPORTER" --web.listen-address="127.0.0.1:$NPORT" 2>"$TMP/node_exporter.log"
 wait_http "http://127.0.0.1:$APORT/health/live" || { tail "$TMP/agent.log" >&2; exit 1; }

@@ -7,6 +7,7 @@
 # shared and noisy; every round is listed).
 #   BENCH_RPS_SECONDS (default 10), BENCH_RPS_CONNS (default 50), BENCH_RPS_ROUNDS (default 3)
 # Targets: >= 100,000 req/s, >= 0.9 x nginx, p99 <= 1 ms.
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 bench_init health_rps
 
@@ -20,7 +21,7 @@ if [ "$(nproc)" -lt 2 ]; then
   echo "health_rps: needs 2 CPUs to pin server and client apart" >&2
 fi
 
-cd "$TMP"
+cd "$TMP" || exit 1
 APORT=$(free_port)
 bench_spawn AGENT taskset -c "$SERVER_CPU" "$BEAGLE" run --listen "127.0.0.1:$APORT" --data "$TMP/data" 2>"$TMP/agent.log"
 wait_http "http://127.0.0.1:$APORT/health/live" || { tail "$TMP/agent.log" >&2; exit 1; }

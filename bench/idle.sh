@@ -4,6 +4,7 @@
 # machine. Neither process is scraped during the window (both idle).
 #   BENCH_IDLE_SECONDS  length of the window (default 300)
 # Targets: RSS <= 8 MiB and below node_exporter's RSS; CPU <= 0.05% of one core.
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 bench_init idle
 
@@ -12,7 +13,7 @@ SETTLE=${BENCH_IDLE_SETTLE:-2}
 APORT=$(free_port)
 NPORT=$(free_port)
 
-cd "$TMP" # no ./beagle.lua here, so the agent runs with the built-in plugins only
+cd "$TMP" || exit 1 # no ./beagle.lua here, so the agent runs with the built-in plugins only
 bench_spawn AGENT "$BEAGLE" run --listen "127.0.0.1:$APORT" --data "$TMP/data" 2>"$TMP/agent.log"
 bench_spawn NE "$NODE_EXPORTER" --web.listen-address="127.0.0.1:$NPORT" 2>"$TMP/node_exporter.log"
 wait_http "http://127.0.0.1:$APORT/health/live" || { tail "$TMP/agent.log" >&2; exit 1; }

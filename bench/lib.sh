@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared helpers for the benchmark scripts (sourced, not run).
 #
 # Every script: sources this file, calls bench_init <name>, starts its processes with

@@ -4,6 +4,7 @@
 # the design was written) are 2.3 ns per FFI counter add from JIT-compiled code and 59 ns
 # from the interpreter.
 #   BENCH_METRICS_N  iterations passed to metrics_ffi.lua (default: its own, 2e7)
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 bench_init metrics
 

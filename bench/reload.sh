@@ -13,6 +13,7 @@
 #                         a steady background load) or full (wrk as fast as it can: the agent
 #                         saturated while reloading)
 # Target: <= 100 ms write-to-visible (debounce of 50 ms included); zero failed requests.
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 N=${BENCH_RELOAD_N:-100}
 TIMEOUT=${BENCH_RELOAD_TIMEOUT:-1}
@@ -32,7 +33,7 @@ return beagle.check {
 }
 EOF
 
-cd "$TMP"
+cd "$TMP" || exit 1
 bench_spawn AGENT taskset -c 0 "$BEAGLE" run --listen "127.0.0.1:$APORT" --data "$TMP/data" --plugins "$TMP/plugins" 2>"$TMP/agent.log"
 wait_http "http://127.0.0.1:$APORT/health/live" || { tail "$TMP/agent.log" >&2; exit 1; }
 for _ in $(seq 100); do

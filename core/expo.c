@@ -1,21 +1,63 @@
-/* expo: Prometheus text format 0.0.4 over bg_registry_walk. A family's HELP/TYPE lines are
- * written when its first series is, so a family whose series were all removed vanishes. */
+/* expo: the three renderers over bg_registry_walk. A family's metadata lines are written when
+ * its first series is, so a family whose series were all removed vanishes. A series' label
+ * set is escaped once into a scratch buffer and reused for each of its samples (a histogram
+ * writes it 15 times), and integral values skip printf: render time is the /metrics budget. */
 #include "expo.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <zlib.h>
 
 /* promtool wants HELP on every family; this is what a family created without one says. */
 #define DEFAULT_HELP "Metric recorded by beagle."
 
 typedef struct expo_state {
   bg_buf *out;
+  bg_buf lab; /* the current series' escaped labels, without braces */
   int rc;
+  int format;
   int pending; /* family header not written yet */
+  int nfam;    /* families written (JSON commas) */
+  int nser;    /* series written in this family (JSON commas) */
   bg_family_view fam;
+  bg_expo_json_extra extra;
+  void *ud;
 } expo_state;
+
+static const char *const type_names[] = {"counter", "gauge", "histogram"};
+
+/* Decimal digits of u into the end of buf; returns the start. */
+static char *fmt_u64(char *end, uint64_t u) {
+  *--end = '\0';
+  do {
+    *--end = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  return end;
+}
+
+static const double exp10_tab[] = {1e0, 1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,
+                                   1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
+
+/* m / 10^k as decimal text ending at end (k fraction digits). */
+static char *fmt_fixed(char *end, uint64_t m, int k, int neg) {
+  char *p = end;
+  *--p = '\0';
+  for (int i = 0; i < k; i++) {
+    *--p = (char)('0' + m % 10);
+    m /= 10;
+  }
+  if (k > 0) *--p = '.';
+  do {
+    *--p = (char)('0' + m % 10);
+    m /= 10;
+  } while (m);
+  if (neg) *--p = '-';
+  return p;
+}
 
 /* Shortest text that reads back as v: integers without exponent, Prometheus' spellings of
  * the infinities and NaN. buf holds at least 32 bytes. */
@@ -23,8 +65,24 @@ static const char *fmt_value(char *buf, size_t len, double v) {
   if (isnan(v)) return "NaN";
   if (isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (v == 0) return "0";
-  if (fabs(v) < 9007199254740992.0 && v == floor(v)) {
-    snprintf(buf, len, "%.0f", v);
+  double a = fabs(v);
+  if (a < 9007199254740992.0 && v == floor(v)) {
+    char *p = fmt_u64(buf + len, (uint64_t)a);
+    if (v < 0) *--p = '-';
+    return p;
+  }
+  /* Fast path: the fewest decimals k with m / 10^k == a for an integer m < 2^53. That
+   * division is IEEE-exact-rounded, as is strtod of the same decimal, so the text reads back
+   * as v; this covers what people record (67.5, 0.045, sums of short decimals) without
+   * printf. Values that need 17 digits fall through. */
+  if (a >= 1e-5 && a < 1e15) {
+    for (int k = 1; k <= 17; k++) {
+      double x = a * exp10_tab[k];
+      if (x >= 9007199254740992.0) break;
+      double m = nearbyint(x);
+      if (m / exp10_tab[k] == a) return fmt_fixed(buf + len, (uint64_t)m, k, v < 0);
+    }
+    snprintf(buf, len, "%.17g", v);
     return buf;
   }
   for (int prec = 15; prec <= 17; prec++) {
@@ -38,61 +96,90 @@ static void put(expo_state *st, const char *s, size_t n) {
   if (st->rc == 0) st->rc = bg_buf_append(st->out, s, n);
 }
 
+/* Appends without a capacity check: the caller reserved. */
+static char *cat(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+
 static void puts_(expo_state *st, const char *s) {
   put(st, s, strlen(s));
 }
 
-/* Escapes backslash and newline (HELP) and, for label values, the double quote. */
+/* Escapes backslash and newline and, when quote is set, the double quote (label values;
+ * OpenMetrics HELP). */
+static int append_escaped(bg_buf *b, const char *s, int quote) {
+  const char *specials = quote ? "\\\n\"" : "\\\n";
+  int rc = 0;
+  for (;;) {
+    size_t n = strcspn(s, specials);
+    rc |= bg_buf_append(b, s, n);
+    s += n;
+    if (*s == '\0') break;
+    rc |= bg_buf_append(b, *s == '\n' ? "\\n" : *s == '"' ? "\\\"" : "\\\\", 2);
+    s++;
+  }
+  return rc ? BG_ENOMEM : 0;
+}
+
 static void put_escaped(expo_state *st, const char *s, int quote) {
-  const char *run = s;
-  for (; *s; s++) {
-    const char *esc = NULL;
-    if (*s == '\\')
-      esc = "\\\\";
-    else if (*s == '\n')
-      esc = "\\n";
-    else if (*s == '"' && quote)
-      esc = "\\\"";
-    if (esc == NULL) continue;
-    put(st, run, (size_t)(s - run));
-    puts_(st, esc);
-    run = s + 1;
-  }
-  put(st, run, (size_t)(s - run));
+  if (st->rc == 0) st->rc = append_escaped(st->out, s, quote);
 }
 
-static void put_name(expo_state *st, const bg_family_view *f, const char *suffix) {
-  puts_(st, f->name);
-  puts_(st, suffix);
-}
-
-/* {k="v",...} plus an optional le label; nothing when there are no labels at all. */
-static void put_labels(expo_state *st, const bg_series_view *s, const char *le) {
-  if (s->nlabels == 0 && le == NULL) return;
-  puts_(st, "{");
+/* k="v",... for the text formats, into st->lab, with one capacity check. */
+static void make_labels(expo_state *st, const bg_series_view *s) {
+  bg_buf *b = &st->lab;
+  b->len = 0;
+  size_t need = 1;
+  for (int i = 0; i < 2 * s->nlabels; i++)
+    need += 2 * strlen(s->kv[i]) + 4; /* worst case: every byte escaped */
+  if (st->rc || (st->rc = bg_buf_reserve(b, need))) return;
+  char *p = b->data;
   for (int i = 0; i < s->nlabels; i++) {
-    if (i) puts_(st, ",");
-    puts_(st, s->kv[2 * i]);
-    puts_(st, "=\"");
-    put_escaped(st, s->kv[2 * i + 1], 1);
-    puts_(st, "\"");
+    const char *k = s->kv[2 * i], *v = s->kv[2 * i + 1];
+    if (i) *p++ = ',';
+    p = cat(p, k, strlen(k));
+    *p++ = '=';
+    *p++ = '"';
+    for (;;) {
+      size_t n = strcspn(v, "\\\n\"");
+      p = cat(p, v, n);
+      v += n;
+      if (*v == '\0') break;
+      *p++ = '\\';
+      *p++ = *v == '\n' ? 'n' : *v;
+      v++;
+    }
+    *p++ = '"';
   }
-  if (le) {
-    if (s->nlabels) puts_(st, ",");
-    puts_(st, "le=\"");
-    puts_(st, le);
-    puts_(st, "\"");
-  }
-  puts_(st, "}");
+  *p = '\0';
+  b->len = (size_t)(p - b->data);
 }
 
-static void put_sample(expo_state *st, const bg_family_view *f, const char *suffix,
-                       const bg_series_view *s, const char *le, const char *value) {
-  put_name(st, f, suffix);
-  put_labels(st, s, le);
-  puts_(st, " ");
-  puts_(st, value);
-  puts_(st, "\n");
+/* name suffix{labels[,le="le"]} value\n, with one capacity check. */
+static void put_sample(expo_state *st, const char *suffix, const char *le, const char *value) {
+  size_t nl = strlen(st->fam.name), sl = strlen(suffix), vl = strlen(value);
+  size_t ll = le ? strlen(le) : 0;
+  if (st->rc || (st->rc = bg_buf_reserve(st->out, nl + sl + st->lab.len + ll + vl + 16))) return;
+  char *p = st->out->data + st->out->len;
+  p = cat(p, st->fam.name, nl);
+  p = cat(p, suffix, sl);
+  if (st->lab.len || le) {
+    *p++ = '{';
+    p = cat(p, st->lab.data, st->lab.len);
+    if (le) {
+      if (st->lab.len) *p++ = ',';
+      p = cat(p, "le=\"", 4);
+      p = cat(p, le, ll);
+      *p++ = '"';
+    }
+    *p++ = '}';
+  }
+  *p++ = ' ';
+  p = cat(p, value, vl);
+  *p++ = '\n';
+  *p = '\0';
+  st->out->len = (size_t)(p - st->out->data);
 }
 
 static void on_family(void *ud, const bg_family_view *f) {
@@ -101,53 +188,368 @@ static void on_family(void *ud, const bg_family_view *f) {
   st->pending = 1;
 }
 
-static void on_series(void *ud, const bg_family_view *f, const bg_series_view *s) {
-  expo_state *st = ud;
-  static const char *const types[] = {"counter", "gauge", "histogram"};
+/* The OpenMetrics unit a name ends in, or NULL. */
+static const char *unit_of(const char *name) {
+  static const char *const units[] = {"seconds", "bytes",  "ratio", "meters", "volts",
+                                      "amperes", "joules", "grams", "celsius"};
+  size_t n = strlen(name);
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+    size_t ul = strlen(units[i]);
+    if (n > ul + 1 && name[n - ul - 1] == '_' && strcmp(name + n - ul, units[i]) == 0)
+      return units[i];
+  }
+  return NULL;
+}
+
+static void put_header(expo_state *st, const bg_family_view *f) {
+  const char *help = f->help && f->help[0] ? f->help : DEFAULT_HELP;
+  if (st->format == BG_EXPO_OPENMETRICS) {
+    const char *unit = unit_of(f->name);
+    puts_(st, "# TYPE ");
+    puts_(st, f->name);
+    puts_(st, " ");
+    puts_(st, type_names[f->type]);
+    if (unit) {
+      puts_(st, "\n# UNIT ");
+      puts_(st, f->name);
+      puts_(st, " ");
+      puts_(st, unit);
+    }
+    puts_(st, "\n# HELP ");
+    puts_(st, f->name);
+    puts_(st, " ");
+    put_escaped(st, help, 1);
+    puts_(st, "\n");
+    return;
+  }
   /* In 0.0.4 the family is named as its samples are: a counter's with _total. */
   const char *fsuffix = f->type == BG_COUNTER ? "_total" : "";
-  char num[64], le[64];
+  puts_(st, "# HELP ");
+  puts_(st, f->name);
+  puts_(st, fsuffix);
+  puts_(st, " ");
+  put_escaped(st, help, 0);
+  puts_(st, "\n# TYPE ");
+  puts_(st, f->name);
+  puts_(st, fsuffix);
+  puts_(st, " ");
+  puts_(st, type_names[f->type]);
+  puts_(st, "\n");
+}
+
+static void on_series_text(void *ud, const bg_family_view *f, const bg_series_view *s) {
+  expo_state *st = ud;
+  int om = st->format == BG_EXPO_OPENMETRICS;
+  char num[64], le[64], created[64];
   if (st->pending) {
     st->pending = 0;
-    puts_(st, "# HELP ");
-    put_name(st, f, fsuffix);
-    puts_(st, " ");
-    put_escaped(st, f->help && f->help[0] ? f->help : DEFAULT_HELP, 0);
-    puts_(st, "\n# TYPE ");
-    put_name(st, f, fsuffix);
-    puts_(st, " ");
-    puts_(st, types[f->type]);
-    puts_(st, "\n");
+    put_header(st, f);
+  }
+  make_labels(st, s);
+  const char *created_s = "";
+  if (om) { /* seconds with milliseconds */
+    double ms = nearbyint(s->created * 1000);
+    created_s = ms >= 1 && ms < 9007199254740992.0
+                    ? fmt_fixed(created + sizeof created, (uint64_t)ms, 3, 0)
+                    : fmt_value(created, sizeof created, s->created);
   }
   if (f->type != BG_HISTOGRAM) {
-    put_sample(st, f, fsuffix, s, NULL, fmt_value(num, sizeof num, s->value));
+    int counter = f->type == BG_COUNTER;
+    put_sample(st, counter ? "_total" : "", NULL, fmt_value(num, sizeof num, s->value));
+    if (om && counter) put_sample(st, "_created", NULL, created_s);
     return;
   }
   uint64_t cum = 0;
   for (int i = 0; i < f->nbuckets; i++) {
     cum += s->bucket_counts[i];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)cum);
-    put_sample(st, f, "_bucket", s, fmt_value(le, sizeof le, f->buckets[i]), num);
+    put_sample(st, "_bucket", fmt_value(le, sizeof le, f->buckets[i]),
+               fmt_u64(num + sizeof num, cum));
   }
-  snprintf(num, sizeof num, "%llu", (unsigned long long)s->count);
-  put_sample(st, f, "_bucket", s, "+Inf", num);
-  put_sample(st, f, "_sum", s, NULL, fmt_value(le, sizeof le, s->value));
-  put_sample(st, f, "_count", s, NULL, num);
+  const char *count = fmt_u64(num + sizeof num, s->count);
+  put_sample(st, "_bucket", "+Inf", count);
+  if (om) { /* OpenMetrics orders count before sum; either order parses */
+    put_sample(st, "_count", NULL, count);
+    put_sample(st, "_sum", NULL, fmt_value(le, sizeof le, s->value));
+    put_sample(st, "_created", NULL, created_s);
+  } else {
+    put_sample(st, "_sum", NULL, fmt_value(le, sizeof le, s->value));
+    put_sample(st, "_count", NULL, count);
+  }
 }
 
-int bg_expo_prometheus(bg_registry *r, bg_buf *out) {
-  expo_state st = {.out = out};
+static int render_text(bg_registry *r, bg_buf *out, int format) {
+  expo_state st = {.out = out, .format = format};
   /* An empty registry still yields a valid (empty) string. */
   st.rc = bg_buf_reserve(out, 0);
   if (st.rc == 0) out->data[out->len] = '\0';
-  bg_registry_walk(r, on_family, on_series, &st);
+  bg_registry_walk(r, on_family, on_series_text, &st);
+  if (format == BG_EXPO_OPENMETRICS) puts_(&st, "# EOF\n");
+  bg_buf_free(&st.lab);
   return st.rc;
 }
 
-char *bg_expo_prometheus_string(bg_registry *r, size_t *len) {
+int bg_expo_prometheus(bg_registry *r, bg_buf *out) {
+  return render_text(r, out, BG_EXPO_PROMETHEUS);
+}
+
+int bg_expo_openmetrics(bg_registry *r, bg_buf *out) {
+  return render_text(r, out, BG_EXPO_OPENMETRICS);
+}
+
+/* JSON */
+
+static void put_json_str(expo_state *st, const char *s) {
+  puts_(st, "\"");
+  if (st->rc == 0) st->rc = bg_buf_json_str(st->out, s, strlen(s));
+  puts_(st, "\"");
+}
+
+static void put_json_num(expo_state *st, double v) {
+  char num[64];
+  puts_(st, isfinite(v) ? fmt_value(num, sizeof num, v) : "null");
+}
+
+static void put_json_field(expo_state *st, const char *key, double v) {
+  puts_(st, ",\"");
+  puts_(st, key);
+  puts_(st, "\":");
+  put_json_num(st, v);
+}
+
+static void on_series_json(void *ud, const bg_family_view *f, const bg_series_view *s) {
+  expo_state *st = ud;
+  if (st->pending) {
+    st->pending = 0;
+    st->nser = 0;
+    if (st->nfam++) puts_(st, "]},");
+    puts_(st, "{\"name\":");
+    put_json_str(st, f->name);
+    puts_(st, ",\"type\":\"");
+    puts_(st, type_names[f->type]);
+    puts_(st, "\",\"help\":");
+    if (f->help && f->help[0])
+      put_json_str(st, f->help);
+    else
+      puts_(st, "null");
+    puts_(st, ",\"series\":[");
+  }
+  if (st->nser++) puts_(st, ",");
+  puts_(st, "{\"labels\":{");
+  for (int i = 0; i < s->nlabels; i++) {
+    if (i) puts_(st, ",");
+    put_json_str(st, s->kv[2 * i]);
+    puts_(st, ":");
+    put_json_str(st, s->kv[2 * i + 1]);
+  }
+  puts_(st, "}");
+  if (f->type != BG_HISTOGRAM) {
+    put_json_field(st, "value", s->value);
+  } else {
+    char num[32];
+    puts_(st, ",\"count\":");
+    puts_(st, fmt_u64(num + sizeof num, s->count));
+    put_json_field(st, "sum", s->value);
+    put_json_field(st, "min", s->sketch ? bg_sketch_min(s->sketch) : NAN);
+    put_json_field(st, "max", s->sketch ? bg_sketch_max(s->sketch) : NAN);
+    put_json_field(st, "mean", s->count ? s->value / (double)s->count : NAN);
+    static const struct {
+      const char *key;
+      double q;
+    } ps[] = {{"p50", 0.5}, {"p90", 0.9}, {"p95", 0.95}, {"p99", 0.99}};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+      put_json_field(st, ps[i].key, s->sketch ? bg_sketch_quantile(s->sketch, ps[i].q) : NAN);
+    puts_(st, ",\"buckets\":[");
+    uint64_t cum = 0;
+    for (int i = 0; i < f->nbuckets; i++) {
+      cum += s->bucket_counts[i];
+      puts_(st, "[");
+      put_json_num(st, f->buckets[i]);
+      puts_(st, ",");
+      puts_(st, fmt_u64(num + sizeof num, cum));
+      puts_(st, "],");
+    }
+    puts_(st, "[\"+Inf\",");
+    puts_(st, fmt_u64(num + sizeof num, s->count));
+    puts_(st, "]]");
+  }
+  if (st->extra && st->rc == 0) st->rc = st->extra(st->ud, f, s, st->out);
+  puts_(st, "}");
+}
+
+int bg_expo_json(bg_registry *r, bg_buf *out, bg_expo_json_extra extra, void *ud) {
+  expo_state st = {.out = out, .format = BG_EXPO_JSON, .extra = extra, .ud = ud};
+  puts_(&st, "{\"metrics\":[");
+  bg_registry_walk(r, on_family, on_series_json, &st);
+  puts_(&st, st.nfam ? "]}]}" : "]}");
+  return st.rc;
+}
+
+int bg_expo_render(bg_registry *r, int format, bg_buf *out) {
+  switch (format) {
+  case BG_EXPO_PROMETHEUS:
+  case BG_EXPO_OPENMETRICS:
+    return render_text(r, out, format);
+  case BG_EXPO_JSON:
+    return bg_expo_json(r, out, NULL, NULL);
+  default:
+    return BG_EINVAL;
+  }
+}
+
+const char *bg_expo_content_type(int format) {
+  switch (format) {
+  case BG_EXPO_OPENMETRICS:
+    return BG_OPENMETRICS_CONTENT_TYPE;
+  case BG_EXPO_JSON:
+    return BG_JSON_CONTENT_TYPE;
+  default:
+    return BG_PROM_CONTENT_TYPE;
+  }
+}
+
+/* Header parsing */
+
+static const char *skip_ws(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\t'))
+    p++;
+  return p;
+}
+
+/* Splits one list element [p, end) into its token (trimmed) and q (1 when absent). */
+static double parse_element(const char *p, const char *end, const char **tok, size_t *toklen) {
+  p = skip_ws(p, end);
+  const char *t = p;
+  while (p < end && *p != ';')
+    p++;
+  const char *te = p;
+  while (te > t && (te[-1] == ' ' || te[-1] == '\t'))
+    te--;
+  *tok = t;
+  *toklen = (size_t)(te - t);
+  double q = 1;
+  while (p < end) { /* at ';' */
+    p = skip_ws(p + 1, end);
+    if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+      char buf[16];
+      size_t n = 0;
+      for (p += 2; p < end && *p != ';' && n < sizeof buf - 1; p++)
+        buf[n++] = *p;
+      buf[n] = '\0';
+      q = strtod(buf, NULL);
+      if (!(q >= 0 && q <= 1)) q = 0;
+    }
+    while (p < end && *p != ';')
+      p++;
+  }
+  return q;
+}
+
+static int token_is(const char *tok, size_t n, const char *want) {
+  return n == strlen(want) && strncasecmp(tok, want, n) == 0;
+}
+
+int bg_expo_negotiate(const char *accept) {
+  int best = BG_EXPO_PROMETHEUS;
+  double best_q = 0;
+  if (accept == NULL) return best;
+  const char *p = accept;
+  while (*p) {
+    const char *end = strchr(p, ',');
+    if (end == NULL) end = p + strlen(p);
+    const char *tok;
+    size_t n;
+    double q = parse_element(p, end, &tok, &n);
+    int fmt = -1;
+    if (token_is(tok, n, "application/openmetrics-text"))
+      fmt = BG_EXPO_OPENMETRICS;
+    else if (token_is(tok, n, "application/json"))
+      fmt = BG_EXPO_JSON;
+    else if (token_is(tok, n, "text/plain") || token_is(tok, n, "*/*") ||
+             token_is(tok, n, "text/*"))
+      fmt = BG_EXPO_PROMETHEUS;
+    if (fmt >= 0 && q > best_q) {
+      best = fmt;
+      best_q = q;
+    }
+    p = *end ? end + 1 : end;
+  }
+  return best;
+}
+
+int bg_expo_accepts_gzip(const char *accept_encoding) {
+  if (accept_encoding == NULL) return 0;
+  const char *p = accept_encoding;
+  while (*p) {
+    const char *end = strchr(p, ',');
+    if (end == NULL) end = p + strlen(p);
+    const char *tok;
+    size_t n;
+    double q = parse_element(p, end, &tok, &n);
+    if ((token_is(tok, n, "gzip") || token_is(tok, n, "x-gzip") || token_is(tok, n, "*")) && q > 0)
+      return 1;
+    p = *end ? end + 1 : end;
+  }
+  return 0;
+}
+
+/* gzip */
+
+int bg_gzip(const void *in, size_t n, int level, bg_buf *out) {
+  z_stream zs;
+  memset(&zs, 0, sizeof zs);
+  if (level <= 0 || level > 9) level = Z_DEFAULT_COMPRESSION;
+  /* windowBits 15 + 16: a gzip header and trailer instead of zlib's. */
+  if (deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return BG_ENOMEM;
+  int rc = 0;
+  zs.next_in = (Bytef *)(uintptr_t)in;
+  size_t left = n;
+  for (;;) {
+    /* zlib counts in uInt: feed at most 1 GiB at a time. */
+    if (zs.avail_in == 0 && left > 0) {
+      zs.avail_in = left > (1u << 30) ? (1u << 30) : (uInt)left;
+      left -= zs.avail_in;
+    }
+    size_t room = deflateBound(&zs, zs.avail_in) + 64;
+    if (bg_buf_reserve(out, room) != 0) {
+      rc = BG_ENOMEM;
+      break;
+    }
+    zs.next_out = (Bytef *)out->data + out->len;
+    zs.avail_out = (uInt)(out->cap - out->len - 1);
+    int zr = deflate(&zs, left ? Z_NO_FLUSH : Z_FINISH);
+    out->len = (size_t)((char *)zs.next_out - out->data);
+    out->data[out->len] = '\0';
+    if (zr == Z_STREAM_END) break;
+    if (zr != Z_OK && zr != Z_BUF_ERROR) {
+      rc = BG_EIO;
+      break;
+    }
+  }
+  deflateEnd(&zs);
+  return rc;
+}
+
+/* FFI */
+
+char *bg_expo_render_string(bg_registry *r, int format, size_t *len) {
   bg_buf b = {0};
   if (r == NULL) r = bg_registry_default();
-  if (bg_expo_prometheus(r, &b) != 0) {
+  if (bg_expo_render(r, format, &b) != 0 || bg_buf_reserve(&b, 0) != 0) {
+    bg_buf_free(&b);
+    return NULL;
+  }
+  if (len) *len = b.len;
+  return b.data;
+}
+
+char *bg_expo_prometheus_string(bg_registry *r, size_t *len) {
+  return bg_expo_render_string(r, BG_EXPO_PROMETHEUS, len);
+}
+
+char *bg_gzip_string(const char *in, size_t n, int level, size_t *len) {
+  bg_buf b = {0};
+  if (bg_gzip(in, n, level, &b) != 0 || bg_buf_reserve(&b, 0) != 0) {
     bg_buf_free(&b);
     return NULL;
   }

@@ -13,6 +13,16 @@
 #define MAX_NAME 200  /* mapped name, without the "_total" a counter gets on the wire */
 #define LINEAR_MAX 16 /* histograms with at most this many bounds search linearly */
 
+/* The registry's own series, exempt from the limits. */
+#define DROPPED_NAME "beagle_series_dropped"
+#define DROPPED_HELP "Series not created because a cardinality limit was reached."
+#define TRUNCATED_NAME "beagle_label_values_truncated"
+#define TRUNCATED_HELP "Label values cut to " BG__STR(BG_METRICS_MAX_LABEL_VALUE) " bytes."
+#define BG__STR(x) BG__STR2(x)
+#define BG__STR2(x) #x
+
+enum { MODE_GET, MODE_FIND, MODE_INTERNAL };
+
 typedef struct family family;
 
 struct bg_series {
@@ -21,6 +31,7 @@ struct bg_series {
   uint64_t count;
   uint64_t *buckets; /* histogram: nb + 1 non-cumulative counts, last is +Inf */
   const double *bounds;
+  bg_sketch *sk; /* histogram: in the same block */
   int nb;
   int type;
   family *fam;
@@ -28,6 +39,7 @@ struct bg_series {
   bg_series *prev, *next; /* creation order */
   uint64_t hash;
   int nlabels;
+  uint32_t id;
   const char **kv; /* sorted by key */
   double created;
 };
@@ -45,6 +57,8 @@ struct family {
   size_t tabsz; /* power of two */
   size_t nseries;
   bg_series *head, *tail;
+  uint64_t dropped; /* series refused by a limit */
+  int drop_reason;  /* the last limit it hit */
 };
 
 struct bg_registry {
@@ -55,6 +69,13 @@ struct bg_registry {
   int sorted_dirty;
   size_t nseries;
   uint64_t misuse;
+  size_t max_series, max_per_metric;
+  uint64_t dropped[2];  /* by BG_DROP_* reason */
+  uint64_t dropped_new; /* of those, for metrics that had no family yet */
+  uint64_t truncated;
+  bg_series *dropped_s[2], *truncated_s; /* created on first use */
+  size_t nown; /* of nseries, how many are those three: they don't count against limits */
+  uint32_t next_id;
 };
 
 static const double default_bounds[] = {.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10};
@@ -302,6 +323,8 @@ bg_registry *bg_registry_new(void) {
   bg_registry *r = calloc(1, sizeof *r);
   if (r == NULL) return NULL;
   r->tabsz = 64;
+  r->max_series = BG_DEFAULT_MAX_SERIES;
+  r->max_per_metric = BG_DEFAULT_MAX_SERIES_PER_METRIC;
   r->tab = calloc(r->tabsz, sizeof *r->tab);
   if (r->tab == NULL) {
     free(r);
@@ -315,11 +338,16 @@ bg_registry *bg_registry_default(void) {
   return default_registry;
 }
 
+static void series_free(bg_series *s) {
+  if (s->sk) bg_sketch_reset(s->sk);
+  free(s);
+}
+
 static void family_free(family *f) {
   bg_series *s = f->head;
   while (s) {
     bg_series *next = s->next;
-    free(s);
+    series_free(s);
     s = next;
   }
   free(f->tab);
@@ -479,12 +507,19 @@ static bg_series *series_new(family *f, uint64_t h, const char *const *kv, const
                              int nlabels) {
   if (f->nseries >= f->tabsz && grow_series(f) != 0) return NULL;
   size_t nbk = f->type == BG_HISTOGRAM ? (size_t)f->nb + 1 : 0;
-  size_t size = sizeof(bg_series) + nbk * sizeof(uint64_t) + 2 * (size_t)nlabels * sizeof(char *);
+  size_t nsk = f->type == BG_HISTOGRAM ? sizeof(bg_sketch) : 0;
+  size_t size =
+      sizeof(bg_series) + nsk + nbk * sizeof(uint64_t) + 2 * (size_t)nlabels * sizeof(char *);
   for (int i = 0; i < 2 * nlabels; i++)
     size += strlen(kv[i]) + 1;
   bg_series *s = calloc(1, size);
   if (s == NULL) return NULL;
   char *p = (char *)(s + 1);
+  if (nsk) {
+    s->sk = (bg_sketch *)p;
+    bg_sketch_init(s->sk, 0);
+    p += nsk;
+  }
   s->buckets = nbk ? (uint64_t *)p : NULL;
   p += nbk * sizeof(uint64_t);
   s->kv = (const char **)p;
@@ -504,6 +539,7 @@ static bg_series *series_new(family *f, uint64_t h, const char *const *kv, const
   s->fam = f;
   s->hash = h;
   s->nlabels = nlabels;
+  s->id = ++f->reg->next_id;
   s->created = bg_wall_time();
   s->hnext = f->tab[h & (f->tabsz - 1)];
   f->tab[h & (f->tabsz - 1)] = s;
@@ -518,9 +554,46 @@ static bg_series *series_new(family *f, uint64_t h, const char *const *kv, const
   return s;
 }
 
-bg_series *bg_series_get(bg_registry *r, int type, const char *name, const char *help,
+static bg_series *lookup(bg_registry *r, int type, const char *name, const char *help,
                          const char *const *kv, int nlabels, const double *buckets, int nbuckets,
-                         char *err, size_t errlen) {
+                         char *err, size_t errlen, int mode);
+
+/* Adds one to a registry counter of its own (dropped{reason} or truncated). */
+static void note(bg_registry *r, bg_series **slot, const char *name, const char *help,
+                 const char *reason, int n) {
+  if (*slot == NULL) {
+    const char *kv[2] = {"reason", reason};
+    *slot = lookup(r, BG_COUNTER, name, help, kv, reason ? 1 : 0, NULL, 0, NULL, 0, MODE_INTERNAL);
+    if (*slot == NULL) return; /* out of memory, or the name is taken by another type */
+    r->nown++;
+  }
+  (*slot)->value += n;
+}
+
+static const char *const drop_reasons[2] = {"max_series", "max_series_per_metric"};
+
+static void drop(bg_registry *r, family *f, int reason) {
+  r->dropped[reason]++;
+  if (f) {
+    f->dropped++;
+    f->drop_reason = reason;
+  } else {
+    r->dropped_new++;
+  }
+  note(r, &r->dropped_s[reason], DROPPED_NAME, DROPPED_HELP, drop_reasons[reason], 1);
+}
+
+/* Length of v cut to at most max bytes without splitting a UTF-8 sequence. */
+static size_t utf8_cut(const char *v, size_t max) {
+  size_t n = max;
+  while (n > 0 && ((unsigned char)v[n] & 0xc0) == 0x80)
+    n--;
+  return n;
+}
+
+static bg_series *lookup(bg_registry *r, int type, const char *name, const char *help,
+                         const char *const *kv, int nlabels, const double *buckets, int nbuckets,
+                         char *err, size_t errlen, int mode) {
   if (err && errlen) err[0] = '\0';
   if (r == NULL) {
     seterr(err, errlen, "no registry");
@@ -546,6 +619,28 @@ bg_series *bg_series_get(bg_registry *r, int type, const char *name, const char 
     }
     if (check_buckets(name, buckets, &nbuckets, err, errlen) != 0) return NULL;
   }
+  /* Long label values are cut (on a UTF-8 boundary) into copies on the stack. */
+  const char *cut_kv[2 * BG_METRICS_MAX_LABELS];
+  char cut[BG_METRICS_MAX_LABELS][BG_METRICS_MAX_LABEL_VALUE + 1];
+  int ncut = 0;
+  for (int i = 0; i < nlabels; i++) {
+    const char *v = kv[2 * i + 1];
+    cut_kv[2 * i] = kv[2 * i];
+    cut_kv[2 * i + 1] = v;
+    if (strnlen(v, BG_METRICS_MAX_LABEL_VALUE + 1) <= BG_METRICS_MAX_LABEL_VALUE) continue;
+    size_t n = utf8_cut(v, BG_METRICS_MAX_LABEL_VALUE);
+    memcpy(cut[i], v, n);
+    cut[i][n] = '\0';
+    cut_kv[2 * i + 1] = cut[i];
+    ncut++;
+  }
+  if (ncut) {
+    kv = cut_kv;
+    if (mode == MODE_GET) {
+      r->truncated += (uint64_t)ncut;
+      note(r, &r->truncated_s, TRUNCATED_NAME, TRUNCATED_HELP, NULL, ncut);
+    }
+  }
 
   uint64_t fh = fnv(FNV_SEED, base);
   family *f = family_find(r, base, fh);
@@ -560,9 +655,17 @@ bg_series *bg_series_get(bg_registry *r, int type, const char *name, const char 
       seterr(err, errlen, "metric \"%.64s\" already exists with different buckets", name);
       return NULL;
     }
-    if (help && help[0] && f->help == NULL) f->help = strdup(help); /* best effort */
+    if (mode != MODE_FIND && help && help[0] && f->help == NULL)
+      f->help = strdup(help); /* best effort */
+  } else if (mode == MODE_FIND) {
+    return NULL;
   } else {
     if (check_clash(r, name, base, type, err, errlen) != 0) return NULL;
+    if (mode == MODE_GET && r->nseries - r->nown >= r->max_series) {
+      seterr(err, errlen, "total series limit reached (%zu)", r->max_series);
+      drop(r, NULL, BG_DROP_MAX_SERIES);
+      return NULL;
+    }
     f = family_new(r, base, fh, type, help && help[0] ? help : NULL, buckets, nbuckets);
     if (f == NULL) {
       seterr(err, errlen, "out of memory");
@@ -576,10 +679,34 @@ bg_series *bg_series_get(bg_registry *r, int type, const char *name, const char 
     h = fnv(h, kv[2 * order[i] + 1]);
   }
   bg_series *s = series_find(f, h, kv, order, nlabels);
-  if (s) return s;
+  if (s || mode == MODE_FIND) return s;
+  if (mode == MODE_GET) {
+    if (f->nseries >= r->max_per_metric) {
+      seterr(err, errlen, "series limit reached for metric \"%.64s\" (%zu series)", name,
+             r->max_per_metric);
+      drop(r, f, BG_DROP_MAX_SERIES_PER_METRIC);
+      return NULL;
+    }
+    if (r->nseries - r->nown >= r->max_series) {
+      seterr(err, errlen, "total series limit reached (%zu)", r->max_series);
+      drop(r, f, BG_DROP_MAX_SERIES);
+      return NULL;
+    }
+  }
   s = series_new(f, h, kv, order, nlabels);
   if (s == NULL) seterr(err, errlen, "out of memory");
   return s;
+}
+
+bg_series *bg_series_get(bg_registry *r, int type, const char *name, const char *help,
+                         const char *const *kv, int nlabels, const double *buckets, int nbuckets,
+                         char *err, size_t errlen) {
+  return lookup(r, type, name, help, kv, nlabels, buckets, nbuckets, err, errlen, MODE_GET);
+}
+
+bg_series *bg_series_find(bg_registry *r, int type, const char *name, const char *const *kv,
+                          int nlabels) {
+  return lookup(r, type, name, NULL, kv, nlabels, NULL, 0, NULL, 0, MODE_FIND);
 }
 
 void bg_counter_add(bg_series *s, double v) {
@@ -623,6 +750,27 @@ void bg_histogram_observe(bg_series *s, double v) {
   s->buckets[i]++;
   s->count++;
   s->value += v;
+  bg_sketch_add(s->sk, v);
+}
+
+double bg_histogram_quantile(const bg_series *s, double q) {
+  return s->sk ? bg_sketch_quantile(s->sk, q) : NAN;
+}
+
+double bg_histogram_min(const bg_series *s) {
+  return s->sk ? bg_sketch_min(s->sk) : NAN;
+}
+
+double bg_histogram_max(const bg_series *s) {
+  return s->sk ? bg_sketch_max(s->sk) : NAN;
+}
+
+const bg_sketch *bg_histogram_sketch(const bg_series *s) {
+  return s->sk;
+}
+
+uint32_t bg_series_id(const bg_series *s) {
+  return s->id;
 }
 
 double bg_series_value(const bg_series *s) {
@@ -651,7 +799,13 @@ void bg_series_remove(bg_registry *r, bg_series *s) {
     f->tail = s->prev;
   f->nseries--;
   r->nseries--;
-  free(s);
+  bg_series **own[3] = {&r->dropped_s[0], &r->dropped_s[1], &r->truncated_s};
+  for (int i = 0; i < 3; i++) {
+    if (*own[i] != s) continue;
+    *own[i] = NULL;
+    r->nown--;
+  }
+  series_free(s);
 }
 
 size_t bg_registry_series_count(const bg_registry *r) {
@@ -662,31 +816,76 @@ uint64_t bg_registry_misuse_count(const bg_registry *r) {
   return r ? r->misuse : 0;
 }
 
+void bg_registry_set_limits(bg_registry *r, size_t max_series, size_t max_per_metric) {
+  if (r == NULL) return;
+  r->max_series = max_series ? max_series : BG_DEFAULT_MAX_SERIES;
+  r->max_per_metric = max_per_metric ? max_per_metric : BG_DEFAULT_MAX_SERIES_PER_METRIC;
+}
+
+uint64_t bg_registry_dropped(const bg_registry *r, int reason) {
+  if (r == NULL || reason < 0 || reason > 1) return 0;
+  return r->dropped[reason];
+}
+
+uint64_t bg_registry_truncated(const bg_registry *r) {
+  return r ? r->truncated : 0;
+}
+
+static void sort_families(bg_registry *r);
+
+int bg_registry_limits_hit(bg_registry *r, bg_limit_hit *out, int max) {
+  if (r == NULL) return 0;
+  sort_families(r);
+  int n = 0;
+  for (size_t i = 0; i < r->nfam && !r->sorted_dirty; i++) {
+    const family *f = r->sorted[i];
+    if (f->dropped == 0) continue;
+    if (n < max) out[n] = (bg_limit_hit){f->name, f->dropped, f->nseries, f->drop_reason};
+    n++;
+  }
+  if (r->dropped_new) {
+    if (n < max) out[n] = (bg_limit_hit){NULL, r->dropped_new, 0, BG_DROP_MAX_SERIES};
+    n++;
+  }
+  return n;
+}
+
 static int cmp_family(const void *a, const void *b) {
   return strcmp((*(family *const *)a)->name, (*(family *const *)b)->name);
 }
 
+static void sort_families(bg_registry *r) {
+  if (!r->sorted_dirty && r->sorted != NULL) return;
+  family **sorted = realloc(r->sorted, (r->nfam ? r->nfam : 1) * sizeof *sorted);
+  if (sorted == NULL) return; /* out of memory: the old order (or none) stays */
+  size_t n = 0;
+  for (size_t i = 0; i < r->tabsz; i++)
+    for (family *f = r->tab[i]; f; f = f->hnext)
+      sorted[n++] = f;
+  qsort(sorted, n, sizeof *sorted, cmp_family);
+  r->sorted = sorted;
+  r->sorted_dirty = 0;
+}
+
 void bg_registry_walk(bg_registry *r, bg_family_cb fam, bg_series_cb ser, void *ud) {
   if (r == NULL) return;
-  if (r->sorted_dirty || r->sorted == NULL) {
-    family **sorted = realloc(r->sorted, (r->nfam ? r->nfam : 1) * sizeof *sorted);
-    if (sorted == NULL) return; /* out of memory: nothing to walk with */
-    size_t n = 0;
-    for (size_t i = 0; i < r->tabsz; i++)
-      for (family *f = r->tab[i]; f; f = f->hnext)
-        sorted[n++] = f;
-    qsort(sorted, n, sizeof *sorted, cmp_family);
-    r->sorted = sorted;
-    r->sorted_dirty = 0;
-  }
+  sort_families(r);
+  if (r->sorted_dirty) return; /* out of memory: nothing to walk with */
   for (size_t i = 0; i < r->nfam; i++) {
     const family *f = r->sorted[i];
     bg_family_view fv = {f->name, f->help, f->type, f->bounds, f->nb};
     if (fam) fam(ud, &fv);
     if (ser == NULL) continue;
     for (const bg_series *s = f->head; s; s = s->next) {
-      bg_series_view sv = {
-          (const char *const *)s->kv, s->nlabels, s->value, s->count, s->buckets, s->created};
+      bg_series_view sv = {(const char *const *)s->kv,
+                           s->nlabels,
+                           s->value,
+                           s->count,
+                           s->buckets,
+                           s->created,
+                           s->id,
+                           s,
+                           s->sk};
       ser(ud, &fv, &sv);
     }
   }

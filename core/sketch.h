@@ -60,8 +60,12 @@ int bg_sketch_merge(bg_sketch *dst, const bg_sketch *src);
  * out of range. q = 0 and q = 1 give the exact min and max. */
 double bg_sketch_quantile(const bg_sketch *sk, double q);
 
-static inline uint64_t bg_sketch_count(const bg_sketch *sk) { return sk->count; }
-static inline double bg_sketch_sum(const bg_sketch *sk) { return sk->sum; }
+static inline uint64_t bg_sketch_count(const bg_sketch *sk) {
+  return sk->count;
+}
+static inline double bg_sketch_sum(const bg_sketch *sk) {
+  return sk->sum;
+}
 /* NaN when empty. */
 double bg_sketch_min(const bg_sketch *sk);
 double bg_sketch_max(const bg_sketch *sk);
@@ -83,15 +87,16 @@ static inline int32_t bg__sketch_index(double v) {
   return i + (x > (double)i);
 }
 
-/* Out of line: grows or collapses a store so that index i has a bucket. */
-void bg__sketch_store_add(bg_sketch_store *st, int32_t i, int max_buckets, uint64_t n);
+/* Out of line: grows or collapses a store so that index i has a bucket, and adds n there.
+ * Returns 0, or BG_ENOMEM when it could not grow (n then went to the nearest bucket). */
+int bg__sketch_store_add(bg_sketch_store *st, int32_t i, int max_buckets, uint64_t n);
 
 static inline void bg__sketch_store_inc(bg_sketch_store *st, int32_t i, int max_buckets) {
   uint32_t k = (uint32_t)(i - st->offset);
   if (k < (uint32_t)st->len)
     st->counts[k]++;
   else
-    bg__sketch_store_add(st, i, max_buckets, 1);
+    (void)bg__sketch_store_add(st, i, max_buckets, 1);
 }
 
 /* Adds one value; NaN must be filtered by the caller (it is counted as zero). Can't fail:

@@ -133,6 +133,7 @@ function Agent:setup(opts, home)
   local mok, metrics = pcall(require, "beagle.metrics")
   if not mok then return nil, "metrics: " .. tostring(metrics) end
   self.metrics = metrics
+  metrics.set_limits(s.max_series, s.max_series_per_metric)
   for _, d in ipairs(opts.plugins) do
     if not core.listdir(d) then return nil, ("--plugins %s: not a readable directory"):format(d) end
   end
@@ -234,9 +235,13 @@ end
 -- path -> { method -> handler(self, req, captures) }
 local routes = {
   { "^/health/detailed$", { GET = function(self)
+    local limits = self.metrics.limits()
+    limits.metrics = json.array(limits.metrics)
+    limits.max_series, limits.max_series_per_metric = self.settings.max_series, self.settings.max_series_per_metric
     return 200, "application/json", json.encode(self.health:detailed {
       version = core.version, uptime_seconds = core.now() - self.started_at,
       plugins = setmetatable(self.plugins:list(), { __json_array = true }),
+      metrics = limits,
     })
   end } },
   { "^/health/live$", { GET = function() return 200, "application/json", '{"status":"alive"}' end } },
@@ -247,9 +252,16 @@ local routes = {
     if not o then return err_json(404, ("no check named %q"):format(name)) end
     return o.status == "unhealthy" and 503 or 200, "application/json", json.encode(o)
   end } },
-  { "^/metrics/?$", { GET = function(self)
+  { "^/metrics/?$", { GET = function(self, req)
     self:update_self_metrics()
-    return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render_prometheus()
+    local body, ctype = self.metrics.render(self.metrics.negotiate(req.headers["accept"]))
+    if not body then return err_json(500, ctype) end
+    -- compressing small bodies costs more than it saves
+    if #body > 1024 and self.metrics.accepts_gzip(req.headers["accept-encoding"]) then
+      local z = self.metrics.gzip(body, 1)
+      if z then return 200, ctype, z, "Content-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n" end
+    end
+    return 200, ctype, body, "Vary: Accept, Accept-Encoding\r\n"
   end } },
   { "^/metrics/custom$", { POST = function(self, req)
     local ok, st, msg = authorized(self, req)

@@ -12,6 +12,11 @@
 -- Names are the guide's ("api.response_time"); C maps them to Prometheus names
 -- ("api_response_time", counters with "_total"). Timers record seconds into
 -- "<name>_seconds" histograms.
+--
+-- Cardinality limits (max_series, max_series_per_metric) are the C registry's: past them the
+-- by-name calls return nil, err (nothing is cached, so a later call may succeed once series
+-- were removed) and the handle constructors raise. Out: M.render(format) for Prometheus
+-- 0.0.4, OpenMetrics 1.0 or JSON, M.negotiate(accept), M.gzip(body).
 local ffi = require("ffi")
 
 local M = {}
@@ -38,6 +43,29 @@ uint64_t bg_series_count(const void *s);
 uint64_t bg_now_ns(void);
 char *bg_expo_prometheus_string(bg_registry *r, size_t *len);
 void bg_expo_free(void *p);
+
+bg_series *bg_series_find(bg_registry *r, int type, const char *name, const char *const *kv,
+                          int nlabels);
+void bg_series_remove(bg_registry *r, bg_series *s);
+double bg_histogram_quantile(const void *s, double q);
+double bg_histogram_min(const void *s);
+double bg_histogram_max(const void *s);
+uint32_t bg_series_id(const void *s);
+void bg_registry_set_limits(bg_registry *r, size_t max_series, size_t max_per_metric);
+uint64_t bg_registry_dropped(const bg_registry *r, int reason);
+uint64_t bg_registry_truncated(const bg_registry *r);
+typedef struct bg_limit_hit {
+  const char *name;
+  uint64_t dropped;
+  uint64_t series;
+  int reason;
+} bg_limit_hit;
+int bg_registry_limits_hit(bg_registry *r, bg_limit_hit *out, int max);
+int bg_expo_negotiate(const char *accept_header);
+int bg_expo_accepts_gzip(const char *accept_encoding);
+const char *bg_expo_content_type(int format);
+char *bg_expo_render_string(bg_registry *r, int format, size_t *len);
+char *bg_gzip_string(const char *in, size_t n, int level, size_t *len);
 ]]
 
 -- Inside the agent the symbols are in the executable; in a plain luajit (specs, benches)
@@ -90,6 +118,10 @@ function Histogram:observe(v) C.bg_histogram_observe(self, v) end
 function Histogram:sum() return C.bg_series_value(self) end
 function Histogram:value() return C.bg_series_value(self) end
 function Histogram:count() return tonumber(C.bg_series_count(self)) end
+-- Within 1% of the exact quantile of everything observed; NaN when empty or q is not in [0, 1].
+function Histogram:quantile(q) return C.bg_histogram_quantile(self, q) end
+function Histogram:min() return C.bg_histogram_min(self) end
+function Histogram:max() return C.bg_histogram_max(self) end
 Histogram.__tostring = function(self)
   return ("beagle.histogram: count %d sum %s"):format(tonumber(C.bg_series_count(self)),
     tostring(C.bg_series_value(self)))
@@ -101,8 +133,9 @@ pcall(ffi.metatype, "struct bg_lua_counter", Counter)
 pcall(ffi.metatype, "struct bg_lua_gauge", Gauge)
 pcall(ffi.metatype, "struct bg_lua_histogram", Histogram)
 
--- Finds or creates a series. Returns the typed handle, or nil and the reason.
-local function series(kind, name, help, labels, buckets)
+-- Finds or creates a series (only finds, when find is set). Returns the typed handle, or nil
+-- and the reason.
+local function series(kind, name, help, labels, buckets, find)
   if type(name) ~= "string" then
     return nil, ("metric name must be a string, not %s"):format(type(name))
   end
@@ -148,7 +181,13 @@ local function series(kind, name, help, labels, buckets)
       bptr[i - 1] = buckets[i]
     end
   end
-  local s = C.bg_series_get(registry, kind, name, help, kvbuf, n, bptr, nb, errbuf, ERRLEN)
+  local s
+  if find then
+    s = C.bg_series_find(registry, kind, name, kvbuf, n)
+    if s == nil then return nil, ("metric %q: no such series"):format(name) end
+  else
+    s = C.bg_series_get(registry, kind, name, help, kvbuf, n, bptr, nb, errbuf, ERRLEN)
+  end
   local _ = anchor
   if s == nil then return nil, ffi.string(errbuf) end
   return ffi.cast(ctypes[kind], s)
@@ -384,10 +423,99 @@ function M.time(name, tags, fn, ...)
   return finish(t, pcall(fn, ...))
 end
 
+-- Removes a series (a handle from M.counter/gauge/histogram); the handle must not be used
+-- again. The by-name cache is dropped, as it may hold that handle.
+function M.remove(h)
+  C.bg_series_remove(registry, ffi.cast("bg_series *", h))
+  caches[COUNTER], caches[GAUGE], caches[HISTOGRAM] = {}, {}, {}
+end
+
+-- The q-quantile (0..1) of a histogram, within 1% relative error:
+--   M.quantile(handle, q)  or  M.quantile(name, tags, q)  (tags may be nil; never creates).
+-- Returns the number, or nil, err (no such series, no observations, bad q).
+function M.quantile(h, a, b)
+  local q = b
+  if type(h) == "string" then
+    local err
+    h, err = series(HISTOGRAM, h, nil, a, nil, true)
+    if not h then return nil, err end
+  else
+    q = a
+  end
+  if type(q) ~= "number" or not (q >= 0 and q <= 1) then
+    return nil, ("quantile: q must be a number in [0, 1], not %s"):format(tostring(q))
+  end
+  local v = C.bg_histogram_quantile(h, q)
+  if v ~= v then return nil, "quantile: no observations" end
+  return v
+end
+
+-- Cardinality limits of the process-wide registry (nil or 0: the default, 100,000 and 2,000).
+function M.set_limits(max_series, max_series_per_metric)
+  C.bg_registry_set_limits(registry, max_series or 0, max_series_per_metric or 0)
+end
+
+local drop_reasons = { [0] = "max_series", [1] = "max_series_per_metric" }
+
+-- What /health/detailed reports: { dropped = { max_series = n, max_series_per_metric = n },
+-- truncated = n, metrics = { { name = "api_requests", dropped = n, series = n,
+-- reason = "max_series_per_metric" }, ... } }; name is nil for new metrics refused because
+-- the total was reached.
+function M.limits()
+  local n = C.bg_registry_limits_hit(registry, nil, 0)
+  local hits = ffi.new("bg_limit_hit[?]", n > 0 and n or 1)
+  n = math.min(n, C.bg_registry_limits_hit(registry, hits, n))
+  local list = {}
+  for i = 0, n - 1 do
+    local e = hits[i]
+    list[#list + 1] = { name = e.name ~= nil and ffi.string(e.name) or nil,
+      dropped = tonumber(e.dropped), series = tonumber(e.series), reason = drop_reasons[e.reason] }
+  end
+  return {
+    dropped = { max_series = tonumber(C.bg_registry_dropped(registry, 0)),
+      max_series_per_metric = tonumber(C.bg_registry_dropped(registry, 1)) },
+    truncated = tonumber(C.bg_registry_truncated(registry)),
+    metrics = list,
+  }
+end
+
+local formats = { prometheus = 0, openmetrics = 1, json = 2 }
+local format_names = { [0] = "prometheus", [1] = "openmetrics", [2] = "json" }
+
+-- The format an Accept header asks for: "prometheus" (the default), "openmetrics" or "json".
+function M.negotiate(accept)
+  return format_names[C.bg_expo_negotiate(type(accept) == "string" and accept or nil)]
+end
+
+-- True when an Accept-Encoding header accepts gzip.
+function M.accepts_gzip(accept_encoding)
+  return type(accept_encoding) == "string" and C.bg_expo_accepts_gzip(accept_encoding) == 1
+end
+
+-- Renders the process-wide registry: format is "prometheus" (default), "openmetrics" or
+-- "json". Returns body, content_type, or nil, err.
+function M.render(format)
+  local f = formats[format or "prometheus"]
+  if f == nil then return nil, ("render: unknown format %s"):format(tostring(format)) end
+  local p = C.bg_expo_render_string(registry, f, lenbuf)
+  if p == nil then return nil, "out of memory" end
+  local s = ffi.string(p, lenbuf[0])
+  C.bg_expo_free(p)
+  return s, ffi.string(C.bg_expo_content_type(f))
+end
+
 -- The Prometheus text exposition (0.0.4) of the process-wide registry.
 function M.render_prometheus()
-  local p = C.bg_expo_prometheus_string(registry, lenbuf)
-  if p == nil then return nil, "out of memory" end
+  local s, err = M.render("prometheus")
+  if not s then return nil, err end
+  return s
+end
+
+-- gzip (RFC 1952) of a string; level 1-9 (default 6). Returns the bytes, or nil, err.
+function M.gzip(body, level)
+  if type(body) ~= "string" then return nil, "gzip: body must be a string" end
+  local p = C.bg_gzip_string(body, #body, level or 0, lenbuf)
+  if p == nil then return nil, "gzip: out of memory" end
   local s = ffi.string(p, lenbuf[0])
   C.bg_expo_free(p)
   return s

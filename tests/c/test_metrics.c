@@ -1,10 +1,13 @@
 /* Tests for core/metrics and core/expo: name mapping, label validation, series identity,
- * hot-path semantics, exact exposition text, and `promtool check metrics` on the output. */
+ * hot-path semantics, cardinality limits and label truncation, exact exposition text
+ * (0.0.4, OpenMetrics, JSON), `promtool check metrics` on the output, content negotiation
+ * and a gzip round trip through zlib. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "expo.h"
 #include "metrics.h"
@@ -451,6 +454,421 @@ static void test_exposition(void) {
   bg_registry_free(r);
 }
 
+static void test_limits(void) {
+  bg_registry *r = bg_registry_new();
+  bg_registry_set_limits(r, 4, 3);
+  char v[8];
+  bg_series *kept[3];
+  for (int i = 0; i < 3; i++) {
+    snprintf(v, sizeof v, "%d", i);
+    const char *kv[] = {"k", v};
+    kept[i] = get(r, BG_COUNTER, "lim.a", kv, 1);
+    CHECK(kept[i] != NULL);
+  }
+  const char *kv3[] = {"k", "3"};
+  CHECK(get(r, BG_COUNTER, "lim.a", kv3, 1) == NULL);
+  CHECK_STR(err, "series limit reached for metric \"lim.a\" (3 series)");
+  CHECK(get(r, BG_COUNTER, "lim.a", kv3, 1) == NULL);
+  /* Existing series keep working, and are still found. */
+  const char *kv0[] = {"k", "0"};
+  CHECK(get(r, BG_COUNTER, "lim.a", kv0, 1) == kept[0]);
+  bg_counter_add(kept[0], 1);
+  CHECK_DBL(bg_series_value(kept[0]), 1);
+  CHECK_INT(bg_registry_dropped(r, BG_DROP_MAX_SERIES_PER_METRIC), 2);
+  /* The drop counter is a series of the registry's own, outside the limits: 3 + 1 now. */
+  CHECK_INT(bg_registry_series_count(r), 4);
+  CHECK(get(r, BG_GAUGE, "lim.b", NULL, 0) != NULL); /* the fourth */
+  CHECK(get(r, BG_GAUGE, "lim.c", NULL, 0) == NULL); /* no family yet */
+  CHECK_STR(err, "total series limit reached (4)");
+  const char *kv1[] = {"k", "x"};
+  CHECK(get(r, BG_GAUGE, "lim.b", kv1, 1) == NULL); /* family exists */
+  CHECK_STR(err, "total series limit reached (4)");
+  CHECK_INT(bg_registry_dropped(r, BG_DROP_MAX_SERIES), 2);
+  CHECK_INT(bg_registry_series_count(r), 6); /* both drop counters exist now, outside limits */
+  CHECK(get(r, BG_GAUGE, "lim.b", NULL, 0) != NULL);
+
+  bg_limit_hit hits[4];
+  CHECK_INT(bg_registry_limits_hit(r, hits, 4), 3);
+  CHECK_STR(hits[0].name, "lim_a");
+  CHECK_INT(hits[0].dropped, 2);
+  CHECK_INT(hits[0].series, 3);
+  CHECK_INT(hits[0].reason, BG_DROP_MAX_SERIES_PER_METRIC);
+  CHECK_STR(hits[1].name, "lim_b");
+  CHECK_INT(hits[1].dropped, 1);
+  CHECK_INT(hits[1].reason, BG_DROP_MAX_SERIES);
+  CHECK(hits[2].name == NULL);
+  CHECK_INT(hits[2].dropped, 1);
+  CHECK_INT(bg_registry_limits_hit(r, hits, 1), 3); /* fills only one */
+
+  /* A removed series makes room again. */
+  bg_series_remove(r, kept[2]);
+  CHECK(get(r, BG_COUNTER, "lim.a", kv3, 1) != NULL);
+
+  char *text = render(r);
+  CHECK(strstr(text, "# TYPE beagle_series_dropped_total counter\n"
+                     "beagle_series_dropped_total{reason=\"max_series_per_metric\"} 2\n"
+                     "beagle_series_dropped_total{reason=\"max_series\"} 2\n") != NULL);
+  free(text);
+  /* Removing the registry's own counter is allowed; it comes back on the next drop. */
+  const char *rk[] = {"reason", "max_series"};
+  bg_series *ds = get(r, BG_COUNTER, "beagle_series_dropped", rk, 1);
+  CHECK(ds != NULL);
+  bg_series_remove(r, ds);
+  CHECK(get(r, BG_GAUGE, "lim.d", NULL, 0) == NULL);
+  ds = bg_series_find(r, BG_COUNTER, "beagle_series_dropped", rk, 1);
+  CHECK(ds != NULL);
+  CHECK_DBL(ds ? bg_series_value(ds) : -1, 1);
+  bg_registry_free(r);
+
+  r = bg_registry_new(); /* defaults */
+  for (int i = 0; i < BG_DEFAULT_MAX_SERIES_PER_METRIC; i++) {
+    char b[16];
+    snprintf(b, sizeof b, "%d", i);
+    const char *kv[] = {"id", b};
+    CHECK(get(r, BG_GAUGE, "lim.many", kv, 1) != NULL);
+  }
+  const char *kvx[] = {"id", "x"};
+  CHECK(get(r, BG_GAUGE, "lim.many", kvx, 1) == NULL);
+  CHECK_STR(err, "series limit reached for metric \"lim.many\" (2000 series)");
+  bg_registry_free(r);
+}
+
+static void test_truncation(void) {
+  bg_registry *r = bg_registry_new();
+  char long_v[400], want[300];
+  /* 255 ASCII bytes then a 3-byte character straddling the 256-byte cut. */
+  memset(long_v, 'a', 255);
+  strcpy(long_v + 255, "\xe2\x82\xac tail");
+  const char *kv[] = {"path", long_v};
+  bg_series *s = get(r, BG_COUNTER, "trunc.requests", kv, 1);
+  CHECK(s != NULL);
+  memset(want, 'a', 255);
+  want[255] = '\0';
+  const char *kvw[] = {"path", want};
+  CHECK(get(r, BG_COUNTER, "trunc.requests", kvw, 1) == s); /* the cut value is the key */
+  CHECK(get(r, BG_COUNTER, "trunc.requests", kv, 1) == s);
+  CHECK(bg_series_find(r, BG_COUNTER, "trunc.requests", kv, 1) == s);
+  CHECK_INT(bg_registry_truncated(r), 2);
+  /* Exactly 256 bytes are kept as they are. */
+  char exact[257];
+  memset(exact, 'b', 256);
+  exact[256] = '\0';
+  const char *kve[] = {"path", exact};
+  bg_series *e = get(r, BG_COUNTER, "trunc.requests", kve, 1);
+  CHECK(e != NULL && e != s);
+  CHECK_INT(bg_registry_truncated(r), 2);
+  const char *both[] = {"a", long_v, "b", long_v};
+  CHECK(get(r, BG_COUNTER, "trunc.two", both, 2) != NULL);
+  CHECK_INT(bg_registry_truncated(r), 4);
+  bg_series *t = bg_series_find(r, BG_COUNTER, "beagle_label_values_truncated", NULL, 0);
+  CHECK(t != NULL);
+  CHECK_DBL(t ? bg_series_value(t) : -1, 4);
+  char *text = render(r);
+  CHECK(strstr(text, "\nbeagle_label_values_truncated_total 4\n") != NULL);
+  char line[400];
+  snprintf(line, sizeof line, "trunc_requests_total{path=\"%s\"} 0\n", want);
+  CHECK(strstr(text, line) != NULL);
+  free(text);
+  bg_registry_free(r);
+}
+
+static void test_ids_and_quantiles(void) {
+  bg_registry *r = bg_registry_new();
+  bg_series *a = get(r, BG_GAUGE, "id.a", NULL, 0);
+  bg_series *b = get(r, BG_HISTOGRAM, "id.b", NULL, 0);
+  CHECK_INT(bg_series_id(a), 1);
+  CHECK_INT(bg_series_id(b), 2);
+  bg_series_remove(r, a);
+  a = get(r, BG_GAUGE, "id.a", NULL, 0);
+  CHECK_INT(bg_series_id(a), 3); /* never reused */
+  CHECK(isnan(bg_histogram_quantile(b, 0.5)));
+  CHECK(isnan(bg_histogram_quantile(a, 0.5)));
+  CHECK(isnan(bg_histogram_min(b)));
+  for (int i = 1; i <= 1000; i++)
+    bg_histogram_observe(b, i * 0.001);
+  double p50 = bg_histogram_quantile(b, 0.5), p99 = bg_histogram_quantile(b, 0.99);
+  CHECK(fabs(p50 - 0.5) <= 0.01 * 0.5);
+  CHECK(fabs(p99 - 0.99) <= 0.01 * 0.99);
+  CHECK_DBL(bg_histogram_min(b), 0.001);
+  CHECK_DBL(bg_histogram_max(b), 1.0);
+  CHECK(bg_histogram_sketch(b) != NULL && bg_sketch_count(bg_histogram_sketch(b)) == 1000);
+  bg_registry_free(r);
+}
+
+static void cap_created(void *ud, const bg_family_view *f, const bg_series_view *s) {
+  (void)f;
+  double *out = ud;
+  while (*out != 0)
+    out++;
+  *out = s->created;
+}
+
+/* promtool's lint output on text ("" when clean) and its exit status. */
+static int promtool(const char *text, char *out, size_t outlen) {
+  char path[] = "/tmp/beagle_test_metrics_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fputs(text, f);
+  fclose(f);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "promtool check metrics < %s 2>&1", path);
+  FILE *p = popen(cmd, "r");
+  size_t n = fread(out, 1, outlen - 1, p);
+  out[n] = '\0';
+  int status = pclose(p);
+  unlink(path);
+  return status;
+}
+
+static void test_openmetrics(void) {
+  bg_registry *r = bg_registry_new();
+  const double b[] = {0.1, 1};
+  const char *kvh[] = {"path", "a\"b\\c\nd"};
+  bg_series *h =
+      bg_series_get(r, BG_HISTOGRAM, "om.latency_seconds", NULL, kvh, 1, b, 2, err, sizeof err);
+  const char *kvc[] = {"code", "200"};
+  bg_series *c = bg_series_get(r, BG_COUNTER, "om.requests_total", "Requests \"served\" \\ ok", kvc,
+                               1, NULL, 0, err, sizeof err);
+  bg_series *g = get(r, BG_GAUGE, "om.temp_celsius", NULL, 0);
+  bg_histogram_observe(h, 0.25);
+  bg_histogram_observe(h, 0.5);
+  bg_histogram_observe(h, 4);
+  bg_counter_add(c, 3);
+  bg_gauge_set(g, -1.5);
+  double created[4] = {0};
+  bg_registry_walk(r, NULL, cap_created, created);
+  char want[2048];
+  snprintf(want, sizeof want,
+           "# TYPE om_latency_seconds histogram\n"
+           "# UNIT om_latency_seconds seconds\n"
+           "# HELP om_latency_seconds Metric recorded by beagle.\n"
+           "om_latency_seconds_bucket{path=\"a\\\"b\\\\c\\nd\",le=\"0.1\"} 0\n"
+           "om_latency_seconds_bucket{path=\"a\\\"b\\\\c\\nd\",le=\"1\"} 2\n"
+           "om_latency_seconds_bucket{path=\"a\\\"b\\\\c\\nd\",le=\"+Inf\"} 3\n"
+           "om_latency_seconds_count{path=\"a\\\"b\\\\c\\nd\"} 3\n"
+           "om_latency_seconds_sum{path=\"a\\\"b\\\\c\\nd\"} 4.75\n"
+           "om_latency_seconds_created{path=\"a\\\"b\\\\c\\nd\"} %.3f\n"
+           "# TYPE om_requests counter\n"
+           "# HELP om_requests Requests \\\"served\\\" \\\\ ok\n"
+           "om_requests_total{code=\"200\"} 3\n"
+           "om_requests_created{code=\"200\"} %.3f\n"
+           "# TYPE om_temp_celsius gauge\n"
+           "# UNIT om_temp_celsius celsius\n"
+           "# HELP om_temp_celsius Metric recorded by beagle.\n"
+           "om_temp_celsius -1.5\n"
+           "# EOF\n",
+           created[0], created[1]);
+  bg_buf out = {0};
+  CHECK_INT(bg_expo_openmetrics(r, &out), 0);
+  CHECK_STR(out.data, want);
+  CHECK(created[0] > 1.6e9);
+  /* The Python client's strict OpenMetrics parser (Debian python3-prometheus-client) reads it
+   * back, labels and all; skipped where that package is missing. */
+  if (system("/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null") == 0) {
+    char path[] = "/tmp/beagle_test_om_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, out.data, out.len) == (ssize_t)out.len);
+    close(fd);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c 'import sys; from prometheus_client.openmetrics.parser import "
+             "text_string_to_metric_families as p; f = list(p(open(sys.argv[1]).read())); "
+             "assert [x.name for x in f] == [\"om_latency_seconds\", \"om_requests\", "
+             "\"om_temp_celsius\"]; assert f[0].samples[0].labels[\"path\"] == "
+             "\"a\\\"b\\\\c\\nd\", f[0].samples[0]' %s",
+             path);
+    CHECK_INT(system(cmd), 0);
+    unlink(path);
+  } else {
+    fprintf(stderr, "  (no python3-prometheus-client: OpenMetrics parse check skipped)\n");
+  }
+  bg_buf_reset(&out);
+  /* The same registry in 0.0.4 stays promtool-clean; OpenMetrics promtool can't lint (it reads
+   * only the 0.0.4 text format), so the test above pins it byte for byte. */
+  CHECK_INT(bg_expo_render(r, BG_EXPO_PROMETHEUS, &out), 0);
+  char lint[4096];
+  CHECK_INT(promtool(out.data, lint, sizeof lint), 0);
+  CHECK_STR(lint, "");
+  bg_buf_free(&out);
+
+  bg_registry *empty = bg_registry_new();
+  CHECK_INT(bg_expo_openmetrics(empty, &out), 0);
+  CHECK_STR(out.data, "# EOF\n");
+  bg_buf_free(&out);
+  CHECK_INT(bg_expo_json(empty, &out, NULL, NULL), 0);
+  CHECK_STR(out.data, "{\"metrics\":[]}");
+  bg_buf_free(&out);
+  CHECK_INT(bg_expo_render(empty, 7, &out), BG_EINVAL);
+  bg_buf_free(&out);
+  bg_registry_free(empty);
+  bg_registry_free(r);
+}
+
+static int json_extra(void *ud, const bg_family_view *f, const bg_series_view *s, bg_buf *out) {
+  (*(int *)ud)++;
+  return bg_buf_printf(out, ",\"windows\":{\"id\":%u,\"type\":%d}", s->id, f->type);
+}
+
+static void test_json(void) {
+  bg_registry *r = bg_registry_new();
+  const double b[] = {1, 2.5};
+  bg_series *h =
+      bg_series_get(r, BG_HISTOGRAM, "js.size", "Sizes \"x\"", NULL, 0, b, 2, err, sizeof err);
+  const char *kv[] = {"k", "v\"\n"};
+  bg_gauge_set(get(r, BG_GAUGE, "js.level", kv, 1), 0.5);
+  bg_gauge_set(get(r, BG_GAUGE, "js.level", NULL, 0), INFINITY);
+  bg_buf out = {0};
+  CHECK_INT(bg_expo_json(r, &out, NULL, NULL), 0);
+  CHECK_STR(out.data,
+            "{\"metrics\":[{\"name\":\"js_level\",\"type\":\"gauge\",\"help\":null,\"series\":["
+            "{\"labels\":{\"k\":\"v\\\"\\n\"},\"value\":0.5},{\"labels\":{},\"value\":null}]},"
+            "{\"name\":\"js_size\",\"type\":\"histogram\",\"help\":\"Sizes \\\"x\\\"\","
+            "\"series\":[{\"labels\":{},\"count\":0,\"sum\":0,\"min\":null,\"max\":null,"
+            "\"mean\":null,\"p50\":null,\"p90\":null,\"p95\":null,\"p99\":null,"
+            "\"buckets\":[[1,0],[2.5,0],[\"+Inf\",0]]}]}]}");
+  for (int i = 1; i <= 100; i++)
+    bg_histogram_observe(h, i);
+  bg_buf_reset(&out);
+  int calls = 0;
+  CHECK_INT(bg_expo_json(r, &out, json_extra, &calls), 0);
+  CHECK_INT(calls, 3);
+  CHECK(strstr(out.data, "\"count\":100,\"sum\":5050,\"min\":1,\"max\":100,\"mean\":50.5,"
+                         "\"p50\":") != NULL);
+  CHECK(strstr(out.data, "\"buckets\":[[1,1],[2.5,2],[\"+Inf\",100]],\"windows\":{\"id\":1,"
+                         "\"type\":2}}") != NULL);
+  CHECK(fabs(bg_histogram_quantile(h, 0.99) - 99) <= 0.99);
+  bg_buf_free(&out);
+  bg_registry_free(r);
+}
+
+static void test_negotiate(void) {
+  CHECK_INT(bg_expo_negotiate(NULL), BG_EXPO_PROMETHEUS);
+  CHECK_INT(bg_expo_negotiate(""), BG_EXPO_PROMETHEUS);
+  CHECK_INT(bg_expo_negotiate("*/*"), BG_EXPO_PROMETHEUS);
+  CHECK_INT(bg_expo_negotiate("text/plain;version=0.0.4"), BG_EXPO_PROMETHEUS);
+  /* What Prometheus 2.x sends. */
+  CHECK_INT(bg_expo_negotiate("application/openmetrics-text;version=1.0.0,application/"
+                              "openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;"
+                              "q=0.5,*/*;q=0.1"),
+            BG_EXPO_OPENMETRICS);
+  CHECK_INT(bg_expo_negotiate("application/openmetrics-text; version=1.0.0"), BG_EXPO_OPENMETRICS);
+  CHECK_INT(bg_expo_negotiate("application/json"), BG_EXPO_JSON);
+  CHECK_INT(bg_expo_negotiate("Application/JSON; charset=utf-8"), BG_EXPO_JSON);
+  CHECK_INT(bg_expo_negotiate("text/plain;q=0.5, application/json"), BG_EXPO_JSON);
+  CHECK_INT(bg_expo_negotiate("application/json;q=0.2, text/plain;q=0.9"), BG_EXPO_PROMETHEUS);
+  CHECK_INT(bg_expo_negotiate("application/json, text/plain"), BG_EXPO_JSON); /* tie: first */
+  CHECK_INT(bg_expo_negotiate("application/json;q=0"), BG_EXPO_PROMETHEUS);
+  /* A browser. */
+  CHECK_INT(bg_expo_negotiate("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+            BG_EXPO_PROMETHEUS);
+  CHECK_INT(bg_expo_negotiate("application/jsonx, ,;;q=,"), BG_EXPO_PROMETHEUS);
+  CHECK_STR(bg_expo_content_type(BG_EXPO_OPENMETRICS),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8");
+  CHECK_STR(bg_expo_content_type(BG_EXPO_JSON), "application/json");
+  CHECK_STR(bg_expo_content_type(BG_EXPO_PROMETHEUS), "text/plain; version=0.0.4; charset=utf-8");
+
+  CHECK_INT(bg_expo_accepts_gzip(NULL), 0);
+  CHECK_INT(bg_expo_accepts_gzip("gzip"), 1);
+  CHECK_INT(bg_expo_accepts_gzip("deflate, gzip;q=1.0, *;q=0.5"), 1);
+  CHECK_INT(bg_expo_accepts_gzip("identity"), 0);
+  CHECK_INT(bg_expo_accepts_gzip("gzip;q=0"), 0);
+  CHECK_INT(bg_expo_accepts_gzip("br, *"), 1);
+  CHECK_INT(bg_expo_accepts_gzip("gzipx"), 0);
+}
+
+static void test_gzip(void) {
+  bg_registry *r = bg_registry_new();
+  char v[16];
+  for (int i = 0; i < 2000; i++) {
+    snprintf(v, sizeof v, "%d", i);
+    const char *kv[] = {"id", v};
+    bg_counter_add(get(r, BG_COUNTER, "gz.requests", kv, 1), i);
+  }
+  bg_buf text = {0}, z = {0};
+  CHECK_INT(bg_expo_prometheus(r, &text), 0);
+  for (int level = 0; level <= 9; level += 9) {
+    bg_buf_reset(&z);
+    CHECK_INT(bg_gzip(text.data, text.len, level, &z), 0);
+    CHECK(z.len > 18 && z.len < text.len / 3);
+    CHECK((unsigned char)z.data[0] == 0x1f && (unsigned char)z.data[1] == 0x8b);
+    /* Round trip through zlib's own inflate, gzip mode. */
+    char *back = malloc(text.len + 1);
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    CHECK_INT(inflateInit2(&zs, 15 + 16), Z_OK);
+    zs.next_in = (Bytef *)z.data;
+    zs.avail_in = (uInt)z.len;
+    zs.next_out = (Bytef *)back;
+    zs.avail_out = (uInt)text.len + 1;
+    CHECK_INT(inflate(&zs, Z_FINISH), Z_STREAM_END);
+    CHECK_INT(zs.total_out, text.len);
+    CHECK(memcmp(back, text.data, text.len) == 0);
+    inflateEnd(&zs);
+    free(back);
+  }
+  size_t n = 0;
+  char *s = bg_gzip_string("", 0, 0, &n);
+  CHECK(s != NULL && n >= 18);
+  bg_expo_free(s);
+  s = bg_expo_render_string(r, BG_EXPO_OPENMETRICS, &n);
+  CHECK(s && n > 0 && strcmp(s + n - 6, "# EOF\n") == 0);
+  bg_expo_free(s);
+  CHECK(bg_expo_render_string(r, 42, &n) == NULL);
+  bg_buf_free(&text);
+  bg_buf_free(&z);
+  bg_registry_free(r);
+}
+
+/* Every value the renderer writes reads back as the same double, in the shortest form for
+ * short decimals. */
+static void test_value_roundtrip(void) {
+  bg_registry *r = bg_registry_new();
+  bg_series *g = get(r, BG_GAUGE, "rt.value", NULL, 0);
+  bg_buf out = {0};
+  uint64_t x = 88172645463325252ULL;
+  const double fixed[] = {
+      0.1,    67.5,       -0.045, 1e-5,   123456.789,         0.3,       1.0 / 3,
+      2.5e-7, 1e15 + 0.5, -1e300, 5e-324, 9007199254740993.0, 0.1 + 0.2, 1700000000.123};
+  const char *want[] = {
+      "0.1", "67.5", "-0.045", "0.00001", "123456.789",          "0.3",           NULL, NULL,
+      NULL,  NULL,   NULL,     NULL,      "0.30000000000000004", "1700000000.123"};
+  for (int i = 0; i < 20000; i++) {
+    double v;
+    if (i < (int)(sizeof fixed / sizeof fixed[0])) {
+      v = fixed[i];
+    } else {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      if (i % 3 == 0) { /* short decimals */
+        v = (double)(int64_t)(x % 2000001 - 1000000) / pow(10, i % 7);
+      } else { /* any finite double */
+        memcpy(&v, &x, sizeof v);
+        if (!isfinite(v)) continue;
+      }
+    }
+    bg_gauge_set(g, v);
+    bg_buf_reset(&out);
+    CHECK_INT(bg_expo_prometheus(r, &out), 0);
+    const char *line = strstr(out.data, "\nrt_value ");
+    CHECK(line != NULL);
+    if (line == NULL) break;
+    char *end;
+    double back = strtod(line + 10, &end);
+    if (!(back == v) || *end != '\n') {
+      fprintf(stderr, "value %.17g rendered as %.*s\n", v, (int)(end - line - 10), line + 10);
+      failures++;
+      break;
+    }
+    if (i < (int)(sizeof want / sizeof want[0]) && want[i]) {
+      *end = '\0';
+      CHECK_STR(line + 10, want[i]);
+    }
+  }
+  bg_buf_free(&out);
+  bg_registry_free(r);
+}
+
 static void test_default_registry(void) {
   bg_registry *r = bg_registry_default();
   CHECK(r != NULL);
@@ -473,6 +891,14 @@ int main(void) {
   test_hot_paths();
   test_buckets();
   test_exposition();
+  test_limits();
+  test_truncation();
+  test_ids_and_quantiles();
+  test_openmetrics();
+  test_json();
+  test_negotiate();
+  test_gzip();
+  test_value_roundtrip();
   test_default_registry();
   if (failures) {
     fprintf(stderr, "test_metrics: %d failure(s)\n", failures);

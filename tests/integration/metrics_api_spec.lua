@@ -81,3 +81,65 @@ describe("POST /metrics/custom", function()
     assert.are.equal(0, code, out)
   end)
 end)
+
+describe("GET /metrics formats", function()
+  local agent
+  setup(function()
+    agent = S.start { config = S.calm_system, env = { MONITORING_MAX_SERIES_PER_METRIC = "3" } }
+    agent:post("/metrics/custom", '{"name":"api.requests","type":"counter","value":2,"tags":{"endpoint":"/a"}}')
+  end)
+  teardown(function() if agent then agent:stop() end end)
+
+  it("speaks OpenMetrics when the scraper asks for it", function()
+    local st, body, hdr = agent:get("/metrics", { "Accept: application/openmetrics-text; version=1.0.0,text/plain;q=0.5" })
+    assert.are.equal(200, st)
+    assert.is_truthy(hdr:lower():find("content-type: application/openmetrics-text; version=1.0.0", 1, true), hdr)
+    assert.is_truthy(body:find("# TYPE api_requests counter\n", 1, true), body)
+    assert.is_truthy(body:find('api_requests_total{endpoint="/a"} 2\n', 1, true))
+    assert.is_truthy(body:find('api_requests_created{endpoint="/a"} ', 1, true))
+    assert.are.equal("# EOF\n", body:sub(-6))
+  end)
+
+  it("answers JSON to Accept: application/json", function()
+    local st, body, hdr = agent:get("/metrics", { "Accept: application/json" })
+    assert.are.equal(200, st)
+    assert.is_truthy(hdr:lower():find("content-type: application/json", 1, true))
+    local o = S.json(body)
+    assert.is_truthy(o, body)
+    local found
+    for _, m in ipairs(o.metrics) do
+      if m.name == "api_requests" then found = m end
+    end
+    assert.is_truthy(found)
+    assert.are.equal("counter", found.type)
+    assert.are.equal(2, found.series[1].value)
+  end)
+
+  it("compresses with gzip when accepted", function()
+    local out, code = S.sh(("curl -s -D - -o /dev/null -H 'Accept-Encoding: gzip' %s/metrics"):format(agent.url))
+    assert.are.equal(0, code)
+    assert.is_truthy(out:lower():find("content-encoding: gzip", 1, true), out)
+    local plain = S.sh(("curl -s --compressed %s/metrics"):format(agent.url))
+    assert.is_truthy(plain:find('api_requests_total{endpoint="/a"} 2', 1, true), plain)
+  end)
+
+  it("drops series beyond max_series_per_metric, counts them, and says which metric", function()
+    local items = {}
+    for i = 1, 5 do
+      items[i] = ('{"name":"wide.metric","type":"gauge","value":%d,"tags":{"k":"v%d"}}'):format(i, i)
+    end
+    local st, body = agent:post("/metrics/custom?partial=true", "[" .. table.concat(items, ",") .. "]")
+    local o = S.json(body)
+    assert.are.equal(200, st)
+    assert.are.equal(3, o.accepted)
+    assert.are.equal(2, #o.errors)
+    assert.is_truthy(o.errors[1].reason:find("series limit reached", 1, true), o.errors[1].reason)
+    local _, m = agent:get("/metrics")
+    assert.is_truthy(m:find('beagle_series_dropped_total{reason="max_series_per_metric"} 2', 1, true))
+    assert.is_truthy(m:find('wide_metric{k="v3"} 3', 1, true))
+    local _, d = agent:get_json("/health/detailed")
+    assert.are.equal(3, d.metrics.max_series_per_metric)
+    assert.are.equal("wide_metric", d.metrics.metrics[1].name)
+    assert.are.equal(2, d.metrics.metrics[1].dropped)
+  end)
+end)

@@ -93,14 +93,23 @@ scrape_configs:
       local st, body = S.http("GET", prom_url .. "/api/v1/metadata")
       if st ~= 200 then return nil end
       local d = json.decode(body).data
-      if d.api_requests_total and d.lua_latency and d.queue_depth then return d end
+      if d.api_requests and d.lua_latency and d.queue_depth then return d end
     end, 20, 0.25)
     assert.is_truthy(types)
-    assert.are.equal("counter", types.api_requests_total[1].type)
+    -- Prometheus asks for OpenMetrics, where a counter family is named without _total
+    assert.are.equal("counter", types.api_requests[1].type)
     assert.are.equal("gauge", types.queue_depth[1].type)
     assert.are.equal("histogram", types.lua_latency[1].type)
     assert.are.equal("histogram", types.db_query_time[1].type)
-    assert.are.equal("counter", types.lua_events_total[1].type)
+    assert.are.equal("counter", types.lua_events[1].type)
+  end)
+
+  it("scrapes with OpenMetrics", function()
+    local r = query('scrape_samples_scraped{job="beagle"}')
+    assert.is_truthy(r)
+    local st, body = S.http("GET", prom_url .. "/api/v1/targets")
+    assert.are.equal(200, st)
+    assert.is_truthy(body:find('"health":"up"', 1, true), body)
   end)
 
   it("sees the target up", function()

@@ -257,3 +257,180 @@ describe("beagle.metrics exposition", function()
     assert.equal("rc=0\n", out)
   end)
 end)
+
+describe("beagle.metrics cardinality limits", function()
+  after_each(function() metrics.set_limits() end)
+
+  it("refuses series past max_series_per_metric with nil, err, and never caches the failure", function()
+    metrics.set_limits(nil, 3)
+    for i = 1, 3 do
+      assert.is_true(metrics.increment_counter("limit.requests", 1, { id = tostring(i) }))
+    end
+    local ok, err = metrics.increment_counter("limit.requests", 1, { id = "4" })
+    assert.is_nil(ok)
+    assert.equal('series limit reached for metric "limit.requests" (3 series)', err)
+    ok, err = metrics.increment_counter("limit.requests", 1, { id = "4" })
+    assert.is_nil(ok)
+    assert.is_string(err)
+    -- Existing series keep working, by name and by handle.
+    assert.is_true(metrics.increment_counter("limit.requests", 1, { id = "1" }))
+    local h1 = metrics.counter("limit.requests", { id = "1" })
+    assert.equal(2, h1:value())
+    -- A handle constructor raises, as for any programmer mistake.
+    assert.has_error(function() metrics.counter("limit.requests", { id = "5" }) end,
+      'series limit reached for metric "limit.requests" (3 series)')
+    -- Once a series is removed, the same call succeeds.
+    metrics.remove(metrics.counter("limit.requests", { id = "3" }))
+    assert.is_true(metrics.increment_counter("limit.requests", 1, { id = "4" }))
+    assert.equal(1, metrics.counter("limit.requests", { id = "4" }):value())
+    assert.equal(3, metrics.increment_counter("limit.requests", 1, { id = "1" }) and h1:value())
+
+    local l = metrics.limits()
+    assert.is_true(l.dropped.max_series_per_metric >= 3)
+    local found
+    for _, e in ipairs(l.metrics) do
+      if e.name == "limit_requests" then found = e end
+    end
+    assert.same({ name = "limit_requests", dropped = 3, series = 3,
+      reason = "max_series_per_metric" }, found)
+    local text = metrics.render()
+    assert.matches('beagle_series_dropped_total{reason="max_series_per_metric"} ' ..
+      l.dropped.max_series_per_metric .. "\n", text, 1, true)
+  end)
+
+  it("refuses new series past max_series, for every metric", function()
+    metrics.set_limits(1)
+    local ok, err = metrics.set_gauge("limit.refused_level", 1)
+    assert.is_nil(ok)
+    assert.equal("total series limit reached (1)", err)
+    ok, err = metrics.record_histogram("limit.refused_wait", 1, { a = "b" })
+    assert.is_nil(ok)
+    assert.equal("total series limit reached (1)", err)
+    assert.is_true(metrics.increment_counter("guide.increments", 1)) -- exists: still works
+    metrics.set_limits()
+    assert.is_true(metrics.set_gauge("limit.refused_level", 1))
+    local l = metrics.limits()
+    assert.is_true(l.dropped.max_series >= 2)
+    assert.is_nil(l.metrics[#l.metrics].name) -- new metrics refused by the total
+  end)
+
+  it("cuts label values longer than 256 bytes at a UTF-8 boundary and counts them", function()
+    local before = metrics.limits().truncated
+    local long = ("x"):rep(255) .. "é" .. ("y"):rep(100) -- é straddles byte 256
+    assert.is_true(metrics.increment_counter("limit.long_label", 1, { path = long }))
+    assert.equal(1, metrics.counter("limit.long_label", { path = ("x"):rep(255) }):value())
+    assert.equal(before + 1, metrics.limits().truncated)
+    metrics.increment_counter("limit.long_label", 1, { path = long, other = long })
+    assert.equal(before + 3, metrics.limits().truncated)
+    local text = metrics.render()
+    assert.matches('limit_long_label_total{path="' .. ("x"):rep(255) .. '"} 1\n', text, 1, true)
+    assert.matches("\nbeagle_label_values_truncated_total %d+\n", text)
+  end)
+end)
+
+describe("beagle.metrics quantiles", function()
+  it("answers p50/p99 within 1% from the sketch every histogram carries", function()
+    local h = metrics.histogram("quant.latency_seconds")
+    assert.is_true(h:quantile(0.5) ~= h:quantile(0.5)) -- NaN when empty
+    local ok, err = metrics.quantile(h, 0.5)
+    assert.is_nil(ok)
+    assert.equal("quantile: no observations", err)
+    for i = 1, 10000 do h:observe(i / 1000) end
+    assert.is_true(math.abs(h:quantile(0.5) - 5) <= 0.05)
+    assert.is_true(math.abs(metrics.quantile(h, 0.99) - 9.9) <= 0.099)
+    assert.equal(0.001, h:min())
+    assert.equal(10, h:max())
+    for i = 1, 100 do metrics.record_histogram("quant.by_name", i, { op = "read" }) end
+    assert.is_true(math.abs(metrics.quantile("quant.by_name", { op = "read" }, 0.9) - 90) <= 0.9)
+    ok, err = metrics.quantile("quant.by_name", { op = "write" }, 0.9)
+    assert.is_nil(ok)
+    assert.matches("no such series", err)
+    ok, err = metrics.quantile("quant.by_name", { op = "read" }, 2)
+    assert.is_nil(ok)
+    assert.matches("q must be a number in %[0, 1%]", err)
+  end)
+end)
+
+describe("beagle.metrics formats", function()
+  local cjson = require("cjson")
+
+  it("negotiates the format from Accept", function()
+    assert.equal("prometheus", metrics.negotiate(nil))
+    assert.equal("prometheus", metrics.negotiate("*/*"))
+    assert.equal("openmetrics", metrics.negotiate(
+      "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"))
+    assert.equal("json", metrics.negotiate("application/json"))
+    assert.is_true(metrics.accepts_gzip("gzip, deflate"))
+    assert.is_false(metrics.accepts_gzip("identity"))
+    assert.is_false(metrics.accepts_gzip(nil))
+  end)
+
+  it("renders OpenMetrics with _created, # UNIT and # EOF", function()
+    metrics.increment_counter("fmt.jobs", 2, { kind = "a" })
+    metrics.record_histogram("fmt.wait_seconds", 0.2)
+    local body, ctype = metrics.render("openmetrics")
+    assert.equal("application/openmetrics-text; version=1.0.0; charset=utf-8", ctype)
+    assert.matches('\n# TYPE fmt_jobs counter\n# HELP fmt_jobs [^\n]+\nfmt_jobs_total{kind="a"} 2\n' ..
+      'fmt_jobs_created{kind="a"} %d+%.%d%d%d\n', body)
+    assert.matches("\n# TYPE fmt_wait_seconds histogram\n# UNIT fmt_wait_seconds seconds\n", body, 1, true)
+    assert.matches("\nfmt_wait_seconds_count 1\nfmt_wait_seconds_sum 0.2\nfmt_wait_seconds_created ", body, 1, true)
+    assert.equal("# EOF\n", body:sub(-6))
+    local _, n = body:gsub("# EOF", "")
+    assert.equal(1, n)
+    local prom, pct = metrics.render()
+    assert.equal(metrics.content_type, pct)
+    assert.is_nil(prom:find("_created", 1, true))
+    assert.is_nil(metrics.render("xml"))
+  end)
+
+  it("renders JSON that parses, with histogram statistics", function()
+    for i = 1, 100 do metrics.record_histogram("fmt.json_seconds", i / 100, { q = 'a"b' }) end
+    metrics.set_gauge("fmt.json_level", 3, { k = "v" })
+    local body, ctype = metrics.render("json")
+    assert.equal("application/json", ctype)
+    local doc = cjson.decode(body)
+    local by = {}
+    for _, m in ipairs(doc.metrics) do by[m.name] = m end
+    local g = by.fmt_json_level
+    assert.equal("gauge", g.type)
+    assert.same({ labels = { k = "v" }, value = 3 }, g.series[1])
+    local h = by.fmt_json_seconds
+    assert.equal("histogram", h.type)
+    local s = h.series[1]
+    assert.same({ q = 'a"b' }, s.labels)
+    assert.equal(100, s.count)
+    assert.is_true(math.abs(s.sum - 50.5) < 1e-9)
+    assert.equal(0.01, s.min)
+    assert.equal(1, s.max)
+    assert.is_true(math.abs(s.mean - 0.505) < 1e-9)
+    for key, want in pairs({ p50 = 0.5, p90 = 0.9, p95 = 0.95, p99 = 0.99 }) do
+      assert.is_true(math.abs(s[key] - want) <= 0.01 * want, key)
+    end
+    assert.same({ "+Inf", 100 }, s.buckets[#s.buckets])
+    assert.same({ 0.5, 50 }, s.buckets[7])
+    assert.equal("counter", by.guide_increments.type)
+  end)
+
+  it("still passes promtool with the limits' and truncation counters in it", function()
+    local text = metrics.render()
+    assert.matches("beagle_series_dropped_total", text, 1, true)
+    assert.equal("rc=0\n", promtool(text))
+  end)
+
+  it("gzips a body that gunzip restores", function()
+    local body = metrics.render()
+    local z = assert(metrics.gzip(body))
+    assert.equal("\31\139", z:sub(1, 2))
+    assert.is_true(#z < #body)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(z)
+    f:close()
+    local p = assert(io.popen("gzip -dc < " .. path))
+    local back = p:read("*a")
+    p:close()
+    os.remove(path)
+    assert.equal(body, back)
+    assert.is_nil(metrics.gzip(42))
+  end)
+end)
