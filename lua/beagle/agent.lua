@@ -8,6 +8,7 @@ local config_mod = require "beagle.config"
 local plugins_mod = require "beagle.plugins"
 local health_mod = require "beagle.health"
 local api_metrics = require "beagle.api_metrics"
+local performance = require "beagle.performance"
 
 local M = {}
 
@@ -254,7 +255,13 @@ local routes = {
   end } },
   { "^/metrics/?$", { GET = function(self, req)
     self:update_self_metrics()
-    local body, ctype = self.metrics.render(self.metrics.negotiate(req.headers["accept"]))
+    local format = self.metrics.negotiate(req.headers["accept"])
+    local body, ctype
+    if format == "json" then
+      body, ctype = performance.render_json(core.wall()), "application/json"
+    else
+      body, ctype = self.metrics.render(format)
+    end
     if not body then return err_json(500, ctype) end
     -- compressing small bodies costs more than it saves
     if #body > 1024 and self.metrics.accepts_gzip(req.headers["accept-encoding"]) then
@@ -262,6 +269,12 @@ local routes = {
       if z then return 200, ctype, z, "Content-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n" end
     end
     return 200, ctype, body, "Vary: Accept, Accept-Encoding\r\n"
+  end } },
+  { "^/metrics/performance$", { GET = function(self)
+    self:update_self_metrics()
+    local body = performance.render_json(core.wall())
+    if not body then return err_json(500, "out of memory") end
+    return 200, "application/json", body
   end } },
   { "^/metrics/custom$", { POST = function(self, req)
     local ok, st, msg = authorized(self, req)
@@ -282,7 +295,7 @@ local routes = {
   { "^/$", { GET = function()
     return 200, "application/json", json.encode { name = "beagle", version = core.version,
       routes = json.array { "/health", "/health/live", "/health/ready", "/health/detailed", "/health/{name}",
-        "/metrics", "POST /metrics/custom", "POST /-/reload" } }
+        "/metrics", "/metrics/performance", "POST /metrics/custom", "POST /-/reload" } }
   end } },
 }
 
@@ -373,6 +386,9 @@ function Agent:run()
   self.plugins:watch(s.reload_debounce)
   self.health:start()
   self:publish()
+  -- histogram windows: a snapshot a minute (the tick takes it once per minute)
+  performance.tick(core.wall())
+  self.timers.window = core.timer(15, 15, function() performance.tick(core.wall()) end)
   -- loop lag: how late a 1 s timer fires
   self.metrics.set_gauge("beagle_loop_lag_seconds", 0)
   local expected = core.now() + 1

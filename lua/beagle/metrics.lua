@@ -87,6 +87,7 @@ local MAX_LABELS = 16
 local ERRLEN = 256
 
 local registry = C.bg_registry_default()
+M.registry = registry
 if registry == nil then error("beagle.metrics: out of memory", 0) end
 
 local errbuf = ffi.new("char[?]", ERRLEN)

@@ -143,3 +143,36 @@ describe("GET /metrics formats", function()
     assert.are.equal(2, d.metrics.metrics[1].dropped)
   end)
 end)
+
+describe("GET /metrics/performance", function()
+  local agent
+  setup(function() agent = S.start { config = S.calm_system } end)
+  teardown(function() if agent then agent:stop() end end)
+
+  it("gives count, sum, min, max, mean and percentiles over 1, 5 and 15 minutes", function()
+    local items = {}
+    for i = 1, 100 do
+      items[i] = ('{"name":"api.response_time","type":"histogram","value":%g,"tags":{"endpoint":"/x"}}'):format(i / 1000)
+    end
+    assert.are.equal(200, (agent:post("/metrics/custom", "[" .. table.concat(items, ",") .. "]")))
+    local st, o = agent:get_json("/metrics/performance")
+    assert.are.equal(200, st)
+    local fam
+    for _, m in ipairs(o.metrics) do if m.name == "api_response_time" then fam = m end end
+    assert.is_truthy(fam)
+    local w = fam.series[1].windows
+    for _, span in ipairs { "1m", "5m", "15m" } do
+      local x = w[span]
+      assert.are.equal(100, x.count, span)
+      assert.is_true(math.abs(x.sum - 5.05) < 1e-9, span)
+      assert.are.equal(0.001, x.min)
+      assert.are.equal(0.1, x.max)
+      assert.is_true(math.abs(x.mean - 0.0505) < 1e-9)
+      assert.is_true(math.abs(x.p50 - 0.050) <= 0.0011, tostring(x.p50))
+      assert.is_true(math.abs(x.p99 - 0.099) <= 0.0011, tostring(x.p99))
+    end
+    -- the same document answers GET /metrics with Accept: application/json
+    local _, body = agent:get("/metrics", { "Accept: application/json" })
+    assert.is_truthy(body:find('"windows":{"1m":{"count":100', 1, true))
+  end)
+end)
