@@ -9,12 +9,15 @@
 #include "bg.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
+#include "statsd.h"
 #include "watch.h"
 
 #define TIMER_MT "beagle.core.timer"
 #define SERVER_MT "beagle.core.server"
 #define WATCH_MT "beagle.core.watch"
 #define SIGNAL_MT "beagle.core.signal"
+#define STATSD_MT "beagle.core.statsd"
 
 static int g_exit_code = 0;
 
@@ -359,6 +362,74 @@ static int l_server_close(lua_State *L) {
   return 0;
 }
 
+/* ---- statsd ------------------------------------------------------------------------------ */
+
+typedef struct hstatsd {
+  bg_statsd *sd;
+} hstatsd;
+
+/* statsd_start(address) -> handle | nil, err: StatsD/DogStatsD on UDP and TCP of that address,
+ * into the process-wide registry. */
+static int l_statsd_start(lua_State *L) {
+  const char *addr = luaL_checkstring(L, 1);
+  hstatsd *h = lua_newuserdata(L, sizeof *h);
+  h->sd = NULL;
+  bg_statsd_opts o;
+  bg_statsd_opts_default(&o);
+  o.udp = addr;
+  int rc = bg_statsd_start(rt_of(L)->loop, bg_registry_default(), &o, &h->sd);
+  if (rc != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "statsd on %s: %s", addr, bg_strerror(rc));
+    return 2;
+  }
+  luaL_getmetatable(L, STATSD_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static hstatsd *check_statsd(lua_State *L) {
+  hstatsd *h = luaL_checkudata(L, 1, STATSD_MT);
+  if (h->sd == NULL) luaL_error(L, "statsd is stopped");
+  return h;
+}
+
+static int l_statsd_ports(lua_State *L) {
+  hstatsd *h = check_statsd(L);
+  lua_pushinteger(L, bg_statsd_port(h->sd));
+  lua_pushinteger(L, bg_statsd_tcp_port(h->sd));
+  return 2;
+}
+
+static int l_statsd_stats(lua_State *L) {
+  hstatsd *h = check_statsd(L);
+  bg_statsd_stats st;
+  bg_statsd_get_stats(h->sd, &st);
+  lua_createtable(L, 0, 9);
+#define F(name)                       \
+  lua_pushnumber(L, (double)st.name); \
+  lua_setfield(L, -2, #name);
+  F(packets) F(lines) F(bad_lines) F(ignored) F(dropped) F(kernel_drops) F(cache_entries)
+  F(tcp_clients) F(rcvbuf)
+#undef F
+  return 1;
+}
+
+static int l_statsd_flush_sets(lua_State *L) {
+  hstatsd *h = check_statsd(L);
+  bg_statsd_flush_sets(bg_statsd_get_sink(h->sd));
+  return 0;
+}
+
+static int l_statsd_stop(lua_State *L) {
+  hstatsd *h = luaL_checkudata(L, 1, STATSD_MT);
+  if (h->sd) {
+    bg_statsd_stop(h->sd, NULL, NULL);
+    h->sd = NULL;
+  }
+  return 0;
+}
+
 /* ---- misc -------------------------------------------------------------------------------- */
 
 static int l_now(lua_State *L) {
@@ -506,12 +577,19 @@ static int luaopen_core(lua_State *L) {
   set_meta(L, SIGNAL_MT, signal_m, l_signal_stop);
   set_meta(L, WATCH_MT, watch_m, l_watch_stop);
   set_meta(L, SERVER_MT, server_m, l_server_close);
+  static const luaL_Reg statsd_m[] = {{"ports", l_statsd_ports},
+                                      {"stats", l_statsd_stats},
+                                      {"flush_sets", l_statsd_flush_sets},
+                                      {"stop", l_statsd_stop},
+                                      {NULL, NULL}};
+  set_meta(L, STATSD_MT, statsd_m, l_statsd_stop);
 
   lua_newtable(L);
   static const luaL_Reg fns[] = {{"timer", l_timer},
                                  {"signal", l_signal},
                                  {"watch", l_watch},
                                  {"http_server", l_http_server},
+                                 {"statsd_start", l_statsd_start},
                                  {"stop", l_stop},
                                  {"update_time", l_update_time},
                                  {NULL, NULL}};

@@ -102,7 +102,7 @@ function S.start(o)
   local a = setmetatable({ dir = S.tmpdir() }, Agent)
   a.log = a.dir .. "/agent.log"
   a.data = a.dir .. "/data"
-  local args = { "run", "--listen", "127.0.0.1:0", "--data", a.data }
+  local args = { "run", "--listen", "127.0.0.1:0", "--data", a.data, "--statsd", o.statsd or "127.0.0.1:0" }
   if o.config then
     a.config = a.dir .. "/beagle.lua"
     S.write(a.config, o.config)
@@ -129,8 +129,27 @@ function S.start(o)
   if not a.port then
     error("agent did not start:\n" .. (S.read(a.log) or ""))
   end
+  a.statsd_port = tonumber((S.read(a.log) or ""):match("statsd=127%.0%.0%.1:(%d+)"))
   a.url = "http://127.0.0.1:" .. a.port
   return a
+end
+
+-- statsd(lines): sends one UDP datagram to the agent's StatsD port.
+function Agent:statsd(payload)
+  local f = os.tmpname()
+  S.write(f, payload)
+  local out, code = sh(("bash -c 'cat %q > /dev/udp/127.0.0.1/%d'"):format(f, self.statsd_port))
+  os.remove(f)
+  assert(code == 0, out)
+end
+
+-- statsd_tcp(lines): sends lines over one TCP connection and closes it.
+function Agent:statsd_tcp(payload)
+  local f = os.tmpname()
+  S.write(f, payload)
+  local out, code = sh(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; cat %q >&3; exec 3>&-'"):format(self.statsd_port, f))
+  os.remove(f)
+  assert(code == 0, out)
 end
 
 function Agent:get(path, headers) return S.http("GET", self.url .. path, nil, headers) end

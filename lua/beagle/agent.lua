@@ -212,6 +212,11 @@ function Agent:update_self_metrics()
     local hs = self.server:stats()
     m.set_gauge("beagle_http_connections_open", hs.connections_open)
   end
+  if self.statsd then
+    local st = self.statsd:stats()
+    m.set_gauge("beagle_statsd_tcp_clients", st.tcp_clients)
+    m.set_gauge("beagle_statsd_kernel_drops", st.kernel_drops)
+  end
 end
 
 local function authorized(self, req)
@@ -350,6 +355,7 @@ function Agent:shutdown(sig)
   self.plugins:stop_watching()
   local pending = self.health:stop()
   if self.server then self.server:close() self.server = nil end
+  if self.statsd then self.statsd:stop() self.statsd = nil end
   for _, t in pairs(self.timers) do t:stop() end
   local deadline = core.now() + self.settings.shutdown_grace
   local function finish()
@@ -386,6 +392,18 @@ function Agent:run()
   self.plugins:watch(s.reload_debounce)
   self.health:start()
   self:publish()
+  if s.statsd_address ~= "off" then
+    local sd, serr = core.statsd_start(s.statsd_address)
+    if not sd then
+      io.stderr:write("beagle: ", serr, "\n")
+      server:close()
+      return 1
+    end
+    self.statsd = sd
+    -- a set's value is its distinct count per collection interval
+    self.timers.statsd_sets = core.timer(s.metrics_collection_interval, s.metrics_collection_interval,
+      function() sd:flush_sets() end)
+  end
   -- histogram windows: a snapshot a minute (the tick takes it once per minute)
   performance.tick(core.wall())
   self.timers.window = core.timer(15, 15, function() performance.tick(core.wall()) end)
@@ -402,7 +420,12 @@ function Agent:run()
     core.signal("SIGINT", function() self:shutdown("SIGINT") end),
     core.signal("SIGHUP", function() self:reload("SIGHUP") end),
   }
-  log(1, "beagle started", { listen = host .. ":" .. server:port(), version = core.version,
+  local statsd_at = "off"
+  if self.statsd then
+    local shost = settings_mod.split_address(s.statsd_address)
+    statsd_at = ("%s:%d"):format(shost, (self.statsd:ports()))
+  end
+  log(1, "beagle started", { listen = host .. ":" .. server:port(), version = core.version, statsd = statsd_at,
     plugins = table.concat(self:plugin_dirs(), ","), config = self.config_path or "none",
     data = s.data_dir, rules = self.opts.rules or (self.home .. "/rules") })
   return nil

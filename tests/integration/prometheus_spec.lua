@@ -34,6 +34,7 @@ return beagle.check { name = "recorder", interval = "1h",
       '{"name":"queue.depth","type":"gauge","value":17},' ..
       '{"name":"db.query_time","type":"histogram","value":0.2}]')
     assert(st == 200)
+    agent:statsd("statsd.hits:4|c\nstatsd.temperature:21.5|g\nstatsd.latency:120|ms|#route:home\n")
     local pdir = S.tmpdir()
     S.write(pdir .. "/prometheus.yml", ([[
 global:
@@ -76,6 +77,13 @@ scrape_configs:
     assert.are.equal(17, value("queue_depth"))
     assert.are.equal(1, value("db_query_time_count"))
     assert.are.equal(0.2, value("db_query_time_sum"))
+  end)
+
+  it("stores counters, gauges and timers written over StatsD", function()
+    assert.are.equal(4, value("statsd_hits_total"))
+    assert.are.equal(21.5, value("statsd_temperature"))
+    assert.are.equal(1, value('statsd_latency_seconds_count{route="home"}'))
+    assert.are.equal(0.12, value('statsd_latency_seconds_sum{route="home"}'))
   end)
 
   it("stores what a Lua plugin recorded", function()
