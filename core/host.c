@@ -8,6 +8,7 @@
 
 #include "bg.h"
 #include "http.h"
+#include "history.h"
 #include "log.h"
 #include "metrics.h"
 #include "statsd.h"
@@ -18,6 +19,7 @@
 #define WATCH_MT "beagle.core.watch"
 #define SIGNAL_MT "beagle.core.signal"
 #define STATSD_MT "beagle.core.statsd"
+#define HISTORY_MT "beagle.core.history"
 
 static int g_exit_code = 0;
 
@@ -430,6 +432,90 @@ static int l_statsd_stop(lua_State *L) {
   return 0;
 }
 
+/* ---- history ----------------------------------------------------------------------------- */
+
+typedef struct hhistory {
+  bg_history *h;
+  uv_loop_t *loop; /* methods have no runtime upvalue: keep the loop for async flushes */
+} hhistory;
+
+/* history_open(data_dir|nil, raw_seconds, retention_days) -> handle | nil, err. The history
+ * becomes the process default that beagle.query reads. */
+static int l_history_open(lua_State *L) {
+  bg_history_opts o;
+  memset(&o, 0, sizeof o);
+  o.data_dir = lua_isnil(L, 1) ? NULL : luaL_checkstring(L, 1);
+  o.raw_ms = (int64_t)(luaL_optnumber(L, 2, 3600) * 1000);
+  o.retention_days = (int)luaL_optinteger(L, 3, 30);
+  hhistory *hh = lua_newuserdata(L, sizeof *hh);
+  hh->h = NULL;
+  hh->loop = rt_of(L)->loop;
+  char err[512] = "";
+  int rc = bg_history_open(&hh->h, &o, err, sizeof err);
+  if (rc != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "history: %s", err[0] ? err : bg_strerror(rc));
+    return 2;
+  }
+  bg_history_set_default(hh->h);
+  luaL_getmetatable(L, HISTORY_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static hhistory *check_history(lua_State *L) {
+  hhistory *hh = luaL_checkudata(L, 1, HISTORY_MT);
+  if (hh->h == NULL) luaL_error(L, "history is closed");
+  return hh;
+}
+
+/* h:sample(now_ms) samples every series of the default registry. */
+static int l_history_sample(lua_State *L) {
+  hhistory *hh = check_history(L);
+  int rc = bg_history_sample(hh->h, bg_registry_default(), (int64_t)luaL_checknumber(L, 2));
+  lua_pushboolean(L, rc == 0);
+  return 1;
+}
+
+/* h:flush([sync]) -> true | false, err. Async on the threadpool unless sync; "busy" when the
+ * previous flush is still running. */
+static int l_history_flush(lua_State *L) {
+  hhistory *hh = check_history(L);
+  int rc = lua_toboolean(L, 2) ? bg_history_flush(hh->h)
+                               : bg_history_flush_async(hh->h, hh->loop);
+  if (rc == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, rc == BG_EBUSY ? "busy" : bg_strerror(rc));
+  return 2;
+}
+
+static int l_history_stats(lua_State *L) {
+  hhistory *hh = check_history(L);
+  bg_history_stats st;
+  bg_history_stats_get(hh->h, &st);
+  lua_createtable(L, 0, 10);
+#define F(name)                       \
+  lua_pushnumber(L, (double)st.name); \
+  lua_setfield(L, -2, #name);
+  F(series) F(chunks) F(raw_samples) F(raw_bytes) F(mem_bytes) F(pending_rows) F(dropped)
+  F(flushed_rows) F(flush_errors) F(last_flush_ms)
+#undef F
+  return 1;
+}
+
+static int l_history_close(lua_State *L) {
+  hhistory *hh = luaL_checkudata(L, 1, HISTORY_MT);
+  if (hh->h) {
+    if (bg_history_default() == hh->h) bg_history_set_default(NULL);
+    bg_history_close(hh->h);
+    hh->h = NULL;
+  }
+  return 0;
+}
+
 /* ---- misc -------------------------------------------------------------------------------- */
 
 static int l_now(lua_State *L) {
@@ -583,6 +669,12 @@ static int luaopen_core(lua_State *L) {
                                       {"stop", l_statsd_stop},
                                       {NULL, NULL}};
   set_meta(L, STATSD_MT, statsd_m, l_statsd_stop);
+  static const luaL_Reg history_m[] = {{"sample", l_history_sample},
+                                       {"flush", l_history_flush},
+                                       {"stats", l_history_stats},
+                                       {"close", l_history_close},
+                                       {NULL, NULL}};
+  set_meta(L, HISTORY_MT, history_m, l_history_close);
 
   lua_newtable(L);
   static const luaL_Reg fns[] = {{"timer", l_timer},
@@ -590,6 +682,7 @@ static int luaopen_core(lua_State *L) {
                                  {"watch", l_watch},
                                  {"http_server", l_http_server},
                                  {"statsd_start", l_statsd_start},
+                                 {"history_open", l_history_open},
                                  {"stop", l_stop},
                                  {"update_time", l_update_time},
                                  {NULL, NULL}};

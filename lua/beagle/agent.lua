@@ -212,6 +212,14 @@ function Agent:update_self_metrics()
     local hs = self.server:stats()
     m.set_gauge("beagle_http_connections_open", hs.connections_open)
   end
+  if self.history then
+    local hs = self.history:stats()
+    m.set_gauge("beagle_history_series", hs.series)
+    m.set_gauge("beagle_history_memory_bytes", hs.mem_bytes)
+    m.set_gauge("beagle_history_pending_rows", hs.pending_rows)
+    m.set_gauge("beagle_history_flush_errors", hs.flush_errors)
+    m.set_gauge("beagle_history_last_flush_seconds", hs.last_flush_ms / 1000)
+  end
   if self.statsd then
     local st = self.statsd:stats()
     m.set_gauge("beagle_statsd_tcp_clients", st.tcp_clients)
@@ -362,6 +370,14 @@ function Agent:shutdown(sig)
     local left = self.health:in_flight()
     if left > 0 then log(2, "cancelling checks still running", { count = tostring(left) }) end
     self.plugins:close_all(true)
+    if self.history then
+      -- the last samples and the minute being filled reach the disk before we go
+      self.history:sample(core.wall() * 1000)
+      local ok, ferr = self.history:flush(true)
+      if not ok then log(3, "final history flush failed", { error = ferr }) end
+      self.history:close()
+      self.history = nil
+    end
     log(1, "stopped")
     core.stop(0)
   end
@@ -403,6 +419,22 @@ function Agent:run()
     -- a set's value is its distinct count per collection interval
     self.timers.statsd_sets = core.timer(s.metrics_collection_interval, s.metrics_collection_interval,
       function() sd:flush_sets() end)
+  end
+  -- history: a sample of every series each collection interval, rollups flushed to the data
+  -- directory every 15 s (on the threadpool), read by beagle.query
+  local hist, herr = core.history_open(s.data_dir, s.history_raw, s.metrics_retention_days)
+  if not hist then
+    log(3, "history is not kept", { error = herr })
+  else
+    self.history = hist
+    local step = s.metrics_collection_interval
+    local function sample()
+      -- timestamps on the interval grid compress to a bit each
+      hist:sample(math.floor(core.wall() / step) * step * 1000)
+    end
+    sample()
+    self.timers.history_sample = core.timer(step, step, sample)
+    self.timers.history_flush = core.timer(15, 15, function() hist:flush() end)
   end
   -- histogram windows: a snapshot a minute (the tick takes it once per minute)
   performance.tick(core.wall())
