@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds bench/metrics_c_bench.c against a build's libbeagle_core.so and runs it: the plain-C
-# counter add (the denominator of the FFI ratios in bench/metrics_ffi.lua), histogram observe
-# with the sketch, and the /metrics render of 100,000 series in each format.
+# Builds bench/metrics_c_bench.c against a build's libbeagle_core.so and runs it pinned to one
+# core: the plain-C counter add (direct and indirect call; the denominator of the FFI ratios
+# in bench/metrics_ffi.lua), histogram observe (full, bucket part alone, sketch alone), the
+# /metrics render of 100,000 series in each format, and memory per idle series.
 #   BUILD        build directory holding libbeagle_core.so (default: build)
 #   BENCH_CPU    CPU to pin to (default 1)
-#   $1           iterations for the add loop (default 2e8)
+#   $1           iterations of the add loop per run (default 1e8; observe loops use 1/4)
+#   $2           runs of each measurement (default 5; median and min reported)
+# Output: tab-separated lines  key  median  min  unit  description.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="${BUILD:-$REPO/build}"

@@ -1,128 +1,157 @@
--- Microbenchmark of the metrics FFI paths. Run from the repo root:
---   BEAGLE_LIB=build/libbeagle_core.so LUA_PATH="lua/?.lua;;" luajit bench/metrics_ffi.lua
--- The plain-C denominators (the same add through a function pointer, observe, and the
--- /metrics render of 100,000 series) come from bench/metrics_c_bench.sh; with
--- METRICS_C_BENCH=path/to/metrics_c_bench this script runs it and prints the ratios.
+-- Microbenchmark of the metrics FFI paths (issue 3). Run from the repo root, pinned to a core:
+--   BEAGLE_LIB=build/libbeagle_core.so LUA_PATH="lua/?.lua;;" taskset -c 1 luajit bench/metrics_ffi.lua [N] [REPS]
+-- bench/metrics.sh runs it next to bench/metrics_c_bench.c (the plain-C denominators) and
+-- computes the ratios.
+--
+-- Two modes:
+--   JIT     the loop is ordinary Lua, compiled by LuaJIT (as the library and rules run);
+--   plugin  the loop is a chunk loaded with load(), jit.off(chunk, true) and a count hook
+--           every 1000 VM instructions (debug.sethook(fn, "", 1000)), which is how the agent
+--           runs plugin code (lua/beagle/sandbox.lua, core/script.c). The agent's hook is a C
+--           function; here it is a Lua function that counts, so the hook share is a bit
+--           higher than in the agent.
+-- Every measurement: a warm-up of n/10, then REPS runs of n iterations (os.clock, CPU time);
+-- the output is tab-separated lines  key  median  min  ns/op  description.
 local metrics = require("beagle.metrics")
 local N = tonumber(arg and arg[1]) or 2e7
+local REPS = tonumber(arg and arg[2]) or 5
 
-local results = {}
-
-local function bench(label, n, fn)
-  fn(n / 100) -- warm up: let the loop get compiled
-  local t0 = os.clock()
-  fn(n)
-  local dt = os.clock() - t0
-  results[label] = dt / n * 1e9
-  print(("%-52s %8.2f ns/op"):format(label, dt / n * 1e9))
+local function median(v)
+  table.sort(v)
+  local k = #v
+  if k % 2 == 1 then return v[(k + 1) / 2] end
+  return (v[k / 2] + v[k / 2 + 1]) / 2
 end
 
+local function bench(key, desc, n, fn, ...)
+  n = math.floor(n)
+  fn(math.floor(n / 10), ...) -- warm-up: lets the loop get compiled
+  local v = {}
+  for r = 1, REPS do
+    local t0 = os.clock()
+    fn(n, ...)
+    v[r] = (os.clock() - t0) / n * 1e9
+  end
+  local med = median(v)
+  io.write(("%s\t%.3f\t%.3f\tns/op\t%s\n"):format(key, med, v[1], desc))
+  io.flush()
+end
+
+local keep -- results kept alive so no loop is dead code
+
+-- ---- JIT-compiled Lua ---------------------------------------------------------------------
 local c = metrics.counter("bench.handle_inc")
-bench("handle c:inc() (JIT)", N, function(n)
+bench("lua_inc_jit", "handle c:inc() (JIT)", N, function(n)
   for _ = 1, n do c:inc() end
 end)
 
 local t = { x = 0 }
-local keep_q
-bench("Lua table field t.x = t.x + 1 (JIT)", N, function(n)
+bench("lua_table_jit", "Lua table field t.x = t.x + 1 (JIT)", N, function(n)
   for _ = 1, n do t.x = t.x + 1 end
 end)
 
 local g = metrics.gauge("bench.gauge")
-bench("handle g:set(i) (JIT)", N, function(n)
+bench("lua_gauge_set_jit", "handle g:set(i) (JIT)", N, function(n)
   for i = 1, n do g:set(i) end
 end)
 
 -- Every histogram carries the quantile sketch, so these include its update.
 local h = metrics.histogram("bench.latency_seconds") -- 11 default buckets
-bench("handle h:observe(v), 11 buckets + sketch (JIT)", N, function(n)
+bench("lua_observe11_jit", "handle h:observe(v), 11 default buckets + sketch (JIT)", N / 2, function(n)
   for i = 1, n do h:observe((i % 1000) * 0.001) end
 end)
 
 local h16 = metrics.histogram("bench.b16_seconds", { buckets = { .001, .002, .005, .01, .02,
   .05, .1, .2, .3, .4, .5, .6, .7, .8, .9, 1 } })
-bench("handle h:observe(v), 16 buckets + sketch (JIT)", N, function(n)
+bench("lua_observe16_jit", "handle h:observe(v), 16 buckets + sketch (JIT)", N / 2, function(n)
   for i = 1, n do h16:observe((i % 1000) * 0.001) end
-end)
-
-bench("h:quantile(0.99) (sketch walk, not a hot path)", N / 1000, function(n)
-  for _ = 1, n do keep_q = h:quantile(0.99) end
 end)
 
 local many = {}
 for i = 1, 40 do many[i] = i * 0.025 end
 local hb = metrics.histogram("bench.wide_seconds", { buckets = many })
-bench("handle h:observe(v), 40 buckets, binary (JIT)", N, function(n)
-  for i = 1, n do hb:observe((i % 1000) * 0.001) end
+bench("lua_observe40_jit", "handle h:observe(v), 40 buckets (binary search) + sketch (JIT)", N / 2,
+  function(n)
+    for i = 1, n do hb:observe((i % 1000) * 0.001) end
+  end)
+
+bench("lua_quantile", "h:quantile(0.99) (sketch walk, not a hot path)", N / 1000, function(n)
+  for _ = 1, n do keep = h:quantile(0.99) end
 end)
 
 local tags = { endpoint = "/optimize", method = "POST" }
-bench("increment_counter(name, 1, tags) same tags table", N, function(n)
-  local inc = metrics.increment_counter
-  for _ = 1, n do inc("bench.requests", 1, tags) end
-end)
+bench("lua_incname_reused_jit", "increment_counter(name, 1, tags), same 2-tag table reused (JIT)",
+  N / 2, function(n)
+    local inc = metrics.increment_counter
+    for _ = 1, n do inc("bench.requests", 1, tags) end
+  end)
 
-bench("increment_counter(name, 1, {two tags literal})", N / 4, function(n)
-  local inc = metrics.increment_counter
-  for _ = 1, n do inc("bench.requests", 1, { endpoint = "/optimize", method = "POST" }) end
-end)
+bench("lua_incname_literal_jit",
+  "increment_counter(name, 1, {endpoint=..., method=...}), fresh literal per call (JIT)", N / 4,
+  function(n)
+    local inc = metrics.increment_counter
+    for _ = 1, n do inc("bench.requests", 1, { endpoint = "/optimize", method = "POST" }) end
+  end)
 
-local keep
-bench("baseline: build {two tags literal} only", N / 4, function(n)
+bench("lua_literal_only_jit", "baseline: build the {two tags} literal only (JIT)", N / 4, function(n)
   for _ = 1, n do keep = { endpoint = "/optimize", method = "POST" } end
 end)
 
-bench("increment_counter(name) no tags", N, function(n)
+bench("lua_incname_notags_jit", "increment_counter(name) no tags (JIT)", N, function(n)
   local inc = metrics.increment_counter
   for _ = 1, n do inc("bench.plain") end
 end)
 
-bench("record_histogram(name, v, tags)", N, function(n)
+bench("lua_record_jit", "record_histogram(name, v, {1 tag} reused) (JIT)", N / 2, function(n)
   local rec = metrics.record_histogram
   local tg = { endpoint = "/health" }
   for i = 1, n do rec("bench.response_time", (i % 100) * 0.001, tg) end
 end)
 
-bench("timer():stop() (two clock reads + observe)", N / 10, function(n)
-  local timer = metrics.timer
-  local tg = { table = "t" }
-  for _ = 1, n do timer("bench.query", tg):stop() end
-end)
+bench("lua_timer_jit", "timer(name, tags):stop() (two clock reads + observe) (JIT)", N / 20,
+  function(n)
+    local timer = metrics.timer
+    local tg = { table = "t" }
+    for _ = 1, n do timer("bench.query", tg):stop() end
+  end)
 
--- Plugin code runs with the JIT off for its own chunk and an instruction-count hook.
-local function interp_inc(n)
-  for _ = 1, n do c:inc() end
+-- ---- plugin mode: chunk with the JIT off, count hook every 1000 instructions -------------
+local function plugin_chunk(src)
+  local chunk = assert(load(src, "=bench_plugin"))
+  jit.off(chunk, true)
+  return chunk()
 end
-jit.off(interp_inc)
+
+local p_inc = plugin_chunk [[
+  return function(n, c) for _ = 1, n do c:inc() end end
+]]
+local p_table = plugin_chunk [[
+  return function(n, t) for _ = 1, n do t.x = t.x + 1 end end
+]]
+local p_name_reused = plugin_chunk [[
+  return function(n, inc, tags) for _ = 1, n do inc("bench.requests", 1, tags) end end
+]]
+local p_name_literal = plugin_chunk [[
+  return function(n, inc)
+    for _ = 1, n do inc("bench.requests", 1, { endpoint = "/optimize", method = "POST" }) end
+  end
+]]
+local p_observe = plugin_chunk [[
+  return function(n, h) for i = 1, n do h:observe((i % 1000) * 0.001) end end
+]]
+
 local hooks = 0
 debug.sethook(function() hooks = hooks + 1 end, "", 1000)
-bench("handle c:inc() (jit.off + count hook 1000)", N / 10, interp_inc)
-local function interp_inc_name(n)
-  local inc = metrics.increment_counter
-  for _ = 1, n do inc("bench.requests", 1, tags) end
-end
-jit.off(interp_inc_name)
-bench("increment_counter w/ tags (jit.off + hook)", N / 10, interp_inc_name)
+bench("lua_inc_plugin", "handle c:inc() (plugin: jit.off(chunk, true) + count hook 1000)", N / 10,
+  p_inc, c)
+bench("lua_table_plugin", "Lua table field t.x = t.x + 1 (plugin mode)", N / 10, p_table, t)
+bench("lua_incname_reused_plugin", "increment_counter(name, 1, tags), same table (plugin mode)",
+  N / 20, p_name_reused, metrics.increment_counter, tags)
+bench("lua_incname_literal_plugin",
+  "increment_counter(name, 1, {two tags}), fresh literal (plugin mode)", N / 20, p_name_literal,
+  metrics.increment_counter)
+bench("lua_observe16_plugin", "handle h:observe(v), 16 buckets + sketch (plugin mode)", N / 20,
+  p_observe, h16)
 debug.sethook()
-print(("(count hook fired %d times; c = %.0f; %s; p99 %.4f)"):format(hooks, c:value(), keep.method,
-  keep_q))
-
--- Ratios against plain C, when the C bench is at hand (bench/metrics_c_bench.sh builds it).
-local cbin = os.getenv("METRICS_C_BENCH")
-if cbin and cbin ~= "" then
-  local p = io.popen(cbin .. " 2>&1")
-  local out = p:read("*a")
-  p:close()
-  io.write(out)
-  local cadd = tonumber(out:match("C: bg_counter_add via function pointer%s+([%d.]+)"))
-  local cobs = tonumber(out:match("C: bg_histogram_observe, 11 buckets %+ sketch%s+([%d.]+)"))
-  local inc, tbl = results["handle c:inc() (JIT)"], results["Lua table field t.x = t.x + 1 (JIT)"]
-  if cadd and cadd > 0 then
-    print(("ratio FFI c:inc() / plain C add:                    %8.2f x"):format(inc / cadd))
-    print(("ratio FFI c:inc() / Lua table field add:            %8.2f x"):format(inc / tbl))
-  end
-  if cobs and cobs > 0 then
-    print(("ratio FFI h:observe / plain C observe (11 + sketch): %7.2f x"):format(
-      results["handle h:observe(v), 11 buckets + sketch (JIT)"] / cobs))
-  end
-end
+io.stderr:write(("(count hook fired %d times; c = %.0f; t.x = %d; %s)\n"):format(hooks, c:value(),
+  t.x, tostring(keep)))
