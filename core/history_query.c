@@ -230,6 +230,47 @@ static double quantile(double q, double *v, size_t n) {
   return v[lo] * (1 - w) + v[hi] * w;
 }
 
+static double mean_of(const double *v, size_t n) {
+  double a = 0;
+  for (size_t i = 0; i < n; i++) a += v[i];
+  return a / (double)n;
+}
+
+static double stddev_of(const double *v, size_t n) {
+  double m = mean_of(v, n), a = 0;
+  for (size_t i = 0; i < n; i++) a += (v[i] - m) * (v[i] - m);
+  return sqrt(a / (double)n);
+}
+
+/* The anomaly score of v[n-1] against v[0..n-1). Sorts the earlier samples for MAD. */
+static int score(int fn, double min_n, double *v, size_t n, double *out) {
+  size_t need = min_n > 3 ? (size_t)min_n : 3;
+  if (n < need + 1) return 0;
+  double last = v[n - 1];
+  size_t m = n - 1;
+  if (fn == BG_HQ_ZSCORE) {
+    double sd = stddev_of(v, m);
+    *out = sd > 0 ? (last - mean_of(v, m)) / sd : (last == mean_of(v, m) ? 0 : INFINITY);
+  } else if (fn == BG_HQ_MADSCORE) {
+    double med = quantile(0.5, v, m); /* sorts v[0..m) only */
+    for (size_t i = 0; i < m; i++) v[i] = fabs(v[i] - med);
+    double mad = quantile(0.5, v, m) * 1.4826;
+    *out = mad > 0 ? (last - med) / mad : (last == med ? 0 : INFINITY);
+  } else {
+    const double alpha = 0.3;
+    double ew = v[0], var = 0;
+    for (size_t i = 1; i < m; i++) {
+      double d = v[i] - ew;
+      ew += alpha * d;
+      var = (1 - alpha) * (var + alpha * d * d);
+    }
+    double sd = sqrt(var);
+    *out = sd > 0 ? (last - ew) / sd : (last == ew ? 0 : INFINITY);
+  }
+  if (*out == INFINITY && last < v[0]) *out = -INFINITY;
+  return 1;
+}
+
 /* fn over n samples; 1 and *out when there is a value. */
 static int eval_samples(int fn, double arg, const int64_t *ts, double *v, size_t n, int64_t start,
                         int64_t end, double *out) {
@@ -260,6 +301,13 @@ static int eval_samples(int fn, double arg, const int64_t *ts, double *v, size_t
   case BG_HQ_QUANTILE:
     *out = quantile(arg, v, n);
     return 1;
+  case BG_HQ_STDDEV:
+    *out = stddev_of(v, n);
+    return 1;
+  case BG_HQ_ZSCORE:
+  case BG_HQ_MADSCORE:
+  case BG_HQ_EWMASCORE:
+    return score(fn, arg, v, n, out);
   default:
     *out = v[n - 1];
     return 1;
@@ -298,6 +346,10 @@ static int eval_rollups(bg_history *h, int fn, double arg, const bg__hrow *r, si
     *out = r[n - 1].last;
     return 1;
   case BG_HQ_QUANTILE:
+  case BG_HQ_STDDEV:
+  case BG_HQ_ZSCORE:
+  case BG_HQ_MADSCORE:
+  case BG_HQ_EWMASCORE:
     for (size_t i = 0; i < n; i++)
       if (r[i].count && scratch_push(h, &m, r[i].minute * MINUTE, r[i].sum / (double)r[i].count))
         return BG_ENOMEM;
@@ -382,7 +434,7 @@ int bg_history_query(bg_history *h, int fn, double arg, const char *name, const 
                      int nm, int64_t end_ms, int64_t range_ms, bg_hq_result **out, char *err,
                      size_t errlen) {
   *out = NULL;
-  if (h == NULL || name == NULL || fn < BG_HQ_RATE || fn > BG_HQ_LAST) {
+  if (h == NULL || name == NULL || fn < BG_HQ_RATE || fn > BG_HQ_EWMASCORE) {
     if (err && errlen) snprintf(err, errlen, "history query: bad function or name");
     return BG_EINVAL;
   }

@@ -5,8 +5,10 @@
 --   q.rate("api.requests", "5m", { route = "/a", code = "~5.." })
 --
 -- Functions, after PromQL: rate, increase, avg_over_time, max_over_time, min_over_time,
--- sum_over_time, count_over_time, last (last_over_time), quantile_over_time(qtl, name, range,
--- matchers) and absent(name, range, matchers) -> boolean.
+-- sum_over_time, count_over_time, stddev_over_time, last (last_over_time),
+-- quantile_over_time(qtl, name, range, matchers) and absent(name, range, matchers) -> boolean.
+-- Anomaly scores of the newest sample against the earlier ones in the range:
+-- zscore, madscore, ewmascore (name, range, matchers, min_samples = 30).
 --   name      the guide's dotted name or the exposition name; counters with or without
 --             "_total"; a histogram is two series, "<name>_count" and "<name>_sum".
 --   range     a duration ("5m", "1h30m") or seconds; last and absent default to "5m" and
@@ -62,7 +64,11 @@ void bg_hq_result_free(bg_hq_result *r);
 local FN = {
   rate = 0, increase = 1, avg_over_time = 2, min_over_time = 3, max_over_time = 4,
   sum_over_time = 5, count_over_time = 6, quantile_over_time = 7, last = 8,
+  stddev_over_time = 9,
 }
+-- anomaly scores of the newest sample against the earlier ones in the range:
+-- q.zscore(name, range, matchers, min_samples), q.madscore(...), q.ewmascore(...)
+local SCORES = { zscore = 10, madscore = 11, ewmascore = 12 }
 local MAX_MATCHERS = 16
 local ERRLEN = 256
 local DEFAULT_LOOKBACK = 300 -- seconds, Prometheus' staleness window
@@ -177,6 +183,13 @@ function M.new(h)
       q[fname .. "_all"] = function(name, range, m) return run(fname, fn, 0, name, range, m) end
       q[fname] = function(...) return shape(q[fname .. "_all"](...)) end
     end
+  end
+
+  for fname, fn in pairs(SCORES) do
+    q[fname .. "_all"] = function(name, range, m, min_samples)
+      return run(fname, fn, min_samples or 30, name, range, m)
+    end
+    q[fname] = function(...) return shape(q[fname .. "_all"](...)) end
   end
 
   -- True when no series of name matching m has a sample in the range (default 5m).

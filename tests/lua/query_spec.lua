@@ -199,3 +199,25 @@ describe("beagle.query", function()
     os.execute("rm -rf " .. dir)
   end)
 end)
+
+describe("beagle.query anomaly scores", function()
+  local query = require "beagle.query"
+  it("scores the newest sample against the window (zscore, mad, ewma, stddev)", function()
+    local q = assert(query.open { raw = "1h" })
+    local t0 = 1700000000000
+    -- 40 samples alternating 9 and 11 (mean 10, stddev 1), then 20
+    for i = 0, 39 do q.append("cpu", t0 + i * 15000, i % 2 == 0 and 9 or 11) end
+    q.append("cpu", t0 + 40 * 15000, 20)
+    q.at(t0 + 40 * 15000)
+    assert.is_true(math.abs(q.zscore("cpu", "1h") - 10) < 1e-9)
+    -- median 10, |x - 10| = 1 for all: MAD 1 -> (20 - 10) / 1.4826
+    assert.is_true(math.abs(q.madscore("cpu", "1h") - 10 / 1.4826) < 1e-9)
+    assert.is_true(q.ewmascore("cpu", "1h") > 5)
+    local m = 420 / 41
+    local sd = math.sqrt((20 * (9 - m) ^ 2 + 20 * (11 - m) ^ 2 + (20 - m) ^ 2) / 41)
+    assert.is_true(math.abs(q.stddev_over_time("cpu", "1h") - sd) < 1e-9)
+    -- too few earlier samples: no score
+    assert.are.same({}, q.zscore("cpu", "30s", nil, 30))
+    q.close()
+  end)
+end)
