@@ -201,7 +201,6 @@ describe("beagle.query", function()
 end)
 
 describe("beagle.query anomaly scores", function()
-  local query = require "beagle.query"
   it("scores the newest sample against the window (zscore, mad, ewma, stddev)", function()
     local q = assert(query.open { raw = "1h" })
     local t0 = 1700000000000
