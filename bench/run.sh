@@ -8,18 +8,24 @@
 #   checks50.sh    2b      CPU with 50 checks a second (http, then tcp)         (~2 x BENCH_CHECKS_SECONDS)
 #   health_rps.sh  3       GET /health req/s and p99 against nginx, wrk          (~1 min)
 #   reload.sh      4       plugin reload latency with traffic (paced, then full) (~30 s)
-#   metrics.sh     5       bench/metrics_ffi.lua                                 (~5 s)
+#   metrics.sh     5a-e    metrics hot paths: bench/metrics_c_bench.c (plain C add, observe,
+#                          render of 100k series, memory per series) next to
+#                          bench/metrics_ffi.lua (FFI handles, JIT and plugin mode,
+#                          increment_counter by name)                            (~45 s)
+#   metrics_http.sh 5f     GET /metrics with 100k series, beagle vs node_exporter's
+#                          textfile collector, HTTP to HTTP                      (~40 s)
 # Knobs: BENCH_IDLE_SECONDS (300), BENCH_CHECKS_SECONDS (60), BENCH_CHECKS_PLUGINS ("http tcp"),
 # BENCH_RPS_SECONDS (10), BENCH_RPS_ROUNDS (3), BENCH_RELOAD_N (100),
-# BENCH_RELOAD_LOADS ("paced full"), BENCH_ONLY (space-separated subset: idle checks50
-# health_rps reload metrics), BENCH_RESULTS (output file, default bench/RESULTS.md).
+# BENCH_RELOAD_LOADS ("paced full"), BENCH_METRICS_REPS (5), BENCH_HTTP_N (15), BENCH_ONLY
+# (space-separated subset: idle checks50 health_rps reload metrics metrics_http),
+# BENCH_RESULTS (output file, default bench/RESULTS.md).
 set -u
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
 export BUILD=${BUILD:-build}
 case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS="$REPO/$BUILD" ;; esac
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
-ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics}
+ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http}
 export BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-300}
 export BENCH_CHECKS_SECONDS=${BENCH_CHECKS_SECONDS:-60}
 
@@ -80,7 +86,8 @@ if want reload; then
     step "reload-$l" $(( ${BENCH_RELOAD_N:-100} * 3 + 120 )) reload.sh BENCH_RELOAD_LOAD="$l"
   done
 fi
-want metrics && step metrics 330 metrics.sh
+want metrics && step metrics 420 metrics.sh
+want metrics_http && step metrics_http 300 metrics_http.sh
 
 ELAPSED=$((SECONDS - T0))
 # whole-machine CPU over the run: busy share and steal (time the hypervisor gave to others)
@@ -101,12 +108,12 @@ build_type=$(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$BUILD_ABS/CMakeCache.tx
 
 order() { # the .md / .summary files in run order
   local ext=$1
-  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics; do
+  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http; do
     [ -f "$BENCH_OUT/$n.$ext" ] && echo "$BENCH_OUT/$n.$ext"
   done
   for f in "$BENCH_OUT"/*."$ext"; do
     [ -f "$f" ] || continue
-    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics " in
+    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http " in
       *" $(basename "$f" ".$ext") "*) ;;
       *) echo "$f" ;;
     esac

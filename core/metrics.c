@@ -634,13 +634,7 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
     cut_kv[2 * i + 1] = cut[i];
     ncut++;
   }
-  if (ncut) {
-    kv = cut_kv;
-    if (mode == MODE_GET) {
-      r->truncated += (uint64_t)ncut;
-      note(r, &r->truncated_s, TRUNCATED_NAME, TRUNCATED_HELP, NULL, ncut);
-    }
-  }
+  if (ncut) kv = cut_kv;
 
   uint64_t fh = fnv(FNV_SEED, base);
   family *f = family_find(r, base, fh);
@@ -694,7 +688,15 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
     }
   }
   s = series_new(f, h, kv, order, nlabels);
-  if (s == NULL) seterr(err, errlen, "out of memory");
+  if (s == NULL) {
+    seterr(err, errlen, "out of memory");
+    return NULL;
+  }
+  /* a cut value is counted once, when its series is made, not on every later lookup */
+  if (ncut && mode == MODE_GET) {
+    r->truncated += (uint64_t)ncut;
+    note(r, &r->truncated_s, TRUNCATED_NAME, TRUNCATED_HELP, NULL, ncut);
+  }
   return s;
 }
 

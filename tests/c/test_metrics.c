@@ -548,7 +548,7 @@ static void test_truncation(void) {
   CHECK(get(r, BG_COUNTER, "trunc.requests", kvw, 1) == s); /* the cut value is the key */
   CHECK(get(r, BG_COUNTER, "trunc.requests", kv, 1) == s);
   CHECK(bg_series_find(r, BG_COUNTER, "trunc.requests", kv, 1) == s);
-  CHECK_INT(bg_registry_truncated(r), 2);
+  CHECK_INT(bg_registry_truncated(r), 1); /* counted once, when the series was made */
   /* Exactly 256 bytes are kept as they are. */
   char exact[257];
   memset(exact, 'b', 256);
@@ -556,15 +556,15 @@ static void test_truncation(void) {
   const char *kve[] = {"path", exact};
   bg_series *e = get(r, BG_COUNTER, "trunc.requests", kve, 1);
   CHECK(e != NULL && e != s);
-  CHECK_INT(bg_registry_truncated(r), 2);
+  CHECK_INT(bg_registry_truncated(r), 1);
   const char *both[] = {"a", long_v, "b", long_v};
   CHECK(get(r, BG_COUNTER, "trunc.two", both, 2) != NULL);
-  CHECK_INT(bg_registry_truncated(r), 4);
+  CHECK_INT(bg_registry_truncated(r), 3);
   bg_series *t = bg_series_find(r, BG_COUNTER, "beagle_label_values_truncated", NULL, 0);
   CHECK(t != NULL);
-  CHECK_DBL(t ? bg_series_value(t) : -1, 4);
+  CHECK_DBL(t ? bg_series_value(t) : -1, 3);
   char *text = render(r);
-  CHECK(strstr(text, "\nbeagle_label_values_truncated_total 4\n") != NULL);
+  CHECK(strstr(text, "\nbeagle_label_values_truncated_total 3\n") != NULL);
   char line[400];
   snprintf(line, sizeof line, "trunc_requests_total{path=\"%s\"} 0\n", want);
   CHECK(strstr(text, line) != NULL);
