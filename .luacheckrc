@@ -1,6 +1,7 @@
 std = "luajit"
 max_line_length = 140
-files["lua/beagle/sandbox.lua"] = { globals = { "__load", "__validate", "__run_check" }, read_globals = { "__bg" } }
+files["lua/beagle/sandbox.lua"] = { globals = { "__load", "__validate", "__run_check", "__load_rules", "__eval_rule" },
+  read_globals = { "__bg" } }
 files["lua/beagle/init.lua"] = { read_globals = { "__bg" } }
 files["plugins/"] = { read_globals = { "beagle" } }
 files["tests/"] = { std = "+busted" }
@@ -8,3 +9,4 @@ files["examples/plugins/"] = { read_globals = { "beagle" } }
 -- a config file sets settings as globals
 files["examples/beagle.lua"] = { allow_defined_top = true, read_globals = { "check", "channel", "backend", "settings", "env" },
   ignore = { "111", "131" } }
+files["rules/"] = { read_globals = { "alert", "anomaly", "route", "silence", "inhibit", "env", "beagle" } }

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "statsd.h"
+#include "store.h"
 #include "watch.h"
 
 #define TIMER_MT "beagle.core.timer"
@@ -705,6 +706,7 @@ static int luaopen_core(lua_State *L) {
   lua_pushstring(L, BG_VERSION);
   lua_setfield(L, -2, "version");
   bg_script_open_host(L, rt);
+  bg_store_open_lua(L); /* core.store_open(path[, opts]) */
   return 1;
 }
 

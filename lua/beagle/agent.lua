@@ -18,6 +18,8 @@ usage: beagle <command> [options]
 commands:
   run      run the agent in the foreground
   check    run the checks once, print one line each, exit 0/1/2/3 (healthy/degraded/unhealthy/unknown)
+  rules check FILE...   validate alert rule files, print each problem with file:line, exit 1 on any
+  rules test FILE...    run rule unit tests (input series, evaluation times, expected alerts)
   version  print the version
 
 options (run and check):
@@ -283,6 +285,14 @@ local routes = {
     end
     return 200, ctype, body, "Vary: Accept, Accept-Encoding\r\n"
   end } },
+  { "^/alerts/?$", { GET = function(self)
+    if not self.rules then return err_json(503, "alert rules are off") end
+    return 200, "application/json", json.encode { status = "success", alerts = self.rules:alerts_json() }
+  end } },
+  { "^/alerts/rules/?$", { GET = function(self)
+    if not self.rules then return err_json(503, "alert rules are off") end
+    return 200, "application/json", json.encode { status = "success", rules = self.rules:rules_json() }
+  end } },
   { "^/metrics/performance$", { GET = function(self)
     self:update_self_metrics()
     local body = performance.render_json(core.wall())
@@ -346,6 +356,7 @@ function Agent:reload(why)
     end
   end
   failures = failures + self.plugins:scan(false)
+  if self.rules then failures = failures + self.rules:scan() end
   self.health:sync()
   self:publish()
   return failures
@@ -361,6 +372,7 @@ function Agent:shutdown(sig)
   self.shutting_down = true
   log(1, "shutting down", { signal = tostring(sig) })
   self.plugins:stop_watching()
+  if self.rules then self.rules:stop() end
   local pending = self.health:stop()
   if self.server then self.server:close() self.server = nil end
   if self.statsd then self.statsd:stop() self.statsd = nil end
@@ -419,6 +431,19 @@ function Agent:run()
     -- a set's value is its distinct count per collection interval
     self.timers.statsd_sets = core.timer(s.metrics_collection_interval, s.metrics_collection_interval,
       function() sd:flush_sets() end)
+  end
+  -- alert rules: the built-in rules/ and --rules DIR, each file in a sandboxed state
+  local rules_dirs = { self.home .. "/rules" }
+  if self.opts.rules and self.opts.rules ~= rules_dirs[1] then rules_dirs[#rules_dirs + 1] = self.opts.rules end
+  local rules_mod = require "beagle.rules.manager"
+  local rm, rerr = rules_mod.new { dirs = rules_dirs, settings = s, metrics = self.metrics, log = log,
+    data_dir = s.data_dir, memory_limit = s.plugin_memory_limit_mb * 1024 * 1024 }
+  if not rm then
+    log(3, "alert rules are off", { error = tostring(rerr) })
+  else
+    self.rules = rm
+    rm:scan()
+    rm:watch(s.reload_debounce)
   end
   -- history: a sample of every series each collection interval, rollups flushed to the data
   -- directory every 15 s (on the threadpool), read by beagle.query
@@ -504,6 +529,26 @@ function Agent:check_once(names)
   return nil
 end
 
+-- beagle rules check FILE... | beagle rules test FILE...
+function M.rules_command(args)
+  local sub, files = args[2], {}
+  for i = 3, #args do files[#files + 1] = args[i] end
+  if (sub ~= "check" and sub ~= "test") or #files == 0 then
+    return usage_error("rules needs check or test and at least one file")
+  end
+  if sub == "check" then
+    local dsl = require "beagle.rules.dsl"
+    local problems = dsl.check_files(files)
+    for _, p in ipairs(problems) do io.stdout:write(p, "\n") end
+    if #problems > 0 then return 1 end
+    io.stdout:write(("%d file%s OK\n"):format(#files, #files == 1 and "" or "s"))
+    return 0
+  end
+  local testing = require "beagle.rules.testing"
+  local ok = testing.run_files(files, io.stdout)
+  return ok and 0 or 1
+end
+
 -- main(args, home) -> exit code now, or nil to run the loop.
 function M.main(args, home)
   local cmd = args[1]
@@ -516,6 +561,7 @@ function M.main(args, home)
     io.stdout:write(USAGE)
     return 0
   end
+  if cmd == "rules" then return M.rules_command(args) end
   if cmd ~= "run" and cmd ~= "check" then return usage_error(("unknown command %q"):format(cmd)) end
   local opts, code = parse_args(args)
   if not opts then return code end

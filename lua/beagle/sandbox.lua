@@ -202,3 +202,73 @@ function __run_check(a)
   end
   return { status = r.status, message = r.message, details = r.details, response_time = elapsed }
 end
+
+-- ---- rule files ---------------------------------------------------------------------------
+-- A rule file runs in a state of its own too: its expr functions are plugin-grade code (the
+-- JIT off, the budget and deadline on), and they read history through beagle.query.
+
+local RULES -- the set beagle.rules.dsl made of the file, with its expr functions
+
+local function strip_functions(set)
+  local out = {}
+  for k, v in pairs(set) do
+    if k ~= "exprs" then out[k] = v end
+  end
+  return out
+end
+
+-- __load_rules(path) -> set without functions | nil, problems (one string, a line each)
+function __load_rules(path)
+  local src, err = bg.read_file(path, 4 * 1024 * 1024)
+  if not src then return nil, err end
+  local dsl = require "beagle.rules.dsl"
+  local set, problems = dsl.load(path, src, { beagle = beagle })
+  if not set then
+    return nil, type(problems) == "table" and table.concat(problems, "\n") or tostring(problems)
+  end
+  for _, f in pairs(set.exprs or {}) do jit.off(f, true) end
+  RULES = set
+  return strip_functions(set)
+end
+
+local function find_rule(name)
+  for _, r in ipairs(RULES and RULES.alerts or {}) do
+    if r.name == name then return r end
+  end
+end
+
+-- Turns what an expr returned into a list of { labels, value }: a number, a list of
+-- { labels = {...}, value = n }, or a map of label value -> number (for one-label results).
+local function samples_of(v, name)
+  if type(v) == "number" then return { { labels = {}, value = v } } end
+  if type(v) ~= "table" then
+    raw_error(("expr of %q returned %s: return a number or a table of labelled numbers"):format(name, type(v)), 0)
+  end
+  local out = {}
+  for k, x in pairs(v) do
+    if type(x) == "table" and type(x.value) == "number" then
+      out[#out + 1] = { labels = x.labels or {}, value = x.value }
+    elseif type(x) == "number" then
+      out[#out + 1] = { labels = { key = tostring(k) }, value = x }
+    end
+  end
+  return out
+end
+
+-- __eval_rule{ name, at = ms | nil } -> { samples = {...} }
+function __eval_rule(a)
+  local r = find_rule(a.name)
+  if not r then raw_error(("no rule %q in this file"):format(a.name), 0) end
+  local q = require("beagle.query").new()
+  if a.at then q.at(a.at) end
+  local samples
+  if r.expr then
+    samples = samples_of(RULES.exprs[r.name](q), r.name)
+  elseif r.kind == "anomaly" then
+    local fn = q[r.method .. "score_all"]
+    samples = fn(r.metric, r.window, r.matchers, r.min_samples)
+  else
+    samples = q.last_all(r.metric, r.matchers)
+  end
+  return { samples = samples }
+end

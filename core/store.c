@@ -1,0 +1,292 @@
+/* store: one SQLite connection with its pragmas, a statement cache and nestable
+ * transactions. The Lua binding is in store_lua.c. */
+#include "store.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct centry {
+  char *sql;
+  sqlite3_stmt *st;
+  uint64_t used; /* tick of the last prepare, for eviction */
+  uint32_t hash;
+  int busy; /* handed out and not yet done */
+} centry;
+
+struct bg_store {
+  sqlite3 *db;
+  uint64_t tick;
+  int ncache;
+  int depth;
+  centry cache[BG_STORE_CACHE_MAX];
+};
+
+static int code_of(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return BG_EBUSY;
+  case SQLITE_NOMEM:
+    return BG_ENOMEM;
+  case SQLITE_FULL:
+    return BG_ELIMIT;
+  case SQLITE_ERROR:
+  case SQLITE_CONSTRAINT:
+  case SQLITE_MISMATCH:
+  case SQLITE_RANGE:
+  case SQLITE_MISUSE:
+    return BG_EINVAL;
+  default:
+    return BG_EIO;
+  }
+}
+
+/* Formats the connection's last error with the SQL it came from; returns the BG_E* code. */
+static int fail(bg_store *s, int rc, const char *sql, char *err, size_t errlen) {
+  if (err && errlen)
+    snprintf(err, errlen, "store: %s (in: %s)", s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc),
+             sql ? sql : "?");
+  return code_of(rc);
+}
+
+static int exec_sql(bg_store *s, const char *sql, char *err, size_t errlen) {
+  char *msg = NULL;
+  int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+  if (rc == SQLITE_OK) return 0;
+  if (err && errlen)
+    snprintf(err, errlen, "store: %s (in: %s)", msg ? msg : sqlite3_errstr(rc), sql);
+  sqlite3_free(msg);
+  return code_of(rc);
+}
+
+int bg_store_exec(bg_store *s, const char *sql, char *err, size_t errlen) {
+  return exec_sql(s, sql, err, errlen);
+}
+
+/* First column of the first row of sql as text, into buf. */
+static int query_text(bg_store *s, const char *sql, char *buf, size_t n, char *err, size_t errlen) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK) return fail(s, rc, sql, err, errlen);
+  rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    int code = fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc, sql, err, errlen);
+    sqlite3_finalize(st);
+    return code;
+  }
+  const unsigned char *t = sqlite3_column_text(st, 0);
+  snprintf(buf, n, "%s", t ? (const char *)t : "");
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int bg_store_open(const char *path, bg_store **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (path == NULL || *path == '\0') {
+    if (err && errlen) snprintf(err, errlen, "store: no database path");
+    return BG_EINVAL;
+  }
+  bg_store *s = calloc(1, sizeof *s);
+  if (s == NULL) return BG_ENOMEM;
+  /* NOMUTEX: the connection belongs to the loop thread (see store.h). */
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+  if (rc != SQLITE_OK) {
+    if (err && errlen)
+      snprintf(err, errlen, "store: %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    rc = code_of(rc);
+    goto err;
+  }
+  sqlite3_busy_timeout(s->db, BG_STORE_BUSY_MS);
+  char mode[16];
+  if ((rc = query_text(s, "PRAGMA journal_mode=WAL", mode, sizeof mode, err, errlen)) != 0)
+    goto err;
+  const char *file = sqlite3_db_filename(s->db, "main");
+  int memory = file == NULL || *file == '\0';
+  if (!memory && strcmp(mode, "wal") != 0) {
+    if (err && errlen) snprintf(err, errlen, "store: %s: journal mode is %s, not wal", path, mode);
+    rc = BG_EIO;
+    goto err;
+  }
+  /* journal_size_limit: the WAL file is truncated back to 16 MiB after a checkpoint. */
+  rc = exec_sql(s,
+                "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                " PRAGMA journal_size_limit=16777216",
+                err, errlen);
+  if (rc != 0) goto err;
+  *out = s;
+  return 0;
+err:
+  bg_store_close(s);
+  return rc;
+}
+
+void bg_store_close(bg_store *s) {
+  if (s == NULL) return;
+  if (s->db && !sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  for (int i = 0; i < s->ncache; i++) {
+    sqlite3_finalize(s->cache[i].st);
+    free(s->cache[i].sql);
+  }
+  /* close_v2: a statement the caller still holds outside the cache does not keep us open */
+  sqlite3_close_v2(s->db);
+  free(s);
+}
+
+sqlite3 *bg_store_db(bg_store *s) {
+  return s->db;
+}
+
+int bg_store_depth(const bg_store *s) {
+  return s->depth;
+}
+
+/* ---- statements ---------------------------------------------------------------------------- */
+
+static uint32_t hash_str(const char *p) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (; *p; p++)
+    h = (h ^ (unsigned char)*p) * 16777619u;
+  return h;
+}
+
+static int only_space(const char *p) {
+  for (; *p; p++)
+    if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != ';') return 0;
+  return 1;
+}
+
+/* A free cache slot: a new one, or the least recently used idle statement finalized. NULL
+ * when every slot is handed out. */
+static centry *slot(bg_store *s) {
+  if (s->ncache < BG_STORE_CACHE_MAX) return &s->cache[s->ncache++];
+  centry *lru = NULL;
+  for (int i = 0; i < s->ncache; i++)
+    if (!s->cache[i].busy && (lru == NULL || s->cache[i].used < lru->used)) lru = &s->cache[i];
+  if (lru == NULL) return NULL;
+  sqlite3_finalize(lru->st);
+  free(lru->sql);
+  memset(lru, 0, sizeof *lru);
+  return lru;
+}
+
+int bg_store_prepare(bg_store *s, const char *sql, sqlite3_stmt **out, char *err, size_t errlen) {
+  *out = NULL;
+  uint32_t h = hash_str(sql);
+  int nested = 0;
+  for (int i = 0; i < s->ncache; i++) {
+    centry *e = &s->cache[i];
+    if (e->hash != h || strcmp(e->sql, sql) != 0) continue;
+    if (e->busy) {
+      nested = 1;
+      break;
+    }
+    e->busy = 1;
+    e->used = ++s->tick;
+    *out = e->st;
+    return 0;
+  }
+  sqlite3_stmt *st = NULL;
+  const char *tail = NULL;
+  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, &tail);
+  if (rc != SQLITE_OK) return fail(s, rc, sql, err, errlen);
+  if (st == NULL || (tail && !only_space(tail))) {
+    sqlite3_finalize(st);
+    if (err && errlen)
+      snprintf(err, errlen, "store: %s (in: %s)", st ? "more than one statement" : "no statement",
+               sql);
+    return BG_EINVAL;
+  }
+  /* nested use, no memory for the key or every slot out: an uncached statement */
+  char *copy = nested ? NULL : strdup(sql);
+  centry *e = copy ? slot(s) : NULL;
+  if (e == NULL) {
+    free(copy);
+    *out = st;
+    return 0;
+  }
+  e->sql = copy;
+  e->st = st;
+  e->hash = h;
+  e->busy = 1;
+  e->used = ++s->tick;
+  *out = st;
+  return 0;
+}
+
+int bg_store_step(bg_store *s, sqlite3_stmt *st, char *err, size_t errlen) {
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) return 1;
+  if (rc == SQLITE_DONE) return 0;
+  return fail(s, rc, sqlite3_sql(st), err, errlen);
+}
+
+void bg_store_done(bg_store *s, sqlite3_stmt *st) {
+  if (st == NULL) return;
+  for (int i = 0; i < s->ncache; i++) {
+    if (s->cache[i].st == st) {
+      sqlite3_reset(st);
+      sqlite3_clear_bindings(st);
+      s->cache[i].busy = 0;
+      return;
+    }
+  }
+  sqlite3_finalize(st);
+}
+
+/* ---- transactions -------------------------------------------------------------------------- */
+
+int bg_store_begin(bg_store *s, char *err, size_t errlen) {
+  char sql[32];
+  /* IMMEDIATE takes the write lock now: a deferred transaction that reads and then writes
+   * can fail with SQLITE_BUSY against another writer, whatever the busy timeout. */
+  if (s->depth == 0)
+    snprintf(sql, sizeof sql, "BEGIN IMMEDIATE");
+  else
+    snprintf(sql, sizeof sql, "SAVEPOINT bg%d", s->depth);
+  int rc = exec_sql(s, sql, err, errlen);
+  if (rc == 0) s->depth++;
+  return rc;
+}
+
+static int no_tx(const char *what, char *err, size_t errlen) {
+  if (err && errlen) snprintf(err, errlen, "store: %s without a transaction", what);
+  return BG_EINVAL;
+}
+
+int bg_store_rollback(bg_store *s, char *err, size_t errlen) {
+  if (s->depth == 0) return no_tx("rollback", err, errlen);
+  int level = --s->depth;
+  /* SQLite may already have rolled everything back (SQLITE_FULL, IOERR, NOMEM) */
+  if (sqlite3_get_autocommit(s->db)) return 0;
+  char sql[64];
+  if (level == 0)
+    snprintf(sql, sizeof sql, "ROLLBACK");
+  else
+    snprintf(sql, sizeof sql, "ROLLBACK TO bg%d; RELEASE bg%d", level, level);
+  return exec_sql(s, sql, err, errlen);
+}
+
+int bg_store_commit(bg_store *s, char *err, size_t errlen) {
+  if (s->depth == 0) return no_tx("commit", err, errlen);
+  if (sqlite3_get_autocommit(s->db)) {
+    s->depth--;
+    if (err && errlen) snprintf(err, errlen, "store: the transaction was rolled back by an error");
+    return BG_EIO;
+  }
+  int level = s->depth - 1;
+  char sql[32];
+  if (level == 0)
+    snprintf(sql, sizeof sql, "COMMIT");
+  else
+    snprintf(sql, sizeof sql, "RELEASE bg%d", level);
+  int rc = exec_sql(s, sql, err, errlen);
+  if (rc == 0) {
+    s->depth--;
+    return 0;
+  }
+  bg_store_rollback(s, NULL, 0);
+  return rc;
+}

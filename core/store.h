@@ -1,0 +1,80 @@
+/* store: the agent's durable state in one SQLite file (alert states, the notification log
+ * that is also the delivery outbox, silences, rules created over the API). The schema lives
+ * with its users in Lua (lua/beagle/rules/store.lua); this module owns the connection: its
+ * pragmas, a cache of prepared statements keyed by SQL text, nestable transactions, and the
+ * Lua binding (store_open) the agent and the specs use.
+ *
+ * Durability: WAL with synchronous=NORMAL. A commit is one write to the WAL, no fsync; the
+ * fsync happens at checkpoints. A crash of the process (kill -9) loses nothing committed; a
+ * power loss or kernel crash may lose the last transactions, never part of one. That suits
+ * the outbox: an alert-state change and its notification rows commit together, so a lost
+ * suffix is re-decided by the next evaluation, and a lost "sent" mark only causes a resend
+ * that carries the same dedup key. Who needs power-loss durability runs
+ * "PRAGMA synchronous=FULL" (the Lua open takes { synchronous = "full" }); see the commit
+ * costs measured in tests/c/test_store.c.
+ *
+ * Threads: a store is used from one thread, the loop's; every call is synchronous. The
+ * statements are small (single-row upserts, indexed counts), so a call costs microseconds
+ * and a commit tens of microseconds; a writer from another process (the CLI) can make a
+ * call wait up to the busy timeout (BG_STORE_BUSY_MS). */
+#ifndef BG_STORE_H
+#define BG_STORE_H
+
+#include <stddef.h>
+
+#include <lua.h>
+#include <sqlite3.h>
+
+#include "bg.h"
+
+#define BG_STORE_BUSY_MS 2000
+/* Prepared statements kept per store; the least recently used idle one is finalized first. */
+#define BG_STORE_CACHE_MAX 64
+
+typedef struct bg_store bg_store;
+
+/* Opens (creating if needed) the database file at path (":memory:" for a private in-memory
+ * one; the directory must exist) with WAL, synchronous=NORMAL, foreign keys on and a busy
+ * timeout. *out is owned by the caller, freed with bg_store_close. Returns 0 or a BG_E* code
+ * with a message in err. */
+int bg_store_open(const char *path, bg_store **out, char *err, size_t errlen);
+
+/* Rolls back an open transaction, finalizes every statement and closes. NULL is a no-op. */
+void bg_store_close(bg_store *s);
+
+/* Runs one or more SQL statements without parameters (schema, pragmas). 0 or a BG_E* code
+ * with "store: <sqlite message> (in: <sql>)" in err. */
+int bg_store_exec(bg_store *s, const char *sql, char *err, size_t errlen);
+
+/* A prepared statement for sql, reset and with no bindings, from the cache (prepared on a
+ * miss). Borrowed: hand it back with bg_store_done, which resets it. While it is out, asking
+ * for the same SQL gives a separate statement (nested use is safe). 0 or a BG_E* code. */
+int bg_store_prepare(bg_store *s, const char *sql, sqlite3_stmt **out, char *err, size_t errlen);
+
+/* Steps st: 1 for a row, 0 when done, a BG_E* code on error (message with the SQL in err). */
+int bg_store_step(bg_store *s, sqlite3_stmt *st, char *err, size_t errlen);
+
+/* Resets st and clears its bindings; a statement not from the cache is finalized. */
+void bg_store_done(bg_store *s, sqlite3_stmt *st);
+
+/* Transactions nest: the outermost is BEGIN IMMEDIATE ... COMMIT, inner ones are savepoints.
+ * A failed commit rolls its level back, so every begin that returned 0 is closed by exactly
+ * one commit or rollback. 0 or a BG_E* code. */
+int bg_store_begin(bg_store *s, char *err, size_t errlen);
+int bg_store_commit(bg_store *s, char *err, size_t errlen);
+int bg_store_rollback(bg_store *s, char *err, size_t errlen);
+/* Open transaction levels (0: none). */
+int bg_store_depth(const bg_store *s);
+
+/* The connection, borrowed, for what the API above does not cover (changes, rowid). */
+sqlite3 *bg_store_db(bg_store *s);
+
+/* Adds store_open(path[, opts]) to the table on top of L's stack (the agent's "beagle.core").
+ * The db handles it makes are described in store.c. */
+void bg_store_open_lua(lua_State *L);
+
+/* The same binding as a Lua C module, for a plain luajit (busted specs):
+ * package.loadlib(BEAGLE_LIB, "luaopen_beagle_store")() -> { store_open = fn }. */
+BG_EXPORT int luaopen_beagle_store(lua_State *L);
+
+#endif

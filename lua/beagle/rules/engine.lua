@@ -1,0 +1,543 @@
+-- beagle.rules.engine: alert instance states (after Prometheus alerting rules) and, through
+-- beagle.rules.policy, when they notify (after Alertmanager). Pure Lua, no I/O: time is the
+-- injected now(), persistence the optional injected store, delivery the injected notify(n).
+-- The contract with dsl.lua and the store is lua/beagle/rules/CONTRACT.md.
+--
+--   local e = Engine.new { now = fn, settings = {...}, store = st, notify = fn, render = fn,
+--                          match = fn, resolved_retention = 900 }
+--   e:set_rules(rules, routes, inhibits) -> true | nil, err   e:set_silences(list)
+--   e:evaluate(name, samples, err) -> true | nil, err          e:tick() -> notifications sent
+--   e:alerts{ resolved = bool } -> instance copies             e:rule_state(name) -> table | nil
+--   e:test(name, samples) -> notifications, instances | nil, err
+--   e.suppressed = { cooldown, hourly_limit, silenced, inhibited }, e.sent, e.store_errors,
+--   e.notify_errors, e.render_errors: counters for metrics.
+--
+-- Instance, per rule and series: labels = series labels, then the rule's static labels, then
+-- alertname = rule name and severity = rule severity (later wins). Fingerprint: FNV-1a 64 over
+-- the canonical label string (labels sorted by name, each "name\0value\0"), 16 lowercase hex
+-- digits; alertname is a label, so the rule name is part of it.
+--
+-- States: inactive -> pending when the condition holds (active_at = now) -> firing once it has
+-- held `duration` (starts_at = now; duration 0 fires in the same evaluation) -> resolved when it
+-- no longer holds (ends_at = now). keep_firing_for: a firing instance resolves only after its
+-- condition has been false for that long. clear_threshold: once firing, the condition is tested
+-- against clear_threshold with the same operator (ignored for == and !=). A pending instance whose
+-- condition fails is forgotten without notifying; a series absent from the samples, or a NaN
+-- value, counts as false. A resolved instance becomes pending again when the condition holds, and
+-- is dropped `resolved_retention` seconds (900) after ends_at. An evaluation error changes no state.
+local policy = require("beagle.rules.policy")
+
+local bit = require("bit")
+local bxor, tohex = bit.bxor, bit.tohex
+local byte, floor = string.byte, math.floor
+
+local Engine = {}
+Engine.__index = Engine
+Engine.policy = policy
+
+local RETENTION = 900
+local TWO32 = 4294967296
+
+-- FNV-1a 64 on two 32-bit halves held in doubles (every intermediate stays below 2^53):
+-- h * 0x100000001b3 = h * 0x1b3 + (h << 40) mod 2^64.
+function Engine.fnv1a64(s)
+  local hi, lo = 0xcbf29ce4, 0x84222325
+  for i = 1, #s do
+    lo = bxor(lo, byte(s, i)) % TWO32
+    local l = lo * 0x1b3
+    hi = (hi * 0x1b3 + floor(l / TWO32) + (lo % 16777216) * 256) % TWO32
+    lo = l % TWO32
+  end
+  return tohex(hi, 8) .. tohex(lo, 8)
+end
+
+function Engine.canonical(labels)
+  local ks = {}
+  for k in pairs(labels) do ks[#ks + 1] = k end
+  table.sort(ks)
+  local parts = {}
+  for i, k in ipairs(ks) do parts[i] = k .. "\0" .. tostring(labels[k]) .. "\0" end
+  return table.concat(parts)
+end
+
+function Engine.fingerprint(labels)
+  return Engine.fnv1a64(Engine.canonical(labels))
+end
+
+-- Label matching for routes, silences and inhibits until dsl.match exists: swap it by assigning
+-- Engine.match = dsl.match (or pass Engine.new{ match = fn }). A matcher is "v" (equal), "!v"
+-- (negation of any form), "glob*" ("*" = any run of characters) or "~pat" (a Lua pattern
+-- anchored at both ends); a label the instance lacks reads "".
+local function glob_to_pattern(g)
+  return "^" .. g:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0"):gsub("%*", ".*") .. "$"
+end
+
+local function match_one(m, v)
+  if m:sub(1, 1) == "!" then return not match_one(m:sub(2), v) end
+  if m:sub(1, 1) == "~" then return v:find("^(" .. m:sub(2) .. ")$") ~= nil end
+  if m:find("*", 1, true) then return v:find(glob_to_pattern(m)) ~= nil end
+  return v == m
+end
+
+function Engine.local_match(matchers, labels)
+  for k, m in pairs(matchers) do
+    if not match_one(tostring(m), tostring(labels[k] or "")) then return false end
+  end
+  return true
+end
+
+Engine.match = Engine.local_match
+
+local function copy(t)
+  if type(t) ~= "table" then return t end
+  local c = {}
+  for k, v in pairs(t) do c[k] = copy(v) end
+  return c
+end
+
+-- The public (and persisted) view of an instance: everything but the group link.
+local function copy_instance(inst)
+  return { fingerprint = inst.fingerprint, name = inst.name, labels = copy(inst.labels),
+    state = inst.state, value = inst.value, active_at = inst.active_at, starts_at = inst.starts_at,
+    ends_at = inst.ends_at, last_eval = inst.last_eval, keep_since = inst.keep_since,
+    last_notified = copy(inst.last_notified), annotations = copy(inst.annotations),
+    deleted = inst.deleted }
+end
+
+function Engine.new(opts)
+  opts = opts or {}
+  local self = setmetatable({
+    now = opts.now or os.time,
+    settings = opts.settings or {},
+    store = opts.store,
+    notify = opts.notify or function() end,
+    render = opts.render or function(text) return text end,
+    retention = opts.resolved_retention or RETENTION,
+    rules = {}, rstate = {}, routes = {}, inhibits = {}, silences = {},
+    instances = {}, by_rule = {}, groups = {}, log = {}, dirty = {}, fpcache = {}, touched = {},
+    suppressed = { cooldown = 0, hourly_limit = 0, silenced = 0, inhibited = 0 },
+    sent = 0, store_errors = 0, notify_errors = 0, render_errors = 0,
+    copy = copy_instance, hash = Engine.fnv1a64,
+  }, Engine)
+  self.match = opts.match or function(m, l) return Engine.match(m, l) end
+  if self.store then self:restore() end
+  return self
+end
+
+local function store_call(self, method, ...)
+  local ok, res, err = pcall(self.store[method], self.store, ...)
+  if not ok or res == nil and err ~= nil then
+    self.store_errors = self.store_errors + 1
+    self.last_store_error = tostring(ok and err or res)
+    return nil
+  end
+  return res
+end
+
+local function rule_insts(self, name)
+  local t = self.by_rule[name]
+  if not t then t = {}; self.by_rule[name] = t end
+  return t
+end
+
+local LIVE = { pending = true, firing = true, resolved = true }
+
+-- Rebuilds instances and the notification log from store:load(). Groups are formed at set_rules.
+function Engine:restore()
+  local data = store_call(self, "load") or {}
+  local now = self.now()
+  for _, s in ipairs(data.instances or {}) do
+    if not s.deleted and type(s.fingerprint) == "string" and type(s.name) == "string" and LIVE[s.state]
+      and not (s.state == "resolved" and s.ends_at and now - s.ends_at >= self.retention) then
+      local inst = copy_instance(s)
+      inst.labels = inst.labels or {}
+      inst.annotations = inst.annotations or {}
+      -- the write-ahead log, not the instance row, says what was notified
+      inst.last_notified = {}
+      self.instances[inst.fingerprint] = inst
+      rule_insts(self, inst.name)[inst.fingerprint] = inst
+    end
+  end
+  local rows = copy(data.notified or {})
+  table.sort(rows, function(a, b) return (a.at or 0) < (b.at or 0) end)
+  for _, r in ipairs(rows) do
+    if r.fingerprint and r.channel and r.at and not r.test then
+      policy.record(self, r.fingerprint, r.channel, r.status or "firing", r.at)
+      local inst = self.instances[r.fingerprint]
+      if inst then inst.last_notified[r.channel] = r.at end
+    end
+  end
+end
+
+local function mark(self, inst)
+  self.dirty[inst.fingerprint] = inst
+end
+
+local function forget(self, inst)
+  local fp = inst.fingerprint
+  if self.instances[fp] == inst then self.instances[fp] = nil end
+  local t = self.by_rule[inst.name]
+  if t and t[fp] == inst then t[fp] = nil end
+  inst.deleted = true
+  mark(self, inst)
+end
+
+-- Flushes due groups (all of them with `full`, else only those placed into since the last step,
+-- so that an evaluation costs what it touched), expires history (with `full`), persists changed
+-- instances, then logs each notification and only then delivers it (write-ahead).
+function Engine:_step(now, full)
+  local out = {}
+  policy.flush(self, now, out, not full and self.touched or nil)
+  self.touched = {}
+  if full then
+    for _, inst in pairs(self.instances) do
+      if inst.state == "resolved" and not inst.group and now - (inst.ends_at or now) >= self.retention then
+        forget(self, inst)
+      end
+    end
+    policy.prune_log(self, now)
+  end
+  if next(self.dirty) ~= nil then
+    if self.store then
+      local list = {}
+      for _, inst in pairs(self.dirty) do list[#list + 1] = copy_instance(inst) end
+      table.sort(list, function(a, b) return a.fingerprint < b.fingerprint end)
+      store_call(self, "save_instances", list)
+    end
+    self.dirty = {}
+  end
+  for _, n in ipairs(out) do
+    if self.store then store_call(self, "log_notification", n) end
+    local ok = pcall(self.notify, n)
+    if ok then self.sent = self.sent + 1 else self.notify_errors = self.notify_errors + 1 end
+  end
+  return #out
+end
+
+-- Rules replace the previous set. An instance is kept (state, times, notification history) when
+-- its rule still exists, is enabled, and still gives it the same alertname, severity and static
+-- labels; otherwise a firing one resolves (and its resolve is sent), a pending one is dropped, a
+-- resolved one stays for the history. Duplicate names are refused and change nothing.
+function Engine:set_rules(rules, routes, inhibits)
+  local map, order = {}, {}
+  for i, r in ipairs(rules or {}) do
+    if type(r) ~= "table" or type(r.name) ~= "string" then
+      error(("bad argument #1 to 'set_rules' (rule %d has no name)"):format(i), 2)
+    end
+    if map[r.name] then return nil, ("duplicate rule name %q"):format(r.name) end
+    map[r.name], order[#order + 1] = r, r.name
+  end
+  local now = self.now()
+  self.rules, self.rule_order = map, order
+  self.routes, self.inhibits = routes or {}, inhibits or {}
+  self.fpcache = {}
+  local rs = {}
+  for name in pairs(map) do rs[name] = self.rstate[name] or {} end
+  self.rstate = rs
+  for _, inst in pairs(self.instances) do
+    local r = map[inst.name]
+    local keep = r and r.enabled ~= false and inst.labels.alertname == r.name
+      and inst.labels.severity == (r.severity or "warning")
+    if keep then
+      for k, v in pairs(r.labels or {}) do
+        if k ~= "alertname" and k ~= "severity" and inst.labels[k] ~= tostring(v) then keep = false end
+      end
+    end
+    if not keep then
+      if inst.state == "firing" then
+        inst.state, inst.ends_at, inst.keep_since = "resolved", now, nil
+        mark(self, inst)
+      elseif inst.state == "pending" then
+        inst.state = "inactive"
+        forget(self, inst)
+      end
+    end
+  end
+  policy.regroup(self, now)
+  self:_step(now, true)
+  return true
+end
+
+-- Silences: { { matchers, starts, ends, ... } }, replacing the previous list; checked at each flush.
+function Engine:set_silences(list)
+  self.silences = list or {}
+end
+
+local function holds(op, v, t)
+  if op == ">" then return v > t
+  elseif op == "<" then return v < t
+  elseif op == ">=" then return v >= t
+  elseif op == "<=" then return v <= t
+  elseif op == "==" then return v == t
+  elseif op == "!=" then return v ~= t
+  end
+  error(("unknown condition %q"):format(tostring(op)))
+end
+
+local function to_value(v)
+  if type(v) == "boolean" then return v and 1 or 0 end
+  v = tonumber(v)
+  if v ~= v then return nil end
+  return v
+end
+
+-- Moves one instance given this evaluation's value (nil: series absent). Returns true when
+-- something that is persisted changed.
+local function transition(rule, inst, value, now)
+  local before, kept = inst.state, inst.keep_since
+  local active = false
+  if value ~= nil then
+    local op, t = rule.condition or ">", rule.threshold
+    if before == "firing" and rule.clear_threshold ~= nil and op ~= "==" and op ~= "!=" then
+      t = rule.clear_threshold
+    end
+    active = holds(op, value, t)
+    inst.value = value
+  end
+  inst.last_eval = now
+  if active then
+    inst.keep_since = nil
+    if before ~= "pending" and before ~= "firing" then
+      inst.state, inst.active_at, inst.starts_at, inst.ends_at = "pending", now, nil, nil
+    end
+    if inst.state == "pending" and now - inst.active_at >= (rule.duration or 0) then
+      inst.state, inst.starts_at = "firing", now
+    end
+  elseif before == "pending" then
+    inst.state = "inactive"
+  elseif before == "firing" then
+    inst.keep_since = inst.keep_since or now
+    if now - inst.keep_since >= (rule.keep_firing_for or 0) then
+      inst.state, inst.ends_at, inst.keep_since = "resolved", now, nil
+    end
+  end
+  return inst.state ~= before or inst.keep_since ~= kept
+end
+
+local TEMPLATES = { "message", "summary", "description" }
+
+local function annotate(self, rule, inst)
+  local ctx = { value = inst.value, threshold = rule.threshold, labels = inst.labels,
+    duration = rule.duration or 0, name = rule.name, severity = rule.severity }
+  local a = {}
+  for _, k in ipairs(TEMPLATES) do
+    local t = rule[k]
+    if t ~= nil then
+      local ok, s = pcall(self.render, t, ctx)
+      if ok and s ~= nil then
+        a[k] = s
+      else
+        a[k] = t
+        self.render_errors = self.render_errors + 1
+      end
+    end
+  end
+  inst.annotations = a
+end
+
+local function instance_labels(rule, series)
+  local l = {}
+  for k, v in pairs(series or {}) do l[k] = tostring(v) end
+  for k, v in pairs(rule.labels or {}) do l[k] = tostring(v) end
+  l.alertname = rule.name
+  l.severity = rule.severity or "warning"
+  return l
+end
+
+-- Labels and fingerprint of a sample, cached on the identity of its labels table (weakly), so a
+-- caller that reuses label tables across evaluations pays for the hash once.
+local function identify(self, rule, series)
+  if series == nil then
+    local l = instance_labels(rule, nil)
+    return l, Engine.fingerprint(l)
+  end
+  local cache = self.fpcache[rule.name]
+  if not cache then
+    cache = setmetatable({}, { __mode = "k" })
+    self.fpcache[rule.name] = cache
+  end
+  local hit = cache[series]
+  if hit then return hit[1], hit[2] end
+  local l = instance_labels(rule, series)
+  local fp = Engine.fingerprint(l)
+  cache[series] = { l, fp }
+  return l, fp
+end
+
+local function new_instance(rule, labels, fp)
+  return { fingerprint = fp, name = rule.name, labels = labels, state = "inactive",
+    last_notified = {}, annotations = {} }
+end
+
+-- One evaluation of rule `name` at now(): samples = { { labels = {...}, value = n }, ... }.
+-- With `err` (the evaluation failed) no state changes and the error is kept for rule_state.
+function Engine:evaluate(name, samples, err)
+  local rule = self.rules[name]
+  if not rule then return nil, ("unknown rule %q"):format(tostring(name)) end
+  local now = self.now()
+  local rs = self.rstate[name]
+  rs.last_eval = now
+  if err ~= nil then
+    rs.last_error = tostring(err)
+    return true
+  end
+  rs.last_error = nil
+  if rule.enabled == false then return true end
+  local insts = rule_insts(self, name)
+  local any = next(insts) ~= nil
+  local seen = {}
+  for _, s in ipairs(samples or {}) do
+    local v = to_value(s.value)
+    -- the common case, a quiet series of a quiet rule, costs one comparison
+    if any or (v ~= nil and holds(rule.condition or ">", v, rule.threshold)) then
+      local labels, fp = identify(self, rule, s.labels)
+      seen[fp] = true
+      local inst = insts[fp] or new_instance(rule, labels, fp)
+      local before, value = inst.state, inst.value
+      local changed = transition(rule, inst, v, now)
+      if inst.state == "inactive" then
+        if before ~= "inactive" then forget(self, inst) end
+      else
+        if before == "inactive" then
+          insts[fp], self.instances[fp] = inst, inst
+        end
+        if changed or inst.value ~= value or inst.state ~= before then annotate(self, rule, inst) end
+        if changed then mark(self, inst) end
+        if inst.state ~= before then policy.place(self, inst, now) end
+      end
+    end
+  end
+  for fp, inst in pairs(insts) do
+    if not seen[fp] and (inst.state == "pending" or inst.state == "firing") then
+      local before = inst.state
+      if transition(rule, inst, nil, now) then mark(self, inst) end
+      if inst.state == "inactive" then
+        forget(self, inst)
+      elseif inst.state ~= before then
+        policy.place(self, inst, now)
+      end
+    end
+  end
+  self:_step(now)
+  return true
+end
+
+-- Group timers (group_wait, group_interval, repeat_interval), resolved-history expiry.
+-- Returns the number of notifications sent.
+function Engine:tick()
+  return self:_step(self.now(), true)
+end
+
+local function by_name_fp(a, b)
+  if a.name ~= b.name then return a.name < b.name end
+  return a.fingerprint < b.fingerprint
+end
+
+-- Pending and firing instances (and resolved ones still kept, with { resolved = true }).
+function Engine:alerts(opts)
+  local all = opts and opts.resolved
+  local out = {}
+  for _, inst in pairs(self.instances) do
+    if inst.state == "pending" or inst.state == "firing" or (all and inst.state == "resolved") then
+      out[#out + 1] = copy_instance(inst)
+    end
+  end
+  table.sort(out, by_name_fp)
+  return out
+end
+
+-- { state = "firing"|"pending"|"inactive"|"disabled", last_eval, last_error, instances = n }
+-- where n counts pending and firing instances; nil for an unknown rule.
+function Engine:rule_state(name)
+  local rule, rs = self.rules[name], self.rstate[name]
+  if not rule then return nil end
+  local state, n = "inactive", 0
+  for _, inst in pairs(self.by_rule[name] or {}) do
+    if inst.state == "firing" then state, n = "firing", n + 1
+    elseif inst.state == "pending" then
+      n = n + 1
+      if state ~= "firing" then state = "pending" end
+    end
+  end
+  if rule.enabled == false then state = "disabled" end
+  return { state = state, last_eval = rs.last_eval, last_error = rs.last_error, instances = n }
+end
+
+-- Evaluates once on copies, changing nothing (no state, counter, store or notify call). Returns
+-- the test notifications (test = true, one per channel of the routing) holding every series whose
+-- condition holds now against `threshold` (duration, silences and limits are not applied), and
+-- the copies of every evaluated instance in the state this evaluation would have moved it to.
+function Engine:test(name, samples)
+  local rule = self.rules[name]
+  if not rule then return nil, ("unknown rule %q"):format(tostring(name)) end
+  local now = self.now()
+  local insts = self.by_rule[name] or {}
+  local alerts, evaluated = {}, {}
+  for _, s in ipairs(samples or {}) do
+    local v = to_value(s.value)
+    local labels = instance_labels(rule, s.labels)
+    local fp = Engine.fingerprint(labels)
+    local inst = insts[fp] and copy_instance(insts[fp]) or new_instance(rule, copy(labels), fp)
+    transition(rule, inst, v, now)
+    local probe = { annotations = {}, value = v, labels = inst.labels }
+    annotate(self, rule, probe)
+    inst.annotations = probe.annotations
+    local c = copy_instance(inst)
+    c.test = true
+    evaluated[#evaluated + 1] = c
+    if v ~= nil and holds(rule.condition or ">", v, rule.threshold) then
+      local a = copy_instance(inst)
+      a.status, a.test = "firing", true
+      alerts[#alerts + 1] = a
+    end
+  end
+  return policy.test_notifications(self, rule, alerts, now), evaluated
+end
+
+-- The reference store, in memory. A SQLite store answers the same calls:
+--   load() -> { instances = { instance copy... }, notified = { { fingerprint, channel, status, at }... } }
+--     `notified` must hold, per fingerprint and channel, at least the rows of the last hour and
+--     the latest row (restores cooldown, hourly counts and "already notified").
+--   save_instances(list) -> true | nil, err   one transaction; a copy with deleted = true is removed.
+--   log_notification(n) -> true | nil, err    one row per alert of n: (fingerprint, channel,
+--     alert.status, n.created_at), called before the notification is delivered.
+--   count_notifications(fingerprint, channel, since, status?) -> n
+function Engine.memory_store()
+  local st = { instances = {}, notifications = {} }
+  function st.load(self)
+    local list = {}
+    for _, i in pairs(self.instances) do list[#list + 1] = copy(i) end
+    table.sort(list, function(a, b) return a.fingerprint < b.fingerprint end)
+    local rows = {}
+    for _, n in ipairs(self.notifications) do
+      for _, a in ipairs(n.alerts or {}) do
+        rows[#rows + 1] = { fingerprint = a.fingerprint, channel = n.channel, status = a.status, at = n.created_at }
+      end
+    end
+    return { instances = list, notified = rows }
+  end
+  function st.save_instances(self, list)
+    for _, i in ipairs(list) do
+      self.instances[i.fingerprint] = (not i.deleted) and copy(i) or nil
+    end
+    return true
+  end
+  function st.log_notification(self, n)
+    if not n.test then self.notifications[#self.notifications + 1] = copy(n) end
+    return true
+  end
+  function st.count_notifications(self, fp, channel, since, status)
+    local c = 0
+    for _, n in ipairs(self.notifications) do
+      if n.channel == channel and n.created_at >= since then
+        for _, a in ipairs(n.alerts or {}) do
+          if a.fingerprint == fp and (status == nil or a.status == status) then c = c + 1 end
+        end
+      end
+    end
+    return c
+  end
+  return st
+end
+
+return Engine

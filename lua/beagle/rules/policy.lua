@@ -1,0 +1,300 @@
+-- beagle.rules.policy: who hears about an alert instance and when, after Alertmanager. Owned by
+-- the engine (beagle.rules.engine): every function takes the engine `e` and reads its rules,
+-- routes, inhibits, silences, instances; it owns e.groups and e.log. Pure: no I/O, time is `now`.
+--
+-- Routing: the first route whose `match` matches the instance labels (a route without `match`
+-- matches everything); with none matching, the implicit default route (group_by = { "alertname" },
+-- 30s / 5m / 4h). Channels: the rule's `channels`, else the route's, else { "log" }.
+--
+-- Grouping: group key = "<route index>:{label="value",...}" over the route's group_by ("..." groups
+-- by every label). A new group is flushed group_wait after its creation, then every
+-- group_interval (on a fixed grid from the first flush). At a flush, per alert and per channel:
+--   firing   due when never notified there, when the last notification there was a resolve, or
+--            when the last one is repeat_interval old. A due alert is then withheld when it is
+--            silenced, inhibited, within cooldown of the last firing notification on that channel,
+--            or at max_notifications_per_hour firing notifications on that channel in the last
+--            3600 s (sliding). A withheld alert stays due and is retried at each flush, so it is
+--            sent when the silence ends or the cooldown passes.
+--   resolved due on every channel whose last notification was firing; never withheld (not by
+--            cooldown, the hourly limit, silences nor inhibitions: a page that was sent is always
+--            closed), and not counted toward the hourly limit. Then it leaves the group.
+-- One notification per channel per flush holds the due alerts for that channel; its status is
+-- "firing" when any of them fires.
+--
+-- Suppression counts (e.suppressed[reason]) count notifications that would have been sent: one
+-- per alert, channel and firing episode (starts_at), and again each repeat_interval while it stays
+-- withheld; retries at later flushes of the same withheld notification are not counted again.
+local M = {}
+
+local HOUR = 3600
+local IMPLICIT = { group_by = { "alertname" }, group_wait = 30, group_interval = 300, repeat_interval = 14400 }
+local ROUTE_DEFAULTS = { group_wait = 30, group_interval = 300, repeat_interval = 14400 }
+
+M.IMPLICIT_ROUTE = IMPLICIT
+
+local function rt(route, k)
+  return tonumber(route[k]) or ROUTE_DEFAULTS[k]
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return ks
+end
+
+function M.route_for(e, labels)
+  for i, r in ipairs(e.routes) do
+    if r.match == nil or e.match(r.match, labels) then return r, i end
+  end
+  return IMPLICIT, 0
+end
+
+function M.channels_for(rule, route)
+  return rule and rule.channels or route.channels or { "log" }
+end
+
+-- cooldown seconds and hourly maximum: rule, then route, then settings.
+function M.limits(e, rule, route)
+  rule = rule or {}
+  local s = e.settings
+  local cooldown = rule.cooldown or route.cooldown or (tonumber(s.alert_cooldown_minutes) or 15) * 60
+  local maxh = rule.max_notifications_per_hour or route.max_notifications_per_hour
+    or tonumber(s.alert_max_notifications_per_hour) or 10
+  return cooldown, maxh
+end
+
+function M.group_key(idx, route, labels)
+  local parts, by = {}, route.group_by or {}
+  if by[1] == "..." then by = sorted_keys(labels) end
+  for _, k in ipairs(by) do parts[#parts + 1] = ("%s=%q"):format(k, labels[k] or "") end
+  return idx .. ":{" .. table.concat(parts, ",") .. "}"
+end
+
+-- The notification log: e.log[fingerprint][channel] = { last_at, last_status, last_firing_at,
+-- firing = { times within the last hour }, withheld = { at, reason } | nil }.
+local function entry(e, fp, ch)
+  local per = e.log[fp]
+  if not per then per = {}; e.log[fp] = per end
+  local ent = per[ch]
+  if not ent then ent = { firing = {} }; per[ch] = ent end
+  return ent
+end
+
+function M.record(e, fp, ch, status, at)
+  local ent = entry(e, fp, ch)
+  if ent.last_at and at < ent.last_at then return end
+  ent.last_at, ent.last_status, ent.withheld = at, status, nil
+  if status == "firing" then
+    ent.last_firing_at = at
+    ent.firing[#ent.firing + 1] = at
+  end
+end
+
+local function hourly(ent, now)
+  local f, drop = ent.firing, 0
+  while f[drop + 1] and f[drop + 1] <= now - HOUR do drop = drop + 1 end
+  if drop > 0 then
+    for i = 1, #f do f[i] = f[i + drop] end
+  end
+  return #f
+end
+
+local function needs_resolve(e, inst)
+  for _, ent in pairs(e.log[inst.fingerprint] or {}) do
+    if ent.last_status == "firing" then return true end
+  end
+  return false
+end
+
+function M.silenced(e, labels, now)
+  for _, s in ipairs(e.silences) do
+    if (s.starts == nil or now >= s.starts) and (s.ends == nil or now < s.ends)
+      and e.match(s.matchers or {}, labels) then
+      return true
+    end
+  end
+  return false
+end
+
+-- Inhibited when a firing instance (not itself) matches an inhibit's source, the instance
+-- matches its target, and every `equal` label has the same value on both (absent = "").
+function M.inhibited(e, inst)
+  for _, rule in ipairs(e.inhibits) do
+    if e.match(rule.target or {}, inst.labels) then
+      for fp, src in pairs(e.instances) do
+        if fp ~= inst.fingerprint and src.state == "firing" and e.match(rule.source or {}, src.labels) then
+          local same = true
+          for _, l in ipairs(rule.equal or {}) do
+            if (src.labels[l] or "") ~= (inst.labels[l] or "") then same = false; break end
+          end
+          if same then return true end
+        end
+      end
+    end
+  end
+  return false
+end
+
+-- Puts a firing instance into its group, or a resolved one whose resolve is still owed. `pool`
+-- (from regroup) holds the previous groups so that a group whose key survives keeps its timers.
+function M.place(e, inst, now, pool)
+  if inst.state ~= "firing" and (inst.group or not needs_resolve(e, inst)) then return end
+  local route, idx = M.route_for(e, inst.labels)
+  local key = M.group_key(idx, route, inst.labels)
+  if inst.group == key then return end
+  local old = inst.group and e.groups[inst.group]
+  if old then
+    old.alerts[inst.fingerprint] = nil
+    if next(old.alerts) == nil then e.groups[inst.group] = nil end
+  end
+  local g = e.groups[key]
+  if not g then
+    g = pool and pool[key]
+    if g then
+      pool[key] = nil
+      g.alerts, g.route, g.route_idx = {}, route, idx
+    else
+      g = { key = key, route = route, route_idx = idx, alerts = {}, created_at = now,
+        next_flush = now + rt(route, "group_wait") }
+    end
+    e.groups[key] = g
+  end
+  g.alerts[inst.fingerprint] = inst
+  inst.group = key
+  e.touched[key] = true
+end
+
+-- After set_rules: routes may have changed, so every grouped or groupable instance is placed again.
+function M.regroup(e, now)
+  local pool, cand = e.groups, {}
+  for _, g in pairs(pool) do
+    for fp, inst in pairs(g.alerts) do cand[fp] = inst end
+  end
+  for fp, inst in pairs(e.instances) do cand[fp] = inst end
+  e.groups = {}
+  for _, fp in ipairs(sorted_keys(cand)) do
+    local inst = cand[fp]
+    inst.group = nil
+    M.place(e, inst, now, pool)
+  end
+end
+
+local function withhold(e, inst, ch, reason, now, repeat_interval)
+  local ent = entry(e, inst.fingerprint, ch)
+  local w = ent.withheld
+  if not w or w.starts_at ~= inst.starts_at or now - w.at >= repeat_interval then
+    ent.withheld = { at = now, reason = reason, starts_at = inst.starts_at }
+    e.suppressed[reason] = (e.suppressed[reason] or 0) + 1
+  end
+end
+
+local function reason_for(e, inst, ent, now, cooldown, maxh)
+  if M.silenced(e, inst.labels, now) then return "silenced" end
+  if M.inhibited(e, inst) then return "inhibited" end
+  if ent and ent.last_firing_at and now - ent.last_firing_at < cooldown then return "cooldown" end
+  if ent and hourly(ent, now) >= maxh then return "hourly_limit" end
+  return nil
+end
+
+local function add(by_ch, ch, inst)
+  local l = by_ch[ch]
+  if not l then l = {}; by_ch[ch] = l end
+  l[#l + 1] = inst
+end
+
+local function flush_group(e, g, now, out)
+  local by_ch, ri = {}, rt(g.route, "repeat_interval")
+  for _, fp in ipairs(sorted_keys(g.alerts)) do
+    local inst = g.alerts[fp]
+    if inst.state == "firing" then
+      local rule = e.rules[inst.name]
+      local cooldown, maxh = M.limits(e, rule, g.route)
+      for _, ch in ipairs(M.channels_for(rule, g.route)) do
+        local ent = e.log[fp] and e.log[fp][ch]
+        if not ent or ent.last_status ~= "firing" or now - ent.last_at >= ri then
+          local reason = reason_for(e, inst, ent, now, cooldown, maxh)
+          if reason then withhold(e, inst, ch, reason, now, ri) else add(by_ch, ch, inst) end
+        end
+      end
+    else
+      for ch, ent in pairs(e.log[fp] or {}) do
+        if ent.last_status == "firing" then add(by_ch, ch, inst) end
+      end
+    end
+  end
+  for _, ch in ipairs(sorted_keys(by_ch)) do
+    local alerts, status, ids = {}, "resolved", {}
+    for i, inst in ipairs(by_ch[ch]) do
+      local st = inst.state == "firing" and "firing" or "resolved"
+      if st == "firing" then status = "firing" end
+      local c = e.copy(inst)
+      c.status = st
+      alerts[i] = c
+      ids[i] = inst.fingerprint .. ":" .. st
+      M.record(e, inst.fingerprint, ch, st, now)
+      inst.last_notified[ch] = now
+      e.dirty[inst.fingerprint] = inst
+    end
+    out[#out + 1] = { channel = ch, status = status, group_key = g.key, test = false, alerts = alerts,
+      created_at = now, dedup_key = e.hash(ch .. "\0" .. g.key .. "\0" .. table.concat(ids, ",")) }
+  end
+  for fp, inst in pairs(g.alerts) do
+    if inst.state ~= "firing" then
+      g.alerts[fp] = nil
+      inst.group = nil
+    end
+  end
+  g.last_flush = now
+  local gi = math.max(rt(g.route, "group_interval"), 1e-3)
+  repeat g.next_flush = g.next_flush + gi until g.next_flush > now
+  if next(g.alerts) == nil then e.groups[g.key] = nil end
+end
+
+-- Flushes the groups in `keys` (a set; default every group) that are due at `now`, appending the
+-- notifications to `out`.
+function M.flush(e, now, out, keys)
+  for _, key in ipairs(sorted_keys(keys or e.groups)) do
+    local g = e.groups[key]
+    if g and now >= g.next_flush then flush_group(e, g, now, out) end
+  end
+end
+
+-- Forgets log entries that can no longer matter: no live instance and older than a day.
+function M.prune_log(e, now)
+  for fp, per in pairs(e.log) do
+    if not e.instances[fp] then
+      local newest = 0
+      for _, ent in pairs(per) do newest = math.max(newest, ent.last_at or 0) end
+      if now - newest > 86400 then e.log[fp] = nil end
+    end
+  end
+end
+
+-- Test notifications: one per channel with every alert whose condition holds now, as if firing.
+function M.test_notifications(e, rule, alerts, now)
+  local by_ch, order = {}, {}
+  for _, a in ipairs(alerts) do
+    local route, idx = M.route_for(e, a.labels)
+    for _, ch in ipairs(M.channels_for(rule, route)) do
+      if not by_ch[ch] then
+        by_ch[ch] = { channel = ch, status = "firing", group_key = M.group_key(idx, route, a.labels),
+          test = true, alerts = {}, created_at = now }
+        order[#order + 1] = ch
+      end
+      local l = by_ch[ch].alerts
+      l[#l + 1] = a
+    end
+  end
+  local out = {}
+  for _, ch in ipairs(order) do
+    local n = by_ch[ch]
+    local ids = {}
+    for i, a in ipairs(n.alerts) do ids[i] = a.fingerprint end
+    n.dedup_key = e.hash("test\0" .. ch .. "\0" .. table.concat(ids, ","))
+    out[#out + 1] = n
+  end
+  return out
+end
+
+return M

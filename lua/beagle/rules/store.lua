@@ -1,0 +1,510 @@
+-- The alert engine's durable state in SQLite (core/store): alert instances, the notification
+-- log, silences and the rules created over the API, in one file under --data, WAL.
+--
+--   local Store = require "beagle.rules.store"
+--   local st, err = Store.open(path, { now = fn, synchronous = "normal"|"full", window = 3600 })
+--
+-- The engine's calls (lua/beagle/rules/CONTRACT.md, Engine.memory_store in engine.lua), all
+-- methods, all `nil, err` on a SQLite failure and raising on misuse:
+--   st:load() -> { instances = { instance... }, notified = { { fingerprint, channel, status, at }... } }
+--     `notified`: every non-test row of the last `window` seconds, plus the latest row of each
+--     (fingerprint, channel) however old.
+--   st:save_instances(list) -> true        one transaction; an instance with deleted = true goes
+--   st:log_notification(n) -> id          one notifications row (the whole n as JSON, the outbox
+--     payload) and one notification_alerts row per alert, with the alert's own status
+--   st:count_notifications(fp, channel, since, status?) -> n     non-test ones only
+-- and for the API and housekeeping: delete_instances, last_notification, update_notification,
+-- pending_notifications, silences (add_silence, delete_silence, silences, purge_silences,
+-- replace_file_silences), API rules (put_api_rule, get_api_rule, delete_api_rule, api_rules),
+-- prune, tx, close.
+--
+-- The outbox of the channels issue is the notifications table: a row is written 'pending'
+-- (next_attempt_at = created_at) in the same transaction as the alert state when the caller
+-- wraps both in st:tx, and update_notification marks it 'sent', 'failed' or 'expired'.
+local json = require "beagle.json"
+
+local M = {}
+
+M.WINDOW = 3600 -- seconds of notification rows load() returns (the hourly limit's window)
+
+-- Schema migrations: MIGRATIONS[v] takes a database from user_version v-1 to v. Append only.
+local MIGRATIONS = {
+  [[
+CREATE TABLE alert_instances(
+  fingerprint TEXT PRIMARY KEY NOT NULL,
+  rule TEXT NOT NULL,
+  labels TEXT NOT NULL DEFAULT '{}',        -- JSON object
+  state TEXT NOT NULL CHECK (state IN ('inactive', 'pending', 'firing', 'resolved')),
+  value REAL,
+  active_at REAL, starts_at REAL, ends_at REAL, last_eval REAL, keep_since REAL,
+  annotations TEXT NOT NULL DEFAULT '{}',   -- JSON object
+  updated_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX alert_instances_rule ON alert_instances(rule);
+
+-- One row per notification decided (per channel and group), the delivery unit of the outbox.
+CREATE TABLE notifications(
+  id INTEGER PRIMARY KEY,
+  channel TEXT NOT NULL,
+  status TEXT NOT NULL,                     -- the notification's: firing | resolved
+  group_key TEXT,
+  dedup_key TEXT,                           -- the same on every attempt of this notification
+  test INTEGER NOT NULL DEFAULT 0,
+  created_at REAL NOT NULL,
+  payload TEXT NOT NULL,                    -- JSON of the notification, what a delivery sends
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed', 'expired')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL,
+  sent_at REAL,
+  last_error TEXT
+);
+CREATE INDEX notifications_created ON notifications(created_at);
+CREATE INDEX notifications_pending ON notifications(next_attempt_at) WHERE state = 'pending';
+
+-- The alerts each notification carries, for the per-alert cooldown and hourly counts.
+CREATE TABLE notification_alerts(
+  notification_id INTEGER NOT NULL REFERENCES notifications(id) ON DELETE CASCADE,
+  fingerprint TEXT NOT NULL,
+  status TEXT NOT NULL,                     -- the alert's own status in that notification
+  PRIMARY KEY (notification_id, fingerprint)
+) WITHOUT ROWID;
+CREATE INDEX notification_alerts_fp ON notification_alerts(fingerprint, notification_id);
+
+CREATE TABLE silences(
+  id TEXT PRIMARY KEY NOT NULL,
+  matchers TEXT NOT NULL,                   -- JSON object: label -> "v" | "glob*" | "~re"
+  starts REAL NOT NULL,
+  ends REAL NOT NULL,
+  comment TEXT,
+  created_by TEXT,
+  source TEXT NOT NULL CHECK (source IN ('file', 'api')),
+  created_at REAL NOT NULL
+);
+CREATE INDEX silences_ends ON silences(ends);
+
+CREATE TABLE api_rules(
+  name TEXT PRIMARY KEY NOT NULL,
+  json TEXT NOT NULL,
+  created_at REAL NOT NULL
+);
+]],
+}
+M.SCHEMA_VERSION = #MIGRATIONS
+
+-- The C binding: "beagle.core" inside the agent, the shared library in a plain luajit.
+local function binding()
+  local ok, core = pcall(require, "beagle.core")
+  if ok and type(core) == "table" and core.store_open then return core.store_open end
+  local lib = os.getenv("BEAGLE_LIB")
+  if lib and lib ~= "" then
+    local open = package.loadlib(lib, "luaopen_beagle_store")
+    if open then return open().store_open end
+  end
+  return nil, "store: the C core is not linked in and BEAGLE_LIB is not set"
+end
+
+-- A failure that a store function turns into `nil, err`; anything else raised is a bug and
+-- propagates.
+local Fail = {}
+local function check(v, err)
+  if v == nil then error(setmetatable({ msg = err }, Fail), 0) end
+  return v
+end
+
+local function unwrap(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if getmetatable(e) == Fail then return nil, e.msg end
+  error(e, 0)
+end
+
+local Store = {}
+Store.__index = Store
+
+-- The results of db:tx(function() return TX_OK, fn() end): fn's results, or raises the failed
+-- BEGIN or COMMIT.
+local TX_OK = {}
+local function tx_results(first, ...)
+  if first == TX_OK then return ... end
+  return check(nil, (...))
+end
+
+-- tx(fn, ...) -> fn's results | nil, err. Runs fn(...) in a transaction (a savepoint when
+-- nested): committed when fn returns, rolled back when it raises. A store call inside fn that
+-- fails returns nil, err as usual (its own part is already undone); raise to undo the rest.
+function Store:tx(fn, ...)
+  local db = self.db
+  return unwrap(pcall(function(...)
+    return tx_results(db:tx(function(...) return TX_OK, fn(...) end, ...))
+  end, ...))
+end
+
+local function decode(text, what)
+  if text == nil then return {} end
+  local v, err = json.decode(text)
+  if type(v) ~= "table" then check(nil, ("store: bad JSON in %s: %s"):format(what, err or text)) end
+  return v
+end
+
+-- JSON columns through cjson (9x faster than beagle.json here; 14 significant digits is enough
+-- for a payload, the authoritative numbers are REAL columns); what cjson refuses (a function
+-- value, a mixed table) goes through beagle.json, which writes it as text.
+local cjson = require("cjson").new()
+cjson.encode_invalid_numbers("null")
+cjson.encode_sparse_array(true)
+cjson.encode_number_precision(14)
+
+local function encode(v)
+  local ok, s = pcall(cjson.encode, v)
+  if ok then return s end
+  ok, s = pcall(json.encode, v)
+  return check(ok and s or nil, "store: cannot encode: " .. tostring(s))
+end
+
+local function migrate(self)
+  local db = self.db
+  local rows = check(db:query("PRAGMA user_version"))
+  local v = rows[1].user_version
+  if v > #MIGRATIONS then
+    check(nil, ("store: the database has schema version %d, newer than this beagle's %d"):format(v, #MIGRATIONS))
+  end
+  for to = v + 1, #MIGRATIONS do
+    check(db:tx(function()
+      check(db:exec(MIGRATIONS[to]))
+      check(db:exec("PRAGMA user_version = " .. to))
+      return true
+    end))
+  end
+  return true
+end
+
+-- open(path, opts) -> store | nil, err. opts: now (seconds, default os.time), synchronous
+-- ("normal" default, "full"), window (load's seconds of rows, default M.WINDOW), open (the
+-- C binding's store_open, found by default).
+function M.open(path, opts)
+  opts = opts or {}
+  local open, berr = opts.open, nil
+  if not open then open, berr = binding() end
+  if not open then return nil, berr end
+  local db, err = open(path, { synchronous = opts.synchronous })
+  if not db then return nil, err end
+  local self = setmetatable({ db = db, now = opts.now or os.time, window = opts.window or M.WINDOW }, Store)
+  local ok, merr = unwrap(pcall(migrate, self))
+  if not ok then
+    db:close()
+    return nil, merr
+  end
+  return self
+end
+
+function Store:close()
+  self.db:close()
+end
+
+-- ---- alert instances -------------------------------------------------------------------------
+
+local INSTANCE_COLS = "fingerprint, rule, labels, state, value, active_at, starts_at, ends_at, last_eval,"
+  .. " keep_since, annotations, updated_at"
+
+function Store:load()
+  local db = self.db
+  return unwrap(pcall(function()
+    local instances = {}
+    for i, r in ipairs(check(db:query("SELECT " .. INSTANCE_COLS .. " FROM alert_instances ORDER BY fingerprint"))) do
+      instances[i] = {
+        fingerprint = r.fingerprint, name = r.rule, state = r.state, value = r.value,
+        labels = decode(r.labels, "labels of " .. r.fingerprint),
+        annotations = decode(r.annotations, "annotations of " .. r.fingerprint),
+        active_at = r.active_at, starts_at = r.starts_at, ends_at = r.ends_at, last_eval = r.last_eval,
+        keep_since = r.keep_since, last_notified = {},
+      }
+    end
+    local notified, seen = {}, {}
+    local function add(r)
+      local k = r.id .. "\0" .. r.fingerprint
+      if seen[k] then return end
+      seen[k] = true
+      notified[#notified + 1] = { fingerprint = r.fingerprint, channel = r.channel, status = r.status, at = r.at }
+    end
+    -- the latest row of each (fingerprint, channel): SQLite takes the bare columns from the max row
+    for _, r in ipairs(check(db:query(
+      "SELECT a.fingerprint, n.channel, a.status, n.created_at AS at, max(n.id) AS id"
+      .. " FROM notification_alerts a JOIN notifications n ON n.id = a.notification_id"
+      .. " WHERE n.test = 0 GROUP BY a.fingerprint, n.channel"))) do
+      add(r)
+    end
+    for _, r in ipairs(check(db:query(
+      "SELECT a.fingerprint, n.channel, a.status, n.created_at AS at, n.id"
+      .. " FROM notifications n JOIN notification_alerts a ON a.notification_id = n.id"
+      .. " WHERE n.test = 0 AND n.created_at >= ? ORDER BY n.id", self.now() - self.window))) do
+      add(r)
+    end
+    return { instances = instances, notified = notified }
+  end))
+end
+
+local STATES = { inactive = true, pending = true, firing = true, resolved = true }
+
+local function opt_number(v)
+  if type(v) == "number" then return v end
+  return nil
+end
+
+function Store:save_instances(list)
+  assert(type(list) == "table", "save_instances: a list of instances expected")
+  if #list == 0 then return true end
+  local db, now = self.db, self.now()
+  return self:tx(function()
+    for i, inst in ipairs(list) do
+      if type(inst.fingerprint) ~= "string" then error(("store: save_instances: item %d has no fingerprint"):format(i), 0) end
+      if inst.deleted then
+        check(db:run("DELETE FROM alert_instances WHERE fingerprint = ?", inst.fingerprint))
+      else
+        if type(inst.name) ~= "string" or not STATES[inst.state] then
+          error(("store: save_instances: instance %s needs a name and a state"):format(inst.fingerprint), 0)
+        end
+        check(db:run("INSERT OR REPLACE INTO alert_instances(" .. INSTANCE_COLS .. ")"
+          .. " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          inst.fingerprint, inst.name, encode(inst.labels or {}), inst.state, opt_number(inst.value),
+          opt_number(inst.active_at), opt_number(inst.starts_at), opt_number(inst.ends_at),
+          opt_number(inst.last_eval), opt_number(inst.keep_since), encode(inst.annotations or {}), now))
+      end
+    end
+    return true
+  end)
+end
+
+-- delete_instances(fingerprints) -> number deleted | nil, err
+function Store:delete_instances(fps)
+  local db = self.db
+  return self:tx(function()
+    local n = 0
+    for _, fp in ipairs(fps) do
+      n = n + check(db:run("DELETE FROM alert_instances WHERE fingerprint = ?", fp))
+    end
+    return n
+  end)
+end
+
+-- ---- notifications (the log and the outbox) ---------------------------------------------------
+
+-- log_notification(n) -> id | nil, err. n = { channel, status, group_key, dedup_key, test,
+-- alerts = { { fingerprint, status... }... }, created_at (default now), state (default
+-- "pending"), next_attempt_at (default created_at) }.
+function Store:log_notification(n)
+  assert(type(n) == "table" and type(n.channel) == "string", "log_notification: a notification with a channel expected")
+  local db = self.db
+  local at = opt_number(n.created_at) or self.now()
+  return self:tx(function()
+    local changes, id = db:run("INSERT INTO notifications(channel, status, group_key, dedup_key, test,"
+      .. " created_at, payload, state, next_attempt_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      n.channel, n.status or "firing", n.group_key ~= nil and tostring(n.group_key) or nil,
+      n.dedup_key ~= nil and tostring(n.dedup_key) or nil, n.test and true or false, at, encode(n),
+      n.state or "pending", opt_number(n.next_attempt_at) or at)
+    check(changes, id)
+    for _, a in ipairs(n.alerts or {}) do
+      if type(a.fingerprint) == "string" then
+        check(db:run("INSERT OR IGNORE INTO notification_alerts(notification_id, fingerprint, status)"
+          .. " VALUES(?, ?, ?)", id, a.fingerprint, a.status or n.status or "firing"))
+      end
+    end
+    return id
+  end)
+end
+
+-- count_notifications(fp, channel, since, status?) -> n | nil, err: the non-test notifications
+-- created at or after since that carried fp on channel (with that alert status, if given).
+function Store:count_notifications(fp, channel, since, status)
+  local rows, err = self.db:query("SELECT count(*) AS n FROM notification_alerts a"
+    .. " JOIN notifications n ON n.id = a.notification_id WHERE a.fingerprint = ?1 AND n.channel = ?2"
+    .. " AND n.created_at >= ?3 AND n.test = 0 AND (?4 IS NULL OR a.status = ?4)",
+    fp, channel, since or 0, status)
+  if not rows then return nil, err end
+  return rows[1].n
+end
+
+local function notification_row(r)
+  return { id = r.id, channel = r.channel, status = r.status, alert_status = r.alert_status,
+    group_key = r.group_key, dedup_key = r.dedup_key, test = r.test == 1, created_at = r.created_at,
+    state = r.state, attempts = r.attempts, next_attempt_at = r.next_attempt_at, sent_at = r.sent_at,
+    last_error = r.last_error }
+end
+
+-- last_notification(fp, channel, status?) -> row | nil (none) | nil, err: the latest non-test
+-- notification that carried fp on channel (with that alert status, if given).
+function Store:last_notification(fp, channel, status)
+  local rows, err = self.db:query("SELECT n.*, a.status AS alert_status FROM notification_alerts a"
+    .. " JOIN notifications n ON n.id = a.notification_id WHERE a.fingerprint = ?1 AND n.channel = ?2"
+    .. " AND n.test = 0 AND (?3 IS NULL OR a.status = ?3) ORDER BY n.id DESC LIMIT 1", fp, channel, status)
+  if not rows then return nil, err end
+  return rows[1] and notification_row(rows[1]) or nil
+end
+
+-- pending_notifications(now, limit) -> { row with .notification (the decoded payload)... } | nil, err:
+-- the outbox rows due at now, oldest first.
+function Store:pending_notifications(now, limit)
+  local db = self.db
+  return unwrap(pcall(function()
+    local out = {}
+    for i, r in ipairs(check(db:query("SELECT * FROM notifications WHERE state = 'pending'"
+      .. " AND next_attempt_at <= ? ORDER BY id LIMIT ?", now or self.now(), limit or 100))) do
+      local row = notification_row(r)
+      row.notification = decode(r.payload, "payload of notification " .. r.id)
+      out[i] = row
+    end
+    return out
+  end))
+end
+
+local UPDATABLE = { state = true, attempts = true, next_attempt_at = true, sent_at = true, last_error = true }
+
+-- update_notification(id, { state, attempts, next_attempt_at, sent_at, last_error }) -> true | nil, err
+function Store:update_notification(id, fields)
+  local sets, vals = {}, {}
+  for k, v in pairs(fields) do
+    if not UPDATABLE[k] then error("update_notification: no field " .. tostring(k), 2) end
+    sets[#sets + 1] = k .. " = ?"
+    vals[#vals + 1] = v
+  end
+  if #sets == 0 then return true end
+  vals[#vals + 1] = id
+  local ok, err = self.db:run("UPDATE notifications SET " .. table.concat(sets, ", ") .. " WHERE id = ?",
+    unpack(vals, 1, #vals))
+  if not ok then return nil, err end
+  return true
+end
+
+-- ---- silences ------------------------------------------------------------------------------------
+
+local function new_id()
+  local f = io.open("/dev/urandom", "rb")
+  local b = f and f:read(16)
+  if f then f:close() end
+  if not b or #b < 16 then
+    local t = {}
+    for i = 1, 16 do t[i] = string.char(math.random(0, 255)) end
+    b = table.concat(t)
+  end
+  local h = b:gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  return ("%s-%s-%s-%s-%s"):format(h:sub(1, 8), h:sub(9, 12), h:sub(13, 16), h:sub(17, 20), h:sub(21, 32))
+end
+
+local function put_silence(self, s, source)
+  assert(type(s) == "table" and type(s.matchers) == "table", "a silence with matchers expected")
+  assert(type(s.starts) == "number" and type(s.ends) == "number", "a silence with starts and ends expected")
+  local id = s.id ~= nil and tostring(s.id) or new_id()
+  check(self.db:run("INSERT OR REPLACE INTO silences(id, matchers, starts, ends, comment, created_by, source,"
+    .. " created_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?)", id, encode(s.matchers), s.starts, s.ends,
+    s.comment, s.created_by, source or s.source or "api", opt_number(s.created_at) or self.now()))
+  return id
+end
+
+-- add_silence{ id?, matchers, starts, ends, comment, created_by, source = "api"|"file" } -> id | nil, err
+-- An existing id is replaced (how a silence is edited).
+function Store:add_silence(s)
+  return unwrap(pcall(put_silence, self, s))
+end
+
+-- delete_silence(id) -> true | false (no such silence) | nil, err
+function Store:delete_silence(id)
+  local n, err = self.db:run("DELETE FROM silences WHERE id = ?", tostring(id))
+  if not n then return nil, err end
+  return n > 0
+end
+
+-- silences(t?) -> list | nil, err: those active at t (starts <= t < ends), or all without t.
+function Store:silences(t)
+  local db = self.db
+  return unwrap(pcall(function()
+    local out = {}
+    for i, r in ipairs(check(db:query("SELECT * FROM silences WHERE ?1 IS NULL OR (starts <= ?1 AND ends > ?1)"
+      .. " ORDER BY starts, id", t))) do
+      out[i] = { id = r.id, matchers = decode(r.matchers, "matchers of silence " .. r.id), starts = r.starts,
+        ends = r.ends, comment = r.comment, created_by = r.created_by, source = r.source,
+        created_at = r.created_at }
+    end
+    return out
+  end))
+end
+
+-- purge_silences(t) -> number deleted | nil, err: those that ended at or before t.
+function Store:purge_silences(t)
+  local n, err = self.db:run("DELETE FROM silences WHERE ends <= ?", t or self.now())
+  if not n then return nil, err end
+  return n
+end
+
+-- replace_file_silences(list) -> true | nil, err: the silences from rule files, after a reload.
+function Store:replace_file_silences(list)
+  local db = self.db
+  return self:tx(function()
+    check(db:run("DELETE FROM silences WHERE source = 'file'"))
+    for _, s in ipairs(list) do put_silence(self, s, "file") end
+    return true
+  end)
+end
+
+-- ---- rules created over the API ----------------------------------------------------------------
+
+-- put_api_rule(name, rule) -> true | nil, err; rule is a table or its JSON text. An update keeps
+-- created_at.
+function Store:put_api_rule(name, rule)
+  assert(type(name) == "string", "put_api_rule: a name expected")
+  local ok, text = pcall(function() return type(rule) == "string" and rule or encode(rule) end)
+  if not ok then return unwrap(false, text) end
+  local n, err = self.db:run("INSERT INTO api_rules(name, json, created_at) VALUES(?, ?, ?)"
+    .. " ON CONFLICT(name) DO UPDATE SET json = excluded.json", name, text, self.now())
+  if not n then return nil, err end
+  return true
+end
+
+local function api_rule_row(r)
+  return { name = r.name, rule = decode(r.json, "api rule " .. r.name), created_at = r.created_at }
+end
+
+-- get_api_rule(name) -> { name, rule, created_at } | nil (none) | nil, err
+function Store:get_api_rule(name)
+  local db = self.db
+  return unwrap(pcall(function()
+    local r = check(db:query("SELECT * FROM api_rules WHERE name = ?", name))[1]
+    return r and api_rule_row(r) or nil
+  end))
+end
+
+-- delete_api_rule(name) -> true | false (none) | nil, err
+function Store:delete_api_rule(name)
+  local n, err = self.db:run("DELETE FROM api_rules WHERE name = ?", name)
+  if not n then return nil, err end
+  return n > 0
+end
+
+-- api_rules() -> { { name, rule, created_at }... } by name | nil, err
+function Store:api_rules()
+  local db = self.db
+  return unwrap(pcall(function()
+    local out = {}
+    for i, r in ipairs(check(db:query("SELECT * FROM api_rules ORDER BY name"))) do out[i] = api_rule_row(r) end
+    return out
+  end))
+end
+
+-- ---- housekeeping ------------------------------------------------------------------------------
+
+-- prune(older_than) -> { notifications = n, instances = n, silences = n } | nil, err: deletes the
+-- notifications created before older_than (whatever their state: keep older_than beyond the
+-- outbox's time-to-live), inactive and resolved instances not updated since, and silences that
+-- ended before it.
+function Store:prune(older_than)
+  assert(type(older_than) == "number", "prune: a time expected")
+  local db = self.db
+  return self:tx(function()
+    return {
+      notifications = check(db:run("DELETE FROM notifications WHERE created_at < ?", older_than)),
+      instances = check(db:run("DELETE FROM alert_instances WHERE state IN ('inactive', 'resolved')"
+        .. " AND updated_at < ?", older_than)),
+      silences = check(db:run("DELETE FROM silences WHERE ends < ?", older_than)),
+    }
+  end)
+end
+
+return M

@@ -1,0 +1,95 @@
+-- Alert rules in a running agent: a rule file fires on a metric, notifies, resolves, survives a
+-- bad edit and a kill -9.
+local S = require "support"
+
+local rule = [[
+route { channels = { "log" }, group_wait = "0s", group_interval = "1s", repeat_interval = "1h" }
+alert "queue_backlog" {
+  metric = "queue.depth", condition = ">", threshold = 10, duration = "0s", every = "1s",
+  severity = "critical", message = "queue at {{ value }}", tags = { team = "ops" },
+}
+]]
+
+describe("alert rules", function()
+  local dir, data, agent, plugins
+  local env = { MONITORING_METRICS_COLLECTION_INTERVAL = "0.1" }
+  setup(function()
+    dir = S.tmpdir()
+    data = S.tmpdir()
+    plugins = S.tmpdir()
+    S.write(dir .. "/queue.lua", rule)
+    -- the metric comes from a check that runs at start, so it is back right after a restart
+    S.write(plugins .. "/feeder.lua", [=[
+return beagle.check { name = "feeder", interval = "1h",
+  run = function(opt, ctx) beagle.set_gauge("queue.depth", 50) return ctx.healthy() end }
+]=])
+  end)
+  teardown(function() if agent then agent:stop() end end)
+
+  local function alerts()
+    local _, o = agent:get_json("/alerts")
+    return o and o.alerts or {}
+  end
+
+  local function firing()
+    for _, a in ipairs(alerts()) do
+      if a.name == "queue_backlog" and a.state == "firing" then return a end
+    end
+  end
+
+  it("fires when the metric crosses the threshold and notifies", function()
+    agent = S.start { config = S.calm_system, env = env, plugins = plugins, args = { "--rules", dir, "--data", data } }
+    local a = S.wait(firing, 5)
+    assert.is_truthy(a, agent:logtext())
+    assert.are.equal("ops", a.labels.team)
+    assert.are.equal("critical", a.labels.severity)
+    assert.are.equal("queue at 50", a.annotations.message)
+    assert.is_string(a.startsAt)
+    assert.is_truthy(S.wait(function() return agent:logtext():find('msg="alert notification"', 1, true) end, 3))
+  end)
+
+  it("lists the rule with its file, state and last evaluation", function()
+    local _, o = agent:get_json("/alerts/rules")
+    local r
+    for _, x in ipairs(o.rules) do if x.name == "queue_backlog" then r = x end end
+    assert.is_truthy(r)
+    assert.are.equal(dir .. "/queue.lua", r.file)
+    assert.is_string(r.last_evaluation)
+  end)
+
+  it("keeps the old rules when the file breaks, and says why", function()
+    S.write(dir .. "/queue.lua", rule .. "\nalert \"oops\" { condition = \"bigger\" }\n")
+    local err = S.wait(function()
+      local _, o = agent:get_json("/alerts/rules")
+      for _, x in ipairs(o.rules) do if x.file_error then return x.file_error end end
+    end, 3)
+    assert.is_truthy(err)
+    assert.is_truthy(err:find("bigger", 1, true), err)
+    assert.is_truthy(firing())
+    S.write(dir .. "/queue.lua", rule)
+  end)
+
+  it("keeps a firing alert with its startsAt across kill -9", function()
+    local before = firing()
+    assert.is_truthy(before)
+    agent:signal("KILL")
+    S.wait(function() return not agent:alive() end, 3)
+    agent.pid = nil
+    agent = S.start { config = S.calm_system, env = env, plugins = plugins, args = { "--rules", dir, "--data", data } }
+    -- restored from the store, and still firing after the first evaluations
+    S.sleep(2.5)
+    local after
+    for _, a in ipairs(alerts()) do if a.fingerprint == before.fingerprint then after = a end end
+    assert.is_truthy(after, agent:logtext())
+    assert.are.equal("firing", after.state)
+    assert.are.equal(before.startsAt, after.startsAt)
+    -- and it was not notified again
+    assert.is_falsy(agent:logtext():find('status=firing', 1, true), agent:logtext())
+  end)
+
+  it("resolves when the value drops back", function()
+    agent:post("/metrics/custom", '{"name":"queue.depth","type":"gauge","value":1}')
+    local gone = S.wait(function() return firing() == nil end, 5)
+    assert.is_truthy(gone)
+  end)
+end)

@@ -1,0 +1,36 @@
+-- Unit tests of rules/guide.lua: `beagle rules test tests/rules/guide_test.lua`.
+return {
+  rule_files = { "../../rules/guide.lua" },
+  evaluation_interval = "1m",
+  tests = {
+    {
+      name = "high_cpu_usage fires after 5 minutes above 80% and not before",
+      interval = "1m",
+      input_series = {
+        -- 70 at 0m, 85 from 1m on: above 80 from minute 1
+        { series = 'system.cpu_percent{host="web-1"}', values = "70 85x12" },
+        { series = 'system.cpu_percent{host="web-2"}', values = "40x12" },
+      },
+      alert_rule_test = {
+        { eval_time = "5m", alertname = "high_cpu_usage", exp_alerts = {} },
+        { eval_time = "6m", alertname = "high_cpu_usage", exp_alerts = {
+          { exp_labels = { host = "web-1", severity = "warning" },
+            exp_annotations = { message = "CPU usage above 80% for 5 minutes (now 85.0%)" } },
+        } },
+      },
+    },
+    {
+      name = "high_cpu_usage resolves when the load drops",
+      interval = "1m",
+      input_series = {
+        { series = 'system.cpu_percent{host="db"}', values = "90x7 20x5" },
+      },
+      alert_rule_test = {
+        { eval_time = "6m", alertname = "high_cpu_usage", exp_alerts = {
+          { exp_labels = { host = "db" } },
+        } },
+        { eval_time = "10m", alertname = "high_cpu_usage", exp_alerts = {} },
+      },
+    },
+  },
+}
