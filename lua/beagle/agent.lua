@@ -289,9 +289,40 @@ local routes = {
     if not self.rules then return err_json(503, "alert rules are off") end
     return 200, "application/json", json.encode { status = "success", alerts = self.rules:alerts_json() }
   end } },
-  { "^/alerts/rules/?$", { GET = function(self)
-    if not self.rules then return err_json(503, "alert rules are off") end
-    return 200, "application/json", json.encode { status = "success", rules = self.rules:rules_json() }
+  { "^/alerts/rules/?$", {
+    GET = function(self)
+      if not self.rules then return err_json(503, "alert rules are off") end
+      return 200, "application/json", json.encode { status = "success", rules = self.rules:rules_json() }
+    end,
+    POST = function(self, req)
+      return self:alerts_write(req, function(rules)
+        local spec, jerr = json.decode(req.body)
+        if spec == nil then return 400, { error = "body is not valid JSON: " .. tostring(jerr) } end
+        return rules:api_put_rule(spec)
+      end)
+    end,
+  } },
+  { "^/alerts/rules/([^/]+)$", { DELETE = function(self, req, name)
+    return self:alerts_write(req, function(rules) return rules:api_delete_rule(name) end)
+  end } },
+  { "^/alerts/test/([^/]+)$", { POST = function(self, req, name)
+    return self:alerts_write(req, function(rules) return rules:api_test_rule(name) end)
+  end } },
+  { "^/alerts/silences/?$", {
+    GET = function(self)
+      if not self.rules then return err_json(503, "alert rules are off") end
+      return 200, "application/json", json.encode { status = "success", silences = self.rules:silences_json() }
+    end,
+    POST = function(self, req)
+      return self:alerts_write(req, function(rules)
+        local spec, jerr = json.decode(req.body)
+        if spec == nil then return 400, { error = "body is not valid JSON: " .. tostring(jerr) } end
+        return rules:api_add_silence(spec)
+      end)
+    end,
+  } },
+  { "^/alerts/silences/([^/]+)$", { DELETE = function(self, req, id)
+    return self:alerts_write(req, function(rules) return rules:api_delete_silence(id) end)
   end } },
   { "^/metrics/performance$", { GET = function(self)
     self:update_self_metrics()
@@ -321,6 +352,16 @@ local routes = {
         "/metrics", "/metrics/performance", "POST /metrics/custom", "POST /-/reload" } }
   end } },
 }
+
+-- A write route of /alerts: auth, then fn(rules) -> status, table.
+function Agent:alerts_write(req, fn)
+  local ok, st, msg = authorized(self, req)
+  if not ok then return err_json(st, msg) end
+  if not self.rules then return err_json(503, "alert rules are off") end
+  local code, o = fn(self.rules)
+  if code >= 400 then o.status = code end
+  return code, "application/json", json.encode(o)
+end
 
 function Agent:handle(req)
   local self_ = self

@@ -93,3 +93,84 @@ return beagle.check { name = "feeder", interval = "1h",
     assert.is_truthy(gone)
   end)
 end)
+
+describe("the /alerts API", function()
+  local agent, rdir
+  setup(function()
+    rdir = S.tmpdir()
+    S.write(rdir .. "/file.lua", 'alert "from_file" { metric = "x", condition = ">", threshold = 1 }\n')
+    agent = S.start { config = S.calm_system, args = { "--rules", rdir } }
+  end)
+  teardown(function() if agent then agent:stop() end end)
+
+  local function rule_names()
+    local _, o = agent:get_json("/alerts/rules")
+    local names = {}
+    for _, r in ipairs(o.rules) do if r.name then names[r.name] = r end end
+    return names
+  end
+
+  it("creates a rule from JSON, keeps it, and deletes it", function()
+    local st, body = agent:post("/alerts/rules", [[{"name":"api_disk","condition":"greater_than",
+      "metric":"system.disk_percent","threshold":95,"duration_minutes":5,"severity":"critical",
+      "message":"disk at {{ value }}%"}]])
+    assert.are.equal(201, st, body)
+    local r = rule_names().api_disk
+    assert.is_truthy(r)
+    assert.are.equal("critical", r.severity)
+    st = S.http("DELETE", agent.url .. "/alerts/rules/api_disk")
+    assert.are.equal(200, st)
+    assert.is_nil(rule_names().api_disk)
+  end)
+
+  it("refuses code, bad fields and names taken by files", function()
+    local st, body = agent:post("/alerts/rules", '{"name":"x","expr":"function() end","condition":">","threshold":1}')
+    assert.are.equal(400, st)
+    assert.is_truthy(body:find("only in rule files", 1, true))
+    st, body = agent:post("/alerts/rules", '{"name":"y","metric":"m","condition":"bigger","threshold":1}')
+    assert.are.equal(400, st)
+    assert.is_truthy(body:find("bigger", 1, true), body)
+    st = agent:post("/alerts/rules", '{"name":"from_file","metric":"m","condition":">","threshold":1}')
+    assert.are.equal(409, st)
+    st = S.http("DELETE", agent.url .. "/alerts/rules/from_file")
+    assert.are.equal(409, st)
+    st = S.http("DELETE", agent.url .. "/alerts/rules/nope")
+    assert.are.equal(404, st)
+  end)
+
+  it("tests a rule now and sends a notification marked as a test", function()
+    agent:post("/metrics/custom", '{"name":"x","type":"gauge","value":5}')
+    -- the history samples every 15 s by default; a test evaluates what it holds now
+    local st, body = agent:post("/alerts/test/from_file", "")
+    assert.are.equal(200, st, body)
+    local o = S.json(body)
+    assert.are.equal("from_file", o.rule)
+    assert.are.equal(404, (agent:post("/alerts/test/nope", "")))
+  end)
+
+  it("creates, lists and deletes silences", function()
+    local st, body = agent:post("/alerts/silences",
+      '{"matchers":{"alertname":"from_file"},"ends":"2099-01-01T00:00:00Z","comment":"maintenance"}')
+    assert.are.equal(201, st, body)
+    local id = S.json(body).id
+    local _, o = agent:get_json("/alerts/silences")
+    local found
+    for _, s in ipairs(o.silences) do if s.id == id then found = s end end
+    assert.is_truthy(found)
+    assert.are.equal("maintenance", found.comment)
+    assert.are.equal(200, (S.http("DELETE", agent.url .. "/alerts/silences/" .. id)))
+    assert.are.equal(404, (S.http("DELETE", agent.url .. "/alerts/silences/" .. id)))
+  end)
+
+  it("needs the token for writes when api_token is set", function()
+    local a2 = S.start { env = { MONITORING_API_TOKEN = "t0k" } }
+    local st = a2:post("/alerts/rules", '{"name":"z","metric":"m","condition":">","threshold":1}')
+    local st2 = a2:post("/alerts/rules", '{"name":"z","metric":"m","condition":">","threshold":1}',
+      { "Authorization: Bearer t0k" })
+    local st3 = S.http("GET", a2.url .. "/alerts")
+    a2:stop()
+    assert.are.equal(401, st)
+    assert.are.equal(201, st2)
+    assert.are.equal(200, st3)
+  end)
+end)

@@ -134,8 +134,10 @@ end
 -- Applies the current files to the engine and (re)schedules evaluations.
 function M:apply()
   local alerts, routes, inhibits, silences = self:collect()
-  self.engine:set_rules(alerts, routes, inhibits)
+  local ok, err = self.engine:set_rules(alerts, routes, inhibits)
+  if ok == nil and err then self.log(3, "rules not applied", { error = tostring(err) }) end
   self.engine:set_silences(silences)
+  self.engine.silences = silences
   for _, t in pairs(self.timers) do t:stop() end
   self.timers = {}
   self.rules = {}
@@ -169,6 +171,10 @@ function M:evaluate(name, at)
 end
 
 function M:scan()
+  if not self.api_loaded then
+    self.api_loaded = true
+    self:load_api_state()
+  end
   local seen, failures = {}, 0
   for _, path in ipairs(self:rule_files()) do
     seen[path] = true
@@ -227,6 +233,157 @@ function M:alerts_json()
     }
   end
   return out
+end
+
+-- ---- the write side of the API ------------------------------------------------------------
+
+-- Serialises a declarative rule (no functions) as a Lua literal, for the generated file that
+-- holds the rules created over HTTP.
+local function literal(v, depth)
+  depth = depth or 0
+  if depth > 16 then error("rule is nested too deeply") end
+  local t = type(v)
+  if t == "string" then return ("%q"):format(v) end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then error("numbers must be finite") end
+    return ("%.17g"):format(v)
+  end
+  if t == "boolean" then return tostring(v) end
+  if t ~= "table" then error(("%s values are not allowed in a rule"):format(t)) end
+  local parts = {}
+  for _, k in ipairs(util.sorted_keys(v)) do
+    local key = type(k) == "number" and ("[%d]"):format(k) or ("[%q]"):format(tostring(k))
+    parts[#parts + 1] = key .. " = " .. literal(v[k], depth + 1)
+  end
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+function M:write_api_file()
+  if not self.store then return nil, "no state store" end
+  local rows, err = self.store:api_rules()
+  if not rows then return nil, err end
+  local lines = { "-- rules created over POST /alerts/rules; generated, do not edit" }
+  for _, r in ipairs(rows) do
+    local spec = r.rule
+    spec.name = nil
+    lines[#lines + 1] = ("alert %q %s"):format(r.name, literal(spec))
+  end
+  local path = self.data_dir .. "/api_rules.lua"
+  local tmp = path .. ".tmp"
+  local f = assert(io.open(tmp, "w"))
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+  assert(os.rename(tmp, path))
+  self.api_file = path
+  return true
+end
+
+-- Loads what the API created earlier (rules and silences) from the store.
+function M:load_api_state()
+  if not self.store then return end
+  local rows = self.store:api_rules()
+  if rows and #rows > 0 then self:write_api_file() end
+  for _, s in ipairs(self.store:silences(core.wall()) or {}) do
+    if s.source == "api" then self.api_silences[s.id] = s end
+  end
+end
+
+-- POST /alerts/rules: status, body table
+function M:api_put_rule(spec)
+  if not self.store then return 503, { error = "alert state is not kept (no store)" } end
+  if type(spec) ~= "table" then return 400, { error = "body must be a JSON object" } end
+  if spec.expr ~= nil then return 400, { error = "expr rules exist only in rule files: no code is accepted over HTTP" } end
+  local dsl = require "beagle.rules.dsl"
+  local item, problems = dsl.normalize(spec.kind == "anomaly" and "anomaly" or "alert", spec, { file = "api" })
+  if not item then return 400, { error = "invalid rule", problems = json.array(problems) } end
+  local owner = self.owner and self.owner[item.name]
+  if owner and owner ~= self.api_file then
+    return 409, { error = ("rule %q is defined in %s"):format(item.name, owner) }
+  end
+  local copy = {}
+  for k, v in pairs(spec) do if v ~= json.null then copy[k] = v end end
+  local ok, err = self.store:put_api_rule(item.name, copy)
+  if not ok then return 500, { error = tostring(err) } end
+  ok, err = pcall(self.write_api_file, self)
+  if not ok then return 500, { error = tostring(err) } end
+  self:scan()
+  local f = self.files[self.api_file]
+  if f and f.error then return 400, { error = "invalid rule", problems = json.array { f.error } } end
+  return 201, { status = "created", name = item.name }
+end
+
+-- DELETE /alerts/rules/{name}
+function M:api_delete_rule(name)
+  local owner = self.owner and self.owner[name]
+  if owner and owner ~= self.api_file then
+    return 409, { error = ("rule %q is defined in %s: edit that file"):format(name, owner) }
+  end
+  if not self.store then return 404, { error = ("no rule named %q"):format(name) } end
+  local ok = self.store:delete_api_rule(name)
+  if not ok then return 404, { error = ("no rule named %q"):format(name) } end
+  self:write_api_file()
+  self:scan()
+  return 200, { status = "deleted", name = name }
+end
+
+-- POST /alerts/test/{name}: evaluates now and sends a test notification for what holds now.
+function M:api_test_rule(name)
+  local path = self.owner and self.owner[name]
+  local f = path and self.files[path]
+  if not f or not f.script then return 404, { error = ("no rule named %q"):format(name) } end
+  local res, err = f.script:call("__eval_rule", { name = name })
+  if not res then return 422, { error = "evaluation failed: " .. tostring(err) } end
+  local notes, terr = self.engine:test(name, res.samples or {})
+  if not notes then return 422, { error = tostring(terr) } end
+  for _, n in ipairs(notes) do n.test = true self:deliver(n) end
+  local samples = json.array()
+  for _, s in ipairs(res.samples or {}) do samples[#samples + 1] = s end
+  return 200, { rule = name, samples = samples, notifications = #notes }
+end
+
+function M:silences_json()
+  local now = core.wall()
+  local out = json.array()
+  for _, s in ipairs(self.engine.silences or {}) do
+    if (s.ends or math.huge) > now then
+      out[#out + 1] = { id = s.id, matchers = s.matchers, starts = s.starts and util.iso8601(s.starts),
+        ends = s.ends and util.iso8601(s.ends), comment = s.comment, created_by = s.created_by,
+        source = s.file and s.file ~= "api" and "file" or "api", file = s.file ~= "api" and s.file or nil }
+    end
+  end
+  return out
+end
+
+-- POST /alerts/silences
+function M:api_add_silence(spec)
+  if not self.store then return 503, { error = "alert state is not kept (no store)" } end
+  local dsl = require "beagle.rules.dsl"
+  local item, problems = dsl.normalize("silence", spec, { file = "api" })
+  if not item then return 400, { error = "invalid silence", problems = json.array(problems) } end
+  item.source = "api"
+  local id, err = self.store:add_silence(item)
+  if not id then return 500, { error = tostring(err) } end
+  item.id = id
+  self.api_silences[id] = item
+  self:apply_silences()
+  return 201, { status = "created", id = id }
+end
+
+-- DELETE /alerts/silences/{id}
+function M:api_delete_silence(id)
+  if not self.api_silences[id] then
+    return 404, { error = ("no silence %q created over the API (file silences live in their files)"):format(id) }
+  end
+  if self.store then self.store:delete_silence(id) end
+  self.api_silences[id] = nil
+  self:apply_silences()
+  return 200, { status = "deleted", id = id }
+end
+
+function M:apply_silences()
+  local _, _, _, silences = self:collect()
+  self.engine:set_silences(silences)
+  self.engine.silences = silences
 end
 
 return M
