@@ -214,6 +214,7 @@ function Agent:update_self_metrics()
     local hs = self.server:stats()
     m.set_gauge("beagle_http_connections_open", hs.connections_open)
   end
+  if self.rules then self.rules:update_metrics() end
   if self.history then
     local hs = self.history:stats()
     m.set_gauge("beagle_history_series", hs.series)
@@ -257,6 +258,7 @@ local routes = {
     return 200, "application/json", json.encode(self.health:detailed {
       version = core.version, uptime_seconds = core.now() - self.started_at,
       plugins = setmetatable(self.plugins:list(), { __json_array = true }),
+      rules = self.rules and self.rules:files_json() or nil,
       metrics = limits,
     })
   end } },

@@ -174,3 +174,51 @@ describe("the /alerts API", function()
     assert.are.equal(200, st3)
   end)
 end)
+
+describe("a rule file with a companion test", function()
+  local agent, rdir
+  local function rule(threshold)
+    return ('alert "cpu_hot" { metric = "cpu.load", condition = ">", threshold = %d, severity = "warning" }\n')
+      :format(threshold)
+  end
+  local test = [[
+return { tests = { {
+  input_series = { { series = "cpu.load", values = "95x3" } },
+  alert_rule_test = { { eval_time = "2m", alertname = "cpu_hot", exp_alerts = { { exp_labels = { severity = "warning" } } } } },
+} } }
+]]
+  setup(function()
+    rdir = S.tmpdir()
+    S.write(rdir .. "/cpu.lua", rule(90))
+    S.write(rdir .. "/cpu_test.lua", test)
+    agent = S.start { config = S.calm_system, args = { "--rules", rdir } }
+  end)
+  teardown(function() if agent then agent:stop() end end)
+
+  local function cpu_rule()
+    local _, o = agent:get_json("/alerts/rules")
+    for _, r in ipairs(o.rules) do if r.name == "cpu_hot" then return r end end
+  end
+
+  it("loads when its test passes", function()
+    local r = cpu_rule()
+    assert.is_truthy(r)
+    assert.are.equal(90, r.threshold)
+    assert.is_nil(r.file_error)
+  end)
+
+  it("keeps the old rules when the new version fails its test, and says so", function()
+    S.write(rdir .. "/cpu.lua", rule(99)) -- 95 no longer fires: the test fails
+    local r = S.wait(function()
+      local x = cpu_rule()
+      if x and x.file_error then return x end
+    end, 3)
+    assert.is_truthy(r, agent:logtext())
+    assert.are.equal(90, r.threshold)
+    assert.is_truthy(r.file_error:find("companion test failed", 1, true), r.file_error)
+    local _, d = agent:get_json("/health/detailed")
+    local f
+    for _, x in ipairs(d.rules) do if x.file:find("cpu.lua", 1, true) then f = x end end
+    assert.is_truthy(f and f.error)
+  end)
+end)

@@ -84,6 +84,17 @@ function M:load_file(path)
   local script, err = core.script_new { name = util.basename(path), memory_limit = self.memory_limit }
   local set
   if script then set, err = script:call("__load_rules", path) end
+  -- a companion test (x.lua + x_test.lua) must pass before the new rules replace the old
+  local companion = path:gsub("%.lua$", "_test.lua")
+  if set and companion ~= path and read(companion) then
+    local testing = require "beagle.rules.testing"
+    local report = {}
+    local sink = { write = function(_, ...) for _, x in ipairs { ... } do report[#report + 1] = tostring(x) end end }
+    local ok, passed = pcall(testing.run_file, companion, sink)
+    if not ok or not passed then
+      set, err = nil, ("companion test failed: %s"):format(ok and table.concat(report):gsub("%s+$", "") or tostring(passed))
+    end
+  end
   if not set then
     if script then script:close(true) end
     self.log(3, "rule file failed to load", { file = path, error = tostring(err),
@@ -168,6 +179,32 @@ function M:evaluate(name, at)
   end
   self.engine:evaluate(name, res.samples or {})
   return res.samples
+end
+
+-- Alert counts by state and what the engine held back, for /metrics.
+function M:update_metrics()
+  local counts = { pending = 0, firing = 0 }
+  for _, a in ipairs(self.engine:alerts() or {}) do
+    if counts[a.state] then counts[a.state] = counts[a.state] + 1 end
+  end
+  for st, n in pairs(counts) do self.metrics.set_gauge("beagle_alerts", n, { state = st }) end
+  for reason, n in pairs(self.engine.suppressed or {}) do
+    self.metrics.set_gauge("beagle_notifications_suppressed", n, { reason = reason })
+  end
+  local failed = 0
+  for _, f in pairs(self.files) do if f.error then failed = failed + 1 end end
+  self.metrics.set_gauge("beagle_rule_files_failed", failed)
+end
+
+-- For /health/detailed: every rule file with its state and error.
+function M:files_json()
+  local out = json.array()
+  for _, path in ipairs(util.sorted_keys(self.files)) do
+    local f = self.files[path]
+    out[#out + 1] = { file = path, state = f.set and "loaded" or "failed", error = f.error,
+      alerts = f.set and #(f.set.alerts or {}) or 0 }
+  end
+  return out
 end
 
 function M:scan()
