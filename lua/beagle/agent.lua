@@ -20,6 +20,8 @@ commands:
   check    run the checks once, print one line each, exit 0/1/2/3 (healthy/degraded/unhealthy/unknown)
   rules check FILE...   validate alert rule files, print each problem with file:line, exit 1 on any
   rules test FILE...    run rule unit tests (input series, evaluation times, expected alerts)
+  rules replay FILE... --data DIR [--since 7d] [--step 1m]
+                        evaluate rules against stored history: when they would have fired and notified
   version  print the version
 
 options (run and check):
@@ -574,10 +576,29 @@ end
 
 -- beagle rules check FILE... | beagle rules test FILE...
 function M.rules_command(args)
-  local sub, files = args[2], {}
-  for i = 3, #args do files[#files + 1] = args[i] end
-  if (sub ~= "check" and sub ~= "test") or #files == 0 then
-    return usage_error("rules needs check or test and at least one file")
+  local sub, files, opts = args[2], {}, {}
+  local i = 3
+  while i <= #args do
+    local a = args[i]
+    if a == "--data" or a == "--since" or a == "--step" then
+      opts[a:sub(3)] = args[i + 1]
+      i = i + 1
+    else
+      files[#files + 1] = a
+    end
+    i = i + 1
+  end
+  if (sub ~= "check" and sub ~= "test" and sub ~= "replay") or #files == 0 then
+    return usage_error("rules needs check, test or replay and at least one file")
+  end
+  if sub == "replay" then
+    if not opts.data then return usage_error("rules replay needs --data DIR") end
+    local since = util.parse_duration(opts.since or "7d")
+    local step = util.parse_duration(opts.step or "1m")
+    if not since or not step or step <= 0 then return usage_error("--since and --step take durations (7d, 1m)") end
+    local ok = require("beagle.rules.replay").run({ files = files, data_dir = opts.data, since = since, step = step },
+      io.stdout)
+    return ok and 0 or 1
   end
   if sub == "check" then
     local dsl = require "beagle.rules.dsl"
