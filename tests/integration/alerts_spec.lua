@@ -177,7 +177,7 @@ end)
 
 describe("a rule file with a companion test", function()
   local agent, rdir
-  local function rule(threshold)
+  local function cpu_rule_text(threshold)
     return ('alert "cpu_hot" { metric = "cpu.load", condition = ">", threshold = %d, severity = "warning" }\n')
       :format(threshold)
   end
@@ -189,7 +189,7 @@ return { tests = { {
 ]]
   setup(function()
     rdir = S.tmpdir()
-    S.write(rdir .. "/cpu.lua", rule(90))
+    S.write(rdir .. "/cpu.lua", cpu_rule_text(90))
     S.write(rdir .. "/cpu_test.lua", test)
     agent = S.start { config = S.calm_system, args = { "--rules", rdir } }
   end)
@@ -208,7 +208,7 @@ return { tests = { {
   end)
 
   it("keeps the old rules when the new version fails its test, and says so", function()
-    S.write(rdir .. "/cpu.lua", rule(99)) -- 95 no longer fires: the test fails
+    S.write(rdir .. "/cpu.lua", cpu_rule_text(99)) -- 95 no longer fires: the test fails
     local r = S.wait(function()
       local x = cpu_rule()
       if x and x.file_error then return x end
