@@ -207,6 +207,9 @@ end
 -- A rule file runs in a state of its own too: its expr functions are plugin-grade code (the
 -- JIT off, the budget and deadline on), and they read history through beagle.query.
 
+-- anomaly methods -> beagle.query score functions
+local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
+
 local RULES -- the set beagle.rules.dsl made of the file, with its expr functions
 
 local function strip_functions(set)
@@ -265,7 +268,7 @@ function __eval_rule(a)
   if r.expr then
     samples = samples_of(RULES.exprs[r.name](q), r.name)
   elseif r.kind == "anomaly" then
-    local fn = q[r.method .. "score_all"]
+    local fn = q[SCORE_FN[r.method]]
     samples = fn(r.metric, r.window, r.matchers, r.min_samples)
   else
     samples = q.last_all(r.metric, r.matchers)

@@ -222,3 +222,29 @@ return { tests = { {
     assert.is_truthy(f and f.error)
   end)
 end)
+
+describe("an anomaly rule", function()
+  it("fires on a statistical outlier of a series", function()
+    local rdir = S.tmpdir()
+    S.write(rdir .. "/spike.lua", [[
+route { channels = { "log" }, group_wait = "0s" }
+anomaly "latency_spike" { metric = "svc.latency", method = "zscore", threshold = 3, window = "1m",
+  min_samples = 5, every = "200ms" }
+]])
+    local agent = S.start { config = S.calm_system, args = { "--rules", rdir },
+      env = { MONITORING_METRICS_COLLECTION_INTERVAL = "0.05" } }
+    agent:post("/metrics/custom", '{"name":"svc.latency","type":"gauge","value":10}')
+    S.sleep(0.6) -- a dozen ordinary samples
+    local function spiking()
+      local _, o = agent:get_json("/alerts")
+      for _, a in ipairs(o.alerts) do if a.name == "latency_spike" and a.state == "firing" then return a end end
+    end
+    local calm = spiking()
+    agent:post("/metrics/custom", '{"name":"svc.latency","type":"gauge","value":100}')
+    local a = S.wait(spiking, 3)
+    local log = agent:logtext()
+    agent:stop()
+    assert.is_nil(calm)
+    assert.is_truthy(a, log)
+  end)
+end)

@@ -28,6 +28,9 @@ local Engine = require "beagle.rules.engine"
 local query = require "beagle.query"
 local settings = require "beagle.settings"
 
+-- anomaly methods -> beagle.query score functions
+local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
+
 local M = {}
 
 local T0 = 1700000000000 -- ms: a fixed, realistic epoch for test time zero
@@ -83,7 +86,7 @@ function M.evaluate_rule(r, exprs, q)
     end
     return out
   elseif r.kind == "anomaly" then
-    return q[r.method .. "score_all"](r.metric, r.window, r.matchers, r.min_samples)
+    return q[SCORE_FN[r.method]](r.metric, r.window, r.matchers, r.min_samples)
   end
   return q.last_all(r.metric, r.matchers)
 end
