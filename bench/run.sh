@@ -14,10 +14,15 @@
 #                          increment_counter by name)                            (~45 s)
 #   metrics_http.sh 5f     GET /metrics with 100k series, beagle vs node_exporter's
 #                          textfile collector, HTTP to HTTP                      (~40 s)
+#   rules_bench.sh 6       10,000 alert rules over 100,000 series, one round: the engine alone
+#                          and with beagle.query (bench/rules_bench.lua, luajit), s:call per
+#                          rule in a running agent, next to Prometheus 2.42 evaluating the
+#                          equivalent rules on the same series                   (~2.5 min)
 # Knobs: BENCH_IDLE_SECONDS (300), BENCH_CHECKS_SECONDS (60), BENCH_CHECKS_PLUGINS ("http tcp"),
 # BENCH_RPS_SECONDS (10), BENCH_RPS_ROUNDS (3), BENCH_RELOAD_N (100),
-# BENCH_RELOAD_LOADS ("paced full"), BENCH_METRICS_REPS (5), BENCH_HTTP_N (15), BENCH_ONLY
-# (space-separated subset: idle checks50 health_rps reload metrics metrics_http),
+# BENCH_RELOAD_LOADS ("paced full"), BENCH_METRICS_REPS (5), BENCH_HTTP_N (15), BENCH_RULES_N
+# (10000), BENCH_RULES_REPS (5), BENCH_PROM_EVALS (5), BENCH_ONLY
+# (space-separated subset: idle checks50 health_rps reload metrics metrics_http rules),
 # BENCH_RESULTS (output file, default bench/RESULTS.md).
 set -u
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -25,7 +30,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 export BUILD=${BUILD:-build}
 case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS="$REPO/$BUILD" ;; esac
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
-ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http}
+ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http rules}
 export BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-300}
 export BENCH_CHECKS_SECONDS=${BENCH_CHECKS_SECONDS:-60}
 
@@ -88,6 +93,7 @@ if want reload; then
 fi
 want metrics && step metrics 420 metrics.sh
 want metrics_http && step metrics_http 300 metrics_http.sh
+want rules && step rules 420 rules_bench.sh
 
 ELAPSED=$((SECONDS - T0))
 # whole-machine CPU over the run: busy share and steal (time the hypervisor gave to others)
@@ -108,12 +114,12 @@ build_type=$(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$BUILD_ABS/CMakeCache.tx
 
 order() { # the .md / .summary files in run order
   local ext=$1
-  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http; do
+  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http rules; do
     [ -f "$BENCH_OUT/$n.$ext" ] && echo "$BENCH_OUT/$n.$ext"
   done
   for f in "$BENCH_OUT"/*."$ext"; do
     [ -f "$f" ] || continue
-    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http " in
+    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http rules " in
       *" $(basename "$f" ".$ext") "*) ;;
       *) echo "$f" ;;
     esac
@@ -131,7 +137,7 @@ order() { # the .md / .summary files in run order
   echo "| machine | $(nproc) CPUs, $cpu_model, $mem_total RAM |"
   echo "| kernel | $(uname -srm) |"
   echo "| beagle | $("$BUILD_ABS/beagle" version 2>/dev/null | head -1), git $rev$dirty, ${build_type:-default} build in $BUILD |"
-  echo "| peers | $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $("${NGINX:-/usr/sbin/nginx}" -v 2>&1 | sed 's/^nginx version: //'); node_exporter $("${NODE_EXPORTER:-/usr/bin/prometheus-node-exporter}" --version 2>&1 | awk 'NR==1 {print $3}') |"
+  echo "| peers | $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $("${NGINX:-/usr/sbin/nginx}" -v 2>&1 | sed 's/^nginx version: //'); node_exporter $("${NODE_EXPORTER:-/usr/bin/prometheus-node-exporter}" --version 2>&1 | awk 'NR==1 {print $3}'); prometheus $("${PROMETHEUS:-/usr/bin/prometheus}" --version 2>&1 | awk 'NR==1 {print $3}') |"
   echo "| machine CPU during the run | ${MACHINE_CPU:-n/a} |"
   echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| windows | idle ${BENCH_IDLE_SECONDS}s, checks ${BENCH_CHECKS_SECONDS}s, wrk ${BENCH_RPS_SECONDS:-10}s x ${BENCH_RPS_ROUNDS:-3} rounds, ${BENCH_RELOAD_N:-100} reloads |"

@@ -211,6 +211,8 @@ end
 local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
 
 local RULES -- the set beagle.rules.dsl made of the file, with its expr functions
+local RULE_BY_NAME = {}
+local Q -- one query object for the file's evaluations
 
 local function strip_functions(set)
   local out = {}
@@ -231,14 +233,12 @@ function __load_rules(path)
   end
   for _, f in pairs(set.exprs or {}) do jit.off(f, true) end
   RULES = set
+  RULE_BY_NAME = {}
+  for _, r in ipairs(set.alerts or {}) do RULE_BY_NAME[r.name] = r end
   return strip_functions(set)
 end
 
-local function find_rule(name)
-  for _, r in ipairs(RULES and RULES.alerts or {}) do
-    if r.name == name then return r end
-  end
-end
+local function find_rule(name) return RULE_BY_NAME[name] end
 
 -- Turns what an expr returned into a list of { labels, value }: a number, a list of
 -- { labels = {...}, value = n }, or a map of label value -> number (for one-label results).
@@ -258,20 +258,40 @@ local function samples_of(v, name)
   return out
 end
 
+local function eval_one(name)
+  local r = find_rule(name)
+  if not r then raw_error(("no rule %q in this file"):format(name), 0) end
+  local q = Q
+  if r.expr then
+    return samples_of(RULES.exprs[r.name](q), r.name)
+  elseif r.kind == "anomaly" then
+    return q[SCORE_FN[r.method]](r.metric, r.window, r.matchers, r.min_samples)
+  end
+  return q.last_all(r.metric, r.matchers)
+end
+
+local function query_at(at)
+  Q = Q or require("beagle.query").new()
+  Q.at(at)
+  return Q
+end
+
 -- __eval_rule{ name, at = ms | nil } -> { samples = {...} }
 function __eval_rule(a)
-  local r = find_rule(a.name)
-  if not r then raw_error(("no rule %q in this file"):format(a.name), 0) end
-  local q = require("beagle.query").new()
-  if a.at then q.at(a.at) end
-  local samples
-  if r.expr then
-    samples = samples_of(RULES.exprs[r.name](q), r.name)
-  elseif r.kind == "anomaly" then
-    local fn = q[SCORE_FN[r.method]]
-    samples = fn(r.metric, r.window, r.matchers, r.min_samples)
-  else
-    samples = q.last_all(r.metric, r.matchers)
+  query_at(a.at)
+  return { samples = eval_one(a.name) }
+end
+
+-- __eval_rules{ names = {...}, at = ms | nil } -> { [name] = { samples = {...} } | { error = "..." } }
+-- Every rule of the file that is due at once, in one crossing between states.
+function __eval_rules(a)
+  query_at(a.at)
+  local out = {}
+  for _, name in ipairs(a.names or {}) do
+    local ok, samples = raw_pcall(eval_one, name)
+    local why = bg.killed()
+    if why then raw_error(why, 0) end
+    out[name] = ok and { samples = samples } or { error = tostring(samples) }
   end
-  return { samples = samples }
+  return out
 end

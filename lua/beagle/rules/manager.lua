@@ -10,6 +10,8 @@ local json = require "beagle.json"
 local M = {}
 M.__index = M
 
+local BATCH = 200 -- rules evaluated in one call into a file's state
+
 -- new{ dirs, settings, metrics, log, data_dir, memory_limit }
 function M.new(o)
   local self = setmetatable({
@@ -152,16 +154,49 @@ function M:apply()
   for _, t in pairs(self.timers) do t:stop() end
   self.timers = {}
   self.rules = {}
+  -- one timer per file and interval: the rules due together are evaluated in one call into
+  -- the file's state
+  local groups = {}
   for _, r in ipairs(alerts) do
     self.rules[r.name] = r
     if r.enabled ~= false then
       local every = r.every or self.settings.alert_evaluation_interval
-      -- the first evaluation waits one interval, as Prometheus does: metrics (and, after a
-      -- restart, the series a stored alert depends on) get the time to arrive
-      self.timers[r.name] = core.timer(every, every, function() self:evaluate(r.name) end)
+      local key = self.owner[r.name] .. "\0" .. every
+      groups[key] = groups[key] or { file = self.owner[r.name], every = every, names = {} }
+      table.insert(groups[key].names, r.name)
     end
   end
+  for key, g in pairs(groups) do
+    -- the first evaluation waits one interval, as Prometheus does: metrics (and, after a
+    -- restart, the series a stored alert depends on) get the time to arrive
+    self.timers[key] = core.timer(g.every, g.every, function() self:evaluate_group(g.file, g.names) end)
+  end
   self.timers["__tick"] = core.timer(1, 1, function() self.engine:tick() end)
+end
+
+-- Evaluates the named rules of one file now, in one call into the file's state.
+function M:evaluate_group(path, names)
+  local f = self.files[path]
+  if not f or not f.script then return nil, "rules are not loaded" end
+  local t0 = core.now()
+  -- in batches, so that a large file stays within one call's deadline and budget
+  local res, err = {}, nil
+  for i = 1, #names, BATCH do
+    local part, e = f.script:call("__eval_rules", { names = { unpack(names, i, math.min(#names, i + BATCH - 1)) } })
+    if part then for k, v in pairs(part) do res[k] = v end else err = e end
+  end
+  local file = util.basename(path)
+  self.metrics.record_histogram("beagle_rule_group_evaluation_seconds", core.now() - t0, { file = file })
+  for _, name in ipairs(names) do
+    local r = res[name]
+    if r and r.samples then
+      self.engine:evaluate(name, r.samples)
+    else
+      self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
+      self.engine:evaluate(name, nil, tostring(r and r.error or err))
+    end
+  end
+  return true
 end
 
 -- Evaluates one rule now in its file's state.
@@ -169,11 +204,8 @@ function M:evaluate(name, at)
   local path = self.owner and self.owner[name]
   local f = path and self.files[path]
   if not f or not f.script then return nil, "rule is not loaded" end
-  local t0 = core.now()
   local res, err = f.script:call("__eval_rule", { name = name, at = at })
-  self.metrics.record_histogram("beagle_rule_evaluation_seconds", core.now() - t0, { rule = name })
   if not res then
-    self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { rule = name })
     self.engine:evaluate(name, nil, tostring(err))
     return nil, err
   end
