@@ -30,7 +30,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 export BUILD=${BUILD:-build}
 case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS="$REPO/$BUILD" ;; esac
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
-ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http rules}
+ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules}
 export BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-300}
 export BENCH_CHECKS_SECONDS=${BENCH_CHECKS_SECONDS:-60}
 
@@ -93,6 +93,7 @@ if want reload; then
 fi
 want metrics && step metrics 420 metrics.sh
 want metrics_http && step metrics_http 300 metrics_http.sh
+want statsd && step statsd 600 statsd_bench.sh
 want rules && step rules 420 rules_bench.sh
 
 ELAPSED=$((SECONDS - T0))

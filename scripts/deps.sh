@@ -4,7 +4,7 @@
 set -e
 BUILD="cmake make gcc pkg-config libuv1-dev libluajit-5.1-dev luajit lua-cjson libcurl4-openssl-dev node-llhttp libsqlite3-dev zlib1g-dev"
 TEST="lua-busted lua-check curl prometheus iproute2 gzip python3-prometheus-client"
-BENCH="wrk nginx-light prometheus-node-exporter valgrind"
+BENCH="wrk nginx-light prometheus-node-exporter valgrind collectd-core npm python3"
 case "$1" in
   build) PKGS="$BUILD" ;;
   test) PKGS="$BUILD $TEST" ;;
