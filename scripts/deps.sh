@@ -4,7 +4,7 @@
 set -e
 BUILD="cmake make gcc pkg-config libuv1-dev libluajit-5.1-dev luajit lua-cjson libcurl4-openssl-dev node-llhttp libsqlite3-dev zlib1g-dev"
 TEST="lua-busted lua-check curl prometheus iproute2 gzip python3-prometheus-client"
-BENCH="wrk nginx-light prometheus-node-exporter valgrind collectd-core npm python3"
+BENCH="wrk nginx-light prometheus-node-exporter valgrind collectd-core"
 case "$1" in
   build) PKGS="$BUILD" ;;
   test) PKGS="$BUILD $TEST" ;;
@@ -17,6 +17,8 @@ for p in $PKGS; do
     missing="$missing $p"
   fi
 done
+# the npm statsd daemon (a StatsD peer in bench/) needs node and npm: Debian's, or the machine's own
+if [ "$1" = bench ] && ! command -v npm >/dev/null 2>&1; then missing="$missing npm"; fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "beagle needs these Debian packages; run:" >&2
