@@ -248,3 +248,20 @@ anomaly "latency_spike" { metric = "svc.latency", method = "zscore", threshold =
     assert.is_truthy(a, log)
   end)
 end)
+
+describe("rules created over the API", function()
+  it("survive a restart", function()
+    local data = S.tmpdir()
+    local a1 = S.start { config = S.calm_system, args = { "--data", data } }
+    local st = a1:post("/alerts/rules", '{"name":"kept_rule","metric":"m","condition":">","threshold":5}')
+    a1:stop()
+    assert.are.equal(201, st)
+    local a2 = S.start { config = S.calm_system, args = { "--data", data } }
+    local _, o = a2:get_json("/alerts/rules")
+    a2:stop()
+    local found
+    for _, r in ipairs(o.rules) do if r.name == "kept_rule" then found = r end end
+    assert.is_truthy(found)
+    assert.are.equal(5, found.threshold)
+  end)
+end)
