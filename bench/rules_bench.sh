@@ -13,8 +13,8 @@
 #     100,000 series + the engine; median of BENCH_RULES_REPS rounds (5).
 # (sandbox) agent B: beagle with a drop-in plugin that sets the 100,000 gauges and a rules dir
 #     of 10 files x 1,000 rules, alert_evaluation_interval 10 s, on CPU 0. Per-rule cost of the
-#     agent's s:call("__eval_rule") (query + copy out of the rule file's state), from its own
-#     beagle_rule_evaluation_seconds histograms (sum of _sum / sum of _count over the window);
+#     agent's s:call("__eval_rules") per batch of a file's rules (query + copy out of the state), from its own
+#     beagle_rule_group_evaluation_seconds histograms (sum of _sum over a round, divided by the rules);
 #     and the agent's CPU time per round.
 # (c) Prometheus 2.42 on CPU 1 (GOMAXPROCS=1) scraping agent A (the same plugin, no rules; on
 #     CPU 0) every 15 s, keeping only bench_m*, with the 10,000 equivalent alerting rules in one
@@ -178,11 +178,12 @@ prom_evals() {
 med_file() { sort -g "$1" | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.6f", m }'; }
 min_file() { sort -g "$1" | head -1; }
 
-# agent B's histogram: "sum count" over the bench rules
+# agent B's histogram of the time each file's due rules take in their state (one s:call per
+# batch of rules): "sum count" over the bench files; a round is FILES evaluations
 bsnap() {
   curl -s "http://127.0.0.1:$P_B/metrics" | awk '
-    /^beagle_rule_evaluation_seconds_sum\{/ && /rule="bench_r/ { s += $NF }
-    /^beagle_rule_evaluation_seconds_count\{/ && /rule="bench_r/ { c += $NF }
+    /^beagle_rule_group_evaluation_seconds_sum\{/ && /file="bench_/ { s += $NF }
+    /^beagle_rule_group_evaluation_seconds_count\{/ && /file="bench_/ { c += $NF }
     END { printf "%.9f %d\n", s, c }'
 }
 
@@ -191,7 +192,7 @@ sleep 6
 read -r qs0 qc0 < <(bsnap); qt0=$(cpu_ticks "$B"); qa0=$(cpu_ticks "$A"); qw0=$(now_s)
 prom_evals bench_quiet || { echo "rules: Prometheus quiet evaluations not seen" >&2; tail "$TMP/prom.log" >&2; exit 1; }
 # at least two rounds of B
-while [ "$(bsnap | awk -v c="$qc0" -v n="$RULES" '{ print ($2 - c >= 2 * n) }')" != 1 ]; do sleep 1; done
+while [ "$(bsnap | awk -v c="$qc0" -v n="$FILES" '{ print ($2 - c >= 2 * n) }')" != 1 ]; do sleep 1; done
 read -r qs1 qc1 < <(bsnap); qt1=$(cpu_ticks "$B"); qa1=$(cpu_ticks "$A"); qw1=$(now_s)
 q_alerts_b=$(curl -s "http://127.0.0.1:$P_B/alerts" | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d.get("alerts", d) if isinstance(d, dict) else d; print(sum(1 for a in d if str(a.get("name","")).startswith("bench_r")))')
 
@@ -204,7 +205,7 @@ prom_reload=$((SECONDS - t_reload))
 sleep 12 # B reloads its files (state kept), then its first round after one interval
 read -r fs0 fc0 < <(bsnap); ft0=$(cpu_ticks "$B"); fa0=$(cpu_ticks "$A"); fw0=$(now_s)
 prom_evals bench_fire || { echo "rules: Prometheus 1% evaluations not seen" >&2; tail "$TMP/prom.log" >&2; exit 1; }
-while [ "$(bsnap | awk -v c="$fc0" -v n="$RULES" '{ print ($2 - c >= 2 * n) }')" != 1 ]; do sleep 1; done
+while [ "$(bsnap | awk -v c="$fc0" -v n="$FILES" '{ print ($2 - c >= 2 * n) }')" != 1 ]; do sleep 1; done
 read -r fs1 fc1 < <(bsnap); ft1=$(cpu_ticks "$B"); fa1=$(cpu_ticks "$A"); fw1=$(now_s)
 p_firing=$(pq 'count(ALERTS{alertstate="firing",alertname=~"bench_r.*"})')
 b_firing=$(curl -s "http://127.0.0.1:$P_B/alerts" | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d.get("alerts", d) if isinstance(d, dict) else d; print(sum(1 for a in d if str(a.get("name","")).startswith("bench_r") and a.get("state") == "firing"))')
@@ -228,10 +229,11 @@ bq=$(col b_quiet 2); bq_rate=$(col b_quiet 4)
 bf=$(col b_fire_steady 2); bf_rate=$(col b_fire_steady 4)
 bs=$(col b_sandbox_like_quiet 2); bs_rate=$(col b_sandbox_like_quiet 4)
 # agent B: s:call per evaluation and per round; CPU per round
-call_q=$(awk -v s0="$qs0" -v s1="$qs1" -v c0="$qc0" -v c1="$qc1" 'BEGIN { printf "%.3f", (s1 - s0) / (c1 - c0) * 1e6 }')
-call_f=$(awk -v s0="$fs0" -v s1="$fs1" -v c0="$fc0" -v c1="$fc1" 'BEGIN { printf "%.3f", (s1 - s0) / (c1 - c0) * 1e6 }')
-rounds_q=$(awk -v c0="$qc0" -v c1="$qc1" -v n="$RULES" 'BEGIN { printf "%.2f", (c1 - c0) / n }')
-rounds_f=$(awk -v c0="$fc0" -v c1="$fc1" -v n="$RULES" 'BEGIN { printf "%.2f", (c1 - c0) / n }')
+rounds_q=$(awk -v c0="$qc0" -v c1="$qc1" -v n="$FILES" 'BEGIN { printf "%.2f", (c1 - c0) / n }')
+rounds_f=$(awk -v c0="$fc0" -v c1="$fc1" -v n="$FILES" 'BEGIN { printf "%.2f", (c1 - c0) / n }')
+# per rule: the state crossings of a round divided by the rules in it
+call_q=$(awk -v s0="$qs0" -v s1="$qs1" -v r="$rounds_q" -v n="$RULES" 'BEGIN { printf "%.3f", (s1 - s0) / r / n * 1e6 }')
+call_f=$(awk -v s0="$fs0" -v s1="$fs1" -v r="$rounds_f" -v n="$RULES" 'BEGIN { printf "%.3f", (s1 - s0) / r / n * 1e6 }')
 cpu_round() { awk -v t0="$1" -v t1="$2" -v r="$3" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", (t1 - t0) / hz / r }'; }
 bcpu_q=$(cpu_round "$qt0" "$qt1" "$rounds_q"); acpu_q=$(cpu_round "$qa0" "$qa1" "$rounds_q")
 bcpu_f=$(cpu_round "$ft0" "$ft1" "$rounds_f"); acpu_f=$(cpu_round "$fa0" "$fa1" "$rounds_f")
@@ -272,8 +274,8 @@ md ""
 md "dsl.load of $RULES generated rules: $(col load 2) s. History fill: $(col fill 2) s for $SERIES series x 4 samples."
 md ""
 md "**In the agent** (agent B on CPU 0: the same series from a drop-in plugin through beagle.gauge handles, sampled into history"
-md "every 5 s; $FILES rule files x $((RULES / FILES)) rules in --rules, alert_evaluation_interval 10 s, one timer per rule, SQLite state"
-md "store; $loaded bench rules loaded). \`s:call(\"__eval_rule\")\` per rule from beagle_rule_evaluation_seconds (sum of _sum / sum of _count"
+md "every 5 s; $FILES rule files x $((RULES / FILES)) rules in --rules, alert_evaluation_interval 10 s, one timer per file, rules crossing into their state in batches of 200, SQLite state"
+md "store; $loaded bench rules loaded). \`s:call(\"__eval_rules\")\` per rule from beagle_rule_group_evaluation_seconds (sum of _sum over a round / rules"
 md "over the bench rules, between two snapshots); the whole round in the agent is that plus the engine, estimated from (b)."
 md "Process CPU per round of agent B next to agent A (same series and history, no rules; serves Prometheus' scrapes)."
 md ""
