@@ -58,7 +58,7 @@ static void report(const char *key, double *v, int n, const char *unit, const ch
       for (long i = 0; i < (n); i++) {                                                             \
         body;                                                                                      \
       }                                                                                            \
-      v_[r_] = (now() - t0_) / (double)(n) * 1e9;                                                  \
+      v_[r_] = (now() - t0_) / (double)(n)*1e9;                                                    \
     }                                                                                              \
     report(key, v_, REPS, "ns/op", desc);                                                          \
   } while (0)
@@ -144,8 +144,8 @@ static void memory(const char *key, int type, int observe, const char *desc) {
   long rss1 = rss_bytes();
   double n = (double)bg_registry_series_count(r);
   printf("%s\t%.1f\t%.1f\tbytes/series\t%s\n", key,
-         (double)(m1.uordblks + m1.hblkhd - m0.uordblks - m0.hblkhd) / n,
-         (double)(rss1 - rss0) / n, desc);
+         (double)(m1.uordblks + m1.hblkhd - m0.uordblks - m0.hblkhd) / n, (double)(rss1 - rss0) / n,
+         desc);
   fflush(stdout);
   bg_registry_free(r);
 }
@@ -173,8 +173,8 @@ int main(int argc, char **argv) {
   void (*add)(bg_series *, double) = counter_add_ptr;
   static volatile double floor_v;
   TIME_NS("c_add_indirect", "C: bg_counter_add(c, 1) through a function pointer", n, add(c, 1));
-  TIME_NS("c_add_floor", "C: x += 1 on a volatile double, no call (the memory-dependency floor)",
-          n, floor_v += 1);
+  TIME_NS("c_add_floor", "C: x += 1 on a volatile double, no call (the memory-dependency floor)", n,
+          floor_v += 1);
 
   /* Histogram observe. Values: seq = (i % 1000) * 0.001 as in the Lua bench (the search
    * length repeats in long runs: branches predict well); mix = the same 1000 values in a
@@ -185,10 +185,10 @@ int main(int argc, char **argv) {
     mix[i] = 0.001 * ((i * 977) % 1000);
   }
   long m = n / 4;
-  bg_series *h11 = bg_series_get(r, BG_HISTOGRAM, "bench.h11_seconds", NULL, NULL, 0, NULL, 0,
-                                 err, sizeof err);
-  bg_series *h16 = bg_series_get(r, BG_HISTOGRAM, "bench.h16_seconds", NULL, NULL, 0, b16, 16,
-                                 err, sizeof err);
+  bg_series *h11 =
+      bg_series_get(r, BG_HISTOGRAM, "bench.h11_seconds", NULL, NULL, 0, NULL, 0, err, sizeof err);
+  bg_series *h16 =
+      bg_series_get(r, BG_HISTOGRAM, "bench.h16_seconds", NULL, NULL, 0, b16, 16, err, sizeof err);
   void (*obs)(bg_series *, double) = observe_ptr;
   void (*bo)(bucket_only *, double) = bucket_only_ptr;
   uint64_t bk[17] = {0};
@@ -213,8 +213,7 @@ int main(int argc, char **argv) {
           bg_sketch_add(&sk, mix[i & 1023]));
   fprintf(stderr, "(checks: sketch p99 %.4f, counter %.0f, h16 count %llu, bucket-only %llu)\n",
           bg_sketch_quantile(&sk, 0.99), bg_series_value(c),
-          (unsigned long long)bg_series_count(h16),
-          (unsigned long long)(o11.count + o16.count));
+          (unsigned long long)bg_series_count(h16), (unsigned long long)(o11.count + o16.count));
   bg_sketch_reset(&sk);
   bg_registry_free(r);
 
@@ -245,7 +244,7 @@ int main(int argc, char **argv) {
       bg_buf_reset(&out);
       t0 = now();
       int rc = fmts[k].format == BG_EXPO_PROMETHEUS ? bg_expo_prometheus(r, &out)
-                                                      : bg_expo_render(r, fmts[k].format, &out);
+                                                    : bg_expo_render(r, fmts[k].format, &out);
       if (rc != 0) return 1;
       ms[rep] = (now() - t0) * 1e3;
       per[rep] = ms[rep] * 1e6 / (double)ns;

@@ -29,10 +29,14 @@ static int make_line(char *out, size_t cap, uint64_t i, int keys, int tags) {
   int k = (int)((i * 2654435761u) % (uint64_t)keys);
   const char *t = tags ? "|#env:prod,host:web-1" : "";
   switch (i % 4) {
-  case 0: return snprintf(out, cap, "bench.requests.%d:1|c%s", k, t);
-  case 1: return snprintf(out, cap, "bench.sampled.%d:1|c|@0.5%s", k, t);
-  case 2: return snprintf(out, cap, "bench.latency.%d:%d|ms%s", k, (int)(i % 1000), t);
-  default: return snprintf(out, cap, "bench.queue.%d:%d|g%s", k, (int)(i % 500), t);
+  case 0:
+    return snprintf(out, cap, "bench.requests.%d:1|c%s", k, t);
+  case 1:
+    return snprintf(out, cap, "bench.sampled.%d:1|c|@0.5%s", k, t);
+  case 2:
+    return snprintf(out, cap, "bench.latency.%d:%d|ms%s", k, (int)(i % 1000), t);
+  default:
+    return snprintf(out, cap, "bench.queue.%d:%d|g%s", k, (int)(i % 500), t);
   }
 }
 
@@ -43,16 +47,32 @@ int main(int argc, char **argv) {
   uint64_t want = 10000000;
   while ((c = getopt(argc, argv, "h:p:n:r:s:k:t")) != -1) {
     switch (c) {
-    case 'h': host = optarg; break;
-    case 'p': port = atoi(optarg); break;
-    case 'n': want = strtoull(optarg, NULL, 10); break;
-    case 'r': rate = atof(optarg); break;
-    case 's': size = atoi(optarg); break; /* datagram payload bytes; 0: one line each */
-    case 'k': keys = atoi(optarg); break;
-    case 't': tags = 1; break;
+    case 'h':
+      host = optarg;
+      break;
+    case 'p':
+      port = atoi(optarg);
+      break;
+    case 'n':
+      want = strtoull(optarg, NULL, 10);
+      break;
+    case 'r':
+      rate = atof(optarg);
+      break;
+    case 's':
+      size = atoi(optarg);
+      break; /* datagram payload bytes; 0: one line each */
+    case 'k':
+      keys = atoi(optarg);
+      break;
+    case 't':
+      tags = 1;
+      break;
     default:
-      fprintf(stderr, "usage: %s [-h host] -p port [-n lines] [-r lines/s] [-s bytes|0] "
-                      "[-k keys] [-t]\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s [-h host] -p port [-n lines] [-r lines/s] [-s bytes|0] "
+              "[-k keys] [-t]\n",
+              argv[0]);
       return 2;
     }
   }

@@ -24,8 +24,10 @@ const char *bg_agent_home(void) {
     return g_home;
   }
   snprintf(probe, sizeof probe, "%s/lua/beagle/agent.lua", BG_SOURCE_DIR);
-  if (access(probe, R_OK) == 0) snprintf(g_home, sizeof g_home, "%s", BG_SOURCE_DIR);
-  else snprintf(g_home, sizeof g_home, "%s", BG_SHARE_DIR);
+  if (access(probe, R_OK) == 0)
+    snprintf(g_home, sizeof g_home, "%s", BG_SOURCE_DIR);
+  else
+    snprintf(g_home, sizeof g_home, "%s", BG_SHARE_DIR);
   return g_home;
 }
 

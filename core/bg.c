@@ -9,8 +9,8 @@
 
 const char *bg_strerror(int err) {
   switch (err) {
-#define XX(name, val, msg) \
-  case BG_##name:          \
+#define XX(name, val, msg)                                                                         \
+  case BG_##name:                                                                                  \
     return msg;
     BG_ERRNO_MAP(XX)
 #undef XX
@@ -21,8 +21,8 @@ const char *bg_strerror(int err) {
 
 const char *bg_errname(int err) {
   switch (err) {
-#define XX(name, val, msg) \
-  case BG_##name:          \
+#define XX(name, val, msg)                                                                         \
+  case BG_##name:                                                                                  \
     return #name;
     BG_ERRNO_MAP(XX)
 #undef XX
@@ -34,7 +34,8 @@ const char *bg_errname(int err) {
 int bg_buf_reserve(bg_buf *b, size_t extra) {
   if (b->len + extra + 1 <= b->cap) return 0;
   size_t cap = b->cap ? b->cap : 256;
-  while (cap < b->len + extra + 1) cap *= 2;
+  while (cap < b->len + extra + 1)
+    cap *= 2;
   char *p = realloc(b->data, cap);
   if (p == NULL) return BG_ENOMEM;
   b->data = p;
@@ -50,7 +51,9 @@ int bg_buf_append(bg_buf *b, const void *p, size_t n) {
   return 0;
 }
 
-int bg_buf_puts(bg_buf *b, const char *s) { return bg_buf_append(b, s, strlen(s)); }
+int bg_buf_puts(bg_buf *b, const char *s) {
+  return bg_buf_append(b, s, strlen(s));
+}
 
 int bg_buf_printf(bg_buf *b, const char *fmt, ...) {
   va_list ap;
@@ -76,11 +79,21 @@ int bg_buf_json_str(bg_buf *b, const char *s, size_t n) {
     const char *esc = NULL;
     char u[7];
     switch (c) {
-    case '"': esc = "\\\""; break;
-    case '\\': esc = "\\\\"; break;
-    case '\n': esc = "\\n"; break;
-    case '\r': esc = "\\r"; break;
-    case '\t': esc = "\\t"; break;
+    case '"':
+      esc = "\\\"";
+      break;
+    case '\\':
+      esc = "\\\\";
+      break;
+    case '\n':
+      esc = "\\n";
+      break;
+    case '\r':
+      esc = "\\r";
+      break;
+    case '\t':
+      esc = "\\t";
+      break;
     default:
       if (c < 0x20) {
         u[0] = '\\', u[1] = 'u', u[2] = '0', u[3] = '0', u[4] = hex[c >> 4], u[5] = hex[c & 15];
@@ -105,7 +118,9 @@ void bg_buf_free(bg_buf *b) {
   b->len = b->cap = 0;
 }
 
-uint64_t bg_now_ns(void) { return uv_hrtime(); }
+uint64_t bg_now_ns(void) {
+  return uv_hrtime();
+}
 
 double bg_wall_time(void) {
   struct timeval tv;

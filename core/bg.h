@@ -4,27 +4,27 @@
 #ifndef BG_H
 #define BG_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <errno.h>
 
 #define BG_EXPORT __attribute__((visibility("default")))
 
 /* All error codes and their messages, in one place (like LuaJIT's lj_errmsg.h). Codes that
  * have an errno keep its value so that libuv results pass through unchanged. */
-#define BG_ERRNO_MAP(XX)                                   \
-  XX(EINVAL, -EINVAL, "invalid argument")                  \
-  XX(ENOMEM, -ENOMEM, "out of memory")                     \
-  XX(ENOENT, -ENOENT, "no such file or directory")         \
-  XX(EEXIST, -EEXIST, "already exists")                    \
-  XX(EIO, -EIO, "i/o error")                               \
-  XX(ETIMEDOUT, -ETIMEDOUT, "timeout")                     \
-  XX(ECANCELED, -ECANCELED, "canceled")                    \
-  XX(ERANGE, -ERANGE, "value out of range")                \
-  XX(EBUSY, -EBUSY, "busy")                                \
-  XX(ELIMIT, -4001, "limit reached")                       \
-  XX(ESYNTAX, -4002, "syntax error")                       \
-  XX(EMEMLIMIT, -4003, "memory limit")                     \
+#define BG_ERRNO_MAP(XX)                                                                           \
+  XX(EINVAL, -EINVAL, "invalid argument")                                                          \
+  XX(ENOMEM, -ENOMEM, "out of memory")                                                             \
+  XX(ENOENT, -ENOENT, "no such file or directory")                                                 \
+  XX(EEXIST, -EEXIST, "already exists")                                                            \
+  XX(EIO, -EIO, "i/o error")                                                                       \
+  XX(ETIMEDOUT, -ETIMEDOUT, "timeout")                                                             \
+  XX(ECANCELED, -ECANCELED, "canceled")                                                            \
+  XX(ERANGE, -ERANGE, "value out of range")                                                        \
+  XX(EBUSY, -EBUSY, "busy")                                                                        \
+  XX(ELIMIT, -4001, "limit reached")                                                               \
+  XX(ESYNTAX, -4002, "syntax error")                                                               \
+  XX(EMEMLIMIT, -4003, "memory limit")                                                             \
   XX(EBUDGET, -4004, "instruction budget exceeded")
 
 enum {

@@ -22,22 +22,22 @@
 /* libcurl is loaded with dlopen on the first request, not linked: curl pulls in OpenSSL,
  * GnuTLS, Kerberos, LDAP and more, whose relocations and constructors cost about 5 MiB of
  * resident memory at start-up even when the agent never makes an outbound request. */
-#define CURL_FNS(X)                                                               \
-  X(CURLcode, global_init, (long))                                                \
-  X(CURL *, easy_init, (void))                                                    \
-  X(CURLcode, easy_setopt, (CURL *, CURLoption, ...))                             \
-  X(CURLcode, easy_getinfo, (CURL *, CURLINFO, ...))                              \
-  X(void, easy_cleanup, (CURL *))                                                 \
-  X(const char *, easy_strerror, (CURLcode))                                      \
-  X(CURLM *, multi_init, (void))                                                  \
-  X(CURLMcode, multi_setopt, (CURLM *, CURLMoption, ...))                         \
-  X(CURLMcode, multi_add_handle, (CURLM *, CURL *))                               \
-  X(CURLMcode, multi_remove_handle, (CURLM *, CURL *))                            \
-  X(CURLMcode, multi_assign, (CURLM *, curl_socket_t, void *))                    \
-  X(CURLMcode, multi_cleanup, (CURLM *))                                          \
-  X(CURLMsg *, multi_info_read, (CURLM *, int *))                                 \
-  X(CURLMcode, multi_socket_action, (CURLM *, curl_socket_t, int, int *))         \
-  X(struct curl_slist *, slist_append, (struct curl_slist *, const char *))       \
+#define CURL_FNS(X)                                                                                \
+  X(CURLcode, global_init, (long))                                                                 \
+  X(CURL *, easy_init, (void))                                                                     \
+  X(CURLcode, easy_setopt, (CURL *, CURLoption, ...))                                              \
+  X(CURLcode, easy_getinfo, (CURL *, CURLINFO, ...))                                               \
+  X(void, easy_cleanup, (CURL *))                                                                  \
+  X(const char *, easy_strerror, (CURLcode))                                                       \
+  X(CURLM *, multi_init, (void))                                                                   \
+  X(CURLMcode, multi_setopt, (CURLM *, CURLMoption, ...))                                          \
+  X(CURLMcode, multi_add_handle, (CURLM *, CURL *))                                                \
+  X(CURLMcode, multi_remove_handle, (CURLM *, CURL *))                                             \
+  X(CURLMcode, multi_assign, (CURLM *, curl_socket_t, void *))                                     \
+  X(CURLMcode, multi_cleanup, (CURLM *))                                                           \
+  X(CURLMsg *, multi_info_read, (CURLM *, int *))                                                  \
+  X(CURLMcode, multi_socket_action, (CURLM *, curl_socket_t, int, int *))                          \
+  X(struct curl_slist *, slist_append, (struct curl_slist *, const char *))                        \
   X(void, slist_free_all, (struct curl_slist *))
 
 static struct {
@@ -53,8 +53,8 @@ static int curl_load(void) {
   state = -1;
   void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
   if (h == NULL) return BG_EIO;
-#define X(ret, name, args)                                  \
-  *(void **)(&cu.name) = dlsym(h, "curl_" #name);          \
+#define X(ret, name, args)                                                                         \
+  *(void **)(&cu.name) = dlsym(h, "curl_" #name);                                                  \
   if (cu.name == NULL) return BG_EIO;
   CURL_FNS(X)
 #undef X

@@ -12,27 +12,27 @@ typedef struct bg_fetcher bg_fetcher; /* one per loop */
 typedef struct bg_fetch bg_fetch;     /* one request in flight */
 
 typedef struct bg_fetch_opts {
-  const char *method;          /* NULL: "GET" (or "POST" when body is set) */
-  const char *url;             /* required; http:// or https:// */
-  const char *const *headers;  /* "Name: value" strings, NULL-terminated; may be NULL */
-  const char *body;            /* may be NULL */
+  const char *method;         /* NULL: "GET" (or "POST" when body is set) */
+  const char *url;            /* required; http:// or https:// */
+  const char *const *headers; /* "Name: value" strings, NULL-terminated; may be NULL */
+  const char *body;           /* may be NULL */
   size_t body_len;
-  uint64_t timeout_ms;         /* whole request; 0 means 10 s */
-  size_t max_body;             /* response bodies beyond this fail with BG_ELIMIT; 0: 16 MiB */
-  int follow_redirects;        /* 0 or 1 (at most 5 hops) */
-  int insecure;                /* 1 skips TLS verification */
+  uint64_t timeout_ms;  /* whole request; 0 means 10 s */
+  size_t max_body;      /* response bodies beyond this fail with BG_ELIMIT; 0: 16 MiB */
+  int follow_redirects; /* 0 or 1 (at most 5 hops) */
+  int insecure;         /* 1 skips TLS verification */
 } bg_fetch_opts;
 
 /* Passed to the completion callback; every pointer is valid only during the callback. */
 typedef struct bg_fetch_result {
-  int err;               /* 0, or BG_ETIMEDOUT, BG_ELIMIT, BG_EIO (connect/DNS/TLS/...) */
-  const char *errmsg;    /* curl's message when err != 0, else "" */
-  long status;           /* HTTP status, 0 when no response */
-  const char *body;      /* NUL-terminated; "" when empty */
+  int err;            /* 0, or BG_ETIMEDOUT, BG_ELIMIT, BG_EIO (connect/DNS/TLS/...) */
+  const char *errmsg; /* curl's message when err != 0, else "" */
+  long status;        /* HTTP status, 0 when no response */
+  const char *body;   /* NUL-terminated; "" when empty */
   size_t body_len;
-  const char *headers;   /* the raw response header block of the final response */
+  const char *headers; /* the raw response header block of the final response */
   size_t headers_len;
-  double total_time;     /* seconds from start to completion */
+  double total_time; /* seconds from start to completion */
 } bg_fetch_result;
 
 typedef void (*bg_fetch_cb)(void *ud, const bg_fetch_result *res);

@@ -97,12 +97,12 @@ enum {
   BG_HQ_COUNT = 6,
   BG_HQ_QUANTILE = 7, /* arg is the quantile, 0..1 */
   BG_HQ_LAST = 8,
-  BG_HQ_STDDEV = 9,     /* population standard deviation */
+  BG_HQ_STDDEV = 9, /* population standard deviation */
   /* anomaly scores of the newest sample against the ones before it in the range; arg is the
    * fewest earlier samples that make a score (at least 3); no value below that */
-  BG_HQ_ZSCORE = 10,    /* (last - mean) / stddev */
-  BG_HQ_MADSCORE = 11,  /* (last - median) / (1.4826 * median absolute deviation) */
-  BG_HQ_EWMASCORE = 12  /* (last - ewma) / sqrt(ew variance), alpha 0.3 */
+  BG_HQ_ZSCORE = 10,   /* (last - mean) / stddev */
+  BG_HQ_MADSCORE = 11, /* (last - median) / (1.4826 * median absolute deviation) */
+  BG_HQ_EWMASCORE = 12 /* (last - ewma) / sqrt(ew variance), alpha 0.3 */
 };
 
 typedef struct bg_hq_item {

@@ -232,13 +232,15 @@ static double quantile(double q, double *v, size_t n) {
 
 static double mean_of(const double *v, size_t n) {
   double a = 0;
-  for (size_t i = 0; i < n; i++) a += v[i];
+  for (size_t i = 0; i < n; i++)
+    a += v[i];
   return a / (double)n;
 }
 
 static double stddev_of(const double *v, size_t n) {
   double m = mean_of(v, n), a = 0;
-  for (size_t i = 0; i < n; i++) a += (v[i] - m) * (v[i] - m);
+  for (size_t i = 0; i < n; i++)
+    a += (v[i] - m) * (v[i] - m);
   return sqrt(a / (double)n);
 }
 
@@ -253,7 +255,8 @@ static int score(int fn, double min_n, double *v, size_t n, double *out) {
     *out = sd > 0 ? (last - mean_of(v, m)) / sd : (last == mean_of(v, m) ? 0 : INFINITY);
   } else if (fn == BG_HQ_MADSCORE) {
     double med = quantile(0.5, v, m); /* sorts v[0..m) only */
-    for (size_t i = 0; i < m; i++) v[i] = fabs(v[i] - med);
+    for (size_t i = 0; i < m; i++)
+      v[i] = fabs(v[i] - med);
     double mad = quantile(0.5, v, m) * 1.4826;
     *out = mad > 0 ? (last - med) / mad : (last == med ? 0 : INFINITY);
   } else {

@@ -4,11 +4,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 
 #include "bg.h"
-#include "http.h"
 #include "history.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "statsd.h"
@@ -24,7 +23,9 @@
 
 static int g_exit_code = 0;
 
-int bg_host_exit_code(void) { return g_exit_code; }
+int bg_host_exit_code(void) {
+  return g_exit_code;
+}
 
 /* A callback kept in the registry, called with pcall; failures are logged, never raised
  * into the loop. */
@@ -66,14 +67,23 @@ static int hcb_call(hcb *c, int nargs, int nres) {
   if (lua_pcall(L, nargs, nres, base + 1) != 0) {
     bg_log(BG_LOG_ERROR, "agent callback failed", "error", lua_tostring(L, -1), NULL);
     lua_settop(L, base);
-    for (int i = 0; i < nres; i++) lua_pushnil(L);
+    for (int i = 0; i < nres; i++)
+      lua_pushnil(L);
     return -1;
   }
   lua_remove(L, base + 1);
   return 0;
 }
 
-static bg_runtime *rt_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+/* t[key] = v for the table on top of L. */
+static void setnum(lua_State *L, const char *key, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, key);
+}
+
+static bg_runtime *rt_of(lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
 
 /* ---- timers ----------------------------------------------------------------------------- */
 
@@ -345,12 +355,13 @@ static int l_server_stats(lua_State *L) {
   bg_http_stats st;
   bg_http_get_stats(hs->srv, &st);
   lua_createtable(L, 0, 7);
-#define F(name)                          \
-  lua_pushnumber(L, (double)st.name);    \
-  lua_setfield(L, -2, #name);
-  F(requests) F(static_hits) F(errors_4xx) F(errors_5xx) F(connections_accepted)
-  F(connections_rejected) F(connections_open)
-#undef F
+  setnum(L, "requests", (double)st.requests);
+  setnum(L, "static_hits", (double)st.static_hits);
+  setnum(L, "errors_4xx", (double)st.errors_4xx);
+  setnum(L, "errors_5xx", (double)st.errors_5xx);
+  setnum(L, "connections_accepted", (double)st.connections_accepted);
+  setnum(L, "connections_rejected", (double)st.connections_rejected);
+  setnum(L, "connections_open", (double)st.connections_open);
   return 1;
 }
 
@@ -409,12 +420,15 @@ static int l_statsd_stats(lua_State *L) {
   bg_statsd_stats st;
   bg_statsd_get_stats(h->sd, &st);
   lua_createtable(L, 0, 9);
-#define F(name)                       \
-  lua_pushnumber(L, (double)st.name); \
-  lua_setfield(L, -2, #name);
-  F(packets) F(lines) F(bad_lines) F(ignored) F(dropped) F(kernel_drops) F(cache_entries)
-  F(tcp_clients) F(rcvbuf)
-#undef F
+  setnum(L, "packets", (double)st.packets);
+  setnum(L, "lines", (double)st.lines);
+  setnum(L, "bad_lines", (double)st.bad_lines);
+  setnum(L, "ignored", (double)st.ignored);
+  setnum(L, "dropped", (double)st.dropped);
+  setnum(L, "kernel_drops", (double)st.kernel_drops);
+  setnum(L, "cache_entries", (double)st.cache_entries);
+  setnum(L, "tcp_clients", (double)st.tcp_clients);
+  setnum(L, "rcvbuf", (double)st.rcvbuf);
   return 1;
 }
 
@@ -482,8 +496,7 @@ static int l_history_sample(lua_State *L) {
  * previous flush is still running. */
 static int l_history_flush(lua_State *L) {
   hhistory *hh = check_history(L);
-  int rc = lua_toboolean(L, 2) ? bg_history_flush(hh->h)
-                               : bg_history_flush_async(hh->h, hh->loop);
+  int rc = lua_toboolean(L, 2) ? bg_history_flush(hh->h) : bg_history_flush_async(hh->h, hh->loop);
   if (rc == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -498,12 +511,16 @@ static int l_history_stats(lua_State *L) {
   bg_history_stats st;
   bg_history_stats_get(hh->h, &st);
   lua_createtable(L, 0, 10);
-#define F(name)                       \
-  lua_pushnumber(L, (double)st.name); \
-  lua_setfield(L, -2, #name);
-  F(series) F(chunks) F(raw_samples) F(raw_bytes) F(mem_bytes) F(pending_rows) F(dropped)
-  F(flushed_rows) F(flush_errors) F(last_flush_ms)
-#undef F
+  setnum(L, "series", (double)st.series);
+  setnum(L, "chunks", (double)st.chunks);
+  setnum(L, "raw_samples", (double)st.raw_samples);
+  setnum(L, "raw_bytes", (double)st.raw_bytes);
+  setnum(L, "mem_bytes", (double)st.mem_bytes);
+  setnum(L, "pending_rows", (double)st.pending_rows);
+  setnum(L, "dropped", (double)st.dropped);
+  setnum(L, "flushed_rows", (double)st.flushed_rows);
+  setnum(L, "flush_errors", (double)st.flush_errors);
+  setnum(L, "last_flush_ms", (double)st.last_flush_ms);
   return 1;
 }
 
@@ -531,22 +548,7 @@ static int l_wall(lua_State *L) {
 
 /* log(level, msg, {k=v}) with string keys and values */
 static int l_log(lua_State *L) {
-  int level = (int)luaL_checkinteger(L, 1);
-  const char *msg = luaL_checkstring(L, 2);
-  const char *kv[64];
-  size_t n = 0;
-  if (lua_istable(L, 3)) {
-    lua_pushnil(L);
-    while (n < 64 && lua_next(L, 3) != 0) {
-      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-        kv[n++] = lua_tostring(L, -2);
-        kv[n++] = lua_tostring(L, -1);
-      }
-      lua_pop(L, 1);
-    }
-  }
-  bg_log_kv(level, msg, kv, n / 2);
-  return 0;
+  return bg_lua_log(L, NULL);
 }
 
 static int l_log_setup(lua_State *L) {
@@ -578,19 +580,6 @@ static int l_rss(lua_State *L) {
   uv_resident_set_memory(&rss);
   lua_pushnumber(L, (double)rss);
   return 1;
-}
-
-static int l_statvfs(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  struct statvfs st;
-  if (statvfs(path, &st) != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(errno));
-    return 2;
-  }
-  lua_pushnumber(L, (double)st.f_blocks * (double)st.f_frsize);
-  lua_pushnumber(L, (double)st.f_bavail * (double)st.f_frsize);
-  return 2;
 }
 
 /* listdir(path) -> { {name=, dir=bool}, ... } sorted by name | nil, err. Synchronous: plugin and
@@ -692,11 +681,9 @@ static int luaopen_core(lua_State *L) {
     lua_pushcclosure(L, f->func, 1);
     lua_setfield(L, -2, f->name);
   }
-  static const luaL_Reg plain[] = {{"now", l_now},     {"wall", l_wall},
-                                   {"log", l_log},     {"log_setup", l_log_setup},
-                                   {"rss", l_rss},     {"statvfs", l_statvfs},
-                                   {"listdir", l_listdir}, {"mkdir", l_mkdir},
-                                   {NULL, NULL}};
+  static const luaL_Reg plain[] = {
+      {"now", l_now}, {"wall", l_wall},       {"log", l_log},     {"log_setup", l_log_setup},
+      {"rss", l_rss}, {"listdir", l_listdir}, {"mkdir", l_mkdir}, {NULL, NULL}};
   for (const luaL_Reg *f = plain; f->name; f++) {
     lua_pushcfunction(L, f->func);
     lua_setfield(L, -2, f->name);

@@ -63,8 +63,8 @@ void bg_http_limits_default(bg_http_limits *lim);
 /* Creates a server on loop (not yet listening). lim NULL means defaults; it is copied.
  * Returns 0 and *out, or BG_ENOMEM/BG_EINVAL. The server owns itself until
  * bg_http_server_close's done callback. */
-int bg_http_server_new(uv_loop_t *loop, const bg_http_limits *lim, bg_http_handler_cb cb,
-                       void *ud, bg_http_server **out);
+int bg_http_server_new(uv_loop_t *loop, const bg_http_limits *lim, bg_http_handler_cb cb, void *ud,
+                       bg_http_server **out);
 
 /* Binds and listens on host:port (IPv4 or IPv6 literal; port 0 picks a free port).
  * Returns 0 or a negative libuv error (UV_EADDRINUSE, ...). */
@@ -76,8 +76,8 @@ int bg_http_port(const bg_http_server *srv);
 /* Answers GET and HEAD on exactly this path with this response, in C. The body is copied;
  * a later call for the same path replaces it; body NULL removes the route.
  * Returns 0 or BG_ENOMEM. */
-int bg_http_set_static(bg_http_server *srv, const char *path, int status,
-                       const char *content_type, const char *body, size_t body_len);
+int bg_http_set_static(bg_http_server *srv, const char *path, int status, const char *content_type,
+                       const char *body, size_t body_len);
 
 /* Counters for self-monitoring. Can't fail. */
 typedef struct bg_http_stats {

@@ -16,9 +16,12 @@ static const char *level_names[] = {"debug", "info", "warn", "error"};
 
 int bg_log_set_format(const char *format) {
   if (format == NULL) return BG_EINVAL;
-  if (strcmp(format, "logfmt") == 0) g_json = 0;
-  else if (strcmp(format, "json") == 0) g_json = 1;
-  else return BG_EINVAL;
+  if (strcmp(format, "logfmt") == 0)
+    g_json = 0;
+  else if (strcmp(format, "json") == 0)
+    g_json = 1;
+  else
+    return BG_EINVAL;
   return 0;
 }
 
@@ -38,7 +41,9 @@ int bg_log_set_level(const char *level) {
   return 0;
 }
 
-int bg_log_level(void) { return g_level; }
+int bg_log_level(void) {
+  return g_level;
+}
 
 void bg_log_set_sink(void (*sink)(void *ud, const char *line, size_t len), void *ud) {
   g_sink = sink;
@@ -98,7 +103,8 @@ void bg_log_kv(int level, const char *msg, const char *const *kv, size_t nkv) {
     if (rc == 0) rc = bg_buf_puts(&b, "\n");
   }
   if (rc == 0) {
-    if (g_sink) g_sink(g_sink_ud, b.data, b.len);
+    if (g_sink)
+      g_sink(g_sink_ud, b.data, b.len);
     else {
       ssize_t w = write(STDERR_FILENO, b.data, b.len);
       (void)w;

@@ -2,4 +2,6 @@
  * lua/beagle/agent.lua; this file only keeps the process-level concerns. */
 #include "agent.h"
 
-int main(int argc, char **argv) { return bg_agent_main(argc, argv); }
+int main(int argc, char **argv) {
+  return bg_agent_main(argc, argv);
+}

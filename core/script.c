@@ -36,7 +36,9 @@ static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
-size_t bg_script_memory(const bg_script *s) { return s->used; }
+size_t bg_script_memory(const bg_script *s) {
+  return s->used;
+}
 
 /* ---- hook: budget and deadline ---------------------------------------------------------- */
 
@@ -49,8 +51,10 @@ static void script_hook(lua_State *L, lua_Debug *ar) {
   if (r == NULL) return;
   r->ticks++;
   if (r->killed == NULL) {
-    if (r->budget && r->ticks * BG__HOOK_EVERY > r->budget) r->killed = "instruction budget exceeded";
-    else if (r->deadline && (r->ticks & 7) == 0 && bg_now_ns() > r->deadline) r->killed = "timeout";
+    if (r->budget && r->ticks * BG__HOOK_EVERY > r->budget)
+      r->killed = "instruction budget exceeded";
+    else if (r->deadline && (r->ticks & 7) == 0 && bg_now_ns() > r->deadline)
+      r->killed = "timeout";
   }
   /* Once killed, every hook raises again, so a pcall in plugin code cannot keep it alive. */
   if (r->killed != NULL) {
@@ -64,9 +68,15 @@ static void script_hook(lua_State *L, lua_Debug *ar) {
 int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
   if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(from) + idx + 1;
   switch (lua_type(from, idx)) {
-  case LUA_TNIL: lua_pushnil(to); return 0;
-  case LUA_TBOOLEAN: lua_pushboolean(to, lua_toboolean(from, idx)); return 0;
-  case LUA_TNUMBER: lua_pushnumber(to, lua_tonumber(from, idx)); return 0;
+  case LUA_TNIL:
+    lua_pushnil(to);
+    return 0;
+  case LUA_TBOOLEAN:
+    lua_pushboolean(to, lua_toboolean(from, idx));
+    return 0;
+  case LUA_TNUMBER:
+    lua_pushnumber(to, lua_tonumber(from, idx));
+    return 0;
   case LUA_TSTRING: {
     size_t n;
     const char *p = lua_tolstring(from, idx, &n);
@@ -95,7 +105,9 @@ int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
     }
     return 0;
   }
-  default: lua_pushnil(to); return 0;
+  default:
+    lua_pushnil(to);
+    return 0;
   }
 }
 
@@ -106,9 +118,13 @@ static const char *error_text(lua_State *L, int idx) {
   return m != NULL ? m : "error object is not a string";
 }
 
-static void timer_free_cb(uv_handle_t *h) { free(h); }
+static void timer_free_cb(uv_handle_t *h) {
+  free(h);
+}
 
-static void script_reap_cb(uv_handle_t *h) { free(h); }
+static void script_reap_cb(uv_handle_t *h) {
+  free(h);
+}
 
 static void script_free_now(bg_script *s) {
   s->enforce = 0;
@@ -140,7 +156,8 @@ static void run_finish(bg__run *r, int ok, const char *msg) {
   bg_script *s = r->s;
   lua_State *H = r->host;
   bg__run **pp = &s->runs;
-  while (*pp != NULL && *pp != r) pp = &(*pp)->next;
+  while (*pp != NULL && *pp != r)
+    pp = &(*pp)->next;
   if (*pp == r) *pp = r->next;
   if (r->timer != NULL) {
     uv_timer_stop(r->timer);
@@ -158,7 +175,8 @@ static void run_finish(bg__run *r, int ok, const char *msg) {
   int nargs = 2;
   if (ok) {
     lua_pushboolean(H, 1);
-    if (lua_gettop(r->co) == 0) lua_pushnil(H);
+    if (lua_gettop(r->co) == 0)
+      lua_pushnil(H);
     else if (bg_lua_xcopy(r->co, lua_gettop(r->co), H, 0) != 0) {
       lua_pop(H, 1);
       lua_pushboolean(H, 0);
@@ -174,8 +192,8 @@ static void run_finish(bg__run *r, int ok, const char *msg) {
   s->busy++;
   if (lua_isfunction(H, top + 1)) {
     if (lua_pcall(H, nargs, 0, 0) != 0) {
-      bg_log(BG_LOG_ERROR, "host callback failed", "plugin", s->name, "error",
-             error_text(H, -1), NULL);
+      bg_log(BG_LOG_ERROR, "host callback failed", "plugin", s->name, "error", error_text(H, -1),
+             NULL);
     }
   }
   lua_settop(H, top);
@@ -229,7 +247,8 @@ bg__run *bg__run_current(lua_State *L) {
   void *ud;
   lua_getallocf(L, &ud);
   bg_script *s = ud;
-  if (s->current == NULL || s->current->co == NULL) luaL_error(L, "I/O is only possible inside a run");
+  if (s->current == NULL || s->current->co == NULL)
+    luaL_error(L, "I/O is only possible inside a run");
   /* A nested coroutine of the plugin may call I/O too: the sandbox passes its yields up. */
   return s->current;
 }
@@ -350,9 +369,12 @@ static int l_script_call(lua_State *H) {
   s->current = prev;
   if (rc != 0) {
     lua_pushnil(H);
-    if (tmp.killed) lua_pushstring(H, tmp.killed);
-    else if (rc == LUA_ERRMEM) lua_pushstring(H, "memory limit");
-    else lua_pushstring(H, error_text(L, -1));
+    if (tmp.killed)
+      lua_pushstring(H, tmp.killed);
+    else if (rc == LUA_ERRMEM)
+      lua_pushstring(H, "memory limit");
+    else
+      lua_pushstring(H, error_text(L, -1));
     lua_settop(L, top);
     lua_gc(L, LUA_GCCOLLECT, 0);
     return 2;
@@ -396,7 +418,8 @@ static int l_script_active(lua_State *H) {
   script_ud *u = luaL_checkudata(H, 1, SCRIPT_MT);
   int n = 0;
   if (u->s)
-    for (bg__run *r = u->s->runs; r != NULL; r = r->next) n++;
+    for (bg__run *r = u->s->runs; r != NULL; r = r->next)
+      n++;
   lua_pushinteger(H, n);
   return 1;
 }
@@ -458,16 +481,16 @@ static int pl_wall(lua_State *L) {
   return 1;
 }
 
-static int pl_log(lua_State *L) {
+int bg_lua_log(lua_State *L, const char *plugin) {
   int level = (int)luaL_checkinteger(L, 1);
   const char *msg = luaL_checkstring(L, 2);
   const char *kv[64];
   size_t n = 0;
-  void *ud;
-  lua_getallocf(L, &ud);
-  kv[n++] = "plugin";
-  kv[n++] = ((bg_script *)ud)->name;
-  /* fields arrive as a table of strings (the Lua wrapper converts); the table anchors them */
+  if (plugin != NULL) {
+    kv[n++] = "plugin";
+    kv[n++] = plugin;
+  }
+  /* fields arrive as a table of strings (the Lua wrappers convert); the table anchors them */
   if (lua_istable(L, 3)) {
     lua_pushnil(L);
     while (n < 62 && lua_next(L, 3) != 0) {
@@ -480,6 +503,12 @@ static int pl_log(lua_State *L) {
   }
   bg_log_kv(level, msg, kv, n / 2);
   return 0;
+}
+
+static int pl_log(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  return bg_lua_log(L, ((bg_script *)ud)->name);
 }
 
 int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, char *err,
@@ -557,9 +586,12 @@ static int l_script_new(lua_State *H) {
 
 void bg_script_open_host(lua_State *H, bg_runtime *rt) {
   if (luaL_newmetatable(H, SCRIPT_MT)) {
-    static const luaL_Reg m[] = {{"run", l_script_run},       {"call", l_script_call},
-                                 {"cancel", l_script_cancel}, {"memory", l_script_memory},
-                                 {"active", l_script_active}, {"close", l_script_close},
+    static const luaL_Reg m[] = {{"run", l_script_run},
+                                 {"call", l_script_call},
+                                 {"cancel", l_script_cancel},
+                                 {"memory", l_script_memory},
+                                 {"active", l_script_active},
+                                 {"close", l_script_close},
                                  {NULL, NULL}};
     lua_newtable(H);
     for (const luaL_Reg *f = m; f->name; f++) {

@@ -29,9 +29,9 @@ typedef struct bg_runtime {
 typedef struct bg_script bg_script;
 
 typedef struct bg_script_opts {
-  const char *name;     /* for logs and errors; copied */
-  size_t memory_limit;  /* bytes; 0 means 64 MiB */
-  uint64_t budget;      /* VM instructions per run; 0 means no budget */
+  const char *name;    /* for logs and errors; copied */
+  size_t memory_limit; /* bytes; 0 means 64 MiB */
+  uint64_t budget;     /* VM instructions per run; 0 means no budget */
 } bg_script_opts;
 
 /* Creates a plugin state and runs lua/beagle/sandbox.lua in it. Returns 0 and *out, or
@@ -45,6 +45,10 @@ size_t bg_script_memory(const bg_script *s);
 /* Adds script_new(opts) to the table on top of host state L (the agent's "beagle.core"
  * module, built in host.c). rt must outlive every script made through it. */
 void bg_script_open_host(lua_State *L, bg_runtime *rt);
+
+/* The body of log(level, msg, {k = "v"}) for the host and plugin states: string keys and
+ * values only; plugin (may be NULL) is added as a field. Raises on bad arguments. */
+int bg_lua_log(lua_State *L, const char *plugin);
 
 /* Copies the value at index idx of `from` onto the top of `to`. Tables are copied deeply
  * (depth at most 32, cycles rejected); functions, userdata and threads become an error.

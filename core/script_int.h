@@ -17,17 +17,17 @@ struct bg__op {
 struct bg__run {
   bg_script *s;
   int id;
-  lua_State *co;     /* the run's coroutine (anchored by co_ref in the plugin registry) */
+  lua_State *co; /* the run's coroutine (anchored by co_ref in the plugin registry) */
   int co_ref;
-  int cb_ref;        /* host callback, in the host registry */
+  int cb_ref; /* host callback, in the host registry */
   lua_State *host;
   uint64_t deadline; /* bg_now_ns() value; 0: none */
   uint64_t budget;   /* instructions; 0: none */
   int started;
-  uint64_t ticks;    /* hook calls (each BG__HOOK_EVERY instructions) */
+  uint64_t ticks;     /* hook calls (each BG__HOOK_EVERY instructions) */
   const char *killed; /* reason once the run must end: "timeout", "memory limit", ... */
-  bg__op *op;        /* what it waits on, or NULL */
-  uv_timer_t *timer; /* deadline while waiting */
+  bg__op *op;         /* what it waits on, or NULL */
+  uv_timer_t *timer;  /* deadline while waiting */
   bg__run *next;
 };
 
@@ -36,9 +36,9 @@ struct bg_script {
   lua_State *L;
   char *name;
   size_t used, limit;
-  int enforce;       /* the memory limit applies only while plugin code runs */
-  bg__run *runs;     /* active runs */
-  bg__run *current;  /* the run whose code is executing, for the hook and allocator */
+  int enforce;      /* the memory limit applies only while plugin code runs */
+  bg__run *runs;    /* active runs */
+  bg__run *current; /* the run whose code is executing, for the hook and allocator */
   int next_id;
   int closing;       /* no new runs; freed when the last run ends */
   int busy;          /* > 0 while C frames of this script are on the stack */

@@ -5,9 +5,9 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
-#include <sys/statvfs.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "bg.h"
 #include "fetch.h"
@@ -24,11 +24,15 @@ static bg_runtime *runtime_of(lua_State *L) {
 
 static void push_error(lua_State *co, int err, const char *msg) {
   lua_pushnil(co);
-  if (msg != NULL && msg[0]) lua_pushstring(co, msg);
-  else lua_pushstring(co, bg_strerror(err));
+  if (msg != NULL && msg[0])
+    lua_pushstring(co, msg);
+  else
+    lua_pushstring(co, bg_strerror(err));
 }
 
-static void free_handle_cb(uv_handle_t *h) { free(h); }
+static void free_handle_cb(uv_handle_t *h) {
+  free(h);
+}
 
 /* ---- sleep ---------------------------------------------------------------------------- */
 
@@ -37,7 +41,9 @@ typedef struct sleep_op {
   uv_timer_t timer;
 } sleep_op;
 
-static void sleep_close_cb(uv_handle_t *h) { free(h->data); }
+static void sleep_close_cb(uv_handle_t *h) {
+  free(h->data);
+}
 
 static void sleep_cancel(bg__op *op) {
   sleep_op *so = (sleep_op *)op;
@@ -180,8 +186,10 @@ typedef struct connect_op {
 
 static void connect_cancel(bg__op *op) {
   connect_op *c = (connect_op *)op;
-  if (c->phase == 0) uv_cancel((uv_req_t *)&c->gai); /* its callback frees c */
-  else uv_close((uv_handle_t *)c->tcp, free_handle_cb); /* connect_cb runs with ECANCELED */
+  if (c->phase == 0)
+    uv_cancel((uv_req_t *)&c->gai); /* its callback frees c */
+  else
+    uv_close((uv_handle_t *)c->tcp, free_handle_cb); /* connect_cb runs with ECANCELED */
 }
 
 static void connect_cb(uv_connect_t *req, int status) {
@@ -263,7 +271,9 @@ static int pl_tcp_connect(lua_State *L) {
   return bg__run_wait(L, &c->op);
 }
 
-static conn *check_conn(lua_State *L) { return luaL_checkudata(L, 1, CONN_MT); }
+static conn *check_conn(lua_State *L) {
+  return luaL_checkudata(L, 1, CONN_MT);
+}
 
 static void conn_close(conn *cn) {
   if (cn->tcp == NULL) return;
@@ -358,7 +368,9 @@ typedef struct write_op {
   char *data;
 } write_op;
 
-static void write_cancel(bg__op *op) { (void)op; /* write_cb frees it; uv_write can't stop */ }
+static void write_cancel(bg__op *op) {
+  (void)op; /* write_cb frees it; uv_write can't stop */
+}
 
 static void write_cb(uv_write_t *req, int status) {
   write_op *wo = req->data;
@@ -366,8 +378,10 @@ static void write_cb(uv_write_t *req, int status) {
   free(wo->data);
   free(wo);
   if (r == NULL) return;
-  if (status != 0) push_error(r->co, status, uv_strerror(status));
-  else lua_pushboolean(r->co, 1), lua_pushnil(r->co);
+  if (status != 0)
+    push_error(r->co, status, uv_strerror(status));
+  else
+    lua_pushboolean(r->co, 1), lua_pushnil(r->co);
   bg__run_resume(r, 2);
 }
 
@@ -617,13 +631,10 @@ static int pl_statvfs(lua_State *L) {
 }
 
 void bg__script_open_io(lua_State *L) {
-  static const luaL_Reg fns[] = {{"sleep", pl_sleep},
-                                 {"read_file", pl_read_file},
-                                 {"statvfs", pl_statvfs},
-                                 {"http", pl_http},
-                                 {"tcp_connect", pl_tcp_connect},
-                                 {"exec", pl_exec},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"sleep", pl_sleep}, {"read_file", pl_read_file},     {"statvfs", pl_statvfs},
+      {"http", pl_http},   {"tcp_connect", pl_tcp_connect}, {"exec", pl_exec},
+      {NULL, NULL}};
   for (const luaL_Reg *f = fns; f->name; f++) {
     lua_pushcfunction(L, f->func);
     lua_setfield(L, -2, f->name);

@@ -85,8 +85,8 @@ static uint64_t hash_ptr(const void *p) {
 
 /* ---------------------------------------------------------------- numbers */
 
-static const double pow10tab[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+static const double pow10tab[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                  1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
 
 /* Parses a finite decimal number spanning exactly [p, p+n). Plain integers and decimals of up
  * to 15 digits take the fast path: m and 10^frac are exact doubles, so one division is
@@ -282,7 +282,7 @@ static int cache_grow(bg_statsd_sink *k) {
   return 0;
 }
 
-static const int kind_types[] = {BG_COUNTER, BG_GAUGE, BG_HISTOGRAM,
+static const int kind_types[] = {BG_COUNTER,   BG_GAUGE,     BG_HISTOGRAM,
                                  BG_HISTOGRAM, BG_HISTOGRAM, BG_GAUGE};
 
 /* Copies tag key bytes with '.' and '-' mapped to '_'. */
@@ -377,11 +377,16 @@ static centry *cache_miss(bg_statsd_sink *k, uint64_t h, int kind, const char *n
 static int parse_kind(const char *t, size_t n) {
   if (n == 1) {
     switch (t[0]) {
-    case 'c': return K_C;
-    case 'g': return K_G;
-    case 'h': return K_H;
-    case 'd': return K_D;
-    case 's': return K_S;
+    case 'c':
+      return K_C;
+    case 'g':
+      return K_G;
+    case 'h':
+      return K_H;
+    case 'd':
+      return K_D;
+    case 's':
+      return K_S;
     }
   } else if (n == 2 && t[0] == 'm' && t[1] == 's') {
     return K_MS;
@@ -391,8 +396,7 @@ static int parse_kind(const char *t, size_t n) {
 
 /* Parses and checks one value of a line; sets x (unused for sets). Returns LINE_BAD with
  * k->err when the value is refused, before anything is applied. */
-static int check_one(bg_statsd_sink *k, int kind, const char *v, size_t n, double rate,
-                     double *x) {
+static int check_one(bg_statsd_sink *k, int kind, const char *v, size_t n, double rate, double *x) {
   *x = 0;
   if (n == 0) return bad(k, "empty value");
   if (kind == K_S) return LINE_OK;
@@ -410,23 +414,31 @@ static int check_one(bg_statsd_sink *k, int kind, const char *v, size_t n, doubl
 /* Applies one checked value. Can't fail. */
 static void apply(bg_statsd_sink *k, const centry *c, const char *v, size_t n, double x) {
   switch (c->kind) {
-  case K_C: bg_counter_add(c->s, x); break;
+  case K_C:
+    bg_counter_add(c->s, x);
+    break;
   case K_G:
     if (v[0] == '+' || v[0] == '-')
       bg_gauge_add(c->s, x);
     else
       bg_gauge_set(c->s, x);
     break;
-  case K_MS: bg_histogram_observe(c->s, x / 1000); break;
-  case K_S: set_add(k, c->set, v, n); break;
-  default: bg_histogram_observe(c->s, x); break;
+  case K_MS:
+    bg_histogram_observe(c->s, x / 1000);
+    break;
+  case K_S:
+    set_add(k, c->set, v, n);
+    break;
+  default:
+    bg_histogram_observe(c->s, x);
+    break;
   }
 }
 
 static int do_line(bg_statsd_sink *k, const char *p, size_t n) {
   const char *e = p + n;
-  if (n >= 3 && p[0] == '_' && ((p[1] == 'e' && p[2] == '{') || (n >= 4 && p[1] == 's' &&
-                                                                   p[2] == 'c' && p[3] == '|')))
+  if (n >= 3 && p[0] == '_' &&
+      ((p[1] == 'e' && p[2] == '{') || (n >= 4 && p[1] == 's' && p[2] == 'c' && p[3] == '|')))
     return LINE_IGNORED;
   if (n > k->max_line) return bad(k, "line longer than %zu bytes", k->max_line);
   const char *colon = memchr(p, ':', n);
@@ -457,8 +469,7 @@ static int do_line(bg_statsd_sink *k, const char *p, size_t n) {
     if (fe == NULL) fe = e;
     if (fe > f && *f == '@') {
       if (parse_num(f + 1, (size_t)(fe - f - 1), &rate) != 0 || !(rate > 0 && rate <= 1))
-        return bad(k, "sample rate \"%.*s\" is not in (0, 1]", (int)(fe - f > 24 ? 24 : fe - f),
-                   f);
+        return bad(k, "sample rate \"%.*s\" is not in (0, 1]", (int)(fe - f > 24 ? 24 : fe - f), f);
     } else if (fe > f && *f == '#') {
       if (have_tags++) return bad(k, "two tag sections");
       tags = f + 1;
@@ -495,8 +506,7 @@ static int do_line(bg_statsd_sink *k, const char *p, size_t n) {
       v = q + 1;
     }
   }
-  if (c == NULL && (c = cache_miss(k, h, kind, p, nlen, tags, glen)) == NULL)
-    return LINE_BAD;
+  if (c == NULL && (c = cache_miss(k, h, kind, p, nlen, tags, glen)) == NULL) return LINE_BAD;
   if (!packed) {
     apply(k, c, vals, vlen, x);
     return LINE_OK;
@@ -629,9 +639,9 @@ int bg_statsd_sink_new(bg_registry *reg, const bg_statsd_opts *o, bg_statsd_sink
   k->scratch_len = k->max_line + 16 + BG_METRICS_MAX_LABELS * 8;
   k->scratch = malloc(k->scratch_len);
   char e[128];
-  k->c_packets = bg_series_get(reg, BG_COUNTER, "beagle_statsd_packets_total",
-                               "StatsD datagrams and TCP reads received", NULL, 0, NULL, 0, e,
-                               sizeof e);
+  k->c_packets =
+      bg_series_get(reg, BG_COUNTER, "beagle_statsd_packets_total",
+                    "StatsD datagrams and TCP reads received", NULL, 0, NULL, 0, e, sizeof e);
   k->c_lines = bg_series_get(reg, BG_COUNTER, "beagle_statsd_lines_total",
                              "StatsD lines received, good or bad", NULL, 0, NULL, 0, e, sizeof e);
   k->c_bad = bg_series_get(reg, BG_COUNTER, "beagle_statsd_bad_lines_total",

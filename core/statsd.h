@@ -41,12 +41,12 @@ typedef struct bg_statsd_opts {
 
 /* Counters since start. Plain uint64_t fields so that the LuaJIT FFI can read them. */
 typedef struct bg_statsd_stats {
-  uint64_t packets;     /* UDP datagrams plus TCP reads */
-  uint64_t lines;       /* non-empty lines, good or bad */
-  uint64_t bad_lines;   /* skipped as unparseable or rejected by the registry */
-  uint64_t ignored;     /* DogStatsD events and service checks */
-  uint64_t dropped;     /* data we lost: truncated datagrams, refused TCP clients, set values
-                           beyond max_set_size, read errors */
+  uint64_t packets;      /* UDP datagrams plus TCP reads */
+  uint64_t lines;        /* non-empty lines, good or bad */
+  uint64_t bad_lines;    /* skipped as unparseable or rejected by the registry */
+  uint64_t ignored;      /* DogStatsD events and service checks */
+  uint64_t dropped;      /* data we lost: truncated datagrams, refused TCP clients, set values
+                            beyond max_set_size, read errors */
   uint64_t kernel_drops; /* datagrams the kernel dropped on our socket (SO_MEMINFO), if known */
   uint64_t cache_entries;
   uint64_t tcp_clients; /* connected now */

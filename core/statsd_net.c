@@ -102,7 +102,7 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
     bg__statsd_dropped(sd->sink, 1);
     return;
   }
-  if (addr == NULL) return; /* nothing more to read, or the end of a recvmmsg batch */
+  if (addr == NULL) return;     /* nothing more to read, or the end of a recvmmsg batch */
   if (flags & UV_UDP_PARTIAL) { /* truncated: its last line is cut, so drop it whole */
     bg__statsd_dropped(sd->sink, 1);
     return;
@@ -219,8 +219,7 @@ static int start_tcp(bg_statsd *sd, const char *addr) {
   return uv_listen((uv_stream_t *)&sd->tcp, 511, tcp_accept);
 }
 
-static int start_once(uv_loop_t *loop, bg_registry *reg, const bg_statsd_opts *o,
-                      bg_statsd **out) {
+static int start_once(uv_loop_t *loop, bg_registry *reg, const bg_statsd_opts *o, bg_statsd **out) {
   bg_statsd_opts def;
   bg_statsd_opts_default(&def);
   if (o == NULL) o = &def;
@@ -263,7 +262,8 @@ int bg_statsd_start(uv_loop_t *loop, bg_registry *reg, const bg_statsd_opts *o, 
    * for TCP: pick again a few times rather than fail. */
   size_t n = o && o->udp ? strlen(o->udp) : 0;
   int follows = o != NULL && o->tcp == NULL && n > 2 && strcmp(o->udp + n - 2, ":0") == 0;
-  for (int i = 0; rc == UV_EADDRINUSE && follows && i < 8; i++) rc = start_once(loop, reg, o, out);
+  for (int i = 0; rc == UV_EADDRINUSE && follows && i < 8; i++)
+    rc = start_once(loop, reg, o, out);
   return rc;
 }
 

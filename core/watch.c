@@ -23,15 +23,19 @@ struct bg_watch {
 static void flush(bg_watch *w) {
   const char *names[WATCH_MAX_PENDING + 1];
   size_t n = 0;
-  for (size_t i = 0; i < w->npending; i++) names[n++] = w->pending[i];
+  for (size_t i = 0; i < w->npending; i++)
+    names[n++] = w->pending[i];
   if (w->overflow) names[n++] = "";
   if (n > 0 && !w->closing) w->cb(w->ud, names, n);
-  for (size_t i = 0; i < w->npending; i++) free(w->pending[i]);
+  for (size_t i = 0; i < w->npending; i++)
+    free(w->pending[i]);
   w->npending = 0;
   w->overflow = 0;
 }
 
-static void timer_cb(uv_timer_t *t) { flush(t->data); }
+static void timer_cb(uv_timer_t *t) {
+  flush(t->data);
+}
 
 static void event_cb(uv_fs_event_t *h, const char *filename, int events, int status) {
   (void)events;
@@ -41,18 +45,21 @@ static void event_cb(uv_fs_event_t *h, const char *filename, int events, int sta
     w->overflow = 1;
   } else {
     int seen = 0;
-    for (size_t i = 0; i < w->npending && !seen; i++) seen = strcmp(w->pending[i], filename) == 0;
+    for (size_t i = 0; i < w->npending && !seen; i++)
+      seen = strcmp(w->pending[i], filename) == 0;
     if (!seen) {
       char *copy = w->npending < WATCH_MAX_PENDING ? strdup(filename) : NULL;
-      if (copy != NULL) w->pending[w->npending++] = copy;
-      else w->overflow = 1;
+      if (copy != NULL)
+        w->pending[w->npending++] = copy;
+      else
+        w->overflow = 1;
     }
   }
   uv_timer_start(&w->timer, timer_cb, w->debounce_ms, 0);
 }
 
-int bg_watch_start(uv_loop_t *loop, const char *dir, unsigned debounce_ms, bg_watch_cb cb,
-                   void *ud, bg_watch **out) {
+int bg_watch_start(uv_loop_t *loop, const char *dir, unsigned debounce_ms, bg_watch_cb cb, void *ud,
+                   bg_watch **out) {
   bg_watch *w = calloc(1, sizeof *w);
   if (w == NULL) return BG_ENOMEM;
   w->cb = cb;
@@ -74,7 +81,8 @@ int bg_watch_start(uv_loop_t *loop, const char *dir, unsigned debounce_ms, bg_wa
 static void close_cb(uv_handle_t *h) {
   bg_watch *w = h->data;
   if (--w->open_handles == 0) {
-    for (size_t i = 0; i < w->npending; i++) free(w->pending[i]);
+    for (size_t i = 0; i < w->npending; i++)
+      free(w->pending[i]);
     free(w);
   }
 }

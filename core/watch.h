@@ -15,8 +15,8 @@ typedef struct bg_watch bg_watch;
 typedef void (*bg_watch_cb)(void *ud, const char *const *names, size_t n);
 
 /* Starts watching dir. Returns 0 and *out, or a negative libuv error (UV_ENOENT ...). */
-int bg_watch_start(uv_loop_t *loop, const char *dir, unsigned debounce_ms, bg_watch_cb cb,
-                   void *ud, bg_watch **out);
+int bg_watch_start(uv_loop_t *loop, const char *dir, unsigned debounce_ms, bg_watch_cb cb, void *ud,
+                   bg_watch **out);
 
 /* Stops and frees (after its handles close); cb is not called again. NULL is a no-op. */
 void bg_watch_stop(bg_watch *w);

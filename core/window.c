@@ -13,7 +13,7 @@ typedef struct snap {
 } snap;
 
 typedef struct entry {
-  uint32_t id; /* bg_series_id; 0: free */
+  uint32_t id;   /* bg_series_id; 0: free */
   uint32_t seen; /* tick generation that last saw the series */
   snap slots[BG_WINDOW_SLOTS];
 } entry;
@@ -26,7 +26,9 @@ struct bg_window {
 
 static bg_window *g_default;
 
-bg_window *bg_window_new(void) { return calloc(1, sizeof(bg_window)); }
+bg_window *bg_window_new(void) {
+  return calloc(1, sizeof(bg_window));
+}
 
 bg_window *bg_window_default(void) {
   if (g_default == NULL) g_default = bg_window_new();
@@ -34,7 +36,8 @@ bg_window *bg_window_default(void) {
 }
 
 static void entry_clear(entry *e) {
-  for (int i = 0; i < BG_WINDOW_SLOTS; i++) bg_sketch_reset(&e->slots[i].sk);
+  for (int i = 0; i < BG_WINDOW_SLOTS; i++)
+    bg_sketch_reset(&e->slots[i].sk);
   memset(e, 0, sizeof *e);
 }
 
@@ -56,7 +59,8 @@ static entry *lookup(bg_window *w, uint32_t id, int create) {
     for (size_t i = 0; i < w->cap; i++) {
       if (w->tab[i].id == 0) continue;
       size_t j = w->tab[i].id & (ncap - 1);
-      while (nt[j].id) j = (j + 1) & (ncap - 1);
+      while (nt[j].id)
+        j = (j + 1) & (ncap - 1);
       nt[j] = w->tab[i];
     }
     free(w->tab);
@@ -72,7 +76,8 @@ static entry *lookup(bg_window *w, uint32_t id, int create) {
   entry *e = &w->tab[j];
   memset(e, 0, sizeof *e);
   e->id = id;
-  for (int i = 0; i < BG_WINDOW_SLOTS; i++) bg_sketch_init(&e->slots[i].sk, 0);
+  for (int i = 0; i < BG_WINDOW_SLOTS; i++)
+    bg_sketch_init(&e->slots[i].sk, 0);
   w->used++;
   return e;
 }
@@ -94,8 +99,10 @@ static void sweep(bg_window *w) {
       continue;
     }
     entry *e = lookup(w, old[i].id, 1);
-    if (e != NULL) *e = old[i];
-    else entry_clear(&old[i]);
+    if (e != NULL)
+      *e = old[i];
+    else
+      entry_clear(&old[i]);
   }
   free(old);
 }

@@ -42,7 +42,6 @@ int bg_window_stats_of(bg_window *w, const bg_series_view *s, double seconds, do
 int bg_window_render_json(bg_window *w, bg_registry *r, double now, bg_buf *out);
 
 /* The same as a malloc'ed string for the FFI; free with bg_expo_free. NULL on ENOMEM. */
-BG_EXPORT char *bg_window_render_json_string(bg_window *w, bg_registry *r, double now,
-                                             size_t *len);
+BG_EXPORT char *bg_window_render_json_string(bg_window *w, bg_registry *r, double now, size_t *len);
 
 #endif

@@ -47,13 +47,7 @@ function M:files()
   return found
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = util.read_file
 
 function M:fail(path, err, rec)
   self.load_failures = self.load_failures + 1

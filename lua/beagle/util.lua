@@ -47,6 +47,15 @@ function M.sorted_keys(t)
   return ks
 end
 
+-- read_file(path) -> contents | nil (missing or unreadable)
+function M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 function M.basename(path) return (path:match("([^/]+)$")) or path end
 
 -- RFC 3339 UTC with milliseconds, for timestamps in JSON.

@@ -17,7 +17,8 @@ static void test_logfmt(void) {
   const char *body = strstr(last, " level=");
   ASSERT(body != NULL);
   ASSERT(strncmp(last, "time=", 5) == 0);
-  ASSERT_EQ_STR(body, " level=info msg=\"plugin loaded\" plugin=http file=\"/a b/c.lua\" empty=\"\"\n");
+  ASSERT_EQ_STR(body,
+                " level=info msg=\"plugin loaded\" plugin=http file=\"/a b/c.lua\" empty=\"\"\n");
   bg_log(BG_LOG_WARN, "x", "q", "say \"hi\"\n", NULL);
   ASSERT_EQ_STR(strstr(last, " level="), " level=warn msg=x q=\"say \\\"hi\\\"\\n\"\n");
 }

@@ -19,7 +19,7 @@
   do {                                                                                             \
     double a_ = (a), b_ = (b);                                                                     \
     if (!(fabs(a_ - b_) <= 1e-9 * (fabs(b_) > 1 ? fabs(b_) : 1))) {                                \
-      fprintf(stderr, "%s:%d: %s == %s failed: %.17g != %.17g\n", __FILE__, __LINE__, #a, #b, a_, \
+      fprintf(stderr, "%s:%d: %s == %s failed: %.17g != %.17g\n", __FILE__, __LINE__, #a, #b, a_,  \
               b_);                                                                                 \
       exit(1);                                                                                     \
     }                                                                                              \
@@ -153,8 +153,7 @@ static void test_tags(void) {
   ASSERT_EQ_INT(feed(&f, "tg:1|c|#__x:y"), 1);
   ASSERT_EQ_INT(feed(&f, "tg:1|c|#a:1,a:2"), 1); /* duplicate label */
   ASSERT_EQ_INT(feed(&f, "tg:1|c|#a:1|#b:2"), 1);
-  ASSERT_EQ_INT(feed(&f, "tg:1|c|#t1,t2,t3,t4,t5,t6,t7,t8,t9,t10,t11,t12,t13,t14,t15,t16,t17"),
-                1);
+  ASSERT_EQ_INT(feed(&f, "tg:1|c|#t1,t2,t3,t4,t5,t6,t7,t8,t9,t10,t11,t12,t13,t14,t15,t16,t17"), 1);
   ASSERT(strstr(bg_statsd_last_error(f.sink), "tags") != NULL);
   /* DogStatsD extras and unknown fields are ignored */
   ASSERT_EQ_INT(feed(&f, "dd:1|c|#a:b|c:3f2a9|T1700000000|zfuture\ndd:1|c|@1|#a:b|"), 0);
@@ -287,7 +286,8 @@ static void test_stream_framing(void) {
   o.max_line = 32;
   fixture f = setup(&o);
   bg__statsd_stream st = {{0}, 0};
-  const char *s = "a:1|c\nb:2|c\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1|c\na:1|c\nb:1|c";
+  const char *s =
+      "a:1|c\nb:2|c\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1|c\na:1|c\nb:1|c";
   size_t n = strlen(s);
   for (size_t i = 0; i < n; i += 3) /* three bytes at a time */
     ASSERT_EQ_INT(bg__statsd_feed(f.sink, &st, s + i, n - i < 3 ? n - i : 3, 32, 0), 0);
@@ -467,8 +467,8 @@ static void test_start_options(void) {
   bg_statsd *sd;
   bg_statsd_opts o;
   bg_statsd_opts_default(&o);
-  const char *bad_addrs[] = {"nohost", "127.0.0.1:99999", "127.0.0.1:", "example.com:8125",
-                             "[::1:8125", "1.2.3.4:12x"};
+  const char *bad_addrs[] = {
+      "nohost", "127.0.0.1:99999", "127.0.0.1:", "example.com:8125", "[::1:8125", "1.2.3.4:12x"};
   for (size_t i = 0; i < sizeof bad_addrs / sizeof bad_addrs[0]; i++) {
     o.udp = bad_addrs[i];
     ASSERT_EQ_INT(bg_statsd_start(&loop, reg, &o, &sd), BG_EINVAL);

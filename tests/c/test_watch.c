@@ -19,7 +19,8 @@ static void on_change(void *ud, const char *const *names, size_t n) {
   (void)ud;
   calls++;
   fired_at = uv_hrtime();
-  for (size_t i = 0; i < n && nseen < 8; i++) snprintf(seen[nseen++], 64, "%s", names[i]);
+  for (size_t i = 0; i < n && nseen < 8; i++)
+    snprintf(seen[nseen++], 64, "%s", names[i]);
 }
 
 static void write_file(const char *name, const char *text) {
@@ -36,11 +37,14 @@ static uint64_t burst_at;
 static void burst(uv_timer_t *t) {
   (void)t;
   burst_at = uv_hrtime();
-  for (int i = 0; i < 5; i++) write_file("a.lua", "x");
+  for (int i = 0; i < 5; i++)
+    write_file("a.lua", "x");
   write_file("b.lua", "y");
 }
 
-static void stop_loop(uv_timer_t *t) { uv_stop(t->loop); }
+static void stop_loop(uv_timer_t *t) {
+  uv_stop(t->loop);
+}
 
 static int has(const char *name) {
   for (size_t i = 0; i < nseen; i++)

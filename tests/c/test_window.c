@@ -34,7 +34,9 @@ static bg_window_stats stats(bg_window *w, bg_registry *r, bg_series *s, double 
   return st;
 }
 
-static int near(double a, double b) { return fabs(a - b) <= 0.011 * fabs(b); }
+static int near(double a, double b) {
+  return fabs(a - b) <= 0.011 * fabs(b);
+}
 
 static void test_windows(void) {
   bg_registry *r = bg_registry_new();
@@ -43,12 +45,15 @@ static void test_windows(void) {
   /* synthetic times after the series' creation, one second into a minute, so that the
    * once-a-minute snapshots fall where the assertions expect them */
   double t0 = floor(bg_wall_time() / 60) * 60 + 61;
-  for (int i = 0; i < 100; i++) bg_histogram_observe(s, 1.0);
+  for (int i = 0; i < 100; i++)
+    bg_histogram_observe(s, 1.0);
   ASSERT_EQ_INT(bg_window_tick(w, r, t0), 0);
-  for (int i = 0; i < 100; i++) bg_histogram_observe(s, 10.0);
+  for (int i = 0; i < 100; i++)
+    bg_histogram_observe(s, 10.0);
   ASSERT_EQ_INT(bg_window_tick(w, r, t0 + 60), 0);
   ASSERT_EQ_INT(bg_window_tick(w, r, t0 + 61), 0); /* same minute: no new snapshot */
-  for (int i = 0; i < 50; i++) bg_histogram_observe(s, 100.0);
+  for (int i = 0; i < 50; i++)
+    bg_histogram_observe(s, 100.0);
 
   bg_window_stats m1 = stats(w, r, s, 60, t0 + 90);
   ASSERT_EQ_INT(m1.count, 150);

@@ -44,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char e[8];
   bg_series *bad = bg_series_get(r, BG_COUNTER, "beagle_statsd_bad_lines_total", NULL, NULL, 0,
                                  NULL, 0, e, sizeof e);
-  bg_series *lines = bg_series_get(r, BG_COUNTER, "beagle_statsd_lines_total", NULL, NULL, 0,
-                                   NULL, 0, e, sizeof e);
+  bg_series *lines = bg_series_get(r, BG_COUNTER, "beagle_statsd_lines_total", NULL, NULL, 0, NULL,
+                                   0, e, sizeof e);
   if (st.bad_lines > st.lines || st.cache_entries > 4) abort();
   /* a line may itself add to these counters by name, so they can only be ahead */
   if (bad == NULL || lines == NULL || bg_series_value(bad) < (double)st.bad_lines ||

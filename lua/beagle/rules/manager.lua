@@ -69,13 +69,7 @@ function M:rule_files()
   return out
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = util.read_file
 
 -- Loads or reloads one file into a fresh state. A failure keeps the old rules of that file.
 function M:load_file(path)

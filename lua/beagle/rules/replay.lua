@@ -21,17 +21,10 @@ end
 
 -- run{ files, data_dir, since (seconds), step (seconds), now (epoch s, optional) } -> ok
 function M.run(o, out)
-  local merged = { alerts = {}, routes = {}, inhibits = {}, silences = {}, exprs = {} }
-  for _, f in ipairs(o.files) do
-    local set, problems = dsl.load(f)
-    if not set then
-      out:write(table.concat(problems or { f .. ": cannot load" }, "\n"), "\n")
-      return false
-    end
-    for _, k in ipairs { "alerts", "routes", "inhibits", "silences" } do
-      for _, x in ipairs(set[k] or {}) do merged[k][#merged[k] + 1] = x end
-    end
-    for k, fn in pairs(set.exprs or {}) do merged.exprs[k] = fn end
+  local merged, problems = testing.load_rule_files(o.files)
+  if not merged then
+    out:write(table.concat(problems, "\n"), "\n")
+    return false
   end
   local q, err = query.open { data_dir = o.data_dir, raw = "1m" }
   if not q then

@@ -74,6 +74,21 @@ function M.series_key(series)
   return name .. "{" .. table.concat(labels, ",") .. "}"
 end
 
+-- Loads rule files into one set (alerts, routes, inhibits, silences, exprs). Returns it or
+-- nil, problems.
+function M.load_rule_files(files)
+  local merged = { alerts = {}, routes = {}, inhibits = {}, silences = {}, exprs = {} }
+  for _, p in ipairs(files) do
+    local set, problems = dsl.load(p)
+    if not set then return nil, problems or { p .. ": cannot load" } end
+    for _, k in ipairs { "alerts", "routes", "inhibits", "silences" } do
+      for _, x in ipairs(set[k] or {}) do merged[k][#merged[k] + 1] = x end
+    end
+    for k, fn in pairs(set.exprs or {}) do merged.exprs[k] = fn end
+  end
+  return merged
+end
+
 -- The samples a rule sees through q (the same logic as the agent's rule sandbox).
 function M.evaluate_rule(r, exprs, q)
   if r.expr then
@@ -199,19 +214,13 @@ function M.run_file(path, out)
     return false
   end
   local dir = path:match("^(.*)/[^/]*$") or "."
-  local files = spec.rule_files or { (path:gsub("_test%.lua$", ".lua")) }
-  local merged = { alerts = {}, routes = {}, inhibits = {}, silences = {}, exprs = {} }
-  for _, f in ipairs(files) do
-    local p = f:sub(1, 1) == "/" and f or (f == files[1] and not spec.rule_files and f or dir .. "/" .. f)
-    local set, problems = dsl.load(p)
-    if not set then
-      out:write(table.concat(problems or { p .. ": cannot load" }, "\n"), "\n")
-      return false
-    end
-    for _, k in ipairs { "alerts", "routes", "inhibits", "silences" } do
-      for _, x in ipairs(set[k] or {}) do merged[k][#merged[k] + 1] = x end
-    end
-    for k, fn in pairs(set.exprs or {}) do merged.exprs[k] = fn end
+  local files = {}
+  for i, f in ipairs(spec.rule_files or {}) do files[i] = f:sub(1, 1) == "/" and f or dir .. "/" .. f end
+  if not spec.rule_files then files[1] = path:gsub("_test%.lua$", ".lua") end
+  local merged, problems = M.load_rule_files(files)
+  if not merged then
+    out:write(table.concat(problems, "\n"), "\n")
+    return false
   end
   local eval_interval = util.parse_duration(spec.evaluation_interval or "1m")
   local cases = spec.tests or { spec }
