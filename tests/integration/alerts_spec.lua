@@ -99,7 +99,8 @@ describe("the /alerts API", function()
   setup(function()
     rdir = S.tmpdir()
     S.write(rdir .. "/file.lua", 'alert "from_file" { metric = "x", condition = ">", threshold = 1 }\n')
-    agent = S.start { config = S.calm_system, args = { "--rules", rdir } }
+    agent = S.start { config = S.calm_system, args = { "--rules", rdir },
+      env = { MONITORING_METRICS_COLLECTION_INTERVAL = "0.1" } }
   end)
   teardown(function() if agent then agent:stop() end end)
 
@@ -140,11 +141,17 @@ describe("the /alerts API", function()
 
   it("tests a rule now and sends a notification marked as a test", function()
     agent:post("/metrics/custom", '{"name":"x","type":"gauge","value":5}')
-    -- the history samples every 15 s by default; a test evaluates what it holds now
+    S.sleep(0.3) -- sampled into history
     local st, body = agent:post("/alerts/test/from_file", "")
     assert.are.equal(200, st, body)
     local o = S.json(body)
     assert.are.equal("from_file", o.rule)
+    assert.are.equal(5, o.samples[1].value)
+    assert.are.equal(1, o.notifications)
+    assert.is_truthy(S.wait(function() return agent:logtext():find('msg="test notification"', 1, true) end, 2))
+    -- a test changes no state: nothing is firing
+    local _, a = agent:get_json("/alerts")
+    for _, x in ipairs(a.alerts) do assert.are_not.equal("from_file", x.name) end
     assert.are.equal(404, (agent:post("/alerts/test/nope", "")))
   end)
 
