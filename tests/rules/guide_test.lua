@@ -32,5 +32,21 @@ return {
         { eval_time = "10m", alertname = "high_cpu_usage", exp_alerts = {} },
       },
     },
+    {
+      name = "optimization_failures fires above a 10% failure rate held for 10 minutes",
+      interval = "1m",
+      enable = { "optimization_failures" }, -- shipped disabled: no optimizer feeds a stock agent
+      input_series = {
+        { series = 'optimization.started_total{algorithm="nsga2"}', values = "0+10x40" },
+        -- 1 failure a minute (10%: not above the threshold) for 10 minutes, then 3 a minute (30%)
+        { series = 'optimization.failures_total{algorithm="nsga2"}', values = "0+1x10 13+3x30" },
+      },
+      alert_rule_test = {
+        { eval_time = "15m", alertname = "optimization_failures", exp_alerts = {} },
+        { eval_time = "35m", alertname = "optimization_failures", exp_alerts = {
+          { exp_labels = { severity = "error" } },
+        } },
+      },
+    },
   },
 }

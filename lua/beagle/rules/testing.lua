@@ -8,6 +8,7 @@
 --     tests = {
 --       { name = "fires after 5 minutes above 80",
 --         interval = "1m",                      -- spacing of the input samples
+--         enable = { "rule_shipped_disabled" }, -- optional
 --         input_series = {
 --           { series = 'system.cpu_percent{host="a"}', values = "50+10x10" },  -- 50 60 ... 150
 --           { series = 'system.cpu_percent{host="b"}', values = "10x10" },
@@ -145,7 +146,14 @@ local function run_case(case, set, eval_interval, where)
     render = template_ok and function(t, ctx) return template.render(t, ctx) or t end or nil,
     notify = function(n) sent[#sent + 1] = n end,
   }
-  engine:set_rules(set.alerts, set.routes, set.inhibits)
+  -- a test may switch on rules that ship disabled: enable = { "name", ... }
+  local enable, alerts = {}, {}
+  for _, n in ipairs(case.enable or {}) do enable[n] = true end
+  for i, r in ipairs(set.alerts) do
+    if enable[r.name] and r.enabled == false then r = util.copy(r) r.enabled = true end
+    alerts[i] = r
+  end
+  engine:set_rules(alerts, set.routes, set.inhibits)
   engine:set_silences(set.silences or {})
   local tests = case.alert_rule_test or {}
   table.sort(tests, function(a, b) return util.parse_duration(a.eval_time) < util.parse_duration(b.eval_time) end)
@@ -155,7 +163,7 @@ local function run_case(case, set, eval_interval, where)
     while t <= target + 1e-9 do
       now = T0 / 1000 + t
       q.at(T0 + math.floor(t * 1000))
-      for _, r in ipairs(set.alerts) do
+      for _, r in ipairs(alerts) do
         if r.enabled ~= false then
           local ok, samples = pcall(M.evaluate_rule, r, set.exprs or {}, q)
           if ok then engine:evaluate(r.name, samples)
