@@ -17,16 +17,6 @@
 #include "metrics.h"
 #include "test_support.h"
 
-#define ASSERT_NEAR(a, b)                                                                          \
-  do {                                                                                             \
-    double a_ = (a), b_ = (b);                                                                     \
-    if (!(fabs(a_ - b_) <= 1e-9 * (fabs(b_) > 1 ? fabs(b_) : 1))) {                                \
-      fprintf(stderr, "%s:%d: %s == %s failed: %.17g != %.17g\n", __FILE__, __LINE__, #a, #b, a_,  \
-              b_);                                                                                 \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-
 static char err[256];
 static const int64_t T0 = 1700000000000LL - 1700000000000LL % 60000; /* a minute boundary */
 

@@ -15,15 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define ASSERT_EQ_DBL(a, b)                                                                        \
-  do {                                                                                             \
-    double a_ = (a), b_ = (b);                                                                     \
-    if (!(fabs(a_ - b_) <= 1e-9 * (fabs(b_) > 1 ? fabs(b_) : 1))) {                                \
-      fprintf(stderr, "%s:%d: %s == %s failed: %.17g != %.17g\n", __FILE__, __LINE__, #a, #b, a_,  \
-              b_);                                                                                 \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
+#define ASSERT_EQ_DBL(a, b) ASSERT_NEAR(a, b)
 
 static char err[256];
 

@@ -34,6 +34,18 @@
     }                                                                                              \
   } while (0)
 
+/* a == b within 1e-9, relative above 1 */
+#include <math.h>
+#define ASSERT_NEAR(a, b)                                                                          \
+  do {                                                                                             \
+    double a_ = (a), b_ = (b);                                                                     \
+    if (!(fabs(a_ - b_) <= 1e-9 * (fabs(b_) > 1 ? fabs(b_) : 1))) {                                \
+      fprintf(stderr, "%s:%d: %s == %s failed: %.17g != %.17g\n", __FILE__, __LINE__, #a, #b, a_,  \
+              b_);                                                                                 \
+      exit(1);                                                                                     \
+    }                                                                                              \
+  } while (0)
+
 #define RUN(t)                                                                                     \
   do {                                                                                             \
     fprintf(stderr, "%s\n", #t);                                                                   \
