@@ -6,7 +6,15 @@
  * Re-entrancy: user callbacks run only from dispatch_done(), after curl_multi_socket_action
  * has returned, so they may start, cancel or even free the fetcher. dispatch_done() detaches
  * a transfer before calling back and re-reads curl's message queue after every callback
- * (curl_multi_remove_handle drops a canceled handle's pending message). */
+ * (curl_multi_remove_handle drops a canceled handle's pending message).
+ *
+ * Mail: an smtp:// or smtps:// URL makes the transfer an SMTP send (curl uploads the message
+ * through on_upload and does the dot-stuffing). Two waits inside libcurl (7.88) are synchronous
+ * and block the loop: for the reply to the end of the message (bounded by the request's
+ * timeout), and for the reply to QUIT whenever it closes an SMTP connection. A cached connection
+ * may be closed later on behalf of any other transfer, with curl's default 2-minute reply
+ * timeout, so a mail's connection is not kept: closing it right after the mail bounds that wait
+ * by this request's timeout too (CURLOPT_SERVER_RESPONSE_TIMEOUT). */
 #include "fetch.h"
 
 #include "bg.h"
@@ -91,6 +99,9 @@ struct bg_fetch {
   bg_fetcher *f;
   CURL *easy;
   struct curl_slist *hdr_list;
+  struct curl_slist *rcpt_list; /* mail */
+  char *upload;                 /* mail: the message, CRLF line ends */
+  size_t upload_len, upload_pos;
   bg_buf body;
   bg_buf hdrs;
   size_t max_body;
@@ -164,6 +175,8 @@ static void sock_close(bg_fetcher *f, sock_ctx *s) {
 static void req_free(bg_fetch *r) {
   cu.easy_cleanup(r->easy);
   cu.slist_free_all(r->hdr_list);
+  cu.slist_free_all(r->rcpt_list);
+  free(r->upload);
   bg_buf_free(&r->body);
   bg_buf_free(&r->hdrs);
   free(r);
@@ -316,6 +329,15 @@ static size_t on_header(char *p, size_t size, size_t n, void *userp) {
   return len;
 }
 
+static size_t on_upload(char *p, size_t size, size_t n, void *userp) {
+  bg_fetch *r = userp;
+  size_t len = r->upload_len - r->upload_pos;
+  if (len > size * n) len = size * n;
+  memcpy(p, r->upload + r->upload_pos, len);
+  r->upload_pos += len;
+  return len; /* 0 ends the message; curl adds the final "." line */
+}
+
 /* ---- public API ---- */
 
 /* curl (and the TLS library under it) is initialised on the first request, not at start-up:
@@ -438,13 +460,97 @@ static int setup_easy(bg_fetch *r, const bg_fetch_opts *o) {
   return 0;
 }
 
+static int is_mail_url(const char *url) {
+  return strncasecmp(url, "smtp://", 7) == 0 || strncasecmp(url, "smtps://", 8) == 0;
+}
+
+/* An address goes into an SMTP command line as is: no line breaks. */
+static int valid_address(const char *a, int may_be_empty) {
+  return a != NULL && (may_be_empty || a[0] != '\0') && strpbrk(a, "\r\n") == NULL;
+}
+
+static int valid_mail(const bg_fetch_opts *o) {
+  if (!valid_address(o->mail_from, 1)) return 0;
+  if (o->mail_rcpt == NULL || o->mail_rcpt[0] == NULL) return 0;
+  for (const char *const *a = o->mail_rcpt; *a != NULL; a++)
+    if (!valid_address(*a, 0)) return 0;
+  if (o->use_ssl < BG_FETCH_TLS_NONE || o->use_ssl > BG_FETCH_TLS_REQUIRED) return 0;
+  return 1;
+}
+
+/* Copies the message with every bare LF made CRLF: SMTP lines end in CRLF, and curl only
+ * dot-stuffs lines that follow a CRLF. Returns 0 or BG_ENOMEM. */
+static int copy_message(bg_fetch *r, const char *msg, size_t len) {
+  size_t extra = 0;
+  for (size_t i = 0; i < len; i++)
+    if (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r')) extra++;
+  r->upload = malloc(len + extra + 1);
+  if (r->upload == NULL) return BG_ENOMEM;
+  size_t j = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r')) r->upload[j++] = '\r';
+    r->upload[j++] = msg[i];
+  }
+  r->upload_len = j;
+  return 0;
+}
+
+/* The mail counterpart of setup_easy. Returns 0 or BG_ENOMEM. */
+static int setup_mail(bg_fetch *r, const bg_fetch_opts *o) {
+  CURL *e = r->easy;
+  static const long tls[] = {CURLUSESSL_NONE, CURLUSESSL_TRY, CURLUSESSL_ALL};
+  int ok = 1;
+  if (copy_message(r, o->body ? o->body : "", o->body ? o->body_len : 0) != 0) return BG_ENOMEM;
+  for (const char *const *a = o->mail_rcpt; *a != NULL; a++) {
+    struct curl_slist *l = cu.slist_append(r->rcpt_list, *a);
+    if (l == NULL) return BG_ENOMEM;
+    r->rcpt_list = l;
+  }
+  uint64_t t = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+  long t_secs = t / 1000 + 1 > LONG_MAX ? LONG_MAX : (long)(t / 1000 + 1);
+#define SET(opt, val) ok &= cu.easy_setopt(e, opt, val) == CURLE_OK
+  SET(CURLOPT_URL, o->url);
+  SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+  SET(CURLOPT_PRIVATE, (void *)r);
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_ERRORBUFFER, r->errbuf);
+  SET(CURLOPT_WRITEFUNCTION, on_body);
+  SET(CURLOPT_WRITEDATA, (void *)r);
+  SET(CURLOPT_HEADERFUNCTION, on_header); /* curl passes the server's replies here */
+  SET(CURLOPT_HEADERDATA, (void *)r);
+  SET(CURLOPT_TIMEOUT_MS, t > LONG_MAX ? LONG_MAX : (long)t);
+  /* bounds the synchronous wait for the QUIT reply (see the top of this file) */
+  SET(CURLOPT_SERVER_RESPONSE_TIMEOUT, t_secs);
+  SET(CURLOPT_FORBID_REUSE, 1L);
+  SET(CURLOPT_MAIL_FROM, o->mail_from);
+  SET(CURLOPT_MAIL_RCPT, r->rcpt_list);
+  SET(CURLOPT_UPLOAD, 1L);
+  SET(CURLOPT_READFUNCTION, on_upload);
+  SET(CURLOPT_READDATA, (void *)r);
+  SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->upload_len);
+  SET(CURLOPT_USE_SSL, tls[o->use_ssl]);
+  if (o->username != NULL) SET(CURLOPT_USERNAME, o->username);
+  if (o->password != NULL) SET(CURLOPT_PASSWORD, o->password);
+  if (o->insecure) {
+    SET(CURLOPT_SSL_VERIFYPEER, 0L);
+    SET(CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+#undef SET
+  return ok ? 0 : BG_ENOMEM;
+}
+
 int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, void *ud,
                    bg_fetch **out) {
   if (out != NULL) *out = NULL;
   if (f == NULL || f->closing || opts == NULL || opts->url == NULL || cb == NULL) return BG_EINVAL;
-  if (strncasecmp(opts->url, "http://", 7) != 0 && strncasecmp(opts->url, "https://", 8) != 0)
+  int mail = is_mail_url(opts->url);
+  if (mail) {
+    if (!valid_mail(opts)) return BG_EINVAL;
+  } else if (strncasecmp(opts->url, "http://", 7) != 0 &&
+             strncasecmp(opts->url, "https://", 8) != 0) {
     return BG_EINVAL;
-  if (opts->method != NULL && opts->method[0] == '\0') return BG_EINVAL;
+  }
+  if (!mail && opts->method != NULL && opts->method[0] == '\0') return BG_EINVAL;
   int ready = fetcher_ready(f);
   if (ready != 0) return ready;
   bg_fetch *r = calloc(1, sizeof *r);
@@ -454,7 +560,7 @@ int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, voi
   r->ud = ud;
   r->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
   r->easy = cu.easy_init();
-  int rc = r->easy ? setup_easy(r, opts) : BG_ENOMEM;
+  int rc = r->easy == NULL ? BG_ENOMEM : mail ? setup_mail(r, opts) : setup_easy(r, opts);
   if (rc != 0) goto err;
   r->start_ns = uv_hrtime();
   /* add_handle only arms the timer (on_timer_set); nothing completes before the loop runs */

@@ -1,6 +1,8 @@
-/* fetch: the outbound HTTP client. One curl multi handle driven by the libuv loop (curl's
- * multi-socket API: CURLMOPT_SOCKETFUNCTION + CURLMOPT_TIMERFUNCTION with uv_poll_t and
- * uv_timer_t). Every request is asynchronous; nothing here blocks the loop. Single-threaded. */
+/* fetch: the outbound HTTP client, which also sends mail (SMTP). One curl multi handle driven
+ * by the libuv loop (curl's multi-socket API: CURLMOPT_SOCKETFUNCTION + CURLMOPT_TIMERFUNCTION
+ * with uv_poll_t and uv_timer_t). Every request is asynchronous; nothing here blocks the loop,
+ * except that libcurl waits for an SMTP server's reply to the end of a message and to QUIT
+ * synchronously (bounded by the request's timeout). Single-threaded. */
 #ifndef BG_FETCH_H
 #define BG_FETCH_H
 
@@ -11,26 +13,40 @@
 typedef struct bg_fetcher bg_fetcher; /* one per loop */
 typedef struct bg_fetch bg_fetch;     /* one request in flight */
 
+/* TLS for smtp:// (smtps:// is TLS from the start whatever this says) */
+enum {
+  BG_FETCH_TLS_NONE = 0, /* plain text */
+  BG_FETCH_TLS_TRY,      /* STARTTLS when the server offers it, else plain text */
+  BG_FETCH_TLS_REQUIRED  /* STARTTLS or fail */
+};
+
 typedef struct bg_fetch_opts {
   const char *method;         /* NULL: "GET" (or "POST" when body is set) */
-  const char *url;            /* required; http:// or https:// */
+  const char *url;            /* required; http://, https://, or smtp://, smtps:// (mail) */
   const char *const *headers; /* "Name: value" strings, NULL-terminated; may be NULL */
-  const char *body;           /* may be NULL */
+  const char *body;           /* may be NULL; mail: the RFC 5322 message (bare LF -> CRLF) */
   size_t body_len;
   uint64_t timeout_ms;  /* whole request; 0 means 10 s */
   size_t max_body;      /* response bodies beyond this fail with BG_ELIMIT; 0: 16 MiB */
   int follow_redirects; /* 0 or 1 (at most 5 hops) */
   int insecure;         /* 1 skips TLS verification */
+  /* Mail only (smtp:// and smtps:// URLs; method, headers, max_body and follow_redirects are
+   * ignored there). Addresses are "a@b" or "<a@b>" and may not hold CR or LF. */
+  const char *mail_from;        /* required for mail ("" is the null sender) */
+  const char *const *mail_rcpt; /* NULL-terminated, at least one */
+  const char *username;         /* AUTH (PLAIN, LOGIN, ...) when the server offers it */
+  const char *password;
+  int use_ssl; /* BG_FETCH_TLS_*: for smtp:// */
 } bg_fetch_opts;
 
 /* Passed to the completion callback; every pointer is valid only during the callback. */
 typedef struct bg_fetch_result {
   int err;            /* 0, or BG_ETIMEDOUT, BG_ELIMIT, BG_EIO (connect/DNS/TLS/...) */
   const char *errmsg; /* curl's message when err != 0, else "" */
-  long status;        /* HTTP status, 0 when no response */
+  long status;        /* HTTP status, or the last SMTP reply code (250 when sent); 0: none */
   const char *body;   /* NUL-terminated; "" when empty */
   size_t body_len;
-  const char *headers; /* the raw response header block of the final response */
+  const char *headers; /* the raw header block of the final response (mail: the replies) */
   size_t headers_len;
   double total_time; /* seconds from start to completion */
 } bg_fetch_result;
@@ -44,9 +60,11 @@ int bg_fetcher_new(uv_loop_t *loop, bg_fetcher **out);
  * once its handles are closed. */
 void bg_fetcher_free(bg_fetcher *f);
 
-/* Starts a request. opts and everything it points to are copied. On 0, cb(ud, res) is
- * called exactly once later from the loop, unless bg_fetch_cancel is called first; on
- * error (BG_EINVAL, BG_ENOMEM) cb is never called. *out may be NULL. */
+/* Starts a request (an HTTP request, or a mail for smtp:// and smtps:// URLs). opts and
+ * everything it points to are copied. On 0, cb(ud, res) is called exactly once later from the
+ * loop, unless bg_fetch_cancel is called first; on error (BG_EINVAL, BG_ENOMEM, BG_EIO when
+ * libcurl can't be loaded) cb is never called. *out may be NULL. A mail succeeds with err 0
+ * and status 250; an SMTP error reply gives BG_EIO and curl's message. */
 int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, void *ud,
                    bg_fetch **out);
 

@@ -1,20 +1,23 @@
-/* The I/O a plugin can wait on: timers, HTTP (fetch), TCP and processes. Each call starts a
- * C operation, yields the run's coroutine and is resumed from the loop with the result.
- * Every operation can be cancelled (the run timed out or was cancelled) and then releases
- * its handles on its own. */
+/* The I/O a plugin can wait on: timers, HTTP and mail (fetch), TCP and processes. Each call
+ * starts a C operation, yields the run's coroutine and is resumed from the loop with the
+ * result. Every operation can be cancelled (the run timed out or was cancelled) and then
+ * releases its handles on its own. Also the synchronous helpers channels need (hashing). */
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/statvfs.h>
 
 #include "bg.h"
 #include "fetch.h"
 #include "script_int.h"
+#include "sha256.h"
 
 #define CONN_MT "beagle.tcp"
 #define EXEC_MAX_OUTPUT (1u << 20)
+#define MAIL_MAX_RCPT 100
 
 static bg_runtime *runtime_of(lua_State *L) {
   void *ud;
@@ -108,6 +111,22 @@ static void http_done(void *ud, const bg_fetch_result *res) {
   bg__run_resume(r, 1);
 }
 
+/* Starts the request and suspends the run until done(h, result) resumes it. */
+static int fetch_and_wait(lua_State *L, bg__run *r, const bg_fetch_opts *o, bg_fetch_cb done) {
+  http_op *h = calloc(1, sizeof *h);
+  if (h == NULL) return luaL_error(L, "out of memory");
+  h->op.run = r;
+  h->op.cancel = http_cancel;
+  int rc = bg_fetch_start(runtime_of(L)->fetcher, o, done, h, &h->req);
+  if (rc != 0) {
+    free(h);
+    lua_pushnil(L);
+    lua_pushstring(L, bg_strerror(rc));
+    return 2;
+  }
+  return bg__run_wait(L, &h->op);
+}
+
 /* http(req) where req = {method=, url=, headers={"K: V",...}, body=, timeout=, max_body=,
  * follow=, insecure=} */
 static int pl_http(lua_State *L) {
@@ -152,18 +171,147 @@ static int pl_http(lua_State *L) {
   hdrs[nh] = NULL;
   o.headers = nh ? hdrs : NULL;
 
-  http_op *h = calloc(1, sizeof *h);
-  if (h == NULL) return luaL_error(L, "out of memory");
-  h->op.run = r;
-  h->op.cancel = http_cancel;
-  int rc = bg_fetch_start(runtime_of(L)->fetcher, &o, http_done, h, &h->req);
-  if (rc != 0) {
-    free(h);
-    lua_pushnil(L);
-    lua_pushstring(L, bg_strerror(rc));
-    return 2;
+  return fetch_and_wait(L, r, &o, http_done);
+}
+
+/* ---- mail ----------------------------------------------------------------------------- */
+
+static void mail_done(void *ud, const bg_fetch_result *res) {
+  http_op *h = ud;
+  bg__run *r = h->op.run;
+  free(h);
+  if (r == NULL) return;
+  if (res->err != 0) {
+    push_error(r->co, res->err, res->errmsg);
+    bg__run_resume(r, 2);
+    return;
   }
-  return bg__run_wait(L, &h->op);
+  lua_pushboolean(r->co, 1);
+  bg__run_resume(r, 1);
+}
+
+/* The string field key of the table at 1, left on the stack (which anchors it); NULL when
+ * absent and optional. Raises for a missing required field, a value of another type, or a NUL
+ * byte in what becomes a C string (all but the message). */
+static const char *mail_field(lua_State *L, const char *key, int required) {
+  lua_getfield(L, 1, key);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, -1);
+    if (strcmp(key, "message") != 0 && strlen(s) != lua_objlen(L, -1))
+      luaL_error(L, "bg.mail: '%s' may not contain NUL bytes", key);
+    return s;
+  }
+  if (lua_isnil(L, -1) && !required) return NULL;
+  if (lua_isnil(L, -1)) luaL_error(L, "bg.mail: '%s' is required", key);
+  luaL_error(L, "bg.mail: '%s' must be a string, not %s", key, luaL_typename(L, -1));
+  return NULL;
+}
+
+/* The address string at idx, checked: it goes into an SMTP command line. */
+static const char *mail_address(lua_State *L, int idx, const char *key) {
+  size_t n;
+  const char *addr = lua_tolstring(L, idx, &n);
+  if (strlen(addr) != n) luaL_error(L, "bg.mail: '%s' may not contain NUL bytes", key);
+  if (addr[0] == '\0' && strcmp(key, "from") != 0)
+    luaL_error(L, "bg.mail: empty address in '%s'", key);
+  if (strpbrk(addr, "\r\n") != NULL) luaL_error(L, "bg.mail: line break in '%s'", key);
+  return addr;
+}
+
+/* mail{url=, from=, to={...} | "a@b", username=, password=, starttls=, insecure=, message=,
+ * timeout=} -> true | nil, err. starttls: true requires STARTTLS, false never uses it, nil
+ * uses it when the server offers it. Bare LF line ends of message are sent as CRLF. */
+static int pl_mail(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  bg__run *r = bg__run_current(L);
+  bg_fetch_opts o;
+  memset(&o, 0, sizeof o);
+  o.url = mail_field(L, "url", 1);
+  if (strncasecmp(o.url, "smtp://", 7) != 0 && strncasecmp(o.url, "smtps://", 8) != 0)
+    return luaL_error(L, "bg.mail: 'url' must start with smtp:// or smtps://");
+  mail_field(L, "from", 1);
+  o.mail_from = mail_address(L, -1, "from");
+  o.body = mail_field(L, "message", 1);
+  o.body_len = lua_objlen(L, -1);
+  o.username = mail_field(L, "username", 0);
+  o.password = mail_field(L, "password", 0);
+  if (o.password != NULL && o.username == NULL)
+    return luaL_error(L, "bg.mail: 'password' needs 'username'");
+
+  const char *rcpt[MAIL_MAX_RCPT + 1];
+  size_t nr = 0;
+  lua_getfield(L, 1, "to");
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    rcpt[nr++] = mail_address(L, -1, "to");
+  } else if (lua_istable(L, -1)) {
+    for (int i = 1;; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "bg.mail: 'to' must be a list of addresses");
+      if (nr == MAIL_MAX_RCPT)
+        return luaL_error(L, "bg.mail: at most %d addresses in 'to'", MAIL_MAX_RCPT);
+      rcpt[nr++] = mail_address(L, -1, "to");
+      lua_pop(L, 1); /* still anchored by the 'to' table */
+    }
+  } else if (!lua_isnil(L, -1)) {
+    return luaL_error(L, "bg.mail: 'to' must be an address or a list of addresses");
+  }
+  if (nr == 0) return luaL_error(L, "bg.mail: 'to' needs at least one address");
+  rcpt[nr] = NULL;
+  o.mail_rcpt = rcpt;
+
+  lua_getfield(L, 1, "starttls");
+  if (lua_isnil(L, -1))
+    o.use_ssl = BG_FETCH_TLS_TRY;
+  else if (lua_isboolean(L, -1))
+    o.use_ssl = lua_toboolean(L, -1) ? BG_FETCH_TLS_REQUIRED : BG_FETCH_TLS_NONE;
+  else
+    return luaL_error(L, "bg.mail: 'starttls' must be a boolean");
+  lua_getfield(L, 1, "insecure");
+  o.insecure = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "timeout");
+  if (!lua_isnil(L, -1) && !lua_isnumber(L, -1))
+    return luaL_error(L, "bg.mail: 'timeout' must be a number of seconds");
+  double t = lua_tonumber(L, -1);
+  if (r->deadline) {
+    /* never wait past the run's own deadline */
+    double left = (double)(r->deadline - bg_now_ns()) / 1e9;
+    if (t <= 0 || t > left) t = left > 0.001 ? left : 0.001;
+  }
+  o.timeout_ms = t > 0 ? (uint64_t)(t * 1000) : 0;
+
+  return fetch_and_wait(L, r, &o, mail_done);
+}
+
+/* ---- hashing -------------------------------------------------------------------------- */
+
+/* sha256(msg) -> lower-case hex digest */
+static int pl_sha256(lua_State *L) {
+  size_t n;
+  const char *msg = luaL_checklstring(L, 1, &n);
+  uint8_t d[BG_SHA256_LEN];
+  char hex[BG_SHA256_HEX_LEN];
+  bg_sha256(msg, n, d);
+  bg_hex(d, sizeof d, hex);
+  lua_pushlstring(L, hex, 2 * BG_SHA256_LEN);
+  return 1;
+}
+
+/* hmac_sha256(key, msg) -> lower-case hex HMAC-SHA256 */
+static int pl_hmac_sha256(lua_State *L) {
+  size_t kn, mn;
+  const char *key = luaL_checklstring(L, 1, &kn);
+  const char *msg = luaL_checklstring(L, 2, &mn);
+  uint8_t d[BG_SHA256_LEN];
+  char hex[BG_SHA256_HEX_LEN];
+  bg_hmac_sha256(key, kn, msg, mn, d);
+  bg_hex(d, sizeof d, hex);
+  lua_pushlstring(L, hex, 2 * BG_SHA256_LEN);
+  return 1;
 }
 
 /* ---- tcp ------------------------------------------------------------------------------ */
@@ -634,6 +782,7 @@ void bg__script_open_io(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"sleep", pl_sleep}, {"read_file", pl_read_file},     {"statvfs", pl_statvfs},
       {"http", pl_http},   {"tcp_connect", pl_tcp_connect}, {"exec", pl_exec},
+      {"mail", pl_mail},   {"sha256", pl_sha256},           {"hmac_sha256", pl_hmac_sha256},
       {NULL, NULL}};
   for (const luaL_Reg *f = fns; f->name; f++) {
     lua_pushcfunction(L, f->func);
