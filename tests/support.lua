@@ -194,4 +194,46 @@ function Agent:wait_check(name, pred, timeout)
   end, timeout or 5)
 end
 
+-- service(cmd) -> { pid, out, stop }: a background process (exec'd by the shell), its output
+-- in a file.
+function S.service(cmd)
+  local d = S.tmpdir()
+  local out = d .. "/out"
+  local pid = tonumber((sh(("{ %s; } > %q 2>&1 & echo $!"):format(cmd, out))))
+  local svc = { pid = pid, out = out, dir = d }
+  function svc.stop()
+    if svc.pid then sh("kill " .. svc.pid .. " 2>/dev/null") svc.pid = nil end
+  end
+  function svc.output() return S.read(out) or "" end
+  return svc
+end
+
+-- free_port() -> a TCP port nobody listens on right now (the kernel's pick, released).
+function S.free_port()
+  local out = sh("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")
+  return tonumber(out:match("(%d+)"))
+end
+
+-- sink() -> the HTTP sink of tests/http_sink.py: url, control{status, delay, retry_after, down},
+-- requests() (each with method, path, headers, body, time), reset(), stop().
+function S.sink()
+  local d = S.tmpdir()
+  local svc = S.service(("exec python3 %q %q"):format(S.src .. "/tests/http_sink.py", d .. "/requests.jsonl"))
+  local port = S.wait(function() return tonumber(svc.output():match("^(%d+)")) end, 10)
+  if not port then error("http sink did not start: " .. svc.output()) end
+  local sink = { url = "http://127.0.0.1:" .. port, port = port, svc = svc }
+  function sink.control(t)
+    local st = S.http("POST", sink.url .. "/_control", json.encode(t), { "Content-Type: application/json" })
+    assert(st == 200, "sink control failed: " .. st)
+  end
+  function sink.requests()
+    local st, body = S.http("GET", sink.url .. "/_requests")
+    assert(st == 200, "sink requests failed: " .. st)
+    return json.decode(body)
+  end
+  function sink.reset() S.http("POST", sink.url .. "/_reset", "{}") end
+  function sink.stop() svc.stop() end
+  return sink
+end
+
 return S

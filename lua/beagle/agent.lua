@@ -7,6 +7,7 @@ local settings_mod = require "beagle.settings"
 local config_mod = require "beagle.config"
 local plugins_mod = require "beagle.plugins"
 local health_mod = require "beagle.health"
+local channels_mod = require "beagle.channels"
 local api_metrics = require "beagle.api_metrics"
 local performance = require "beagle.performance"
 
@@ -150,10 +151,18 @@ function Agent:setup(opts, home)
   self.plugins = plugins_mod.new {
     dirs = self:plugin_dirs(), memory_limit = s.plugin_memory_limit_mb * 1024 * 1024, log = log,
     metrics = metrics,
-    validate = function(name, script, meta) return self.health:validate_plugin(name, script, meta) end,
-    on_change = function() if self.synced then self.health:sync() end end,
+    validate = function(name, script, meta)
+      if meta.kind == "channel" then return self.channels:validate_plugin(name, script, meta) end
+      return self.health:validate_plugin(name, script, meta)
+    end,
+    on_change = function()
+      if not self.synced then return end
+      self.health:sync()
+      self:sync_channels()
+    end,
   }
   self.health.plugins = self.plugins
+  self.channels = channels_mod.new { plugins = self.plugins, settings = s, log = log }
   for name, c in pairs(cfg.checks) do
     if c.spec.plugin ~= nil and type(c.spec.plugin) ~= "string" then
       return nil, ("%s:%d: check %q: plugin must be a string"):format(path, c.line, name)
@@ -169,11 +178,20 @@ function Agent:setup(opts, home)
       bad[#bad + 1] = ("%s:%d: check %q: %s"):format(path, inst.line, inst.name, inst.error)
     end
   end
+  for _, p in ipairs(self.channels:sync(cfg.channels, path)) do bad[#bad + 1] = p end
   if #bad > 0 then
     self.plugins:close_all(true)
     return nil, table.concat(bad, "\n")
   end
   return true
+end
+
+-- Re-validates the channel instances (config or plugins changed) and tells the outbox.
+function Agent:sync_channels(config_channels)
+  local problems = self.channels:sync(config_channels, self.config_path)
+  for _, p in ipairs(problems) do log(3, "channel is misconfigured", { error = p }) end
+  if self.delivery then self.delivery:sync(self.channels.confs) end
+  return #problems
 end
 
 -- Check results arrive one by one; re-rendering /health for every one of them costs
@@ -261,6 +279,8 @@ local routes = {
       version = core.version, uptime_seconds = core.now() - self.started_at,
       plugins = setmetatable(self.plugins:list(), { __json_array = true }),
       rules = self.rules and self.rules:files_json() or nil,
+      channels = setmetatable(self.channels:list(self.delivery and self.delivery:status() or nil),
+        { __json_array = true }),
       metrics = limits,
     })
   end } },
@@ -395,6 +415,7 @@ function Agent:reload(why)
     if cfg then
       self.config = cfg
       self.health.config_checks = cfg.checks
+      self.config_channels_changed = cfg.channels
     else
       failures = failures + 1
       log(3, "config reload failed, keeping the previous config", { file = self.config_path, error = err })
@@ -403,6 +424,8 @@ function Agent:reload(why)
   failures = failures + self.plugins:scan(false)
   if self.rules then failures = failures + self.rules:scan() end
   self.health:sync()
+  failures = failures + self:sync_channels(self.config_channels_changed)
+  self.config_channels_changed = nil
   self:publish()
   return failures
 end
@@ -418,6 +441,8 @@ function Agent:shutdown(sig)
   log(1, "shutting down", { signal = tostring(sig) })
   self.plugins:stop_watching()
   if self.rules then self.rules:stop() end
+  -- undelivered notifications stay in the outbox for the next start
+  if self.delivery then self.delivery:stop() end
   local pending = self.health:stop()
   if self.server then self.server:close() self.server = nil end
   if self.statsd then self.statsd:stop() self.statsd = nil end
@@ -489,6 +514,18 @@ function Agent:run()
     self.rules = rm
     rm:scan()
     rm:watch(s.reload_debounce)
+    -- the outbox: notifications go out through the channels, durably when the store is open
+    local delivery = require("beagle.delivery").new {
+      now = core.wall, timer = channels_mod.timer, store = rm.store, settings = s, log = log,
+      metrics = self.metrics,
+      channel = function(name) return self.channels:get(name) end,
+      attempt = function(conf, n, done) return self.channels:attempt(conf, n, done) end,
+      active_alerts = function(name) return rm:active_for(name) end,
+    }
+    self.delivery = delivery
+    rm.delivery = delivery
+    delivery:sync(self.channels.confs)
+    delivery:resume()
   end
   -- history: a sample of every series each collection interval, rollups flushed to the data
   -- directory every 15 s (on the threadpool), read by beagle.query

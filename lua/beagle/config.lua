@@ -81,6 +81,27 @@ function M.load(path, getenv)
       end
       return v
     end,
+    -- a secret kept in a file (a Kubernetes/Docker secret mount): its content, without the
+    -- trailing newline; the path is relative to the config file's directory
+    secret_file = function(p)
+      local line = line_of(3)
+      if type(p) ~= "string" or p == "" then
+        problem(line, 'secret_file needs a path: secret_file "/run/secrets/pd_key"')
+        return nil
+      end
+      local full = p
+      if not p:match("^/") then full = (path:match("^(.*)/[^/]*$") or ".") .. "/" .. p end
+      local sf, serr = io.open(full, "r")
+      if not sf then
+        problem(line, ("secret_file %q cannot be read: %s"):format(p, tostring(serr)))
+        return nil
+      end
+      local v = sf:read("*a") or ""
+      sf:close()
+      v = v:gsub("\r?\n$", "")
+      if v == "" then problem(line, ("secret_file %q is empty"):format(p)) end
+      return v
+    end,
     tonumber = tonumber, tostring = tostring, pairs = pairs, ipairs = ipairs, string = string,
     table = table, math = math, os = { getenv = getenv, time = os.time },
   }

@@ -21,6 +21,11 @@ function types.integer(v)
 end
 function types.boolean(v) if type(v) == "boolean" then return v end return nil, "must be true or false" end
 function types.duration(v) return util.parse_duration(v) end
+-- A string that must never be shown: logged, /health/detailed and error messages show "***".
+function types.secret(v)
+  if type(v) == "string" then return v end
+  return nil, "must be a string (a secret: env \"NAME\" or secret_file \"path\")"
+end
 function types.table(v) if type(v) == "table" then return v end return nil, "must be a table" end
 function types.list(v)
   if type(v) == "table" then return v end
@@ -42,7 +47,7 @@ local function normalize_options(decl, where)
     if type(spec) ~= "table" then error(("%s: option %q must be a type name or a table"):format(where, name), 3) end
     local t = spec[1] or spec.type
     if not types[t] then
-      error(("%s: option %q has unknown type %q (use string, number, integer, boolean, duration, table or list)")
+      error(("%s: option %q has unknown type %q (use string, secret, number, integer, boolean, duration, table or list)")
         :format(where, name, tostring(t)), 3)
     end
     local o = { type = t, description = spec.description or spec.desc, optional = spec.optional == true }
@@ -104,7 +109,7 @@ local function constructor(kind)
       error(("%s %q: %s must be a function"):format(where, def.name, fn), 2)
     end
     def.options = normalize_options(def.options, ("%s %q"):format(where, def.name))
-    for _, k in ipairs { "interval", "timeout" } do
+    for _, k in ipairs { "interval", "timeout", "resend" } do
       if def[k] ~= nil then
         local d, err = util.parse_duration(def[k])
         if not d then error(("%s %q: %s %s"):format(where, def.name, k, err), 2) end

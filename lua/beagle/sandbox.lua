@@ -4,6 +4,9 @@
 -- enforces the instruction budget and deadline fires; this library keeps the JIT.
 local bg = __bg
 package.path = bg.lua_dir .. "/?.lua;" .. bg.lua_dir .. "/?/init.lua"
+-- no C modules, except cjson for beagle.json (loaded on first use, e.g. by a channel)
+local cjson_so = package.searchpath("cjson", package.cpath)
+if cjson_so then package.preload.cjson = package.loadlib(cjson_so, "luaopen_cjson") end
 package.cpath = ""
 
 local beagle = require "beagle"
@@ -112,7 +115,7 @@ function __load(path)
   end
   return {
     kind = kind, name = p.name, description = p.description, options = options,
-    interval = p.interval, timeout = p.timeout, retries = p.retries, critical = p.critical,
+    interval = p.interval, timeout = p.timeout, retries = p.retries, critical = p.critical, resend = p.resend,
     all_defaults = all_defaults,
   }
 end
@@ -201,6 +204,66 @@ function __run_check(a)
       :format(a.name, type(r)), 0)
   end
   return { status = r.status, message = r.message, details = r.details, response_time = elapsed }
+end
+
+-- ---- channels -------------------------------------------------------------------------------
+-- lua/beagle/CHANNELS.md is the contract: send(n, ctx) returns true (or nothing) when the receiver
+-- took the notification; nil/false, err[, { retry_after, permanent }] or a raised error otherwise.
+
+local function masker(opts)
+  local secrets = {}
+  for oname, o in pairs(PLUGIN and PLUGIN.options or {}) do
+    if o.type == "secret" and type(opts[oname]) == "string" and opts[oname] ~= "" then
+      secrets[#secrets + 1] = opts[oname]
+    end
+  end
+  local cu = require "beagle.channel_util"
+  return function(text) return cu.mask(text, secrets) end
+end
+
+local function masked_log(mask)
+  local out = {}
+  for level, fn in pairs(beagle.log) do
+    out[level] = function(msg, fields)
+      local f
+      if type(fields) == "table" then
+        f = {}
+        for k, v in pairs(fields) do f[k] = mask(tostring(v)) end
+      end
+      return fn(mask(msg), f)
+    end
+  end
+  return out
+end
+
+local function send_result(n, ...)
+  if n == 0 then return { ok = true } end
+  local ok, err, info = ...
+  if ok ~= nil and ok ~= false then return { ok = true } end
+  info = type(info) == "table" and info or {}
+  return { ok = false, error = err ~= nil and tostring(err) or "send returned no success and no error",
+    retry_after = tonumber(info.retry_after), permanent = info.permanent == true or nil }
+end
+
+-- __send{ name, opts, n } -> { ok = true } | { ok = false, error, retry_after, permanent }
+function __send(a)
+  if not PLUGIN or PLUGIN.kind ~= "channel" then raw_error("plugin is not a channel", 0) end
+  local cu = require "beagle.channel_util"
+  local ctx = make_ctx(a)
+  local opts = a.opts or {}
+  local mask = masker(opts)
+  ctx.options = opts
+  ctx.log = masked_log(mask)
+  ctx.json = require "beagle.json"
+  ctx.response = cu.response
+  ctx.iso8601 = cu.iso8601
+  ctx.sha256 = bg.sha256
+  ctx.hmac_sha256 = bg.hmac_sha256
+  ctx.mail = function(m)
+    if not bg.mail then return nil, "mail is not supported by this build" end
+    return bg.mail(m)
+  end
+  return (function(...) return send_result(select("#", ...), ...) end)(PLUGIN.send(a.n, ctx))
 end
 
 -- ---- rule files ---------------------------------------------------------------------------

@@ -25,6 +25,18 @@ M.schema = {
   alert_evaluation_interval = { kind = "duration", default = 60, min = 0.01, help = "seconds between rule evaluations" },
   alert_cooldown_minutes = { kind = "int", default = 15, min = 0, help = "minutes between repeat notifications of one alert" },
   alert_max_notifications_per_hour = { kind = "int", default = 10, min = 0, help = "notifications per alert and channel per hour" },
+  -- alert channels: the delivery of notifications (the outbox)
+  notification_timeout = { kind = "duration", default = 10, min = 0.001, help = "seconds one delivery attempt may take" },
+  notification_backoff_initial = { kind = "duration", default = 5, min = 0.001,
+    help = "first retry delay (full-jitter exponential backoff)" },
+  notification_backoff_max = { kind = "duration", default = 300, min = 0.001, help = "longest retry delay" },
+  notification_ttl = { kind = "duration", default = 86400, min = 1, help = "age at which an undelivered notification expires" },
+  notification_max_in_flight = { kind = "int", default = 4, min = 1, help = "deliveries in flight per channel" },
+  notification_breaker_failures = { kind = "int", default = 5, min = 1,
+    help = "straight failures that open a channel's circuit breaker" },
+  notification_breaker_probe = { kind = "duration", default = 60, min = 0.001, help = "seconds between probes of an open breaker" },
+  notification_outbox_max = { kind = "int", default = 10000, min = 1,
+    help = "undelivered notifications kept; beyond, the oldest resolved go first" },
   -- logfire / tracing
   logfire_token = { kind = "string", default = "", secret = true, help = "Logfire write token" },
   logfire_project_name = { kind = "string", default = "beagle", help = "Logfire project" },

@@ -48,7 +48,8 @@ describe("routes", function()
     assert.are.equal(200, st)
     local names = {}
     for _, p in ipairs(o.plugins) do names[p.name] = p.state end
-    assert.are.same({ http = "loaded", system = "loaded", tcp = "loaded" }, names)
+    assert.are.same({ http = "loaded", system = "loaded", tcp = "loaded", alertmanager = "loaded", email = "loaded",
+      log = "loaded", pagerduty = "loaded", slack = "loaded", webhook = "loaded" }, names)
     assert.is_number(o.uptime_seconds)
   end)
 

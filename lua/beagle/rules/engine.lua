@@ -197,17 +197,37 @@ function Engine:_step(now, full)
     end
     policy.prune_log(self, now)
   end
+  local list
   if next(self.dirty) ~= nil then
     if self.store then
-      local list = {}
+      list = {}
       for _, inst in pairs(self.dirty) do list[#list + 1] = copy_instance(inst) end
       table.sort(list, function(a, b) return a.fingerprint < b.fingerprint end)
-      store_call(self, "save_instances", list)
     end
     self.dirty = {}
   end
+  -- the state change and its notification rows (the outbox) commit together: after a crash
+  -- either both are there (and the outbox delivers) or neither (and the transition reruns)
+  if self.store and (list or #out > 0) then
+    local st = self.store
+    local function write()
+      if list then assert(st:save_instances(list)) end
+      for _, n in ipairs(out) do
+        local id = assert(st:log_notification(n))
+        if type(id) == "number" then n.id = id end
+      end
+      return true
+    end
+    if st.tx then store_call(self, "tx", write)
+    else
+      local ok, err = pcall(write)
+      if not ok then
+        self.store_errors = self.store_errors + 1
+        self.last_store_error = tostring(err)
+      end
+    end
+  end
   for _, n in ipairs(out) do
-    if self.store then store_call(self, "log_notification", n) end
     local ok = pcall(self.notify, n)
     if ok then self.sent = self.sent + 1 else self.notify_errors = self.notify_errors + 1 end
   end
@@ -499,8 +519,11 @@ end
 --     `notified` must hold, per fingerprint and channel, at least the rows of the last hour and
 --     the latest row (restores cooldown, hourly counts and "already notified").
 --   save_instances(list) -> true | nil, err   one transaction; a copy with deleted = true is removed.
---   log_notification(n) -> true | nil, err    one row per alert of n: (fingerprint, channel,
---     alert.status, n.created_at), called before the notification is delivered.
+--   log_notification(n) -> id | true | nil, err    one row per alert of n: (fingerprint, channel,
+--     alert.status, n.created_at), called before the notification is delivered; a number is
+--     kept as n.id (the outbox row).
+--   tx(fn) -> fn's results | nil, err (optional)  the instances and the notification rows of one
+--     step are written in one transaction.
 --   count_notifications(fingerprint, channel, since, status?) -> n
 function Engine.memory_store()
   local st = { instances = {}, notifications = {} }
@@ -524,7 +547,7 @@ function Engine.memory_store()
   end
   function st.log_notification(self, n)
     if not n.test then self.notifications[#self.notifications + 1] = copy(n) end
-    return true
+    return #self.notifications
   end
   function st.count_notifications(self, fp, channel, since, status)
     local c = 0

@@ -1,8 +1,8 @@
 -- Alert rules in the agent: rule files (rules/ and --rules DIR) each in a sandboxed lua_State,
 -- reloaded on change (a file that fails keeps its previous rules), evaluated on their schedule
 -- through beagle.query, fed to the engine (beagle.rules.engine), persisted in the store, and the
--- /alerts routes. Delivery through channels arrives with the channels issue: until then every
--- notification is a structured log line and a counter.
+-- /alerts routes. Notifications go to the outbox (beagle.delivery), which delivers them through
+-- the channels (beagle.channels).
 local core = require "beagle.core"
 local util = require "beagle.util"
 local json = require "beagle.json"
@@ -43,8 +43,10 @@ function M.new(o)
   return self
 end
 
--- Where a notification goes until channels exist: the log, and a counter.
+-- Every notification goes to the outbox (beagle.delivery); without one (rules run without the
+-- agent), to the log and a counter.
 function M:deliver(n)
+  if self.delivery then return self.delivery:enqueue(n) end
   local names = {}
   for _, a in ipairs(n.alerts or {}) do names[#names + 1] = a.name end
   self.log(n.status == "firing" and 2 or 1, n.test and "test notification" or "alert notification", {
@@ -53,6 +55,23 @@ function M:deliver(n)
   })
   self.metrics.increment_counter("beagle_notifications_total", 1,
     { channel = tostring(n.channel), result = n.test and "test" or "logged" })
+end
+
+-- The firing alerts whose last notification on `channel` was a firing one: what a `resend`
+-- channel (alertmanager) re-sends until they resolve.
+function M:active_for(channel)
+  local out = {}
+  local e = self.engine
+  for fp, inst in pairs(e.instances or {}) do
+    local ent = e.log[fp] and e.log[fp][channel]
+    if inst.state == "firing" and ent and ent.last_status == "firing" then
+      local c = e.copy(inst)
+      c.status = "firing"
+      out[#out + 1] = c
+    end
+  end
+  table.sort(out, function(a, b) return a.fingerprint < b.fingerprint end)
+  return out
 end
 
 function M:rule_files()

@@ -237,7 +237,7 @@ local function flush_group(e, g, now, out)
       e.dirty[inst.fingerprint] = inst
     end
     out[#out + 1] = { channel = ch, status = status, group_key = g.key, test = false, alerts = alerts,
-      created_at = now, dedup_key = e.hash(ch .. "\0" .. g.key .. "\0" .. table.concat(ids, ",")) }
+      created_at = now, dedup_key = e.hash(ch .. "\0" .. g.key .. "\0" .. table.concat(ids, ",") .. "\0" .. now) }
   end
   for fp, inst in pairs(g.alerts) do
     if inst.state ~= "firing" then
