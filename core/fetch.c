@@ -4,17 +4,21 @@
  * curl_multi_socket_action and collect finished transfers with curl_multi_info_read.
  *
  * Re-entrancy: user callbacks run only from dispatch_done(), after curl_multi_socket_action
- * has returned, so they may start, cancel or even free the fetcher. dispatch_done() detaches
- * a transfer before calling back and re-reads curl's message queue after every callback
- * (curl_multi_remove_handle drops a canceled handle's pending message).
+ * has returned, or from mail_after, so they may start, cancel or even free the fetcher.
+ * dispatch_done() detaches a transfer before calling back and re-reads curl's message queue
+ * after every callback (curl_multi_remove_handle drops a canceled handle's pending message).
  *
- * Mail: an smtp:// or smtps:// URL makes the transfer an SMTP send (curl uploads the message
- * through on_upload and does the dot-stuffing). Two waits inside libcurl (7.88) are synchronous
- * and block the loop: for the reply to the end of the message (bounded by the request's
- * timeout), and for the reply to QUIT whenever it closes an SMTP connection. A cached connection
- * may be closed later on behalf of any other transfer, with curl's default 2-minute reply
- * timeout, so a mail's connection is not kept: closing it right after the mail bounds that wait
- * by this request's timeout too (CURLOPT_SERVER_RESPONSE_TIMEOUT). */
+ * Mail: an smtp:// or smtps:// URL makes the request an SMTP send (curl uploads the message
+ * through on_upload and does the dot-stuffing). It does not go through the multi handle:
+ * libcurl (7.88) waits synchronously inside the multi interface for the reply to the end of the
+ * message and for the reply to QUIT, which would stall the loop, and every other request, for as
+ * long as a server cares to take. Each mail instead runs one blocking curl_easy_perform on its
+ * own easy handle on the libuv threadpool (mail_work) and is reported from mail_after, on the
+ * loop thread, through the same finish(). A running worker can't be stopped, so cancelling a
+ * mail marks it, shuts its sockets down so that curl gives up at once, and leaves the freeing
+ * to mail_after; the fetcher, likewise, is not freed while mails are on the threadpool (nwork).
+ * libcurl is loaded and curl_global_init'ed on the loop thread before the first mail is
+ * queued: neither is thread-safe. */
 #include "fetch.h"
 
 #include "bg.h"
@@ -22,10 +26,13 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* libcurl is loaded with dlopen on the first request, not linked: curl pulls in OpenSSL,
  * GnuTLS, Kerberos, LDAP and more, whose relocations and constructors cost about 5 MiB of
@@ -35,6 +42,7 @@
   X(CURL *, easy_init, (void))                                                                     \
   X(CURLcode, easy_setopt, (CURL *, CURLoption, ...))                                              \
   X(CURLcode, easy_getinfo, (CURL *, CURLINFO, ...))                                               \
+  X(CURLcode, easy_perform, (CURL *))                                                              \
   X(void, easy_cleanup, (CURL *))                                                                  \
   X(const char *, easy_strerror, (CURLcode))                                                       \
   X(CURLM *, multi_init, (void))                                                                   \
@@ -74,6 +82,7 @@ static int curl_load(void) {
 #define DEFAULT_MAX_BODY (16u << 20)
 #define MAX_REDIRECTS 5L
 #define USER_AGENT "beagle/0.1"
+#define MAIL_SOCKS 4 /* sockets one mail may hold at once (happy eyeballs needs 2) */
 
 typedef struct sock_ctx sock_ctx;
 
@@ -85,6 +94,7 @@ struct bg_fetcher {
   sock_ctx *socks; /* poll handles curl currently uses */
   int nreqs;
   int nhandles; /* uv handles not yet through their close callback */
+  int nwork;    /* mails queued on the threadpool, not yet through mail_after */
   int closing;  /* bg_fetcher_free was called */
 };
 
@@ -112,6 +122,16 @@ struct bg_fetch {
   void *ud;
   bg_fetch *prev, *next;
   char errbuf[CURL_ERROR_SIZE];
+  /* Mail. Between uv_queue_work and mail_after the worker owns everything above except
+   * prev/next (the loop's list) and in_cb; the loop thread only sets canceled and shuts the
+   * sockets down, under lock. */
+  int mail; /* 1 once lock is initialised */
+  uv_work_t work;
+  CURLcode rc; /* mail_work's results */
+  long status;
+  atomic_int canceled;
+  uv_mutex_t lock;                 /* guards socks */
+  curl_socket_t socks[MAIL_SOCKS]; /* open sockets, CURL_SOCKET_BAD in free slots */
 };
 
 /* ---- lists ---- */
@@ -146,7 +166,7 @@ static void sock_unlink(bg_fetcher *f, sock_ctx *s) {
 /* ---- handle lifetime ---- */
 
 static void maybe_free_fetcher(bg_fetcher *f) {
-  if (f->closing && f->nhandles == 0) free(f);
+  if (f->closing && f->nhandles == 0 && f->nwork == 0) free(f);
 }
 
 static void on_sock_close(uv_handle_t *h) {
@@ -173,7 +193,8 @@ static void sock_close(bg_fetcher *f, sock_ctx *s) {
 }
 
 static void req_free(bg_fetch *r) {
-  cu.easy_cleanup(r->easy);
+  if (r->easy != NULL) cu.easy_cleanup(r->easy); /* a mail's is gone after mail_work */
+  if (r->mail) uv_mutex_destroy(&r->lock);
   cu.slist_free_all(r->hdr_list);
   cu.slist_free_all(r->rcpt_list);
   free(r->upload);
@@ -200,7 +221,10 @@ static void finish(bg_fetch *r, CURLcode rc) {
     res.err = rc == CURLE_OPERATION_TIMEDOUT ? BG_ETIMEDOUT : BG_EIO;
     res.errmsg = r->errbuf[0] ? r->errbuf : cu.easy_strerror(rc);
   }
-  cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+  if (r->easy != NULL)
+    cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+  else
+    res.status = r->status;
   res.body = r->body.data ? r->body.data : "";
   res.body_len = r->body.len;
   res.headers = r->hdrs.data ? r->hdrs.data : "";
@@ -338,18 +362,100 @@ static size_t on_upload(char *p, size_t size, size_t n, void *userp) {
   return len; /* 0 ends the message; curl adds the final "." line */
 }
 
+/* ---- mail on the threadpool ---- */
+
+/* Called by curl in the worker now and then: nonzero aborts the transfer with
+ * CURLE_ABORTED_BY_CALLBACK. A backstop for mail_abort's shutdown, which misses a socket
+ * curl has yet to open (or is still connecting). */
+static int mail_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                         curl_off_t ulnow) {
+  bg_fetch *r = userp;
+  (void)dltotal;
+  (void)dlnow;
+  (void)ultotal;
+  (void)ulnow;
+  return atomic_load(&r->canceled);
+}
+
+/* curl's own socket opening, plus a record of the socket for mail_abort. */
+static curl_socket_t mail_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a) {
+  bg_fetch *r = userp;
+  curl_socket_t fd = CURL_SOCKET_BAD;
+  (void)purpose;
+  uv_mutex_lock(&r->lock);
+  for (int i = 0; i < MAIL_SOCKS; i++) {
+    if (r->socks[i] != CURL_SOCKET_BAD) continue;
+    if (!atomic_load(&r->canceled)) fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    r->socks[i] = fd;
+    break;
+  }
+  uv_mutex_unlock(&r->lock);
+  return fd;
+}
+
+/* The record goes before the close, so that mail_abort never shuts down a reused fd number. */
+static int mail_close_socket(void *userp, curl_socket_t fd) {
+  bg_fetch *r = userp;
+  uv_mutex_lock(&r->lock);
+  for (int i = 0; i < MAIL_SOCKS; i++)
+    if (r->socks[i] == fd) r->socks[i] = CURL_SOCKET_BAD;
+  uv_mutex_unlock(&r->lock);
+  return close(fd);
+}
+
+/* Runs in a threadpool thread; blocking is fine here, bounded by the request's timeout. The
+ * easy handle is cleaned up here too, in case closing a connection waits on the server. */
+static void mail_work(uv_work_t *w) {
+  bg_fetch *r = w->data;
+  r->rc = cu.easy_perform(r->easy);
+  cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+  cu.easy_cleanup(r->easy);
+  r->easy = NULL;
+}
+
+/* Back on the loop thread, once per queued mail, whether it ran or uv_cancel dequeued it. */
+static void mail_after(uv_work_t *w, int status) {
+  bg_fetch *r = w->data;
+  bg_fetcher *f = r->f;
+  f->nwork--;
+  if (status == UV_ECANCELED || atomic_load(&r->canceled)) {
+    req_free(r); /* mail_abort already unlinked it */
+  } else {
+    req_unlink(f, r);
+    finish(r, r->rc);
+  }
+  maybe_free_fetcher(f); /* f may be closing; the user callback can't have freed it yet */
+}
+
+/* Loop thread. The request stays allocated until mail_after. */
+static void mail_abort(bg_fetch *r) {
+  atomic_store(&r->canceled, 1);
+  uv_mutex_lock(&r->lock);
+  for (int i = 0; i < MAIL_SOCKS; i++)
+    if (r->socks[i] != CURL_SOCKET_BAD) shutdown(r->socks[i], SHUT_RDWR); /* wakes curl */
+  uv_mutex_unlock(&r->lock);
+  uv_cancel((uv_req_t *)&r->work); /* fails harmlessly once the work has started */
+}
+
 /* ---- public API ---- */
 
 /* curl (and the TLS library under it) is initialised on the first request, not at start-up:
  * an agent that never makes an outbound request never touches those pages (about 4 MiB of
  * RSS), which matters for an idle agent's footprint. */
-static int fetcher_ready(bg_fetcher *f) {
-  static int curl_ready;
-  if (f->multi != NULL) return 0;
-  if (!curl_ready) {
+static int curl_ready(void) {
+  static int ready;
+  if (!ready) {
     if (curl_load() != 0 || cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return BG_EIO;
-    curl_ready = 1;
+    ready = 1;
   }
+  return 0;
+}
+
+/* The multi handle, for HTTP only. */
+static int fetcher_ready(bg_fetcher *f) {
+  if (f->multi != NULL) return 0;
+  int rc = curl_ready();
+  if (rc != 0) return rc;
   f->multi = cu.multi_init();
   if (f->multi == NULL) return BG_ENOMEM;
   cu.multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
@@ -377,14 +483,19 @@ int bg_fetcher_new(uv_loop_t *loop, bg_fetcher **out) {
 }
 
 static void req_abort(bg_fetcher *f, bg_fetch *r) {
-  cu.multi_remove_handle(f->multi, r->easy);
   req_unlink(f, r);
+  if (r->mail) {
+    mail_abort(r);
+    return;
+  }
+  cu.multi_remove_handle(f->multi, r->easy);
   req_free(r);
 }
 
 void bg_fetcher_free(bg_fetcher *f) {
   if (f == NULL || f->closing) return;
   f->closing = 1; /* from here on on_socket/on_timer_set ignore curl, dispatch_done stops */
+  /* mails in flight are aborted; f stays allocated until their mail_after has run */
   while (f->reqs != NULL)
     req_abort(f, f->reqs);
   /* close the polls before curl_multi_cleanup closes their (idle, cached) sockets */
@@ -511,17 +622,24 @@ static int setup_mail(bg_fetch *r, const bg_fetch_opts *o) {
 #define SET(opt, val) ok &= cu.easy_setopt(e, opt, val) == CURLE_OK
   SET(CURLOPT_URL, o->url);
   SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-  SET(CURLOPT_PRIVATE, (void *)r);
-  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_NOSIGNAL, 1L); /* no SIGALRM for timeouts: we are not the main thread */
   SET(CURLOPT_ERRORBUFFER, r->errbuf);
   SET(CURLOPT_WRITEFUNCTION, on_body);
   SET(CURLOPT_WRITEDATA, (void *)r);
   SET(CURLOPT_HEADERFUNCTION, on_header); /* curl passes the server's replies here */
   SET(CURLOPT_HEADERDATA, (void *)r);
   SET(CURLOPT_TIMEOUT_MS, t > LONG_MAX ? LONG_MAX : (long)t);
-  /* bounds the synchronous wait for the QUIT reply (see the top of this file) */
-  SET(CURLOPT_SERVER_RESPONSE_TIMEOUT, t_secs);
+  /* closes the connection (QUIT) inside curl_easy_perform, and bounds the wait for the QUIT
+   * reply, which CURLOPT_TIMEOUT_MS does not cover */
   SET(CURLOPT_FORBID_REUSE, 1L);
+  SET(CURLOPT_SERVER_RESPONSE_TIMEOUT, t_secs);
+  SET(CURLOPT_NOPROGRESS, 0L);
+  SET(CURLOPT_XFERINFOFUNCTION, mail_progress);
+  SET(CURLOPT_XFERINFODATA, (void *)r);
+  SET(CURLOPT_OPENSOCKETFUNCTION, mail_open_socket);
+  SET(CURLOPT_OPENSOCKETDATA, (void *)r);
+  SET(CURLOPT_CLOSESOCKETFUNCTION, mail_close_socket);
+  SET(CURLOPT_CLOSESOCKETDATA, (void *)r);
   SET(CURLOPT_MAIL_FROM, o->mail_from);
   SET(CURLOPT_MAIL_RCPT, r->rcpt_list);
   SET(CURLOPT_UPLOAD, 1L);
@@ -551,7 +669,8 @@ int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, voi
     return BG_EINVAL;
   }
   if (!mail && opts->method != NULL && opts->method[0] == '\0') return BG_EINVAL;
-  int ready = fetcher_ready(f);
+  /* a mail needs no multi handle, only curl loaded and initialised before any worker uses it */
+  int ready = mail ? curl_ready() : fetcher_ready(f);
   if (ready != 0) return ready;
   bg_fetch *r = calloc(1, sizeof *r);
   if (r == NULL) return BG_ENOMEM;
@@ -559,10 +678,27 @@ int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, voi
   r->cb = cb;
   r->ud = ud;
   r->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+  int rc = 0;
+  if (mail) {
+    for (int i = 0; i < MAIL_SOCKS; i++)
+      r->socks[i] = CURL_SOCKET_BAD;
+    atomic_init(&r->canceled, 0);
+    if ((rc = uv_mutex_init(&r->lock)) != 0) goto err;
+    r->mail = 1;
+  }
   r->easy = cu.easy_init();
-  int rc = r->easy == NULL ? BG_ENOMEM : mail ? setup_mail(r, opts) : setup_easy(r, opts);
+  rc = r->easy == NULL ? BG_ENOMEM : mail ? setup_mail(r, opts) : setup_easy(r, opts);
   if (rc != 0) goto err;
   r->start_ns = uv_hrtime();
+  if (mail) {
+    /* the callback comes from mail_after, on the loop: never from in here */
+    r->work.data = r;
+    if ((rc = uv_queue_work(f->loop, &r->work, mail_work, mail_after)) != 0) goto err;
+    f->nwork++;
+    req_link(f, r);
+    if (out != NULL) *out = r;
+    return 0;
+  }
   /* add_handle only arms the timer (on_timer_set); nothing completes before the loop runs */
   if (cu.multi_add_handle(f->multi, r->easy) != CURLM_OK) {
     rc = BG_ENOMEM;
@@ -577,7 +713,8 @@ err:
 }
 
 void bg_fetch_cancel(bg_fetch *req) {
-  /* in_cb: the request already completed and is being reported; it is freed after */
+  /* in_cb: the request already completed and is being reported; it is freed after. A mail
+   * is freed by mail_after, as soon as its worker notices. */
   if (req == NULL || req->in_cb) return;
   req_abort(req->f, req);
 }

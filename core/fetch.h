@@ -1,8 +1,9 @@
-/* fetch: the outbound HTTP client, which also sends mail (SMTP). One curl multi handle driven
- * by the libuv loop (curl's multi-socket API: CURLMOPT_SOCKETFUNCTION + CURLMOPT_TIMERFUNCTION
- * with uv_poll_t and uv_timer_t). Every request is asynchronous; nothing here blocks the loop,
- * except that libcurl waits for an SMTP server's reply to the end of a message and to QUIT
- * synchronously (bounded by the request's timeout). Single-threaded. */
+/* fetch: the outbound HTTP client, which also sends mail (SMTP). HTTP runs on one curl multi
+ * handle driven by the libuv loop (curl's multi-socket API: CURLMOPT_SOCKETFUNCTION +
+ * CURLMOPT_TIMERFUNCTION with uv_poll_t and uv_timer_t); each mail runs as one blocking curl
+ * transfer on the libuv threadpool (uv_queue_work), because libcurl's SMTP waits for some
+ * replies synchronously. Every request is asynchronous and nothing here blocks the loop. Call
+ * everything from the loop's thread; callbacks run there too. */
 #ifndef BG_FETCH_H
 #define BG_FETCH_H
 
@@ -57,7 +58,7 @@ typedef void (*bg_fetch_cb)(void *ud, const bg_fetch_result *res);
 int bg_fetcher_new(uv_loop_t *loop, bg_fetcher **out);
 
 /* Cancels every request in flight (their callbacks are not called) and frees the client
- * once its handles are closed. */
+ * once its handles are closed and its mails are off the threadpool: keep running the loop. */
 void bg_fetcher_free(bg_fetcher *f);
 
 /* Starts a request (an HTTP request, or a mail for smtp:// and smtps:// URLs). opts and

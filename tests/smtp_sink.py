@@ -10,8 +10,10 @@ message is appended to OUT.jsonl as one JSON line, written before the 250 reply 
 
 "data" is the message as sent, dot-unstuffed, without the terminating "." line. MECHANISMS
 (default "PLAIN LOGIN") is what EHLO advertises for AUTH. Test hooks: a recipient containing
-"reject" is refused (550), one containing "slow" is answered after 3 s, and the password
-"wrong" fails authentication (535). The sink exits when its parent process does.
+"reject" is refused (550), one containing "slow" is answered after 3 s, one containing
+"late-eom" delays the reply to the end of its message by 3 s (the message is recorded first),
+one containing "late-quit" delays the reply to QUIT by 3 s, and the password "wrong" fails
+authentication (535). The sink exits when its parent process does.
 """
 
 import base64
@@ -51,6 +53,7 @@ class SMTPHandler(socketserver.StreamRequestHandler):
     def handle(self):
         self.user = None
         self.password = None
+        self.late_quit = False
         self.reset()
         self.reply("220 beagle-sink ESMTP")
         try:
@@ -161,6 +164,8 @@ class SMTPHandler(socketserver.StreamRequestHandler):
         else:
             if "slow" in addr:
                 time.sleep(3)
+            if "late-quit" in addr:
+                self.late_quit = True
             self.rcpts.append(addr)
             self.reply("250 2.1.5 ok")
 
@@ -186,6 +191,8 @@ class SMTPHandler(socketserver.StreamRequestHandler):
         }
         with self.server.lock, open(self.server.out_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        if any("late-eom" in rcpt for rcpt in self.rcpts):
+            time.sleep(3)
         self.reset()
         self.reply("250 2.0.0 ok: queued")
 
@@ -200,6 +207,8 @@ class SMTPHandler(socketserver.StreamRequestHandler):
         self.reply("454 4.7.0 TLS not available")
 
     def do_QUIT(self, arg):
+        if self.late_quit:
+            time.sleep(3)
         self.reply("221 2.0.0 bye")
         return "quit"
 

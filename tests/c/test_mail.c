@@ -1,7 +1,8 @@
-/* test_mail: mail through the fetcher (SMTP over libcurl on the uv loop) and the plugin
+/* test_mail: mail through the fetcher (SMTP over libcurl on libuv's threadpool) and the plugin
  * binding bg.mail, against tests/smtp_sink.py, a Python SMTP sink that records each message
  * it accepts as one JSON line. The sink refuses recipients containing "reject", answers those
- * containing "slow" after 3 s and fails the password "wrong". */
+ * containing "slow" after 3 s, takes 3 s over the reply to the end of the message for
+ * "late-eom" and over the reply to QUIT for "late-quit", and fails the password "wrong". */
 #define _GNU_SOURCE
 #include "bg.h"
 #include "fetch.h"
@@ -290,18 +291,118 @@ static void test_refused_and_timeout(void) {
   }
 }
 
+/* Five slow mails: four take libuv's four threads (waiting for the RCPT reply), the fifth
+ * waits in the queue. Canceled, none calls back or is delivered, and the threads are free
+ * again at once: a mail sent right after is not kept waiting. */
 static void test_cancel(void) {
   const char *slow[] = {"slow@example.com", NULL};
   bg_fetch_opts o = {.url = sink_url(), .mail_from = "a@b", .mail_rcpt = slow, .body = "x"};
-  result r = {0};
-  bg_fetch *req = NULL;
-  ASSERT_EQ_INT(bg_fetch_start(fetcher, &o, on_done, &r, &req), 0);
+  result r[5];
+  bg_fetch *req[5];
+  memset(r, 0, sizeof r);
+  int before = count_lines(sink_records());
+  for (int i = 0; i < 5; i++)
+    ASSERT_EQ_INT(bg_fetch_start(fetcher, &o, on_done, &r[i], &req[i]), 0);
+  ASSERT_EQ_INT(bg_fetcher_active(fetcher), 5);
   ndone = 0;
-  run_until(&ndone, 1, 200); /* connected, waiting for the RCPT reply */
-  bg_fetch_cancel(req);
+  run_until(&ndone, 1, 300);   /* connected, waiting for the RCPT reply */
+  for (int i = 4; i >= 0; i--) /* the queued one first, before a thread frees up for it */
+    bg_fetch_cancel(req[i]);
   ASSERT_EQ_INT(bg_fetcher_active(fetcher), 0);
-  run_until(&ndone, 1, 200);
-  ASSERT_EQ_INT(r.called, 0);
+
+  const char *to[] = {"a@example.com", NULL};
+  bg_fetch_opts fast = {.mail_rcpt = to, .body = "x\r\n", .body_len = 3};
+  result f;
+  send_mail(&fast, &f);
+  ASSERT_EQ_INT(f.err, 0);
+  if (f.secs > 1) {
+    fprintf(stderr, "a mail after the cancels took %.3f s\n", f.secs);
+    exit(1);
+  }
+  for (int i = 0; i < 5; i++)
+    ASSERT_EQ_INT(r[i].called, 0);
+  ASSERT_EQ_INT(count_lines(sink_records()), before + 1);
+}
+
+/* bg_fetcher_free with mails on the threadpool, running and queued: no callback, and the
+ * fetcher goes only after the last of them (ASan checks the rest). */
+static void test_free_in_flight(void) {
+  bg_fetcher *f2;
+  ASSERT_EQ_INT(bg_fetcher_new(loop, &f2), 0);
+  const char *slow[] = {"slow@example.com", NULL};
+  bg_fetch_opts o = {.url = sink_url(), .mail_from = "a@b", .mail_rcpt = slow, .body = "x"};
+  result r[5];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < 5; i++)
+    ASSERT_EQ_INT(bg_fetch_start(f2, &o, on_done, &r[i], NULL), 0);
+  int never = 0;
+  run_until(&never, 1, 300);
+  bg_fetcher_free(f2);
+  run_until(&never, 1, 300);
+  for (int i = 0; i < 5; i++)
+    ASSERT_EQ_INT(r[i].called, 0);
+}
+
+/* ---- the loop is never blocked ---- */
+
+static struct {
+  uv_timer_t timer;
+  int ticks;
+  uint64_t last_ns, max_gap_ns;
+} tick;
+
+static void on_tick(uv_timer_t *t) {
+  uint64_t now = uv_hrtime();
+  (void)t;
+  if (now - tick.last_ns > tick.max_gap_ns) tick.max_gap_ns = now - tick.last_ns;
+  tick.last_ns = now;
+  tick.ticks++;
+}
+
+/* Three mails whose server takes 3 s at one reply each: to RCPT, to the end of the message and
+ * to QUIT (libcurl's multi interface waits for the last two synchronously), and a fast one, all
+ * at once. A 10 ms timer on the loop keeps ticking all along, the fast mail is not held up and
+ * the slow ones go side by side. */
+static void test_loop_not_blocked(void) {
+  const char *slow[] = {"slow@example.com", NULL};
+  const char *eom[] = {"late-eom@example.com", NULL};
+  const char *quit[] = {"late-quit@example.com", NULL};
+  const char *fast[] = {"fast@example.com", NULL};
+  const char *const *to[] = {slow, eom, quit, fast};
+  result r[4];
+  memset(r, 0, sizeof r);
+  int before = count_lines(sink_records());
+  uv_timer_init(loop, &tick.timer);
+  ndone = 0;
+  uint64_t start = uv_hrtime();
+  tick.last_ns = start;
+  uv_timer_start(&tick.timer, on_tick, 10, 10);
+  for (int i = 0; i < 4; i++) {
+    bg_fetch_opts o = {
+        .url = sink_url(), .mail_from = "a@b", .mail_rcpt = to[i], .body = "x\r\n", .body_len = 3};
+    ASSERT_EQ_INT(bg_fetch_start(fetcher, &o, on_done, &r[i], NULL), 0);
+  }
+  ASSERT_EQ_INT(run_until(&ndone, 1, 2000), 0);
+  ASSERT_EQ_INT(r[3].called, 1); /* the fast one, first */
+  ASSERT(r[3].secs < 1);
+  ASSERT_EQ_INT(run_until(&ndone, 4, 10000), 0);
+  double secs = (double)(uv_hrtime() - start) / 1e9;
+  uv_timer_stop(&tick.timer);
+  uv_close((uv_handle_t *)&tick.timer, NULL);
+  fprintf(stderr, "  %d ticks in %.2f s, longest gap %.1f ms\n", tick.ticks, secs,
+          (double)tick.max_gap_ns / 1e6);
+  for (int i = 0; i < 4; i++) {
+    ASSERT_EQ_INT(r[i].called, 1);
+    ASSERT_EQ_STR(r[i].errmsg, "");
+    ASSERT_EQ_INT(r[i].status, 250);
+    if (i < 3) ASSERT(r[i].secs > 2.9);
+  }
+  ASSERT_HAS(r[2].replies, "221 ");
+  ASSERT(secs < 5); /* side by side: one after another would be 9 s */
+  ASSERT(tick.ticks >= 100);
+  ASSERT(tick.max_gap_ns < 200 * 1000000ull);
+  ASSERT_EQ_INT(bg_fetcher_active(fetcher), 0);
+  ASSERT_EQ_INT(count_lines(sink_records()), before + 4);
 }
 
 static void test_bad_args(void) {
@@ -542,6 +643,8 @@ int main(void) {
   RUN(test_smtp_errors);
   RUN(test_refused_and_timeout);
   RUN(test_cancel);
+  RUN(test_free_in_flight);
+  RUN(test_loop_not_blocked);
   RUN(test_bad_args);
   RUN(test_lua_bindings);
 
