@@ -170,6 +170,19 @@ bench("b_quiet", "q.last_all + engine, quiet round", function(s) return s or new
 bench("b_fire_steady", "q.last_all + engine, 1% above, already firing",
   function(s) return s or new_engine(fire_set) end, round_full)
 
+-- as the agent does it for declarative rules (rules/manager.lua): one query object whose label
+-- tables are shared between rounds (no allocation per series; the engine's fingerprint cache hits)
+local qs = query.new(q.history, { shared_labels = true })
+local function round_shared(e)
+  for i = 1, RULES do e:evaluate(names[i], qs.last_all(metrics[i])) end
+end
+bench("b_shared_query", "shared-label q.last_all for every rule, no engine", function() return true end,
+  function() for i = 1, RULES do local _ = qs.last_all(metrics[i]) end end)
+bench("b_shared_quiet", "shared-label q.last_all + engine, quiet round (the agent's path for declarative rules)",
+  function(s) return s or new_engine(quiet_set) end, round_shared)
+bench("b_shared_fire", "shared-label q.last_all + engine, 1% above, already firing",
+  function(s) return s or new_engine(fire_set) end, round_shared)
+
 -- as __eval_rule does it in the rule file's state: a query object per evaluation
 -- (require("beagle.query").new()), the rule looked up by a scan of the file's rule list, the
 -- { samples = ... } wrapper; the s:call crossing itself (copy in and out of the state) is not here.

@@ -127,6 +127,7 @@ static hseries *series_find(bg_history *h, hmetric *m, const char *const *kv, in
   }
   s->labels_len = (uint32_t)len;
   s->nlabels = (uint16_t)n;
+  s->id = ++h->next_id;
   s->metric = m;
   s->hash = hash;
   s->last = INT64_MIN;

@@ -109,6 +109,8 @@ typedef struct bg_hq_item {
   const char *name;      /* the series' stored name, e.g. "api_requests_total" */
   const char *const *kv; /* label pairs, sorted by key */
   int nlabels;
+  uint32_t id; /* the series' id: the same for the same series in every result of this history,
+                  never reused by another series (a series removed and re-created gets a new one) */
   double value;
 } bg_hq_item;
 

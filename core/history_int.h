@@ -62,6 +62,7 @@ typedef struct hseries {
   uint32_t nrows; /* rows in pending or inflight that point here: keeps it alive */
   uint16_t nlabels;
   uint8_t dirty; /* acc has samples the store has not been sent */
+  uint32_t id;   /* unique in this history, never reused (fits the padding before head) */
   chunk *head, *tail;
   bg_tsz open;
   acc acc;
@@ -99,6 +100,7 @@ struct bg_history {
   size_t mtabsz, nmetrics;
   hseries **stab;
   size_t stabsz, nseries;
+  uint32_t next_id; /* the id of the next series created */
   rowvec pending, inflight;
   bg__hstore *store;
   int64_t now, last_sweep, last_delete;

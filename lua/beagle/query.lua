@@ -42,6 +42,7 @@ typedef struct bg_hq_item {
   const char *name;
   const char *const *kv;
   int nlabels;
+  uint32_t id;
   double value;
 } bg_hq_item;
 typedef struct bg_hq_result {
@@ -110,26 +111,48 @@ local function matchers(m, fname)
   return n, anchor
 end
 
-local function to_list(res)
+local function labels_of(it)
+  local labels = {}
+  for j = 0, it.nlabels - 1 do
+    labels[ffi.string(it.kv[2 * j])] = ffi.string(it.kv[2 * j + 1])
+  end
+  return labels
+end
+
+-- cache: nil (fresh label tables), or a table series id -> labels, shared between calls
+local function to_list(res, cache)
   local out = {}
   for i = 0, res.n - 1 do
     local it = res.items[i]
-    local labels = {}
-    for j = 0, it.nlabels - 1 do
-      labels[ffi.string(it.kv[2 * j])] = ffi.string(it.kv[2 * j + 1])
+    local labels
+    if cache then
+      labels = cache[it.id]
+      if not labels then
+        labels = labels_of(it)
+        cache[it.id] = labels
+        cache.n = cache.n + 1
+      end
+    else
+      labels = labels_of(it)
     end
     out[i + 1] = { labels = labels, value = it.value }
   end
   return out
 end
 
+local SHARED_MAX = 1000000 -- cached label tables before the cache starts over
+
 local M = {}
 
 -- A query object over history h: a bg_history cdata, a function returning one, or nil for the
--- agent's.
-function M.new(h)
+-- agent's. opts.shared_labels: every result gives the same series the same labels table, kept
+-- between calls (no allocation per series and stable identities for the alert engine's
+-- fingerprint cache); the caller must not modify them. For the agent's own rule evaluation,
+-- never for user code.
+function M.new(h, opts)
   local q = {}
   local pinned
+  local cache = opts and opts.shared_labels and { n = 0 } or nil
 
   local function handle()
     local hh = h
@@ -152,7 +175,8 @@ function M.new(h)
     local _ = anchor
     if rc ~= 0 then error(("%s: %s"):format(fname, ffi.string(errbuf)), 3) end
     local res = outbuf[0]
-    local ok, list = pcall(to_list, res)
+    if cache and cache.n > SHARED_MAX then cache = { n = 0 } end
+    local ok, list = pcall(to_list, res, cache)
     C.bg_hq_result_free(res)
     if not ok then error(list, 0) end
     return list

@@ -171,6 +171,40 @@ static void test_matchers(void) {
   bg_history_close(h);
 }
 
+/* `last` answers from the minute accumulator when the newest sample is in range, and decodes
+ * the chunk otherwise: both must give the sample a full scan would. Series ids are stable. */
+static void test_last_and_ids(void) {
+  bg_history *h = open_h(0, 0, NULL);
+  /* samples across two minutes, the last one mid-minute */
+  for (int i = 0; i < 7; i++)
+    ASSERT_EQ_INT(bg_history_append(h, "lat{k=\"a\"}", T0 + 15000 * i, 10 + i), 0);
+  ASSERT_EQ_INT(bg_history_append(h, "lat{k=\"b\"}", T0, 99), 0);
+  int64_t newest = T0 + 15000 * 6;
+  ASSERT_NEAR(q1(h, BG_HQ_LAST, 0, "lat", newest, 60000), 16); /* only k=a in range */
+  ASSERT_NEAR(q1(h, BG_HQ_LAST, 0, "lat", newest + 5000, 30000), 16);
+  /* an end before the newest sample: the one before it, from the chunk */
+  ASSERT_NEAR(q1(h, BG_HQ_LAST, 0, "lat", newest - 1, 30000), 15);
+  ASSERT_NEAR(q1(h, BG_HQ_LAST, 0, "lat", T0 + 20000, 10000), 11);
+  /* a range that ends before the newest and starts after the one before: nothing */
+  ASSERT_EQ_INT(qn(h, BG_HQ_LAST, "lat", NULL, 0, newest - 1, 10000), 0);
+
+  bg_hq_result *r1, *r2;
+  int64_t end = newest;
+  ASSERT_EQ_INT(
+      bg_history_query(h, BG_HQ_LAST, 0, "lat", NULL, 0, end, 600000, &r1, err, sizeof err), 0);
+  ASSERT_EQ_INT(
+      bg_history_query(h, BG_HQ_LAST, 0, "lat", NULL, 0, end, 600000, &r2, err, sizeof err), 0);
+  ASSERT_EQ_INT(r1->n, 2);
+  ASSERT_EQ_INT(r2->n, 2);
+  ASSERT(r1->items[0].id != 0 && r1->items[1].id != 0);
+  ASSERT(r1->items[0].id != r1->items[1].id);
+  ASSERT_EQ_INT(r1->items[0].id, r2->items[0].id);
+  ASSERT_EQ_INT(r1->items[1].id, r2->items[1].id);
+  bg_hq_result_free(r1);
+  bg_hq_result_free(r2);
+  bg_history_close(h);
+}
+
 static void test_retention(void) {
   bg_history *h = open_h(60000, 4, NULL); /* 1 min raw, chunks of 4 samples */
   for (int i = 0; i < 40; i++)
@@ -428,6 +462,7 @@ int main(void) {
   RUN(test_sampling);
   RUN(test_rate);
   RUN(test_matchers);
+  RUN(test_last_and_ids);
   RUN(test_retention);
   RUN(test_rollups);
   RUN(test_rollup_rate);

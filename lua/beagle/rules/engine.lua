@@ -186,6 +186,7 @@ end
 -- so that an evaluation costs what it touched), expires history (with `full`), persists changed
 -- instances, then logs each notification and only then delivers it (write-ahead).
 function Engine:_step(now, full)
+  if not full and next(self.touched) == nil and next(self.dirty) == nil then return 0 end
   local out = {}
   policy.flush(self, now, out, not full and self.touched or nil)
   self.touched = {}
@@ -405,13 +406,13 @@ function Engine:evaluate(name, samples, err)
   if rule.enabled == false then return true end
   local insts = rule_insts(self, name)
   local any = next(insts) ~= nil
-  local seen = {}
+  local seen = any and {} or nil -- a rule without instances has none to miss
   for _, s in ipairs(samples or {}) do
     local v = to_value(s.value)
     -- the common case, a quiet series of a quiet rule, costs one comparison
     if any or (v ~= nil and holds(rule.condition or ">", v, rule.threshold)) then
       local labels, fp = identify(self, rule, s.labels)
-      seen[fp] = true
+      if seen then seen[fp] = true end
       local inst = insts[fp] or new_instance(rule, labels, fp)
       local before, value = inst.state, inst.value
       local changed = transition(rule, inst, v, now)
@@ -427,7 +428,7 @@ function Engine:evaluate(name, samples, err)
       end
     end
   end
-  for fp, inst in pairs(insts) do
+  for fp, inst in pairs(seen and insts or {}) do
     if not seen[fp] and (inst.state == "pending" or inst.state == "firing") then
       local before = inst.state
       if transition(rule, inst, nil, now) then mark(self, inst) end

@@ -187,28 +187,55 @@ function M:apply()
   self.timers["__tick"] = core.timer(1, 1, function() self.engine:tick() end)
 end
 
--- Evaluates the named rules of one file now, in one call into the file's state.
+-- anomaly methods -> beagle.query score functions
+local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
+
+-- A declarative rule (metric, matchers, threshold; or an anomaly) has no code: the agent
+-- evaluates it itself, through one query object whose label tables are shared between rounds
+-- (so the engine's fingerprint cache hits). Only `expr` rules run in their file's state.
+function M:query_declarative(r)
+  local q = self.q
+  if not q then
+    q = require("beagle.query").new(nil, { shared_labels = true })
+    self.q = q
+  end
+  if r.kind == "anomaly" then return q[SCORE_FN[r.method]](r.metric, r.window, r.matchers, r.min_samples) end
+  return q.last_all(r.metric, r.matchers)
+end
+
+-- Evaluates the named rules of one file now: the declarative ones here, the expr ones in one
+-- call into the file's state (per batch).
 function M:evaluate_group(path, names)
   local f = self.files[path]
   if not f or not f.script then return nil, "rules are not loaded" end
   local t0 = core.now()
+  local file = util.basename(path)
+  local res, err, coded = {}, nil, {}
+  for _, name in ipairs(names) do
+    local r = self.rules[name]
+    if r and not r.expr and r.metric then
+      local ok, samples = pcall(self.query_declarative, self, r)
+      res[name] = ok and { samples = samples } or { error = tostring(samples) }
+    else
+      coded[#coded + 1] = name
+    end
+  end
   -- in batches, so that a large file stays within one call's deadline and budget
-  local res, err = {}, nil
-  for i = 1, #names, BATCH do
-    local part, e = f.script:call("__eval_rules", { names = { unpack(names, i, math.min(#names, i + BATCH - 1)) } })
+  for i = 1, #coded, BATCH do
+    local part, e = f.script:call("__eval_rules", { names = { unpack(coded, i, math.min(#coded, i + BATCH - 1)) } })
     if part then for k, v in pairs(part) do res[k] = v end else err = e end
   end
-  local file = util.basename(path)
-  self.metrics.record_histogram("beagle_rule_group_evaluation_seconds", core.now() - t0, { file = file })
+  local engine = self.engine
   for _, name in ipairs(names) do
     local r = res[name]
     if r and r.samples then
-      self.engine:evaluate(name, r.samples)
+      engine:evaluate(name, r.samples)
     else
       self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
-      self.engine:evaluate(name, nil, tostring(r and r.error or err))
+      engine:evaluate(name, nil, tostring(r and r.error or err))
     end
   end
+  self.metrics.record_histogram("beagle_rule_group_evaluation_seconds", core.now() - t0, { file = file })
   return true
 end
 
