@@ -88,7 +88,10 @@ function beagle.validate_options(schema, given)
       if o.required then return nil, ("option %q is required (%s)"):format(name, o.type) end
     else
       local tv, err = types[o.type](v)
-      if tv == nil then return nil, ("option %q = %s: %s"):format(name, tostring(v), err) end
+      if tv == nil then
+        -- a secret's value never goes into a message, even a wrong one
+        return nil, ("option %q = %s: %s"):format(name, o.type == "secret" and "***" or tostring(v), err)
+      end
       out[name] = tv
     end
   end
