@@ -170,18 +170,19 @@ bench("b_quiet", "q.last_all + engine, quiet round", function(s) return s or new
 bench("b_fire_steady", "q.last_all + engine, 1% above, already firing",
   function(s) return s or new_engine(fire_set) end, round_full)
 
--- as the agent does it for declarative rules (rules/manager.lua): one query object whose label
--- tables are shared between rounds (no allocation per series; the engine's fingerprint cache hits)
+-- as the agent does it for declarative rules (rules/manager.lua): one query object with shared
+-- label tables, history -> columns (ids, values) -> Engine:evaluate_columns; nothing allocated
+-- for a quiet series, and the engine's fingerprint cache hits
 local qs = query.new(q.history, { shared_labels = true })
-local function round_shared(e)
-  for i = 1, RULES do e:evaluate(names[i], qs.last_all(metrics[i])) end
+local function round_columns(e)
+  for i = 1, RULES do e:evaluate_columns(names[i], qs.last_columns(metrics[i])) end
 end
-bench("b_shared_query", "shared-label q.last_all for every rule, no engine", function() return true end,
-  function() for i = 1, RULES do local _ = qs.last_all(metrics[i]) end end)
-bench("b_shared_quiet", "shared-label q.last_all + engine, quiet round (the agent's path for declarative rules)",
-  function(s) return s or new_engine(quiet_set) end, round_shared)
-bench("b_shared_fire", "shared-label q.last_all + engine, 1% above, already firing",
-  function(s) return s or new_engine(fire_set) end, round_shared)
+bench("b_shared_query", "q.last_columns for every rule, no engine (history -> value array + shared labels)",
+  function() return true end, function() for i = 1, RULES do local _ = qs.last_columns(metrics[i]) end end)
+bench("b_shared_quiet", "q.last_columns + evaluate_columns, quiet round (the agent's path for declarative rules)",
+  function(s) return s or new_engine(quiet_set) end, round_columns)
+bench("b_shared_fire", "q.last_columns + evaluate_columns, 1% above, already firing",
+  function(s) return s or new_engine(fire_set) end, round_columns)
 
 -- as __eval_rule does it in the rule file's state: a query object per evaluation
 -- (require("beagle.query").new()), the rule looked up by a scan of the file's rule list, the

@@ -119,6 +119,19 @@ typedef struct bg_hq_result {
   bg_hq_item *items; /* n items in key order; owned by the result */
 } bg_hq_result;
 
+/* The same evaluation as bg_history_query for callers that keep each series' labels by id (the
+ * agent's rule evaluation): no allocation, no label strings, series in creation order. Fills
+ * ids[i], vals[i] and refs[i] (an opaque handle for bg_history_series_labels, valid until the
+ * history is next sampled, appended to or flushed) for the first cap series that have a value;
+ * returns how many have one (more than cap: call again with room), or an error code < 0. */
+BG_EXPORT int bg_history_query_ids(bg_history *h, int fn, double arg, const char *name,
+                                   const char *const *m, int nm, int64_t end_ms, int64_t range_ms,
+                                   uint32_t *ids, double *vals, const void **refs, int cap,
+                                   char *err, size_t errlen);
+/* The label pairs of a series from bg_history_query_ids into kv (2 * max pointers into the
+ * history, same validity as ref), sorted by key; returns the number of labels. */
+BG_EXPORT int bg_history_series_labels(const void *ref, const char **kv, int max);
+
 /* Evaluates fn over the samples in (end_ms - range_ms, end_ms] of every series of metric
  * `name` whose labels match. name is a guide name ("api.requests") or an exposition name;
  * dots and dashes become underscores and "<name>_total" is tried when "<name>" has no series.

@@ -67,6 +67,7 @@ static int matchers_compile(matcher *ms, const char *const *m, int nm, char *err
 }
 
 static int series_matches(const hseries *s, const matcher *ms, int nm) {
+  if (nm == 0) return 1;
   const char *kv[2 * BG_METRICS_MAX_LABELS];
   int n = bg__series_kv(s, kv, BG_METRICS_MAX_LABELS);
   for (int i = 0; i < nm; i++) {
@@ -443,11 +444,12 @@ static hmetric *metric_resolve(bg_history *h, const char *name) {
   return bg__metric_find(h, buf, 0);
 }
 
-int bg_history_query(bg_history *h, int fn, double arg, const char *name, const char *const *m,
-                     int nm, int64_t end_ms, int64_t range_ms, bg_hq_result **out, char *err,
-                     size_t errlen) {
-  *out = NULL;
-  if (h == NULL || name == NULL || fn < BG_HQ_RATE || fn > BG_HQ_EWMASCORE) {
+/* What one query does with each series that has a value. */
+typedef int (*emit_fn)(void *ctx, const hseries *s, double v);
+
+static int check_args(int fn, const char *name, int64_t range_ms, const char *const *m, int nm,
+                      char *err, size_t errlen) {
+  if (name == NULL || fn < BG_HQ_RATE || fn > BG_HQ_EWMASCORE) {
     if (err && errlen) snprintf(err, errlen, "history query: bad function or name");
     return BG_EINVAL;
   }
@@ -460,15 +462,17 @@ int bg_history_query(bg_history *h, int fn, double arg, const char *name, const 
       snprintf(err, errlen, "history query: at most %d matchers", BG_METRICS_MAX_LABELS);
     return BG_EINVAL;
   }
-  matcher ms[BG_METRICS_MAX_LABELS];
-  int rc = matchers_compile(ms, m, nm, err, errlen);
-  if (rc != 0) return rc;
-  hmetric *met = metric_resolve(h, name);
-  qitem *items = NULL;
-  int nitems = 0, cap = 0;
+  return 0;
+}
+
+/* Evaluates fn for every series of met matching ms, in creation order, calling emit with each
+ * value. Returns 0 or an error code. */
+static int query_each(bg_history *h, int fn, double arg, const hmetric *met, const matcher *ms,
+                      int nm, int64_t end_ms, int64_t range_ms, emit_fn emit, void *ctx) {
   bg__hrow *rows = NULL;
   size_t nrows = 0, rcap = 0;
   int64_t start = end_ms - range_ms;
+  int rc = 0;
   for (const hseries *s = met ? met->head : NULL; s && rc == 0; s = s->next) {
     if (!series_matches(s, ms, nm)) continue;
     double v;
@@ -486,21 +490,85 @@ int bg_history_query(bg_history *h, int fn, double arg, const char *name, const 
       if (got < 0) rc = got;
     }
     if (rc != 0 || got <= 0) continue;
-    if (nitems == cap) {
-      cap = cap ? cap * 2 : 16;
-      qitem *p = realloc(items, (size_t)cap * sizeof *p);
-      if (p == NULL) {
-        rc = BG_ENOMEM;
-        break;
-      }
-      items = p;
-    }
-    items[nitems++] = (qitem){s, v};
+    rc = emit(ctx, s, v);
   }
-  matchers_free(ms, nm);
   free(rows);
-  if (rc == 0 && (*out = result_build(met, items, nitems)) == NULL) rc = BG_ENOMEM;
-  if (rc != 0 && err && errlen) snprintf(err, errlen, "history query: %s", bg_strerror(rc));
-  free(items);
   return rc;
+}
+
+typedef struct item_list {
+  qitem *items;
+  int n, cap;
+} item_list;
+
+static int emit_item(void *ctx, const hseries *s, double v) {
+  item_list *l = ctx;
+  if (l->n == l->cap) {
+    int cap = l->cap ? l->cap * 2 : 16;
+    qitem *p = realloc(l->items, (size_t)cap * sizeof *p);
+    if (p == NULL) return BG_ENOMEM;
+    l->items = p;
+    l->cap = cap;
+  }
+  l->items[l->n++] = (qitem){s, v};
+  return 0;
+}
+
+int bg_history_query(bg_history *h, int fn, double arg, const char *name, const char *const *m,
+                     int nm, int64_t end_ms, int64_t range_ms, bg_hq_result **out, char *err,
+                     size_t errlen) {
+  *out = NULL;
+  int rc = h == NULL ? BG_EINVAL : check_args(fn, name, range_ms, m, nm, err, errlen);
+  if (rc != 0) return rc;
+  matcher ms[BG_METRICS_MAX_LABELS];
+  rc = matchers_compile(ms, m, nm, err, errlen);
+  if (rc != 0) return rc;
+  hmetric *met = metric_resolve(h, name);
+  item_list l = {0};
+  rc = query_each(h, fn, arg, met, ms, nm, end_ms, range_ms, emit_item, &l);
+  matchers_free(ms, nm);
+  if (rc == 0 && (*out = result_build(met, l.items, l.n)) == NULL) rc = BG_ENOMEM;
+  if (rc != 0 && err && errlen) snprintf(err, errlen, "history query: %s", bg_strerror(rc));
+  free(l.items);
+  return rc;
+}
+
+typedef struct id_list {
+  uint32_t *ids;
+  double *vals;
+  const void **refs;
+  int n, cap;
+} id_list;
+
+static int emit_id(void *ctx, const hseries *s, double v) {
+  id_list *l = ctx;
+  if (l->n < l->cap) {
+    l->ids[l->n] = s->id;
+    l->vals[l->n] = v;
+    l->refs[l->n] = s;
+  }
+  l->n++;
+  return 0;
+}
+
+int bg_history_query_ids(bg_history *h, int fn, double arg, const char *name, const char *const *m,
+                         int nm, int64_t end_ms, int64_t range_ms, uint32_t *ids, double *vals,
+                         const void **refs, int cap, char *err, size_t errlen) {
+  int rc = h == NULL || cap < 0 ? BG_EINVAL : check_args(fn, name, range_ms, m, nm, err, errlen);
+  if (rc != 0) return rc;
+  matcher ms[BG_METRICS_MAX_LABELS];
+  rc = matchers_compile(ms, m, nm, err, errlen);
+  if (rc != 0) return rc;
+  id_list l = {ids, vals, refs, 0, cap};
+  rc = query_each(h, fn, arg, metric_resolve(h, name), ms, nm, end_ms, range_ms, emit_id, &l);
+  matchers_free(ms, nm);
+  if (rc != 0) {
+    if (err && errlen) snprintf(err, errlen, "history query: %s", bg_strerror(rc));
+    return rc;
+  }
+  return l.n;
+}
+
+int bg_history_series_labels(const void *ref, const char **kv, int max) {
+  return bg__series_kv(ref, kv, max);
 }

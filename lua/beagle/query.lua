@@ -60,6 +60,11 @@ int bg_history_query(bg_history *h, int fn, double arg, const char *name,
                      const char *const *m, int nm, int64_t end_ms, int64_t range_ms,
                      bg_hq_result **out, char *err, size_t errlen);
 void bg_hq_result_free(bg_hq_result *r);
+int bg_history_query_ids(bg_history *h, int fn, double arg, const char *name,
+                         const char *const *m, int nm, int64_t end_ms, int64_t range_ms,
+                         uint32_t *ids, double *vals, const void **refs, int cap,
+                         char *err, size_t errlen);
+int bg_history_series_labels(const void *ref, const char **kv, int max);
 ]])
 
 local FN = {
@@ -185,6 +190,50 @@ function M.new(h, opts)
   local function shape(list)
     if #list == 1 then return list[1].value end
     return list
+  end
+
+  -- With shared_labels: q.last_columns(name, m) -> n, vals, labels. vals is a 0-based double
+  -- array, labels a 1-based list of the shared label tables; both are buffers of this query
+  -- object, overwritten by its next call. No allocation once the labels are cached.
+  if cache then
+    local cap = 256
+    local ids, vals, refs = ffi.new("uint32_t[?]", cap), ffi.new("double[?]", cap), ffi.new("const void *[?]", cap)
+    local labs = {}
+    local kvbuf = ffi.new("const char *[?]", 2 * MAX_MATCHERS)
+    function q.last_columns(name, m)
+      if type(name) ~= "string" then
+        error(("bad argument 'name' to 'last' (string expected, got %s)"):format(type(name)), 2)
+      end
+      local hh = handle()
+      local nm, anchor = matchers(m, "last")
+      local now = pinned or C.bg_history_now(hh)
+      local n
+      repeat
+        n = C.bg_history_query_ids(hh, FN.last, 0, name, mbuf, nm, now, DEFAULT_LOOKBACK * 1000, ids, vals,
+          refs, cap, errbuf, ERRLEN)
+        if n > cap then
+          cap = n * 2
+          ids, vals, refs = ffi.new("uint32_t[?]", cap), ffi.new("double[?]", cap), ffi.new("const void *[?]", cap)
+        end
+      until n <= cap
+      local _ = anchor
+      if n < 0 then error(("last: %s"):format(ffi.string(errbuf)), 2) end
+      if cache.n > SHARED_MAX then cache = { n = 0 } end
+      for i = 0, n - 1 do
+        local id = ids[i]
+        local l = cache[id]
+        if not l then
+          l = {}
+          local k = C.bg_history_series_labels(refs[i], kvbuf, MAX_MATCHERS)
+          for j = 0, k - 1 do l[ffi.string(kvbuf[2 * j])] = ffi.string(kvbuf[2 * j + 1]) end
+          cache[id] = l
+          cache.n = cache.n + 1
+        end
+        labs[i + 1] = l
+      end
+      for i = n + 1, #labs do labs[i] = nil end
+      return n, vals, labs
+    end
   end
 
   for fname, fn in pairs(FN) do

@@ -233,22 +233,25 @@ end)
 describe("an anomaly rule", function()
   it("fires on a statistical outlier of a series", function()
     local rdir = S.tmpdir()
+    -- evaluated at every sample: a later sample would dilute the outlier into the window
     S.write(rdir .. "/spike.lua", [[
 route { channels = { "log" }, group_wait = "0s" }
 anomaly "latency_spike" { metric = "svc.latency", method = "zscore", threshold = 3, window = "1m",
-  min_samples = 5, every = "200ms" }
+  min_samples = 5, every = "50ms" }
 ]])
     local agent = S.start { config = S.calm_system, args = { "--rules", rdir },
       env = { MONITORING_METRICS_COLLECTION_INTERVAL = "0.05" } }
     agent:post("/metrics/custom", '{"name":"svc.latency","type":"gauge","value":10}')
-    S.sleep(0.6) -- a dozen ordinary samples
-    local function spiking()
-      local _, o = agent:get_json("/alerts")
-      for _, a in ipairs(o.alerts) do if a.name == "latency_spike" and a.state == "firing" then return a end end
+    S.sleep(1) -- ordinary samples
+    local function fired()
+      for line in agent:logtext():gmatch("[^\n]+") do
+        if line:find('msg="alert notification"', 1, true) and line:find("alerts=latency_spike", 1, true)
+          and line:find("status=firing", 1, true) then return line end
+      end
     end
-    local calm = spiking()
+    local calm = fired()
     agent:post("/metrics/custom", '{"name":"svc.latency","type":"gauge","value":100}')
-    local a = S.wait(spiking, 3)
+    local a = S.wait(fired, 5)
     local log = agent:logtext()
     agent:stop()
     assert.is_nil(calm)

@@ -77,6 +77,32 @@ describe("beagle.query", function()
     assert.same({}, q.rate("jobs.done", "15s"))
   end)
 
+  it("last_columns gives what last_all gives, with label tables kept per series", function()
+    for i, host in ipairs { "a", "b", "c" } do
+      assert.is_true(q.append(('load{dc="x",host="%s"}'):format(host), T0 + 15000, i))
+      assert.is_true(q.append(('load{dc="x",host="%s"}'):format(host), T0 + 30000, 10 * i))
+    end
+    assert.is_true(q.append('load{dc="x",host="old"}', T0 - 600000, 5)) -- outside the 5m lookback
+    local qs = query.new(q.history, { shared_labels = true })
+    local n, vals, labs = qs.last_columns("load")
+    assert.equals(3, n)
+    local got, want = {}, {}
+    for i = 1, n do got[labs[i].host] = vals[i - 1] end
+    for _, x in ipairs(q.last_all("load")) do want[x.labels.host] = x.value end
+    assert.same(want, got)
+    assert.same({ a = 10, b = 20, c = 30 }, got)
+    assert.equals("x", labs[1].dc)
+    local first = labs[1]
+    local n2, _, labs2 = qs.last_columns("load", { host = "~[ab]" })
+    assert.equals(2, n2)
+    assert.is_nil(labs2[3]) -- the buffer is cut to the new length
+    assert.equals(first, labs2[1]) -- the same table for the same series
+    assert.equals(0, (qs.last_columns("no.such.metric")))
+    assert.has_error(function() qs.last_columns(42) end)
+    -- without shared_labels there is no columns form
+    assert.is_nil(q.last_columns)
+  end)
+
   it("avg, max, min, sum, count and last over time of a gauge", function()
     local g = series(reg, GAUGE, "queue.depth")
     for i, v in ipairs { 4, 8, 15, 16, 23, 42 } do

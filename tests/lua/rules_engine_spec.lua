@@ -54,6 +54,36 @@ local function harness(opts)
 end
 
 describe("beagle.rules.engine", function()
+  it("evaluates columns (values + shared label tables) as it evaluates sample lists", function()
+    local function run(columns)
+      local h = harness()
+      h.e:set_rules({ rule { duration = 60 } }, { route() })
+      local labs = { { host = "a" }, { host = "b" } }
+      local steps = { { 90, 10 }, { 95, 10 }, { 95, 10 }, { 10, 95 }, { 10, 95 }, { 10, 10 }, { 10, 10 } }
+      for k, vs in ipairs(steps) do
+        h.t = T0 + 60 * (k - 1)
+        if columns then
+          local vals = require("ffi").new("double[2]", vs)
+          h.e:evaluate_columns("high_cpu", 2, vals, labs)
+        else
+          h.e:evaluate("high_cpu", { { labels = labs[1], value = vs[1] }, { labels = labs[2], value = vs[2] } })
+        end
+        h.e:tick()
+      end
+      local out = {}
+      for _, n in ipairs(h.sent) do
+        for _, a in ipairs(n.alerts) do out[#out + 1] = n.status .. ":" .. a.labels.host .. ":" .. a.status end
+      end
+      return out, h.e:alerts({ resolved = true })
+    end
+    local sent_l, alerts_l = run(false)
+    local sent_c, alerts_c = run(true)
+    assert.same(sent_l, sent_c)
+    assert.same(alerts_l, alerts_c)
+    -- a fires and resolves, b fires and resolves
+    assert.same({ "firing:a:firing", "resolved:a:resolved", "firing:b:firing", "resolved:b:resolved" }, sent_l)
+  end)
+
   describe("fingerprint", function()
     it("is FNV-1a 64 over the sorted label string", function()
       assert.equals("cbf29ce484222325", Engine.fnv1a64(""))

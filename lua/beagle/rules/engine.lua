@@ -393,6 +393,17 @@ end
 -- One evaluation of rule `name` at now(): samples = { { labels = {...}, value = n }, ... }.
 -- With `err` (the evaluation failed) no state changes and the error is kept for rule_state.
 function Engine:evaluate(name, samples, err)
+  return self:_evaluate(name, err, samples and #samples or 0, samples)
+end
+
+-- The same from columns (beagle.query's last_columns): n series, vals a 0-based array of
+-- values, labs a 1-based list of label tables (reused between calls: their identity keys the
+-- fingerprint cache). A quiet series costs a comparison and allocates nothing.
+function Engine:evaluate_columns(name, n, vals, labs)
+  return self:_evaluate(name, nil, n, nil, vals, labs)
+end
+
+function Engine:_evaluate(name, err, n, samples, vals, labs)
   local rule = self.rules[name]
   if not rule then return nil, ("unknown rule %q"):format(tostring(name)) end
   local now = self.now()
@@ -407,11 +418,14 @@ function Engine:evaluate(name, samples, err)
   local insts = rule_insts(self, name)
   local any = next(insts) ~= nil
   local seen = any and {} or nil -- a rule without instances has none to miss
-  for _, s in ipairs(samples or {}) do
-    local v = to_value(s.value)
+  local op, threshold = rule.condition or ">", rule.threshold
+  for i = 1, n do
+    local v
+    if vals then v = vals[i - 1] else v = to_value(samples[i].value) end
+    if v ~= v then v = nil end
     -- the common case, a quiet series of a quiet rule, costs one comparison
-    if any or (v ~= nil and holds(rule.condition or ">", v, rule.threshold)) then
-      local labels, fp = identify(self, rule, s.labels)
+    if any or (v ~= nil and holds(op, v, threshold)) then
+      local labels, fp = identify(self, rule, vals and labs[i] or samples[i].labels)
       if seen then seen[fp] = true end
       local inst = insts[fp] or new_instance(rule, labels, fp)
       local before, value = inst.state, inst.value

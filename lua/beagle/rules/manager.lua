@@ -193,14 +193,18 @@ local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascor
 -- A declarative rule (metric, matchers, threshold; or an anomaly) has no code: the agent
 -- evaluates it itself, through one query object whose label tables are shared between rounds
 -- (so the engine's fingerprint cache hits). Only `expr` rules run in their file's state.
-function M:query_declarative(r)
+-- Evaluates a declarative rule now: a threshold rule straight from history columns into the
+-- engine (nothing allocated for a quiet series), an anomaly rule through its score query.
+local function eval_declarative(self, r)
   local q = self.q
   if not q then
     q = require("beagle.query").new(nil, { shared_labels = true })
     self.q = q
   end
-  if r.kind == "anomaly" then return q[SCORE_FN[r.method]](r.metric, r.window, r.matchers, r.min_samples) end
-  return q.last_all(r.metric, r.matchers)
+  if r.kind == "anomaly" then
+    return self.engine:evaluate(r.name, q[SCORE_FN[r.method]](r.metric, r.window, r.matchers, r.min_samples))
+  end
+  return self.engine:evaluate_columns(r.name, q.last_columns(r.metric, r.matchers))
 end
 
 -- Evaluates the named rules of one file now: the declarative ones here, the expr ones in one
@@ -211,11 +215,15 @@ function M:evaluate_group(path, names)
   local t0 = core.now()
   local file = util.basename(path)
   local res, err, coded = {}, nil, {}
+  local engine = self.engine
   for _, name in ipairs(names) do
     local r = self.rules[name]
     if r and not r.expr and r.metric then
-      local ok, samples = pcall(self.query_declarative, self, r)
-      res[name] = ok and { samples = samples } or { error = tostring(samples) }
+      local ok, e = pcall(eval_declarative, self, r)
+      if not ok then
+        self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
+        engine:evaluate(name, nil, tostring(e))
+      end
     else
       coded[#coded + 1] = name
     end
@@ -225,8 +233,7 @@ function M:evaluate_group(path, names)
     local part, e = f.script:call("__eval_rules", { names = { unpack(coded, i, math.min(#coded, i + BATCH - 1)) } })
     if part then for k, v in pairs(part) do res[k] = v end else err = e end
   end
-  local engine = self.engine
-  for _, name in ipairs(names) do
+  for _, name in ipairs(coded) do
     local r = res[name]
     if r and r.samples then
       engine:evaluate(name, r.samples)
