@@ -397,7 +397,7 @@ static int cmp_item(const void *a, const void *b) {
 }
 
 static bg_hq_result *result_build(const hmetric *m, qitem *items, int n) {
-  qsort(items, (size_t)n, sizeof *items, cmp_item);
+  if (n > 1) qsort(items, (size_t)n, sizeof *items, cmp_item);
   size_t nptr = 0, nstr = m ? strlen(m->name) + 1 : 1;
   for (int i = 0; i < n; i++) {
     nptr += 2u * items[i].s->nlabels;
