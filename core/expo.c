@@ -1,7 +1,7 @@
 /* expo: the three renderers over bg_registry_walk. A family's metadata lines are written when
- * its first series is, so a family whose series were all removed vanishes. A series' label
- * set is escaped once into a scratch buffer and reused for each of its samples (a histogram
- * writes it 15 times), and integral values skip printf: render time is the /metrics budget. */
+ * its first series is, so a family whose series were all removed vanishes. The text formats
+ * copy each series' label set as the registry keeps it, already escaped (a histogram writes
+ * it 15 times), and short decimals skip printf: render time is the /metrics budget. */
 #include "expo.h"
 
 #include <math.h>
@@ -16,7 +16,9 @@
 
 typedef struct expo_state {
   bg_buf *out;
-  bg_buf lab; /* the current series' escaped labels, without braces */
+  const char *lab; /* the current series' escaped labels, without braces */
+  size_t lablen;
+  size_t namelen; /* of fam.name */
   int rc;
   int format;
   int pending; /* family header not written yet */
@@ -39,9 +41,6 @@ static char *fmt_u64(char *end, uint64_t u) {
   return end;
 }
 
-static const double exp10_tab[] = {1e0, 1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,
-                                   1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
-
 /* m / 10^k as decimal text ending at end (k fraction digits). */
 static char *fmt_fixed(char *end, uint64_t m, int k, int neg) {
   char *p = end;
@@ -59,6 +58,37 @@ static char *fmt_fixed(char *end, uint64_t m, int k, int neg) {
   return p;
 }
 
+#ifdef __SIZEOF_INT128__
+typedef unsigned __int128 u128;
+
+/* The fewest decimals that read back as a, for 1e-5 <= a < 2^53 not an integer, or NULL.
+ * a = m / 2^s exactly (m < 2^53, 1 <= s <= 69), so a * 10^k = m 10^k / 2^s is a ratio of
+ * 128-bit integers (m 10^k < 2^127 for k <= 22) and the test is exact: the k-decimal number
+ * d nearest to a reads back as a when it is within half a unit in the last place of a, on
+ * the even side of a tie, and within a quarter below a power of two (whose lower neighbour
+ * is nearer). The first k that passes gives the shortest text; 17 significant digits always
+ * pass, so k stops by 21. */
+static char *fmt_short(char *end, double a, int neg) {
+  uint64_t bits;
+  memcpy(&bits, &a, sizeof bits);
+  uint64_t m = (bits & 0xfffffffffffffULL) | (1ULL << 52);
+  int s = 1075 - (int)(bits >> 52);
+  u128 pow = 1;
+  for (int k = 1; k <= 22; k++) {
+    pow *= 10;
+    u128 n = (u128)m * pow;
+    u128 d = (n + ((u128)1 << (s - 1))) >> s;
+    u128 back = d << s;
+    int below = back < n;
+    u128 diff = below ? n - back : back - n;
+    int ok = below && m == 1ULL << 52 ? 4 * diff <= pow
+                                      : 2 * diff < pow || (2 * diff == pow && !(m & 1));
+    if (ok) return fmt_fixed(end, (uint64_t)d, k, neg);
+  }
+  return NULL;
+}
+#endif
+
 /* Shortest text that reads back as v: integers without exponent, Prometheus' spellings of
  * the infinities and NaN. buf holds at least 32 bytes. */
 static const char *fmt_value(char *buf, size_t len, double v) {
@@ -66,25 +96,18 @@ static const char *fmt_value(char *buf, size_t len, double v) {
   if (isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (v == 0) return "0";
   double a = fabs(v);
-  if (a < 9007199254740992.0 && v == floor(v)) {
+  if (a < 9007199254740992.0 && (double)(uint64_t)a == a) {
     char *p = fmt_u64(buf + len, (uint64_t)a);
     if (v < 0) *--p = '-';
     return p;
   }
-  /* Fast path: the fewest decimals k with m / 10^k == a for an integer m < 2^53. That
-   * division is IEEE-exact-rounded, as is strtod of the same decimal, so the text reads back
-   * as v; this covers what people record (67.5, 0.045, sums of short decimals) without
-   * printf. Values that need 17 digits fall through. */
-  if (a >= 1e-5 && a < 1e15) {
-    for (int k = 1; k <= 17; k++) {
-      double x = a * exp10_tab[k];
-      if (x >= 9007199254740992.0) break;
-      double m = nearbyint(x);
-      if (m / exp10_tab[k] == a) return fmt_fixed(buf + len, (uint64_t)m, k, v < 0);
-    }
-    snprintf(buf, len, "%.17g", v);
-    return buf;
+#ifdef __SIZEOF_INT128__
+  /* What people record (67.5, 0.045, sums of short decimals, ratios) without printf. */
+  if (a >= 1e-5 && a < 9007199254740992.0) {
+    char *p = fmt_short(buf + len, a, v < 0);
+    if (p) return p;
   }
+#endif
   for (int prec = 15; prec <= 17; prec++) {
     snprintf(buf, len, "%.*g", prec, v);
     if (prec == 17 || strtod(buf, NULL) == v) break;
@@ -126,49 +149,20 @@ static void put_escaped(expo_state *st, const char *s, int quote) {
   if (st->rc == 0) st->rc = append_escaped(st->out, s, quote);
 }
 
-/* k="v",... for the text formats, into st->lab, with one capacity check. */
-static void make_labels(expo_state *st, const bg_series_view *s) {
-  bg_buf *b = &st->lab;
-  b->len = 0;
-  size_t need = 1;
-  for (int i = 0; i < 2 * s->nlabels; i++)
-    need += 2 * strlen(s->kv[i]) + 4; /* worst case: every byte escaped */
-  if (st->rc || (st->rc = bg_buf_reserve(b, need))) return;
-  char *p = b->data;
-  for (int i = 0; i < s->nlabels; i++) {
-    const char *k = s->kv[2 * i], *v = s->kv[2 * i + 1];
-    if (i) *p++ = ',';
-    p = cat(p, k, strlen(k));
-    *p++ = '=';
-    *p++ = '"';
-    for (;;) {
-      size_t n = strcspn(v, "\\\n\"");
-      p = cat(p, v, n);
-      v += n;
-      if (*v == '\0') break;
-      *p++ = '\\';
-      *p++ = *v == '\n' ? 'n' : *v;
-      v++;
-    }
-    *p++ = '"';
-  }
-  *p = '\0';
-  b->len = (size_t)(p - b->data);
-}
-
 /* name suffix{labels[,le="le"]} value\n, with one capacity check. */
-static void put_sample(expo_state *st, const char *suffix, const char *le, const char *value) {
-  size_t nl = strlen(st->fam.name), sl = strlen(suffix), vl = strlen(value);
+static void put_sample(expo_state *st, const char *suffix, size_t sl, const char *le,
+                       const char *value) {
+  size_t nl = st->namelen, vl = strlen(value);
   size_t ll = le ? strlen(le) : 0;
-  if (st->rc || (st->rc = bg_buf_reserve(st->out, nl + sl + st->lab.len + ll + vl + 16))) return;
+  if (st->rc || (st->rc = bg_buf_reserve(st->out, nl + sl + st->lablen + ll + vl + 16))) return;
   char *p = st->out->data + st->out->len;
   p = cat(p, st->fam.name, nl);
   p = cat(p, suffix, sl);
-  if (st->lab.len || le) {
+  if (st->lablen || le) {
     *p++ = '{';
-    p = cat(p, st->lab.data, st->lab.len);
+    p = cat(p, st->lab, st->lablen);
     if (le) {
-      if (st->lab.len) *p++ = ',';
+      if (st->lablen) *p++ = ',';
       p = cat(p, "le=\"", 4);
       p = cat(p, le, ll);
       *p++ = '"';
@@ -185,6 +179,7 @@ static void put_sample(expo_state *st, const char *suffix, const char *le, const
 static void on_family(void *ud, const bg_family_view *f) {
   expo_state *st = ud;
   st->fam = *f;
+  st->namelen = strlen(f->name);
   st->pending = 1;
 }
 
@@ -245,7 +240,8 @@ static void on_series_text(void *ud, const bg_family_view *f, const bg_series_vi
     st->pending = 0;
     put_header(st, f);
   }
-  make_labels(st, s);
+  st->lab = s->labels;
+  st->lablen = s->labels_len;
   const char *created_s = "";
   if (om) { /* seconds with milliseconds */
     double ms = nearbyint(s->created * 1000);
@@ -255,25 +251,26 @@ static void on_series_text(void *ud, const bg_family_view *f, const bg_series_vi
   }
   if (f->type != BG_HISTOGRAM) {
     int counter = f->type == BG_COUNTER;
-    put_sample(st, counter ? "_total" : "", NULL, fmt_value(num, sizeof num, s->value));
-    if (om && counter) put_sample(st, "_created", NULL, created_s);
+    put_sample(st, counter ? "_total" : "", counter ? 6 : 0, NULL,
+               fmt_value(num, sizeof num, s->value));
+    if (om && counter) put_sample(st, "_created", 8, NULL, created_s);
     return;
   }
   uint64_t cum = 0;
   for (int i = 0; i < f->nbuckets; i++) {
     cum += s->bucket_counts[i];
-    put_sample(st, "_bucket", fmt_value(le, sizeof le, f->buckets[i]),
+    put_sample(st, "_bucket", 7, fmt_value(le, sizeof le, f->buckets[i]),
                fmt_u64(num + sizeof num, cum));
   }
   const char *count = fmt_u64(num + sizeof num, s->count);
-  put_sample(st, "_bucket", "+Inf", count);
+  put_sample(st, "_bucket", 7, "+Inf", count);
   if (om) { /* OpenMetrics orders count before sum; either order parses */
-    put_sample(st, "_count", NULL, count);
-    put_sample(st, "_sum", NULL, fmt_value(le, sizeof le, s->value));
-    put_sample(st, "_created", NULL, created_s);
+    put_sample(st, "_count", 6, NULL, count);
+    put_sample(st, "_sum", 4, NULL, fmt_value(le, sizeof le, s->value));
+    put_sample(st, "_created", 8, NULL, created_s);
   } else {
-    put_sample(st, "_sum", NULL, fmt_value(le, sizeof le, s->value));
-    put_sample(st, "_count", NULL, count);
+    put_sample(st, "_sum", 4, NULL, fmt_value(le, sizeof le, s->value));
+    put_sample(st, "_count", 6, NULL, count);
   }
 }
 
@@ -284,7 +281,6 @@ static int render_text(bg_registry *r, bg_buf *out, int format) {
   if (st.rc == 0) out->data[out->len] = '\0';
   bg_registry_walk(r, on_family, on_series_text, &st);
   if (format == BG_EXPO_OPENMETRICS) puts_(&st, "# EOF\n");
-  bg_buf_free(&st.lab);
   return st.rc;
 }
 

@@ -1,7 +1,10 @@
 /* metrics: families in a chained hash keyed by exposition base name, series in a per-family
  * chained hash keyed by the sorted label set plus a creation-ordered list for stable walks.
- * A series is one allocation (struct, bucket counts, label pointers, label strings), so its
- * address is the handle Lua keeps and the hot paths touch only that block. */
+ * A series is one allocation, so its address is the handle Lua keeps and the hot paths touch
+ * only that block: the struct (what every type needs), then for a histogram its part (bucket
+ * counts and sketch), then the label strings' lengths, the labels escaped for the text
+ * formats (so a render copies them instead of escaping them again) and the label strings.
+ * Counters and gauges carry nothing of a histogram's: the idle series is what costs memory. */
 #include "metrics.h"
 
 #include <math.h>
@@ -10,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_NAME 200  /* mapped name, without the "_total" a counter gets on the wire */
-#define LINEAR_MAX 16 /* histograms with at most this many bounds search linearly */
+#define MAX_NAME 200 /* mapped name, without the "_total" a counter gets on the wire */
 
 /* The registry's own series, exempt from the limits. */
 #define DROPPED_NAME "beagle_series_dropped"
@@ -26,23 +28,27 @@ enum { MODE_GET, MODE_FIND, MODE_INTERNAL };
 typedef struct family family;
 
 struct bg_series {
-  /* Hot fields first: the add/observe paths read nothing past `fam`. */
-  double value; /* counter/gauge value; histogram sum */
-  uint64_t count;
-  uint64_t *buckets; /* histogram: nb + 1 non-cumulative counts, last is +Inf */
-  const double *bounds;
-  bg_sketch *sk; /* histogram: in the same block */
-  int nb;
-  int type;
-  family *fam;
-  bg_series *hnext;       /* hash chain */
-  bg_series *prev, *next; /* creation order */
-  uint64_t hash;
-  int nlabels;
-  uint32_t id;
-  const char **kv; /* sorted by key */
+  /* First, as Lua's cdef of a counter and a gauge says ({ double v; }): Lua adds and sets
+   * it with a field write. Histograms keep their sum in the sketch. */
+  double value;
+  family *fam;      /* and its registry, for the misuse count */
+  bg_series *hnext; /* hash chain */
+  bg_series *next;  /* creation order (removal finds the previous one by walking) */
   double created;
+  uint32_t hash;
+  uint32_t id;
+  uint16_t lablen; /* bytes of the escaped label text */
+  uint8_t nlabels;
+  uint8_t type;
 };
+
+/* A histogram's part, right after its struct. */
+typedef struct hist {
+  const double *bounds; /* the family's (padded, see bg__histogram_bucket) */
+  int nb;
+  bg_sketch sk;       /* also the histogram's count, sum, min and max */
+  uint64_t buckets[]; /* nb + 1 non-cumulative counts, last is +Inf */
+} hist;
 
 struct family {
   char *name; /* exposition base name (no _total) */
@@ -338,8 +344,33 @@ bg_registry *bg_registry_default(void) {
   return default_registry;
 }
 
+static hist *hist_of(const bg_series *s) {
+  return (hist *)(uintptr_t)(s + 1);
+}
+
+static size_t hist_size(int nb) {
+  return sizeof(hist) + ((size_t)nb + 1) * sizeof(uint64_t);
+}
+
+/* The label strings' lengths (2 * nlabels, key then value); the escaped text and the strings
+ * follow them. */
+static const uint16_t *label_lens(const bg_series *s) {
+  const char *p = (const char *)(s + 1);
+  if (s->type == BG_HISTOGRAM) p += hist_size(hist_of(s)->nb);
+  return (const uint16_t *)(const void *)p;
+}
+
+static const char *label_text(const bg_series *s) {
+  return (const char *)(label_lens(s) + 2 * s->nlabels);
+}
+
+/* The strings, each NUL-terminated, in pair order. */
+static const char *label_strings(const bg_series *s) {
+  return label_text(s) + s->lablen;
+}
+
 static void series_free(bg_series *s) {
-  if (s->sk) bg_sketch_reset(s->sk);
+  if (s->type == BG_HISTOGRAM) bg_sketch_reset(&hist_of(s)->sk);
   free(s);
 }
 
@@ -456,8 +487,13 @@ static family *family_new(bg_registry *r, const char *base, uint64_t h, int type
   if (type == BG_HISTOGRAM) {
     if (bounds == NULL || nb == 0) bounds = default_bounds, nb = DEFAULT_NB;
     f->nb = nb;
-    f->bounds = malloc((size_t)(nb ? nb : 1) * sizeof *f->bounds);
-    if (f->bounds) memcpy(f->bounds, bounds, (size_t)nb * sizeof *bounds);
+    size_t cap = nb > BG__BOUNDS_PAD ? (size_t)nb : BG__BOUNDS_PAD;
+    f->bounds = malloc(cap * sizeof *f->bounds);
+    if (f->bounds) {
+      memcpy(f->bounds, bounds, (size_t)nb * sizeof *bounds);
+      for (size_t i = (size_t)nb; i < cap; i++)
+        f->bounds[i] = INFINITY;
+    }
   }
   if (f->name == NULL || (help && f->help == NULL) || f->tab == NULL ||
       (type == BG_HISTOGRAM && f->bounds == NULL)) {
@@ -490,60 +526,96 @@ static int grow_series(family *f) {
   return 0;
 }
 
-static bg_series *series_find(const family *f, uint64_t h, const char *const *kv, const int *order,
+static bg_series *series_find(const family *f, uint32_t h, const char *const *kv, const int *order,
                               int nlabels) {
   for (bg_series *s = f->tab[h & (f->tabsz - 1)]; s; s = s->hnext) {
     if (s->hash != h || s->nlabels != nlabels) continue;
+    const uint16_t *len = label_lens(s);
+    const char *p = label_strings(s);
     int i = 0;
-    while (i < nlabels && strcmp(s->kv[2 * i], kv[2 * order[i]]) == 0 &&
-           strcmp(s->kv[2 * i + 1], kv[2 * order[i] + 1]) == 0)
-      i++;
-    if (i == nlabels) return s;
+    for (; i < 2 * nlabels; i++) {
+      if (strcmp(p, kv[2 * order[i / 2] + i % 2]) != 0) break;
+      p += len[i] + 1;
+    }
+    if (i == 2 * nlabels) return s;
   }
   return NULL;
 }
 
-static bg_series *series_new(family *f, uint64_t h, const char *const *kv, const int *order,
+#define SPECIALS "\\\n\"" /* what a label value escapes: backslash, newline, quote */
+
+/* Bytes of v with the specials escaped. */
+static size_t escaped_len(const char *v) {
+  size_t n = 0;
+  for (;;) {
+    size_t k = strcspn(v, SPECIALS);
+    n += k;
+    if (v[k] == '\0') return n;
+    n += 2;
+    v += k + 1;
+  }
+}
+
+static char *escape(char *p, const char *v) {
+  for (;;) {
+    size_t k = strcspn(v, SPECIALS);
+    memcpy(p, v, k);
+    p += k;
+    if (v[k] == '\0') return p;
+    *p++ = '\\';
+    *p++ = v[k] == '\n' ? 'n' : v[k];
+    v += k + 1;
+  }
+}
+
+static bg_series *series_new(family *f, uint32_t h, const char *const *kv, const int *order,
                              int nlabels) {
   if (f->nseries >= f->tabsz && grow_series(f) != 0) return NULL;
-  size_t nbk = f->type == BG_HISTOGRAM ? (size_t)f->nb + 1 : 0;
-  size_t nsk = f->type == BG_HISTOGRAM ? sizeof(bg_sketch) : 0;
-  size_t size =
-      sizeof(bg_series) + nsk + nbk * sizeof(uint64_t) + 2 * (size_t)nlabels * sizeof(char *);
-  for (int i = 0; i < 2 * nlabels; i++)
-    size += strlen(kv[i]) + 1;
-  bg_series *s = calloc(1, size);
-  if (s == NULL) return NULL;
-  char *p = (char *)(s + 1);
-  if (nsk) {
-    s->sk = (bg_sketch *)p;
-    bg_sketch_init(s->sk, 0);
-    p += nsk;
-  }
-  s->buckets = nbk ? (uint64_t *)p : NULL;
-  p += nbk * sizeof(uint64_t);
-  s->kv = (const char **)p;
-  p += 2 * (size_t)nlabels * sizeof(char *);
+  size_t hsz = f->type == BG_HISTOGRAM ? hist_size(f->nb) : 0;
+  size_t strs = 0, text = 0;
   for (int i = 0; i < nlabels; i++) {
-    for (int j = 0; j < 2; j++) {
-      const char *src = kv[2 * order[i] + j];
-      size_t len = strlen(src) + 1;
-      memcpy(p, src, len);
-      s->kv[2 * i + j] = p;
-      p += len;
-    }
+    const char *k = kv[2 * order[i]], *v = kv[2 * order[i] + 1];
+    strs += strlen(k) + strlen(v) + 2;
+    text += (i ? 1 : 0) + strlen(k) + 2 + escaped_len(v) + 1; /* [,]k="v" */
   }
-  s->bounds = f->bounds;
-  s->nb = f->nb;
-  s->type = f->type;
+  /* Each string is at most MAX_NAME or BG_METRICS_MAX_LABEL_VALUE bytes, so the lengths
+   * (and the text, at most 16 * 717 bytes) fit in 16 bits. */
+  bg_series *s = calloc(1, sizeof(bg_series) + hsz + 4 * (size_t)nlabels + text + strs);
+  if (s == NULL) return NULL;
+  s->type = (uint8_t)f->type;
+  s->nlabels = (uint8_t)nlabels;
+  s->lablen = (uint16_t)text;
+  if (hsz) {
+    hist *hs = hist_of(s);
+    hs->bounds = f->bounds;
+    hs->nb = f->nb;
+    bg_sketch_init(&hs->sk, 0);
+  }
+  uint16_t *len = (uint16_t *)(uintptr_t)label_lens(s);
+  char *t = (char *)(uintptr_t)label_text(s), *p = t + text;
+  for (int i = 0; i < nlabels; i++) {
+    const char *k = kv[2 * order[i]], *v = kv[2 * order[i] + 1];
+    size_t kl = strlen(k), vl = strlen(v);
+    len[2 * i] = (uint16_t)kl;
+    len[2 * i + 1] = (uint16_t)vl;
+    memcpy(p, k, kl + 1);
+    p += kl + 1;
+    memcpy(p, v, vl + 1);
+    p += vl + 1;
+    if (i) *t++ = ',';
+    memcpy(t, k, kl);
+    t += kl;
+    *t++ = '=';
+    *t++ = '"';
+    t = escape(t, v);
+    *t++ = '"';
+  }
   s->fam = f;
   s->hash = h;
-  s->nlabels = nlabels;
   s->id = ++f->reg->next_id;
   s->created = bg_wall_time();
   s->hnext = f->tab[h & (f->tabsz - 1)];
   f->tab[h & (f->tabsz - 1)] = s;
-  s->prev = f->tail;
   if (f->tail)
     f->tail->next = s;
   else
@@ -667,11 +739,12 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
     }
   }
 
-  uint64_t h = FNV_SEED;
+  uint64_t h64 = FNV_SEED;
   for (int i = 0; i < nlabels; i++) {
-    h = fnv(h, kv[2 * order[i]]);
-    h = fnv(h, kv[2 * order[i] + 1]);
+    h64 = fnv(h64, kv[2 * order[i]]);
+    h64 = fnv(h64, kv[2 * order[i] + 1]);
   }
+  uint32_t h = (uint32_t)(h64 ^ (h64 >> 32));
   bg_series *s = series_find(f, h, kv, order, nlabels);
   if (s || mode == MODE_FIND) return s;
   if (mode == MODE_GET) {
@@ -732,43 +805,28 @@ void bg_histogram_observe(bg_series *s, double v) {
     s->fam->reg->misuse++;
     return;
   }
-  const double *b = s->bounds;
-  int n = s->nb, i;
-  if (n <= LINEAR_MAX) { /* latencies cluster in the low buckets: the branches predict well */
-    i = 0;
-    while (i < n && v > b[i])
-      i++;
-  } else { /* first bound >= v */
-    int lo = 0, hi = n;
-    while (lo < hi) {
-      int mid = (lo + hi) >> 1;
-      if (v > b[mid])
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    i = lo;
-  }
-  s->buckets[i]++;
-  s->count++;
-  s->value += v;
-  bg_sketch_add(s->sk, v);
-}
-
-double bg_histogram_quantile(const bg_series *s, double q) {
-  return s->sk ? bg_sketch_quantile(s->sk, q) : NAN;
-}
-
-double bg_histogram_min(const bg_series *s) {
-  return s->sk ? bg_sketch_min(s->sk) : NAN;
-}
-
-double bg_histogram_max(const bg_series *s) {
-  return s->sk ? bg_sketch_max(s->sk) : NAN;
+  hist *hs = hist_of(s);
+  hs->buckets[bg__histogram_bucket(hs->bounds, hs->nb, v)]++;
+  bg_sketch_add(&hs->sk, v);
 }
 
 const bg_sketch *bg_histogram_sketch(const bg_series *s) {
-  return s->sk;
+  return s->type == BG_HISTOGRAM ? &hist_of(s)->sk : NULL;
+}
+
+double bg_histogram_quantile(const bg_series *s, double q) {
+  const bg_sketch *sk = bg_histogram_sketch(s);
+  return sk ? bg_sketch_quantile(sk, q) : NAN;
+}
+
+double bg_histogram_min(const bg_series *s) {
+  const bg_sketch *sk = bg_histogram_sketch(s);
+  return sk ? bg_sketch_min(sk) : NAN;
+}
+
+double bg_histogram_max(const bg_series *s) {
+  const bg_sketch *sk = bg_histogram_sketch(s);
+  return sk ? bg_sketch_max(sk) : NAN;
 }
 
 uint32_t bg_series_id(const bg_series *s) {
@@ -776,11 +834,11 @@ uint32_t bg_series_id(const bg_series *s) {
 }
 
 double bg_series_value(const bg_series *s) {
-  return s->value;
+  return s->type == BG_HISTOGRAM ? bg_sketch_sum(&hist_of(s)->sk) : s->value;
 }
 
 uint64_t bg_series_count(const bg_series *s) {
-  return s->type == BG_HISTOGRAM ? s->count : 0;
+  return s->type == BG_HISTOGRAM ? bg_sketch_count(&hist_of(s)->sk) : 0;
 }
 
 void bg_series_remove(bg_registry *r, bg_series *s) {
@@ -791,14 +849,14 @@ void bg_series_remove(bg_registry *r, bg_series *s) {
     pp = &(*pp)->hnext;
   if (*pp == NULL) return; /* not ours */
   *pp = s->hnext;
-  if (s->prev)
-    s->prev->next = s->next;
+  bg_series *prev = NULL; /* removal is rare: no back pointer in every series for it */
+  for (bg_series *x = f->head; x != s; x = x->next)
+    prev = x;
+  if (prev)
+    prev->next = s->next;
   else
     f->head = s->next;
-  if (s->next)
-    s->next->prev = s->prev;
-  else
-    f->tail = s->prev;
+  if (f->tail == s) f->tail = prev;
   f->nseries--;
   r->nseries--;
   bg_series **own[3] = {&r->dropped_s[0], &r->dropped_s[1], &r->truncated_s};
@@ -879,15 +937,23 @@ void bg_registry_walk(bg_registry *r, bg_family_cb fam, bg_series_cb ser, void *
     if (fam) fam(ud, &fv);
     if (ser == NULL) continue;
     for (const bg_series *s = f->head; s; s = s->next) {
-      bg_series_view sv = {(const char *const *)s->kv,
-                           s->nlabels,
-                           s->value,
-                           s->count,
-                           s->buckets,
-                           s->created,
-                           s->id,
-                           s,
-                           s->sk};
+      const char *kv[2 * BG_METRICS_MAX_LABELS];
+      const uint16_t *len = label_lens(s);
+      const char *p = label_text(s);
+      bg_series_view sv = {kv,   s->nlabels, p,     s->lablen, s->value, 0,
+                           NULL, s->created, s->id, s,         NULL};
+      p += s->lablen;
+      for (int k = 0; k < 2 * s->nlabels; k++) {
+        kv[k] = p;
+        p += len[k] + 1;
+      }
+      if (s->type == BG_HISTOGRAM) {
+        const hist *hs = hist_of(s);
+        sv.value = bg_sketch_sum(&hs->sk);
+        sv.count = bg_sketch_count(&hs->sk);
+        sv.bucket_counts = hs->buckets;
+        sv.sketch = &hs->sk;
+      }
       ser(ud, &fv, &sv);
     }
   }

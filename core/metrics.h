@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "bg.h"
 #include "sketch.h"
@@ -63,7 +64,9 @@ BG_EXPORT bg_series *bg_series_find(bg_registry *r, int type, const char *name,
                                     const char *const *kv, int nlabels);
 
 /* Hot paths. s must be a live handle of the matching type; they can't fail.
- * A counter ignores negative increments (and counts them as a misuse). */
+ * A counter ignores negative increments (and counts them as a misuse). A counter's or gauge's
+ * value is the first member of its series (a double), so Lua adds and sets it with an FFI
+ * field write (lua/beagle/metrics.lua); a histogram's sum and count are its sketch's. */
 BG_EXPORT void bg_counter_add(bg_series *s, double v);
 BG_EXPORT void bg_gauge_set(bg_series *s, double v);
 BG_EXPORT void bg_gauge_add(bg_series *s, double v);
@@ -97,7 +100,7 @@ int bg_metric_name_map(const char *name, int type, char *out, size_t outlen, cha
 size_t bg_registry_series_count(const bg_registry *r);
 /* How many hot-path calls were ignored as misuse (negative or NaN counter adds, NaN
  * observations) since the registry was created. */
-uint64_t bg_registry_misuse_count(const bg_registry *r);
+BG_EXPORT uint64_t bg_registry_misuse_count(const bg_registry *r);
 
 /* Series refused for reason (BG_DROP_*) since the registry was created, and label values
  * cut to BG_METRICS_MAX_LABEL_VALUE bytes. */
@@ -130,8 +133,11 @@ typedef struct bg_family_view {
 } bg_family_view;
 
 typedef struct bg_series_view {
-  const char *const *kv; /* label pairs, sorted by key */
+  const char *const *kv; /* label pairs, sorted by key; valid during the callback */
   int nlabels;
+  const char *labels; /* the pairs escaped for the text formats, k1="v1",k2="v2" (no braces,
+                         not NUL-terminated) */
+  size_t labels_len;
   double value;                  /* counter/gauge; histogram sum */
   uint64_t count;                /* histogram */
   const uint64_t *bucket_counts; /* histogram, non-cumulative, nbuckets + 1 (last is +Inf) */
@@ -140,6 +146,38 @@ typedef struct bg_series_view {
   const bg_series *series;
   const bg_sketch *sketch; /* histogram */
 } bg_series_view;
+
+/* The bucket of v among bounds b[0..nb) (ascending, +Inf implied): the first i with v <= b[i],
+ * nb when none. When nb <= BG__BOUNDS_PAD, b must hold BG__BOUNDS_PAD entries padded with
+ * +Inf (the registry keeps its bounds so): the bucket is then the number of bounds below v,
+ * counted without a branch two at a time (GCC/Clang vector extensions: SSE2 on x86-64, NEON
+ * on arm64), which costs the same whatever v is; more bounds, a binary search. v must not be
+ * NaN. Inline so that bench/metrics_c_bench.c times this very search. */
+#define BG__BOUNDS_PAD 16
+typedef double bg__v2d __attribute__((vector_size(16)));
+typedef int64_t bg__v2i __attribute__((vector_size(16)));
+static inline int bg__histogram_bucket(const double *b, int nb, double v) {
+  if (nb <= BG__BOUNDS_PAD) {
+    bg__v2d x = {v, v};
+    bg__v2i n = {0, 0};
+#pragma GCC unroll 8
+    for (int k = 0; k < BG__BOUNDS_PAD; k += 2) {
+      bg__v2d bk;
+      memcpy(&bk, b + k, sizeof bk);
+      n += x > bk; /* -1 where true */
+    }
+    return (int)-(n[0] + n[1]);
+  }
+  int lo = 0, hi = nb;
+  while (lo < hi) {
+    int mid = (lo + hi) >> 1;
+    if (v > b[mid])
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
 
 typedef void (*bg_family_cb)(void *ud, const bg_family_view *f);
 typedef void (*bg_series_cb)(void *ud, const bg_family_view *f, const bg_series_view *s);

@@ -23,10 +23,19 @@
 /* Smaller magnitudes (subnormals) count as zero. */
 #define BG_SKETCH_MIN_VALUE 2.2250738585072014e-308
 
-/* Index multiplier, at least 1 / (ln(gamma) * 10/7) = 34.9988, gamma = (1 + alpha) /
- * (1 - alpha): 10/7 is the smallest slope of the cubic log2 against ln(x) (at mantissa 1), so
- * a bucket never spans more than a factor gamma. tests/c/test_sketch.c checks the bound. */
-#define BG__SKETCH_MULT 35.0
+/* The index: v = 2^e (1 + s), s in [0, 1), has the approximate log2 l(v) = e + p(s) with
+ * p(s) = 6/35 s^3 - 3/5 s^2 + 10/7 s (p(0) = 0, p(1) = 1, so l is continuous and increasing
+ * across octaves), and bucket i holds the l in [(i - 1) / M, i / M). A bucket spans at most a
+ * factor gamma = (1 + alpha) / (1 - alpha) in v when M >= r / log2(gamma), r the largest ratio
+ * of the true slope d log2(1 + s) / ds = 1 / ((1 + s) ln 2) to p'(s) = 18/35 s^2 - 6/5 s +
+ * 10/7. (1 + s) p'(s) has the derivative (54 s^2 - 48 s + 8) / 35, zero at s = 2/9 (a maximum)
+ * and s = 2/3 (a minimum); its value at s = 0 and at s = 2/3 is 10/7, so r = 7 / (10 ln 2) =
+ * 1.00989 and M >= 34.9988 for alpha = 1%. M = 35 (0.003% more buckets) makes the scaled
+ * cubic 35 p(s) = 6 s^3 - 21 s^2 + 50 s exact in doubles and each octave 35 whole buckets:
+ * index = 35 e + floor(35 p(s)) + 1, no division, no libm, one rounding. The representative
+ * of bucket i (bg__sketch_value) is the harmonic mean of its bounds, within alpha of both.
+ * tests/c/test_sketch.c recomputes r and sweeps v over 1e-9..1e9 through index and value. */
+#define BG__SKETCH_MULT 35
 
 typedef struct bg_sketch_store {
   uint64_t *counts; /* counts[i] is bucket offset + i; NULL until the first value */
@@ -72,20 +81,21 @@ double bg_sketch_max(const bg_sketch *sk);
 /* Bytes held outside the struct (bucket arrays). */
 size_t bg_sketch_memory(const bg_sketch *sk);
 
-/* The bucket index of a positive normal value v: ceil(mult * approx_log2(v)). */
+/* The bucket index of a positive normal value v (see BG__SKETCH_MULT). */
 static inline int32_t bg__sketch_index(double v) {
   uint64_t bits;
   memcpy(&bits, &v, sizeof bits);
-  double e = (double)((int64_t)((bits >> 52) & 0x7ff) - 1023);
+  int32_t e = (int32_t)((bits >> 52) & 0x7ff) - 1023;
   uint64_t mb = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
   double s;
   memcpy(&s, &mb, sizeof s);
-  s -= 1.0; /* mantissa - 1, in [0, 1) */
-  double l = ((6.0 / 35.0 * s - 3.0 / 5.0) * s + 10.0 / 7.0) * s + e;
-  double x = l * BG__SKETCH_MULT;
-  int32_t i = (int32_t)x; /* truncation toward zero, then ceil */
-  return i + (x > (double)i);
+  s -= 1.0;                                     /* mantissa - 1, in [0, 1): exact */
+  double q = ((6.0 * s - 21.0) * s + 50.0) * s; /* 35 p(s), in [0, 35): truncation is floor */
+  return e * BG__SKETCH_MULT + (int32_t)q + 1;
 }
+
+/* The representative value of bucket i: within alpha of every value whose index is i. */
+double bg__sketch_value(int32_t i);
 
 /* Out of line: grows or collapses a store so that index i has a bucket, and adds n there.
  * Returns 0, or BG_ENOMEM when it could not grow (n then went to the nearest bucket). */

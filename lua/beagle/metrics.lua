@@ -3,8 +3,10 @@
 --
 -- Two ways in:
 --   handles   M.counter(name, labels, opts) / M.gauge(...) / M.histogram(name, opts, labels)
---             resolve a series once; h:inc() is then one C call. Bad names raise (a
---             programmer mistake, like a bad argument).
+--             resolve a series once. c:inc() and g:set() then write the series' value in
+--             place (an FFI field write, which the JIT turns into a load, an add and a store);
+--             h:observe() is one C call. Bad names raise (a programmer mistake, like a bad
+--             argument).
 --   by name   M.increment_counter / set_gauge / record_histogram / timer / time keep the
 --             guide's MetricsCollector names. They find the handle through a Lua cache (a
 --             table lookup per tag, no string building) and return true or nil, err.
@@ -22,12 +24,14 @@ local ffi = require("ffi")
 local M = {}
 
 -- The handle types are Lua-side names for bg_series pointers of one kind, so that a counter
--- handle cannot be passed to bg_gauge_set: the FFI binds by symbol name, not by type.
+-- handle cannot be passed to bg_gauge_set: the FFI binds by symbol name, not by type. A
+-- counter's and a gauge's series starts with its value (core/metrics.h says so), which is all
+-- Lua needs to see of it; the field is `v`, as `value` is the method that reads it.
 ffi.cdef [[
 typedef struct bg_registry bg_registry;
 typedef struct bg_series bg_series;
-struct bg_lua_counter;
-struct bg_lua_gauge;
+struct bg_lua_counter { double v; };
+struct bg_lua_gauge { double v; };
 struct bg_lua_histogram;
 
 bg_registry *bg_registry_default(void);
@@ -54,6 +58,7 @@ uint32_t bg_series_id(const void *s);
 void bg_registry_set_limits(bg_registry *r, size_t max_series, size_t max_per_metric);
 uint64_t bg_registry_dropped(const bg_registry *r, int reason);
 uint64_t bg_registry_truncated(const bg_registry *r);
+uint64_t bg_registry_misuse_count(const bg_registry *r);
 typedef struct bg_limit_hit {
   const char *name;
   uint64_t dropped;
@@ -103,17 +108,32 @@ local ctypes = {
 local Counter, Gauge, Histogram = {}, {}, {}
 Counter.__index, Gauge.__index, Histogram.__index = Counter, Gauge, Histogram
 
-function Counter:inc(v) C.bg_counter_add(self, v or 1) end
-function Counter:add(v) C.bg_counter_add(self, v) end
-function Counter:value() return C.bg_series_value(self) end
-Counter.__tostring = function(self) return "beagle.counter: " .. tostring(C.bg_series_value(self)) end
+-- A counter only goes up: a negative or NaN v is handed to C, which ignores it and counts the
+-- misuse (and raises, as it did, for what is not a number).
+function Counter:inc(v)
+  v = v or 1
+  if v >= 0 then
+    self.v = self.v + v
+  else
+    C.bg_counter_add(self, v)
+  end
+end
+function Counter:add(v)
+  if v >= 0 then
+    self.v = self.v + v
+  else
+    C.bg_counter_add(self, v)
+  end
+end
+function Counter:value() return self.v end
+Counter.__tostring = function(self) return "beagle.counter: " .. tostring(self.v) end
 
-function Gauge:set(v) C.bg_gauge_set(self, v) end
-function Gauge:inc(v) C.bg_gauge_add(self, v or 1) end
-function Gauge:dec(v) C.bg_gauge_add(self, -(v or 1)) end
-function Gauge:add(v) C.bg_gauge_add(self, v) end
-function Gauge:value() return C.bg_series_value(self) end
-Gauge.__tostring = function(self) return "beagle.gauge: " .. tostring(C.bg_series_value(self)) end
+function Gauge:set(v) self.v = v end
+function Gauge:inc(v) self.v = self.v + (v or 1) end
+function Gauge:dec(v) self.v = self.v - (v or 1) end
+function Gauge:add(v) self.v = self.v + v end
+function Gauge:value() return self.v end
+Gauge.__tostring = function(self) return "beagle.gauge: " .. tostring(self.v) end
 
 function Histogram:observe(v) C.bg_histogram_observe(self, v) end
 function Histogram:sum() return C.bg_series_value(self) end
@@ -350,7 +370,7 @@ function M.increment_counter(name, value, tags)
   end
   local h, err = resolve(COUNTER, name, tags)
   if h == nil then return nil, err end
-  C.bg_counter_add(h, value)
+  h.v = h.v + value
   return true
 end
 
@@ -358,7 +378,7 @@ function M.set_gauge(name, value, tags)
   if type(value) ~= "number" then return bad_value(name, value) end
   local h, err = resolve(GAUGE, name, tags)
   if h == nil then return nil, err end
-  C.bg_gauge_set(h, value)
+  h.v = value
   return true
 end
 

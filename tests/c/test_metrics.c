@@ -313,6 +313,86 @@ static void cap_series(void *ud, const bg_family_view *f, const bg_series_view *
   }
 }
 
+/* The branch-free count (<= 16 bounds, padded) and the binary search (more) against a plain
+ * linear search, at every bound, its neighbours, the infinities and random values. */
+static void test_bucket_search(void) {
+  const int sizes[] = {1, 2, 11, 15, 16, 17, 40, BG_METRICS_MAX_BUCKETS};
+  uint64_t x = 0x2545f4914f6cdd1dULL;
+  for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+    int nb = sizes[t];
+    double b[BG_METRICS_MAX_BUCKETS];
+    uint64_t want[BG_METRICS_MAX_BUCKETS + 1] = {0};
+    for (int i = 0; i < nb; i++)
+      b[i] = (i - nb / 3) * 0.37 + (i % 3) * 0.01;
+    bg_registry *r = bg_registry_new();
+    bg_series *h = bg_series_get(r, BG_HISTOGRAM, "search", NULL, NULL, 0, b, nb, err, sizeof err);
+    CHECK(h != NULL);
+    if (h == NULL) break;
+    for (int i = 0; i < 4 * nb + 2000; i++) {
+      double v;
+      if (i < 3 * nb) {
+        v = i % 3 == 0 ? b[i / 3] : nextafter(b[i / 3], i % 3 == 1 ? -INFINITY : INFINITY);
+      } else if (i < 3 * nb + 2) {
+        v = i % 2 ? INFINITY : -INFINITY;
+      } else {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        v = ((double)(x % 100000) / 100000 - 0.4) * nb;
+      }
+      int k = 0;
+      while (k < nb && v > b[k])
+        k++;
+      want[k]++;
+      bg_histogram_observe(h, v);
+    }
+    capture c = {.name = "search"};
+    bg_registry_walk(r, cap_family, cap_series, &c);
+    CHECK_INT(c.n, nb + 1);
+    for (int k = 0; k <= nb; k++) {
+      if (c.counts[k] != want[k]) {
+        fprintf(stderr, "%d bounds: bucket %d has %llu, want %llu\n", nb, k,
+                (unsigned long long)c.counts[k], (unsigned long long)want[k]);
+        failures++;
+      }
+    }
+    bg_registry_free(r);
+  }
+}
+
+/* Series keep no back pointer: removing the first, a middle and the last one keeps the
+ * creation order, and a series made after that goes last. */
+static void test_remove_order(void) {
+  bg_registry *r = bg_registry_new();
+  bg_series *s[5];
+  char v[8];
+  const char *kv[] = {"n", v};
+  for (int i = 0; i < 5; i++) {
+    snprintf(v, sizeof v, "%d", i);
+    s[i] = get(r, BG_GAUGE, "order", kv, 1);
+    bg_gauge_set(s[i], i);
+  }
+  bg_series_remove(r, s[0]);
+  bg_series_remove(r, s[2]);
+  bg_series_remove(r, s[4]);
+  snprintf(v, sizeof v, "%d", 9);
+  bg_gauge_set(get(r, BG_GAUGE, "order", kv, 1), 9);
+  bg_buf out = {0};
+  CHECK_INT(bg_expo_prometheus(r, &out), 0);
+  CHECK_STR(out.data, "# HELP order Metric recorded by beagle.\n# TYPE order gauge\n"
+                      "order{n=\"1\"} 1\norder{n=\"3\"} 3\norder{n=\"9\"} 9\n");
+  bg_series_remove(r, s[1]);
+  bg_series_remove(r, s[3]);
+  bg_series_remove(r, bg_series_find(r, BG_GAUGE, "order", kv, 1));
+  bg_buf_reset(&out);
+  CHECK_INT(bg_expo_prometheus(r, &out), 0);
+  CHECK_STR(out.data, "");
+  bg_gauge_set(get(r, BG_GAUGE, "order", kv, 1), 1);
+  bg_buf_reset(&out);
+  CHECK_INT(bg_expo_prometheus(r, &out), 0);
+  CHECK(strstr(out.data, "order{n=\"9\"} 1\n") != NULL);
+  bg_buf_free(&out);
+  bg_registry_free(r);
+}
+
 static void test_buckets(void) {
   bg_registry *r = bg_registry_new();
   double many[40];
@@ -865,6 +945,41 @@ static void test_value_roundtrip(void) {
       CHECK_STR(line + 10, want[i]);
     }
   }
+  /* The range written without printf (1e-5 <= |v| < 2^53): random bit patterns, the
+   * neighbours of powers of two (whose lower gap is half the upper one) and short decimals
+   * read back, with no more significant digits than the shortest %.*g that reads back. */
+  for (int i = 0; i < 30000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    double v;
+    uint64_t bits = (uint64_t)(1006 + x % 47) << 52; /* 2^-17 .. 2^29 */
+    if (i % 3 == 0) bits |= (x >> 12) & 0xfffffffffffffULL;
+    memcpy(&v, &bits, sizeof v);
+    if (i % 3 == 1) v = nextafter(v, i % 2 ? 0 : INFINITY);
+    if (v < 1e-5) continue;
+    if (i % 5 == 0) v = -v;
+    bg_gauge_set(g, v);
+    bg_buf_reset(&out);
+    CHECK_INT(bg_expo_prometheus(r, &out), 0);
+    const char *line = strstr(out.data, "\nrt_value ");
+    CHECK(line != NULL);
+    if (line == NULL) break;
+    char *end, ref[32];
+    double back = strtod(line + 10, &end);
+    int digits = 0, lead = 1;
+    for (const char *p = line + 10; p < end; p++) {
+      if (*p == '0' && lead) continue;
+      if (*p >= '0' && *p <= '9') digits++, lead = 0;
+    }
+    int prec = 1;
+    while (prec < 17 && (snprintf(ref, sizeof ref, "%.*g", prec, v), strtod(ref, NULL) != v))
+      prec++;
+    if (!(back == v) || *end != '\n' || digits > prec) {
+      fprintf(stderr, "value %.17g rendered as %.*s (shortest has %d digits)\n", v,
+              (int)(end - line - 10), line + 10, prec);
+      failures++;
+      break;
+    }
+  }
   bg_buf_free(&out);
   bg_registry_free(r);
 }
@@ -890,6 +1005,8 @@ int main(void) {
   test_types();
   test_hot_paths();
   test_buckets();
+  test_bucket_search();
+  test_remove_order();
   test_exposition();
   test_limits();
   test_truncation();

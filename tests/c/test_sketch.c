@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sketch.h"
 #include "test_support.h"
@@ -70,12 +71,25 @@ static void check_accuracy(const char *what, double *data, size_t n, int dense) 
 
 static void test_multiplier(void) {
   double gamma = (1 + BG_SKETCH_ALPHA) / (1 - BG_SKETCH_ALPHA);
-  ASSERT(BG__SKETCH_MULT >= 1 / (log(gamma) * 10.0 / 7.0));
-  /* The cubic's slope against ln(x) is smallest at mantissa 1 (where it is 10/7). */
-  for (int i = 0; i <= 1000; i++) {
-    double s = i / 1000.0;
-    double slope = ((18.0 / 35.0 * s - 6.0 / 5.0) * s + 10.0 / 7.0) * (1 + s);
-    ASSERT(slope >= 10.0 / 7.0 - 1e-12);
+  /* r, the largest ratio of the true slope d log2(1 + s) / ds to the cubic's p'(s), found
+   * numerically: it is 7 / (10 ln 2), reached at s = 0 and s = 2/3. */
+  double r = 0, at = -1;
+  for (int i = 0; i <= 300000; i++) {
+    double s = i / 300000.0;
+    double ratio = 1 / ((1 + s) * log(2) * ((18.0 / 35.0 * s - 6.0 / 5.0) * s + 10.0 / 7.0));
+    if (ratio > r) r = ratio, at = s;
+  }
+  ASSERT(fabs(r - 7 / (10 * log(2))) < 1e-12);
+  ASSERT(at == 0);
+  ASSERT(
+      fabs(1 / ((1 + 2.0 / 3) * log(2) * ((18.0 / 35.0 * 2 / 3 - 6.0 / 5.0) * 2 / 3 + 10.0 / 7.0)) -
+           r) < 1e-12);
+  ASSERT(BG__SKETCH_MULT >= r / log2(gamma));
+  ASSERT(BG__SKETCH_MULT < r / log2(gamma) + 0.01); /* and no more buckets than needed */
+  /* The scaled cubic is 35 p(s): 0 at s = 0, 35 at s = 1. */
+  for (int i = 0; i <= 100; i++) {
+    double s = i / 100.0, p = ((6.0 / 35.0 * s - 3.0 / 5.0) * s + 10.0 / 7.0) * s;
+    ASSERT(fabs(((6.0 * s - 21.0) * s + 50.0) * s - BG__SKETCH_MULT * p) < 1e-12);
   }
   /* The index is monotonic across octave edges. */
   int32_t prev = bg__sketch_index(1e-10);
@@ -84,6 +98,62 @@ static void test_multiplier(void) {
     ASSERT(i >= prev);
     prev = i;
   }
+}
+
+/* The smallest positive double with an index of at least i (positive doubles order as their
+ * bits do). */
+static double first_of(int32_t i) {
+  double lo = 1e-300, hi = 1e300;
+  uint64_t a, b;
+  memcpy(&a, &lo, sizeof a);
+  memcpy(&b, &hi, sizeof b);
+  while (a < b) {
+    uint64_t mid = a + (b - a) / 2;
+    double v;
+    memcpy(&v, &mid, sizeof v);
+    if (bg__sketch_index(v) >= i)
+      b = mid;
+    else
+      a = mid + 1;
+  }
+  double v;
+  memcpy(&v, &a, sizeof v);
+  return v;
+}
+
+/* Index -> value round trips over 18 decades (and both octave edges of each): the bucket's
+ * representative is within alpha of every value in it. */
+static void test_round_trip(void) {
+  double worst = 0;
+  long n = 0;
+  for (double v = 1e-9; v <= 1e9; v *= 1.00007) {
+    double vs[3] = {v, ldexp(1, ilogb(v)), nextafter(ldexp(1, ilogb(v)), 0)};
+    for (int j = 0; j < 3; j++) {
+      double w = bg__sketch_value(bg__sketch_index(vs[j]));
+      double rel = fabs(w - vs[j]) / vs[j];
+      if (rel > worst) worst = rel;
+      if (!(rel <= BG_SKETCH_ALPHA)) {
+        fprintf(stderr, "round trip: %.17g -> bucket %d -> %.17g (relative error %g)\n", vs[j],
+                (int)bg__sketch_index(vs[j]), w, rel);
+        failures++;
+        return;
+      }
+      n++;
+    }
+  }
+  /* Each bucket spans at most a factor gamma, and its representative falls in it. */
+  double gamma = (1 + BG_SKETCH_ALPHA) / (1 - BG_SKETCH_ALPHA);
+  for (int32_t i = bg__sketch_index(1e-9); i <= bg__sketch_index(1e9); i++) {
+    double lo = first_of(i), hi = first_of(i + 1);
+    if (!(hi / lo <= gamma) || bg__sketch_index(bg__sketch_value(i)) != i) {
+      fprintf(stderr, "bucket %d: [%.17g, %.17g) spans %.17g, representative %.17g\n", (int)i, lo,
+              hi, hi / lo, bg__sketch_value(i));
+      failures++;
+      return;
+    }
+  }
+  fprintf(stderr, "  %ld values, 1e-9..1e9: worst relative error %.5f%%\n", n, worst * 100);
+  ASSERT(worst > 0.009); /* the bound is tight, not slack */
 }
 
 static void test_distributions(void) {
@@ -219,6 +289,7 @@ static void test_memory_bound(void) {
 
 int main(void) {
   RUN(test_multiplier);
+  RUN(test_round_trip);
   RUN(test_distributions);
   RUN(test_negatives_and_zero);
   RUN(test_merge);
