@@ -138,6 +138,27 @@ for k in mem_gauge mem_counter mem_histogram mem_histogram_used; do
   md "| $d | $(med $k) | $(mn $k) | $t | $v |"
 done
 md ""
+# history: an hour of raw samples (240 at 15 s) of HIST_SERIES series, half counters (+80..120
+# a step) and half gauges (a random walk of 0.01 steps), through the agent's own sampling and
+# flushes (tests/c/test_history.c's test_memory, which also checks every sample is there)
+HIST_SERIES=${BENCH_HISTORY_SERIES:-20000}
+HISTORY_BENCH_SERIES=$HIST_SERIES taskset -c "$CPU" "$BUILD/test_history" >"$TMP/hist.out" 2>&1
+hrc=$?
+hist_line=$(grep "series x 240 samples" "$TMP/hist.out")
+h_stream=$(echo "$hist_line" | sed -n 's/.*streams \([0-9.]*\) bytes\/sample.*/\1/p')
+h_all=$(echo "$hist_line" | sed -n 's/.*(\([0-9.]*\) bytes\/series, \([0-9.]*\) bytes\/sample).*/\2/p')
+h_series=$(echo "$hist_line" | sed -n 's/.*(\([0-9.]*\) bytes\/series,.*/\1/p')
+h_100k=$(awk -v b="$h_series" 'BEGIN { printf "%.0f", b * 100000 / 1048576 }')
+v_h=$(verdict "${h_stream:-99} <= 2")
+md "**History** (raw window of an hour): $HIST_SERIES series x 240 samples (15 s), half counters, half gauges on a random walk,"
+md "sampled from a registry and flushed as the agent does (tests/c/test_history.c test_memory, exit $hrc):"
+md ""
+md "| measure | beagle | target | reference |"
+md "|---|---|---|---|"
+md "| compressed sample streams (delta-of-delta timestamps, XOR floats) | ${h_stream} bytes/sample | <= 2 bytes/sample | Prometheus TSDB: about 1.3 (its own published figure, not measured here) |"
+md "| all history memory (streams, chunk and series headers, minute accumulators, labels) | ${h_all} bytes/sample, ${h_series} bytes/series | | |"
+md "| the same for 100,000 series (linear) | ${h_100k} MiB | tens of MiB | |"
+md ""
 md "<details><summary>raw output</summary>"
 md ""
 md '```'
@@ -156,4 +177,5 @@ summary "5a. counter add, plugin mode (JIT off + hook)" "$pinc ns" "<= 80 ns" "L
 summary "5b. increment_counter(name, 1, {2 tags literal})" "$lit ns" "<= 60 ns" "same tags table reused: $reu ns ($v_reu); literal alone $(med lua_literal_only_jit) ns" "n/a" "$v_lit"
 summary "5c. histogram observe, 16 buckets: bucket part (C) / with sketch (FFI, JIT)" "$b16 ns / $o16 ns" "<= 12 ns (buckets); <= 20 ns (sketch)" "plain C observe $co16 ns; sketch alone $(med c_sketch_seq) ns" "$(ratio "$o16" "$co16") x C" "$v_o12 / $v_o20"
 summary "5d. render /metrics, 100,000 series (C, 0.0.4)" "$rp ms" "<= 10 ms" "HTTP comparison with node_exporter: see 5f" "n/a" "$v_r"
+summary "5g. history: bytes per raw sample (streams / all history memory)" "$h_stream / $h_all B ($h_series B/series; 100k series: $h_100k MiB)" "<= 2 B/sample" "Prometheus TSDB ~1.3 (published, not measured)" "n/a" "$v_h (streams)"
 summary "5e. memory per idle gauge series (2 labels)" "$mg B" "<= 200 B + history" "counter $(med mem_counter) B; histogram $(med mem_histogram) B idle, $(med mem_histogram_used) B after one observation" "n/a" "$v_m"
