@@ -207,15 +207,15 @@ function M.new(h, opts)
       local hh = handle()
       local nm, anchor = matchers(m, "last")
       local now = pinned or C.bg_history_now(hh)
-      local n
-      repeat
+      local n = C.bg_history_query_ids(hh, FN.last, 0, name, mbuf, nm, now, DEFAULT_LOOKBACK * 1000, ids,
+        vals, refs, cap, errbuf, ERRLEN)
+      if n > cap then -- more series than room: grow, and ask again
+        cap = n * 2
+        ids, vals, refs = ffi.new("uint32_t[?]", cap), ffi.new("double[?]", cap), ffi.new("const void *[?]", cap)
         n = C.bg_history_query_ids(hh, FN.last, 0, name, mbuf, nm, now, DEFAULT_LOOKBACK * 1000, ids, vals,
           refs, cap, errbuf, ERRLEN)
-        if n > cap then
-          cap = n * 2
-          ids, vals, refs = ffi.new("uint32_t[?]", cap), ffi.new("double[?]", cap), ffi.new("const void *[?]", cap)
-        end
-      until n <= cap
+        assert(n <= cap, "history grew during a query")
+      end
       local _ = anchor
       if n < 0 then error(("last: %s"):format(ffi.string(errbuf)), 2) end
       if cache.n > SHARED_MAX then cache = { n = 0 } end

@@ -101,6 +101,16 @@ describe("beagle.query", function()
     assert.has_error(function() qs.last_columns(42) end)
     -- without shared_labels there is no columns form
     assert.is_nil(q.last_columns)
+    -- more series than the buffers hold at first: they grow, and every series is there
+    for i = 1, 1000 do assert.is_true(q.append(('many{i="%d"}'):format(i), T0 + 30000, i)) end
+    local nm, vm, lm = qs.last_columns("many")
+    assert.equals(1000, nm)
+    local sum = 0
+    for i = 1, nm do
+      assert.equals(tonumber(lm[i].i), vm[i - 1])
+      sum = sum + vm[i - 1]
+    end
+    assert.equals(500500, sum)
   end)
 
   it("avg, max, min, sum, count and last over time of a gauge", function()
