@@ -18,19 +18,26 @@
 #                          and with beagle.query (bench/rules_bench.lua, luajit), s:call per
 #                          rule in a running agent, next to Prometheus 2.42 evaluating the
 #                          equivalent rules on the same series                   (~2.5 min)
+#   notify_bench.sh 7      notifications: latency from the firing evaluation to a webhook
+#                          sink (bench/notify_sink.c), outbox throughput for 20,000 at once
+#                          (max_in_flight 4 and 32), a perf pass; Alertmanager's ingest of
+#                          the same alerts as a reference                         (~2 min)
 # Knobs: BENCH_IDLE_SECONDS (300), BENCH_CHECKS_SECONDS (60), BENCH_CHECKS_PLUGINS ("http tcp"),
 # BENCH_RPS_SECONDS (10), BENCH_RPS_ROUNDS (3), BENCH_RELOAD_N (100),
 # BENCH_RELOAD_LOADS ("paced full"), BENCH_METRICS_REPS (5), BENCH_HTTP_N (15), BENCH_RULES_N
-# (10000), BENCH_RULES_REPS (5), BENCH_PROM_EVALS (5), BENCH_ONLY
-# (space-separated subset: idle checks50 health_rps reload metrics metrics_http rules),
-# BENCH_RESULTS (output file, default bench/RESULTS.md).
+# (10000), BENCH_RULES_REPS (5), BENCH_PROM_EVALS (5), BENCH_NOTIFY_* (see notify_bench.sh),
+# BENCH_ONLY (space-separated subset: idle checks50 health_rps reload metrics metrics_http statsd
+# rules notify), BENCH_RESULTS (output file, default bench/RESULTS.md).
+# A BENCH_ONLY run merges into an existing results file: the summary rows, the detail blocks and
+# the run lines of the steps it ran replace theirs (step_keys below says which are whose), the
+# rest stays, and a header row says when the partial run was. BENCH_MERGE=0 rewrites the file.
 set -u
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
 export BUILD=${BUILD:-build}
 case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS="$REPO/$BUILD" ;; esac
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
-ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules}
+ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules notify}
 export BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-300}
 export BENCH_CHECKS_SECONDS=${BENCH_CHECKS_SECONDS:-60}
 
@@ -95,6 +102,7 @@ want metrics && step metrics 420 metrics.sh
 want metrics_http && step metrics_http 300 metrics_http.sh
 want statsd && step statsd 600 statsd_bench.sh
 want rules && step rules 420 rules_bench.sh
+want notify && step notify 420 notify_bench.sh
 
 ELAPSED=$((SECONDS - T0))
 # whole-machine CPU over the run: busy share and steal (time the hypervisor gave to others)
@@ -112,15 +120,21 @@ mem_total=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (with uncommitted changes)")
 build_type=$(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$BUILD_ABS/CMakeCache.txt" 2>/dev/null)
+# a build of another source tree (e.g. a snapshot of an older commit) is not this checkout's rev
+src_dir=$(awk -F= '/^CMAKE_HOME_DIRECTORY:/ {print $2}' "$BUILD_ABS/CMakeCache.txt" 2>/dev/null)
+if [ -n "$src_dir" ] && [ "$(cd "$src_dir" 2>/dev/null && pwd -P)" != "$(cd "$REPO" && pwd -P)" ]; then
+  rev="n/a (built from $src_dir, not this checkout)"
+  dirty=""
+fi
 
 order() { # the .md / .summary files in run order
   local ext=$1
-  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http rules; do
+  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify; do
     [ -f "$BENCH_OUT/$n.$ext" ] && echo "$BENCH_OUT/$n.$ext"
   done
   for f in "$BENCH_OUT"/*."$ext"; do
     [ -f "$f" ] || continue
-    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http rules " in
+    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify " in
       *" $(basename "$f" ".$ext") "*) ;;
       *) echo "$f" ;;
     esac
@@ -138,7 +152,7 @@ order() { # the .md / .summary files in run order
   echo "| machine | $(nproc) CPUs, $cpu_model, $mem_total RAM |"
   echo "| kernel | $(uname -srm) |"
   echo "| beagle | $("$BUILD_ABS/beagle" version 2>/dev/null | head -1), git $rev$dirty, ${build_type:-default} build in $BUILD |"
-  echo "| peers | $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $("${NGINX:-/usr/sbin/nginx}" -v 2>&1 | sed 's/^nginx version: //'); node_exporter $("${NODE_EXPORTER:-/usr/bin/prometheus-node-exporter}" --version 2>&1 | awk 'NR==1 {print $3}'); prometheus $("${PROMETHEUS:-/usr/bin/prometheus}" --version 2>&1 | awk 'NR==1 {print $3}') |"
+  echo "| peers | $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $("${NGINX:-/usr/sbin/nginx}" -v 2>&1 | sed 's/^nginx version: //'); node_exporter $("${NODE_EXPORTER:-/usr/bin/prometheus-node-exporter}" --version 2>&1 | awk 'NR==1 {print $3}'); prometheus $("${PROMETHEUS:-/usr/bin/prometheus}" --version 2>&1 | awk 'NR==1 {print $3}'); alertmanager $("${ALERTMANAGER:-/usr/bin/prometheus-alertmanager}" --version 2>&1 | awk 'NR==1 {print $3}') |"
   echo "| machine CPU during the run | ${MACHINE_CPU:-n/a} |"
   echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| windows | idle ${BENCH_IDLE_SECONDS}s, checks ${BENCH_CHECKS_SECONDS}s, wrk ${BENCH_RPS_SECONDS:-10}s x ${BENCH_RPS_ROUNDS:-3} rounds, ${BENCH_RELOAD_N:-100} reloads |"
@@ -163,5 +177,107 @@ order() { # the .md / .summary files in run order
   echo
   for s in "${STATUS[@]}"; do echo "- $s"; done
 } >"$RESULTS.tmp"
-mv "$RESULTS.tmp" "$RESULTS"
-echo "bench: wrote $RESULTS (${ELAPSED}s)" >&2
+
+# step_keys STEP : "summary-row regex<TAB>detail-heading regex" of what a step writes
+step_keys() {
+  case "$1" in
+    idle) printf '%s\t%s' '^(1|2a)\.' '^### 1 \+ 2a\.' ;;
+    checks50-*) printf '%s\t%s' "^2b\\..*${1#checks50-}" "^### 2b\\..*${1#checks50-}" ;;
+    health_rps) printf '%s\t%s' '^3\.' '^### 3\.' ;;
+    reload-*) printf '%s\t%s' "^4\\..*${1#reload-}" "^### 4\\..*${1#reload-}" ;;
+    metrics) printf '%s\t%s' '^5[a-e]\.' '^### 5\.' ;;
+    metrics_http) printf '%s\t%s' '^5f\.' '^### 5f\.' ;;
+    statsd) printf '%s\t%s' '^StatsD' '^### StatsD' ;;
+    rules) printf '%s\t%s' '^6[a-z]?\.' '^### 6\.' ;;
+    notify) printf '%s\t%s' '^7[a-z]?\.' '^### 7\.' ;;
+  esac
+}
+
+if [ -n "${BENCH_ONLY:-}" ] && [ "${BENCH_MERGE:-1}" = 1 ] && [ -f "$RESULTS" ] && grep -q '^## Summary' "$RESULTS"; then
+  keys="$BENCH_OUT/keys.tsv"
+  : >"$keys"
+  for s in "${STATUS[@]}"; do
+    n=${s%%:*}
+    printf '%s\t%s\n' "$n" "$(step_keys "$n")" >>"$keys"
+  done
+  note="$(date -u) (started $STARTED, took ${ELAPSED}s), git $rev$dirty, ${build_type:-default} build in $BUILD; machine CPU ${MACHINE_CPU:-n/a}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  python3 - "$RESULTS" "$RESULTS.tmp" "$keys" "$ONLY" "$note" >"$RESULTS.merged" <<'PY' || { echo "bench: merge failed; the full file of this run is $RESULTS.tmp" >&2; exit 1; }
+import re, sys
+old_path, new_path, keys_path, only, note = sys.argv[1:6]
+keys = []
+for line in open(keys_path):
+    p = line.rstrip("\n").split("\t")
+    keys.append((p[0], re.compile(p[1]) if len(p) > 1 and p[1] else None, re.compile(p[2]) if len(p) > 2 and p[2] else None))
+
+def parse(text):
+    lines = text.split("\n")
+    i_sum, i_det, i_runs = lines.index("## Summary"), lines.index("## Details"), lines.index("## Runs")
+    head, summ = lines[:i_sum], lines[i_sum:i_det]
+    sep = next(i for i, l in enumerate(summ) if l.startswith("|---"))
+    rows = [l for l in summ[sep + 1:] if l.startswith("|")]
+    sections, cur = [], None
+    for l in lines[i_det + 1:i_runs]:
+        if l.startswith("### "):
+            cur = [l]
+            sections.append(cur)
+        elif cur is not None:
+            cur.append(l)
+    runs = [l for l in lines[i_runs + 1:] if l.startswith("- ")]
+    return head, summ[:sep + 1], rows, sections, runs
+
+def cell(row):
+    return row.split("|")[1].strip()
+
+def owner(text, idx):  # the step that wrote a row (idx 1) or a section heading (idx 2)
+    for k in keys:
+        rx = k[idx]
+        if (rx and rx.search(text)) or text == k[0] or text == "### " + k[0]:
+            return k[0]
+    return None
+
+def splice(old, new, key):  # replaces old items of the steps run by the new ones, in place
+    out, placed = [], set()
+    groups = {}
+    for item in new:
+        groups.setdefault(key(item) or "?", []).append(item)
+    for item in old:
+        o = key(item)
+        if o in groups or (o is not None and any(o == k[0] for k in keys)):
+            if o in groups and o not in placed:
+                out.extend(groups[o])
+                placed.add(o)
+            continue
+        out.append(item)
+    for o, items in groups.items():
+        if o not in placed:
+            out.extend(items)
+    return out
+
+ohead, osumh, orows, osecs, oruns = parse(open(old_path).read())
+nhead, _, nrows, nsecs, nruns = parse(open(new_path).read())
+rows = splice(orows, nrows, lambda r: owner(cell(r), 1))
+secs = splice(osecs, nsecs, lambda s: owner(s[0], 2))
+when = note.split(" (started")[0]
+nruns = [r + " (partial run, %s)" % when for r in nruns]
+runs = splice(oruns, nruns, lambda r: r[2:].split(":")[0])
+# the header table gets (or updates) a row for this partial run
+label = "partial run: %s" % only
+hrow = "| %s | %s |" % (label, note)
+head = [l for l in ohead if not (l.startswith("|") and cell(l) == label)]
+last = max(i for i, l in enumerate(head) if l.startswith("|"))
+head.insert(last + 1, hrow)
+out = head + osumh + rows + ["", "## Details", ""]
+for s in secs:
+    while s and s[-1] == "":
+        s = s[:-1]
+    out.extend(s + [""])
+out += ["## Runs", ""] + runs
+print("\n".join(out))
+PY
+  mv "$RESULTS.merged" "$RESULTS"
+  rm -f "$RESULTS.tmp"
+  echo "bench: merged the steps of this run ($ONLY) into $RESULTS (${ELAPSED}s)" >&2
+else
+  mv "$RESULTS.tmp" "$RESULTS"
+  echo "bench: wrote $RESULTS (${ELAPSED}s)" >&2
+fi
