@@ -140,12 +140,19 @@ local function gauge_breaker(self, ch)
   end
 end
 
--- Row updates are written together, on the next turn of the loop.
+-- Row updates are written together: FLUSH_DELAY after the first, or at once past FLUSH_MAX
+-- (one transaction for many deliveries). A crash in between loses only "sent" marks, and
+-- those notifications are delivered again (at least once).
+local FLUSH_DELAY, FLUSH_MAX = 0.05, 1000
 function M:persist(e, fields)
   if not self.store or not e.id then return end
   self.updates[#self.updates + 1] = { e.id, fields }
+  if #self.updates >= FLUSH_MAX then
+    if self.flush_timer then self.flush_timer:stop() self.flush_timer = nil end
+    return self:flush()
+  end
   if self.flush_timer then return end
-  self.flush_timer = self.timer(0, function()
+  self.flush_timer = self.timer(FLUSH_DELAY, function()
     self.flush_timer = nil
     self:flush()
   end)

@@ -149,6 +149,16 @@ describe("beagle.rules.store", function()
       assert.equals("dk-1", require("cjson").decode(row.payload).dedup_key)
     end)
 
+    it("logs a list of notifications in one go, ids in order, all or nothing", function()
+      local ids = assert(st:log_notifications { notification(), notification { channel = "slack" } })
+      assert.same({ 1, 2 }, ids)
+      assert.equals(1, st:count_notifications("fp1", "slack", T0))
+      -- one bad notification: none of the list is kept
+      assert.has_error(function() st:log_notifications { notification { channel = "x" }, { alerts = {} } } end)
+      assert.equals(0, st:count_notifications("fp1", "x", T0))
+      assert.equals(2, st.db:query("SELECT count(*) AS n FROM notifications")[1].n)
+    end)
+
     it("loads the notification log: the last hour, plus the latest row of each fingerprint and channel", function()
       st:log_notification(notification { created_at = T0 })               -- old, superseded
       st:log_notification(notification { created_at = T0 + 100 })         -- old, the latest on oncall

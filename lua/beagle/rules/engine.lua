@@ -213,9 +213,14 @@ function Engine:_step(now, full)
     local st = self.store
     local function write()
       if list then assert(st:save_instances(list)) end
-      for _, n in ipairs(out) do
-        local id = assert(st:log_notification(n))
-        if type(id) == "number" then n.id = id end
+      if st.log_notifications and #out > 1 then
+        local ids = assert(st:log_notifications(out))
+        for i, n in ipairs(out) do n.id = ids[i] end
+      else
+        for _, n in ipairs(out) do
+          local id = assert(st:log_notification(n))
+          if type(id) == "number" then n.id = id end
+        end
       end
       return true
     end
@@ -539,6 +544,7 @@ end
 --     kept as n.id (the outbox row).
 --   tx(fn) -> fn's results | nil, err (optional)  the instances and the notification rows of one
 --     step are written in one transaction.
+--   log_notifications(list) -> { id... } | nil, err (optional)  many rows at once.
 --   count_notifications(fingerprint, channel, since, status?) -> n
 function Engine.memory_store()
   local st = { instances = {}, notifications = {} }

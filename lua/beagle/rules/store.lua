@@ -291,24 +291,36 @@ end
 -- log_notification(n) -> id | nil, err. n = { channel, status, group_key, dedup_key, test,
 -- alerts = { { fingerprint, status... }... }, created_at (default now), state (default
 -- "pending"), next_attempt_at (default created_at) }.
-function Store:log_notification(n)
+local function insert_notification(self, n)
   assert(type(n) == "table" and type(n.channel) == "string", "log_notification: a notification with a channel expected")
   local db = self.db
   local at = opt_number(n.created_at) or self.now()
-  return self:tx(function()
-    local changes, id = db:run("INSERT INTO notifications(channel, status, group_key, dedup_key, test,"
-      .. " created_at, payload, state, next_attempt_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-      n.channel, n.status or "firing", n.group_key ~= nil and tostring(n.group_key) or nil,
-      n.dedup_key ~= nil and tostring(n.dedup_key) or nil, n.test and true or false, at, encode(n),
-      n.state or "pending", opt_number(n.next_attempt_at) or at)
-    check(changes, id)
-    for _, a in ipairs(n.alerts or {}) do
-      if type(a.fingerprint) == "string" then
-        check(db:run("INSERT OR IGNORE INTO notification_alerts(notification_id, fingerprint, status)"
-          .. " VALUES(?, ?, ?)", id, a.fingerprint, a.status or n.status or "firing"))
-      end
+  local changes, id = db:run("INSERT INTO notifications(channel, status, group_key, dedup_key, test,"
+    .. " created_at, payload, state, next_attempt_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    n.channel, n.status or "firing", n.group_key ~= nil and tostring(n.group_key) or nil,
+    n.dedup_key ~= nil and tostring(n.dedup_key) or nil, n.test and true or false, at, encode(n),
+    n.state or "pending", opt_number(n.next_attempt_at) or at)
+  check(changes, id)
+  for _, a in ipairs(n.alerts or {}) do
+    if type(a.fingerprint) == "string" then
+      check(db:run("INSERT OR IGNORE INTO notification_alerts(notification_id, fingerprint, status)"
+        .. " VALUES(?, ?, ?)", id, a.fingerprint, a.status or n.status or "firing"))
     end
-    return id
+  end
+  return id
+end
+
+function Store:log_notification(n)
+  return self:tx(insert_notification, self, n)
+end
+
+-- log_notifications(list) -> { id... } | nil, err: every notification of the list in one
+-- transaction (no savepoint per row), their ids in order.
+function Store:log_notifications(list)
+  return self:tx(function()
+    local ids = {}
+    for i, n in ipairs(list) do ids[i] = insert_notification(self, n) end
+    return ids
   end)
 end
 
