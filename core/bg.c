@@ -127,3 +127,16 @@ double bg_wall_time(void) {
   gettimeofday(&tv, NULL);
   return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
+
+void bg_fnv1a64_hex(const char *s, size_t n, char *out) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 0x100000001b3ULL;
+  }
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--) {
+    out[i] = hex[h & 15];
+    h >>= 4;
+  }
+}

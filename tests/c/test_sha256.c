@@ -137,8 +137,8 @@ static void test_rfc4231(void) {
 
   /* a key of exactly one block is used as is, one byte more is hashed: they differ */
   char h64[65], h65[65];
-  snprintf(h64, sizeof h64, "%s", hmac_hex(key, 64, "x", 1));
-  snprintf(h65, sizeof h65, "%s", hmac_hex(key, 65, "x", 1));
+  memcpy(h64, hmac_hex(key, 64, "x", 1), sizeof h64);
+  memcpy(h65, hmac_hex(key, 65, "x", 1), sizeof h65);
   ASSERT(strcmp(h64, h65) != 0);
   /* an empty key and message are fine */
   ASSERT_EQ_STR(hmac_hex(NULL, 0, NULL, 0),

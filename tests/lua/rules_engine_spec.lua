@@ -85,6 +85,15 @@ describe("beagle.rules.engine", function()
   end)
 
   describe("fingerprint", function()
+    it("is the same in C and in Lua", function()
+      local s = ""
+      for i = 0, 600 do
+        s = s .. string.char(i % 256)
+        if i % 37 == 0 then assert.equals(Engine.fnv1a64_lua(s), Engine.fnv1a64(s)) end
+      end
+      assert.are_not.equal(Engine.fnv1a64_lua, Engine.fnv1a64) -- the C one is in use here
+    end)
+
     it("is FNV-1a 64 over the sorted label string", function()
       assert.equals("cbf29ce484222325", Engine.fnv1a64(""))
       assert.equals("af63dc4c8601ec8c", Engine.fnv1a64("a"))
