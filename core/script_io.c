@@ -12,6 +12,7 @@
 
 #include "bg.h"
 #include "fetch.h"
+#include "jsonenc.h"
 #include "script_int.h"
 #include "sha256.h"
 
@@ -312,6 +313,17 @@ static int pl_hmac_sha256(lua_State *L) {
   bg_hex(d, sizeof d, hex);
   lua_pushlstring(L, hex, 2 * BG_SHA256_LEN);
   return 1;
+}
+
+/* ---- json ----------------------------------------------------------------------------- */
+
+/* json_encode(v) -> string | nil, err: beagle.json's encode, byte for byte (jsonenc.h) */
+static int pl_json_encode(lua_State *L) {
+  lua_settop(L, 1);
+  if (bg_json_encode_push(L, 1) == 0) return 1;
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
 }
 
 /* ---- tcp ------------------------------------------------------------------------------ */
@@ -788,6 +800,8 @@ void bg__script_open_io(lua_State *L) {
     lua_pushcfunction(L, f->func);
     lua_setfield(L, -2, f->name);
   }
+  lua_pushcfunction(L, pl_json_encode);
+  lua_setfield(L, -2, "json_encode");
   if (luaL_newmetatable(L, CONN_MT)) {
     static const luaL_Reg m[] = {
         {"read", conn_read}, {"write", conn_write}, {"close", conn_close_l}, {NULL, NULL}};

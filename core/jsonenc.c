@@ -1,0 +1,435 @@
+/* jsonenc.c: see jsonenc.h. Each branch mirrors a line of json.lua's encode_into; where the
+ * Lua code calls out (getmetatable, tostring, v[k], tonumber) we make the same call in the same
+ * order, so that metamethods see what they would see from json.lua. The encoding runs under
+ * lua_pcall, so a metamethod that raises, or running out of memory, leaks nothing. */
+#include "jsonenc.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TCDATA 10 /* LuaJIT's lua_type() of an FFI cdata: not in lua.h */
+
+typedef struct key {
+  const char *s; /* anchored in the anchor table at slot */
+  size_t len;
+  int slot;
+} key;
+
+typedef struct enc {
+  lua_State *L;
+  bg_buf *out;
+  key *keys; /* the sorted keys of every object being written, outermost first */
+  size_t nkeys, cap;
+  int anchors; /* stack index of a table holding the key strings the keys point into */
+  int nanchor;
+  int push; /* push the text as a string when done */
+  int err;  /* BG_ELIMIT / BG_ENOMEM behind the Lua error, else 0 */
+} enc;
+
+static void fail(enc *e, int err, const char *msg) {
+  e->err = err;
+  lua_pushstring(e->L, msg);
+  lua_error(e->L);
+}
+
+static inline void reserve(enc *e, size_t n) {
+  if (e->out->len + n + 1 > e->out->cap && bg_buf_reserve(e->out, n) != 0)
+    fail(e, BG_ENOMEM, "not enough memory");
+}
+
+static inline void put(enc *e, const char *p, size_t n) {
+  reserve(e, n);
+  memcpy(e->out->data + e->out->len, p, n);
+  e->out->len += n;
+}
+
+#define PUT_LIT(e, s) put((e), (s), sizeof(s) - 1)
+
+/* esc(): Lua's %c (iscntrl in the C locale, as LuaJIT's own table has it) plus '"' and '\\'. */
+static inline int needs_esc(unsigned char c) {
+  return c < 0x20 || c == 0x7f || c == '"' || c == '\\';
+}
+
+/* Room is made for the text as it is; each escape then asks for what it adds. */
+static void put_str(enc *e, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  bg_buf *b = e->out;
+  reserve(e, n + 2);
+  char *p = b->data + b->len;
+  *p++ = '"';
+  for (size_t i = 0;; i++) {
+    size_t run = i;
+    while (i < n && !needs_esc((unsigned char)s[i]))
+      i++;
+    memcpy(p, s + run, i - run);
+    p += i - run;
+    if (i == n) break;
+    b->len = (size_t)(p - b->data);
+    reserve(e, n - i + 6);
+    p = b->data + b->len;
+    unsigned char c = (unsigned char)s[i];
+    *p++ = '\\';
+    switch (c) {
+    case '"':
+      *p++ = '"';
+      break;
+    case '\\':
+      *p++ = '\\';
+      break;
+    case '\b':
+      *p++ = 'b';
+      break;
+    case '\f':
+      *p++ = 'f';
+      break;
+    case '\n':
+      *p++ = 'n';
+      break;
+    case '\r':
+      *p++ = 'r';
+      break;
+    case '\t':
+      *p++ = 't';
+      break;
+    default:
+      memcpy(p, "u00", 3);
+      p[3] = hex[c >> 4];
+      p[4] = hex[c & 15];
+      p += 5;
+    }
+  }
+  *p++ = '"';
+  b->len = (size_t)(p - b->data);
+}
+
+/* Writes the 17 significant digits r (10^16 <= r < 10^17) of a number whose first digit has
+ * decimal exponent e the way %.17g lays them out: trailing zeros dropped, exponent form
+ * outside 1e-4 <= |v| < 1e17. */
+static int put_g17_digits(char *buf, int neg, uint64_t r, int e) {
+  char d[24];
+  int nd = snprintf(d, sizeof d, "%llu", (unsigned long long)r);
+  while (nd > 1 && d[nd - 1] == '0')
+    nd--;
+  char *p = buf;
+  if (neg) *p++ = '-';
+  if (e < -4 || e >= 17) {
+    *p++ = d[0];
+    if (nd > 1) *p++ = '.';
+    memcpy(p, d + 1, (size_t)nd - 1);
+    p += nd - 1;
+    p += snprintf(p, 8, "e%c%02d", e < 0 ? '-' : '+', e < 0 ? -e : e);
+  } else if (e >= 0) {
+    for (int i = 0; i <= e; i++)
+      *p++ = i < nd ? d[i] : '0';
+    if (nd > e + 1) {
+      *p++ = '.';
+      memcpy(p, d + e + 1, (size_t)(nd - e - 1));
+      p += nd - e - 1;
+    }
+  } else {
+    *p++ = '0';
+    *p++ = '.';
+    for (int i = 0; i < -e - 1; i++)
+      *p++ = '0';
+    memcpy(p, d, (size_t)nd);
+    p += nd;
+  }
+  return (int)(p - buf);
+}
+
+/* ("%.17g"):format(v) as LuaJIT prints it (lj_strfmt_num.c): correctly rounded like glibc's,
+ * except that an exact tie rounds away from zero where glibc rounds it to even. A tie needs
+ * the exact expansion of |v| = m * 2^-k (m odd), the integer m * 5^k times 10^-k, to have
+ * exactly 18 digits (the last one a 5), hence 1 <= k <= 25. */
+static int fmt_g17(char *buf, size_t size, double v) {
+  int ex;
+  double fr = frexp(fabs(v), &ex);
+  uint64_t m = (uint64_t)ldexp(fr, 53);
+  int k = 53 - ex;
+  while (m != 0 && (m & 1) == 0) {
+    m >>= 1;
+    k--;
+  }
+  if (m == 0 || k < 1 || k > 25) return snprintf(buf, size, "%.17g", v);
+  uint64_t pow5 = 1;
+  for (int i = 0; i < k; i++)
+    pow5 *= 5;
+  if (m <= UINT64_MAX / pow5 && m * pow5 >= 100000000000000000u &&
+      m * pow5 < 1000000000000000000u) {
+    uint64_t r = m * pow5 / 10 + 1;
+    int e = 17 - k;
+    if (r == 100000000000000000u) r /= 10, e++;
+    return put_g17_digits(buf, v < 0, r, e);
+  }
+  return snprintf(buf, size, "%.17g", v);
+}
+
+/* v % 1 == 0 and -1e15 < v < 1e15: ("%d"):format(v), i.e. the int64 value (-0 prints 0);
+ * else ("%.17g"):format(v):gsub(",", "."). */
+static void put_num(enc *e, double v) {
+  char tmp[40];
+  if (isnan(v) || isinf(v)) {
+    PUT_LIT(e, "null");
+  } else if (floor(v) == v && v > -1e15 && v < 1e15) {
+    int64_t k = (int64_t)v;
+    uint64_t u = k < 0 ? (uint64_t)0 - (uint64_t)k : (uint64_t)k;
+    char *p = tmp + sizeof tmp;
+    do {
+      *--p = (char)('0' + u % 10);
+      u /= 10;
+    } while (u);
+    if (k < 0) *--p = '-';
+    put(e, p, (size_t)(tmp + sizeof tmp - p));
+  } else {
+    int n = fmt_g17(tmp, sizeof tmp, v);
+    for (int i = 0; i < n; i++)
+      if (tmp[i] == ',') tmp[i] = '.';
+    put(e, tmp, (size_t)n);
+  }
+}
+
+/* Calls the global tostring on the value at idx and leaves its result on the stack, which
+ * json.lua then hands to esc() (or drops, for a key that became nil). */
+static int push_tostring(enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_getfield(L, LUA_GLOBALSINDEX, "tostring");
+  lua_pushvalue(L, idx);
+  lua_call(L, 1, 1);
+  int t = lua_type(L, -1);
+  if (t != LUA_TSTRING && t != LUA_TNIL) fail(e, 0, "json: tostring returned no string");
+  return t == LUA_TSTRING;
+}
+
+/* `v == nil or v == cjson.null` for a cdata needs the FFI's own comparison (a NULL pointer
+ * equals both), which only Lua code reaches: a two-line chunk, kept in the registry. */
+static int cdata_is_null(lua_State *L, int idx) {
+  static const char reg_key = 0;
+  lua_pushlightuserdata(L, (void *)&reg_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    if (luaL_loadstring(L, "local v, null = ...\nreturn v == nil or v == null") != 0) lua_error(L);
+    lua_pushlightuserdata(L, (void *)&reg_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_pushvalue(L, idx);
+  lua_pushlightuserdata(L, NULL);
+  lua_call(L, 2, 1);
+  int r = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+static inline int key_cmp(const key *a, const key *b) {
+  size_t n = a->len < b->len ? a->len : b->len;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char x = (unsigned char)a->s[i], y = (unsigned char)b->s[i];
+    if (x != y) return x < y ? -1 : 1;
+  }
+  return (a->len > b->len) - (a->len < b->len);
+}
+
+static int key_qcmp(const void *a, const void *b) {
+  return key_cmp(a, b);
+}
+
+/* table.sort(keys) with <, which compares strings bytewise (LuaJIT's lj_str_cmp). Equal keys
+ * (1 and "1") print identically, so the sort need not be stable. */
+static void sort_keys(key *k, size_t n) {
+  if (n > 24) {
+    qsort(k, n, sizeof *k, key_qcmp);
+    return;
+  }
+  for (size_t i = 1; i < n; i++) {
+    key t = k[i];
+    size_t j = i;
+    for (; j > 0 && key_cmp(&k[j - 1], &t) > 0; j--)
+      k[j] = k[j - 1];
+    k[j] = t;
+  }
+}
+
+static void encode(enc *e, int idx, int depth);
+
+static void encode_object(enc *e, int idx, int depth) {
+  lua_State *L = e->L;
+  size_t base = e->nkeys;
+  int slot0 = e->nanchor;
+  /* for k in pairs(v) do keys[#keys + 1] = tostring(k) end */
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushvalue(L, -1);
+    } else if (!push_tostring(e, lua_gettop(L))) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if (e->nkeys == e->cap) {
+      size_t cap = e->cap ? 2 * e->cap : 64;
+      key *k = realloc(e->keys, cap * sizeof *k);
+      if (k == NULL) fail(e, BG_ENOMEM, "not enough memory");
+      e->keys = k;
+      e->cap = cap;
+    }
+    key *k = &e->keys[e->nkeys++];
+    k->s = lua_tolstring(L, -1, &k->len);
+    k->slot = ++e->nanchor;
+    lua_rawseti(L, e->anchors, k->slot);
+  }
+  sort_keys(e->keys + base, e->nkeys - base);
+
+  put(e, "{", 1);
+  for (size_t i = base; i < e->nkeys; i++) {
+    if (i > base) put(e, ",", 1);
+    put_str(e, e->keys[i].s, e->keys[i].len);
+    put(e, ":", 1);
+    /* local val = v[k]; if val == nil then val = v[tonumber(k)] end */
+    lua_rawgeti(L, e->anchors, e->keys[i].slot);
+    lua_gettable(L, idx);
+    int pushed = 1;
+    if (lua_isnil(L, -1)) {
+      lua_rawgeti(L, e->anchors, e->keys[i].slot);
+      if (lua_isnumber(L, -1))
+        lua_pushnumber(L, lua_tonumber(L, -1));
+      else
+        lua_pushnil(L);
+      lua_gettable(L, idx);
+      pushed = 3;
+    }
+    encode(e, lua_gettop(L), depth + 1);
+    lua_pop(L, pushed);
+  }
+  put(e, "}", 1);
+  e->nkeys = base;
+  e->nanchor = slot0;
+}
+
+static void encode_table(enc *e, int idx, int depth) {
+  lua_State *L = e->L;
+  if (depth > BG_JSON_MAX_DEPTH) fail(e, BG_ELIMIT, "json: nesting too deep");
+  if (!lua_checkstack(L, 8)) fail(e, BG_ELIMIT, "stack overflow");
+  /* local mt = getmetatable(v); if (mt and mt.__json_array) or #v > 0 ... (the third test,
+   * next(v) == nil and mt == array_mt, is implied by the first: array_mt.__json_array is true) */
+  int array = 0;
+  if (lua_getmetatable(L, idx)) {
+    lua_pushliteral(L, "__metatable");
+    lua_rawget(L, -2);
+    if (!lua_isnil(L, -1))
+      lua_replace(L, -2);
+    else
+      lua_pop(L, 1);
+    if (lua_toboolean(L, -1)) {
+      lua_getfield(L, -1, "__json_array");
+      array = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  size_t n = lua_objlen(L, idx);
+  if (!array && n == 0) {
+    encode_object(e, idx, depth);
+    return;
+  }
+  put(e, "[", 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (i > 1) put(e, ",", 1);
+    lua_rawgeti(L, idx, (int)i);
+    if (lua_isnil(L, -1)) { /* v[i] with __index, as json.lua's indexing does */
+      lua_pop(L, 1);
+      lua_pushnumber(L, (lua_Number)i);
+      lua_gettable(L, idx);
+    }
+    encode(e, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+  }
+  put(e, "]", 1);
+}
+
+static void encode(enc *e, int idx, int depth) {
+  lua_State *L = e->L;
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    put_str(e, s, n);
+    return;
+  }
+  case LUA_TNUMBER:
+    put_num(e, lua_tonumber(L, idx));
+    return;
+  case LUA_TBOOLEAN:
+    if (lua_toboolean(L, idx))
+      PUT_LIT(e, "true");
+    else
+      PUT_LIT(e, "false");
+    return;
+  case LUA_TTABLE:
+    encode_table(e, idx, depth);
+    return;
+  case LUA_TNIL:
+    PUT_LIT(e, "null");
+    return;
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == NULL) { /* cjson.null */
+      PUT_LIT(e, "null");
+      return;
+    }
+    break;
+  case TCDATA:
+    if (cdata_is_null(L, idx)) {
+      PUT_LIT(e, "null");
+      return;
+    }
+    break;
+  default:
+    break;
+  }
+  /* else esc(tostring(v)) */
+  if (!push_tostring(e, idx)) fail(e, 0, "json: tostring returned no string");
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  put_str(e, s, n);
+  lua_pop(L, 1);
+}
+
+/* encode_protected(v, enc) */
+static int encode_protected(lua_State *L) {
+  enc *e = lua_touserdata(L, 2);
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    lua_createtable(L, 32, 0);
+    e->anchors = lua_gettop(L);
+  }
+  encode(e, 1, 0);
+  if (!e->push) return 0;
+  lua_pushlstring(L, e->out->data, e->out->len);
+  return 1;
+}
+
+static int encode_call(lua_State *L, int idx, bg_buf *out, int push) {
+  enc e = {.L = L, .out = out, .push = push};
+  lua_pushcfunction(L, encode_protected);
+  lua_pushvalue(L, idx < 0 && idx > LUA_REGISTRYINDEX ? idx - 1 : idx);
+  lua_pushlightuserdata(L, &e);
+  int rc = lua_pcall(L, 2, push, 0);
+  free(e.keys);
+  if (out->data != NULL) out->data[out->len] = '\0';
+  if (rc == 0) return 0;
+  if (rc == LUA_ERRMEM) return BG_ENOMEM;
+  return e.err ? e.err : BG_EINVAL;
+}
+
+int bg_json_encode(lua_State *L, int idx, bg_buf *out) {
+  return encode_call(L, idx, out, 0);
+}
+
+int bg_json_encode_push(lua_State *L, int idx) {
+  bg_buf b = {0};
+  int rc = encode_call(L, idx, &b, 1);
+  bg_buf_free(&b);
+  return rc;
+}
