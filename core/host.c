@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bg.h"
 #include "history.h"
@@ -536,6 +537,14 @@ static int l_history_close(lua_State *L) {
 
 /* ---- misc -------------------------------------------------------------------------------- */
 
+/* cpu() -> seconds of CPU this thread has used (the loop's own work, whatever else runs) */
+static int l_cpu(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 static int l_now(lua_State *L) {
   lua_pushnumber(L, (double)bg_now_ns() / 1e9);
   return 1;
@@ -682,7 +691,7 @@ static int luaopen_core(lua_State *L) {
     lua_setfield(L, -2, f->name);
   }
   static const luaL_Reg plain[] = {
-      {"now", l_now}, {"wall", l_wall},       {"log", l_log},     {"log_setup", l_log_setup},
+      {"now", l_now}, {"cpu", l_cpu}, {"wall", l_wall},       {"log", l_log},     {"log_setup", l_log_setup},
       {"rss", l_rss}, {"listdir", l_listdir}, {"mkdir", l_mkdir}, {NULL, NULL}};
   for (const luaL_Reg *f = plain; f->name; f++) {
     lua_pushcfunction(L, f->func);

@@ -152,16 +152,24 @@ for name, lvl in pairs(levels) do
   end
 end
 
--- Metrics with the guide's names and fast handles; see lua/beagle/metrics.lua.
-local ok, metrics = pcall(require, "beagle.metrics")
-if ok then
-  for _, k in ipairs { "counter", "gauge", "histogram", "increment_counter", "set_gauge",
-    "record_histogram", "timer", "time" } do
-    beagle[k] = metrics[k]
+-- Metrics with the guide's names and fast handles; see lua/beagle/metrics.lua. Loaded on first
+-- use: its FFI declarations cost each plugin state ~100 KB, and most channels and checks never
+-- touch a metric.
+local METRIC_KEYS = { "counter", "gauge", "histogram", "increment_counter", "set_gauge",
+  "record_histogram", "timer", "time" }
+local lazy = { metrics = true, metrics_error = true }
+for _, k in ipairs(METRIC_KEYS) do lazy[k] = true end
+setmetatable(beagle, { __index = function(t, k)
+  if not lazy[k] then return nil end
+  setmetatable(t, nil)
+  local ok, metrics = pcall(require, "beagle.metrics")
+  if ok then
+    for _, name in ipairs(METRIC_KEYS) do rawset(t, name, metrics[name]) end
+    rawset(t, "metrics", metrics)
+  else
+    rawset(t, "metrics_error", metrics)
   end
-  beagle.metrics = metrics
-else
-  beagle.metrics_error = metrics
-end
+  return rawget(t, k)
+end })
 
 return beagle

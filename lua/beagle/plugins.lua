@@ -97,6 +97,7 @@ function M:load(path, expected_kind, force)
     script:close(true)
     return self:fail(path, verr, old)
   end
+  script:call("__collect")
   local rec = {
     name = meta.name, kind = meta.kind, file = path, state = "loaded", meta = meta, script = script,
     source = src, loaded_at = core.wall(), version = (old and old.version or 0) + 1,

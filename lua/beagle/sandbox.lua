@@ -120,6 +120,12 @@ function __load(path)
   }
 end
 
+-- __collect() -> true: a full collection, after loading (the parser's garbage goes at once)
+function __collect()
+  collectgarbage()
+  return true
+end
+
 -- __validate(given_options) -> typed options | nil, err
 function __validate(given)
   if not PLUGIN then return nil, "no plugin loaded" end
