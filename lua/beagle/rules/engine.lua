@@ -446,11 +446,17 @@ function Engine:_evaluate(name, err, n, samples, vals, labs)
     local v
     if vals then v = vals[i - 1] else v = to_value(samples[i].value) end
     if v ~= v then v = nil end
-    -- the common case, a quiet series of a quiet rule, costs one comparison
-    if any or (v ~= nil and holds(op, v, threshold)) then
-      local labels, fp = identify(self, rule, vals and labs[i] or samples[i].labels)
+    -- the common case, a quiet series of a quiet rule, costs one comparison; a quiet series
+    -- without an instance (the rule has others) a lookup, and never a new instance
+    local cond = v ~= nil and holds(op, v, threshold)
+    local labels, fp, inst
+    if any or cond then
+      labels, fp = identify(self, rule, vals and labs[i] or samples[i].labels)
+      inst = insts[fp]
+    end
+    if inst or cond then
       if seen then seen[fp] = true end
-      local inst = insts[fp] or new_instance(rule, labels, fp)
+      inst = inst or new_instance(rule, labels, fp)
       local before, value = inst.state, inst.value
       local changed = transition(rule, inst, v, now)
       if inst.state == "inactive" then
