@@ -92,7 +92,8 @@ AGENT_ENV=(MONITORING_MAX_SERIES=300000 MONITORING_MAX_SERIES_PER_METRIC=20000
 cd "$TMP" || exit 1
 bench_spawn A env "${AGENT_ENV[@]}" taskset -c 0 "$BEAGLE" run --listen "127.0.0.1:$P_A" --data "$TMP/data_a" \
   --statsd off --plugins "$TMP/plugins" --rules "$TMP/norules" 2>"$TMP/agent_a.log"
-bench_spawn B env "${AGENT_ENV[@]}" taskset -c 0 "$BEAGLE" run --listen "127.0.0.1:$P_B" --data "$TMP/data_b" \
+# BENCH_RULES_PROFILE=FILE: agent B's own Lua sampled by jit.p into FILE (perturbs the numbers)
+bench_spawn B env "${AGENT_ENV[@]}" ${BENCH_RULES_PROFILE:+BEAGLE_PROFILE=$BENCH_RULES_PROFILE} taskset -c 0 "$BEAGLE" run --listen "127.0.0.1:$P_B" --data "$TMP/data_b" \
   --statsd off --plugins "$TMP/plugins" --rules "$TMP/rules" 2>"$TMP/agent_b.log"
 for p in $P_A $P_B; do wait_http "http://127.0.0.1:$p/health/live" 60 || { tail "$TMP"/agent_*.log >&2; exit 1; }; done
 plugin_done() {

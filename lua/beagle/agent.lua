@@ -439,6 +439,7 @@ function Agent:shutdown(sig)
   end
   self.shutting_down = true
   log(1, "shutting down", { signal = tostring(sig) })
+  if self.profiler then self.profiler.stop() self.profiler = nil end
   self.plugins:stop_watching()
   if self.rules then self.rules:stop() end
   -- undelivered notifications stay in the outbox for the next start
@@ -474,6 +475,20 @@ end
 
 function Agent:run()
   local s = self.settings
+  -- BEAGLE_PROFILE=FILE samples the agent's own Lua (not the plugins') with LuaJIT's profiler
+  -- until shutdown; BEAGLE_PROFILE_MODE picks its options (default "fl": function:line)
+  local prof = os.getenv("BEAGLE_PROFILE")
+  if prof and prof ~= "" then
+    -- jit.p ships with LuaJIT's Lua files, outside the agent's package.path
+    package.path = package.path .. ";/usr/share/luajit-2.1.0-beta3/?.lua;/usr/local/share/luajit-2.1.0-beta3/?.lua"
+    local ok, jp = pcall(require, "jit.p")
+    if ok then
+      jp.start(os.getenv("BEAGLE_PROFILE_MODE") or "fl", prof)
+      self.profiler = jp
+    else
+      log(2, "BEAGLE_PROFILE: LuaJIT's profiler (jit.p) is not available", { error = tostring(jp) })
+    end
+  end
   local host, port = settings_mod.split_address(s.listen)
   local server, err = core.http_server(host, port, function(req) return self:handle(req) end)
   if not server then

@@ -97,19 +97,23 @@ local function matchers(m, fname)
   if type(m) ~= "table" then
     error(("bad argument 'matchers' to '%s' (table expected, got %s)"):format(fname, type(m)), 3)
   end
-  local n, anchor = 0, {}
+  -- the strings of m live as long as m; only converted values need keeping alive here
+  local n, anchor = 0, nil
   for k, v in pairs(m) do
     if type(k) ~= "string" then
       error(("bad argument 'matchers' to '%s' (label names must be strings)"):format(fname), 3)
     end
-    if type(v) == "number" or type(v) == "boolean" then v = tostring(v) end
+    if type(v) == "number" or type(v) == "boolean" then
+      v = tostring(v)
+      anchor = anchor or {}
+      anchor[#anchor + 1] = v
+    end
     if type(v) ~= "string" then
       error(("bad argument 'matchers' to '%s' (label %q: string expected)"):format(fname, k), 3)
     end
     if n == MAX_MATCHERS then
       error(("bad argument 'matchers' to '%s' (more than %d)"):format(fname, MAX_MATCHERS), 3)
     end
-    anchor[#anchor + 1] = v
     mbuf[2 * n], mbuf[2 * n + 1] = k, v
     n = n + 1
   end

@@ -471,14 +471,16 @@ function Engine:_evaluate(name, err, n, samples, vals, labs)
       end
     end
   end
-  for fp, inst in pairs(seen and insts or {}) do
-    if not seen[fp] and (inst.state == "pending" or inst.state == "firing") then
-      local before = inst.state
-      if transition(rule, inst, nil, now) then mark(self, inst) end
-      if inst.state == "inactive" then
-        forget(self, inst)
-      elseif inst.state ~= before then
-        policy.place(self, inst, now)
+  if seen then
+    for fp, inst in pairs(insts) do
+      if not seen[fp] and (inst.state == "pending" or inst.state == "firing") then
+        local before = inst.state
+        if transition(rule, inst, nil, now) then mark(self, inst) end
+        if inst.state == "inactive" then
+          forget(self, inst)
+        elseif inst.state ~= before then
+          policy.place(self, inst, now)
+        end
       end
     end
   end

@@ -254,7 +254,18 @@ end
 -- Flushes the groups in `keys` (a set; default every group) that are due at `now`, appending the
 -- notifications to `out`.
 function M.flush(e, now, out, keys)
-  for _, key in ipairs(sorted_keys(keys or e.groups)) do
+  -- only the due groups are sorted (the tick runs every second over every group)
+  local due
+  for key in pairs(keys or e.groups) do
+    local g = e.groups[key]
+    if g and now >= g.next_flush then
+      due = due or {}
+      due[#due + 1] = key
+    end
+  end
+  if not due then return end
+  table.sort(due)
+  for _, key in ipairs(due) do
     local g = e.groups[key]
     if g and now >= g.next_flush then flush_group(e, g, now, out) end
   end
