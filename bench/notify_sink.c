@@ -36,7 +36,7 @@
 static const char OK[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
 static const char NOLEN[] =
-  "HTTP/1.1 411 Length Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    "HTTP/1.1 411 Length Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 typedef struct conn {
   int fd;
@@ -66,7 +66,8 @@ static void die(const char *what) {
 static void out_append(conn *c, const char *p, size_t n) {
   if (c->out_len + n > c->out_cap) {
     size_t cap = c->out_cap ? c->out_cap : 4096;
-    while (cap < c->out_len + n) cap *= 2;
+    while (cap < c->out_len + n)
+      cap *= 2;
     c->out = realloc(c->out, cap);
     if (!c->out) die("realloc");
     c->out_cap = cap;
@@ -101,8 +102,10 @@ static const char *header(const char *head, size_t len, const char *name, size_t
     if (!eol) eol = end;
     if ((size_t)(eol - line) > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
       const char *v = line + nl + 1, *e = eol;
-      while (v < e && (*v == ' ' || *v == '\t')) v++;
-      while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) e--;
+      while (v < e && (*v == ' ' || *v == '\t'))
+        v++;
+      while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+        e--;
       *vlen = (size_t)(e - v);
       return v;
     }
@@ -119,10 +122,12 @@ static void starts_at(const char *body, size_t len, const char **v, size_t *vlen
   *vlen = 1;
   if (!p) return;
   p += sizeof key - 1;
-  while (p < end && isspace((unsigned char)*p)) p++;
+  while (p < end && isspace((unsigned char)*p))
+    p++;
   if (p >= end || *p != ':') return;
   p++;
-  while (p < end && isspace((unsigned char)*p)) p++;
+  while (p < end && isspace((unsigned char)*p))
+    p++;
   if (p >= end || *p != '"') return;
   const char *q = memchr(p + 1, '"', (size_t)(end - p - 1));
   if (!q) return;
@@ -300,9 +305,11 @@ int main(int argc, char **argv) {
       if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) dead = on_readable(c) < 0;
       if (!dead) {
         int w = out_flush(c);
-        if (w < 0 || (w == 0 && c->closing)) dead = 1;
+        if (w < 0 || (w == 0 && c->closing))
+          dead = 1;
         else if (w != c->want_out) {
-          struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP | (w ? EPOLLOUT : 0), .data.ptr = c};
+          struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP | (w ? EPOLLOUT : 0),
+                                    .data.ptr = c};
           epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &cev);
           c->want_out = w;
         }

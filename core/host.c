@@ -690,9 +690,15 @@ static int luaopen_core(lua_State *L) {
     lua_pushcclosure(L, f->func, 1);
     lua_setfield(L, -2, f->name);
   }
-  static const luaL_Reg plain[] = {
-      {"now", l_now}, {"cpu", l_cpu}, {"wall", l_wall},       {"log", l_log},     {"log_setup", l_log_setup},
-      {"rss", l_rss}, {"listdir", l_listdir}, {"mkdir", l_mkdir}, {NULL, NULL}};
+  static const luaL_Reg plain[] = {{"now", l_now},
+                                   {"cpu", l_cpu},
+                                   {"wall", l_wall},
+                                   {"log", l_log},
+                                   {"log_setup", l_log_setup},
+                                   {"rss", l_rss},
+                                   {"listdir", l_listdir},
+                                   {"mkdir", l_mkdir},
+                                   {NULL, NULL}};
   for (const luaL_Reg *f = plain; f->name; f++) {
     lua_pushcfunction(L, f->func);
     lua_setfield(L, -2, f->name);

@@ -30,9 +30,6 @@
 local M = {}
 M.__index = M
 
-local Channel = {}
-Channel.__index = Channel
-
 -- ---- a binary heap of entries by (next_at, seq), with positions for removal ---------------------
 
 local function less(a, b)
@@ -92,7 +89,7 @@ function M.new(o)
     store = o.store, settings = o.settings or {}, channel = assert(o.channel), attempt = assert(o.attempt),
     active_alerts = o.active_alerts or function() return {} end,
     log = o.log or function() end, metrics = o.metrics,
-    channels = {}, -- name -> Channel
+    channels = {}, -- name -> per-channel state (chan)
     depth = 0,     -- undelivered entries, every channel
     seq = 0,
     updates = {},  -- row updates not yet written
@@ -113,9 +110,9 @@ end
 function M:chan(name)
   local ch = self.channels[name]
   if not ch then
-    ch = setmetatable({ name = name, heap = {}, groups = {}, in_flight = 0, failures = 0,
+    ch = { name = name, heap = {}, groups = {}, in_flight = 0, failures = 0,
       breaker = "closed", open_until = 0, probing = false, pending = 0,
-      sent = 0, failed = 0, expired = 0, dropped = 0, attempts = 0 }, Channel)
+      sent = 0, failed = 0, expired = 0, dropped = 0, attempts = 0 }
     self.channels[name] = ch
   end
   return ch

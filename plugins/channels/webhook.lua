@@ -14,15 +14,17 @@ return beagle.channel {
   },
   send = function(n, ctx)
     local o = ctx.options
-    local body = cu.alert_payload(ctx, n.alerts[1], n)
+    local alerts = {}
+    for i, a in ipairs(n.alerts) do alerts[i] = cu.alert_payload(ctx, a, n) end
+    -- the first alert's payload at the top level (a copy: alerts[1] keeps its own status)
+    local body = {}
+    for k, v in pairs(alerts[1]) do body[k] = v end
     -- the notification's status, not the first alert's: a firing group may start with a resolve
     body.status = n.status
     body.dedup_key = n.dedup_key
     body.test = n.test == true
     body.channel = n.channel
     body.group_key = n.group_key
-    local alerts = {}
-    for i, a in ipairs(n.alerts) do alerts[i] = cu.alert_payload(ctx, a, n) end
     body.alerts = ctx.json.array(alerts)
     local json = ctx.json.encode(body)
 
