@@ -122,6 +122,17 @@ local function copy_instance(inst)
     deleted = inst.deleted }
 end
 
+-- An alert as a notification carries it: the instance's fields at this moment. Its labels and
+-- annotations tables are shared, not copied: an instance's labels never change (they are its
+-- identity) and annotate() replaces the annotations table rather than changing it, so the
+-- snapshot stays true; nothing downstream writes into them (the store encodes them, channels
+-- get a copy in their own state).
+local function alert_snapshot(inst)
+  return { fingerprint = inst.fingerprint, name = inst.name, labels = inst.labels,
+    state = inst.state, value = inst.value, active_at = inst.active_at, starts_at = inst.starts_at,
+    ends_at = inst.ends_at, last_eval = inst.last_eval, annotations = inst.annotations }
+end
+
 function Engine.new(opts)
   opts = opts or {}
   local self = setmetatable({
@@ -135,7 +146,7 @@ function Engine.new(opts)
     instances = {}, by_rule = {}, groups = {}, log = {}, dirty = {}, fpcache = {}, touched = {},
     suppressed = { cooldown = 0, hourly_limit = 0, silenced = 0, inhibited = 0 },
     sent = 0, store_errors = 0, notify_errors = 0, render_errors = 0,
-    copy = copy_instance, hash = Engine.fnv1a64,
+    copy = alert_snapshot, hash = Engine.fnv1a64,
   }, Engine)
   self.match = opts.match or function(m, l) return Engine.match(m, l) end
   if self.store then self:restore() end
@@ -219,9 +230,10 @@ function Engine:_step(now, full)
   local list
   if next(self.dirty) ~= nil then
     if self.store then
+      -- the instances themselves: the store writes them out now, in this step's transaction
+      -- (and a store that keeps them, like memory_store, keeps copies)
       list = {}
-      for _, inst in pairs(self.dirty) do list[#list + 1] = copy_instance(inst) end
-      table.sort(list, function(a, b) return a.fingerprint < b.fingerprint end)
+      for _, inst in pairs(self.dirty) do list[#list + 1] = inst end
     end
     self.dirty = {}
   end
@@ -440,7 +452,13 @@ function Engine:_evaluate(name, err, n, samples, vals, labs)
   if rule.enabled == false then return true end
   local insts = rule_insts(self, name)
   local any = next(insts) ~= nil
-  local seen = any and {} or nil -- a rule without instances has none to miss
+  -- instances this evaluation saw carry its stamp (no table per evaluation): the others are
+  -- missing their series. A rule without instances has none to miss.
+  local stamp
+  if any then
+    stamp = (self.eval_stamp or 0) + 1
+    self.eval_stamp = stamp
+  end
   local op, threshold = rule.condition or ">", rule.threshold
   for i = 1, n do
     local v
@@ -455,8 +473,8 @@ function Engine:_evaluate(name, err, n, samples, vals, labs)
       inst = insts[fp]
     end
     if inst or cond then
-      if seen then seen[fp] = true end
       inst = inst or new_instance(rule, labels, fp)
+      inst.seen = stamp
       local before, value = inst.state, inst.value
       local changed = transition(rule, inst, v, now)
       if inst.state == "inactive" then
@@ -471,9 +489,9 @@ function Engine:_evaluate(name, err, n, samples, vals, labs)
       end
     end
   end
-  if seen then
-    for fp, inst in pairs(insts) do
-      if not seen[fp] and (inst.state == "pending" or inst.state == "firing") then
+  if stamp then
+    for _, inst in pairs(insts) do
+      if inst.seen ~= stamp and (inst.state == "pending" or inst.state == "firing") then
         local before = inst.state
         if transition(rule, inst, nil, now) then mark(self, inst) end
         if inst.state == "inactive" then
@@ -510,6 +528,16 @@ function Engine:alerts(opts)
   end
   table.sort(out, by_name_fp)
   return out
+end
+
+-- Instances by state, without copying any: { pending = n, firing = n, resolved = n, inactive = n }.
+function Engine:counts()
+  local c = { pending = 0, firing = 0, resolved = 0, inactive = 0 }
+  for _, inst in pairs(self.instances) do
+    local st = inst.state
+    c[st] = (c[st] or 0) + 1
+  end
+  return c
 end
 
 -- { state = "firing"|"pending"|"inactive"|"disabled", last_eval, last_error, instances = n }
@@ -588,7 +616,7 @@ function Engine.memory_store()
   end
   function st.save_instances(self, list)
     for _, i in ipairs(list) do
-      self.instances[i.fingerprint] = (not i.deleted) and copy(i) or nil
+      self.instances[i.fingerprint] = (not i.deleted) and copy_instance(i) or nil
     end
     return true
   end

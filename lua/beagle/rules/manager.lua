@@ -264,11 +264,10 @@ end
 
 -- Alert counts by state and what the engine held back, for /metrics.
 function M:update_metrics()
-  local counts = { pending = 0, firing = 0 }
-  for _, a in ipairs(self.engine:alerts() or {}) do
-    if counts[a.state] then counts[a.state] = counts[a.state] + 1 end
+  local all = self.engine:counts()
+  for _, st in ipairs({ "pending", "firing" }) do
+    self.metrics.set_gauge("beagle_alerts", all[st] or 0, { state = st })
   end
-  for st, n in pairs(counts) do self.metrics.set_gauge("beagle_alerts", n, { state = st }) end
   for reason, n in pairs(self.engine.suppressed or {}) do
     self.metrics.set_gauge("beagle_notifications_suppressed", n, { reason = reason })
   end

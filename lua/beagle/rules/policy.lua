@@ -37,6 +37,9 @@ local function rt(route, k)
 end
 
 local function sorted_keys(t)
+  local k1 = next(t)
+  if k1 == nil then return {} end
+  if next(t, k1) == nil then return { k1 } end -- most groups hold one alert
   local ks = {}
   for k in pairs(t) do ks[#ks + 1] = k end
   table.sort(ks)
