@@ -44,6 +44,7 @@
   X(CURLcode, easy_getinfo, (CURL *, CURLINFO, ...))                                               \
   X(CURLcode, easy_perform, (CURL *))                                                              \
   X(void, easy_cleanup, (CURL *))                                                                  \
+  X(void, easy_reset, (CURL *))                                                                    \
   X(const char *, easy_strerror, (CURLcode))                                                       \
   X(CURLM *, multi_init, (void))                                                                   \
   X(CURLMcode, multi_setopt, (CURLM *, CURLMoption, ...))                                          \
@@ -83,6 +84,7 @@ static int curl_load(void) {
 #define MAX_REDIRECTS 5L
 #define USER_AGENT "beagle/0.1"
 #define MAIL_SOCKS 4 /* sockets one mail may hold at once (happy eyeballs needs 2) */
+#define EASY_POOL 16 /* finished easy handles kept for the next requests */
 
 typedef struct sock_ctx sock_ctx;
 
@@ -96,6 +98,11 @@ struct bg_fetcher {
   int nhandles; /* uv handles not yet through their close callback */
   int nwork;    /* mails queued on the threadpool, not yet through mail_after */
   int closing;  /* bg_fetcher_free was called */
+  /* Easy handles of finished requests, reset and ready: a new one costs an allocation of
+   * several KB and its initialisation, per request (the connections live in the multi's cache
+   * either way). */
+  CURL *idle[EASY_POOL];
+  int nidle;
 };
 
 struct sock_ctx {
@@ -193,7 +200,15 @@ static void sock_close(bg_fetcher *f, sock_ctx *s) {
 }
 
 static void req_free(bg_fetch *r) {
-  if (r->easy != NULL) cu.easy_cleanup(r->easy); /* a mail's is gone after mail_work */
+  bg_fetcher *f = r->f;
+  if (r->easy != NULL) { /* a mail's is gone after mail_work */
+    if (!r->mail && f != NULL && !f->closing && f->nidle < EASY_POOL) {
+      cu.easy_reset(r->easy);
+      f->idle[f->nidle++] = r->easy;
+    } else {
+      cu.easy_cleanup(r->easy);
+    }
+  }
   if (r->mail) uv_mutex_destroy(&r->lock);
   cu.slist_free_all(r->hdr_list);
   cu.slist_free_all(r->rcpt_list);
@@ -501,6 +516,8 @@ void bg_fetcher_free(bg_fetcher *f) {
   /* close the polls before curl_multi_cleanup closes their (idle, cached) sockets */
   while (f->socks != NULL)
     sock_close(f, f->socks);
+  while (f->nidle > 0)
+    cu.easy_cleanup(f->idle[--f->nidle]);
   if (f->multi != NULL) cu.multi_cleanup(f->multi);
   f->multi = NULL;
   uv_close((uv_handle_t *)&f->timer, on_timer_close); /* f is freed by the last close cb */
@@ -686,7 +703,7 @@ int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, voi
     if ((rc = uv_mutex_init(&r->lock)) != 0) goto err;
     r->mail = 1;
   }
-  r->easy = cu.easy_init();
+  r->easy = !mail && f->nidle > 0 ? f->idle[--f->nidle] : cu.easy_init();
   rc = r->easy == NULL ? BG_ENOMEM : mail ? setup_mail(r, opts) : setup_easy(r, opts);
   if (rc != 0) goto err;
   r->start_ns = uv_hrtime();

@@ -86,7 +86,15 @@ int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
   case LUA_TTABLE: {
     if (depth >= XCOPY_MAX_DEPTH) return BG_EINVAL;
     if (!lua_checkstack(from, 4) || !lua_checkstack(to, 4)) return BG_ENOMEM;
-    lua_newtable(to);
+    /* sized up front: growing a table one key at a time rehashes it at every power of two,
+     * and notifications cross here once per delivery attempt */
+    int narr = (int)lua_objlen(from, idx), nall = 0;
+    lua_pushnil(from);
+    while (lua_next(from, idx) != 0) {
+      nall++;
+      lua_pop(from, 1);
+    }
+    lua_createtable(to, narr, nall > narr ? nall - narr : 0);
     lua_pushnil(from);
     while (lua_next(from, idx) != 0) {
       int kt = lua_type(from, -2), vt = lua_type(from, -1);
