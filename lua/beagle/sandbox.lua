@@ -251,15 +251,13 @@ local function send_result(n, ...)
     retry_after = tonumber(info.retry_after), permanent = info.permanent == true or nil }
 end
 
--- __send{ name, opts, n } -> { ok = true } | { ok = false, error, retry_after, permanent }
-function __send(a)
-  if not PLUGIN or PLUGIN.kind ~= "channel" then raw_error("plugin is not a channel", 0) end
+-- What every send's ctx shares, made once per state: its functions do not depend on the
+-- instance or the notification.
+local SEND_BASE
+
+local function send_base()
+  if SEND_BASE then return SEND_BASE end
   local cu = require "beagle.channel_util"
-  local ctx = make_ctx(a)
-  local opts = a.opts or {}
-  local mask = masker(opts)
-  ctx.options = opts
-  ctx.log = masked_log(mask)
   local json = require "beagle.json"
   -- the C encoder gives json.encode's exact bytes without the interpreter's cost
   local encode = json.encode
@@ -271,15 +269,28 @@ function __send(a)
       return s
     end
   end
-  ctx.json = { encode = encode, decode = json.decode, array = json.array, null = json.null }
-  ctx.response = cu.response
-  ctx.iso8601 = cu.iso8601
-  ctx.sha256 = bg.sha256
-  ctx.hmac_sha256 = bg.hmac_sha256
-  ctx.mail = function(m)
+  local base = make_ctx({})
+  base.name = nil
+  base.json = { encode = encode, decode = json.decode, array = json.array, null = json.null }
+  base.response = cu.response
+  base.iso8601 = cu.iso8601
+  base.sha256 = bg.sha256
+  base.hmac_sha256 = bg.hmac_sha256
+  base.mail = function(m)
     if not bg.mail then return nil, "mail is not supported by this build" end
     return bg.mail(m)
   end
+  SEND_BASE = { __index = base }
+  return SEND_BASE
+end
+
+-- __send{ name, opts, n } -> { ok = true } | { ok = false, error, retry_after, permanent }
+function __send(a)
+  if not PLUGIN or PLUGIN.kind ~= "channel" then raw_error("plugin is not a channel", 0) end
+  local opts = a.opts or {}
+  -- the send's own fields over the shared ones (a ctx per send: what a plugin sets on it stays
+  -- in that send)
+  local ctx = setmetatable({ name = a.name, options = opts, log = masked_log(masker(opts)) }, send_base())
   return (function(...) return send_result(select("#", ...), ...) end)(PLUGIN.send(a.n, ctx))
 end
 
