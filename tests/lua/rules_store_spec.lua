@@ -49,8 +49,8 @@ describe("beagle.rules.store", function()
 
   describe("open", function()
     it("creates the schema at the current version, in WAL mode", function()
-      assert.equals(1, Store.SCHEMA_VERSION)
-      assert.equals(1, st.db:query("PRAGMA user_version")[1].user_version)
+      assert.equals(2, Store.SCHEMA_VERSION)
+      assert.equals(2, st.db:query("PRAGMA user_version")[1].user_version)
       assert.equals("wal", st.db:query("PRAGMA journal_mode")[1].journal_mode)
       assert.equals(1, st.db:query("PRAGMA synchronous")[1].synchronous)
       local names = {}
@@ -67,13 +67,44 @@ describe("beagle.rules.store", function()
       assert.equals(1, #st:load().instances)
     end)
 
+    it("migrates a version 1 database: rows kept, state CHECKs without an IN list", function()
+      st:close()
+      os.remove(path)
+      local raw = assert(package.loadlib(os.getenv("BEAGLE_LIB"), "luaopen_beagle_store"))().store_open
+      local db = assert(raw(path, {}))
+      assert(db:exec(Store.MIGRATIONS[1]))
+      assert(db:exec("PRAGMA user_version = 1"))
+      assert(db:run("INSERT INTO alert_instances(fingerprint, rule, state, updated_at) VALUES('fp1', 'r', 'firing', 1)"))
+      assert(db:run("INSERT INTO notifications(id, channel, status, created_at, payload) VALUES(7, 'c', 'firing', 1, '{}')"))
+      assert(db:run("INSERT INTO notification_alerts(notification_id, fingerprint, status) VALUES(7, 'fp1', 'firing')"))
+      db:close()
+      st = open()
+      assert.equals(2, st.db:query("PRAGMA user_version")[1].user_version)
+      assert.equals(1, #st:load().instances)
+      -- the child rows survive (nothing was dropped, so ON DELETE CASCADE never ran)
+      assert.equals(1, st.db:query("SELECT count(*) AS n FROM notification_alerts")[1].n)
+      assert.equals(1, st.db:query("SELECT count(*) AS n FROM notifications WHERE state = 'pending'")[1].n)
+      -- same constraint, no ephemeral table per statement
+      for _, t in ipairs { "alert_instances", "notifications" } do
+        local sql = st.db:query("SELECT sql FROM sqlite_master WHERE name = ?", t)[1].sql
+        assert.is_nil(sql:find(" IN (", 1, true), sql)
+        assert.truthy(sql:find("state = 'pending' OR", 1, true), sql)
+      end
+      local ops = st.db:query("EXPLAIN UPDATE notifications SET state = ? WHERE id = ?", "sent", 7)
+      for _, op in ipairs(ops) do assert.are_not.equal("OpenEphemeral", op.opcode) end
+      assert.is_nil((st.db:run("UPDATE notifications SET state = 'bogus' WHERE id = 7")))
+      assert.is_nil((st.db:run("UPDATE alert_instances SET state = 'bogus'")))
+      assert(st.db:run("UPDATE notifications SET state = 'sent' WHERE id = 7"))
+      assert.equals("ok", st.db:query("PRAGMA integrity_check")[1].integrity_check)
+    end)
+
     it("refuses a database from a newer beagle", function()
       st.db:exec("PRAGMA user_version = 99")
       st:close()
       st = nil
       local s, err = Store.open(path)
       assert.is_nil(s)
-      assert.matches("schema version 99, newer than this beagle's 1", err, 1, true)
+      assert.matches("schema version 99, newer than this beagle's 2", err, 1, true)
     end)
 
     it("reports what SQLite says about a bad path", function()
