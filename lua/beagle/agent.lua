@@ -235,6 +235,7 @@ function Agent:update_self_metrics()
     m.set_gauge("beagle_http_connections_open", hs.connections_open)
   end
   if self.rules then self.rules:update_metrics() end
+  if self.delivery then self.delivery:update_metrics() end
   if self.history then
     local hs = self.history:stats()
     m.set_gauge("beagle_history_series", hs.series)

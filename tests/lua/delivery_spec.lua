@@ -83,6 +83,27 @@ describe("beagle.delivery", function()
     assert.equals(0, d.depth)
   end)
 
+  it("reports each channel's outbox depth when metrics are collected", function()
+    local L = fake_loop()
+    local C = fake_channel(L)
+    local gauges = {}
+    local d = Delivery.new {
+      now = L.now, timer = L.timer, random = function() return 1 end, settings = {},
+      channel = function(name) return { name = name, plugin = "test" } end, attempt = C.attempt,
+      metrics = {
+        set_gauge = function(name, v, tags) gauges[name .. "/" .. tags.channel] = v end,
+        increment_counter = function() end, record_histogram = function() end,
+      },
+    }
+    for i = 1, 6 do d:enqueue(note(i)) end
+    d:update_metrics()
+    assert.equals(6, gauges["beagle_notification_outbox_depth/sink"]) -- 4 in flight, 2 waiting
+    C.calls[1].reply(true)
+    C.calls[2].reply(true)
+    d:update_metrics()
+    assert.equals(4, gauges["beagle_notification_outbox_depth/sink"])
+  end)
+
   it("keeps a group's order: a resolve never overtakes its firing", function()
     local L = fake_loop()
     local C = fake_channel(L)
