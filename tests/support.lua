@@ -18,9 +18,20 @@ local function sh(cmd)
 end
 S.sh = sh
 
+-- Temporary directories and files go under BEAGLE_TEST_TMP (tests/run_spec.sh makes one per
+-- spec and removes it when the spec passes), else /tmp.
+S.tmp_root = os.getenv("BEAGLE_TEST_TMP") or "/tmp"
+
 function S.tmpdir()
-  local d = sh("mktemp -d /tmp/beagle-test.XXXXXX"):gsub("%s+$", "")
+  local d = sh(("mktemp -d %q"):format(S.tmp_root .. "/beagle-test.XXXXXX")):gsub("%s+$", "")
   return d
+end
+
+local tmp_seq = 0
+-- A fresh file name (the file is not created) under S.tmp_root.
+function S.tmpname()
+  tmp_seq = tmp_seq + 1
+  return ("%s/tmp-%d-%d-%d"):format(S.tmp_root, os.time(), math.random(1e9), tmp_seq)
 end
 
 function S.write(path, content)
@@ -61,18 +72,20 @@ end
 
 -- HTTP through curl: returns status, body, headers (raw).
 function S.http(method, url, body, headers)
-  local hfile = os.tmpname()
-  local bfile = os.tmpname()
+  local hfile = S.tmpname()
+  local bfile = S.tmpname()
   local cmd = ("curl -s -m 5 -X %s -D %s -o %s -w '%%{http_code}'"):format(method, hfile, bfile)
   for _, h in ipairs(headers or {}) do cmd = cmd .. (" -H %q"):format(h) end
+  local inf
   if body then
-    local inf = os.tmpname()
+    inf = S.tmpname()
     local f = io.open(inf, "w")
     f:write(body)
     f:close()
     cmd = cmd .. " --data-binary @" .. inf
   end
   local out = sh(cmd .. " " .. ("%q"):format(url))
+  if inf then os.remove(inf) end
   local status = tonumber(out:match("(%d+)%s*$")) or 0
   local b, h = S.read(bfile) or "", S.read(hfile) or ""
   os.remove(hfile)
@@ -136,7 +149,7 @@ end
 
 -- statsd(lines): sends one UDP datagram to the agent's StatsD port.
 function Agent:statsd(payload)
-  local f = os.tmpname()
+  local f = S.tmpname()
   S.write(f, payload)
   local out, code = sh(("bash -c 'cat %q > /dev/udp/127.0.0.1/%d'"):format(f, self.statsd_port))
   os.remove(f)
@@ -145,7 +158,7 @@ end
 
 -- statsd_tcp(lines): sends lines over one TCP connection and closes it.
 function Agent:statsd_tcp(payload)
-  local f = os.tmpname()
+  local f = S.tmpname()
   S.write(f, payload)
   local out, code = sh(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; cat %q >&3; exec 3>&-'"):format(self.statsd_port, f))
   os.remove(f)

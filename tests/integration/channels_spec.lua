@@ -16,7 +16,7 @@ end
 
 -- HMAC-SHA256 by Python's hmac module: an implementation that is not ours.
 local function hmac_hex(key, body)
-  local f = os.tmpname()
+  local f = S.tmpname()
   S.write(f, body)
   local py = "import hmac,hashlib,sys; "
     .. "print(hmac.new(sys.argv[1].encode(), open(sys.argv[2],'rb').read(), hashlib.sha256).hexdigest())"

@@ -74,7 +74,7 @@ describe("POST /metrics/custom", function()
   end)
 
   it("keeps /metrics valid for promtool", function()
-    local f = os.tmpname()
+    local f = S.tmpname()
     S.write(f, metrics())
     local out, code = S.sh("promtool check metrics < " .. f)
     os.remove(f)

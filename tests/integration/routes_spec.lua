@@ -82,7 +82,7 @@ describe("routes", function()
       "beagle_loop_lag_seconds", "beagle_plugin_lua_memory_bytes", "beagle_resident_memory_bytes" } do
       assert.is_truthy(body:find(name, 1, true), name)
     end
-    local f = os.tmpname()
+    local f = S.tmpname()
     S.write(f, body)
     local out, code = S.sh("promtool check metrics < " .. f)
     os.remove(f)

@@ -12,7 +12,7 @@ describe("StatsD ingest", function()
   end
 
   local function wait_for(text)
-    return S.wait(function() return metrics():find(text, 1, true) end, 3)
+    return S.wait(function() return metrics():find(text, 1, true) end, 10)
   end
 
   it("listens on the statsd_address setting", function()
