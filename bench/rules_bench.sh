@@ -366,7 +366,7 @@ md "| 1% above | $(ms "$pf_med") ms | $(ms "$pf_min") ms | $(awk '{printf "%.1f 
 md ""
 md "Caveats: Prometheus' group duration is wall time on its one P, which it shares with ingesting a 100k-series scrape every"
 md "15 s, so its rounds vary (see \"all\"; the min is the cleaner figure); beagle's (a)/(b) are CPU time of a single luajit process;"
-md "the in-agent round is wall time on the agent's loop from its own histogram."
+md "the in-agent round is the loop thread's CPU time from the agent's own histogram (median whole round)."
 md ""
 md "<details><summary>raw rules_bench.lua output (key, median s, min s, series-evaluations/s, what)</summary>"
 md ""
