@@ -265,8 +265,11 @@ end
 -- Alert counts by state and what the engine held back, for /metrics.
 function M:update_metrics()
   local all = self.engine:counts()
-  for _, st in ipairs({ "pending", "firing" }) do
-    self.metrics.set_gauge("beagle_alerts", all[st] or 0, { state = st })
+  -- pairs, not ipairs, on purpose: with ipairs LuaJIT compiled this loop, and the agent then
+  -- crashed now and then in that trace (SIGSEGV on a pointer cut to 32 bits; statsd_spec under
+  -- load, 9 of 14 runs). Until that is understood the by-name call stays out of a trace here.
+  for st, n in pairs { pending = all.pending or 0, firing = all.firing or 0 } do
+    self.metrics.set_gauge("beagle_alerts", n, { state = st })
   end
   for reason, n in pairs(self.engine.suppressed or {}) do
     self.metrics.set_gauge("beagle_notifications_suppressed", n, { reason = reason })
