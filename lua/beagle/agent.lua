@@ -477,18 +477,28 @@ end
 function Agent:run()
   local s = self.settings
   -- BEAGLE_PROFILE=FILE samples the agent's own Lua (not the plugins') with LuaJIT's profiler
-  -- until shutdown; BEAGLE_PROFILE_MODE picks its options (default "fl": function:line)
-  local prof = os.getenv("BEAGLE_PROFILE")
-  if prof and prof ~= "" then
-    -- jit.p ships with LuaJIT's Lua files, outside the agent's package.path
+  -- until shutdown; BEAGLE_PROFILE_MODE picks its options (default "fl": function:line).
+  -- BEAGLE_JITDUMP=FILE writes every trace LuaJIT compiles in the agent's state (bytecode, IR,
+  -- machine code) to FILE: how a JIT miscompile is matched to the address a crash reports.
+  local function jit_tool(var, mod, default_mode, start)
+    local file = os.getenv(var)
+    if not file or file == "" then return end
+    -- jit.* ships with LuaJIT's Lua files, outside the agent's package.path
     package.path = package.path .. ";/usr/share/luajit-2.1.0-beta3/?.lua;/usr/local/share/luajit-2.1.0-beta3/?.lua"
-    local ok, jp = pcall(require, "jit.p")
-    if ok then
-      jp.start(os.getenv("BEAGLE_PROFILE_MODE") or "fl", prof)
-      self.profiler = jp
-    else
-      log(2, "BEAGLE_PROFILE: LuaJIT's profiler (jit.p) is not available", { error = tostring(jp) })
+    local ok, m = pcall(require, mod)
+    if not ok then
+      log(2, var .. ": LuaJIT's " .. mod .. " is not available", { error = tostring(m) })
+      return
     end
+    start(m, os.getenv(var .. "_MODE") or default_mode, file)
+    return m
+  end
+  self.profiler = jit_tool("BEAGLE_PROFILE", "jit.p", "fl", function(m, mode, f) m.start(mode, f) end)
+  jit_tool("BEAGLE_JITDUMP", "jit.dump", "tbimrsXa", function(m, mode, f) m.on(mode, f) end)
+  if not self.metrics.has_nkeys then
+    log(2, "this LuaJIT lacks OpenResty's table.nkeys: by-name metrics are slower, and if it is"
+      .. " Debian 12's luajit (2.1.0~beta3+git20220320) it miscompiles next() and pairs() on x64;"
+      .. " install luajit2 (scripts/deps.sh does)", { version = jit and jit.version or "?" })
   end
   local host, port = settings_mod.split_address(s.listen)
   local server, err = core.http_server(host, port, function(req) return self:handle(req) end)

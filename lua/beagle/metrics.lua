@@ -246,9 +246,28 @@ end
 -- The by-name cache: caches[kind][name] = { plain = handle for no tags, last = schema,
 -- schemas = { [sorted keys joined by "\0"] = schema } }, where a schema holds the sorted tag
 -- keys and a tree indexed by their values in that order, whose leaves are handles. A repeat
--- call walks the last schema with one lookup per tag and n + 1 next() calls to be sure the
--- table holds no other key; no string is built. The fast path is unrolled for up to three
--- tags: a loop in here would become its own trace and drag the caller's loop out of the JIT.
+-- call walks the last schema with one lookup per tag and counts the table's keys to be sure
+-- it holds no other; no string is built. The fast path is unrolled for up to three tags: a
+-- loop in here would become its own trace and drag the caller's loop out of the JIT.
+--
+-- The count is OpenResty LuaJIT's table.nkeys, which the JIT compiles to one call (4 ns).
+-- Without it (another LuaJIT) the count walks next(), ~30 ns for two tags. Debian 12's own
+-- LuaJIT (2.1.0~beta3+git20220320) must not run this: it miscompiles next() and pairs()
+-- loops (upstream 5e3c45c4, "x64: Fix RETHI/RETLO swap after call", cuts the pointer next()
+-- returns to 32 bits), which crashed the agent; scripts/deps.sh installs luajit2 instead.
+local function count_next(t)
+  local c, k = 0, next(t)
+  while k ~= nil do
+    c = c + 1
+    k = next(t, k)
+  end
+  return c
+end
+local ok_nkeys, nkeys = pcall(require, "table.nkeys")
+if not ok_nkeys then nkeys = count_next end
+M._count_next = count_next -- for the spec
+M.has_nkeys = ok_nkeys
+
 local caches = { [COUNTER] = {}, [GAUGE] = {}, [HISTOGRAM] = {} }
 
 local function sorted_keys(tags)
@@ -326,30 +345,17 @@ local function resolve(kind, name, tags)
         -- node[nil] reads nil, so a missing tag falls through to the slow path.
         if n == 1 then
           node = node[tags[keys[1]]]
-          if node ~= nil and next(tags, next(tags)) == nil then return node end
         elseif n == 2 then
           node = node[tags[keys[1]]]
-          if node ~= nil then
-            node = node[tags[keys[2]]]
-            if node ~= nil then
-              local k = next(tags, next(tags))
-              if k ~= nil and next(tags, k) == nil then return node end
-            end
-          end
+          if node ~= nil then node = node[tags[keys[2]]] end
         elseif n == 3 then
           node = node[tags[keys[1]]]
-          if node ~= nil then
-            node = node[tags[keys[2]]]
-            if node ~= nil then
-              node = node[tags[keys[3]]]
-              if node ~= nil then
-                local k = next(tags, next(tags))
-                k = k ~= nil and next(tags, k)
-                if k and next(tags, k) == nil then return node end
-              end
-            end
-          end
+          if node ~= nil then node = node[tags[keys[2]]] end
+          if node ~= nil then node = node[tags[keys[3]]] end
+        else
+          node = nil
         end
+        if node ~= nil and nkeys(tags) == n then return node end
       end
     end
   end

