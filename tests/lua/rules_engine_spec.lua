@@ -361,6 +361,27 @@ describe("beagle.rules.engine", function()
       assert.equals("d", h.sent[4].alerts[1].labels.host)
     end)
 
+    it("orders one flush's notifications by group key, then channel", function()
+      local h = harness()
+      h.e:set_rules({ rule { channels = { "zeta", "alpha" } } }, { route { group_by = { "alertname", "host" } } })
+      local hosts = { "q", "c", "x", "a", "m", "h", "t", "b" }
+      local samples = {}
+      for i, host in ipairs(hosts) do samples[i] = sample(90, { host = host }) end
+      h.eval(0, "high_cpu", samples)
+      assert.equals(2 * #hosts, #h.sent)
+      table.sort(hosts)
+      for i, host in ipairs(hosts) do
+        for j, ch in ipairs { "alpha", "zeta" } do
+          local n = h.sent[2 * (i - 1) + j]
+          assert.equals(ch, n.channel)
+          assert.equals(host, n.alerts[1].labels.host)
+        end
+      end
+      local before = #h.sent
+      h.eval(60, "high_cpu", samples) -- a steady firing state: nothing due, nothing sent
+      assert.equals(before, #h.sent)
+    end)
+
     it("evaluate alone delivers what it decided when group_wait is 0; timers wait for tick", function()
       local h = harness()
       h.e:set_rules({ rule() }, { route { repeat_interval = 60 } })

@@ -200,33 +200,52 @@ local function reason_for(e, inst, ent, now, cooldown, maxh)
   return nil
 end
 
+local NONE = {}
+
+-- Appends inst to by_ch[ch], creating by_ch on the first: most flushes add nothing.
 local function add(by_ch, ch, inst)
+  by_ch = by_ch or {}
   local l = by_ch[ch]
   if not l then l = {}; by_ch[ch] = l end
   l[#l + 1] = inst
+  return by_ch
 end
 
-local function flush_group(e, g, now, out)
-  local by_ch, ri = {}, rt(g.route, "repeat_interval")
-  for _, fp in ipairs(sorted_keys(g.alerts)) do
-    local inst = g.alerts[fp]
-    if inst.state == "firing" then
-      local rule = e.rules[inst.name]
-      local cooldown, maxh = M.limits(e, rule, g.route)
-      for _, ch in ipairs(M.channels_for(rule, g.route)) do
-        local ent = e.log[fp] and e.log[fp][ch]
-        if not ent or ent.last_status ~= "firing" or now - ent.last_at >= ri then
-          local reason = reason_for(e, inst, ent, now, cooldown, maxh)
-          if reason then withhold(e, inst, ch, reason, now, ri) else add(by_ch, ch, inst) end
-        end
-      end
-    else
-      for ch, ent in pairs(e.log[fp] or {}) do
-        if ent.last_status == "firing" then add(by_ch, ch, inst) end
+-- What one alert of a group owes each channel; returns by_ch.
+local function consider(e, g, fp, now, ri, by_ch)
+  local inst = g.alerts[fp]
+  if inst.state == "firing" then
+    local rule = e.rules[inst.name]
+    local cooldown, maxh = M.limits(e, rule, g.route)
+    local chans = M.channels_for(rule, g.route)
+    for i = 1, #chans do
+      local ch = chans[i]
+      local ent = e.log[fp] and e.log[fp][ch]
+      if not ent or ent.last_status ~= "firing" or now - ent.last_at >= ri then
+        local reason = reason_for(e, inst, ent, now, cooldown, maxh)
+        if reason then withhold(e, inst, ch, reason, now, ri) else by_ch = add(by_ch, ch, inst) end
       end
     end
+  else
+    for ch, ent in pairs(e.log[fp] or {}) do
+      if ent.last_status == "firing" then by_ch = add(by_ch, ch, inst) end
+    end
   end
-  for _, ch in ipairs(sorted_keys(by_ch)) do
+  return by_ch
+end
+
+-- Runs once per due group on every tick, so the common case (one alert, nothing owed) takes no
+-- inner loop and allocates nothing: an inner loop here kept the tick's trace from compiling.
+local function flush_group(e, g, now, out)
+  local ri = rt(g.route, "repeat_interval")
+  local by_ch
+  local k1 = next(g.alerts)
+  if k1 ~= nil and next(g.alerts, k1) == nil then
+    by_ch = consider(e, g, k1, now, ri, nil)
+  else
+    for _, fp in ipairs(sorted_keys(g.alerts)) do by_ch = consider(e, g, fp, now, ri, by_ch) end
+  end
+  for _, ch in ipairs(by_ch and sorted_keys(by_ch) or NONE) do
     local alerts, status, ids = {}, "resolved", {}
     for i, inst in ipairs(by_ch[ch]) do
       local st = inst.state == "firing" and "firing" or "resolved"
@@ -245,35 +264,62 @@ local function flush_group(e, g, now, out)
       created_at = now, dedup_key = e.hash(ch .. "\0" .. g.key .. "\0" .. table.concat(ids, ",") .. "\0"
         .. ("%d"):format(math.floor(now * 1000 + 0.5))) }
   end
-  for fp, inst in pairs(g.alerts) do
+  if k1 ~= nil and next(g.alerts, k1) == nil then
+    local inst = g.alerts[k1]
     if inst.state ~= "firing" then
-      g.alerts[fp] = nil
+      g.alerts[k1] = nil
       inst.group = nil
+    end
+  else
+    for fp, inst in pairs(g.alerts) do
+      if inst.state ~= "firing" then
+        g.alerts[fp] = nil
+        inst.group = nil
+      end
     end
   end
   g.last_flush = now
+  -- the first group_interval boundary after now, without a loop
   local gi = math.max(rt(g.route, "group_interval"), 1e-3)
-  repeat g.next_flush = g.next_flush + gi until g.next_flush > now
+  local nf = g.next_flush + gi
+  if nf <= now then nf = nf + (math.floor((now - nf) / gi) + 1) * gi end
+  if nf <= now then nf = nf + gi end -- rounding
+  g.next_flush = nf
   if next(g.alerts) == nil then e.groups[g.key] = nil end
 end
 
 -- Flushes the groups in `keys` (a set; default every group) that are due at `now`, appending the
--- notifications to `out`.
+-- notifications to `out` ordered by group key (each group's own are in channel order). The due
+-- groups are flushed in table order and only the keys of those that produced something are
+-- sorted: a tick runs over every group each second, and in a steady firing state (nothing new,
+-- nothing to repeat) no group produces anything, so sorting 20,000 due keys there was 3% of a
+-- mass firing's CPU for nothing.
 function M.flush(e, now, out, keys)
-  -- only the due groups are sorted (the tick runs every second over every group)
-  local due
+  local n0 = #out
+  local made, spans -- keys of the groups that produced notifications; key -> { first, last }
   for key in pairs(keys or e.groups) do
     local g = e.groups[key]
     if g and now >= g.next_flush then
-      due = due or {}
-      due[#due + 1] = key
+      local before = #out
+      flush_group(e, g, now, out) -- may remove e.groups[key]: allowed while traversing
+      if #out > before then
+        if not made then made, spans = {}, {} end
+        made[#made + 1] = key
+        spans[key] = { before + 1, #out }
+      end
     end
   end
-  if not due then return end
-  table.sort(due)
-  for _, key in ipairs(due) do
-    local g = e.groups[key]
-    if g and now >= g.next_flush then flush_group(e, g, now, out) end
+  if not made or #made < 2 then return end
+  table.sort(made)
+  local mine = {}
+  for i = n0 + 1, #out do mine[i - n0] = out[i] end
+  local k = n0
+  for _, key in ipairs(made) do
+    local sp = spans[key]
+    for i = sp[1], sp[2] do
+      k = k + 1
+      out[k] = mine[i - n0]
+    end
   end
 end
 
