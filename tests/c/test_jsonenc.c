@@ -135,6 +135,21 @@ static void test_tables(void) {
   SAME("setmetatable({}, setmetatable({}, { __index = { __json_array = true } }))", "[]");
 }
 
+/* Past the 32 keys kept inline, and an encoding nested in another (a key's __tostring that
+ * encodes a table whose keys also come from tostring): each must keep its own key anchors. */
+static void test_many_keys_and_nesting(void) {
+  run("big = {} for i = 1, 70 do big[('k%02d'):format(i)] = { [i] = i, [i + 0.5] = 'h' } end");
+  ASSERT_EQ_STR(enc("big"), lua_enc("big"));
+  run("inner = { [2.5] = 'a', [3.5] = 'b', [4.5] = 'c' }\n"
+      "function key(i) return setmetatable({}, { __tostring = function()\n"
+      "  collectgarbage() return 'k' .. i .. cenc(inner) end }) end\n"
+      "nested = { [key(1)] = 1, [key(2)] = 2, [1.25] = 3, [1.75] = 4 }");
+  const char *c = enc("nested");
+  /* 1.25 and 1.75 keep their values: the nested encodings did not take their anchors */
+  ASSERT(strncmp(c, "{\"1.25\":3,\"1.75\":4,\"k1{", 22) == 0);
+  ASSERT_EQ_STR(c, lua_enc("nested"));
+}
+
 static void test_depth(void) {
   /* depth 0 is the outermost table: 65 levels pass, 66 do not */
   run("function nest(n) local t = {} for _ = 2, n do t = { t } end return t end");
@@ -319,6 +334,7 @@ int main(void) {
   RUN(test_scalars);
   RUN(test_numbers);
   RUN(test_tables);
+  RUN(test_many_keys_and_nesting);
   RUN(test_depth);
   RUN(test_other_types);
   RUN(test_errors);
