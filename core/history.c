@@ -288,6 +288,40 @@ static int add_sample(bg_history *h, hseries *s, int64_t ts, double v) {
   return 0;
 }
 
+static void idtab_clear(bg_history *h) {
+  if (h->idtab != NULL) memset(h->idtab, 0, h->idcap * sizeof *h->idtab);
+  h->nid = 0;
+}
+
+static hseries *idtab_get(const bg_history *h, uint32_t key) {
+  if (h->idtab == NULL) return NULL;
+  for (size_t i = (key * 2654435761u) & (h->idcap - 1);; i = (i + 1) & (h->idcap - 1)) {
+    if (h->idtab[i].key == key) return h->idtab[i].s;
+    if (h->idtab[i].key == 0) return NULL;
+  }
+}
+
+/* Best effort: out of memory only means the next sample looks the series up the slow way. */
+static void idtab_put(bg_history *h, uint32_t key, hseries *s) {
+  if (2 * (h->nid + 1) > h->idcap) {
+    size_t cap = h->idcap ? 2 * h->idcap : 256;
+    struct idslot *old = h->idtab, *t = calloc(cap, sizeof *t);
+    if (t == NULL) return;
+    size_t oldcap = h->idcap;
+    h->idtab = t;
+    h->idcap = cap;
+    h->nid = 0;
+    for (size_t i = 0; i < oldcap; i++)
+      if (old[i].key != 0) idtab_put(h, old[i].key, old[i].s);
+    free(old);
+  }
+  size_t i = (key * 2654435761u) & (h->idcap - 1);
+  while (h->idtab[i].key != 0 && h->idtab[i].key != key)
+    i = (i + 1) & (h->idcap - 1);
+  if (h->idtab[i].key == 0) h->nid++;
+  h->idtab[i] = (struct idslot){key, s};
+}
+
 typedef struct walk_state {
   bg_history *h;
   hmetric *m[2];
@@ -317,7 +351,12 @@ static void walk_family(void *ud, const bg_family_view *f) {
 static void walk_series(void *ud, const bg_family_view *f, const bg_series_view *sv) {
   walk_state *w = ud;
   for (int i = 0; i < w->nm; i++) {
-    hseries *s = series_find(w->h, w->m[i], sv->kv, sv->nlabels);
+    uint32_t key = sv->id <= UINT32_MAX / 2 - 1 ? 2 * sv->id + (uint32_t)i : 0;
+    hseries *s = key ? idtab_get(w->h, key) : NULL;
+    if (s == NULL || s->metric != w->m[i]) {
+      s = series_find(w->h, w->m[i], sv->kv, sv->nlabels);
+      if (s != NULL && key) idtab_put(w->h, key, s);
+    }
     double v = f->type == BG_HISTOGRAM && i == 0 ? (double)sv->count : sv->value;
     if (s == NULL || add_sample(w->h, s, w->now, v) != 0) w->rc = BG_ENOMEM;
   }
@@ -357,6 +396,7 @@ static void sweep(bg_history *h, int64_t now) {
         *pp = s->hnext;
         h->nseries--;
         free_series(s);
+        idtab_clear(h); /* it may hold s */
       }
     }
 }
@@ -364,6 +404,10 @@ static void sweep(bg_history *h, int64_t now) {
 int bg_history_sample(bg_history *h, bg_registry *r, int64_t now_ms) {
   walk_state w = {h, {NULL, NULL}, 0, now_ms, 0};
   if (now_ms > h->now) h->now = now_ms;
+  if (h->id_registry != r) {
+    idtab_clear(h);
+    h->id_registry = r;
+  }
   bg_registry_walk(r, walk_family, walk_series, &w);
   if (now_ms - h->last_sweep >= SWEEP_MS) {
     sweep(h, now_ms);
@@ -420,6 +464,7 @@ static void history_free(bg_history *h) {
     }
   free(h->mtab);
   free(h->stab);
+  free(h->idtab);
   free(h->pending.v);
   free(h->inflight.v);
   free(h->qts);
@@ -626,6 +671,7 @@ void bg_history_stats_get(const bg_history *h, bg_history_stats *st) {
   if (h == NULL) return;
   size_t mem = sizeof *h + MALLOC_OVERHEAD;
   mem += (h->mtabsz + h->stabsz) * sizeof(void *) + 2 * MALLOC_OVERHEAD;
+  mem += h->idcap * sizeof *h->idtab + (h->idtab ? MALLOC_OVERHEAD : 0);
   mem += (h->pending.cap + h->inflight.cap) * sizeof(prow) + h->qcap * 16;
   for (size_t i = 0; i < h->mtabsz; i++)
     for (const hmetric *m = h->mtab[i]; m; m = m->hnext) {

@@ -102,6 +102,66 @@ static void test_sampling(void) {
   bg_registry_free(reg);
 }
 
+/* The value the history holds last for the series of name with label k = v. */
+static double last_of(bg_history *h, const char *name, const char *v, int64_t end) {
+  const char *m[] = {"k", v};
+  bg_hq_result *r;
+  ASSERT_EQ_INT(bg_history_query(h, BG_HQ_LAST, 0, name, m, 1, end, 600000, &r, err, sizeof err), 0);
+  ASSERT_EQ_INT(r->n, 1);
+  double x = r->items[0].value;
+  bg_hq_result_free(r);
+  return x;
+}
+
+/* Sampling finds each series' history by its registry id after the first sample: across the
+ * shortcut's growth (300 series), a series removed and re-created (a new id, the same labels),
+ * and a second registry sampled into the same history. */
+static void test_sampling_by_id(void) {
+  bg_registry *reg = bg_registry_new(), *other = bg_registry_new();
+  bg_series *g[300];
+  char v[300][8];
+  for (int i = 0; i < 300; i++) {
+    snprintf(v[i], sizeof v[i], "%d", i);
+    const char *kv[] = {"k", v[i]};
+    g[i] = bg_series_get(reg, BG_GAUGE, "queue.depth", NULL, kv, 1, NULL, 0, err, 256);
+    ASSERT(g[i] != NULL);
+  }
+  const char *kv7[] = {"k", "7"};
+  bg_series *o = bg_series_get(other, BG_GAUGE, "queue.depth", NULL, kv7, 1, NULL, 0, err, 256);
+  bg_history *h = open_h(0, 0, NULL);
+  int64_t t = T0;
+  for (int round = 0; round < 4; round++, t += 15000) {
+    for (int i = 0; i < 300; i++) bg_gauge_set(g[i], round * 1000 + i);
+    ASSERT_EQ_INT(bg_history_sample(h, reg, t), 0);
+  }
+  ASSERT_NEAR(last_of(h, "queue.depth", "7", t - 15000), 3007);
+  ASSERT_NEAR(last_of(h, "queue.depth", "299", t - 15000), 3299);
+  /* k=7 removed and created again: a new registry id, still the same history series */
+  bg_series_remove(reg, g[7]);
+  g[7] = bg_series_get(reg, BG_GAUGE, "queue.depth", NULL, kv7, 1, NULL, 0, err, 256);
+  bg_gauge_set(g[7], -7);
+  ASSERT_EQ_INT(bg_history_sample(h, reg, t), 0);
+  ASSERT_NEAR(last_of(h, "queue.depth", "7", t), -7);
+  ASSERT_NEAR(last_of(h, "queue.depth", "8", t), 3008);
+  /* another registry (its ids mean other series): k=7 there is k=7 here */
+  t += 15000;
+  bg_gauge_set(o, 77);
+  ASSERT_EQ_INT(bg_history_sample(h, other, t), 0);
+  ASSERT_NEAR(last_of(h, "queue.depth", "7", t), 77);
+  t += 15000;
+  bg_gauge_set(g[8], 88);
+  ASSERT_EQ_INT(bg_history_sample(h, reg, t), 0);
+  ASSERT_NEAR(last_of(h, "queue.depth", "8", t), 88);
+  ASSERT_NEAR(last_of(h, "queue.depth", "7", t), -7);
+  bg_history_stats st;
+  bg_history_stats_get(h, &st);
+  ASSERT_EQ_INT(st.series, 300);
+  ASSERT_EQ_INT(st.raw_samples, 300 * 6 + 1);
+  bg_history_close(h);
+  bg_registry_free(reg);
+  bg_registry_free(other);
+}
+
 static void test_rate(void) {
   bg_history *h = open_h(0, 0, NULL);
   /* 0,10,20 then a reset to 5, 15: increase over the samples is 20 + 15 = 35 */
@@ -460,6 +520,7 @@ static void test_flush_time(void) {
 
 int main(void) {
   RUN(test_sampling);
+  RUN(test_sampling_by_id);
   RUN(test_rate);
   RUN(test_matchers);
   RUN(test_last_and_ids);
