@@ -18,6 +18,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "jsonenc.h"
 #include "store.h"
 
 #define DB_MT "beagle.store.db"
@@ -262,10 +263,26 @@ static void ensure_meta(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* store_json(v) -> text | nil, err: the compact JSON of the store's columns (jsonenc.h) */
+static int l_json(lua_State *L) {
+  bg_buf b = {0};
+  int rc = bg_json_encode_compact(L, 1, &b);
+  if (rc == 0)
+    lua_pushlstring(L, b.data, b.len);
+  else
+    lua_pushnil(L);
+  bg_buf_free(&b);
+  if (rc == 0) return 1;
+  lua_pushstring(L, bg_strerror(rc));
+  return 2;
+}
+
 void bg_store_open_lua(lua_State *L) {
   ensure_meta(L);
   lua_pushcfunction(L, l_open);
   lua_setfield(L, -2, "store_open");
+  lua_pushcfunction(L, l_json);
+  lua_setfield(L, -2, "store_json");
 }
 
 int luaopen_beagle_store(lua_State *L) {

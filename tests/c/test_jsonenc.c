@@ -7,6 +7,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <math.h>
 #include <time.h>
 
 static lua_State *L;
@@ -27,16 +28,21 @@ static void run(const char *chunk) {
   }
 }
 
-/* The C encoding of the value of the Lua expression expr, or "ERR: <message>". */
-static const char *enc(const char *expr) {
-  static char out[4096];
+/* Pushes the value of the Lua expression expr. */
+static void push_expr(const char *expr) {
   char chunk[1024];
   snprintf(chunk, sizeof chunk, "return %s", expr);
-  int top = lua_gettop(L);
   if (luaL_loadstring(L, chunk) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
     fprintf(stderr, "lua error: %s\n", lua_tostring(L, -1));
     exit(1);
   }
+}
+
+/* The C encoding of the value of the Lua expression expr, or "ERR: <message>". */
+static const char *enc(const char *expr) {
+  static char out[4096];
+  int top = lua_gettop(L);
+  push_expr(expr);
   bg_buf b = {0};
   int rc = bg_json_encode(L, -1, &b);
   if (rc == 0) {
@@ -323,6 +329,78 @@ static void bench(void) {
   }
 }
 
+/* ---- compact (the store's columns) ---- */
+
+static const char *compact(const char *expr) {
+  static char out[4096];
+  int top = lua_gettop(L);
+  push_expr(expr);
+  bg_buf b = {0};
+  int rc = bg_json_encode_compact(L, -1, &b);
+  ASSERT_EQ_INT(lua_gettop(L), top + 1); /* the stack as found, error or not */
+  if (rc == 0)
+    snprintf(out, sizeof out, "%s", b.data);
+  else
+    snprintf(out, sizeof out, "ERR %d", rc);
+  bg_buf_free(&b);
+  lua_settop(L, top);
+  return out;
+}
+
+static void test_compact(void) {
+  ASSERT_EQ_STR(compact("{}"), "{}");
+  ASSERT_EQ_STR(compact("{ 1, 'a', true, false }"), "[1,\"a\",true,false]");
+  ASSERT_EQ_STR(compact("{ [1] = 1, [3] = 3 }"), "[1,null,3]");       /* a hole: null */
+  ASSERT_EQ_STR(compact("{ [40] = 3 }"), "{\"40\":3}"); /* too sparse */
+  ASSERT_EQ_STR(compact("{ k = 'a\"b\\\\c\\n\\1\\127' }"), "{\"k\":\"a\\\"b\\\\c\\n\\u0001\\u007f\"}");
+  ASSERT_EQ_STR(compact("{ x = 0/0, y = math.huge, z = json.null }"),
+                compact("{ x = 0/0, y = math.huge, z = json.null }")); /* no crash, stable */
+  ASSERT(strstr(compact("{ x = 0/0 }"), "null") != NULL);
+  ASSERT_EQ_STR(compact("{ [2.5] = 'h' }"), "{\"2.5\":\"h\"}");
+  char einval[32];
+  snprintf(einval, sizeof einval, "ERR %d", BG_EINVAL);
+  ASSERT_EQ_STR(compact("{ f = print }"), einval);
+  ASSERT_EQ_STR(compact("{ [true] = 1 }"), einval);
+  ASSERT_EQ_STR(compact("{ { { ok = setmetatable({}, { __index = error }) } } }"), "[[{\"ok\":{}}]]");
+  /* numbers: %.14g, the form cjson (precision 14) and tostring write */
+  const char *nums[] = {"1795844638.2599", "50", "-0.5", "1e-05", "0.0001", "123456789012345",
+                        "1e+15", "-1.2345678901235e-07", "3.1415926535898", "99999999999999.5",
+                        "0.1", "1e+300", "5e-324", "-1e+100"};
+  for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
+    char e[128], want[64];
+    snprintf(e, sizeof e, "{ %s }", nums[i]);
+    snprintf(want, sizeof want, "[%.14g]", strtod(nums[i], NULL));
+    if (strtod(nums[i], NULL) == floor(strtod(nums[i], NULL)) && fabs(strtod(nums[i], NULL)) < 1e15)
+      snprintf(want, sizeof want, "[%lld]", (long long)strtod(nums[i], NULL));
+    ASSERT_EQ_STR(compact(e), want);
+  }
+  /* random doubles of every magnitude: printf's digits, or (rare near-ties) one unit of the
+   * 14th digit away; and always back within 1e-13 */
+  run("function rnd(i) return (math.random() - 0.5) * 10 ^ math.random(-20, 40) end");
+  int differ = 0;
+  for (int i = 0; i < 20000; i++) {
+    lua_getglobal(L, "rnd");
+    lua_call(L, 0, 1);
+    double v = lua_tonumber(L, -1);
+    lua_createtable(L, 1, 0);
+    lua_pushnumber(L, v);
+    lua_rawseti(L, -2, 1);
+    bg_buf b = {0};
+    ASSERT_EQ_INT(bg_json_encode_compact(L, -1, &b), 0);
+    char want[64];
+    snprintf(want, sizeof want, "[%.14g]", v);
+    if (floor(v) == v && fabs(v) < 1e15) snprintf(want, sizeof want, "[%lld]", (long long)v);
+    if (strcmp(b.data, want) != 0) {
+      differ++;
+      double got = strtod(b.data + 1, NULL);
+      ASSERT(fabs(got - v) <= 1e-13 * fabs(v));
+    }
+    bg_buf_free(&b);
+    lua_pop(L, 2);
+  }
+  ASSERT(differ <= 2);
+}
+
 int main(void) {
   L = luaL_newstate();
   ASSERT(L != NULL);
@@ -340,6 +418,7 @@ int main(void) {
   RUN(test_errors);
   RUN(test_appends);
   RUN(test_equivalence);
+  RUN(test_compact);
   const char *b = getenv("BG_JSONENC_BENCH");
   if (b != NULL && b[0] == '1') bench();
   lua_close(L);
