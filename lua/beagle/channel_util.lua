@@ -288,10 +288,14 @@ M.strings = strings
 -- alert_payload(ctx, a, n) -> the guide's payload of one alert (alert_name, severity, message,
 -- timestamp, tags) with status, labels, annotations, value, starts_at, ends_at, fingerprint.
 -- Absent times and values are JSON null (ctx.json.null).
+local function time_or_null(ctx, null, t)
+  if t == nil then return null end
+  return ctx.iso8601(t)
+end
+
 function M.alert_payload(ctx, a, n)
   local null = ctx.json and ctx.json.null
   local labels = a.labels or {}
-  local function time(t) if t == nil then return null end return ctx.iso8601(t) end
   local value = a.value
   if value == nil then value = null end
   return {
@@ -304,8 +308,8 @@ function M.alert_payload(ctx, a, n)
     labels = strings(labels),
     annotations = strings(a.annotations),
     value = value,
-    starts_at = time(a.starts_at),
-    ends_at = time(a.ends_at),
+    starts_at = time_or_null(ctx, null, a.starts_at),
+    ends_at = time_or_null(ctx, null, a.ends_at),
     fingerprint = a.fingerprint == nil and null or tostring(a.fingerprint),
   }
 end

@@ -252,11 +252,13 @@ local function send_result(n, ...)
 end
 
 -- What every send's ctx shares, made once per state: its functions do not depend on the
--- instance or the notification.
-local SEND_BASE
+-- instance or the notification. ctx.log, which masks the instance's secrets, is made on first
+-- use: building its closures for every send cost more than most sends' own work, and closures
+-- made in a function keep LuaJIT from compiling it.
+local SEND_MT
 
-local function send_base()
-  if SEND_BASE then return SEND_BASE end
+local function send_mt()
+  if SEND_MT then return SEND_MT end
   local cu = require "beagle.channel_util"
   local json = require "beagle.json"
   -- the C encoder gives json.encode's exact bytes without the interpreter's cost
@@ -280,9 +282,18 @@ local function send_base()
     if not bg.mail then return nil, "mail is not supported by this build" end
     return bg.mail(m)
   end
-  SEND_BASE = { __index = base }
-  return SEND_BASE
+  SEND_MT = { __index = function(ctx, k)
+    if k == "log" then
+      local l = masked_log(masker(rawget(ctx, "options") or {}))
+      rawset(ctx, "log", l)
+      return l
+    end
+    return base[k]
+  end }
+  return SEND_MT
 end
+
+local function pack_result(...) return send_result(select("#", ...), ...) end
 
 -- __send{ name, opts, n } -> { ok = true } | { ok = false, error, retry_after, permanent }
 function __send(a)
@@ -290,8 +301,8 @@ function __send(a)
   local opts = a.opts or {}
   -- the send's own fields over the shared ones (a ctx per send: what a plugin sets on it stays
   -- in that send)
-  local ctx = setmetatable({ name = a.name, options = opts, log = masked_log(masker(opts)) }, send_base())
-  return (function(...) return send_result(select("#", ...), ...) end)(PLUGIN.send(a.n, ctx))
+  local ctx = setmetatable({ name = a.name, options = opts }, send_mt())
+  return pack_result(PLUGIN.send(a.n, ctx))
 end
 
 -- ---- rule files ---------------------------------------------------------------------------

@@ -43,8 +43,23 @@ alert "mailed" { metric = "mail.value", condition = ">", threshold = 10, duratio
   severity = "critical", message = "mail value {{ value }}" }
 alert "flaky" { metric = "flaky.value", condition = ">", threshold = 10, duration = "0s", every = "0.2s",
   severity = "warning", message = "flaky {{ labels.k }}" }
+route { match = { alertname = "chatted" }, channels = { "talk" }, group_wait = "0s", group_interval = "0.2s", repeat_interval = "1h" }
+alert "chatted" { metric = "talk.value", condition = ">", threshold = 10, duration = "0s", every = "0.2s",
+  severity = "warning", message = "talk {{ value }}" }
 ]])
 end
+
+-- A custom channel that logs its own secret through ctx.log: the agent's log must show ***.
+local CHATTY = [[
+return beagle.channel { name = "chatty",
+  options = { token = { "secret", description = "a secret the plugin logs by mistake" } },
+  send = function(n, ctx)
+    ctx.log.warn("chatty sends " .. n.alerts[1].name .. " with " .. ctx.options.token,
+      { token = ctx.options.token })
+    return true
+  end }
+]]
+local CHATTY_TOKEN = "tok-chatty-5150"
 
 describe("alert channels", function()
   local sink, am, smtp, agent, rules, mailbox
@@ -70,7 +85,10 @@ describe("alert channels", function()
     rules_file(rules)
     local secret_dir = S.tmpdir()
     S.write(secret_dir .. "/pd_key", PD_KEY .. "\n")
+    local plugins = S.tmpdir()
+    S.write(plugins .. "/chatty.lua", CHATTY)
     agent = S.start {
+      plugins = plugins,
       env = { MONITORING_METRICS_COLLECTION_INTERVAL = "0.1", PD_KEY_FILE = secret_dir .. "/pd_key" },
       args = { "--rules", rules },
       config = S.calm_system .. ([[
@@ -85,7 +103,8 @@ channel "am" { plugin = "alertmanager", urls = { "http://127.0.0.1:%d" } }
 channel "mail" { plugin = "email", url = "smtp://127.0.0.1:%d", from = "beagle@example.test",
   to = { "oncall@example.test" }, username = "beagle", password = "mail-pass-xyz", starttls = false }
 channel "flaky" { plugin = "webhook", url = "%s/flaky" }
-]]):format(sink.url, SECRET, sink.url, sink.url, am_port, smtp_port, sink.url),
+channel "talk" { plugin = "chatty", token = "%s" }
+]]):format(sink.url, SECRET, sink.url, sink.url, am_port, smtp_port, sink.url, CHATTY_TOKEN),
     }
   end)
 
@@ -168,6 +187,14 @@ channel "flaky" { plugin = "webhook", url = "%s/flaky" }
     end, 8)
     assert.is_truthy(r)
     assert.are.equal(e.dedup_key, r.json.dedup_key)
+  end)
+
+  it("masks a secret that a channel's send logs through ctx.log", function()
+    set("talk.value", 50)
+    local line = S.wait(function() return agent:logtext():match("[^\n]*chatty sends chatted with[^\n]*") end, 8)
+    assert.is_truthy(line, agent:logtext())
+    assert.is_truthy(line:find("with ***", 1, true), line)
+    assert.is_falsy(agent:logtext():find(CHATTY_TOKEN, 1, true))
   end)
 
   it("never shows a secret in /health/detailed, and reports each channel", function()
