@@ -257,8 +257,9 @@ end
 -- made in a function keep LuaJIT from compiling it.
 local SEND_MT
 
-local function send_mt()
-  if SEND_MT then return SEND_MT end
+-- Only the first send calls this: a function that makes closures can't be compiled (and an
+-- early return past them closes upvalues, which neither can), so __send must not be it.
+local function build_send_mt()
   local cu = require "beagle.channel_util"
   local json = require "beagle.json"
   -- the C encoder gives json.encode's exact bytes without the interpreter's cost
@@ -301,7 +302,7 @@ function __send(a)
   local opts = a.opts or {}
   -- the send's own fields over the shared ones (a ctx per send: what a plugin sets on it stays
   -- in that send)
-  local ctx = setmetatable({ name = a.name, options = opts }, send_mt())
+  local ctx = setmetatable({ name = a.name, options = opts }, SEND_MT or build_send_mt())
   return pack_result(PLUGIN.send(a.n, ctx))
 end
 
