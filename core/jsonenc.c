@@ -67,6 +67,23 @@ static inline int needs_esc(unsigned char c) {
   return esc_table[c];
 }
 
+/* The first index from i on whose byte needs an escape, or n. Long runs go eight bytes at a
+ * time (SWAR: a byte below 0x20, '"', '\\' or DEL sets its high bit in the test; no false
+ * negatives, and a false positive only falls back to the byte loop). */
+static inline size_t plain_run(const char *s, size_t i, size_t n) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  while (i + 8 <= n) {
+    uint64_t x;
+    memcpy(&x, s + i, 8);
+    uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\'), del = x ^ (ones * 0x7f);
+    if ((((x - ones * 0x20) | (q - ones) | (bs - ones) | (del - ones)) & ~x & highs) != 0) break;
+    i += 8;
+  }
+  while (i < n && !needs_esc((unsigned char)s[i]))
+    i++;
+  return i;
+}
+
 /* Room is made for the text as it is; each escape then asks for what it adds. */
 static void put_str(enc *e, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
@@ -76,8 +93,7 @@ static void put_str(enc *e, const char *s, size_t n) {
   *p++ = '"';
   for (size_t i = 0;; i++) {
     size_t run = i;
-    while (i < n && !needs_esc((unsigned char)s[i]))
-      i++;
+    i = plain_run(s, i, n);
     memcpy(p, s + run, i - run);
     p += i - run;
     if (i == n) break;
@@ -501,10 +517,11 @@ static void cput_str(cenc *c, const char *s, size_t n) {
   }
   bg_buf *b = c->out;
   b->data[b->len++] = '"';
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
+  size_t run = 0, i = 0;
+  for (;;) {
+    i = plain_run(s, i, n);
+    if (i >= n) break;
     unsigned char ch = (unsigned char)s[i];
-    if (!needs_esc(ch)) continue;
     cput(c, s + run, i - run);
     char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
     const char *short_esc = ch == '"' ? "\\\"" : ch == '\\' ? "\\\\" : ch == '\n' ? "\\n"
@@ -513,7 +530,7 @@ static void cput_str(cenc *c, const char *s, size_t n) {
       cput(c, short_esc, 2);
     else
       cput(c, e, 6);
-    run = i + 1;
+    run = ++i;
   }
   cput(c, s + run, n - run);
   cput(c, "\"", 1);
