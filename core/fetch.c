@@ -18,10 +18,16 @@
  * mail marks it, shuts its sockets down so that curl gives up at once, and leaves the freeing
  * to mail_after; the fetcher, likewise, is not freed while mails are on the threadpool (nwork).
  * libcurl is loaded and curl_global_init'ed on the loop thread before the first mail is
- * queued: neither is thread-safe. */
+ * queued: neither is thread-safe.
+ *
+ * Plain http:// without redirects, proxies or userinfo goes to h1.c instead, the built-in
+ * HTTP/1.1 client (a fraction of curl's cost per request, and curl is then never loaded): its
+ * requests are bg_fetch wrappers in the same list, so that cancel, active and free treat both
+ * alike, and h1 counts as one handle of the fetcher until it reports its handles closed. */
 #include "fetch.h"
 
 #include "bg.h"
+#include "h1.h"
 
 #include <curl/curl.h>
 #include <dlfcn.h>
@@ -82,7 +88,7 @@ static int curl_load(void) {
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_MAX_BODY (16u << 20)
 #define MAX_REDIRECTS 5L
-#define USER_AGENT "beagle/0.1"
+#define USER_AGENT BG_H1_USER_AGENT
 #define MAIL_SOCKS 4 /* sockets one mail may hold at once (happy eyeballs needs 2) */
 #define EASY_POOL 16 /* finished easy handles kept for the next requests */
 
@@ -98,6 +104,7 @@ struct bg_fetcher {
   int nhandles; /* uv handles not yet through their close callback */
   int nwork;    /* mails queued on the threadpool, not yet through mail_after */
   int closing;  /* bg_fetcher_free was called */
+  bg_h1 *h1;    /* the built-in client for plain http://; NULL: curl does everything */
   /* Easy handles of finished requests, reset and ready: a new one costs an allocation of
    * several KB and its initialisation, per request (the connections live in the multi's cache
    * either way). */
@@ -114,6 +121,7 @@ struct sock_ctx {
 
 struct bg_fetch {
   bg_fetcher *f;
+  bg_h1_req *h1; /* an h1 request: no easy handle, nothing of curl's */
   CURL *easy;
   struct curl_slist *hdr_list;
   struct curl_slist *rcpt_list; /* mail */
@@ -210,8 +218,8 @@ static void req_free(bg_fetch *r) {
     }
   }
   if (r->mail) uv_mutex_destroy(&r->lock);
-  cu.slist_free_all(r->hdr_list);
-  cu.slist_free_all(r->rcpt_list);
+  if (r->hdr_list != NULL) cu.slist_free_all(r->hdr_list); /* cu is empty until curl loads */
+  if (r->rcpt_list != NULL) cu.slist_free_all(r->rcpt_list);
   free(r->upload);
   bg_buf_free(&r->body);
   bg_buf_free(&r->hdrs);
@@ -480,25 +488,54 @@ static int fetcher_ready(bg_fetcher *f) {
   return 0;
 }
 
+static int env_set(const char *name) {
+  const char *v = getenv(name);
+  return v != NULL && v[0] != '\0';
+}
+
+/* h1 is used unless BEAGLE_HTTP_CLIENT=curl asks otherwise or a proxy is configured: curl
+ * honours the proxy variables (and no_proxy), h1 knows nothing of proxies. */
+static int h1_wanted(void) {
+  const char *v = getenv("BEAGLE_HTTP_CLIENT");
+  if (v != NULL && strcmp(v, "curl") == 0) return 0;
+  return !env_set("http_proxy") && !env_set("HTTP_PROXY") && !env_set("all_proxy") &&
+         !env_set("ALL_PROXY");
+}
+
 int bg_fetcher_new(uv_loop_t *loop, bg_fetcher **out) {
   if (loop == NULL || out == NULL) return BG_EINVAL;
   *out = NULL;
   bg_fetcher *f = calloc(1, sizeof *f);
   if (f == NULL) return BG_ENOMEM;
   f->loop = loop;
-  int rc = uv_timer_init(loop, &f->timer);
+  int rc = h1_wanted() ? bg_h1_new(loop, &f->h1) : 0;
+  if (rc == 0) rc = uv_timer_init(loop, &f->timer);
   if (rc != 0) {
-    free(f);
+    if (f->h1 != NULL)
+      bg_h1_free(f->h1, free, f); /* frees f once its timer is closed */
+    else
+      free(f);
     return rc;
   }
   f->timer.data = f;
-  f->nhandles = 1;
+  f->nhandles = f->h1 != NULL ? 2 : 1; /* the timer, and h1 until it reports closed */
   *out = f;
   return 0;
 }
 
+static void on_h1_closed(void *ud) {
+  bg_fetcher *f = ud;
+  f->nhandles--;
+  maybe_free_fetcher(f);
+}
+
 static void req_abort(bg_fetcher *f, bg_fetch *r) {
   req_unlink(f, r);
+  if (r->h1 != NULL) {
+    bg_h1_cancel(r->h1);
+    req_free(r);
+    return;
+  }
   if (r->mail) {
     mail_abort(r);
     return;
@@ -520,6 +557,8 @@ void bg_fetcher_free(bg_fetcher *f) {
     cu.easy_cleanup(f->idle[--f->nidle]);
   if (f->multi != NULL) cu.multi_cleanup(f->multi);
   f->multi = NULL;
+  if (f->h1 != NULL) bg_h1_free(f->h1, on_h1_closed, f);
+  f->h1 = NULL;
   uv_close((uv_handle_t *)&f->timer, on_timer_close); /* f is freed by the last close cb */
 }
 
@@ -674,6 +713,35 @@ static int setup_mail(bg_fetch *r, const bg_fetch_opts *o) {
   return ok ? 0 : BG_ENOMEM;
 }
 
+/* h1's completion callback: the request is already out of h1's hands. */
+static void h1_done(void *ud, const bg_fetch_result *res) {
+  bg_fetch *r = ud;
+  req_unlink(r->f, r);
+  r->h1 = NULL;
+  r->in_cb = 1;
+  r->cb(r->ud, res);
+  req_free(r);
+}
+
+/* Returns 0, BG_ENOMEM, or BG_H1_DECLINED for a request h1 leaves to curl. */
+static int h1_start(bg_fetcher *f, const bg_fetch_opts *o, bg_fetch_cb cb, void *ud,
+                    bg_fetch **out) {
+  bg_fetch *r = calloc(1, sizeof *r);
+  if (r == NULL) return BG_ENOMEM;
+  r->f = f;
+  r->cb = cb;
+  r->ud = ud;
+  int rc = bg_h1_start(f->h1, o, o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS,
+                       o->max_body ? o->max_body : DEFAULT_MAX_BODY, h1_done, r, &r->h1);
+  if (rc != 0) {
+    free(r);
+    return rc;
+  }
+  req_link(f, r);
+  if (out != NULL) *out = r;
+  return 0;
+}
+
 int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, void *ud,
                    bg_fetch **out) {
   if (out != NULL) *out = NULL;
@@ -686,6 +754,11 @@ int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, voi
     return BG_EINVAL;
   }
   if (!mail && opts->method != NULL && opts->method[0] == '\0') return BG_EINVAL;
+  if (!mail && f->h1 != NULL && !opts->follow_redirects &&
+      strncasecmp(opts->url, "http://", 7) == 0) {
+    int rc = h1_start(f, opts, cb, ud, out);
+    if (rc != BG_H1_DECLINED) return rc;
+  }
   /* a mail needs no multi handle, only curl loaded and initialised before any worker uses it */
   int ready = mail ? curl_ready() : fetcher_ready(f);
   if (ready != 0) return ready;

@@ -1,5 +1,7 @@
 /* test_fetch: the outbound HTTP client against a tiny HTTP/1.1 server running in-process on
- * the same uv loop (one request per connection, "Connection: close"). */
+ * the same uv loop (one request per connection, "Connection: close"). Every test runs twice:
+ * with the built-in client (h1.c) for plain http://, then with BEAGLE_HTTP_CLIENT=curl, so that
+ * both keep the same contract. test_h1.c covers what is particular to h1. */
 #define _GNU_SOURCE /* strcasestr */
 #include "bg.h"
 #include "fetch.h"
@@ -570,16 +572,28 @@ int main(void) {
     return 1;
   }
   uv_timer_init(loop, &deadline);
-  if (bg_fetcher_new(loop, &fetcher) != 0) {
-    fprintf(stderr, "bg_fetcher_new failed\n");
-    return 1;
+  unsetenv("http_proxy"); /* any of these sends everything to curl */
+  unsetenv("HTTP_PROXY");
+  unsetenv("all_proxy");
+  unsetenv("ALL_PROXY");
+  for (int pass = 0; pass < 2; pass++) {
+    const char *client = pass == 0 ? "h1" : "curl";
+    if (pass == 0)
+      unsetenv("BEAGLE_HTTP_CLIENT");
+    else
+      setenv("BEAGLE_HTTP_CLIENT", "curl", 1); /* read at bg_fetcher_new, in the tests too */
+    if (pass > 0) bg_fetcher_free(fetcher);
+    if (bg_fetcher_new(loop, &fetcher) != 0) {
+      fprintf(stderr, "bg_fetcher_new failed\n");
+      return 1;
+    }
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+      int before = failures;
+      tests[i].fn();
+      printf("%s %s (%s)\n", failures == before ? "ok  " : "FAIL", tests[i].name, client);
+    }
+    if (failures > 0) return 1; /* state may be inconsistent: skip the shutdown check */
   }
-  for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-    int before = failures;
-    tests[i].fn();
-    printf("%s %s\n", failures == before ? "ok  " : "FAIL", tests[i].name);
-  }
-  if (failures > 0) return 1; /* state may be inconsistent: skip the shutdown check */
 
   /* everything closes: uv_run returns once the fetcher, server and connections are gone */
   bg_fetcher_free(fetcher);

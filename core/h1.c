@@ -1,0 +1,966 @@
+/* h1.c: a small HTTP/1.1 client on the libuv loop, for plain http:// (see h1.h).
+ *
+ * A request copies everything it sends into one allocation at start (the request head with
+ * the body right behind it, so one uv_write of one buffer sends it), takes the most recently
+ * used idle connection for its "host:port" from the pool or connects (uv_getaddrinfo for a
+ * name, each address in turn), writes, and parses the response with llhttp as it arrives.
+ * After a complete response the connection goes back to the pool when llhttp says it may be
+ * kept alive; idle connections keep reading, so a server's close is noticed and the
+ * connection dropped, and they are unref'd so they never keep the loop alive on their own.
+ * A request whose reused connection turns out closed before any byte of the response (the
+ * server dropped it while we were sending) is retried once on a new connection, as curl does.
+ *
+ * One timer serves every deadline (request timeouts, idle expiry, and failures that must be
+ * reported from the loop rather than from bg_h1_start). It is re-armed lazily: a new request
+ * whose deadline is later than the armed one leaves it alone, and on_timer finds what is due
+ * by scanning, so the hot path never touches the timer heap.
+ *
+ * Re-entrancy: the user callback runs from report() as the last thing a loop callback does,
+ * with the request already unlinked and its connection pooled or closing, so the callback may
+ * start, cancel, or free everything. The only loop that calls back more than once (on_timer)
+ * rescans after each call and stops once bg_h1_free was called. h itself is freed from a close
+ * callback, never while one of its callbacks is on the stack. */
+#include "h1.h"
+
+#include "bg.h"
+
+#include <llhttp.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define IDLE_MS 30000 /* an idle connection is closed after this (bg_h1_set_idle_ms) */
+#define MAX_IDLE 16   /* idle connections kept per host:port */
+#define MAX_TIMEOUT_MS (UINT64_C(1) << 40)
+#define READ_BUF_SIZE (64 * 1024)
+
+typedef struct conn conn;
+typedef struct pool pool;
+
+struct pool {
+  pool *next;
+  conn *idle; /* most recently used first */
+  int nidle;
+  char key[]; /* "host:port" */
+};
+
+struct conn {
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  llhttp_t parser;
+  bg_h1 *h;
+  bg_h1_req *req;      /* the request it serves; NULL while idle or closing */
+  pool *pool;          /* while idle */
+  conn *prev, *next;   /* in pool->idle */
+  uint64_t idle_since; /* ms */
+  int connected, writing, served, closing;
+  char peer[96]; /* "1.2.3.4:80", or "name (1.2.3.4:80)", for messages */
+};
+
+typedef struct gai {
+  uv_getaddrinfo_t g;
+  bg_h1_req *r; /* NULL once the request is gone: the callback then only frees */
+} gai;
+
+struct bg_h1 {
+  uv_loop_t *loop;
+  uv_timer_t timer;
+  uint64_t due;     /* ms the timer fires at, when armed */
+  uint64_t idle_ms; /* IDLE_MS */
+  int armed;
+  bg_h1_req *reqs; /* in flight, doubly linked */
+  int nreqs;
+  pool *pools;
+  int nhandles; /* the timer and connections not yet through their close callback */
+  int closing, in_start;
+  uint64_t seq; /* requests started so far: on_timer leaves later ones to its next run */
+  void (*closed)(void *);
+  void *closed_ud;
+  llhttp_settings_t settings;
+  char rbuf[READ_BUF_SIZE]; /* shared: each read is parsed before the next alloc */
+};
+
+struct bg_h1_req {
+  bg_h1 *h;
+  conn *c;
+  gai *gai;
+  struct addrinfo *ai, *next_ai; /* resolved addresses; the next one to try */
+  struct sockaddr_storage lit;   /* a literal host's address */
+  int literal, lit_tried;        /* literal: 1 yes, 2 maybe (digits and dots), 0 a name */
+  bg_fetch_cb cb;
+  void *ud;
+  bg_h1_req *prev, *next;
+  uint64_t seq, start_ns, deadline, timeout_ms; /* deadline: ms, uv_hrtime based */
+  size_t max_body;
+  bg_buf hdrs, body;
+  long status;
+  int head, retried, got_bytes, done, pending, err;
+  int hstate; /* header block: 0 nothing yet, 1 in the reason, 2 in headers, 3 past them */
+  unsigned port;
+  char *host, *key, *out; /* in data: "name" or "::1", "host:port", head + body */
+  size_t out_len;
+  char errmsg[256];
+  char data[];
+};
+
+static uint64_t now_ms(void) {
+  return uv_hrtime() / 1000000;
+}
+
+/* Writes n in decimal at p (no NUL); returns the length. snprintf costs ~1k instructions. */
+static size_t fmt_u(char *p, uint64_t n) {
+  char t[20];
+  size_t k = 0;
+  do
+    t[k++] = (char)('0' + n % 10);
+  while ((n /= 10) != 0);
+  for (size_t i = 0; i < k; i++)
+    p[i] = t[k - 1 - i];
+  return k;
+}
+
+/* ---- handles and the pool ---- */
+
+static void maybe_done(bg_h1 *h) {
+  if (!h->closing || h->nhandles > 0) return;
+  h->closed(h->closed_ud);
+  free(h);
+}
+
+static void on_conn_closed(uv_handle_t *hd) {
+  conn *c = hd->data;
+  bg_h1 *h = c->h;
+  free(c);
+  h->nhandles--;
+  maybe_done(h);
+}
+
+static void pool_unlink(conn *c) {
+  pool *p = c->pool;
+  if (p == NULL) return;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    p->idle = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  c->pool = NULL;
+  p->nidle--;
+}
+
+/* Pending connect and write callbacks run with UV_ECANCELED and find c->req NULL. */
+static void conn_close(conn *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  c->req = NULL;
+  pool_unlink(c);
+  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static conn *conn_new(bg_h1 *h) {
+  conn *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  if (uv_tcp_init(h->loop, &c->tcp) != 0) {
+    free(c);
+    return NULL;
+  }
+  c->tcp.data = c->creq.data = c->wreq.data = c;
+  c->h = h;
+  h->nhandles++;
+  return c;
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Makes the timer fire by when (ms); only ever moves it earlier. */
+static void arm(bg_h1 *h, uint64_t when, uint64_t now) {
+  if (h->closing || (h->armed && h->due <= when)) return;
+  h->armed = 1;
+  h->due = when;
+  uv_timer_start(&h->timer, on_timer, when > now ? when - now : 0, 0);
+}
+
+static pool *pool_find(bg_h1 *h, const char *key) {
+  pool *p = h->pools;
+  while (p != NULL && strcmp(p->key, key) != 0)
+    p = p->next;
+  return p;
+}
+
+static void pool_put(bg_h1 *h, conn *c, const char *key) {
+  pool *p = pool_find(h, key);
+  if (p == NULL) {
+    size_t n = strlen(key) + 1;
+    if ((p = malloc(sizeof *p + n)) == NULL) {
+      conn_close(c);
+      return;
+    }
+    memcpy(p->key, key, n);
+    p->idle = NULL;
+    p->nidle = 0;
+    p->next = h->pools;
+    h->pools = p;
+  }
+  if (p->nidle >= MAX_IDLE) { /* the least recently used one goes */
+    conn *lru = p->idle;
+    while (lru->next != NULL)
+      lru = lru->next;
+    conn_close(lru);
+  }
+  c->prev = NULL;
+  c->next = p->idle;
+  if (p->idle) p->idle->prev = c;
+  p->idle = c;
+  p->nidle++;
+  c->pool = p;
+  c->idle_since = now_ms();
+  uv_unref((uv_handle_t *)&c->tcp);
+  arm(h, c->idle_since + h->idle_ms, c->idle_since);
+}
+
+static conn *pool_take(bg_h1 *h, const char *key) {
+  pool *p = pool_find(h, key);
+  conn *c = p ? p->idle : NULL;
+  if (c == NULL) return NULL;
+  pool_unlink(c);
+  uv_ref((uv_handle_t *)&c->tcp);
+  return c;
+}
+
+/* ---- requests ---- */
+
+static void req_link(bg_h1 *h, bg_h1_req *r) {
+  r->prev = NULL;
+  r->next = h->reqs;
+  if (h->reqs) h->reqs->prev = r;
+  h->reqs = r;
+  if (h->nreqs++ == 0) uv_ref((uv_handle_t *)&h->timer); /* a pending failure needs the loop */
+}
+
+static void req_unlink(bg_h1 *h, bg_h1_req *r) {
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    h->reqs = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+  if (--h->nreqs == 0 && !h->closing) uv_unref((uv_handle_t *)&h->timer);
+}
+
+/* Lets go of the connection (closed) and of any resolution in flight. */
+static void detach(bg_h1_req *r) {
+  if (r->c != NULL) {
+    conn_close(r->c);
+    r->c = NULL;
+  }
+  if (r->gai != NULL) {
+    r->gai->r = NULL;
+    uv_cancel((uv_req_t *)&r->gai->g); /* fails harmlessly once resolution is under way */
+    r->gai = NULL;
+  }
+  if (r->ai != NULL) uv_freeaddrinfo(r->ai);
+  r->ai = r->next_ai = NULL;
+}
+
+static void req_free(bg_h1_req *r) {
+  bg_buf_free(&r->hdrs);
+  bg_buf_free(&r->body);
+  free(r);
+}
+
+/* Calls back and frees r. The caller returns right after: the callback may change anything. */
+static void report(bg_h1_req *r) {
+  bg_fetch_result res = {.err = r->err,
+                         .errmsg = r->err ? r->errmsg : "",
+                         .status = r->status,
+                         .body = r->body.data ? r->body.data : "",
+                         .body_len = r->body.len,
+                         .headers = r->hdrs.data ? r->hdrs.data : "",
+                         .headers_len = r->hdrs.len,
+                         .total_time = (double)(uv_hrtime() - r->start_ns) / 1e9};
+  req_unlink(r->h, r);
+  r->cb(r->ud, &res);
+  req_free(r);
+}
+
+/* Fails r with the message already in r->errmsg. From inside bg_h1_start the report waits
+ * for the timer: the callback never runs from bg_h1_start. */
+static void fail_now(bg_h1_req *r, int err) {
+  r->err = err;
+  detach(r);
+  if (r->h->in_start) {
+    r->pending = 1;
+    arm(r->h, 0, 0);
+    return;
+  }
+  report(r);
+}
+
+__attribute__((format(printf, 3, 4))) static void fail(bg_h1_req *r, int err, const char *fmt,
+                                                       ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
+  va_end(ap);
+  fail_now(r, err);
+}
+
+/* ---- connecting ---- */
+
+static void send_request(bg_h1_req *r, conn *c);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+static void on_alloc(uv_handle_t *hd, size_t hint, uv_buf_t *buf) {
+  conn *c = hd->data;
+  (void)hint;
+  *buf = uv_buf_init(c->h->rbuf, READ_BUF_SIZE);
+}
+
+static void on_connect(uv_connect_t *req, int status);
+
+static void peer_name(conn *c, const bg_h1_req *r, const struct sockaddr *sa) {
+  char ip[64];
+  if (sa->sa_family == AF_INET6) {
+    ip[0] = '[';
+    uv_ip6_name((const struct sockaddr_in6 *)sa, ip + 1, sizeof ip - 2);
+    strcat(ip, "]");
+  } else {
+    uv_ip4_name((const struct sockaddr_in *)sa, ip, sizeof ip);
+  }
+  if (r->literal)
+    snprintf(c->peer, sizeof c->peer, "%s:%u", ip, r->port);
+  else
+    snprintf(c->peer, sizeof c->peer, "%.40s (%s:%u)", r->host, ip, r->port);
+}
+
+/* Connects to the next address; once none is left, fails with the last attempt's error. */
+static void connect_next(bg_h1_req *r) {
+  for (;;) {
+    const struct sockaddr *sa = NULL;
+    if (r->literal) {
+      if (!r->lit_tried++) sa = (const struct sockaddr *)&r->lit;
+    } else if (r->next_ai != NULL) {
+      sa = r->next_ai->ai_addr;
+      r->next_ai = r->next_ai->ai_next;
+    }
+    if (sa == NULL) {
+      if (r->errmsg[0] == '\0') snprintf(r->errmsg, sizeof r->errmsg, "no address for %s", r->key);
+      fail_now(r, BG_EIO);
+      return;
+    }
+    conn *c = conn_new(r->h);
+    if (c == NULL) {
+      fail(r, BG_ENOMEM, "connect to %s: out of memory", r->key);
+      return;
+    }
+    peer_name(c, r, sa);
+    int rc = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connect);
+    if (rc == 0) {
+      c->req = r;
+      r->c = c;
+      return;
+    }
+    snprintf(r->errmsg, sizeof r->errmsg, "connect to %s: %s", c->peer, uv_strerror(rc));
+    conn_close(c);
+  }
+}
+
+static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
+  gai *q = g->data;
+  bg_h1_req *r = q->r;
+  free(q);
+  if (r == NULL) { /* canceled */
+    if (res != NULL) uv_freeaddrinfo(res);
+    return;
+  }
+  r->gai = NULL;
+  if (status != 0) {
+    fail(r, BG_EIO, "resolve %s: %s", r->host, uv_strerror(status));
+    return;
+  }
+  r->ai = r->next_ai = res;
+  connect_next(r);
+}
+
+/* A new connection: the URL's literal address, or the name resolved afresh. */
+static void connect_fresh(bg_h1_req *r) {
+  if (r->literal == 2)
+    r->literal = uv_ip4_addr(r->host, (int)r->port, (struct sockaddr_in *)&r->lit) == 0;
+  if (r->literal) {
+    r->lit_tried = 0;
+    connect_next(r);
+    return;
+  }
+  gai *q = malloc(sizeof *q);
+  if (q == NULL) {
+    fail(r, BG_ENOMEM, "resolve %s: out of memory", r->host);
+    return;
+  }
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  char port[8];
+  port[fmt_u(port, r->port)] = '\0';
+  q->r = r;
+  q->g.data = q;
+  int rc = uv_getaddrinfo(r->h->loop, &q->g, on_resolved, r->host, port, &hints);
+  if (rc != 0) {
+    free(q);
+    fail(r, BG_EIO, "resolve %s: %s", r->host, uv_strerror(rc));
+    return;
+  }
+  r->gai = q;
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  conn *c = req->data;
+  bg_h1_req *r = c->req;
+  if (r == NULL) return; /* canceled or timed out: c is closing */
+  if (status != 0) {
+    snprintf(r->errmsg, sizeof r->errmsg, "connect to %s: %s", c->peer, uv_strerror(status));
+    r->c = NULL;
+    conn_close(c);
+    connect_next(r);
+    return;
+  }
+  if (r->ai != NULL) uv_freeaddrinfo(r->ai);
+  r->ai = r->next_ai = NULL;
+  c->connected = 1;
+  uv_tcp_nodelay(&c->tcp, 1);
+  int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (rc != 0) {
+    fail(r, BG_EIO, "read from %s: %s", c->peer, uv_strerror(rc));
+    return;
+  }
+  send_request(r, c);
+}
+
+/* A connection failed under r. A reused connection that the server closed before answering
+ * (it timed out its idle end while we were sending) gets one retry on a new connection. */
+static void conn_error(bg_h1_req *r, int status, const char *what) {
+  conn *c = r->c;
+  if (c->served > 0 && !r->got_bytes && !r->retried &&
+      (status == UV_EOF || status == UV_ECONNRESET || status == UV_EPIPE)) {
+    r->retried = 1;
+    r->c = NULL;
+    conn_close(c);
+    connect_fresh(r);
+    return;
+  }
+  if (status == UV_EOF)
+    fail(r, BG_EIO, "connection closed by %s before %s", c->peer,
+         r->got_bytes ? "the end of the response" : "any response");
+  else
+    fail(r, BG_EIO, "%s %s: %s", what, c->peer, uv_strerror(status));
+}
+
+/* ---- sending and receiving ---- */
+
+static void on_written(uv_write_t *req, int status) {
+  conn *c = req->data;
+  c->writing = 0;
+  if (status != 0 && c->req != NULL) conn_error(c->req, status, "send to");
+}
+
+static void send_request(bg_h1_req *r, conn *c) {
+  llhttp_init(&c->parser, HTTP_RESPONSE, &r->h->settings);
+  c->parser.data = r;
+  r->hstate = 0;
+  uv_buf_t b = uv_buf_init(r->out, (unsigned)r->out_len);
+  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+  if (rc != 0) {
+    conn_error(r, rc, "send to");
+    return;
+  }
+  c->writing = 1;
+}
+
+/* The response is complete: the connection is pooled or closed, then r is reported. */
+static void complete(bg_h1_req *r, int keep) {
+  conn *c = r->c;
+  r->c = NULL;
+  c->req = NULL;
+  c->served++;
+  if (keep && !c->writing) /* a server that answers before reading everything: close */
+    pool_put(r->h, c, r->key);
+  else
+    conn_close(c);
+  report(r);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  conn *c = s->data;
+  bg_h1_req *r = c->req;
+  llhttp_errno_t e;
+  if (c->closing || n == 0) return;
+  if (r == NULL) { /* idle: the server closed it, or sent what nobody asked for */
+    conn_close(c);
+    return;
+  }
+  if (n < 0) {
+    if (n != UV_EOF || !r->got_bytes) {
+      conn_error(r, (int)n, "read from");
+      return;
+    }
+    e = llhttp_finish(&c->parser); /* a body delimited by the close completes here */
+  } else {
+    r->got_bytes = 1;
+    e = llhttp_execute(&c->parser, buf->base, (size_t)n);
+  }
+  if (r->done) { /* pool only when nothing follows the response */
+    complete(r, n > 0 && llhttp_should_keep_alive(&c->parser) &&
+                    llhttp_get_error_pos(&c->parser) == buf->base + n);
+  } else if (r->err == BG_ELIMIT) {
+    fail(r, BG_ELIMIT, "response body exceeds %zu bytes", r->max_body);
+  } else if (r->err != 0) {
+    fail(r, r->err, "read from %s: %s", c->peer, bg_strerror(r->err));
+  } else if (n < 0) {
+    conn_error(r, UV_EOF, "read from");
+  } else if (e != HPE_OK) {
+    const char *why = llhttp_get_error_reason(&c->parser);
+    fail(r, BG_EIO, "bad response from %s: %s", c->peer, why ? why : llhttp_errno_name(e));
+  }
+}
+
+/* ---- llhttp callbacks: the header block as curl's header callback delivers it ---- */
+
+static int put(bg_h1_req *r, const char *s, size_t n) {
+  if (bg_buf_append(&r->hdrs, s, n) == 0) return 0;
+  r->err = BG_ENOMEM;
+  return -1;
+}
+
+static int line_start(bg_h1_req *r, llhttp_t *p, int space) {
+  char s[32] = "HTTP/";
+  size_t n = 5;
+  n += fmt_u(s + n, p->http_major);
+  s[n++] = '.';
+  n += fmt_u(s + n, p->http_minor);
+  s[n++] = ' ';
+  n += fmt_u(s + n, (uint64_t)p->status_code);
+  if (space) s[n++] = ' ';
+  return put(r, s, n);
+}
+
+static int line_end(bg_h1_req *r, llhttp_t *p) {
+  if (r->hstate >= 2) return 0;
+  if (r->hstate == 0 && line_start(r, p, 0) != 0) return -1;
+  r->hstate = 2;
+  return put(r, "\r\n", 2);
+}
+
+static int on_message_begin(llhttp_t *p) {
+  bg_h1_req *r = p->data;
+  bg_buf_reset(&r->hdrs); /* a final response after 1xx ones replaces them */
+  r->hstate = 0;
+  return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t n) {
+  bg_h1_req *r = p->data;
+  if (r->hstate == 0) {
+    if (line_start(r, p, 1) != 0) return -1;
+    r->hstate = 1;
+  }
+  return put(r, at, n);
+}
+
+static int on_status_complete(llhttp_t *p) {
+  return line_end(p->data, p);
+}
+
+/* Header bytes, also on_header_value; trailers of a chunked body (hstate 3) are dropped. */
+static int on_header(llhttp_t *p, const char *at, size_t n) {
+  bg_h1_req *r = p->data;
+  return r->hstate == 3 ? 0 : put(r, at, n);
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  return line_end(p->data, p) != 0 ? -1 : on_header(p, at, n);
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+  return on_header(p, ": ", 2);
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  return on_header(p, "\r\n", 2);
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  bg_h1_req *r = p->data;
+  if (line_end(r, p) != 0 || put(r, "\r\n", 2) != 0) return -1;
+  r->hstate = 3;
+  if (p->status_code < 200) return 0; /* interim: llhttp knows it has no body */
+  r->status = p->status_code;
+  if (r->head) return 1;
+  if (p->flags & F_CONTENT_LENGTH) {
+    if (p->content_length > r->max_body) { /* fail early, as curl's CURLOPT_MAXFILESIZE */
+      r->err = BG_ELIMIT;
+      return -1;
+    }
+    if (bg_buf_reserve(&r->body, (size_t)p->content_length) != 0) {
+      r->err = BG_ENOMEM;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  bg_h1_req *r = p->data;
+  if (n > r->max_body - r->body.len) {
+    r->err = BG_ELIMIT;
+    return -1;
+  }
+  if (bg_buf_append(&r->body, at, n) == 0) return 0;
+  r->err = BG_ENOMEM;
+  return -1;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  bg_h1_req *r = p->data;
+  if (p->status_code < 200) return 0; /* 100 Continue and friends: the real one follows */
+  r->done = 1;
+  return HPE_PAUSED; /* stop here: what follows would belong to no request */
+}
+
+/* ---- the timer ---- */
+
+static void expire(bg_h1_req *r) {
+  conn *c = r->c;
+  unsigned long long ms = (unsigned long long)r->timeout_ms;
+  if (r->gai != NULL)
+    fail(r, BG_ETIMEDOUT, "timed out after %llu ms resolving %s", ms, r->host);
+  else if (c != NULL && !c->connected)
+    fail(r, BG_ETIMEDOUT, "timed out after %llu ms connecting to %s", ms, c->peer);
+  else if (c != NULL)
+    fail(r, BG_ETIMEDOUT, "timed out after %llu ms %s %s", ms,
+         c->writing ? "sending to" : "waiting for the response from", c->peer);
+  else
+    fail(r, BG_ETIMEDOUT, "timed out after %llu ms (%s)", ms, r->key);
+}
+
+static void on_timer(uv_timer_t *t) {
+  bg_h1 *h = t->data;
+  uint64_t now = now_ms(), next = UINT64_MAX, seq = h->seq;
+  h->armed = 0;
+  for (pool **pp = &h->pools; *pp != NULL;) {
+    pool *p = *pp;
+    for (conn *c = p->idle, *nx; c != NULL; c = nx) {
+      nx = c->next;
+      if (now >= c->idle_since + h->idle_ms) conn_close(c);
+    }
+    if (p->nidle == 0) {
+      *pp = p->next;
+      free(p);
+    } else {
+      pp = &p->next;
+    }
+  }
+  /* Each report may change the list, or close h: rescan after it. A request that a callback
+   * starts and that fails at once waits for the next run: a callback that retries at once
+   * can't keep this loop from returning to the loop. */
+  for (;;) {
+    bg_h1_req *r = h->reqs;
+    while (r != NULL && (r->seq > seq || (!r->pending && r->deadline > now)))
+      r = r->next;
+    if (r == NULL) break;
+    if (r->pending)
+      report(r);
+    else
+      expire(r);
+    if (h->closing) return;
+  }
+  for (bg_h1_req *r = h->reqs; r != NULL; r = r->next)
+    if (r->deadline < next) next = r->deadline;
+  for (pool *p = h->pools; p != NULL; p = p->next)
+    for (conn *c = p->idle; c != NULL; c = c->next)
+      if (c->idle_since + h->idle_ms < next) next = c->idle_since + h->idle_ms;
+  if (next != UINT64_MAX) arm(h, next, now);
+}
+
+/* ---- the request ---- */
+
+enum { H_HOST = 1, H_UA = 2, H_ACCEPT = 4, H_CLEN = 8, H_CTYPE = 16, H_CURL = 32 };
+
+/* One pass over the caller's headers. A header named with ':' or ';' after the name is
+ * present (curl's checkheaders): we add none of our own then. An Expect or Transfer-Encoding
+ * with a value is curl's business (H_CURL). *host: the first Host header. */
+static int scan_headers(const char *const *hs, const char **host) {
+  static const struct {
+    const char *name;
+    size_t len;
+    int bit;
+  } known[] = {{"Host", 4, H_HOST},
+               {"User-Agent", 10, H_UA},
+               {"Accept", 6, H_ACCEPT},
+               {"Content-Length", 14, H_CLEN},
+               {"Content-Type", 12, H_CTYPE},
+               {"Expect", 6, H_CURL},
+               {"Transfer-Encoding", 17, H_CURL}};
+  int flags = 0;
+  for (; hs != NULL && *hs != NULL; hs++) {
+    const char *h = *hs;
+    size_t n = strcspn(h, ":;");
+    for (size_t i = 0; h[n] != '\0' && i < sizeof known / sizeof known[0]; i++) {
+      if (known[i].len != n || strncasecmp(h, known[i].name, n) != 0) continue;
+      if (known[i].bit != H_CURL || (h[n] == ':' && h[n + 1 + strspn(h + n + 1, " \t")] != '\0'))
+        flags |= known[i].bit;
+      if (known[i].bit == H_HOST && *host == NULL) *host = h;
+    }
+  }
+  return flags;
+}
+
+typedef struct rq {
+  const char *host; /* without brackets */
+  size_t host_len;
+  int v6;
+  unsigned port;
+  const char *path; /* from the first '/' or '?' up to any '#'; may be empty */
+  size_t path_len;
+  const char *method, *hostport, *clen; /* clen: NULL for no Content-Length */
+  const char *host_hdr;                 /* the caller's Host header, or NULL */
+  size_t hp_len, clen_len;
+  int flags; /* H_* */
+} rq;
+
+/* Parses what h1 handles; anything else (userinfo, odd hosts or paths) is left to curl. */
+static int parse_url(const char *s, rq *u) {
+  if (strncasecmp(s, "http://", 7) != 0) return -1;
+  s += 7;
+  size_t alen = strcspn(s, "/?#");
+  const char *end = s + alen, *hend;
+  if (memchr(s, '@', alen) != NULL) return -1;
+  if (*s == '[') {
+    const char *rb = memchr(s, ']', alen);
+    if (rb == NULL) return -1;
+    u->host = s + 1;
+    u->host_len = (size_t)(rb - s - 1);
+    u->v6 = 1;
+    hend = rb + 1; /* the address is checked by uv_ip6_addr: zone ids and the like go to curl */
+  } else {
+    hend = memchr(s, ':', alen);
+    if (hend == NULL) hend = end;
+    u->host = s;
+    u->host_len = (size_t)(hend - s);
+    u->v6 = 0;
+    for (const char *q = s; q < hend; q++)
+      if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+            *q == '-' || *q == '.' || *q == '_'))
+        return -1;
+  }
+  if (u->host_len == 0 || u->host_len > 253) return -1;
+  u->port = 80;
+  if (hend < end) {
+    if (*hend != ':' || hend + 1 == end) return -1;
+    unsigned v = 0;
+    for (const char *q = hend + 1; q < end; q++)
+      if (*q < '0' || *q > '9' || (v = v * 10 + (unsigned)(*q - '0')) > 65535) return -1;
+    if (v == 0) return -1;
+    u->port = v;
+  }
+  u->path = end;
+  u->path_len = strcspn(end, "#");
+  for (size_t i = 0; i < u->path_len; i++)
+    if ((unsigned char)end[i] <= 0x20 || (unsigned char)end[i] >= 0x7f) return -1;
+  return 0;
+}
+
+typedef struct wr {
+  char *p; /* NULL: only count */
+  size_t n;
+} wr;
+
+static void w_put(wr *w, const char *s, size_t n) {
+  if (w->p != NULL) memcpy(w->p + w->n, s, n);
+  w->n += n;
+}
+
+#define W_LIT(w, s) w_put(w, s, sizeof s - 1)
+
+/* The request head, in curl's order and with curl's defaults (Accept; the form Content-Type
+ * for a body), but never "Expect: 100-continue", and Content-Length: 0 for a POST, PUT or
+ * PATCH without a body, which some servers insist on. Of the caller's headers, "Name:" with
+ * no value only suppresses ours and "Name;" is sent empty, as curl does. */
+static void write_head(wr *w, const bg_fetch_opts *o, const rq *q) {
+  w_put(w, q->method, strlen(q->method));
+  W_LIT(w, " ");
+  if (q->path_len == 0 || q->path[0] != '/') W_LIT(w, "/");
+  w_put(w, q->path, q->path_len);
+  W_LIT(w, " HTTP/1.1\r\n");
+  if (!(q->flags & H_HOST)) {
+    W_LIT(w, "Host: ");
+    w_put(w, q->hostport, q->hp_len);
+    W_LIT(w, "\r\n");
+  } else if (strcmp(q->host_hdr, "Host:") != 0) { /* the caller's goes here, as in curl */
+    W_LIT(w, "Host:");
+    w_put(w, q->host_hdr + 5, strlen(q->host_hdr + 5));
+    W_LIT(w, "\r\n");
+  }
+  if (!(q->flags & H_UA)) W_LIT(w, "User-Agent: " BG_H1_USER_AGENT "\r\n");
+  if (!(q->flags & H_ACCEPT)) W_LIT(w, "Accept: */*\r\n");
+  for (const char *const *hs = o->headers; hs != NULL && *hs != NULL; hs++) {
+    const char *h = *hs, *sep = strchr(h, ':');
+    if ((q->flags & H_HOST) && strncasecmp(h, "Host", 4) == 0 && (h[4] == ':' || h[4] == ';'))
+      continue;
+    if (sep != NULL) {
+      if (sep[1 + strspn(sep + 1, " \t")] == '\0') continue;
+      w_put(w, h, strlen(h));
+    } else {
+      if ((sep = strchr(h, ';')) == NULL || sep[1 + strspn(sep + 1, " \t")] != '\0') continue;
+      w_put(w, h, (size_t)(sep - h));
+      W_LIT(w, ":");
+    }
+    W_LIT(w, "\r\n");
+  }
+  if (q->clen != NULL && !(q->flags & H_CLEN)) {
+    W_LIT(w, "Content-Length: ");
+    w_put(w, q->clen, q->clen_len);
+    W_LIT(w, "\r\n");
+  }
+  if (o->body != NULL && !(q->flags & H_CTYPE))
+    W_LIT(w, "Content-Type: application/x-www-form-urlencoded\r\n");
+  W_LIT(w, "\r\n");
+}
+
+/* ---- public API ---- */
+
+int bg_h1_new(uv_loop_t *loop, bg_h1 **out) {
+  bg_h1 *h = calloc(1, sizeof *h);
+  if (h == NULL) return BG_ENOMEM;
+  int rc = uv_timer_init(loop, &h->timer);
+  if (rc != 0) {
+    free(h);
+    return rc;
+  }
+  uv_unref((uv_handle_t *)&h->timer);
+  h->timer.data = h;
+  h->loop = loop;
+  h->nhandles = 1;
+  h->idle_ms = IDLE_MS;
+  llhttp_settings_init(&h->settings);
+  h->settings.on_message_begin = on_message_begin;
+  h->settings.on_status = on_status;
+  h->settings.on_status_complete = on_status_complete;
+  h->settings.on_header_field = on_header_field;
+  h->settings.on_header_field_complete = on_header_field_complete;
+  h->settings.on_header_value = on_header;
+  h->settings.on_header_value_complete = on_header_value_complete;
+  h->settings.on_headers_complete = on_headers_complete;
+  h->settings.on_body = on_body;
+  h->settings.on_message_complete = on_message_complete;
+  *out = h;
+  return 0;
+}
+
+void bg_h1_set_idle_ms(bg_h1 *h, uint64_t ms) {
+  h->idle_ms = ms;
+}
+
+static void on_timer_closed(uv_handle_t *hd) {
+  bg_h1 *h = hd->data;
+  h->nhandles--;
+  maybe_done(h);
+}
+
+void bg_h1_free(bg_h1 *h, void (*closed)(void *ud), void *ud) {
+  if (h == NULL || h->closing) return;
+  h->closing = 1;
+  h->closed = closed;
+  h->closed_ud = ud;
+  while (h->reqs != NULL)
+    bg_h1_cancel(h->reqs);
+  while (h->pools != NULL) {
+    pool *p = h->pools;
+    while (p->idle != NULL)
+      conn_close(p->idle);
+    h->pools = p->next;
+    free(p);
+  }
+  uv_close((uv_handle_t *)&h->timer, on_timer_closed);
+}
+
+int bg_h1_start(bg_h1 *h, const bg_fetch_opts *o, uint64_t timeout_ms, size_t max_body,
+                bg_fetch_cb cb, void *ud, bg_h1_req **out) {
+  rq q;
+  q.host_hdr = NULL;
+  if (h->closing || parse_url(o->url, &q) != 0 ||
+      ((q.flags = scan_headers(o->headers, &q.host_hdr)) & H_CURL))
+    return BG_H1_DECLINED;
+  q.method = o->method ? o->method : o->body ? "POST" : "GET";
+  size_t blen = o->body ? o->body_len : 0, k = 0;
+  /* the pool key "host:port" ("[::1]:port"); Host: is the same without a default port */
+  char key[272], clen[24];
+  if (q.v6) key[k++] = '[';
+  memcpy(key + k, q.host, q.host_len);
+  k += q.host_len;
+  if (q.v6) key[k++] = ']';
+  q.hp_len = k;
+  key[k++] = ':';
+  k += fmt_u(key + k, q.port);
+  key[k] = '\0';
+  q.hostport = key;
+  if (q.port != 80) q.hp_len = k;
+  q.clen = NULL;
+  if (o->body != NULL || !strcmp(q.method, "POST") || !strcmp(q.method, "PUT") ||
+      !strcmp(q.method, "PATCH")) {
+    q.clen = clen;
+    q.clen_len = fmt_u(clen, blen);
+  }
+  wr w = {NULL, 0};
+  write_head(&w, o, &q);
+  bg_h1_req *r = calloc(1, sizeof *r + w.n + blen + q.host_len + 1 + k + 1);
+  if (r == NULL) return BG_ENOMEM;
+  r->out = r->data; /* the head, the body right behind it, the host, the key */
+  w.p = r->out;
+  w.n = 0;
+  write_head(&w, o, &q);
+  if (blen) memcpy(r->out + w.n, o->body, blen);
+  r->out_len = w.n + blen;
+  r->host = r->out + r->out_len;
+  memcpy(r->host, q.host, q.host_len);
+  r->key = r->host + q.host_len + 1;
+  memcpy(r->key, key, k + 1);
+  r->port = q.port;
+  if (q.v6 && uv_ip6_addr(r->host, (int)q.port, (struct sockaddr_in6 *)&r->lit) != 0) {
+    free(r);
+    return BG_H1_DECLINED;
+  }
+  /* an IPv4 literal is parsed when first needed: most requests find a pooled connection */
+  r->literal = q.v6 ? 1 : strspn(r->host, "0123456789.") == q.host_len ? 2 : 0;
+  r->h = h;
+  r->cb = cb;
+  r->ud = ud;
+  r->head = strcmp(q.method, "HEAD") == 0;
+  r->max_body = max_body;
+  r->timeout_ms = timeout_ms > MAX_TIMEOUT_MS ? MAX_TIMEOUT_MS : timeout_ms;
+  r->seq = ++h->seq;
+  r->start_ns = uv_hrtime();
+  uint64_t now = r->start_ns / 1000000;
+  r->deadline = now + r->timeout_ms;
+  req_link(h, r);
+  h->in_start = 1;
+  conn *c = pool_take(h, r->key);
+  if (c != NULL) {
+    c->req = r;
+    r->c = c;
+    send_request(r, c);
+  } else {
+    connect_fresh(r);
+  }
+  h->in_start = 0;
+  arm(h, r->deadline, now);
+  if (out != NULL) *out = r;
+  return 0;
+}
+
+void bg_h1_cancel(bg_h1_req *r) {
+  if (r == NULL) return;
+  req_unlink(r->h, r);
+  detach(r);
+  req_free(r);
+}
