@@ -16,40 +16,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-static int failures;
-
-#define FAIL_AT()                                                                                  \
-  do {                                                                                             \
-    failures++;                                                                                    \
-    return;                                                                                        \
-  } while (0)
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c);                        \
-      FAIL_AT();                                                                                   \
-    }                                                                                              \
-  } while (0)
-#define CHECK_INT(a, b)                                                                            \
-  do {                                                                                             \
-    long long a_ = (long long)(a), b_ = (long long)(b);                                            \
-    if (a_ != b_) {                                                                                \
-      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b, a_,    \
-              b_);                                                                                 \
-      FAIL_AT();                                                                                   \
-    }                                                                                              \
-  } while (0)
-#define CHECK_STR(a, b)                                                                            \
-  do {                                                                                             \
-    const char *a_ = (a), *b_ = (b);                                                               \
-    if (strcmp(a_, b_) != 0) {                                                                     \
-      fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__, #a, #b,    \
-              a_, b_);                                                                             \
-      FAIL_AT();                                                                                   \
-    }                                                                                              \
-  } while (0)
-
-static uv_loop_t *loop;
+#include "test_net.h"
 
 /* ---- the in-process server ---- */
 
@@ -66,8 +33,6 @@ typedef struct wreq {
   char *data;
 } wreq;
 
-static uv_tcp_t server;
-static int server_port;
 static conn *conns;
 
 static void on_conn_closed(uv_handle_t *h) {
@@ -87,6 +52,11 @@ static void conn_close(conn *c) {
   if (c->next) c->next->prev = c->prev;
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+static void close_conns(void) {
+  while (conns != NULL)
+    conn_close(conns);
 }
 
 static void on_written(uv_write_t *req, int status) {
@@ -152,12 +122,6 @@ static void handle_request(conn *c, const char *method, const char *path, const 
   }
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  (void)h;
-  buf->base = malloc(hint);
-  buf->len = buf->base ? hint : 0;
-}
-
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn *c = s->data;
   if (nread < 0) {
@@ -167,19 +131,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   bg_buf_append(&c->in, buf->base, (size_t)nread);
   free(buf->base);
-  if (c->responded || c->in.data == NULL) return;
-  char *end = strstr(c->in.data, "\r\n\r\n");
-  if (end == NULL) return;
-  size_t hdr_len = (size_t)(end - c->in.data) + 4, clen = 0;
-  const char *cl = strcasestr(c->in.data, "\r\ncontent-length:");
-  if (cl != NULL && cl < end) clen = strtoul(cl + 17, NULL, 10);
-  if (c->in.len < hdr_len + clen) return;
+  size_t hdr_len, clen;
+  if (c->responded || !request_ready(&c->in, &hdr_len, &clen)) return;
   char method[16] = "", path[256] = "";
   if (sscanf(c->in.data, "%15s %255s", method, path) != 2) {
     conn_close(c);
     return;
   }
-  end[2] = '\0'; /* header block keeps its last CRLF, for "\r\nName: " searches */
+  c->in.data[hdr_len - 2] = '\0'; /* header block keeps its last CRLF, for "\r\nName: " searches */
   handle_request(c, method, path, c->in.data, c->in.data + hdr_len, clen);
   c->responded = 1;
 }
@@ -200,19 +159,6 @@ static void on_connection(uv_stream_t *srv, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-static int server_start(void) {
-  struct sockaddr_in addr;
-  struct sockaddr_storage name;
-  int namelen = sizeof name;
-  uv_ip4_addr("127.0.0.1", 0, &addr);
-  if (uv_tcp_init(loop, &server) != 0) return -1;
-  if (uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0) != 0) return -1;
-  if (uv_listen((uv_stream_t *)&server, 128, on_connection) != 0) return -1;
-  if (uv_tcp_getsockname(&server, (struct sockaddr *)&name, &namelen) != 0) return -1;
-  server_port = ntohs(((struct sockaddr_in *)&name)->sin_port);
-  return 0;
-}
-
 /* ---- client helpers ---- */
 
 typedef struct result {
@@ -227,9 +173,6 @@ typedef struct result {
   uint64_t at_ns;
 } result;
 
-static int ndone;
-static uv_timer_t deadline;
-
 static void on_done(void *ud, const bg_fetch_result *res) {
   result *r = ud;
   r->called++;
@@ -243,35 +186,6 @@ static void on_done(void *ud, const bg_fetch_result *res) {
   r->at_ns = uv_hrtime();
   ndone++;
 }
-
-static void on_deadline(uv_timer_t *t) {
-  *(int *)t->data = 1;
-}
-
-/* Runs the loop until ndone reaches target or ms pass; returns 0 when the target was met. */
-static int run_until(int target, uint64_t ms) {
-  int hit = 0;
-  deadline.data = &hit;
-  uv_timer_start(&deadline, on_deadline, ms, 0);
-  while (ndone < target && !hit)
-    uv_run(loop, UV_RUN_ONCE);
-  uv_timer_stop(&deadline);
-  return ndone >= target ? 0 : -1;
-}
-
-static void run_for(uint64_t ms) {
-  run_until(1 << 30, ms);
-}
-
-static const char *url(const char *path) {
-  static char buf[8][128];
-  static int i;
-  char *u = buf[i++ % 8];
-  snprintf(u, sizeof buf[0], "http://127.0.0.1:%d%s", server_port, path);
-  return u;
-}
-
-static bg_fetcher *fetcher;
 
 static int get(const char *path, const bg_fetch_opts *base, result *r) {
   bg_fetch_opts o = base ? *base : (bg_fetch_opts){0};
@@ -543,16 +457,8 @@ static void test_free_in_callback(void) {
   CHECK(free_me == NULL);
 }
 
-static void close_walk(uv_handle_t *h, void *arg) {
-  (void)arg;
-  fprintf(stderr, "handle left open: %s\n", uv_handle_type_name(h->type));
-}
-
 int main(void) {
-  static const struct {
-    const char *name;
-    void (*fn)(void);
-  } tests[] = {
+  static const test_case tests[] = {
       {"get_ok", test_get_ok},
       {"methods", test_methods},
       {"timeout", test_timeout},
@@ -567,15 +473,12 @@ int main(void) {
   };
   signal(SIGPIPE, SIG_IGN); /* the server writes into connections the client dropped */
   loop = uv_default_loop();
-  if (server_start() != 0) {
-    fprintf(stderr, "server_start failed\n");
+  if (server_listen(on_connection) != 0) {
+    fprintf(stderr, "server_listen failed\n");
     return 1;
   }
   uv_timer_init(loop, &deadline);
-  unsetenv("http_proxy"); /* any of these sends everything to curl */
-  unsetenv("HTTP_PROXY");
-  unsetenv("all_proxy");
-  unsetenv("ALL_PROXY");
+  unset_proxies();
   for (int pass = 0; pass < 2; pass++) {
     const char *client = pass == 0 ? "h1" : "curl";
     if (pass == 0)
@@ -587,27 +490,10 @@ int main(void) {
       fprintf(stderr, "bg_fetcher_new failed\n");
       return 1;
     }
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-      int before = failures;
-      tests[i].fn();
-      printf("%s %s (%s)\n", failures == before ? "ok  " : "FAIL", tests[i].name, client);
-    }
+    run_tests(tests, sizeof tests / sizeof tests[0], client);
     if (failures > 0) return 1; /* state may be inconsistent: skip the shutdown check */
   }
 
   /* everything closes: uv_run returns once the fetcher, server and connections are gone */
-  bg_fetcher_free(fetcher);
-  uv_close((uv_handle_t *)&deadline, NULL);
-  uv_close((uv_handle_t *)&server, NULL);
-  while (conns != NULL)
-    conn_close(conns);
-  uv_run(loop, UV_RUN_DEFAULT);
-  int rc = uv_loop_close(loop);
-  if (rc != 0) {
-    uv_walk(loop, close_walk, NULL);
-    fprintf(stderr, "uv_loop_close: %s\n", uv_strerror(rc));
-    return 1;
-  }
-  printf("all passed\n");
-  return 0;
+  return shut_down(close_conns);
 }

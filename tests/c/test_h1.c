@@ -22,40 +22,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-static int failures;
-
-#define FAIL_AT()                                                                                  \
-  do {                                                                                             \
-    failures++;                                                                                    \
-    return;                                                                                        \
-  } while (0)
-#define CHECK(c)                                                                                   \
-  do {                                                                                             \
-    if (!(c)) {                                                                                    \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c);                        \
-      FAIL_AT();                                                                                   \
-    }                                                                                              \
-  } while (0)
-#define CHECK_INT(a, b)                                                                            \
-  do {                                                                                             \
-    long long a_ = (long long)(a), b_ = (long long)(b);                                            \
-    if (a_ != b_) {                                                                                \
-      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b, a_,    \
-              b_);                                                                                 \
-      FAIL_AT();                                                                                   \
-    }                                                                                              \
-  } while (0)
-#define CHECK_STR(a, b)                                                                            \
-  do {                                                                                             \
-    const char *a_ = (a), *b_ = (b);                                                               \
-    if (strcmp(a_, b_) != 0) {                                                                     \
-      fprintf(stderr, "%s:%d: %s == %s failed:\n  \"%s\"\n  \"%s\"\n", __FILE__, __LINE__, #a, #b, \
-              a_, b_);                                                                             \
-      FAIL_AT();                                                                                   \
-    }                                                                                              \
-  } while (0)
-
-static uv_loop_t *loop;
+#include "test_net.h"
 
 /* ---- the in-process server: keep-alive, one response per request, in order ---- */
 
@@ -77,8 +44,6 @@ typedef struct wreq {
   int close_after;
 } wreq;
 
-static uv_tcp_t server;
-static int server_port;
 static conn *conns;
 static int naccepts, nopen; /* connections accepted; still open on the server's side */
 static bg_buf last_req;     /* the raw bytes of the last complete request */
@@ -102,6 +67,11 @@ static void conn_close(conn *c) {
   if (c->next) c->next->prev = c->prev;
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_closed);
+}
+
+static void close_conns(void) {
+  while (conns != NULL)
+    conn_close(conns);
 }
 
 static void on_written(uv_write_t *req, int status) {
@@ -235,12 +205,8 @@ static void handle(conn *c, const char *path, const char *req, size_t len) {
 /* Serves every complete request in c->in, in order, unless a response is still under way. */
 static void serve_pending(conn *c) {
   while (!c->busy && !c->closing && c->in.len > 0) {
-    char *end = strstr(c->in.data, "\r\n\r\n");
-    if (end == NULL) return;
-    size_t hdr_len = (size_t)(end - c->in.data) + 4, clen = 0;
-    const char *cl = strcasestr(c->in.data, "\r\ncontent-length:");
-    if (cl != NULL && cl < end) clen = strtoul(cl + 17, NULL, 10);
-    if (c->in.len < hdr_len + clen) return;
+    size_t hdr_len, clen;
+    if (!request_ready(&c->in, &hdr_len, &clen)) return;
     if (c->drop_next) {
       conn_close(c);
       return;
@@ -255,12 +221,6 @@ static void serve_pending(conn *c) {
     c->in.len -= hdr_len + clen;
     c->in.data[c->in.len] = '\0';
   }
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  (void)h;
-  buf->base = malloc(hint);
-  buf->len = buf->base ? hint : 0;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -293,19 +253,6 @@ static void on_connection(uv_stream_t *srv, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-static int server_start(void) {
-  struct sockaddr_in addr;
-  struct sockaddr_storage name;
-  int namelen = sizeof name;
-  uv_ip4_addr("127.0.0.1", 0, &addr);
-  if (uv_tcp_init(loop, &server) != 0) return -1;
-  if (uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0) != 0) return -1;
-  if (uv_listen((uv_stream_t *)&server, 128, on_connection) != 0) return -1;
-  if (uv_tcp_getsockname(&server, (struct sockaddr *)&name, &namelen) != 0) return -1;
-  server_port = ntohs(((struct sockaddr_in *)&name)->sin_port);
-  return 0;
-}
-
 /* ---- client helpers ---- */
 
 typedef struct result {
@@ -317,9 +264,6 @@ typedef struct result {
   double total_time;
   uint64_t at_ns;
 } result;
-
-static int ndone;
-static uv_timer_t deadline;
 
 static void on_done(void *ud, const bg_fetch_result *res) {
   result *r = ud;
@@ -349,35 +293,6 @@ static const char *body_of(const result *r) {
 static const char *headers_of(const result *r) {
   return r->headers.data ? r->headers.data : "";
 }
-
-static void on_deadline(uv_timer_t *t) {
-  *(int *)t->data = 1;
-}
-
-/* Runs the loop until ndone reaches target or ms pass; returns 0 when the target was met. */
-static int run_until(int target, uint64_t ms) {
-  int hit = 0;
-  deadline.data = &hit;
-  uv_timer_start(&deadline, on_deadline, ms, 0);
-  while (ndone < target && !hit)
-    uv_run(loop, UV_RUN_ONCE);
-  uv_timer_stop(&deadline);
-  return ndone >= target ? 0 : -1;
-}
-
-static void run_for(uint64_t ms) {
-  run_until(1 << 30, ms);
-}
-
-static const char *url(const char *path) {
-  static char buf[8][160];
-  static int i;
-  char *u = buf[i++ % 8];
-  snprintf(u, sizeof buf[0], "http://127.0.0.1:%d%s", server_port, path);
-  return u;
-}
-
-static bg_fetcher *fetcher;
 
 static int start(bg_fetcher *f, const char *path, const bg_fetch_opts *base, result *r) {
   bg_fetch_opts o = base ? *base : (bg_fetch_opts){0};
@@ -947,11 +862,6 @@ static void test_curl_paths(void) {
   result_free(&r);
 }
 
-static void close_walk(uv_handle_t *h, void *arg) {
-  (void)arg;
-  fprintf(stderr, "handle left open: %s\n", uv_handle_type_name(h->type));
-}
-
 /* ---- bench: sequential POSTs to a "serve" process, for instruction counts ---- */
 
 static int bench_left;
@@ -982,10 +892,7 @@ static int bench(int port, int n) {
 }
 
 int main(int argc, char **argv) {
-  static const struct {
-    const char *name;
-    void (*fn)(void);
-  } tests[] = {
+  static const test_case tests[] = {
       {"ok", test_ok},
       {"get", test_get},
       {"post", test_post},
@@ -1002,12 +909,9 @@ int main(int argc, char **argv) {
   loop = uv_default_loop();
   if (argc == 4 && strcmp(argv[1], "bench") == 0) return bench(atoi(argv[2]), atoi(argv[3]));
   unsetenv("BEAGLE_HTTP_CLIENT");
-  unsetenv("http_proxy");
-  unsetenv("HTTP_PROXY");
-  unsetenv("all_proxy");
-  unsetenv("ALL_PROXY");
-  if (server_start() != 0) {
-    fprintf(stderr, "server_start failed\n");
+  unset_proxies();
+  if (server_listen(on_connection) != 0) {
+    fprintf(stderr, "server_listen failed\n");
     return 1;
   }
   if (argc == 2 && strcmp(argv[1], "serve") == 0) {
@@ -1020,27 +924,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bg_fetcher_new failed\n");
     return 1;
   }
-  for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-    int before = failures;
-    tests[i].fn();
-    printf("%s %s\n", failures == before ? "ok  " : "FAIL", tests[i].name);
-  }
+  run_tests(tests, sizeof tests / sizeof tests[0], NULL);
   if (failures > 0) return 1; /* state may be inconsistent: skip the shutdown check */
 
   /* everything closes: uv_run returns once the fetcher, server and connections are gone */
-  bg_fetcher_free(fetcher);
-  uv_close((uv_handle_t *)&deadline, NULL);
-  uv_close((uv_handle_t *)&server, NULL);
-  while (conns != NULL)
-    conn_close(conns);
-  uv_run(loop, UV_RUN_DEFAULT);
+  int rc = shut_down(close_conns);
   bg_buf_free(&last_req);
-  int rc = uv_loop_close(loop);
-  if (rc != 0) {
-    uv_walk(loop, close_walk, NULL);
-    fprintf(stderr, "uv_loop_close: %s\n", uv_strerror(rc));
-    return 1;
-  }
-  printf("all passed\n");
-  return 0;
+  return rc;
 }
