@@ -293,9 +293,13 @@ static void idtab_clear(bg_history *h) {
   h->nid = 0;
 }
 
+static size_t idtab_home(const bg_history *h, uint32_t key) {
+  return (key * 2654435761u) & (h->idcap - 1);
+}
+
 static hseries *idtab_get(const bg_history *h, uint32_t key) {
   if (h->idtab == NULL) return NULL;
-  for (size_t i = (key * 2654435761u) & (h->idcap - 1);; i = (i + 1) & (h->idcap - 1)) {
+  for (size_t i = idtab_home(h, key);; i = (i + 1) & (h->idcap - 1)) {
     if (h->idtab[i].key == key) return h->idtab[i].s;
     if (h->idtab[i].key == 0) return NULL;
   }
@@ -305,7 +309,7 @@ static hseries *idtab_get(const bg_history *h, uint32_t key) {
 static void idtab_put(bg_history *h, uint32_t key, hseries *s) {
   if (2 * (h->nid + 1) > h->idcap) {
     size_t cap = h->idcap ? 2 * h->idcap : 256;
-    struct idslot *old = h->idtab, *t = calloc(cap, sizeof *t);
+    hidslot *old = h->idtab, *t = calloc(cap, sizeof *t);
     if (t == NULL) return;
     size_t oldcap = h->idcap;
     h->idtab = t;
@@ -315,11 +319,11 @@ static void idtab_put(bg_history *h, uint32_t key, hseries *s) {
       if (old[i].key != 0) idtab_put(h, old[i].key, old[i].s);
     free(old);
   }
-  size_t i = (key * 2654435761u) & (h->idcap - 1);
+  size_t i = idtab_home(h, key);
   while (h->idtab[i].key != 0 && h->idtab[i].key != key)
     i = (i + 1) & (h->idcap - 1);
   if (h->idtab[i].key == 0) h->nid++;
-  h->idtab[i] = (struct idslot){key, s};
+  h->idtab[i] = (hidslot){key, s};
 }
 
 typedef struct walk_state {

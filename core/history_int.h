@@ -93,6 +93,11 @@ typedef struct flushjob {
   uint64_t t0;
 } flushjob;
 
+typedef struct hidslot {
+  uint32_t key; /* 2 * registry series id + slot; 0: empty (ids start at 1) */
+  hseries *s;
+} hidslot;
+
 struct bg_history {
   int64_t raw_ms, retention_ms, chunk_span;
   uint32_t chunk_n;
@@ -104,13 +109,10 @@ struct bg_history {
    * series id (never reused) and the slot (a histogram feeds _count and _sum): an open-addressing
    * table, emptied whenever a series is freed. Without it every sample hashed and compared the
    * series' labels (series_find), 40% of sampling. */
-  struct idslot {
-    uint32_t key; /* 2 * id + slot; 0: empty (ids start at 1) */
-    hseries *s;
-  } *idtab;
+  hidslot *idtab;
   size_t idcap, nid;
   const void *id_registry; /* the registry idtab's ids belong to */
-  uint32_t next_id; /* the id of the next series created */
+  uint32_t next_id;        /* the id of the next series created */
   rowvec pending, inflight;
   bg__hstore *store;
   int64_t now, last_sweep, last_delete;

@@ -57,11 +57,10 @@ static inline void put(enc *e, const char *p, size_t n) {
  * A table: the scan of every string's bytes is the encoder's hottest loop. */
 #define E1(c) [c] = 1
 static const unsigned char esc_table[256] = {
-    E1(0x00), E1(0x01), E1(0x02), E1(0x03), E1(0x04), E1(0x05), E1(0x06), E1(0x07),
-    E1(0x08), E1(0x09), E1(0x0a), E1(0x0b), E1(0x0c), E1(0x0d), E1(0x0e), E1(0x0f),
-    E1(0x10), E1(0x11), E1(0x12), E1(0x13), E1(0x14), E1(0x15), E1(0x16), E1(0x17),
-    E1(0x18), E1(0x19), E1(0x1a), E1(0x1b), E1(0x1c), E1(0x1d), E1(0x1e), E1(0x1f),
-    E1('"'),  E1('\\'), E1(0x7f)};
+    E1(0x00), E1(0x01), E1(0x02), E1(0x03), E1(0x04), E1(0x05), E1(0x06), E1(0x07), E1(0x08),
+    E1(0x09), E1(0x0a), E1(0x0b), E1(0x0c), E1(0x0d), E1(0x0e), E1(0x0f), E1(0x10), E1(0x11),
+    E1(0x12), E1(0x13), E1(0x14), E1(0x15), E1(0x16), E1(0x17), E1(0x18), E1(0x19), E1(0x1a),
+    E1(0x1b), E1(0x1c), E1(0x1d), E1(0x1e), E1(0x1f), E1('"'),  E1('\\'), E1(0x7f)};
 #undef E1
 static inline int needs_esc(unsigned char c) {
   return esc_table[c];
@@ -305,7 +304,8 @@ static void encode_object(enc *e, int idx, int depth) {
     }
     if (e->nkeys == e->cap) {
       size_t cap = 2 * e->cap;
-      key *k = e->keys == e->inline_keys ? malloc(cap * sizeof *k) : realloc(e->keys, cap * sizeof *k);
+      key *k =
+          e->keys == e->inline_keys ? malloc(cap * sizeof *k) : realloc(e->keys, cap * sizeof *k);
       if (k == NULL) fail(e, BG_ENOMEM, "not enough memory");
       if (e->keys == e->inline_keys) memcpy(k, e->inline_keys, sizeof e->inline_keys);
       e->keys = k;
@@ -524,8 +524,12 @@ static void cput_str(cenc *c, const char *s, size_t n) {
     unsigned char ch = (unsigned char)s[i];
     cput(c, s + run, i - run);
     char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-    const char *short_esc = ch == '"' ? "\\\"" : ch == '\\' ? "\\\\" : ch == '\n' ? "\\n"
-                            : ch == '\r' ? "\\r" : ch == '\t' ? "\\t" : NULL;
+    const char *short_esc = ch == '"'    ? "\\\""
+                            : ch == '\\' ? "\\\\"
+                            : ch == '\n' ? "\\n"
+                            : ch == '\r' ? "\\r"
+                            : ch == '\t' ? "\\t"
+                                         : NULL;
     if (short_esc)
       cput(c, short_esc, 2);
     else
@@ -542,10 +546,10 @@ static void cput_str(cenc *c, const char *s, size_t n) {
  * Outside 1e-14..1e41, printf itself. printf's %.14g cost 3,200 instructions a number: five
  * timestamps were 11% of a mass firing's store work. */
 static int fmt_g14(char *buf, size_t size, double v) {
-  static const long double p10[] = {
-      1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
-      1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L,
-      1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+  static const long double p10[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
+                                    1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+                                    1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+                                    1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
   double a = fabs(v);
   if (!(a >= 1e-14 && a < 1e41)) return snprintf(buf, size, "%.14g", v);
   int e = (int)floor(log10(a));
@@ -556,7 +560,10 @@ static int fmt_g14(char *buf, size_t size, double v) {
     m = (uint64_t)llroundl(s);
     if (m >= 100000000000000ULL) {
       e++;
-      if (m == 100000000000000ULL) { m = 10000000000000ULL; break; }
+      if (m == 100000000000000ULL) {
+        m = 10000000000000ULL;
+        break;
+      }
     } else if (m < 10000000000000ULL) {
       e--;
     } else {
@@ -633,7 +640,7 @@ static void cencode_table(cenc *c, int idx, int depth) {
       tmp[0] = '"';
       double k = lua_tonumber(L, -2);
       int n = floor(k) == k && fabs(k) < 1e15 ? snprintf(tmp + 1, 40, "%lld", (long long)k)
-                                               : fmt_g14(tmp + 1, 40, k);
+                                              : fmt_g14(tmp + 1, 40, k);
       tmp[n + 1] = '"';
       cput(c, tmp, (size_t)n + 2);
     } else {

@@ -106,7 +106,8 @@ static void test_sampling(void) {
 static double last_of(bg_history *h, const char *name, const char *v, int64_t end) {
   const char *m[] = {"k", v};
   bg_hq_result *r;
-  ASSERT_EQ_INT(bg_history_query(h, BG_HQ_LAST, 0, name, m, 1, end, 600000, &r, err, sizeof err), 0);
+  ASSERT_EQ_INT(bg_history_query(h, BG_HQ_LAST, 0, name, m, 1, end, 600000, &r, err, sizeof err),
+                0);
   ASSERT_EQ_INT(r->n, 1);
   double x = r->items[0].value;
   bg_hq_result_free(r);
@@ -131,7 +132,8 @@ static void test_sampling_by_id(void) {
   bg_history *h = open_h(0, 0, NULL);
   int64_t t = T0;
   for (int round = 0; round < 4; round++, t += 15000) {
-    for (int i = 0; i < 300; i++) bg_gauge_set(g[i], round * 1000 + i);
+    for (int i = 0; i < 300; i++)
+      bg_gauge_set(g[i], round * 1000 + i);
     ASSERT_EQ_INT(bg_history_sample(h, reg, t), 0);
   }
   ASSERT_NEAR(last_of(h, "queue.depth", "7", t - 15000), 3007);

@@ -350,15 +350,17 @@ static const char *compact(const char *expr) {
 static void test_compact(void) {
   ASSERT_EQ_STR(compact("{}"), "{}");
   ASSERT_EQ_STR(compact("{ 1, 'a', true, false }"), "[1,\"a\",true,false]");
-  ASSERT_EQ_STR(compact("{ [1] = 1, [3] = 3 }"), "[1,null,3]");       /* a hole: null */
-  ASSERT_EQ_STR(compact("{ [40] = 3 }"), "{\"40\":3}"); /* too sparse */
-  ASSERT_EQ_STR(compact("{ k = 'a\"b\\\\c\\n\\1\\127' }"), "{\"k\":\"a\\\"b\\\\c\\n\\u0001\\u007f\"}");
+  ASSERT_EQ_STR(compact("{ [1] = 1, [3] = 3 }"), "[1,null,3]"); /* a hole: null */
+  ASSERT_EQ_STR(compact("{ [40] = 3 }"), "{\"40\":3}");         /* too sparse */
+  ASSERT_EQ_STR(compact("{ k = 'a\"b\\\\c\\n\\1\\127' }"),
+                "{\"k\":\"a\\\"b\\\\c\\n\\u0001\\u007f\"}");
   ASSERT_EQ_STR(compact("{ x = 0/0, y = math.huge, z = json.null }"),
                 compact("{ x = 0/0, y = math.huge, z = json.null }")); /* no crash, stable */
   ASSERT(strstr(compact("{ x = 0/0 }"), "null") != NULL);
   ASSERT_EQ_STR(compact("{ [2.5] = 'h' }"), "{\"2.5\":\"h\"}");
   /* long strings go eight bytes at a time until an escape: the same text as the byte loop's */
-  run("long = { s = ('abcdefgh'):rep(3) .. '\"' .. ('x'):rep(9) .. '\\\\' .. ('\\226\\130\\172'):rep(5)"
+  run("long = { s = ('abcdefgh'):rep(3) .. '\"' .. ('x'):rep(9) .. '\\\\' .. "
+      "('\\226\\130\\172'):rep(5)"
       " .. '\\n' .. ('y'):rep(16) .. '\\31' .. ('z'):rep(7) .. '\\127' .. ('w'):rep(8) }");
   ASSERT_EQ_STR(compact("long"), enc("long"));
   ASSERT(strstr(compact("long"), "\\u001f") != NULL && strstr(compact("long"), "\\u007f") != NULL);
@@ -366,11 +368,23 @@ static void test_compact(void) {
   snprintf(einval, sizeof einval, "ERR %d", BG_EINVAL);
   ASSERT_EQ_STR(compact("{ f = print }"), einval);
   ASSERT_EQ_STR(compact("{ [true] = 1 }"), einval);
-  ASSERT_EQ_STR(compact("{ { { ok = setmetatable({}, { __index = error }) } } }"), "[[{\"ok\":{}}]]");
+  ASSERT_EQ_STR(compact("{ { { ok = setmetatable({}, { __index = error }) } } }"),
+                "[[{\"ok\":{}}]]");
   /* numbers: %.14g, the form cjson (precision 14) and tostring write */
-  const char *nums[] = {"1795844638.2599", "50", "-0.5", "1e-05", "0.0001", "123456789012345",
-                        "1e+15", "-1.2345678901235e-07", "3.1415926535898", "99999999999999.5",
-                        "0.1", "1e+300", "5e-324", "-1e+100"};
+  const char *nums[] = {"1795844638.2599",
+                        "50",
+                        "-0.5",
+                        "1e-05",
+                        "0.0001",
+                        "123456789012345",
+                        "1e+15",
+                        "-1.2345678901235e-07",
+                        "3.1415926535898",
+                        "99999999999999.5",
+                        "0.1",
+                        "1e+300",
+                        "5e-324",
+                        "-1e+100"};
   for (size_t i = 0; i < sizeof nums / sizeof *nums; i++) {
     char e[128], want[64];
     snprintf(e, sizeof e, "{ %s }", nums[i]);
