@@ -13,7 +13,7 @@
 #define TCDATA 10 /* LuaJIT's lua_type() of an FFI cdata: not in lua.h */
 
 typedef struct key {
-  const char *s; /* anchored in the anchor table at slot */
+  const char *s; /* kept alive by the anchor table at slot, or on the stack at slot */
   size_t len;
   int slot;
 } key;
@@ -288,6 +288,60 @@ static void sort_keys(key *k, size_t n) {
 
 static void encode(enc *e, int idx, int depth);
 
+/* The next free entry of e->keys, grown (off the inline array) when full. */
+static key *next_key(enc *e) {
+  if (e->nkeys == e->cap) {
+    size_t cap = 2 * e->cap;
+    key *k =
+        e->keys == e->inline_keys ? malloc(cap * sizeof *k) : realloc(e->keys, cap * sizeof *k);
+    if (k == NULL) fail(e, BG_ENOMEM, "not enough memory");
+    if (e->keys == e->inline_keys) memcpy(k, e->inline_keys, sizeof e->inline_keys);
+    e->keys = k;
+    e->cap = cap;
+  }
+  return &e->keys[e->nkeys++];
+}
+
+/* The value of key k (at stack index kidx) of the table at idx, as json.lua finds it: local
+ * val = v[k]; if val == nil then val = v[tonumber(k)] end. raw: the table has no metatable
+ * (the same lookup, without the metamethod check). */
+static void encode_member(enc *e, int idx, int kidx, int raw, int depth) {
+  lua_State *L = e->L;
+  lua_pushvalue(L, kidx);
+  raw ? lua_rawget(L, idx) : lua_gettable(L, idx);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    if (lua_isnumber(L, kidx))
+      lua_pushnumber(L, lua_tonumber(L, kidx));
+    else
+      lua_pushnil(L);
+    raw ? lua_rawget(L, idx) : lua_gettable(L, idx);
+  }
+  encode(e, lua_gettop(L), depth + 1);
+  lua_pop(L, 1);
+}
+
+/* {"k":v,...} for the keys e->keys[base..], sorted. anchored: a key's slot is in the anchor
+ * table (and the lookup may run metamethods); else it is the key's stack index (raw lookup). */
+static void put_members(enc *e, int idx, size_t base, int anchored, int depth) {
+  lua_State *L = e->L;
+  sort_keys(e->keys + base, e->nkeys - base);
+  put(e, "{", 1);
+  for (size_t i = base; i < e->nkeys; i++) {
+    if (i > base) put(e, ",", 1);
+    put_str(e, e->keys[i].s, e->keys[i].len);
+    put(e, ":", 1);
+    if (anchored) {
+      lua_rawgeti(L, e->anchors, e->keys[i].slot);
+      encode_member(e, idx, lua_gettop(L), 0, depth);
+      lua_pop(L, 1);
+    } else {
+      encode_member(e, idx, e->keys[i].slot, 1, depth);
+    }
+  }
+  put(e, "}", 1);
+}
+
 static void encode_object(enc *e, int idx, int depth) {
   lua_State *L = e->L;
   size_t base = e->nkeys;
@@ -302,46 +356,43 @@ static void encode_object(enc *e, int idx, int depth) {
       lua_pop(L, 1);
       continue;
     }
-    if (e->nkeys == e->cap) {
-      size_t cap = 2 * e->cap;
-      key *k =
-          e->keys == e->inline_keys ? malloc(cap * sizeof *k) : realloc(e->keys, cap * sizeof *k);
-      if (k == NULL) fail(e, BG_ENOMEM, "not enough memory");
-      if (e->keys == e->inline_keys) memcpy(k, e->inline_keys, sizeof e->inline_keys);
-      e->keys = k;
-      e->cap = cap;
-    }
-    key *k = &e->keys[e->nkeys++];
+    key *k = next_key(e);
     k->s = lua_tolstring(L, -1, &k->len);
     k->slot = ++e->nanchor;
     lua_rawseti(L, e->anchors, k->slot);
   }
-  sort_keys(e->keys + base, e->nkeys - base);
-
-  put(e, "{", 1);
-  for (size_t i = base; i < e->nkeys; i++) {
-    if (i > base) put(e, ",", 1);
-    put_str(e, e->keys[i].s, e->keys[i].len);
-    put(e, ":", 1);
-    /* local val = v[k]; if val == nil then val = v[tonumber(k)] end */
-    lua_rawgeti(L, e->anchors, e->keys[i].slot);
-    lua_gettable(L, idx);
-    int pushed = 1;
-    if (lua_isnil(L, -1)) {
-      lua_rawgeti(L, e->anchors, e->keys[i].slot);
-      if (lua_isnumber(L, -1))
-        lua_pushnumber(L, lua_tonumber(L, -1));
-      else
-        lua_pushnil(L);
-      lua_gettable(L, idx);
-      pushed = 3;
-    }
-    encode(e, lua_gettop(L), depth + 1);
-    lua_pop(L, pushed);
-  }
-  put(e, "}", 1);
+  put_members(e, idx, base, 1, depth);
   e->nkeys = base;
   e->nanchor = slot0;
+}
+
+/* encode_object for a table without a metatable whose keys are all strings (what plugins build:
+ * payloads, labels). The keys stay on the stack from the pairs() pass, which keeps them alive
+ * without the anchor table, and v[k] is a raw lookup since no metamethod can run for it.
+ * Returns 0, with nothing written and the stack as found, at the first key that is not a
+ * string: encode_object then does the general walk. */
+static int encode_plain_object(enc *e, int idx, int depth) {
+  lua_State *L = e->L;
+  size_t base = e->nkeys;
+  int top = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      e->nkeys = base;
+      lua_settop(L, top);
+      return 0;
+    }
+    key *k = next_key(e);
+    k->s = lua_tolstring(L, -1, &k->len);
+    k->slot = lua_gettop(L);
+    if (!lua_checkstack(L, 4)) fail(e, BG_ELIMIT, "stack overflow");
+    lua_pushvalue(L, -1); /* the key again, for lua_next */
+  }
+  put_members(e, idx, base, 0, depth);
+  e->nkeys = base;
+  lua_settop(L, top);
+  return 1;
 }
 
 static void encode_table(enc *e, int idx, int depth) {
@@ -350,8 +401,9 @@ static void encode_table(enc *e, int idx, int depth) {
   if (!lua_checkstack(L, 8)) fail(e, BG_ELIMIT, "stack overflow");
   /* local mt = getmetatable(v); if (mt and mt.__json_array) or #v > 0 ... (the third test,
    * next(v) == nil and mt == array_mt, is implied by the first: array_mt.__json_array is true) */
-  int array = 0;
+  int array = 0, plain = 1;
   if (lua_getmetatable(L, idx)) {
+    plain = 0;
     lua_pushliteral(L, "__metatable");
     lua_rawget(L, -2);
     if (!lua_isnil(L, -1))
@@ -367,7 +419,7 @@ static void encode_table(enc *e, int idx, int depth) {
   }
   size_t n = lua_objlen(L, idx);
   if (!array && n == 0) {
-    encode_object(e, idx, depth);
+    if (!plain || !encode_plain_object(e, idx, depth)) encode_object(e, idx, depth);
     return;
   }
   put(e, "[", 1);
@@ -469,8 +521,21 @@ static int encode_protected(lua_State *L) {
 static int encode_call(lua_State *L, int idx, bg_buf *out, int push) {
   enc e = {.L = L, .out = out, .push = push, .cap = INLINE_KEYS};
   e.keys = e.inline_keys;
-  lua_pushcfunction(L, encode_protected);
-  lua_pushvalue(L, idx < 0 && idx > LUA_REGISTRYINDEX ? idx - 1 : idx);
+  /* encode_protected as one function value per state, kept in the registry: pushing a C
+   * function makes a new closure each time (a notification's body paid ~3.5k instructions of
+   * allocation and collection for it) */
+  static const char fn_key = 0;
+  idx = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
+  lua_pushlightuserdata(L, (void *)&fn_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, encode_protected);
+    lua_pushlightuserdata(L, (void *)&fn_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  lua_pushvalue(L, idx);
   lua_pushlightuserdata(L, &e);
   int rc = lua_pcall(L, 2, push, 0);
   if (e.keys != e.inline_keys) free(e.keys);

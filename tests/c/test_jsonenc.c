@@ -141,6 +141,32 @@ static void test_tables(void) {
   SAME("setmetatable({}, setmetatable({}, { __index = { __json_array = true } }))", "[]");
 }
 
+/* Tables without a metatable and only string keys take a path of their own (keys kept on the
+ * stack, raw lookups): it must print what json.lua prints, also when a non-string key turns up
+ * after string keys, and when a metamethod run for one value removes another key (whose string
+ * is then only on our stack) and collects garbage. */
+static void test_plain_objects(void) {
+  run("mixed = {} for i = 1, 40 do mixed['s' .. i] = i end mixed[2.5] = 'x' mixed[false] = 'y'");
+  ASSERT_EQ_STR(enc("mixed"), lua_enc("mixed"));
+  SAME("{ z = { y = { x = 'deep' } }, a = json.null, m = json.array() }",
+       "{\"a\":null,\"m\":[],\"z\":{\"y\":{\"x\":\"deep\"}}}");
+  run("function removing()\n"
+      "  local t, gone = {}, ('k'):rep(30) .. os.time()\n"
+      "  t[gone] = 'still here?' t['7'] = 'string seven'\n"
+      "  t['!arr'] = setmetatable({ 1, 2, 3, 4 }, { __json_array = true, __index = function(_, i)\n"
+      "    t[gone] = nil t['7'] = nil t[7] = 'number seven' collectgarbage() return i * 10 end })\n"
+      "  t['!arr'][2] = nil\n"
+      "  return t\n"
+      "end");
+  /* "!arr" prints first; the __index of its hole removes the two keys after it and adds 7:
+   * both print as json.lua prints them (null, and "7" through v[tonumber(k)]) */
+  const char *c = enc("removing()");
+  ASSERT_EQ_STR(c, lua_enc("removing()"));
+  const char *head = "{\"!arr\":[1,20,3,4],\"7\":\"number seven\",\"kkk";
+  ASSERT(strncmp(c, head, strlen(head)) == 0);
+  ASSERT(strstr(c, "\":null}") != NULL);
+}
+
 /* Past the 32 keys kept inline, and an encoding nested in another (a key's __tostring that
  * encodes a table whose keys also come from tostring): each must keep its own key anchors. */
 static void test_many_keys_and_nesting(void) {
@@ -431,6 +457,7 @@ int main(void) {
   RUN(test_scalars);
   RUN(test_numbers);
   RUN(test_tables);
+  RUN(test_plain_objects);
   RUN(test_many_keys_and_nesting);
   RUN(test_depth);
   RUN(test_other_types);
