@@ -107,6 +107,11 @@ function __load(path)
     return nil, path .. ": the file must return beagle.check { ... }, beagle.backend { ... } or beagle.channel { ... }"
   end
   PLUGIN = p
+  -- A channel's state is idle until a burst of deliveries, each of which leaves garbage (its
+  -- copy of the notification, the payload, the body): collecting when the heap reaches 4x its
+  -- live size rather than 2x saves ~10k of ~410k instructions a notification (callgrind), and
+  -- costs nothing at rest. Checks run all the time and keep the default (idle RSS).
+  if kind == "channel" then collectgarbage("setpause", 400) end
   local all_defaults = true
   local options = {}
   for oname, o in pairs(p.options) do
