@@ -49,8 +49,8 @@ describe("beagle.rules.store", function()
 
   describe("open", function()
     it("creates the schema at the current version, in WAL mode", function()
-      assert.equals(2, Store.SCHEMA_VERSION)
-      assert.equals(2, st.db:query("PRAGMA user_version")[1].user_version)
+      assert.equals(3, Store.SCHEMA_VERSION)
+      assert.equals(3, st.db:query("PRAGMA user_version")[1].user_version)
       assert.equals("wal", st.db:query("PRAGMA journal_mode")[1].journal_mode)
       assert.equals(1, st.db:query("PRAGMA synchronous")[1].synchronous)
       local names = {}
@@ -58,6 +58,12 @@ describe("beagle.rules.store", function()
         names[#names + 1] = r.name
       end
       assert.same({ "alert_instances", "api_rules", "notification_alerts", "notifications", "silences" }, names)
+      -- the indexes the queries use, and no other: each one is a B-tree write per row
+      local idx = {}
+      for _, r in ipairs(st.db:query("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")) do
+        idx[#idx + 1] = r.name
+      end
+      assert.same({ "notification_alerts_fp", "notifications_pending", "silences_ends" }, idx)
     end)
 
     it("reopens an existing database without migrating it again", function()
@@ -79,7 +85,7 @@ describe("beagle.rules.store", function()
       assert(db:run("INSERT INTO notification_alerts(notification_id, fingerprint, status) VALUES(7, 'fp1', 'firing')"))
       db:close()
       st = open()
-      assert.equals(2, st.db:query("PRAGMA user_version")[1].user_version)
+      assert.equals(3, st.db:query("PRAGMA user_version")[1].user_version)
       assert.equals(1, #st:load().instances)
       -- the child rows survive (nothing was dropped, so ON DELETE CASCADE never ran)
       assert.equals(1, st.db:query("SELECT count(*) AS n FROM notification_alerts")[1].n)
@@ -104,7 +110,7 @@ describe("beagle.rules.store", function()
       st = nil
       local s, err = Store.open(path)
       assert.is_nil(s)
-      assert.matches("schema version 99, newer than this beagle's 2", err, 1, true)
+      assert.matches("schema version 99, newer than this beagle's 3", err, 1, true)
     end)
 
     it("reports what SQLite says about a bad path", function()
