@@ -126,11 +126,13 @@ end
 -- annotations tables are shared, not copied: an instance's labels never change (they are its
 -- identity) and annotate() replaces the annotations table rather than changing it, so the
 -- snapshot stays true; nothing downstream writes into them (the store encodes them, channels
--- get a copy in their own state).
+-- get a copy in their own state). Only the fields docs/channels.md lists (status is set by the
+-- caller): each one more is encoded into the outbox row and copied into the channel's state
+-- on every delivery attempt.
 local function alert_snapshot(inst)
   return { fingerprint = inst.fingerprint, name = inst.name, labels = inst.labels,
-    state = inst.state, value = inst.value, active_at = inst.active_at, starts_at = inst.starts_at,
-    ends_at = inst.ends_at, last_eval = inst.last_eval, annotations = inst.annotations }
+    value = inst.value, active_at = inst.active_at, starts_at = inst.starts_at,
+    ends_at = inst.ends_at, annotations = inst.annotations }
 end
 
 function Engine.new(opts)
