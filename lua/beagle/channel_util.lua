@@ -7,6 +7,22 @@ local M = {}
 
 local floor, ceil = math.floor, math.ceil
 
+-- Tables made at their final size: one filled key by key from {} is reallocated and rehashed at
+-- each power of two, which was most of what copying a notification's labels cost. LuaJIT's
+-- table.new and OpenResty's table.nkeys; plain Lua fallbacks elsewhere.
+local tnew, nkeys
+do
+  local ok, f = pcall(require, "table.new")
+  tnew = ok and f or function() return {} end
+  local ok2, g = pcall(require, "table.nkeys")
+  nkeys = ok2 and g or function(t)
+    local n = 0
+    for _ in pairs(t) do n = n + 1 end
+    return n
+  end
+end
+M.table_new, M.nkeys = tnew, nkeys
+
 -- ---- calendar ----------------------------------------------------------------------------
 -- Proleptic Gregorian days <-> civil dates (H. Hinnant's algorithms): os.time would read the
 -- local time zone, and these must be UTC everywhere.
@@ -48,9 +64,16 @@ local function breakdown(t)
 end
 
 -- iso8601(1764300000.25) -> "2025-11-28T03:20:00.250Z" (RFC 3339, UTC, milliseconds).
+-- The last time formatted is kept: a notification's timestamp and starts_at are usually the
+-- same instant, and so are those of every alert one evaluation fired (plugin code runs in the
+-- interpreter, where one formatting is ~4k instructions).
+local iso_t, iso_s
 function M.iso8601(t)
-  local y, m, d, hh, mm, ss, ms = breakdown(tonumber(t) or 0)
-  return ("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"):format(y, m, d, hh, mm, ss, ms)
+  t = tonumber(t) or 0
+  if t == iso_t then return iso_s end
+  local y, m, d, hh, mm, ss, ms = breakdown(t)
+  iso_t, iso_s = t, ("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"):format(y, m, d, hh, mm, ss, ms)
+  return iso_s
 end
 
 local DAYS = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" }
@@ -200,8 +223,9 @@ end
 
 -- The guide's tags: the alert's labels without alertname and severity.
 function M.tags_of(a)
-  local t = {}
-  for k, v in pairs(a.labels or {}) do
+  local labels = a.labels or {}
+  local t = tnew(0, nkeys(labels))
+  for k, v in pairs(labels) do
     if k ~= "alertname" and k ~= "severity" then t[k] = tostring(v) end
   end
   return t
@@ -279,8 +303,9 @@ function M.expand(template, n)
 end
 
 local function strings(t)
-  local out = {}
-  for k, v in pairs(t or {}) do out[tostring(k)] = tostring(v) end
+  t = t or {}
+  local out = tnew(0, nkeys(t))
+  for k, v in pairs(t) do out[tostring(k)] = tostring(v) end
   return out
 end
 M.strings = strings
