@@ -2,6 +2,7 @@
  * starts a C operation, yields the run's coroutine and is resumed from the loop with the
  * result. Every operation can be cancelled (the run timed out or was cancelled) and then
  * releases its handles on its own. Also the synchronous helpers channels need (hashing). */
+#include <ctype.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -89,6 +90,43 @@ static void http_cancel(bg__op *op) {
   free(h);
 }
 
+static int is_lua_space(unsigned char c) {
+  return c == ' ' || (c >= '\t' && c <= '\r'); /* Lua's %s in the C locale */
+}
+
+/* The response's header lines as a table, name lowercased -> value (the last of a repeated
+ * name wins): for each line of raw, what line:match("^([^:]+):%s*(.-)%s*$") finds, so the
+ * status line (no colon) and blank lines are skipped. Pushed on co. */
+static void push_headers(lua_State *co, const char *raw, size_t len) {
+  lua_createtable(co, 0, 8);
+  size_t i = 0;
+  while (i < len) {
+    size_t start = i;
+    while (i < len && raw[i] != '\r' && raw[i] != '\n')
+      i++;
+    size_t end = i;
+    while (i < len && (raw[i] == '\r' || raw[i] == '\n'))
+      i++;
+    const char *colon = memchr(raw + start, ':', end - start);
+    if (colon == NULL || colon == raw + start) continue;
+    size_t klen = (size_t)(colon - (raw + start));
+    char key[128];
+    char *k = klen <= sizeof key ? key : malloc(klen);
+    if (k == NULL) continue;
+    for (size_t j = 0; j < klen; j++)
+      k[j] = (char)tolower((unsigned char)raw[start + j]);
+    const char *v = colon + 1, *ve = raw + end;
+    while (v < ve && is_lua_space((unsigned char)*v))
+      v++;
+    while (ve > v && is_lua_space((unsigned char)ve[-1]))
+      ve--;
+    lua_pushlstring(co, k, klen);
+    lua_pushlstring(co, v, (size_t)(ve - v));
+    lua_rawset(co, -3);
+    if (k != key) free(k);
+  }
+}
+
 static void http_done(void *ud, const bg_fetch_result *res) {
   http_op *h = ud;
   bg__run *r = h->op.run;
@@ -105,8 +143,8 @@ static void http_done(void *ud, const bg_fetch_result *res) {
   lua_setfield(co, -2, "status");
   lua_pushlstring(co, res->body, res->body_len);
   lua_setfield(co, -2, "body");
-  lua_pushlstring(co, res->headers ? res->headers : "", res->headers_len);
-  lua_setfield(co, -2, "headers_raw");
+  push_headers(co, res->headers ? res->headers : "", res->headers ? res->headers_len : 0);
+  lua_setfield(co, -2, "headers");
   lua_pushnumber(co, res->total_time);
   lua_setfield(co, -2, "time");
   bg__run_resume(r, 1);

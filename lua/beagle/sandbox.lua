@@ -137,21 +137,9 @@ function __validate(given)
   return beagle.validate_options(PLUGIN.options, given)
 end
 
-local function parse_headers(raw)
-  local h = {}
-  for line in raw:gmatch("[^\r\n]+") do
-    local k, v = line:match("^([^:]+):%s*(.-)%s*$")
-    if k then h[k:lower()] = v end
-  end
-  return h
-end
-
+-- bg.http's answer: { status, body, headers = { lowercased name = value }, time } | nil, err
 local function http_request(req)
-  local res, err = bg.http(req)
-  if not res then return nil, err end
-  res.headers = parse_headers(res.headers_raw)
-  res.headers_raw = nil
-  return res
+  return bg.http(req)
 end
 
 local function header_list(h)

@@ -20,6 +20,14 @@ return beagle.check {
     if not res then return ctx.unhealthy("post: " .. err) end
     d.post_status = res.status
     d.content_type = res.headers["content-type"]
+    -- every name lowercased, values trimmed, the status line not a header
+    local names = {}
+    for k, v in pairs(res.headers) do
+      if k ~= k:lower() or v:find("^%%s") or v:find("%%s$") or k:find("^HTTP/") then names[#names + 1] = "bad:" .. k end
+      names[#names + 1] = k
+    end
+    table.sort(names)
+    d.header_names = table.concat(names, ",")
     -- a raw HTTP request over TCP
     local conn, cerr = ctx.tcp.connect("127.0.0.1", opt.port)
     if not conn then return ctx.unhealthy("tcp: " .. cerr) end
@@ -108,6 +116,8 @@ check "port_probe" { plugin = "tcp", port = %d, send = "GET /health/live HTTP/1.
     local d = o.details
     assert.are.equal(200, d.post_status)
     assert.are.equal("application/json", d.content_type)
+    assert.is_nil(d.header_names:find("bad:", 1, true), d.header_names)
+    assert.truthy(d.header_names:find("content-length", 1, true), d.header_names)
     assert.are.equal("HTTP/1.1 200", d.tcp_reply)
     assert.are.equal('{"status":"alive"}', d.tcp_body)
     assert.are.equal(3, d.exec_code)
