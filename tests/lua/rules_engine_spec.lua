@@ -106,6 +106,16 @@ describe("beagle.rules.engine", function()
       assert.equals(Engine.fnv1a64("alertname\0x\0host\0a\0severity\0warning\0"), a)
       assert.not_equals(a, Engine.fingerprint({ alertname = "x", host = "b", severity = "warning" }))
     end)
+
+    it("sorts the labels bytewise, small sets and large ones alike", function()
+      assert.equals("", Engine.canonical({}))
+      assert.equals("A\0" .. "1\0" .. "a\0" .. "2\0" .. "ab\0" .. "x\0" .. "b\0" .. "3\0",
+        Engine.canonical({ b = "3", ab = "x", a = 2, A = "1" }))
+      local big, want = {}, {}
+      for i = 40, 1, -1 do big[("k%02d"):format(i)] = i end
+      for i = 1, 40 do want[i] = ("k%02d\0%d\0"):format(i, i) end
+      assert.equals(table.concat(want), Engine.canonical(big))
+    end)
   end)
 
   describe("local matcher", function()
