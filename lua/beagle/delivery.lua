@@ -112,16 +112,27 @@ function M:chan(name)
   if not ch then
     ch = { name = name, heap = {}, groups = {}, in_flight = 0, failures = 0,
       breaker = "closed", open_until = 0, probing = false, pending = 0,
-      sent = 0, failed = 0, expired = 0, dropped = 0, attempts = 0 }
+      sent = 0, failed = 0, expired = 0, dropped = 0, attempts = 0, tags = {} }
     self.channels[name] = ch
   end
   return ch
 end
 
+-- The labels of a channel's series, one table each, kept: beagle.metrics resolves a tags table
+-- it has seen before without reading it again (a fresh one per delivery cost ~100 ns twice).
+local function tags(ch, result)
+  local t = ch.tags[result]
+  if not t then
+    t = result == "" and { channel = ch.name } or { channel = ch.name, result = result }
+    ch.tags[result] = t
+  end
+  return t
+end
+
 local function count(self, ch, result)
   self.totals[result] = (self.totals[result] or 0) + 1
   if self.metrics then
-    self.metrics.increment_counter("beagle_notifications_total", 1, { channel = ch.name, result = result })
+    self.metrics.increment_counter("beagle_notifications_total", 1, tags(ch, result))
   end
 end
 
@@ -130,13 +141,13 @@ end
 function M:update_metrics()
   if not self.metrics then return end
   for _, ch in pairs(self.channels) do
-    self.metrics.set_gauge("beagle_notification_outbox_depth", ch.pending, { channel = ch.name })
+    self.metrics.set_gauge("beagle_notification_outbox_depth", ch.pending, tags(ch, ""))
   end
 end
 
 local function gauge_breaker(self, ch)
   if self.metrics then
-    self.metrics.set_gauge("beagle_notification_breaker_open", ch.breaker == "closed" and 0 or 1, { channel = ch.name })
+    self.metrics.set_gauge("beagle_notification_breaker_open", ch.breaker == "closed" and 0 or 1, tags(ch, ""))
   end
 end
 
@@ -414,7 +425,7 @@ function M:finish(ch, e, ok, err, info)
     count(self, ch, e.n.test and "test" or "sent")
     if self.metrics then
       self.metrics.record_histogram("beagle_notification_delivery_seconds", math.max(0, now - e.created_at),
-        { channel = ch.name })
+        tags(ch, ""))
     end
     self:persist(e, { state = "sent", sent_at = now, attempts = e.attempts })
   else
@@ -422,7 +433,7 @@ function M:finish(ch, e, ok, err, info)
     e.last_error = err
     ch.last_error, ch.last_error_at = err, now
     if self.metrics then
-      self.metrics.increment_counter("beagle_notification_attempt_failures_total", 1, { channel = ch.name })
+      self.metrics.increment_counter("beagle_notification_attempt_failures_total", 1, tags(ch, ""))
     end
     if info and info.permanent then
       ch.failed = ch.failed + 1
