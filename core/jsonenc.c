@@ -30,8 +30,9 @@ typedef struct enc {
   key inline_keys[INLINE_KEYS];
   int anchors; /* stack index of a table holding the key strings the keys point into */
   int nanchor;
-  int push; /* push the text as a string when done */
-  int err;  /* BG_ELIMIT / BG_ENOMEM behind the Lua error, else 0 */
+  int push;         /* push the text as a string when done */
+  unsigned ran_lua; /* bumped before anything that may run Lua code (a metamethod, tostring) */
+  int err;          /* BG_ELIMIT / BG_ENOMEM behind the Lua error, else 0 */
 } enc;
 
 static void fail(enc *e, int err, const char *msg) {
@@ -66,20 +67,26 @@ static inline int needs_esc(unsigned char c) {
   return esc_table[c];
 }
 
-/* The first index from i on whose byte needs an escape, or n. Long runs go eight bytes at a
- * time (SWAR: a byte below 0x20, '"', '\\' or DEL sets its high bit in the test; no false
- * negatives, and a false positive only falls back to the byte loop). */
-static inline size_t plain_run(const char *s, size_t i, size_t n) {
+/* Copies s[i..] to *dst up to the first byte that needs an escape (or n), advancing *dst;
+ * returns that byte's index. The destination must have room for n - i bytes. Long runs go
+ * eight bytes at a time (SWAR: a byte below 0x20, '"', '\\' or DEL sets its high bit in the
+ * test; no false negatives, and a false positive only falls back to the byte loop), stored as
+ * they are tested: a separate memcpy per run was a call for every key and short value. */
+static inline size_t copy_plain(char **dst, const char *s, size_t i, size_t n) {
   const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  char *p = *dst;
   while (i + 8 <= n) {
     uint64_t x;
     memcpy(&x, s + i, 8);
     uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\'), del = x ^ (ones * 0x7f);
     if ((((x - ones * 0x20) | (q - ones) | (bs - ones) | (del - ones)) & ~x & highs) != 0) break;
+    memcpy(p, &x, 8);
+    p += 8;
     i += 8;
   }
   while (i < n && !needs_esc((unsigned char)s[i]))
-    i++;
+    *p++ = s[i++];
+  *dst = p;
   return i;
 }
 
@@ -91,10 +98,7 @@ static void put_str(enc *e, const char *s, size_t n) {
   char *p = b->data + b->len;
   *p++ = '"';
   for (size_t i = 0;; i++) {
-    size_t run = i;
-    i = plain_run(s, i, n);
-    memcpy(p, s + run, i - run);
-    p += i - run;
+    i = copy_plain(&p, s, i, n);
     if (i == n) break;
     b->len = (size_t)(p - b->data);
     reserve(e, n - i + 6);
@@ -228,6 +232,7 @@ static void put_num(enc *e, double v) {
  * json.lua then hands to esc() (or drops, for a key that became nil). */
 static int push_tostring(enc *e, int idx) {
   lua_State *L = e->L;
+  e->ran_lua++;
   lua_getfield(L, LUA_GLOBALSINDEX, "tostring");
   lua_pushvalue(L, idx);
   lua_call(L, 1, 1);
@@ -321,22 +326,28 @@ static void encode_member(enc *e, int idx, int kidx, int raw, int depth) {
   lua_pop(L, 1);
 }
 
-/* {"k":v,...} for the keys e->keys[base..], sorted. anchored: a key's slot is in the anchor
- * table (and the lookup may run metamethods); else it is the key's stack index (raw lookup). */
-static void put_members(enc *e, int idx, size_t base, int anchored, int depth) {
+/* {"k":v,...} for the keys e->keys[base..], sorted. stacked = 0: a key's slot is in the anchor
+ * table, and v[k] may run metamethods. stacked = 1 (a table without a metatable): the slot is
+ * the value's stack index, its key just below, and the value is used as it is unless Lua code
+ * ran since the caller's pairs() pass (then v[k] is looked up again, raw). */
+static void put_members(enc *e, int idx, size_t base, int stacked, int depth) {
   lua_State *L = e->L;
+  unsigned ran = e->ran_lua;
   sort_keys(e->keys + base, e->nkeys - base);
   put(e, "{", 1);
   for (size_t i = base; i < e->nkeys; i++) {
     if (i > base) put(e, ",", 1);
     put_str(e, e->keys[i].s, e->keys[i].len);
     put(e, ":", 1);
-    if (anchored) {
-      lua_rawgeti(L, e->anchors, e->keys[i].slot);
+    int slot = e->keys[i].slot;
+    if (!stacked) {
+      lua_rawgeti(L, e->anchors, slot);
       encode_member(e, idx, lua_gettop(L), 0, depth);
       lua_pop(L, 1);
+    } else if (e->ran_lua == ran) {
+      encode(e, slot, depth + 1);
     } else {
-      encode_member(e, idx, e->keys[i].slot, 1, depth);
+      encode_member(e, idx, slot - 1, 1, depth);
     }
   }
   put(e, "}", 1);
@@ -361,35 +372,36 @@ static void encode_object(enc *e, int idx, int depth) {
     k->slot = ++e->nanchor;
     lua_rawseti(L, e->anchors, k->slot);
   }
-  put_members(e, idx, base, 1, depth);
+  put_members(e, idx, base, 0, depth);
   e->nkeys = base;
   e->nanchor = slot0;
 }
 
 /* encode_object for a table without a metatable whose keys are all strings (what plugins build:
- * payloads, labels). The keys stay on the stack from the pairs() pass, which keeps them alive
- * without the anchor table, and v[k] is a raw lookup since no metamethod can run for it.
- * Returns 0, with nothing written and the stack as found, at the first key that is not a
- * string: encode_object then does the general walk. */
+ * payloads, labels). Each key and its value stay on the stack from the pairs() pass, which
+ * keeps the key alive without the anchor table; the value is used as it is unless some Lua
+ * code ran since the pass (a metamethod of another value could have changed this table: then
+ * v[k] is looked up again, raw, as no metamethod of this table can run). Returns 0, with
+ * nothing written and the stack as found, at the first key that is not a string:
+ * encode_object then does the general walk. */
 static int encode_plain_object(enc *e, int idx, int depth) {
   lua_State *L = e->L;
   size_t base = e->nkeys;
   int top = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
       e->nkeys = base;
       lua_settop(L, top);
       return 0;
     }
     key *k = next_key(e);
-    k->s = lua_tolstring(L, -1, &k->len);
-    k->slot = lua_gettop(L);
+    k->s = lua_tolstring(L, -2, &k->len);
+    k->slot = lua_gettop(L); /* the value; its key is just below */
     if (!lua_checkstack(L, 4)) fail(e, BG_ELIMIT, "stack overflow");
-    lua_pushvalue(L, -1); /* the key again, for lua_next */
+    lua_pushvalue(L, -2); /* the key again, for lua_next */
   }
-  put_members(e, idx, base, 0, depth);
+  put_members(e, idx, base, 1, depth);
   e->nkeys = base;
   lua_settop(L, top);
   return 1;
@@ -404,6 +416,7 @@ static void encode_table(enc *e, int idx, int depth) {
   int array = 0, plain = 1;
   if (lua_getmetatable(L, idx)) {
     plain = 0;
+    e->ran_lua++; /* __metatable and __json_array lookups, v[k] and v[i] may run __index */
     lua_pushliteral(L, "__metatable");
     lua_rawget(L, -2);
     if (!lua_isnil(L, -1))
@@ -468,6 +481,7 @@ static void encode(enc *e, int idx, int depth) {
     }
     break;
   case TCDATA:
+    e->ran_lua++;
     if (cdata_is_null(L, idx)) {
       PUT_LIT(e, "null");
       return;
@@ -576,18 +590,18 @@ static inline void cput(cenc *c, const char *p, size_t n) {
 
 static void cput_str(cenc *c, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
-  if (c->err != 0 || bg_buf_reserve(c->out, n + 2) != 0) {
+  bg_buf *b = c->out;
+  if (c->err != 0 || bg_buf_reserve(b, n + 2) != 0) {
     c->err = c->err ? c->err : BG_ENOMEM;
     return;
   }
-  bg_buf *b = c->out;
-  b->data[b->len++] = '"';
-  size_t run = 0, i = 0;
-  for (;;) {
-    i = plain_run(s, i, n);
+  char *p = b->data + b->len;
+  *p++ = '"';
+  for (size_t i = 0;; i++) {
+    i = copy_plain(&p, s, i, n);
+    b->len = (size_t)(p - b->data);
     if (i >= n) break;
     unsigned char ch = (unsigned char)s[i];
-    cput(c, s + run, i - run);
     char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
     const char *short_esc = ch == '"'    ? "\\\""
                             : ch == '\\' ? "\\\\"
@@ -599,9 +613,13 @@ static void cput_str(cenc *c, const char *s, size_t n) {
       cput(c, short_esc, 2);
     else
       cput(c, e, 6);
-    run = ++i;
+    /* room for the rest of the text as it is, and the closing quote */
+    if (c->err != 0 || bg_buf_reserve(b, n - i + 1) != 0) {
+      c->err = c->err ? c->err : BG_ENOMEM;
+      return;
+    }
+    p = b->data + b->len;
   }
-  cput(c, s + run, n - run);
   cput(c, "\"", 1);
 }
 
