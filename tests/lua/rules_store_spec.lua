@@ -181,9 +181,13 @@ describe("beagle.rules.store", function()
       assert.equals(T0 + 180, last.created_at)
       assert.equals("firing", st:last_notification("fp1", "oncall", "firing").alert_status)
       assert.is_nil(st:last_notification("fp9", "oncall"))
-      -- the payload is the whole notification
-      local row = st.db:query("SELECT payload FROM notifications WHERE id = 1")[1]
-      assert.equals("dk-1", require("cjson").decode(row.payload).dedup_key)
+      -- the payload holds what the columns don't: the alerts (and anything else n carries)
+      local row = st.db:query("SELECT payload, dedup_key FROM notifications WHERE id = 1")[1]
+      local payload = require("cjson").decode(row.payload)
+      assert.equals("dk-1", row.dedup_key)
+      assert.is_nil(payload.dedup_key)
+      assert.is_nil(payload.channel)
+      assert.equals("fp1", payload.alerts[1].fingerprint)
     end)
 
     it("logs a list of notifications in one go, ids in order, all or nothing", function()
@@ -249,8 +253,11 @@ describe("beagle.rules.store", function()
       local due = st:pending_notifications(T0 + 60)
       assert.equals(1, #due)
       assert.equals(id1, due[1].id)
-      assert.equals("dk-1", due[1].notification.dedup_key)
-      assert.equals("fp1", due[1].notification.alerts[1].fingerprint)
+      -- the whole notification again, columns and payload
+      local n = due[1].notification
+      assert.same({ "dk-1", "oncall", "firing", false, T0 + 60 }, { n.dedup_key, n.channel, n.status, n.test, n.created_at })
+      assert.equals(notification().group_key, n.group_key)
+      assert.equals("fp1", n.alerts[1].fingerprint)
       assert.is_true(st:update_notification(id1, { state = "sent", attempts = 1, sent_at = T0 + 61 }))
       assert.is_true(st:update_notification(id2, { attempts = 1, next_attempt_at = T0 + 200, last_error = "503" }))
       assert.same({}, st:pending_notifications(T0 + 150))
@@ -258,6 +265,16 @@ describe("beagle.rules.store", function()
       assert.equals(id2, due[1].id)
       assert.equals("503", due[1].last_error)
       assert.has_error(function() st:update_notification(id2, { payload = "x" }) end)
+    end)
+
+    it("reads rows whose payload is the whole notification (written before the columns left it)", function()
+      assert(st.db:run("INSERT INTO notifications(channel, status, group_key, dedup_key, created_at, payload,"
+        .. " next_attempt_at) VALUES('oncall', 'resolved', 'g-col', 'dk-col', ?, ?, ?)", T0, require("cjson").encode {
+          channel = "oncall", status = "resolved", group_key = "g-old", dedup_key = "dk-old", test = false,
+          created_at = T0, alerts = { { fingerprint = "fp9", status = "resolved" } } }, T0))
+      local n = st:pending_notifications(T0)[1].notification
+      -- the payload's own fields win, as they did
+      assert.same({ "dk-old", "g-old", "resolved", "fp9" }, { n.dedup_key, n.group_key, n.status, n.alerts[1].fingerprint })
     end)
   end)
 

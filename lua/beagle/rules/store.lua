@@ -345,6 +345,18 @@ end
 
 -- ---- notifications (the log and the outbox) ---------------------------------------------------
 
+-- The payload holds what the row's columns do not: the alerts, and whatever else a notification
+-- carries. (Each field in both was encoded twice per notification, the times as floats.)
+local COLUMNS = { channel = true, status = true, group_key = true, dedup_key = true, test = true,
+  created_at = true, state = true, next_attempt_at = true, id = true }
+local function payload_of(n)
+  local p = {}
+  for k, v in pairs(n) do
+    if not COLUMNS[k] then p[k] = v end
+  end
+  return p
+end
+
 -- log_notification(n) -> id | nil, err. n = { channel, status, group_key, dedup_key, test,
 -- alerts = { { fingerprint, status... }... }, created_at (default now), state (default
 -- "pending"), next_attempt_at (default created_at) }.
@@ -354,7 +366,7 @@ local function insert_notification(self, n)
   local at = opt_number(n.created_at) or self.now()
   local changes, id = db:run(SQL_PUT_NOTIFICATION,
     n.channel, n.status or "firing", n.group_key ~= nil and tostring(n.group_key) or nil,
-    n.dedup_key ~= nil and tostring(n.dedup_key) or nil, n.test and true or false, at, encode(n),
+    n.dedup_key ~= nil and tostring(n.dedup_key) or nil, n.test and true or false, at, encode(payload_of(n)),
     n.state or "pending", opt_number(n.next_attempt_at) or at)
   check(changes, id)
   for _, a in ipairs(n.alerts or {}) do
@@ -416,7 +428,15 @@ function Store:pending_notifications(now, limit)
     for i, r in ipairs(check(db:query("SELECT * FROM notifications WHERE state = 'pending'"
       .. " AND next_attempt_at <= ? ORDER BY id LIMIT ?", now or self.now(), limit or 100))) do
       local row = notification_row(r)
-      row.notification = decode(r.payload, "payload of notification " .. r.id)
+      local n = decode(r.payload, "payload of notification " .. r.id)
+      -- the columns (rows written before they left the payload have them both ways)
+      if n.channel == nil then n.channel = row.channel end
+      if n.status == nil then n.status = row.status end
+      if n.group_key == nil then n.group_key = row.group_key end
+      if n.dedup_key == nil then n.dedup_key = row.dedup_key end
+      if n.test == nil then n.test = row.test end
+      if n.created_at == nil then n.created_at = row.created_at end
+      row.notification = n
       out[i] = row
     end
     return out
