@@ -357,6 +357,7 @@ static void encode_object(enc *e, int idx, int depth) {
   lua_State *L = e->L;
   size_t base = e->nkeys;
   int slot0 = e->nanchor;
+  e->ran_lua++; /* v[k] through the metatable, tostring of keys */
   /* for k in pairs(v) do keys[#keys + 1] = tostring(k) end */
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -416,7 +417,6 @@ static void encode_table(enc *e, int idx, int depth) {
   int array = 0, plain = 1;
   if (lua_getmetatable(L, idx)) {
     plain = 0;
-    e->ran_lua++; /* __metatable and __json_array lookups, v[k] and v[i] may run __index */
     lua_pushliteral(L, "__metatable");
     lua_rawget(L, -2);
     if (!lua_isnil(L, -1))
@@ -424,6 +424,13 @@ static void encode_table(enc *e, int idx, int depth) {
     else
       lua_pop(L, 1);
     if (lua_toboolean(L, -1)) {
+      /* mt.__json_array runs code only through a metatable of mt's own (or of a non-table) */
+      if (!lua_istable(L, -1)) {
+        e->ran_lua++;
+      } else if (lua_getmetatable(L, -1)) {
+        lua_pop(L, 1);
+        e->ran_lua++;
+      }
       lua_getfield(L, -1, "__json_array");
       array = lua_toboolean(L, -1);
       lua_pop(L, 1);
@@ -440,6 +447,7 @@ static void encode_table(enc *e, int idx, int depth) {
     if (i > 1) put(e, ",", 1);
     lua_rawgeti(L, idx, (int)i);
     if (lua_isnil(L, -1)) { /* v[i] with __index, as json.lua's indexing does */
+      e->ran_lua++;
       lua_pop(L, 1);
       lua_pushnumber(L, (lua_Number)i);
       lua_gettable(L, idx);
