@@ -11,11 +11,15 @@
  *
  * Parameters and results: nil <-> NULL, boolean -> 0/1, a number with an integral value that
  * fits in 64 bits <-> INTEGER, any other number <-> REAL (NaN is stored as NULL), string <->
- * TEXT (a BLOB reads back as a string). A NULL column is absent from its row table.
+ * TEXT (a BLOB reads back as a string), a table -> TEXT of its JSON (bg_json_encode_compact:
+ * no Lua string is made for it; what that encoder refuses fails the call with
+ * nil, "store: JSON: <why>", and the caller may encode it some other way). A NULL column is
+ * absent from its row table.
  * SQLite failures return nil, "store: <message> (in: <sql>)"; misuse raises: a closed db, a
  * parameter of another type, more or fewer parameters than the SQL has placeholders. */
 #include <lauxlib.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "jsonenc.h"
@@ -50,8 +54,10 @@ static ldb *check_db(lua_State *L) {
   return d;
 }
 
-/* Binds the Lua values from index first to the top, or raises after giving st back. */
-static void bind_params(lua_State *L, ldb *d, sqlite3_stmt *st, int first) {
+/* Binds the Lua values from index first to the top: 0, or -1 with err set after giving st
+ * back (a table its JSON can't be made of); misuse raises after giving st back. */
+static int bind_params(lua_State *L, ldb *d, sqlite3_stmt *st, int first, char *err,
+                       size_t errlen) {
   int n = lua_gettop(L) - first + 1;
   int want = sqlite3_bind_parameter_count(st);
   if (n != want) {
@@ -82,11 +88,28 @@ static void bind_params(lua_State *L, ldb *d, sqlite3_stmt *st, int first) {
       sqlite3_bind_text(st, i, p, (int)len, SQLITE_STATIC);
       break;
     }
+    case LUA_TTABLE: {
+      /* the JSON text goes from the encoder's buffer to SQLite's copy: interning it as a Lua
+       * string cost a hash and, for many near-identical payloads, a chain of memcmp */
+      bg_buf b = {0};
+      int rc = bg_json_encode_compact(L, idx, &b);
+      const char *why = rc != 0 ? bg_strerror(rc) : NULL;
+      if (rc == 0 && sqlite3_bind_text(st, i, b.data, (int)b.len, SQLITE_TRANSIENT) != SQLITE_OK)
+        why = "SQLite refused the text (too big, or out of memory)";
+      bg_buf_free(&b);
+      if (why != NULL) {
+        bg_store_done(d->s, st);
+        snprintf(err, errlen, "store: JSON: parameter %d: %s", i, why);
+        return -1;
+      }
+      break;
+    }
     default:
       bg_store_done(d->s, st);
-      luaL_argerror(L, idx, "nil, boolean, number or string expected");
+      luaL_argerror(L, idx, "nil, boolean, number, string or table expected");
     }
   }
+  return 0;
 }
 
 static void push_col(lua_State *L, sqlite3_stmt *st, int c) {
@@ -117,7 +140,10 @@ static sqlite3_stmt *start(lua_State *L, ldb *d) {
     push_fail(L, err);
     return NULL;
   }
-  bind_params(L, d, st, 3);
+  if (bind_params(L, d, st, 3, err, sizeof err) != 0) {
+    push_fail(L, err);
+    return NULL;
+  }
   d->pending = st;
   return st;
 }

@@ -220,6 +220,26 @@ describe("beagle.rules.store", function()
       assert.equals(4, #st:load().notified) -- T0 + 100 is now within the hour too
     end)
 
+    it("binds JSON columns as tables; what the binding's encoder refuses is encoded another way", function()
+      -- a boolean key: the binding says no, and the store falls back (cjson, then beagle.json)
+      local inst = instance()
+      inst.annotations = { message = "m", [true] = "odd key" }
+      assert(st:save_instances({ inst }))
+      local n = notification()
+      n.extra = { handler = print, [false] = 1 } -- a function value and a boolean key
+      local id = assert(st:log_notification(n))
+      local row = st.db:query("SELECT payload FROM notifications WHERE id = ?", id)[1]
+      assert.truthy(row.payload:find('"alerts":', 1, true), row.payload)
+      assert.equals("m", st:load().instances[1].annotations.message)
+      -- the binding itself: a table parameter is its JSON text, a refusal is nil, err
+      assert(st.db:run("INSERT INTO api_rules(name, json, created_at) VALUES(?, ?, 1)", "t", { a = { 1, 2 } }))
+      assert.equals('{"a":[1,2]}', st.db:query("SELECT json FROM api_rules WHERE name = 't'")[1].json)
+      local ok, err = st.db:run("INSERT INTO api_rules(name, json, created_at) VALUES(?, ?, 1)", "u", { f = print })
+      assert.is_nil(ok)
+      assert.matches("^store: JSON: parameter 2:", err)
+      assert.equals(0, st.db:query("SELECT count(*) AS n FROM api_rules WHERE name = 'u'")[1].n)
+    end)
+
     it("returns nil, err for a row SQLite refuses", function()
       local n, err = st:log_notification(notification { status = "bogus", state = "nope" })
       assert.is_nil(n)

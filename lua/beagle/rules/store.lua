@@ -209,6 +209,21 @@ local function encode(v)
   return check(ok and s or nil, "store: cannot encode: " .. tostring(s))
 end
 
+-- db:run with JSON columns given as tables: the binding encodes them as it binds (store_lua.c,
+-- the same encoder as store_json, without a Lua string per column). What that encoder refuses
+-- is encoded here (cjson, then beagle.json) and the statement run again.
+local function run_json(db, sql, ...)
+  local a, b = db:run(sql, ...)
+  if a == nil and type(b) == "string" and b:find("store: JSON:", 1, true) == 1 then
+    local args = { n = select("#", ...), ... }
+    for i = 1, args.n do
+      if type(args[i]) == "table" then args[i] = encode(args[i]) end
+    end
+    return db:run(sql, unpack(args, 1, args.n))
+  end
+  return a, b
+end
+
 local function migrate(self)
   local db = self.db
   local rows = check(db:query("PRAGMA user_version"))
@@ -321,10 +336,10 @@ function Store:save_instances(list)
         if type(inst.name) ~= "string" or not STATES[inst.state] then
           error(("store: save_instances: instance %s needs a name and a state"):format(inst.fingerprint), 0)
         end
-        check(db:run(SQL_PUT_INSTANCE,
-          inst.fingerprint, inst.name, encode(inst.labels or {}), inst.state, opt_number(inst.value),
+        check(run_json(db, SQL_PUT_INSTANCE,
+          inst.fingerprint, inst.name, inst.labels or {}, inst.state, opt_number(inst.value),
           opt_number(inst.active_at), opt_number(inst.starts_at), opt_number(inst.ends_at),
-          opt_number(inst.last_eval), opt_number(inst.keep_since), encode(inst.annotations or {}), now))
+          opt_number(inst.last_eval), opt_number(inst.keep_since), inst.annotations or {}, now))
       end
     end
     return true
@@ -364,9 +379,9 @@ local function insert_notification(self, n)
   assert(type(n) == "table" and type(n.channel) == "string", "log_notification: a notification with a channel expected")
   local db = self.db
   local at = opt_number(n.created_at) or self.now()
-  local changes, id = db:run(SQL_PUT_NOTIFICATION,
+  local changes, id = run_json(db, SQL_PUT_NOTIFICATION,
     n.channel, n.status or "firing", n.group_key ~= nil and tostring(n.group_key) or nil,
-    n.dedup_key ~= nil and tostring(n.dedup_key) or nil, n.test and true or false, at, encode(payload_of(n)),
+    n.dedup_key ~= nil and tostring(n.dedup_key) or nil, n.test and true or false, at, payload_of(n),
     n.state or "pending", opt_number(n.next_attempt_at) or at)
   check(changes, id)
   for _, a in ipairs(n.alerts or {}) do
