@@ -30,7 +30,8 @@ static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (s->current != NULL && s->current->killed == NULL) s->current->killed = "memory limit";
     return NULL;
   }
-  void *p = realloc(ptr, nsize);
+  /* malloc for a new block: glibc's realloc(NULL, n) takes a longer way to the same place */
+  void *p = ptr != NULL ? realloc(ptr, nsize) : malloc(nsize);
   if (p == NULL) return NULL;
   s->used = s->used - old + nsize;
   return p;
