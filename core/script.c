@@ -86,68 +86,6 @@ static inline int xcopy_scalar(lua_State *from, int idx, int type, lua_State *to
   }
 }
 
-/* Pushes LuaJIT's string.buffer encode (which = 1) or decode (2) of L, kept in L's registry;
- * 0 when L has no such module (then nothing is pushed). */
-static int push_serializer(lua_State *L, int which) {
-  static const char key = 0;
-  lua_pushlightuserdata(L, (void *)&key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    int top = lua_gettop(L), ok = 0;
-    lua_getglobal(L, "require");
-    if (lua_isfunction(L, -1)) {
-      lua_pushliteral(L, "string.buffer");
-      ok = lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1);
-    }
-    if (ok) {
-      lua_createtable(L, 2, 0);
-      lua_getfield(L, -2, "encode");
-      lua_rawseti(L, -2, 1);
-      lua_getfield(L, -2, "decode");
-      lua_rawseti(L, -2, 2);
-      lua_remove(L, -2);
-    } else {
-      lua_settop(L, top);
-      lua_pushboolean(L, 0);
-    }
-    lua_pushlightuserdata(L, (void *)&key);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, LUA_REGISTRYINDEX);
-  }
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  lua_rawgeti(L, -1, which);
-  lua_remove(L, -2);
-  return lua_isfunction(L, -1) ? 1 : (lua_pop(L, 1), 0);
-}
-
-/* A table as string.buffer's serialization, decoded in the other state: the walk and the
- * building of the copy happen inside LuaJIT, without a C API call per key (a notification's
- * arguments went from 35k to ~15k instructions). -1, with both stacks as found, for what it
- * won't take (functions, userdata, cycles): bg_lua_xcopy then walks the value itself. */
-static int xcopy_serialized(lua_State *from, int idx, lua_State *to) {
-  int ftop = lua_gettop(from), ttop = lua_gettop(to);
-  if (!lua_checkstack(from, 4) || !lua_checkstack(to, 4) || !push_serializer(from, 1)) return -1;
-  lua_pushvalue(from, idx);
-  if (lua_pcall(from, 1, 1, 0) != 0 || lua_type(from, -1) != LUA_TSTRING) {
-    lua_settop(from, ftop);
-    return -1;
-  }
-  size_t n;
-  const char *p = lua_tolstring(from, -1, &n);
-  int ok = push_serializer(to, 2);
-  if (ok) {
-    lua_pushlstring(to, p, n);
-    ok = lua_pcall(to, 1, 1, 0) == 0 && lua_istable(to, -1);
-  }
-  lua_settop(from, ftop);
-  if (!ok) lua_settop(to, ttop);
-  return ok ? 0 : -1;
-}
-
 int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
   if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(from) + idx + 1;
   int type = lua_type(from, idx);
@@ -155,7 +93,6 @@ int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
     if (xcopy_scalar(from, idx, type, to) != 0) lua_pushnil(to); /* nil and what can't cross */
     return 0;
   }
-  if (depth == 0 && xcopy_serialized(from, idx, to) == 0) return 0;
   if (depth >= XCOPY_MAX_DEPTH) return BG_EINVAL;
   if (!lua_checkstack(from, 4) || !lua_checkstack(to, 4)) return BG_ENOMEM;
   /* sized up front: growing a table one key at a time rehashes it at every power of two,

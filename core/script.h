@@ -51,11 +51,11 @@ void bg_script_open_host(lua_State *L, bg_runtime *rt);
 int bg_lua_log(lua_State *L, const char *plugin);
 
 /* Copies the value at index idx of `from` onto the top of `to`. Tables are copied deeply,
- * without metatables. Plain data goes through LuaJIT's string.buffer serializer (nesting up to
- * its limit of 100; a NULL lightuserdata stays one); a table it refuses is walked instead, at
- * most 32 levels deep, cycles rejected, its functions, userdata and threads (and keys of other
- * types than string, number and boolean) left out. A lone function or userdata becomes nil.
- * Returns 0, or BG_EINVAL with nothing pushed. */
+ * without metatables, at most 32 levels (a cycle is refused); inside them, functions, userdata
+ * and threads, and keys of other types than string, number and boolean, are left out. A lone
+ * function or userdata becomes nil. Returns 0, or BG_EINVAL with nothing pushed.
+ * (LuaJIT's string.buffer serializer was tried for this: fewer instructions on average, but
+ * its strings of near-identical notifications made long chains in the string table.) */
 int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth);
 
 #endif
