@@ -17,8 +17,7 @@ return beagle.channel {
     local alerts = {}
     for i, a in ipairs(n.alerts) do alerts[i] = cu.alert_payload(ctx, a, n) end
     -- the first alert's payload at the top level (a copy: alerts[1] keeps its own status)
-    local body = cu.table_new(0, cu.nkeys(alerts[1]) + 6)
-    for k, v in pairs(alerts[1]) do body[k] = v end
+    local body = cu.copy(alerts[1], 6)
     -- the notification's status, not the first alert's: a firing group may start with a resolve
     body.status = n.status
     body.dedup_key = n.dedup_key
