@@ -552,6 +552,23 @@ function Agent:run()
     rm.delivery = delivery
     delivery:sync(self.channels.confs)
     delivery:resume()
+    -- the notification rows (sent, failed, expired, and pending ones past their time-to-live),
+    -- resolved instances and ended silences older than notification_retention_days: at start
+    -- and every hour, so that the state store stays the size of its window
+    if rm.store then
+      local function prune()
+        local keep = math.max(s.notification_retention_days * 86400, s.notification_ttl)
+        local res, perr = rm.store:prune(core.wall() - keep)
+        if not res then
+          log(3, "state store prune failed", { error = tostring(perr) })
+        elseif res.notifications + res.instances + res.silences > 0 then
+          log(1, "state store pruned", { notifications = tostring(res.notifications),
+            instances = tostring(res.instances), silences = tostring(res.silences) })
+        end
+      end
+      prune()
+      self.timers.prune = core.timer(3600, 3600, prune)
+    end
   end
   -- history: a sample of every series each collection interval, rollups flushed to the data
   -- directory every 15 s (on the threadpool), read by beagle.query

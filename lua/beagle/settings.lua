@@ -37,6 +37,8 @@ M.schema = {
   notification_breaker_probe = { kind = "duration", default = 60, min = 0.001, help = "seconds between probes of an open breaker" },
   notification_outbox_max = { kind = "int", default = 10000, min = 1,
     help = "undelivered notifications kept; beyond, the oldest resolved go first" },
+  notification_retention_days = { kind = "int", default = 30, min = 1,
+    help = "days notification rows stay in the state store (at least notification_ttl)" },
   -- logfire / tracing
   logfire_token = { kind = "string", default = "", secret = true, help = "Logfire write token" },
   logfire_project_name = { kind = "string", default = "beagle", help = "Logfire project" },
