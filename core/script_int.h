@@ -40,9 +40,10 @@ struct bg_script {
   bg__run *runs;    /* active runs */
   bg__run *current; /* the run whose code is executing, for the hook and allocator */
   int next_id;
-  int closing;       /* no new runs; freed when the last run ends */
-  int busy;          /* > 0 while C frames of this script are on the stack */
-  uv_idle_t *reaper; /* frees the state outside any callback of its own */
+  int closing;         /* no new runs; freed when the last run ends */
+  int busy;            /* > 0 while C frames of this script are on the stack */
+  uv_idle_t *reaper;   /* frees the state outside any callback of its own */
+  uint64_t gc_step_ns; /* when run_finish last stepped the collector */
 };
 
 #define BG__HOOK_EVERY 1000
