@@ -33,7 +33,6 @@
 #include <strings.h>
 
 #define IDLE_MS 30000 /* an idle connection is closed after this (bg_h1_set_idle_ms) */
-#define MAX_IDLE 16   /* idle connections kept per host:port */
 #define MAX_TIMEOUT_MS (UINT64_C(1) << 40)
 #define READ_BUF_SIZE (64 * 1024)
 
@@ -205,7 +204,7 @@ static void pool_put(bg_h1 *h, conn *c, const char *key) {
     p->next = h->pools;
     h->pools = p;
   }
-  if (p->nidle >= MAX_IDLE) { /* the least recently used one goes */
+  if (p->nidle >= BG_H1_MAX_IDLE) { /* the least recently used one goes */
     conn *lru = p->idle;
     while (lru->next != NULL)
       lru = lru->next;

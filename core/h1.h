@@ -14,6 +14,10 @@
 
 #define BG_H1_USER_AGENT "beagle/0.1" /* fetch.c gives curl the same */
 #define BG_H1_DECLINED 1              /* bg_h1_start: not a URL or request h1 handles */
+/* Idle keep-alive connections kept per host:port. Above notification_max_in_flight with room
+ * to spare: at 32 deliveries in flight, a pool of 16 closed and reopened connections whenever
+ * more than 16 answers came in one turn of the loop (6.5k against 10-14k deliveries/s). */
+#define BG_H1_MAX_IDLE 64
 
 typedef struct bg_h1 bg_h1;         /* connection pool and requests in flight, one per fetcher */
 typedef struct bg_h1_req bg_h1_req; /* one request */
