@@ -21,52 +21,9 @@
 /* ---- the in-process server ---- */
 
 typedef struct conn {
-  uv_tcp_t tcp;
-  uv_timer_t timer; /* /slow answers from here */
-  bg_buf in;
-  int responded, closing, nclosed;
-  struct conn *prev, *next;
+  tconn base; /* its timer: /slow answers from there */
+  int responded;
 } conn;
-
-typedef struct wreq {
-  uv_write_t req;
-  char *data;
-} wreq;
-
-static conn *conns;
-
-static void on_conn_closed(uv_handle_t *h) {
-  conn *c = h->data;
-  if (++c->nclosed < 2) return;
-  bg_buf_free(&c->in);
-  free(c);
-}
-
-static void conn_close(conn *c) {
-  if (c->closing) return;
-  c->closing = 1;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-  uv_close((uv_handle_t *)&c->timer, on_conn_closed);
-}
-
-static void close_conns(void) {
-  while (conns != NULL)
-    conn_close(conns);
-}
-
-static void on_written(uv_write_t *req, int status) {
-  wreq *w = (wreq *)req;
-  conn *c = req->handle->data;
-  (void)status;
-  free(w->data);
-  free(w);
-  conn_close(c);
-}
 
 /* with_length 0: the body is delimited by closing the connection */
 static void respond(conn *c, int status, const char *extra, const char *body, size_t len,
@@ -76,15 +33,9 @@ static void respond(conn *c, int status, const char *extra, const char *body, si
   if (with_length) bg_buf_printf(&out, "Content-Length: %zu\r\n", len);
   bg_buf_puts(&out, "\r\n");
   bg_buf_append(&out, body, len);
-  wreq *w = calloc(1, sizeof *w);
-  w->data = out.data;
-  uv_buf_t b = uv_buf_init(out.data, (unsigned)out.len);
   c->responded = 1;
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
-    free(w->data);
-    free(w);
-    conn_close(c);
-  }
+  tconn_send(&c->base, out.data, out.len, 1);
+  bg_buf_free(&out);
 }
 
 static void on_slow(uv_timer_t *t) {
@@ -96,7 +47,7 @@ static void handle_request(conn *c, const char *method, const char *path, const 
   if (strcmp(path, "/ok") == 0) {
     respond(c, 200, "X-Test: 1\r\n", "hello", 5, 1);
   } else if (strcmp(path, "/slow") == 0) {
-    uv_timer_start(&c->timer, on_slow, 2000, 0);
+    uv_timer_start(&c->base.timer, on_slow, 2000, 0);
   } else if (strcmp(path, "/big") == 0 || strcmp(path, "/bigstream") == 0) {
     size_t n = 1u << 20;
     char *big = malloc(n);
@@ -122,41 +73,18 @@ static void handle_request(conn *c, const char *method, const char *path, const 
   }
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn *c = s->data;
-  if (nread < 0) {
-    free(buf->base);
-    conn_close(c);
-    return;
-  }
-  bg_buf_append(&c->in, buf->base, (size_t)nread);
-  free(buf->base);
+static void on_data(tconn *tc) {
+  conn *c = (conn *)tc;
   size_t hdr_len, clen;
-  if (c->responded || !request_ready(&c->in, &hdr_len, &clen)) return;
+  if (c->responded || !request_ready(&tc->in, &hdr_len, &clen)) return;
   char method[16] = "", path[256] = "";
-  if (sscanf(c->in.data, "%15s %255s", method, path) != 2) {
-    conn_close(c);
+  if (sscanf(tc->in.data, "%15s %255s", method, path) != 2) {
+    tconn_close(tc);
     return;
   }
-  c->in.data[hdr_len - 2] = '\0'; /* header block keeps its last CRLF, for "\r\nName: " searches */
-  handle_request(c, method, path, c->in.data, c->in.data + hdr_len, clen);
+  tc->in.data[hdr_len - 2] = '\0'; /* header block keeps its last CRLF, for "\r\nName: " searches */
+  handle_request(c, method, path, tc->in.data, tc->in.data + hdr_len, clen);
   c->responded = 1;
-}
-
-static void on_connection(uv_stream_t *srv, int status) {
-  if (status != 0) return;
-  conn *c = calloc(1, sizeof *c);
-  uv_tcp_init(loop, &c->tcp);
-  uv_timer_init(loop, &c->timer);
-  c->tcp.data = c->timer.data = c;
-  c->next = conns;
-  if (conns) conns->prev = c;
-  conns = c;
-  if (uv_accept(srv, (uv_stream_t *)&c->tcp) != 0) {
-    conn_close(c);
-    return;
-  }
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* ---- client helpers ---- */
@@ -473,7 +401,9 @@ int main(void) {
   };
   signal(SIGPIPE, SIG_IGN); /* the server writes into connections the client dropped */
   loop = uv_default_loop();
-  if (server_listen(on_connection) != 0) {
+  tconn_size = sizeof(conn);
+  tconn_on_data = on_data;
+  if (server_listen(tconn_accept) != 0) {
     fprintf(stderr, "server_listen failed\n");
     return 1;
   }
@@ -495,5 +425,5 @@ int main(void) {
   }
 
   /* everything closes: uv_run returns once the fetcher, server and connections are gone */
-  return shut_down(close_conns);
+  return shut_down(tconn_close_all);
 }

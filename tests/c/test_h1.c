@@ -27,73 +27,18 @@
 /* ---- the in-process server: keep-alive, one response per request, in order ---- */
 
 typedef struct conn {
-  uv_tcp_t tcp;
-  uv_timer_t timer; /* delayed and dripped responses */
-  bg_buf in;
+  tconn base;          /* its timer: delayed and dripped responses */
   const char *drip[8]; /* pieces still to send, one per timer tick */
   int ndrip, drip_close;
   int busy;      /* a response is delayed or dripping: requests behind it wait */
   int drop_next; /* close, unanswered, when the next request arrives */
-  int closing, nclosed;
-  struct conn *prev, *next;
 } conn;
 
-typedef struct wreq {
-  uv_write_t req;
-  char *data;
-  int close_after;
-} wreq;
-
-static conn *conns;
-static int naccepts, nopen; /* connections accepted; still open on the server's side */
-static bg_buf last_req;     /* the raw bytes of the last complete request */
-static int head_req;        /* it is a HEAD: respond() sends no body */
-
-static void on_conn_closed(uv_handle_t *h) {
-  conn *c = h->data;
-  if (++c->nclosed < 2) return;
-  bg_buf_free(&c->in);
-  free(c);
-}
-
-static void conn_close(conn *c) {
-  if (c->closing) return;
-  c->closing = 1;
-  nopen--;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-  uv_close((uv_handle_t *)&c->timer, on_conn_closed);
-}
-
-static void close_conns(void) {
-  while (conns != NULL)
-    conn_close(conns);
-}
-
-static void on_written(uv_write_t *req, int status) {
-  wreq *w = (wreq *)req;
-  conn *c = req->handle->data;
-  free(w->data);
-  if (status != 0 || w->close_after) conn_close(c);
-  free(w);
-}
+static bg_buf last_req; /* the raw bytes of the last complete request */
+static int head_req;    /* it is a HEAD: respond() sends no body */
 
 static void send_raw(conn *c, const char *data, size_t len, int close_after) {
-  if (c->closing) return;
-  wreq *w = calloc(1, sizeof *w);
-  w->data = malloc(len ? len : 1);
-  memcpy(w->data, data, len);
-  w->close_after = close_after;
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
-    free(w->data);
-    free(w);
-    conn_close(c);
-  }
+  tconn_send(&c->base, data, len, close_after);
 }
 
 static void send_str(conn *c, const char *s, int close_after) {
@@ -116,7 +61,7 @@ static void on_tick(uv_timer_t *t) {
     send_str(c, c->drip[0], c->ndrip == 1 && c->drip_close);
     memmove(c->drip, c->drip + 1, sizeof c->drip[0] * (size_t)--c->ndrip);
     if (c->ndrip > 0) {
-      uv_timer_start(&c->timer, on_tick, 15, 0);
+      uv_timer_start(&c->base.timer, on_tick, 15, 0);
       return;
     }
   } else { /* /slow */
@@ -131,7 +76,7 @@ static void drip(conn *c, const char *const *pieces, int n, int close_after) {
   c->ndrip = n;
   c->drip_close = close_after;
   c->busy = 1;
-  uv_timer_start(&c->timer, on_tick, 15, 0);
+  uv_timer_start(&c->base.timer, on_tick, 15, 0);
 }
 
 static void big(conn *c, int chunked) {
@@ -185,12 +130,12 @@ static void handle(conn *c, const char *path, const char *req, size_t len) {
     respond(c, "", "armed", 5);
     c->drop_next = 1;
   } else if (strcmp(path, "/drop") == 0) {
-    conn_close(c);
+    tconn_close(&c->base);
   } else if (strcmp(path, "/extra") == 0) { /* bytes after the response: not reusable */
     send_str(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK", 0);
   } else if (strcmp(path, "/slow") == 0) {
     c->busy = 1;
-    uv_timer_start(&c->timer, on_tick, 300, 0);
+    uv_timer_start(&c->base.timer, on_tick, 300, 0);
   } else if (strcmp(path, "/never") == 0) {
     c->busy = 1;
   } else if (strcmp(path, "/big") == 0 || strcmp(path, "/bigchunked") == 0) {
@@ -202,55 +147,29 @@ static void handle(conn *c, const char *path, const char *req, size_t len) {
   }
 }
 
-/* Serves every complete request in c->in, in order, unless a response is still under way. */
+/* Serves every complete request in c->base.in, in order, unless a response is still under way. */
 static void serve_pending(conn *c) {
-  while (!c->busy && !c->closing && c->in.len > 0) {
+  while (!c->busy && !c->base.closing && c->base.in.len > 0) {
     size_t hdr_len, clen;
-    if (!request_ready(&c->in, &hdr_len, &clen)) return;
+    if (!request_ready(&c->base.in, &hdr_len, &clen)) return;
     if (c->drop_next) {
-      conn_close(c);
+      tconn_close(&c->base);
       return;
     }
     char method[16] = "", path[256] = "";
-    sscanf(c->in.data, "%15s %255s", method, path);
+    sscanf(c->base.in.data, "%15s %255s", method, path);
     head_req = strcmp(method, "HEAD") == 0;
     bg_buf_reset(&last_req);
-    bg_buf_append(&last_req, c->in.data, hdr_len + clen);
+    bg_buf_append(&last_req, c->base.in.data, hdr_len + clen);
     handle(c, path, last_req.data, last_req.len);
-    memmove(c->in.data, c->in.data + hdr_len + clen, c->in.len - hdr_len - clen);
-    c->in.len -= hdr_len + clen;
-    c->in.data[c->in.len] = '\0';
+    memmove(c->base.in.data, c->base.in.data + hdr_len + clen, c->base.in.len - hdr_len - clen);
+    c->base.in.len -= hdr_len + clen;
+    c->base.in.data[c->base.in.len] = '\0';
   }
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn *c = s->data;
-  if (nread < 0) {
-    free(buf->base);
-    conn_close(c);
-    return;
-  }
-  bg_buf_append(&c->in, buf->base, (size_t)nread);
-  free(buf->base);
-  serve_pending(c);
-}
-
-static void on_connection(uv_stream_t *srv, int status) {
-  if (status != 0) return;
-  conn *c = calloc(1, sizeof *c);
-  uv_tcp_init(srv->loop, &c->tcp);
-  uv_timer_init(srv->loop, &c->timer);
-  c->tcp.data = c->timer.data = c;
-  c->next = conns;
-  if (conns) conns->prev = c;
-  conns = c;
-  if (uv_accept(srv, (uv_stream_t *)&c->tcp) != 0) {
-    conn_close(c);
-    return;
-  }
-  naccepts++;
-  nopen++;
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+static void on_data(tconn *c) {
+  serve_pending((conn *)c);
 }
 
 /* ---- client helpers ---- */
@@ -911,7 +830,9 @@ int main(int argc, char **argv) {
   if (argc == 4 && strcmp(argv[1], "bench") == 0) return bench(atoi(argv[2]), atoi(argv[3]));
   unsetenv("BEAGLE_HTTP_CLIENT");
   unset_proxies();
-  if (server_listen(on_connection) != 0) {
+  tconn_size = sizeof(conn);
+  tconn_on_data = on_data;
+  if (server_listen(tconn_accept) != 0) {
     fprintf(stderr, "server_listen failed\n");
     return 1;
   }
@@ -929,7 +850,7 @@ int main(int argc, char **argv) {
   if (failures > 0) return 1; /* state may be inconsistent: skip the shutdown check */
 
   /* everything closes: uv_run returns once the fetcher, server and connections are gone */
-  int rc = shut_down(close_conns);
+  int rc = shut_down(tconn_close_all);
   bg_buf_free(&last_req);
   return rc;
 }

@@ -1,9 +1,9 @@
 /* The harness shared by the fetcher tests that run an HTTP server in-process (test_fetch,
  * test_h1): CHECK macros that count a failure and leave the test, rather than exit, so that
- * one run reports every test; the loop, the listening socket and the run-until-done helpers.
- * Each test still builds from one .c: what is here is static and belongs to that file. The
- * servers themselves stay in each test, where they differ (one response per connection or
- * keep-alive). Include after bg.h and fetch.h. */
+ * one run reports every test; the loop, the listening socket, the server's connections and the
+ * run-until-done helpers. Each test still builds from one .c: what is here is static and
+ * belongs to that file. What the servers answer stays in each test, where they differ (one
+ * response per connection or keep-alive). Include after bg.h and fetch.h. */
 #ifndef TEST_NET_H
 #define TEST_NET_H
 
@@ -77,6 +77,108 @@ static inline void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)h;
   buf->base = malloc(hint);
   buf->len = buf->base ? hint : 0;
+}
+
+/* ---- the server's connections ---- */
+
+/* A connection the server accepted. A test's own connection struct starts with one (set
+ * tconn_size to its size); tconn_on_data, when set, runs after every read appended to in. */
+typedef struct tconn {
+  uv_tcp_t tcp;
+  uv_timer_t timer; /* for the test's delayed answers */
+  bg_buf in;        /* received, not yet consumed */
+  int closing, nclosed;
+  struct tconn *prev, *next;
+} tconn;
+
+typedef struct twrite {
+  uv_write_t req;
+  char *data;
+  int close_after;
+} twrite;
+
+static tconn *tconns;
+static int naccepts, nopen; /* connections accepted; still open on the server's side */
+static size_t tconn_size = sizeof(tconn);
+static void (*tconn_on_data)(tconn *c);
+
+static inline void tconn_handle_closed(uv_handle_t *h) {
+  tconn *c = h->data;
+  if (++c->nclosed < 2) return;
+  bg_buf_free(&c->in);
+  free(c);
+}
+
+static inline void tconn_close(tconn *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  nopen--;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    tconns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  uv_close((uv_handle_t *)&c->tcp, tconn_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, tconn_handle_closed);
+}
+
+static inline void tconn_close_all(void) {
+  while (tconns != NULL)
+    tconn_close(tconns);
+}
+
+static inline void tconn_written(uv_write_t *req, int status) {
+  twrite *w = (twrite *)req;
+  tconn *c = req->handle->data;
+  free(w->data);
+  if (status != 0 || w->close_after) tconn_close(c);
+  free(w);
+}
+
+/* Writes a copy of data; close_after: the connection is closed once it is written. */
+static inline void tconn_send(tconn *c, const char *data, size_t len, int close_after) {
+  if (c->closing) return;
+  twrite *w = calloc(1, sizeof *w);
+  w->data = malloc(len ? len : 1);
+  memcpy(w->data, data, len);
+  w->close_after = close_after;
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, tconn_written) != 0) {
+    free(w->data);
+    free(w);
+    tconn_close(c);
+  }
+}
+
+static inline void tconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  tconn *c = s->data;
+  if (nread < 0) {
+    free(buf->base);
+    tconn_close(c);
+    return;
+  }
+  bg_buf_append(&c->in, buf->base, (size_t)nread);
+  free(buf->base);
+  if (tconn_on_data != NULL) tconn_on_data(c);
+}
+
+/* The server's uv_connection_cb (server_listen(tconn_accept)). */
+static inline void tconn_accept(uv_stream_t *srv, int status) {
+  if (status != 0) return;
+  tconn *c = calloc(1, tconn_size);
+  uv_tcp_init(srv->loop, &c->tcp);
+  uv_timer_init(srv->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->next = tconns;
+  if (tconns) tconns->prev = c;
+  tconns = c;
+  nopen++;
+  if (uv_accept(srv, (uv_stream_t *)&c->tcp) != 0) {
+    tconn_close(c);
+    return;
+  }
+  naccepts++;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, tconn_read);
 }
 
 /* Whether in holds a whole request: its head through the blank line (*hdr_len bytes) and
