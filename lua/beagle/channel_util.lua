@@ -7,9 +7,8 @@ local M = {}
 
 local floor, ceil = math.floor, math.ceil
 
--- Tables made at their final size: one filled key by key from {} is reallocated and rehashed at
--- each power of two, which was most of what copying a notification's labels cost. LuaJIT's
--- table.new and OpenResty's table.nkeys; plain Lua fallbacks elsewhere.
+-- Tables made at their final size, not grown key by key from {} (a rehash at each power of
+-- two). LuaJIT's table.new and OpenResty's table.nkeys; plain Lua fallbacks elsewhere.
 local tnew, nkeys
 do
   local ok, f = pcall(require, "table.new")
@@ -21,7 +20,6 @@ do
     return n
   end
 end
-M.table_new, M.nkeys = tnew, nkeys
 
 -- copy(t[, extra]) -> a shallow copy of t, with room for `extra` more keys. (A loop here is
 -- compiled; the same loop in a plugin's own code runs in the interpreter.)
