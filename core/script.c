@@ -18,20 +18,20 @@
 
 /* ---- allocator: the memory limit ------------------------------------------------------ */
 
+/* Blocks come from the state's pool (lpool.h); `used` is what Lua asked for, the limit's
+ * measure. */
 static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   bg_script *s = ud;
   if (nsize == 0) {
     if (ptr != NULL) s->used -= osize;
-    free(ptr);
-    return NULL;
+    return bg_lpool_alloc(&s->pool, ptr, osize, 0);
   }
   size_t old = ptr != NULL ? osize : 0;
   if (nsize > old && s->enforce && s->used + (nsize - old) > s->limit) {
     if (s->current != NULL && s->current->killed == NULL) s->current->killed = "memory limit";
     return NULL;
   }
-  /* malloc for a new block: glibc's realloc(NULL, n) takes a longer way to the same place */
-  void *p = ptr != NULL ? realloc(ptr, nsize) : malloc(nsize);
+  void *p = bg_lpool_alloc(&s->pool, ptr, osize, nsize);
   if (p == NULL) return NULL;
   s->used = s->used - old + nsize;
   return p;
@@ -145,6 +145,7 @@ static void script_reap_cb(uv_handle_t *h) {
 static void script_free_now(bg_script *s) {
   s->enforce = 0;
   lua_close(s->L);
+  bg_lpool_destroy(&s->pool);
   free(s->name);
   free(s);
 }
@@ -569,6 +570,7 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
   if (luaL_dofile(L, path) != 0) {
     if (errlen) snprintf(err, errlen, "%s", error_text(L, -1));
     lua_close(L);
+    bg_lpool_destroy(&s->pool);
     free(s->name);
     free(s);
     return BG_EINVAL;
@@ -577,6 +579,7 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
   *out = s;
   return 0;
 nomem:
+  bg_lpool_destroy(&s->pool);
   free(s->name);
   free(s);
   return BG_ENOMEM;

@@ -2,6 +2,7 @@
 #ifndef BG_SCRIPT_INT_H
 #define BG_SCRIPT_INT_H
 
+#include "lpool.h"
 #include "script.h"
 
 typedef struct bg__run bg__run;
@@ -36,6 +37,7 @@ struct bg_script {
   lua_State *L;
   char *name;
   size_t used, limit;
+  bg_lpool pool;    /* the state's blocks (script_alloc) */
   int enforce;      /* the memory limit applies only while plugin code runs */
   bg__run *runs;    /* active runs */
   bg__run *current; /* the run whose code is executing, for the hook and allocator */
