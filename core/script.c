@@ -12,6 +12,7 @@
 
 #define SCRIPT_MT "beagle.script"
 #define XCOPY_MAX_DEPTH 32
+#define XCOPY_STACKED 512 /* pairs held on the stack before their table is made */
 /* Loading and validating run synchronously on the loop, so they get a tight leash. */
 #define CALL_TIMEOUT_NS (1000000000ull)
 #define CALL_BUDGET 20000000ull
@@ -94,16 +95,12 @@ int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
     return 0;
   }
   if (depth >= XCOPY_MAX_DEPTH) return BG_EINVAL;
-  if (!lua_checkstack(from, 4) || !lua_checkstack(to, 4)) return BG_ENOMEM;
-  /* sized up front: growing a table one key at a time rehashes it at every power of two,
-   * and notifications cross here once per delivery attempt */
-  int narr = (int)lua_objlen(from, idx), nall = 0;
-  lua_pushnil(from);
-  while (lua_next(from, idx) != 0) {
-    nall++;
-    lua_pop(from, 1);
-  }
-  lua_createtable(to, narr, nall > narr ? nall - narr : 0);
+  if (!lua_checkstack(from, 4)) return BG_ENOMEM;
+  /* One pass: the pairs go on to's stack, then into a table made at their exact size (a
+   * table grown a key at a time rehashes at every power of two; counting first took a
+   * second lua_next walk, and notifications cross here once per delivery attempt). A big
+   * table gets its table at XCOPY_STACKED pairs, and the rest are set one by one. */
+  int base = lua_gettop(to) + 1, n = 0, made = 0;
   lua_pushnil(from);
   while (lua_next(from, idx) != 0) {
     /* keys and values inline; only a table value recurses (a call per scalar was a third of
@@ -112,17 +109,40 @@ int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
     int kt = lua_type(from, top - 1), vt = lua_type(from, top);
     if ((kt == LUA_TSTRING || kt == LUA_TNUMBER || kt == LUA_TBOOLEAN) &&
         (vt == LUA_TSTRING || vt == LUA_TNUMBER || vt == LUA_TBOOLEAN || vt == LUA_TTABLE)) {
-      xcopy_scalar(from, top - 1, kt, to);
-      if (vt == LUA_TTABLE ? bg_lua_xcopy(from, top, to, depth + 1) != 0
-                           : xcopy_scalar(from, top, vt, to) != 0) {
+      if ((n & 7) == 0 && !lua_checkstack(to, 20)) {
         lua_pop(from, 2);
-        lua_pop(to, 2); /* the key and the table being built */
-        return BG_EINVAL;
+        lua_settop(to, base - 1);
+        return BG_ENOMEM;
       }
-      lua_rawset(to, -3);
+      xcopy_scalar(from, top - 1, kt, to);
+      int rc = vt == LUA_TTABLE ? bg_lua_xcopy(from, top, to, depth + 1)
+                                : xcopy_scalar(from, top, vt, to);
+      if (rc != 0) {
+        lua_pop(from, 2);
+        lua_settop(to, base - 1); /* the pairs copied so far, and the table if made */
+        return rc;
+      }
+      n++;
+      if (made) {
+        lua_rawset(to, base);
+      } else if (n == XCOPY_STACKED) {
+        lua_createtable(to, (int)lua_objlen(from, idx), n);
+        lua_insert(to, base);
+        for (int i = 0; i < n; i++)
+          lua_rawset(to, base);
+        made = 1;
+      }
     }
     /* functions, userdata and threads are left out: they cannot cross states */
     lua_pop(from, 1);
+  }
+  if (!made) {
+    int narr = (int)lua_objlen(from, idx);
+    if (narr > n) narr = n;
+    lua_createtable(to, narr, n - narr);
+    lua_insert(to, base);
+    for (int i = 0; i < n; i++)
+      lua_rawset(to, base);
   }
   return 0;
 }

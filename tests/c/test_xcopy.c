@@ -1,7 +1,8 @@
 /* test_xcopy: bg_lua_xcopy, the copy of a value from one lua_State to another that every plugin
  * run's arguments and results go through: plain data copied whole (keys of every kind it
  * keeps, embedded zeros, no sharing with the source), functions, userdata and threads left
- * out, cycles and nesting past 32 levels refused with nothing pushed. */
+ * out, cycles and nesting past 32 levels refused with nothing pushed, and tables bigger than
+ * a Lua stack. */
 #include "script.h"
 #include "test_support.h"
 
@@ -98,6 +99,28 @@ static void test_what_cannot_cross(void) {
   expect("return x == 'str' or 'scalar'");
 }
 
+static void test_big_tables(void) {
+  /* more pairs than a Lua stack holds (65,500 slots): the table is made part way and the
+   * rest set one by one; an array part, a hash part and a nested table past the switch */
+  run(A, "big = {} for i = 1, 70000 do big[i] = i * 2 end\n"
+         "for i = 1, 40000 do big['k' .. i] = { v = i, s = 'x' .. i } end\n"
+         "mixed = { 1, 2, 3, a = 'a' } for i = 1, 600 do mixed['h' .. i] = i end");
+  ASSERT_EQ_INT(copy_global("big"), 0);
+  ASSERT_EQ_INT(copy_global("mixed"), 0);
+  expect("if #big ~= 70000 then return 'array length ' .. #big end\n"
+         "local n = 0 for k, v in pairs(big) do n = n + 1 end\n"
+         "if n ~= 110000 then return 'pairs ' .. n end\n"
+         "for i = 1, 70000 do if big[i] ~= i * 2 then return 'array ' .. i end end\n"
+         "for i = 1, 40000 do local t = big['k' .. i]\n"
+         "  if t.v ~= i or t.s ~= 'x' .. i then return 'hash ' .. i end end\n"
+         "if #mixed ~= 3 or mixed.a ~= 'a' or mixed.h600 ~= 600 or mixed.h1 ~= 1 then return "
+         "'mixed' end\n"
+         "return true");
+  /* a failure deep inside a big table leaves to's stack as it was (copy_global checks) */
+  run(A, "big.k7.bad = {} big.k7.bad.loop = big.k7.bad");
+  ASSERT(copy_global("big") != 0);
+}
+
 int main(void) {
   A = luaL_newstate();
   B = luaL_newstate();
@@ -105,6 +128,7 @@ int main(void) {
   luaL_openlibs(B);
   RUN(test_plain_data);
   RUN(test_what_cannot_cross);
+  RUN(test_big_tables);
   lua_close(A);
   lua_close(B);
   return 0;
