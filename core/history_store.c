@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 
 #include "history_int.h"
+#include "store.h"
 
 struct bg__hstore {
   sqlite3 *wdb, *rdb; /* rdb == wdb in memory */
@@ -66,6 +67,7 @@ int bg__hstore_open(bg__hstore **out, const char *dir, char *err, size_t errlen)
     strcpy(path, ":memory:");
   }
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+  bg_sqlite_setup();
   if (sqlite3_open_v2(path, &s->wdb, flags, NULL) != SQLITE_OK) {
     rc = fail(s->wdb, path, err, errlen);
     goto err;

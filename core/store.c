@@ -2,6 +2,7 @@
  * transactions. The Lua binding is in store_lua.c. */
 #include "store.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,8 +85,20 @@ static int query_text(bg_store *s, const char *sql, char *buf, size_t n, char *e
   return 0;
 }
 
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_setup_once(void) {
+  /* SQLITE_MISUSE if SQLite was started already (another user in the process): harmless */
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+void bg_sqlite_setup(void) {
+  pthread_once(&sqlite_once, sqlite_setup_once);
+}
+
 int bg_store_open(const char *path, bg_store **out, char *err, size_t errlen) {
   *out = NULL;
+  bg_sqlite_setup();
   if (path == NULL || *path == '\0') {
     if (err && errlen) snprintf(err, errlen, "store: no database path");
     return BG_EINVAL;

@@ -42,6 +42,10 @@ int bg_store_open(const char *path, bg_store **out, char *err, size_t errlen);
 /* Rolls back an open transaction, finalizes every statement and closes. NULL is a no-op. */
 void bg_store_close(bg_store *s);
 
+/* The process-wide SQLite settings, once, before the first connection (both stores call
+ * it): no memory statistics, whose global mutex every SQLite malloc and free took. */
+void bg_sqlite_setup(void);
+
 /* Runs one or more SQL statements without parameters (schema, pragmas). 0 or a BG_E* code
  * with "store: <sqlite message> (in: <sql>)" in err. */
 int bg_store_exec(bg_store *s, const char *sql, char *err, size_t errlen);

@@ -27,12 +27,23 @@
 
 #define DB_MT "beagle.store.db"
 #define ERRLEN 1024
+/* Table parameters of one statement encoded into buffers kept by the db: SQLite reads them in
+ * place (no copy, no malloc per parameter) until the statement is done. Past JSON_BUFS
+ * tables, or past JSON_KEEP bytes of capacity, a buffer is made for the one call. */
+#define JSON_BUFS 4
+#define JSON_KEEP 65536
 
 typedef struct ldb {
   bg_store *s;
   sqlite3_stmt *pending; /* handed out and not yet done: a raise while building rows */
   int in_tx;             /* db:tx frames running */
+  bg_buf json[JSON_BUFS];
 } ldb;
+
+static void free_json(ldb *d) {
+  for (int i = 0; i < JSON_BUFS; i++)
+    bg_buf_free(&d->json[i]);
+}
 
 static int push_fail(lua_State *L, const char *err) {
   lua_pushnil(L);
@@ -64,6 +75,7 @@ static int bind_params(lua_State *L, ldb *d, sqlite3_stmt *st, int first, char *
     bg_store_done(d->s, st);
     luaL_error(L, "store: %d parameters for %d placeholders", n, want);
   }
+  int tables = 0;
   for (int i = 1; i <= n; i++) {
     int idx = first + i - 1;
     switch (lua_type(L, idx)) {
@@ -89,14 +101,20 @@ static int bind_params(lua_State *L, ldb *d, sqlite3_stmt *st, int first, char *
       break;
     }
     case LUA_TTABLE: {
-      /* the JSON text goes from the encoder's buffer to SQLite's copy: interning it as a Lua
-       * string cost a hash and, for many near-identical payloads, a chain of memcmp */
-      bg_buf b = {0};
-      int rc = bg_json_encode_compact(L, idx, &b);
+      /* the JSON text goes from the encoder's buffer to SQLite: interning it as a Lua string
+       * cost a hash and, for many near-identical payloads, a chain of memcmp */
+      bg_buf one = {0}, *b = &one;
+      if (tables < JSON_BUFS) {
+        b = &d->json[tables++];
+        if (b->cap > JSON_KEEP) bg_buf_free(b);
+        bg_buf_reset(b);
+      }
+      int rc = bg_json_encode_compact(L, idx, b);
       const char *why = rc != 0 ? bg_strerror(rc) : NULL;
-      if (rc == 0 && sqlite3_bind_text(st, i, b.data, (int)b.len, SQLITE_TRANSIENT) != SQLITE_OK)
+      if (rc == 0 && sqlite3_bind_text(st, i, b->data, (int)b->len,
+                                       b == &one ? SQLITE_TRANSIENT : SQLITE_STATIC) != SQLITE_OK)
         why = "SQLite refused the text (too big, or out of memory)";
-      bg_buf_free(&b);
+      bg_buf_free(&one);
       if (why != NULL) {
         bg_store_done(d->s, st);
         snprintf(err, errlen, "store: JSON: parameter %d: %s", i, why);
@@ -222,6 +240,7 @@ static int l_close(lua_State *L) {
   settle(d);
   bg_store_close(d->s);
   d->s = NULL;
+  free_json(d);
   return 0;
 }
 
@@ -230,6 +249,7 @@ static int l_gc(lua_State *L) {
   settle(d);
   bg_store_close(d->s);
   d->s = NULL;
+  free_json(d);
   return 0;
 }
 
