@@ -5,6 +5,7 @@
 # the N-th receipt at bench/notify_sink.c. Prints total/N, the history flush's part of it (a
 # flush every 15 s may land in the window), and the rest.
 #   bench/notify_instructions.sh [BUILD (build-bench)] [N (3000)]
+# NOTIFY_CG_OUT=FILE keeps the callgrind profile there (for callgrind_annotate).
 # Takes ~1.5 min for 3,000. Not part of `make bench`.
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +13,7 @@ BUILD=${1:-build-bench}
 case "$BUILD" in /*) ;; *) BUILD="$REPO/$BUILD" ;; esac
 N=${2:-3000}
 TMP=$(mktemp -d)
-trap 'kill $SINK 2>/dev/null; rm -rf "$TMP"' EXIT
+trap 'kill $SINK 2>/dev/null; [ -n "${NOTIFY_CG_OUT:-}" ] && cp "$TMP/cg.out" "$NOTIFY_CG_OUT"; rm -rf "$TMP"' EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 gcc -O2 -o "$TMP/sink" "$REPO/bench/notify_sink.c" || exit 1
 "$TMP/sink" "$TMP/sink.tsv" >"$TMP/sink.port" 2>/dev/null &
