@@ -3,14 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define LPOOL_MALLOC_ONLY 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LPOOL_MALLOC_ONLY 1
-#endif
-#endif
-
 #define CHUNK_MIN 4096
 #define CHUNK_MAX 65536
 #define CHUNK_HEAD 16 /* the link word, padded so that blocks stay 16-byte aligned */
@@ -53,8 +45,8 @@ static inline void *get(bg_lpool *p, size_t c) {
   return b;
 }
 
-void *bg_lpool_alloc(bg_lpool *p, void *ptr, size_t osize, size_t nsize) {
-#ifdef LPOOL_MALLOC_ONLY
+void *bg__lpool_slow(bg_lpool *p, void *ptr, size_t osize, size_t nsize) {
+#ifdef BG_LPOOL_MALLOC_ONLY
   (void)p;
   (void)osize;
   if (nsize == 0) {

@@ -29,10 +29,41 @@ typedef struct bg_lpool {
   size_t held;                  /* bytes in chunks */
 } bg_lpool;
 
+#if defined(__SANITIZE_ADDRESS__)
+#define BG_LPOOL_MALLOC_ONLY 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BG_LPOOL_MALLOC_ONLY 1
+#endif
+#endif
+
+/* Everything but a free or an allocation served from its class's free list. */
+void *bg__lpool_slow(bg_lpool *p, void *ptr, size_t osize, size_t nsize);
+
 /* lua_Alloc's contract: nsize 0 frees ptr (osize bytes) and returns NULL; otherwise returns a
  * block of nsize bytes holding the first min(osize, nsize) bytes of ptr (ptr NULL: a new
- * block), or NULL with ptr untouched. A zeroed bg_lpool is an empty pool. */
-void *bg_lpool_alloc(bg_lpool *p, void *ptr, size_t osize, size_t nsize);
+ * block), or NULL with ptr untouched. A zeroed bg_lpool is an empty pool. The two common
+ * cases are inline: a Lua state calls this for every object it makes and frees. */
+static inline void *bg_lpool_alloc(bg_lpool *p, void *ptr, size_t osize, size_t nsize) {
+#ifndef BG_LPOOL_MALLOC_ONLY
+  if (nsize == 0) {
+    if (ptr != NULL && osize <= BG_LPOOL_MAX) {
+      size_t c = (osize - 1) / BG_LPOOL_STEP;
+      *(void **)ptr = p->free[c];
+      p->free[c] = ptr;
+      return NULL;
+    }
+  } else if (ptr == NULL && nsize <= BG_LPOOL_MAX) {
+    size_t c = (nsize - 1) / BG_LPOOL_STEP;
+    void *b = p->free[c];
+    if (b != NULL) {
+      p->free[c] = *(void **)b;
+      return b;
+    }
+  }
+#endif
+  return bg__lpool_slow(p, ptr, osize, nsize);
+}
 
 /* Gives back every chunk; the blocks handed out are gone. The pool is empty again. */
 void bg_lpool_destroy(bg_lpool *p);
