@@ -399,7 +399,9 @@ static int encode_plain_object(enc *e, int idx, int depth) {
     key *k = next_key(e);
     k->s = lua_tolstring(L, -2, &k->len);
     k->slot = lua_gettop(L); /* the value; its key is just below */
-    if (!lua_checkstack(L, 4)) fail(e, BG_ELIMIT, "stack overflow");
+    /* room for the next eight pairs and the key pushed below, asked once per eight */
+    if (((e->nkeys - base) & 7) == 1 && !lua_checkstack(L, 20))
+      fail(e, BG_ELIMIT, "stack overflow");
     lua_pushvalue(L, -2); /* the key again, for lua_next */
   }
   put_members(e, idx, base, 1, depth);
