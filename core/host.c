@@ -708,7 +708,7 @@ static int luaopen_core(lua_State *L) {
   lua_pushstring(L, BG_VERSION);
   lua_setfield(L, -2, "version");
   bg_script_open_host(L, rt);
-  bg_store_open_lua(L); /* core.store_open(path[, opts]) */
+  bg_store_open_lua(L, rt->loop); /* core.store_open(path[, opts]) */
   return 1;
 }
 

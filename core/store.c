@@ -18,11 +18,26 @@ typedef struct centry {
                         each time a call site runs, so this finds it without hashing the text */
 } centry;
 
+/* The background checkpointer: its own struct, because it may outlive the store (closed
+ * while a checkpoint runs: the work's end frees it). */
+typedef struct ckpt {
+  uv_work_t req;
+  char *path;
+  const char *sync;
+  sqlite3 *db;   /* the worker's connection, opened by the first checkpoint */
+  int busy;      /* a checkpoint queued or running */
+  int orphan;    /* the store is closed: the work's end frees this */
+  int rc;        /* of the last checkpoint */
+  unsigned done; /* checkpoints that returned SQLITE_OK */
+} ckpt;
+
 struct bg_store {
   sqlite3 *db;
   uint64_t tick;
   int ncache;
   int depth;
+  uv_loop_t *loop;
+  ckpt *ck;
   centry cache[BG_STORE_CACHE_MAX];
 };
 
@@ -138,8 +153,80 @@ err:
   return rc;
 }
 
+static void ckpt_free(ckpt *c) {
+  sqlite3_close_v2(c->db);
+  free(c->path);
+  free(c);
+}
+
+/* On a pool thread: one checkpoint at a time (busy), so the connection is never shared. */
+static void ckpt_work(uv_work_t *req) {
+  ckpt *c = req->data;
+  if (c->db == NULL) {
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(c->path, &c->db, flags, NULL) != SQLITE_OK) {
+      c->rc = SQLITE_CANTOPEN;
+      sqlite3_close_v2(c->db);
+      c->db = NULL;
+      return;
+    }
+    sqlite3_busy_timeout(c->db, BG_STORE_BUSY_MS);
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA synchronous=%s", c->sync);
+    sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+  }
+  c->rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+}
+
+static void ckpt_after(uv_work_t *req, int status) {
+  (void)status;
+  ckpt *c = req->data;
+  c->busy = 0;
+  if (c->rc == SQLITE_OK) c->done++;
+  if (c->orphan) ckpt_free(c);
+}
+
+/* After every commit, with the WAL's size in pages. */
+static int on_wal(void *arg, sqlite3 *db, const char *name, int pages) {
+  bg_store *s = arg;
+  ckpt *c = s->ck;
+  if (pages >= BG_STORE_CKPT_INLINE_PAGES) {
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+  } else if (pages >= BG_STORE_CKPT_PAGES && !c->busy) {
+    c->req.data = c;
+    if (uv_queue_work(s->loop, &c->req, ckpt_work, ckpt_after) == 0) c->busy = 1;
+  }
+  return SQLITE_OK;
+}
+
+int bg_store_checkpoint_in_background(bg_store *s, uv_loop_t *loop, const char *synchronous) {
+  const char *file = sqlite3_db_filename(s->db, "main");
+  if (loop == NULL || file == NULL || *file == '\0') return BG_EINVAL;
+  if (s->ck != NULL) return 0;
+  ckpt *c = calloc(1, sizeof *c);
+  if (c == NULL || (c->path = strdup(file)) == NULL) {
+    free(c);
+    return BG_ENOMEM;
+  }
+  c->sync = synchronous != NULL && strcmp(synchronous, "full") == 0 ? "FULL" : "NORMAL";
+  s->ck = c;
+  s->loop = loop;
+  sqlite3_wal_hook(s->db, on_wal, s); /* replaces SQLite's automatic checkpoint */
+  return 0;
+}
+
+unsigned bg_store_checkpoints(const bg_store *s) {
+  return s->ck != NULL ? s->ck->done : 0;
+}
+
 void bg_store_close(bg_store *s) {
   if (s == NULL) return;
+  if (s->ck != NULL) {
+    if (s->ck->busy)
+      s->ck->orphan = 1;
+    else
+      ckpt_free(s->ck);
+  }
   if (s->db && !sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
   for (int i = 0; i < s->ncache; i++) {
     sqlite3_finalize(s->cache[i].st);

@@ -24,6 +24,7 @@
 
 #include <lua.h>
 #include <sqlite3.h>
+#include <uv.h>
 
 #include "bg.h"
 
@@ -41,6 +42,22 @@ int bg_store_open(const char *path, bg_store **out, char *err, size_t errlen);
 
 /* Rolls back an open transaction, finalizes every statement and closes. NULL is a no-op. */
 void bg_store_close(bg_store *s);
+
+/* Checkpoints off the loop: from now on a commit that leaves BG_STORE_CKPT_PAGES or more in
+ * the WAL queues a PASSIVE checkpoint on libuv's thread pool, through a second connection of
+ * its own, instead of SQLite's automatic one running inside that commit (copying the WAL
+ * into the database and two fsyncs: 0.05-0.25 s of a blocked loop after a burst of outbox
+ * rows). Only if the WAL still reaches BG_STORE_CKPT_INLINE_PAGES (the pool is stuck, or the
+ * loop is not running, as in a CLI command) does a commit checkpoint in place again. The
+ * worker's connection uses `synchronous` as given ("normal" or "full"). A file database
+ * only; 0, or a BG_E* code. bg_store_close does not wait for a running checkpoint: its
+ * connection is closed when the work ends. */
+#define BG_STORE_CKPT_PAGES 1000
+#define BG_STORE_CKPT_INLINE_PAGES 25000
+int bg_store_checkpoint_in_background(bg_store *s, uv_loop_t *loop, const char *synchronous);
+
+/* Background checkpoints completed (SQLITE_OK) so far. */
+unsigned bg_store_checkpoints(const bg_store *s);
 
 /* The process-wide SQLite settings, once, before the first connection (both stores call
  * it): no memory statistics, whose global mutex every SQLite malloc and free took. */
@@ -75,7 +92,7 @@ sqlite3 *bg_store_db(bg_store *s);
 
 /* Adds store_open(path[, opts]) to the table on top of L's stack (the agent's "beagle.core").
  * The db handles it makes are described in store.c. */
-void bg_store_open_lua(lua_State *L);
+void bg_store_open_lua(lua_State *L, uv_loop_t *loop);
 
 /* The same binding as a Lua C module, for a plain luajit (busted specs):
  * package.loadlib(BEAGLE_LIB, "luaopen_beagle_store")() -> { store_open = fn }. */

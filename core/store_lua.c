@@ -1,6 +1,8 @@
 /* store_lua: the Lua binding of core/store.
  *
  *   store_open(path[, { synchronous = "normal"|"full" }]) -> db | nil, err
+ *                               (in the agent, with its loop: checkpoints in the background,
+ *                               bg_store_checkpoint_in_background)
  *   db:exec(sql)                -> true | nil, err     (several statements, no parameters)
  *   db:query(sql, params...)    -> rows | nil, err     (a list of { column = value })
  *   db:run(sql, params...)      -> changes, last_insert_rowid | nil, err
@@ -288,6 +290,9 @@ static int l_open(lua_State *L) {
     d->s = NULL;
     return push_fail(L, err);
   }
+  /* in the agent, checkpoints run on the thread pool (a ":memory:" db has none to run) */
+  uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
+  if (loop != NULL) bg_store_checkpoint_in_background(d->s, loop, sync);
   return 1;
 }
 
@@ -323,9 +328,10 @@ static int l_json(lua_State *L) {
   return 2;
 }
 
-void bg_store_open_lua(lua_State *L) {
+void bg_store_open_lua(lua_State *L, uv_loop_t *loop) {
   ensure_meta(L);
-  lua_pushcfunction(L, l_open);
+  lua_pushlightuserdata(L, loop);
+  lua_pushcclosure(L, l_open, 1);
   lua_setfield(L, -2, "store_open");
   lua_pushcfunction(L, l_json);
   lua_setfield(L, -2, "store_json");
@@ -333,6 +339,6 @@ void bg_store_open_lua(lua_State *L) {
 
 int luaopen_beagle_store(lua_State *L) {
   lua_newtable(L);
-  bg_store_open_lua(L);
+  bg_store_open_lua(L, NULL);
   return 1;
 }

@@ -1,12 +1,14 @@
 /* Tests for core/store: pragmas on open (WAL, synchronous, foreign keys, busy timeout), the
  * statement cache, transactions with savepoints, error messages, data kept across a reopen
- * and across a kill -9 after a commit, the Lua binding driven from C, and the cost of one
+ * and across a kill -9 after a commit, the Lua binding driven from C, checkpoints on the
+ * thread pool instead of inside a commit, and the cost of one
  * commit with synchronous=NORMAL and FULL (printed; STORE_BENCH_N commits each, default 200). */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -328,7 +330,7 @@ static void test_lua_binding(void) {
   ASSERT_EQ_INT(luaopen_beagle_store(L), 1);
   /* the agent's way: store_open added to an existing table */
   lua_newtable(L);
-  bg_store_open_lua(L);
+  bg_store_open_lua(L, NULL);
   lua_getfield(L, -1, "store_open");
   ASSERT(lua_iscfunction(L, -1));
   lua_pop(L, 2);
@@ -337,6 +339,67 @@ static void test_lua_binding(void) {
     ASSERT(0);
   }
   lua_close(L);
+}
+
+static long long file_size(const char *suffix) {
+  char p[160];
+  snprintf(p, sizeof p, "%s%s", path, suffix);
+  struct stat st;
+  return stat(p, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* rows of 4 KB in one transaction: about one WAL page each */
+static void big_tx(bg_store *s, long long from, int rows) {
+  static char v[4001];
+  memset(v, 'x', 4000);
+  ASSERT_EQ_INT(bg_store_begin(s, err, sizeof err), 0);
+  for (int i = 0; i < rows; i++)
+    insert(s, from + i, v);
+  ASSERT_EQ_INT(bg_store_commit(s, err, sizeof err), 0);
+}
+
+/* A commit past BG_STORE_CKPT_PAGES leaves the database file as it was (SQLite's own
+ * checkpoint would have copied the WAL into it inside the commit); the loop's thread pool
+ * does it, through its own connection; a store closed while that runs is freed by the
+ * work's end. Without the background checkpointer the same commit checkpoints in place. */
+static void test_background_checkpoint(void) {
+  mk_dir();
+  uv_loop_t loop;
+  ASSERT_EQ_INT(uv_loop_init(&loop), 0);
+  bg_store *s = open_s();
+  ASSERT_EQ_INT(bg_store_checkpoint_in_background(s, &loop, "normal"), 0);
+  exec_ok(s, "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)");
+  long long db0 = file_size("");
+  big_tx(s, 0, 1500);
+  ASSERT(file_size("-wal") > 1500LL * 4096);
+  ASSERT_EQ_INT(file_size(""), db0); /* nothing checkpointed inside the commit */
+  ASSERT_EQ_INT(bg_store_checkpoints(s), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ_INT(bg_store_checkpoints(s), 1);
+  ASSERT(file_size("") > 1500LL * 4000); /* the rows are in the database file now */
+  ASSERT_EQ_INT(q_int(s, "SELECT count(*) FROM t"), 1500);
+  /* more writes go on, and the next burst queues the next checkpoint */
+  big_tx(s, 1500, 1200);
+  ASSERT_EQ_INT(q_int(s, "SELECT count(*) FROM t"), 2700);
+  /* closed while that checkpoint is queued or running: the work's end frees it */
+  bg_store_close(s);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ_INT(uv_loop_close(&loop), 0);
+  /* a ":memory:" store has no WAL to checkpoint */
+  bg_store *m = NULL;
+  ASSERT_EQ_INT(bg_store_open(":memory:", &m, err, sizeof err), 0);
+  ASSERT_EQ_INT(bg_store_checkpoint_in_background(m, &loop, "normal"), BG_EINVAL);
+  bg_store_close(m);
+  rm_dir();
+
+  /* the same commit without it: SQLite checkpoints inside the commit */
+  mk_dir();
+  s = open_s();
+  exec_ok(s, "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)");
+  big_tx(s, 0, 1500);
+  ASSERT(file_size("") > 1500LL * 4000);
+  bg_store_close(s);
+  rm_dir();
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -392,6 +455,7 @@ int main(void) {
   RUN(test_errors);
   RUN(test_reopen_and_crash);
   RUN(test_lua_binding);
+  RUN(test_background_checkpoint);
   fprintf(stderr, "bench_commit\n");
   bench_commit("NORMAL");
   bench_commit("FULL");
