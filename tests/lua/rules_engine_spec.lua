@@ -474,6 +474,42 @@ describe("beagle.rules.engine", function()
       assert.equals("resolved", h.sent[12].status)
     end)
 
+    it("skips a group that owes nothing until its repeat, and still sends repeats, resolves and lapsed silences on time", function()
+      local h = harness { settings = { alert_cooldown_minutes = 0, alert_max_notifications_per_hour = 100 } }
+      h.e:set_rules({ rule() }, { route { group_by = { "alertname", "host" }, group_interval = 1, repeat_interval = 60 } })
+      local both = { sample(90, { host = "a" }), sample(90, { host = "b" }) }
+      h.eval(0, "high_cpu", both)
+      assert.equals(2, #h.sent)
+      h.eval(1, "high_cpu", both) -- the flush that finds nothing owed marks the groups idle
+      local idle = 0
+      for _, g in pairs(h.e.groups) do
+        if g.idle_until then
+          idle = idle + 1
+          assert.equals(T0 + 60, g.idle_until)
+        end
+      end
+      assert.equals(2, idle)
+      -- b resolves while its group is idle: the resolve goes out in that evaluation
+      h.eval(10, "high_cpu", { sample(90, { host = "a" }), sample(50, { host = "b" }) })
+      assert.equals(3, #h.sent)
+      assert.equals("resolved", h.sent[3].status)
+      assert.equals("b", h.sent[3].alerts[1].labels.host)
+      -- a is silenced from 30 to 90: its repeat at 60 is withheld, and sent when the silence lapses
+      h.e:set_silences({ { id = "s", matchers = { host = "a" }, starts = T0 + 30, ends = T0 + 90 } })
+      for t = 11, 89 do h.eval(t, "high_cpu", { sample(90, { host = "a" }) }) end
+      assert.equals(3, #h.sent)
+      assert.equals(1, h.e.suppressed.silenced)
+      h.eval(90, "high_cpu", { sample(90, { host = "a" }) })
+      assert.equals(4, #h.sent)
+      assert.equals("a", h.sent[4].alerts[1].labels.host)
+      assert.equals("firing", h.sent[4].status)
+      -- and then the next repeat an interval later, not before
+      for t = 91, 149 do h.eval(t, "high_cpu", { sample(90, { host = "a" }) }) end
+      assert.equals(4, #h.sent)
+      h.eval(150, "high_cpu", { sample(90, { host = "a" }) })
+      assert.equals(5, #h.sent)
+    end)
+
     it("does not notify a silenced alert until the silence ends", function()
       local h = harness()
       h.e:set_rules({ rule() }, { route() })

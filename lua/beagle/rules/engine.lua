@@ -202,6 +202,9 @@ end
 
 local function mark(self, inst)
   self.dirty[inst.fingerprint] = inst
+  -- a changed instance may make its group owe a notification: the tick looks at it again
+  local g = inst.group and self.groups[inst.group]
+  if g then g.idle_until = nil end
 end
 
 local function forget(self, inst)
