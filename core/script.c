@@ -19,8 +19,8 @@
 
 /* ---- allocator: the memory limit ------------------------------------------------------ */
 
-/* Blocks come from the state's pool (lpool.h); `used` is what Lua asked for, the limit's
- * measure. */
+/* Blocks come from the state's pool once started, else malloc (lpool.h); `used` is what Lua
+ * asked for, the limit's measure. */
 static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   bg_script *s = ud;
   if (nsize == 0) {
@@ -549,6 +549,15 @@ int bg_lua_log(lua_State *L, const char *plugin) {
   return 0;
 }
 
+/* __bg.pool(): this state's small blocks come from its pool from now on (lpool.h); the
+ * sandbox calls it at a channel's first send. */
+static int pl_pool(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  bg_lpool_start(&((bg_script *)ud)->pool);
+  return 0;
+}
+
 static int pl_log(lua_State *L) {
   void *ud;
   lua_getallocf(L, &ud);
@@ -571,7 +580,8 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
 
   lua_newtable(L);
   static const luaL_Reg fns[] = {{"memory", pl_memory}, {"killed", pl_killed}, {"now", pl_now},
-                                 {"wall", pl_wall},     {"log", pl_log},       {NULL, NULL}};
+                                 {"wall", pl_wall},     {"log", pl_log},       {"pool", pl_pool},
+                                 {NULL, NULL}};
   for (const luaL_Reg *f = fns; f->name; f++) {
     lua_pushcfunction(L, f->func);
     lua_setfield(L, -2, f->name);

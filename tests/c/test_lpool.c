@@ -1,7 +1,8 @@
 /* test_lpool: the plugin states' small-block allocator. Blocks are aligned, never overlap,
- * keep their bytes across realloc between classes and to and from malloc's sizes, a freed
- * block is reused for its size, and a whole Lua state runs on it (then is closed and the
- * pool given back). Under AddressSanitizer the pool hands everything to malloc, and the
+ * keep their bytes across realloc between classes, to and from malloc's sizes and across the
+ * start (malloc's blocks before it stay malloc's), a freed block is reused for its size, past
+ * the chunk limit blocks come from malloc, and a whole Lua state runs on it (then is closed
+ * and the pool given back). Under AddressSanitizer the pool hands everything to malloc, and the
  * pooling checks are skipped. */
 #include "lpool.h"
 #include "test_support.h"
@@ -48,6 +49,8 @@ static void test_random_churn(void) {
   static blk live[NBLK];
   memset(live, 0, sizeof live);
   for (int step = 0; step < 200000; step++) {
+    /* malloc's blocks before the start, freed and moved after it */
+    if (step == 50000) bg_lpool_start(&pool);
     blk *b = &live[rnd() % NBLK];
     unsigned op = rnd() % 3;
     if (b->p == NULL) {
@@ -84,7 +87,13 @@ static void test_random_churn(void) {
 
 static void test_reuse_and_classes(void) {
   bg_lpool pool = {0};
+  /* not started: malloc's, and freed to malloc */
+  void *m = bg_lpool_alloc(&pool, NULL, 0, 40);
+  ASSERT(m != NULL && !bg_lpool_owns(&pool, m));
+  ASSERT_EQ_INT(bg_lpool_held(&pool), 0);
+  bg_lpool_start(&pool);
   void *a = bg_lpool_alloc(&pool, NULL, 0, 40);
+  bg_lpool_alloc(&pool, m, 40, 0);
   if (bg_lpool_held(&pool) == 0) { /* malloc only (AddressSanitizer) */
     bg_lpool_alloc(&pool, a, 40, 0);
     fprintf(stderr, "test_lpool: pooling off in this build, reuse checks skipped\n");
@@ -108,8 +117,10 @@ static void test_reuse_and_classes(void) {
   ASSERT(bg_lpool_held(&pool) >= before + 8192);
   bg_lpool_destroy(&pool);
   ASSERT_EQ_INT(bg_lpool_held(&pool), 0);
-  /* a destroyed pool is an empty one, ready again */
-  ASSERT(bg_lpool_alloc(&pool, NULL, 0, 16) != NULL);
+  /* a destroyed pool is an empty, unstarted one, ready again */
+  void *again = bg_lpool_alloc(&pool, NULL, 0, 16);
+  ASSERT(again != NULL && !bg_lpool_owns(&pool, again));
+  bg_lpool_alloc(&pool, again, 16, 0);
   bg_lpool_destroy(&pool);
 }
 
@@ -122,6 +133,7 @@ static void test_lua_state(void) {
   lua_State *L = lua_newstate(lua_alloc, &pool);
   ASSERT(L != NULL);
   luaL_openlibs(L);
+  bg_lpool_start(&pool); /* as a channel state does at its first send: the libraries are malloc's */
   const char *chunk =
       "local t, s = {}, 0\n"
       "for i = 1, 20000 do\n"
