@@ -60,7 +60,8 @@ int bg_store_checkpoint_in_background(bg_store *s, uv_loop_t *loop, const char *
 unsigned bg_store_checkpoints(const bg_store *s);
 
 /* The process-wide SQLite settings, once, before the first connection (both stores call
- * it): no memory statistics, whose global mutex every SQLite malloc and free took. */
+ * it): no memory statistics, whose global mutex every SQLite malloc and free took, and no
+ * bulk page-cache block per connection (pages are allocated as they are read). */
 void bg_sqlite_setup(void);
 
 /* Runs one or more SQL statements without parameters (schema, pragmas). 0 or a BG_E* code
