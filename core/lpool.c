@@ -70,12 +70,12 @@ void *bg__lpool_slow(bg_lpool *p, void *ptr, size_t osize, size_t nsize) {
   }
   return realloc(ptr, nsize);
 #else
-  int mine = ptr != NULL && bg_lpool_owns(p, ptr);
   if (nsize == 0) { /* a pool block's free is inline: this is malloc's */
     free(ptr);
     return NULL;
   }
   if (ptr == NULL) return fresh(p, nsize);
+  int mine = bg_lpool_owns(p, ptr);
   if (!mine) {
     /* malloc's block: stays with malloc unless it becomes small in a started pool */
     if (!(p->on && nsize <= BG_LPOOL_MAX)) return realloc(ptr, nsize);

@@ -87,6 +87,15 @@ static inline int xcopy_scalar(lua_State *from, int idx, int type, lua_State *to
   }
 }
 
+/* The n key/value pairs on to's stack from index base up go into a new table (sized narr,
+ * nrec), which takes their place at base. */
+static void stacked_to_table(lua_State *to, int base, int n, int narr, int nrec) {
+  lua_createtable(to, narr, nrec);
+  lua_insert(to, base);
+  for (int i = 0; i < n; i++)
+    lua_rawset(to, base);
+}
+
 int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
   if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(from) + idx + 1;
   int type = lua_type(from, idx);
@@ -126,10 +135,7 @@ int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
       if (made) {
         lua_rawset(to, base);
       } else if (n == XCOPY_STACKED) {
-        lua_createtable(to, (int)lua_objlen(from, idx), n);
-        lua_insert(to, base);
-        for (int i = 0; i < n; i++)
-          lua_rawset(to, base);
+        stacked_to_table(to, base, n, (int)lua_objlen(from, idx), n);
         made = 1;
       }
     }
@@ -139,10 +145,7 @@ int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
   if (!made) {
     int narr = (int)lua_objlen(from, idx);
     if (narr > n) narr = n;
-    lua_createtable(to, narr, n - narr);
-    lua_insert(to, base);
-    for (int i = 0; i < n; i++)
-      lua_rawset(to, base);
+    stacked_to_table(to, base, n, narr, n - narr);
   }
   return 0;
 }
