@@ -10,9 +10,9 @@
 -- "tick" adds ten engine ticks a second apart, in which every group is due and none has anything
 -- to send (the steady firing state): per tick = (Collected(N tick) - Collected(N)) / 10.
 -- Without valgrind it prints the evaluation's CPU time.
-local Engine = require("beagle.rules.engine")
-local Store = require("beagle.rules.store")
-local template = require("beagle.rules.template")
+local Engine = require("agent.rules.engine")
+local Store = require("agent.rules.store")
+local template = require("agent.rules.template")
 local N = tonumber(arg[1] or 20000)
 local setup_only, then_tick = arg[2] == "setup", arg[2] == "tick"
 local st = assert(Store.open(assert(os.getenv("D"), "set D to an empty directory") .. "/state.db", {}))

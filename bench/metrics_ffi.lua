@@ -7,12 +7,12 @@
 --   JIT     the loop is ordinary Lua, compiled by LuaJIT (as the library and rules run);
 --   plugin  the loop is a chunk loaded with load(), jit.off(chunk, true) and a count hook
 --           every 1000 VM instructions (debug.sethook(fn, "", 1000)), which is how the agent
---           runs plugin code (lua/beagle/sandbox.lua, core/script.c). The agent's hook is a C
+--           runs plugin code (lua/agent/sandbox.lua, core/script.c). The agent's hook is a C
 --           function; here it is a Lua function that counts, so the hook share is a bit
 --           higher than in the agent.
 -- Every measurement: a warm-up of n/10, then REPS runs of n iterations (os.clock, CPU time);
 -- the output is tab-separated lines  key  median  min  ns/op  description.
-local metrics = require("beagle.metrics")
+local metrics = require("agent.metrics")
 local N = tonumber(arg and arg[1]) or 2e7
 local REPS = tonumber(arg and arg[2]) or 5
 

@@ -501,7 +501,7 @@ fi
 if [ -n "$PROFILE" ]; then
   md "**Where the agent's time goes** (a separate throughput pass, max_in_flight 4, under \`perf record -F 999\`, not in"
   md "the numbers above: $(fmt %.0f "$(kv rate "$TMP/tputprof.kv")") notifications/s there). Share of the agent's samples per library; LuaJIT's"
-  md "interpreter has no symbols here (plugin and rule code runs with the JIT off, see lua/beagle/sandbox.lua)."
+  md "interpreter has no symbols here (plugin and rule code runs with the JIT off, see lua/agent/sandbox.lua)."
   md ""
   while IFS= read -r line; do md "- $line"; done <<<"$PROFILE"
   md ""

@@ -13,7 +13,7 @@
 --
 -- (a) engine alone: Engine:evaluate(name, samples) for every rule, samples pre-built (label
 --     tables reused across rounds, so the engine's fingerprint cache hits);
--- (b) query + engine: samples = q.last_all(metric) from a history (beagle.query.open) holding
+-- (b) query + engine: samples = q.last_all(metric) from a history (agent.query.open) holding
 --     RULES x PER series, then Engine:evaluate: the work __eval_rule + manager:evaluate do
 --     minus the state crossing (s:call, measured in the agent by rules_bench.sh).
 -- One round = every rule evaluated once. Each measurement: one warm-up round, then REPS rounds,
@@ -24,10 +24,10 @@ local PER = tonumber(arg and arg[2]) or 10
 local REPS = tonumber(arg and arg[3]) or 5
 local SERIES = RULES * PER
 
-local dsl = require("beagle.rules.dsl")
-local Engine = require("beagle.rules.engine")
-local template = require("beagle.rules.template")
-local query = require("beagle.query")
+local dsl = require("agent.rules.dsl")
+local Engine = require("agent.rules.engine")
+local template = require("agent.rules.template")
+local query = require("agent.query")
 
 local function median(v)
   local s = {}
@@ -185,7 +185,7 @@ bench("b_shared_fire", "q.last_columns + evaluate_columns, 1% above, already fir
   function(s) return s or new_engine(fire_set) end, round_columns)
 
 -- as __eval_rule does it in the rule file's state: a query object per evaluation
--- (require("beagle.query").new()), the rule looked up by a scan of the file's rule list, the
+-- (require("agent.query").new()), the rule looked up by a scan of the file's rule list, the
 -- { samples = ... } wrapper; the s:call crossing itself (copy in and out of the state) is not here.
 local function find_rule(set, name)
   for _, r in ipairs(set.alerts) do if r.name == name then return r end end

@@ -9,7 +9,7 @@
 -- an outbox row (a 700-byte payload), na = its notification_alerts row, upd = the "sent" mark.
 -- na and upd first run the statements they depend on (notif; notif + na): subtract those runs.
 -- Per statement = (Collected(kind) - Collected(prerequisites or noop)) / N.
-local Store = require("beagle.rules.store")
+local Store = require("agent.rules.store")
 local phase = arg[1] or "inst"
 local N = tonumber(arg[2] or 5000)
 local st = assert(Store.open(assert(os.getenv("D"), "set D to an empty directory") .. "/state.db", {}))

@@ -23,7 +23,7 @@ const char *bg_agent_home(void) {
     snprintf(g_home, sizeof g_home, "%s", env);
     return g_home;
   }
-  snprintf(probe, sizeof probe, "%s/lua/beagle/agent.lua", BG_SOURCE_DIR);
+  snprintf(probe, sizeof probe, "%s/lua/agent/init.lua", BG_SOURCE_DIR);
   if (access(probe, R_OK) == 0)
     snprintf(g_home, sizeof g_home, "%s", BG_SOURCE_DIR);
   else
@@ -68,7 +68,7 @@ int bg_agent_main(int argc, char **argv) {
 
   int code = 0;
   lua_getglobal(L, "require");
-  lua_pushstring(L, "beagle.agent");
+  lua_pushstring(L, "agent");
   if (lua_pcall(L, 1, 1, 0) != 0) {
     fprintf(stderr, "beagle: cannot load the agent from %s: %s\n", lua_dir, lua_tostring(L, -1));
     code = 1;

@@ -1,5 +1,5 @@
 /* agent: start-up order, the loop, and shutdown. Creates the loop, the HTTP client and the
- * agent's own lua_State, hands the command line to lua/beagle/agent.lua (configuration,
+ * agent's own lua_State, hands the command line to lua/agent/init.lua (configuration,
  * plugins, schedules, routes and reload live there), runs the loop until the Lua side asks
  * to stop, then closes every handle and returns the exit code. */
 #ifndef BG_AGENT_H

@@ -56,7 +56,7 @@ void bg_buf_reset(bg_buf *b);
 void bg_buf_free(bg_buf *b);
 
 /* FNV-1a 64 of n bytes as 16 lower-case hex digits into out (not NUL-terminated): the alert
- * engine's fingerprints and dedup keys (lua/beagle/rules/engine.lua has the same in Lua). */
+ * engine's fingerprints and dedup keys (lua/agent/rules/engine.lua has the same in Lua). */
 BG_EXPORT void bg_fnv1a64_hex(const char *s, size_t n, char *out);
 
 /* Monotonic clock in nanoseconds (uv_hrtime) and wall clock in seconds. */

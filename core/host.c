@@ -15,12 +15,12 @@
 #include "store.h"
 #include "watch.h"
 
-#define TIMER_MT "beagle.core.timer"
-#define SERVER_MT "beagle.core.server"
-#define WATCH_MT "beagle.core.watch"
-#define SIGNAL_MT "beagle.core.signal"
-#define STATSD_MT "beagle.core.statsd"
-#define HISTORY_MT "beagle.core.history"
+#define TIMER_MT "agent.core.timer"
+#define SERVER_MT "agent.core.server"
+#define WATCH_MT "agent.core.watch"
+#define SIGNAL_MT "agent.core.signal"
+#define STATSD_MT "agent.core.statsd"
+#define HISTORY_MT "agent.core.history"
 
 static int g_exit_code = 0;
 
@@ -717,6 +717,6 @@ void bg_host_open(lua_State *L, bg_runtime *rt) {
   lua_getfield(L, -1, "preload");
   lua_pushlightuserdata(L, rt);
   lua_pushcclosure(L, luaopen_core, 1);
-  lua_setfield(L, -2, "beagle.core");
+  lua_setfield(L, -2, "agent.core");
   lua_pop(L, 2);
 }

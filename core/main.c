@@ -1,5 +1,5 @@
 /* beagle: the command line. Everything past argument handling lives in agent.c and
- * lua/beagle/agent.lua; this file only keeps the process-level concerns. */
+ * lua/agent/init.lua; this file only keeps the process-level concerns. */
 #include "agent.h"
 
 int main(int argc, char **argv) {

@@ -1,7 +1,7 @@
 /* metrics: the series registry. Owns metric families (name, type, help, buckets) and their
  * labelled series: counters, gauges and histograms. A series pointer is a stable handle for
  * the registry's lifetime; adding to it is one call, reached from Lua through the LuaJIT FFI
- * (lua/beagle/metrics.lua owns the cdef). Names are validated and mapped from the guide's
+ * (lua/agent/metrics.lua owns the cdef). Names are validated and mapped from the guide's
  * dotted form ("api.response_time") to the Prometheus form ("api_response_time"; counters
  * exposed with "_total"). Single-threaded: the loop thread owns every registry.
  *
@@ -66,7 +66,7 @@ BG_EXPORT bg_series *bg_series_find(bg_registry *r, int type, const char *name,
 /* Hot paths. s must be a live handle of the matching type; they can't fail.
  * A counter ignores negative increments (and counts them as a misuse). A counter's or gauge's
  * value is the first member of its series (a double), so Lua adds and sets it with an FFI
- * field write (lua/beagle/metrics.lua); a histogram's sum and count are its sketch's. */
+ * field write (lua/agent/metrics.lua); a histogram's sum and count are its sketch's. */
 BG_EXPORT void bg_counter_add(bg_series *s, double v);
 BG_EXPORT void bg_gauge_set(bg_series *s, double v);
 BG_EXPORT void bg_gauge_add(bg_series *s, double v);
@@ -89,7 +89,7 @@ const bg_sketch *bg_histogram_sketch(const bg_series *s);
 BG_EXPORT uint32_t bg_series_id(const bg_series *s);
 
 /* Removes one series (e.g. a plugin that was unloaded). The handle dies; Lua caches that
- * hold it must be dropped (beagle.metrics.remove does). */
+ * hold it must be dropped (agent.metrics.remove does). */
 BG_EXPORT void bg_series_remove(bg_registry *r, bg_series *s);
 
 /* Maps a guide-style name to the exposition name for type into out (NUL-terminated).

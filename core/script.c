@@ -599,7 +599,7 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
   lua_setglobal(L, "__bg");
 
   char path[4096];
-  snprintf(path, sizeof path, "%s/beagle/sandbox.lua", rt->lua_dir);
+  snprintf(path, sizeof path, "%s/agent/sandbox.lua", rt->lua_dir);
   if (luaL_dofile(L, path) != 0) {
     if (errlen) snprintf(err, errlen, "%s", error_text(L, -1));
     lua_close(L);

@@ -7,7 +7,7 @@
  * end that run only, with the reason.
  *
  * The agent's own lua_State (the "host") reaches scripts through the Lua module
- * "beagle.core" (bg_script_open_host); values cross between states by deep copy (nil,
+ * "agent.core" (bg_script_open_host); values cross between states by deep copy (nil,
  * booleans, numbers, strings and tables of those). Single-threaded: the loop thread. */
 #ifndef BG_SCRIPT_H
 #define BG_SCRIPT_H
@@ -34,7 +34,7 @@ typedef struct bg_script_opts {
   uint64_t budget;     /* VM instructions per run; 0 means no budget */
 } bg_script_opts;
 
-/* Creates a plugin state and runs lua/beagle/sandbox.lua in it. Returns 0 and *out, or
+/* Creates a plugin state and runs lua/agent/sandbox.lua in it. Returns 0 and *out, or
  * BG_ENOMEM, or BG_EINVAL with the Lua error in err. */
 int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, char *err,
                   size_t errlen);
@@ -42,7 +42,7 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
 /* Bytes the state holds now. */
 size_t bg_script_memory(const bg_script *s);
 
-/* Adds script_new(opts) to the table on top of host state L (the agent's "beagle.core"
+/* Adds script_new(opts) to the table on top of host state L (the agent's "agent.core"
  * module, built in host.c). rt must outlive every script made through it. */
 void bg_script_open_host(lua_State *L, bg_runtime *rt);
 

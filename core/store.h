@@ -1,6 +1,6 @@
 /* store: the agent's durable state in one SQLite file (alert states, the notification log
  * that is also the delivery outbox, silences, rules created over the API). The schema lives
- * with its users in Lua (lua/beagle/rules/store.lua); this module owns the connection: its
+ * with its users in Lua (lua/agent/rules/store.lua); this module owns the connection: its
  * pragmas, a cache of prepared statements keyed by SQL text, nestable transactions, and the
  * Lua binding (store_open) the agent and the specs use.
  *
@@ -91,7 +91,7 @@ int bg_store_depth(const bg_store *s);
 /* The connection, borrowed, for what the API above does not cover (changes, rowid). */
 sqlite3 *bg_store_db(bg_store *s);
 
-/* Adds store_open(path[, opts]) to the table on top of L's stack (the agent's "beagle.core").
+/* Adds store_open(path[, opts]) to the table on top of L's stack (the agent's "agent.core").
  * The db handles it makes are described in store.c. */
 void bg_store_open_lua(lua_State *L, uv_loop_t *loop);
 

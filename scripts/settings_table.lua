@@ -1,7 +1,7 @@
--- Prints the settings reference table of docs/configuration.md from lua/beagle/settings.lua:
+-- Prints the settings reference table of docs/configuration.md from lua/agent/settings.lua:
 --   LUA_PATH="lua/?.lua;;" luajit scripts/settings_table.lua
-local s = require "beagle.settings"
-local util = require "beagle.util"
+local s = require "agent.settings"
+local util = require "agent.util"
 for _, n in ipairs(util.sorted_keys(s.schema)) do
   local d = s.schema[n]
   local def = d.default

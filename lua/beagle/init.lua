@@ -1,6 +1,6 @@
 -- The `beagle` table that plugins and rules see: plugin constructors, option schemas,
 -- metrics with the guide's names, and logging. Loaded inside every plugin's own lua_State.
-local util = require "beagle.util"
+local util = require "agent.util"
 
 local beagle = { _VERSION = "0.1.0" }
 
@@ -152,7 +152,7 @@ for name, lvl in pairs(levels) do
   end
 end
 
--- Metrics with the guide's names and fast handles; see lua/beagle/metrics.lua. Loaded on first
+-- Metrics with the guide's names and fast handles; see lua/agent/metrics.lua. Loaded on first
 -- use: its FFI declarations cost each plugin state ~100 KB, and most channels and checks never
 -- touch a metric.
 local METRIC_KEYS = { "counter", "gauge", "histogram", "increment_counter", "set_gauge",
@@ -162,7 +162,7 @@ for _, k in ipairs(METRIC_KEYS) do lazy[k] = true end
 setmetatable(beagle, { __index = function(t, k)
   if not lazy[k] then return nil end
   setmetatable(t, nil)
-  local ok, metrics = pcall(require, "beagle.metrics")
+  local ok, metrics = pcall(require, "agent.metrics")
   if ok then
     for _, name in ipairs(METRIC_KEYS) do rawset(t, name, metrics[name]) end
     rawset(t, "metrics", metrics)

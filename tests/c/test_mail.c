@@ -43,9 +43,9 @@ static void sink_stop(void) {
   }
   unlink(sink_out);
   char sandbox[160];
-  snprintf(sandbox, sizeof sandbox, "%s/beagle/sandbox.lua", tmpdir);
+  snprintf(sandbox, sizeof sandbox, "%s/agent/sandbox.lua", tmpdir);
   unlink(sandbox);
-  snprintf(sandbox, sizeof sandbox, "%s/beagle", tmpdir);
+  snprintf(sandbox, sizeof sandbox, "%s/agent", tmpdir);
   rmdir(sandbox);
   rmdir(tmpdir);
 }
@@ -439,7 +439,7 @@ static void test_bad_args(void) {
 
 /* ---- the plugin binding ---- */
 
-/* A stand-in for lua/beagle/sandbox.lua: entry points that call the bindings directly. */
+/* A stand-in for lua/agent/sandbox.lua: entry points that call the bindings directly. */
 static const char *SANDBOX =
     "local bg = __bg\n"
     "function mail(opts)\n"
@@ -501,7 +501,7 @@ static void host_wait(int n, uint64_t ms) {
 
 static void test_lua_bindings(void) {
   char dir[160];
-  snprintf(dir, sizeof dir, "%s/beagle", tmpdir);
+  snprintf(dir, sizeof dir, "%s/agent", tmpdir);
   ASSERT_EQ_INT(mkdir(dir, 0700), 0);
   char path[200];
   snprintf(path, sizeof path, "%s/sandbox.lua", dir);

@@ -74,7 +74,7 @@ channel "hook" { plugin = "webhook", url = "%s/crash" }
     agent = nil
 
     -- what was committed: every notification row of the channel
-    local Store = require "beagle.rules.store"
+    local Store = require "agent.rules.store"
     local st = assert(Store.open(data .. "/state.db"))
     local rows = assert(st.db:query("SELECT id, dedup_key, status, state FROM notifications WHERE channel = 'hook' AND test = 0"))
     st:close()

@@ -2,7 +2,7 @@
 -- notification_ttl): older ones go when the agent starts and every hour after, whatever their
 -- state, and nothing younger is touched.
 local S = require "support"
-local Store = require "beagle.rules.store"
+local Store = require "agent.rules.store"
 
 describe("notification retention", function()
   local agent

@@ -1,5 +1,5 @@
 -- The config file: declarations, settings, env, and errors with file:line.
-local config = require "beagle.config"
+local config = require "agent.config"
 
 local function load(text, env)
   local path = os.tmpname()

@@ -1,7 +1,7 @@
 -- The outbox (beagle.delivery) on a fake clock: ordering per group, the in-flight limit, backoff,
 -- Retry-After, permanent failures, the breaker, expiry, the bound, resume from the SQLite store,
 -- and ten minutes of a receiver being down with the default settings.
-local Delivery = require "beagle.delivery"
+local Delivery = require "agent.delivery"
 
 -- A fake loop: timers fire in time order when the clock is advanced.
 local function fake_loop()
@@ -70,7 +70,7 @@ local function note(id, group, status)
     dedup_key = "dk" .. id, created_at = 1000, alerts = { { name = "a", fingerprint = "fp" .. id, status = status or "firing" } } }
 end
 
-describe("beagle.delivery", function()
+describe("agent.delivery", function()
   it("delivers, and counts the notification sent", function()
     local L = fake_loop()
     local C = fake_channel(L, function(c) c.reply(true) end)
@@ -282,7 +282,7 @@ describe("beagle.delivery", function()
 end)
 
 describe("beagle.delivery with the SQLite store", function()
-  local Store = require "beagle.rules.store"
+  local Store = require "agent.rules.store"
   local dir, path
 
   before_each(function()

@@ -1,7 +1,7 @@
 -- beagle.metrics end to end: Lua API -> FFI -> C registry -> Prometheus text -> promtool.
 -- Every test uses its own metric names: the process-wide registry is shared. The guide's
 -- test names ("test.counter", ...) are renamed because promtool lints a type in a name.
-local metrics = require("beagle.metrics")
+local metrics = require("agent.metrics")
 
 local function render()
   local text = assert(metrics.render_prometheus())
@@ -20,7 +20,7 @@ local function promtool(text)
   return out
 end
 
-describe("beagle.metrics by name (the guide's MetricsCollector)", function()
+describe("agent.metrics by name (the guide's MetricsCollector)", function()
   it("increments a counter: 5 then 3 is 8", function()
     assert.is_true(metrics.increment_counter("guide.increments", 5.0))
     assert.equal(5, metrics.counter("guide.increments"):value())
@@ -195,7 +195,7 @@ describe("beagle.metrics by name (the guide's MetricsCollector)", function()
   end)
 end)
 
-describe("beagle.metrics handles", function()
+describe("agent.metrics handles", function()
   it("counts, sets and observes with one call", function()
     local c = metrics.counter("handle.requests", { route = "/a" })
     c:inc()
@@ -273,7 +273,7 @@ describe("beagle.metrics handles", function()
   end)
 end)
 
-describe("beagle.metrics exposition", function()
+describe("agent.metrics exposition", function()
   it("renders the guide's names the Prometheus way", function()
     metrics.increment_counter("optimization.started", 1, { algorithm = "nsga2" })
     metrics.increment_counter("api.requests", 1, { endpoint = "/optimize", method = "POST" })
@@ -298,7 +298,7 @@ describe("beagle.metrics exposition", function()
   end)
 end)
 
-describe("beagle.metrics cardinality limits", function()
+describe("agent.metrics cardinality limits", function()
   after_each(function() metrics.set_limits() end)
 
   it("refuses series past max_series_per_metric with nil, err, and never caches the failure", function()
@@ -368,7 +368,7 @@ describe("beagle.metrics cardinality limits", function()
   end)
 end)
 
-describe("beagle.metrics quantiles", function()
+describe("agent.metrics quantiles", function()
   it("answers p50/p99 within 1% from the sketch every histogram carries", function()
     local h = metrics.histogram("quant.latency_seconds")
     assert.is_true(h:quantile(0.5) ~= h:quantile(0.5)) -- NaN when empty
@@ -391,7 +391,7 @@ describe("beagle.metrics quantiles", function()
   end)
 end)
 
-describe("beagle.metrics formats", function()
+describe("agent.metrics formats", function()
   local cjson = require("cjson")
 
   it("negotiates the format from Accept", function()

@@ -1,8 +1,8 @@
 -- beagle.query over a history and a registry of the spec's own, made through the FFI, with
 -- synthetic time: every sample carries an explicit timestamp, nothing sleeps.
 local ffi = require("ffi")
-local metrics = require("beagle.metrics")
-local query = require("beagle.query")
+local metrics = require("agent.metrics")
+local query = require("agent.query")
 
 local C = metrics.C
 pcall(ffi.cdef, [[
@@ -39,7 +39,7 @@ local function near(want, got)
     ("want %.17g, got %.17g"):format(want, got))
 end
 
-describe("beagle.query", function()
+describe("agent.query", function()
   local reg, q
 
   before_each(function()

@@ -1,4 +1,4 @@
-local dsl = require "beagle.rules.dsl"
+local dsl = require "agent.rules.dsl"
 
 local NOW = 1790000000
 

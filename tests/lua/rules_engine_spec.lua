@@ -1,6 +1,6 @@
 -- beagle.rules.engine and beagle.rules.policy with a fake clock: nothing sleeps, every step sets
 -- the time and calls evaluate/tick explicitly.
-local Engine = require("beagle.rules.engine")
+local Engine = require("agent.rules.engine")
 
 local T0 = 1700000000
 
@@ -53,7 +53,7 @@ local function harness(opts)
   return h
 end
 
-describe("beagle.rules.engine", function()
+describe("agent.rules.engine", function()
   it("evaluates columns (values + shared label tables) as it evaluates sample lists", function()
     local function run(columns)
       local h = harness()

@@ -1,6 +1,6 @@
 -- beagle rules replay: rules against stored rollups, with the notification policy applied.
-local query = require "beagle.query"
-local replay = require "beagle.rules.replay"
+local query = require "agent.query"
+local replay = require "agent.rules.replay"
 
 local function tmpdir()
   local p = io.popen("mktemp -d /tmp/beagle-replay.XXXXXX")

@@ -1,7 +1,7 @@
 -- beagle.rules.store on a real SQLite file (the C binding from BEAGLE_LIB), with a fake clock:
 -- the engine's calls end to end, silences, API rules, the outbox columns, pruning, schema
 -- versions, and a child process killed with SIGKILL after its commit.
-local Store = require("beagle.rules.store")
+local Store = require("agent.rules.store")
 
 local T0 = 1700000000
 
@@ -28,7 +28,7 @@ local function notification(o)
   return n
 end
 
-describe("beagle.rules.store", function()
+describe("agent.rules.store", function()
   local dir, path, clock, st
 
   local function open()
@@ -376,7 +376,7 @@ describe("beagle.rules.store", function()
       local rc = child([[
         local ffi = require("ffi")
         ffi.cdef("int kill(int pid, int sig); int getpid(void);")
-        local Store = require("beagle.rules.store")
+        local Store = require("agent.rules.store")
         local st = assert(Store.open(arg[1], { now = function() return 1700000100 end }))
         assert(st:tx(function()
           assert(st:save_instances({ { fingerprint = "fp1", name = "high_cpu", labels = { host = "a" },
@@ -410,7 +410,7 @@ describe("beagle.rules.store", function()
   end)
 
   describe("with the engine", function()
-    local ok_engine, Engine = pcall(require, "beagle.rules.engine")
+    local ok_engine, Engine = pcall(require, "agent.rules.engine")
     local it_engine = ok_engine and it or pending
 
     it_engine("resumes firing and pending alerts after a restart, without notifying twice", function()

@@ -1,4 +1,4 @@
-local template = require "beagle.rules.template"
+local template = require "agent.rules.template"
 
 local ctx = { value = 87.345, threshold = 80, duration = 303, name = "high_cpu_usage", severity = "warning",
   labels = { host = "web-1", endpoint = "/optimize" } }

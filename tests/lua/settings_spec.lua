@@ -1,5 +1,5 @@
 -- Settings: the guide's defaults, coercion, and MONITORING_ overrides.
-local settings = require "beagle.settings"
+local settings = require "agent.settings"
 
 describe("settings", function()
   it("has every MonitoringSettings field of the guide with its default", function()

@@ -1,4 +1,4 @@
-local util = require "beagle.util"
+local util = require "agent.util"
 local json = require "beagle.json"
 
 describe("util.parse_duration", function()

@@ -1,7 +1,7 @@
 -- The guide's MonitoringSettings, beagle's own settings, their defaults, validation and the
 -- MONITORING_<NAME> environment overrides. A bad value is an error that names the setting,
 -- the value and where it came from (file:line or the environment variable).
-local util = require "beagle.util"
+local util = require "agent.util"
 
 local M = {}
 

@@ -1,4 +1,4 @@
--- beagle.delivery: the notification outbox. Every notification the alert engine decides is
+-- agent.delivery: the notification outbox. Every notification the alert engine decides is
 -- already a row in the store (written in the same transaction as the alert state, see
 -- rules/engine.lua); this module delivers it through its channel and marks the row sent only
 -- after the channel reported success. After a crash, resume() loads the pending rows again:
@@ -6,12 +6,12 @@
 --
 --   local d = Delivery.new {
 --     now = fn -> epoch seconds, timer = fn(delay, cb) -> handle with :stop(), random = fn -> [0, 1),
---     store = st | nil,                 -- beagle.rules.store (nil: memory only)
---     settings = { notification_* },    -- lua/beagle/settings.lua
+--     store = st | nil,                 -- agent.rules.store (nil: memory only)
+--     settings = { notification_* },    -- lua/agent/settings.lua
 --     channel = fn(name) -> conf | nil, err   -- { name, plugin, timeout, resend } of a channel
 --     attempt = fn(conf, n, done)       -- starts one delivery; done(ok, err, info) later, once
 --     active_alerts = fn(name) -> { alert... }   -- firing alerts last sent to a `resend` channel
---     log = fn(level, msg, fields), metrics = beagle.metrics | nil }
+--     log = fn(level, msg, fields), metrics = agent.metrics | nil }
 --   d:enqueue(n)        n from the engine (n.id = its row) or a test notification (no row)
 --   d:resume()          the store's pending rows, oldest first
 --   d:sync(confs)       the configured channels (starts/stops resend timers)
@@ -118,7 +118,7 @@ function M:chan(name)
   return ch
 end
 
--- The labels of a channel's series, one table each, kept: beagle.metrics resolves a tags table
+-- The labels of a channel's series, one table each, kept: agent.metrics resolves a tags table
 -- it has seen before without reading it again (a fresh one per delivery cost ~100 ns twice).
 local function tags(ch, result)
   local t = ch.tags[result]

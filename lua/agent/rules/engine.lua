@@ -1,7 +1,7 @@
--- beagle.rules.engine: alert instance states (after Prometheus alerting rules) and, through
--- beagle.rules.policy, when they notify (after Alertmanager). Pure Lua, no I/O: time is the
+-- agent.rules.engine: alert instance states (after Prometheus alerting rules) and, through
+-- agent.rules.policy, when they notify (after Alertmanager). Pure Lua, no I/O: time is the
 -- injected now(), persistence the optional injected store, delivery the injected notify(n).
--- The contract with dsl.lua and the store is lua/beagle/rules/CONTRACT.md.
+-- The contract with dsl.lua and the store is lua/agent/rules/CONTRACT.md.
 --
 --   local e = Engine.new { now = fn, settings = {...}, store = st, notify = fn, render = fn,
 --                          match = fn, resolved_retention = 900 }
@@ -25,7 +25,7 @@
 -- condition fails is forgotten without notifying; a series absent from the samples, or a NaN
 -- value, counts as false. A resolved instance becomes pending again when the condition holds, and
 -- is dropped `resolved_retention` seconds (900) after ends_at. An evaluation error changes no state.
-local policy = require("beagle.rules.policy")
+local policy = require("agent.rules.policy")
 
 local bit = require("bit")
 local bxor, tohex = bit.bxor, bit.tohex
@@ -56,7 +56,7 @@ end
 Engine.fnv1a64_lua = Engine.fnv1a64
 do
   local ok_ffi, ffi = pcall(require, "ffi")
-  local ok_m, metrics = pcall(require, "beagle.metrics")
+  local ok_m, metrics = pcall(require, "agent.metrics")
   if ok_ffi and ok_m and metrics.C then
     pcall(ffi.cdef, "void bg_fnv1a64_hex(const char *s, size_t n, char *out);")
     local C, buf = metrics.C, ffi.new("char[16]")
@@ -436,7 +436,7 @@ function Engine:evaluate(name, samples, err)
   return self:_evaluate(name, err, samples and #samples or 0, samples)
 end
 
--- The same from columns (beagle.query's last_columns): n series, vals a 0-based array of
+-- The same from columns (agent.query's last_columns): n series, vals a 0-based array of
 -- values, labs a 1-based list of label tables (reused between calls: their identity keys the
 -- fingerprint cache). A quiet series costs a comparison and allocates nothing.
 function Engine:evaluate_columns(name, n, vals, labs)

@@ -4,7 +4,7 @@
 --   settings { health_check_interval = "30s" }     -- or top-level: listen = "0.0.0.0:8001"
 --   check "api" { plugin = "http", url = "http://127.0.0.1:8000/health", interval = "30s" }
 --   channel "oncall" { plugin = "pagerduty", routing_key = env "PD_KEY" }
-local settings = require "beagle.settings"
+local settings = require "agent.settings"
 
 local M = {}
 

@@ -10,7 +10,7 @@ if cjson_so then package.preload.cjson = package.loadlib(cjson_so, "luaopen_cjso
 package.cpath = ""
 
 local beagle = require "beagle"
-local util = require "beagle.util"
+local util = require "agent.util"
 
 local raw_pcall, raw_xpcall, raw_error = pcall, xpcall, error
 local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield,
@@ -81,6 +81,7 @@ local function make_env(name)
       beagle.log.info(table.concat(parts, " "))
     end,
     require = function(mod)
+      if mod == "beagle.query" then return require("agent.query") end
       if type(mod) == "string" and mod:match("^beagle%.?") then return require(mod) end
       raw_error(("plugin %s: require %q is not allowed (only beagle modules)"):format(name, tostring(mod)), 2)
     end,
@@ -308,12 +309,12 @@ end
 
 -- ---- rule files ---------------------------------------------------------------------------
 -- A rule file runs in a state of its own too: its expr functions are plugin-grade code (the
--- JIT off, the budget and deadline on), and they read history through beagle.query.
+-- JIT off, the budget and deadline on), and they read history through agent.query.
 
--- anomaly methods -> beagle.query score functions
+-- anomaly methods -> agent.query score functions
 local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
 
-local RULES -- the set beagle.rules.dsl made of the file, with its expr functions
+local RULES -- the set agent.rules.dsl made of the file, with its expr functions
 local RULE_BY_NAME = {}
 local Q -- one query object for the file's evaluations
 
@@ -329,7 +330,7 @@ end
 function __load_rules(path)
   local src, err = bg.read_file(path, 4 * 1024 * 1024)
   if not src then return nil, err end
-  local dsl = require "beagle.rules.dsl"
+  local dsl = require "agent.rules.dsl"
   local set, problems = dsl.load(path, src, { beagle = beagle })
   if not set then
     return nil, type(problems) == "table" and table.concat(problems, "\n") or tostring(problems)
@@ -374,7 +375,7 @@ local function eval_one(name)
 end
 
 local function query_at(at)
-  Q = Q or require("beagle.query").new()
+  Q = Q or require("agent.query").new()
   Q.at(at)
   return Q
 end

@@ -1,8 +1,8 @@
 -- Health checks (the guide's HealthChecker): check instances from the config and from
 -- drop-in plugins whose options all have defaults, their schedules, retries, results, and
 -- the JSON of /health, /health/ready, /health/detailed and /health/{name}.
-local core = require "beagle.core"
-local util = require "beagle.util"
+local core = require "agent.core"
+local util = require "agent.util"
 local json = require "beagle.json"
 
 local M = {}

@@ -2,8 +2,8 @@
 -- directories, loads each into its own lua_State (core.script_new), and on a change loads the
 -- new version into a fresh state, swapping it in only when it loads and every instance that
 -- uses it still validates. A file that fails leaves the old version running.
-local core = require "beagle.core"
-local util = require "beagle.util"
+local core = require "agent.core"
+local util = require "agent.util"
 
 local M = {}
 M.__index = M

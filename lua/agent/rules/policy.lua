@@ -1,5 +1,5 @@
--- beagle.rules.policy: who hears about an alert instance and when, after Alertmanager. Owned by
--- the engine (beagle.rules.engine): every function takes the engine `e` and reads its rules,
+-- agent.rules.policy: who hears about an alert instance and when, after Alertmanager. Owned by
+-- the engine (agent.rules.engine): every function takes the engine `e` and reads its rules,
 -- routes, inhibits, silences, instances; it owns e.groups and e.log. Pure: no I/O, time is `now`.
 --
 -- Routing: the first route whose `match` matches the instance labels (a route without `match`

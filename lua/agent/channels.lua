@@ -2,9 +2,9 @@
 -- "pagerduty", routing_key = env "PD_KEY" }`), plus every channel plugin whose options all have
 -- defaults under its own name (so `channels = { "log" }` needs no declaration), validated against
 -- their plugins; one delivery attempt as a run of the plugin's `send` in its sandboxed state; and
--- secrets kept out of logs, errors and /health/detailed. The outbox (beagle.delivery) decides when.
-local core = require "beagle.core"
-local util = require "beagle.util"
+-- secrets kept out of logs, errors and /health/detailed. The outbox (agent.delivery) decides when.
+local core = require "agent.core"
+local util = require "agent.util"
 local cu = require "beagle.channel_util"
 
 local M = {}
@@ -140,7 +140,7 @@ function M:shown_options(conf)
   return out
 end
 
--- For /health/detailed: every channel with its delivery state (status from beagle.delivery).
+-- For /health/detailed: every channel with its delivery state (status from agent.delivery).
 function M:list(status)
   local out = {}
   status = status or {}
@@ -173,7 +173,7 @@ function M:list(status)
   return out
 end
 
--- The timer shape beagle.delivery wants, over core.timer: one-shot unless `every`.
+-- The timer shape agent.delivery wants, over core.timer: one-shot unless `every`.
 function M.timer(delay, fn, every)
   local t
   t = core.timer(math.max(0, delay), every or 0, function()

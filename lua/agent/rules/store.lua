@@ -1,10 +1,10 @@
 -- The alert engine's durable state in SQLite (core/store): alert instances, the notification
 -- log, silences and the rules created over the API, in one file under --data, WAL.
 --
---   local Store = require "beagle.rules.store"
+--   local Store = require "agent.rules.store"
 --   local st, err = Store.open(path, { now = fn, synchronous = "normal"|"full", window = 3600 })
 --
--- The engine's calls (lua/beagle/rules/CONTRACT.md, Engine.memory_store in engine.lua), all
+-- The engine's calls (lua/agent/rules/CONTRACT.md, Engine.memory_store in engine.lua), all
 -- methods, all `nil, err` on a SQLite failure and raising on misuse:
 --   st:load() -> { instances = { instance... }, notified = { { fingerprint, channel, status, at }... } }
 --     `notified`: every non-test row of the last `window` seconds, plus the latest row of each
@@ -126,9 +126,9 @@ M.MIGRATIONS = MIGRATIONS -- for the specs: a database at an older version
 
 local fast_json -- the binding's store_json, set by binding()
 
--- The C binding: "beagle.core" inside the agent, the shared library in a plain luajit.
+-- The C binding: "agent.core" inside the agent, the shared library in a plain luajit.
 local function binding()
-  local ok, core = pcall(require, "beagle.core")
+  local ok, core = pcall(require, "agent.core")
   if ok and type(core) == "table" and core.store_open then
     fast_json = core.store_json
     return core.store_open

@@ -1,4 +1,4 @@
--- beagle.metrics: counters, gauges and histograms kept in the C registry (core/metrics),
+-- agent.metrics: counters, gauges and histograms kept in the C registry (core/metrics),
 -- reached through the LuaJIT FFI. This file owns the cdef of that API.
 --
 -- Two ways in:
@@ -81,7 +81,7 @@ if pcall(function() return ffi.C.bg_registry_default end) then
 else
   local path = os.getenv("BEAGLE_LIB")
   if not path or path == "" then
-    error("beagle.metrics: the C core is not linked in and BEAGLE_LIB is not set", 0)
+    error("agent.metrics: the C core is not linked in and BEAGLE_LIB is not set", 0)
   end
   C = ffi.load(path)
 end
@@ -93,7 +93,7 @@ local ERRLEN = 256
 
 local registry = C.bg_registry_default()
 M.registry = registry
-if registry == nil then error("beagle.metrics: out of memory", 0) end
+if registry == nil then error("agent.metrics: out of memory", 0) end
 
 local errbuf = ffi.new("char[?]", ERRLEN)
 local kvbuf = ffi.new("const char *[?]", 2 * MAX_LABELS)

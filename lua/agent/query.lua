@@ -1,7 +1,7 @@
--- beagle.query: the one query API over series history (core/history) that rules, analytics and
+-- agent.query: the one query API over series history (core/history) that rules, analytics and
 -- the dashboard read. This file owns the cdef of that API.
 --
---   local q = require("beagle.query")          -- the agent's history (bg_history_default)
+--   local q = require("agent.query")          -- the agent's history (bg_history_default)
 --   q.rate("api.requests", "5m", { route = "/a", code = "~5.." })
 --
 -- Functions, after PromQL: rate, increase, avg_over_time, max_over_time, min_over_time,
@@ -24,8 +24,8 @@
 -- Time: the end of every range is the history's latest sample time (bg_history_now), so rules
 -- see the same instant whatever moment they run; q.at(ms) pins it for tests and replays.
 local ffi = require("ffi")
-local util = require("beagle.util")
-local metrics = require("beagle.metrics")
+local util = require("agent.util")
+local metrics = require("agent.metrics")
 
 local C = metrics.C
 
@@ -167,7 +167,7 @@ function M.new(h, opts)
     local hh = h
     if type(h) == "function" then hh = h() end
     if hh == nil then hh = C.bg_history_default() end
-    if hh == nil then error("beagle.query: no history (the agent has not started one)", 3) end
+    if hh == nil then error("agent.query: no history (the agent has not started one)", 3) end
     return hh
   end
 
@@ -301,7 +301,7 @@ function M.open(opts)
   if rc ~= 0 then return nil, ffi.string(errbuf) end
   local h = hp[0]
   local q = M.new(function()
-    if h == nil then error("beagle.query: history is closed", 4) end
+    if h == nil then error("agent.query: history is closed", 4) end
     return h
   end)
   function q.sample(registry, ms) return C.bg_history_sample(h, registry, ms) == 0 end

@@ -23,13 +23,13 @@
 --
 -- Values: "a+bxn" is a, a+b, ..., a+n*b; "a-bxn" likewise down; "axn" is a repeated n+1
 -- times; "_" leaves a step empty; plain numbers are single samples, space-separated.
-local util = require "beagle.util"
-local dsl = require "beagle.rules.dsl"
-local Engine = require "beagle.rules.engine"
-local query = require "beagle.query"
-local settings = require "beagle.settings"
+local util = require "agent.util"
+local dsl = require "agent.rules.dsl"
+local Engine = require "agent.rules.engine"
+local query = require "agent.query"
+local settings = require "agent.settings"
 
--- anomaly methods -> beagle.query score functions
+-- anomaly methods -> agent.query score functions
 local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
 
 local M = {}
@@ -140,7 +140,7 @@ local function run_case(case, set, eval_interval, where)
   local now = T0 / 1000
   local sent = {}
   local defaults = settings.defaults()
-  local template_ok, template = pcall(require, "beagle.rules.template")
+  local template_ok, template = pcall(require, "agent.rules.template")
   local engine = Engine.new {
     now = function() return now end, settings = defaults, match = dsl.match,
     render = template_ok and function(t, ctx) return template.render(t, ctx) or t end or nil,

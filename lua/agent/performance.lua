@@ -1,7 +1,7 @@
 -- Recent-window statistics (core/window.c): a once-a-minute snapshot of every histogram, and
 -- the JSON of GET /metrics/performance and GET /metrics with Accept: application/json.
 local ffi = require "ffi"
-local metrics = require "beagle.metrics"
+local metrics = require "agent.metrics"
 
 ffi.cdef [[
 typedef struct bg_window bg_window;

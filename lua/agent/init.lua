@@ -1,15 +1,15 @@
 -- The agent: command line, settings, start-up order, routes, reload and shutdown. Runs in
 -- the agent's own lua_State (core/agent.c), which is trusted code; plugins never see it.
-local core = require "beagle.core"
-local util = require "beagle.util"
+local core = require "agent.core"
+local util = require "agent.util"
 local json = require "beagle.json"
-local settings_mod = require "beagle.settings"
-local config_mod = require "beagle.config"
-local plugins_mod = require "beagle.plugins"
-local health_mod = require "beagle.health"
-local channels_mod = require "beagle.channels"
-local api_metrics = require "beagle.api_metrics"
-local performance = require "beagle.performance"
+local settings_mod = require "agent.settings"
+local config_mod = require "agent.config"
+local plugins_mod = require "agent.plugins"
+local health_mod = require "agent.health"
+local channels_mod = require "agent.channels"
+local api_metrics = require "agent.api_metrics"
+local performance = require "agent.performance"
 
 local M = {}
 
@@ -136,7 +136,7 @@ function Agent:setup(opts, home)
   local level = s.log_level
   if opts.cmd == "check" and not opts.log_level and not os.getenv("MONITORING_LOG_LEVEL") then level = "warn" end
   core.log_setup(s.log_format, level)
-  local mok, metrics = pcall(require, "beagle.metrics")
+  local mok, metrics = pcall(require, "agent.metrics")
   if not mok then return nil, "metrics: " .. tostring(metrics) end
   self.metrics = metrics
   metrics.set_limits(s.max_series, s.max_series_per_metric)
@@ -531,7 +531,7 @@ function Agent:run()
   -- alert rules: the built-in rules/ and --rules DIR, each file in a sandboxed state
   local rules_dirs = { self.home .. "/rules" }
   if self.opts.rules and self.opts.rules ~= rules_dirs[1] then rules_dirs[#rules_dirs + 1] = self.opts.rules end
-  local rules_mod = require "beagle.rules.manager"
+  local rules_mod = require "agent.rules.manager"
   local rm, rerr = rules_mod.new { dirs = rules_dirs, settings = s, metrics = self.metrics, log = log,
     data_dir = s.data_dir, memory_limit = s.plugin_memory_limit_mb * 1024 * 1024 }
   if not rm then
@@ -541,7 +541,7 @@ function Agent:run()
     rm:scan()
     rm:watch(s.reload_debounce)
     -- the outbox: notifications go out through the channels, durably when the store is open
-    local delivery = require("beagle.delivery").new {
+    local delivery = require("agent.delivery").new {
       now = core.wall, timer = channels_mod.timer, store = rm.store, settings = s, log = log,
       metrics = self.metrics,
       channel = function(name) return self.channels:get(name) end,
@@ -571,7 +571,7 @@ function Agent:run()
     end
   end
   -- history: a sample of every series each collection interval, rollups flushed to the data
-  -- directory every 15 s (on the threadpool), read by beagle.query
+  -- directory every 15 s (on the threadpool), read by agent.query
   local hist, herr = core.history_open(s.data_dir, s.history_raw, s.metrics_retention_days)
   if not hist then
     log(3, "history is not kept", { error = herr })
@@ -676,19 +676,19 @@ function M.rules_command(args)
     local since = util.parse_duration(opts.since or "7d")
     local step = util.parse_duration(opts.step or "1m")
     if not since or not step or step <= 0 then return usage_error("--since and --step take durations (7d, 1m)") end
-    local ok = require("beagle.rules.replay").run({ files = files, data_dir = opts.data, since = since, step = step },
+    local ok = require("agent.rules.replay").run({ files = files, data_dir = opts.data, since = since, step = step },
       io.stdout)
     return ok and 0 or 1
   end
   if sub == "check" then
-    local dsl = require "beagle.rules.dsl"
+    local dsl = require "agent.rules.dsl"
     local problems = dsl.check_files(files)
     for _, p in ipairs(problems) do io.stdout:write(p, "\n") end
     if #problems > 0 then return 1 end
     io.stdout:write(("%d file%s OK\n"):format(#files, #files == 1 and "" or "s"))
     return 0
   end
-  local testing = require "beagle.rules.testing"
+  local testing = require "agent.rules.testing"
   local ok = testing.run_files(files, io.stdout)
   return ok and 0 or 1
 end

@@ -23,8 +23,8 @@
 -- one of those, "\" before punctuation, alternation a|b at the top level or in groups (a|b)c
 -- without a quantifier, and a leading ^ / trailing $ (implicit anyway). Anything else, such as
 -- (ab)+, \d or a backreference, is a load-time error.
-local util = require "beagle.util"
-local template = require "beagle.rules.template"
+local util = require "agent.util"
+local template = require "agent.rules.template"
 
 local bit = require "bit"
 

@@ -2,12 +2,12 @@
 -- agent stored (its minute rollups in DIR/history.db) and prints when each alert would have
 -- fired, resolved and notified — with grouping, cooldown and hourly limits applied — so that a
 -- threshold can be tuned before it pages anyone.
-local util = require "beagle.util"
-local dsl = require "beagle.rules.dsl"
-local Engine = require "beagle.rules.engine"
-local query = require "beagle.query"
-local settings = require "beagle.settings"
-local testing = require "beagle.rules.testing"
+local util = require "agent.util"
+local dsl = require "agent.rules.dsl"
+local Engine = require "agent.rules.engine"
+local query = require "agent.query"
+local settings = require "agent.settings"
+local testing = require "agent.rules.testing"
 
 local M = {}
 

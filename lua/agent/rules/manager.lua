@@ -1,10 +1,10 @@
 -- Alert rules in the agent: rule files (rules/ and --rules DIR) each in a sandboxed lua_State,
 -- reloaded on change (a file that fails keeps its previous rules), evaluated on their schedule
--- through beagle.query, fed to the engine (beagle.rules.engine), persisted in the store, and the
--- /alerts routes. Notifications go to the outbox (beagle.delivery), which delivers them through
--- the channels (beagle.channels).
-local core = require "beagle.core"
-local util = require "beagle.util"
+-- through agent.query, fed to the engine (agent.rules.engine), persisted in the store, and the
+-- /alerts routes. Notifications go to the outbox (agent.delivery), which delivers them through
+-- the channels (agent.channels).
+local core = require "agent.core"
+local util = require "agent.util"
 local json = require "beagle.json"
 
 local M = {}
@@ -19,19 +19,19 @@ function M.new(o)
     memory_limit = o.memory_limit, files = {}, timers = {}, watches = {}, api_rules = {},
     api_silences = {},
   }, M)
-  local ok_engine, Engine = pcall(require, "beagle.rules.engine")
+  local ok_engine, Engine = pcall(require, "agent.rules.engine")
   if not ok_engine then return nil, "alert engine: " .. tostring(Engine) end
-  local ok_tpl, template = pcall(require, "beagle.rules.template")
+  local ok_tpl, template = pcall(require, "agent.rules.template")
   self.store = nil
   if core.store_open then
-    local sok, store_mod = pcall(require, "beagle.rules.store")
+    local sok, store_mod = pcall(require, "agent.rules.store")
     if sok then
       local st, err = store_mod.open(o.data_dir .. "/state.db")
       if st then self.store = st
       else self.log(3, "alert state is not kept", { error = tostring(err) }) end
     end
   end
-  local dsl = require "beagle.rules.dsl"
+  local dsl = require "agent.rules.dsl"
   self.engine = Engine.new {
     now = core.wall,
     match = dsl.match, -- the same matchers (regex subset, globs) as the rule files declare
@@ -43,7 +43,7 @@ function M.new(o)
   return self
 end
 
--- Every notification goes to the outbox (beagle.delivery); without one (rules run without the
+-- Every notification goes to the outbox (agent.delivery); without one (rules run without the
 -- agent), to the log and a counter.
 function M:deliver(n)
   if self.delivery then return self.delivery:enqueue(n) end
@@ -102,7 +102,7 @@ function M:load_file(path)
   -- a companion test (x.lua + x_test.lua) must pass before the new rules replace the old
   local companion = path:gsub("%.lua$", "_test.lua")
   if set and companion ~= path and read(companion) then
-    local testing = require "beagle.rules.testing"
+    local testing = require "agent.rules.testing"
     local report = {}
     local sink = { write = function(_, ...) for _, x in ipairs { ... } do report[#report + 1] = tostring(x) end end }
     local ok, passed = pcall(testing.run_file, companion, sink)
@@ -187,7 +187,7 @@ function M:apply()
   self.timers["__tick"] = core.timer(1, 1, function() self.engine:tick() end)
 end
 
--- anomaly methods -> beagle.query score functions
+-- anomaly methods -> agent.query score functions
 local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
 
 -- A declarative rule (metric, matchers, threshold; or an anomaly) has no code: the agent
@@ -198,7 +198,7 @@ local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascor
 local function eval_declarative(self, r)
   local q = self.q
   if not q then
-    q = require("beagle.query").new(nil, { shared_labels = true })
+    q = require("agent.query").new(nil, { shared_labels = true })
     self.q = q
   end
   if r.kind == "anomaly" then
@@ -410,7 +410,7 @@ function M:api_put_rule(spec)
   if not self.store then return 503, { error = "alert state is not kept (no store)" } end
   if type(spec) ~= "table" then return 400, { error = "body must be a JSON object" } end
   if spec.expr ~= nil then return 400, { error = "expr rules exist only in rule files: no code is accepted over HTTP" } end
-  local dsl = require "beagle.rules.dsl"
+  local dsl = require "agent.rules.dsl"
   local item, problems = dsl.normalize(spec.kind == "anomaly" and "anomaly" or "alert", spec, { file = "api" })
   if not item then return 400, { error = "invalid rule", problems = json.array(problems) } end
   local owner = self.owner and self.owner[item.name]
@@ -474,7 +474,7 @@ end
 -- POST /alerts/silences
 function M:api_add_silence(spec)
   if not self.store then return 503, { error = "alert state is not kept (no store)" } end
-  local dsl = require "beagle.rules.dsl"
+  local dsl = require "agent.rules.dsl"
   local item, problems = dsl.normalize("silence", spec, { file = "api" })
   if not item then return 400, { error = "invalid silence", problems = json.array(problems) } end
   item.source = "api"
