@@ -4,7 +4,7 @@ return beagle.check {
   description = "GET (or another method on) a URL and expect a status within a time",
   options = {
     url = { "string", description = "URL to request" },
-    method = { "string", default = "GET", description = "HTTP method" },
+    method = { "string", default = "GET", description = "HTTP method (no body is sent)" },
     expect_status = { "integer", default = 200, description = "status that counts as healthy" },
     expect_body = { "string", optional = true, description = "Lua pattern the body must match" },
     slow = { "duration", default = "1s", description = "response time above which the check is degraded" },

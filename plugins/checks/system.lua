@@ -31,14 +31,15 @@ return beagle.check {
   name = "system",
   description = "CPU, memory, disk and load of this host, from /proc",
   options = {
-    disk_path = { "string", default = "/", description = "filesystem whose usage is checked" },
+    disk_path = { "string", default = "/", description = "a path on the filesystem whose usage is checked" },
     cpu_degraded = { "number", default = 85, description = "CPU percent at which the check is degraded" },
     cpu_unhealthy = { "number", default = 95, description = "CPU percent at which it is unhealthy" },
-    memory_degraded = { "number", default = 85, description = "memory percent for degraded" },
-    memory_unhealthy = { "number", default = 95, description = "memory percent for unhealthy" },
-    disk_degraded = { "number", default = 85, description = "disk percent for degraded" },
-    disk_unhealthy = { "number", default = 95, description = "disk percent for unhealthy" },
-    sample = { "duration", default = "250ms", description = "CPU sampling window on the first run" },
+    memory_degraded = { "number", default = 85, description = "memory percent (MemTotal less MemAvailable) at which it is degraded" },
+    memory_unhealthy = { "number", default = 95, description = "memory percent at which it is unhealthy" },
+    disk_degraded = { "number", default = 85,
+      description = "disk percent (used blocks of disk_path's filesystem) at which it is degraded" },
+    disk_unhealthy = { "number", default = 95, description = "disk percent at which it is unhealthy" },
+    sample = { "duration", default = "250ms", description = "time between the two CPU samples of the first run" },
   },
   run = function(opt, ctx)
     local now, err = cpu_sample(ctx)

@@ -6,7 +6,7 @@ return beagle.check {
     host = { "string", default = "127.0.0.1", description = "host name or address" },
     port = { "integer", description = "TCP port" },
     send = { "string", optional = true, description = "bytes to send after connecting" },
-    expect = { "string", optional = true, description = "Lua pattern the first reply must match" },
+    expect = { "string", optional = true, description = "Lua pattern the first reply must match (without it nothing is read)" },
     slow = { "duration", default = "1s", description = "connect time above which the check is degraded" },
   },
   run = function(opt, ctx)
