@@ -11,9 +11,11 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_route.h"
 #include "statsd.h"
 #include "store.h"
 #include "watch.h"
+#include "window.h"
 
 #define TIMER_MT "agent.core.timer"
 #define SERVER_MT "agent.core.server"
@@ -230,7 +232,9 @@ static int l_watch_stop(lua_State *L) {
 typedef struct hserver {
   bg_http_server *srv;
   hcb cb;
-  bg_buf body; /* the handler's response, kept until the server copied it */
+  bg_buf body;               /* the handler's response, kept until the server copied it */
+  bg_metrics_route *metrics; /* GET /metrics in C, once serve_metrics is called */
+  hcb before;                /* its pre-render hook */
 } hserver;
 
 static void server_handler(void *ud, const bg_http_request *req, bg_http_response *res) {
@@ -351,6 +355,39 @@ static int l_server_set_static(lua_State *L) {
   return 0;
 }
 
+static void metrics_before(void *ud) {
+  hserver *hs = ud;
+  hcb c = hs->before; /* a copy: the hook may close the server, which clears it */
+  if (c.L && c.ref != LUA_NOREF) hcb_call(&c, 0, 0);
+}
+
+/* server:serve_metrics({path, ...}, before): GET and HEAD on each path are answered in C from
+ * the registry (metrics_route.c); before() runs first on every scrape. */
+static int l_server_serve_metrics(lua_State *L) {
+  hserver *hs = check_server(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (hs->metrics == NULL &&
+      bg_metrics_route_new(bg_registry_default(), bg_window_default(), &hs->metrics) != 0)
+    return luaL_error(L, "serve_metrics: out of memory");
+  hcb_clear(&hs->before);
+  hcb_set(&hs->before, L, 3);
+  bg_metrics_route_set_hook(hs->metrics, metrics_before, hs);
+  for (int i = 1;; i++) {
+    lua_rawgeti(L, 2, i);
+    const char *path = lua_tostring(L, -1);
+    if (path == NULL) break;
+    if (bg_metrics_route_attach(hs->metrics, hs->srv, path) != 0)
+      return luaL_error(L, "serve_metrics: out of memory");
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static void metrics_route_free(void *ud) {
+  bg_metrics_route_free(ud);
+}
+
 static int l_server_stats(lua_State *L) {
   hserver *hs = check_server(L);
   bg_http_stats st;
@@ -369,9 +406,13 @@ static int l_server_stats(lua_State *L) {
 static int l_server_close(lua_State *L) {
   hserver *hs = luaL_checkudata(L, 1, SERVER_MT);
   if (hs->srv) {
-    bg_http_server_close(hs->srv, NULL, NULL);
+    /* the route state lives until the server is gone; the hook into Lua ends now */
+    if (hs->metrics) bg_metrics_route_set_hook(hs->metrics, NULL, NULL);
+    bg_http_server_close(hs->srv, hs->metrics ? metrics_route_free : NULL, hs->metrics);
     hs->srv = NULL;
+    hs->metrics = NULL;
     hcb_clear(&hs->cb);
+    hcb_clear(&hs->before);
     bg_buf_free(&hs->body);
   }
   return 0;
@@ -655,6 +696,7 @@ static int luaopen_core(lua_State *L) {
   static const luaL_Reg watch_m[] = {{"stop", l_watch_stop}, {NULL, NULL}};
   static const luaL_Reg server_m[] = {{"port", l_server_port},
                                       {"set_static", l_server_set_static},
+                                      {"serve_metrics", l_server_serve_metrics},
                                       {"stats", l_server_stats},
                                       {"close", l_server_close},
                                       {NULL, NULL}};

@@ -1,83 +1,19 @@
-/* http.c: the inbound HTTP/1.1 server (see http.h). A connection copies what llhttp hands it
- * into one reusable per-connection buffer (spans may straddle reads), dispatches each complete
- * request synchronously, and appends responses to an output buffer that is flushed once per
- * read with uv_try_write, falling back to uv_write. One timer per connection covers idle,
+/* http.c: the inbound HTTP/1.1 server's connections (see http.h; what it answers is in
+ * http_respond.c). A connection copies what llhttp hands it into one reusable per-connection
+ * buffer (spans may straddle reads), dispatches each complete request synchronously, and
+ * appends responses to an output buffer that is flushed once per read with uv_try_write,
+ * falling back to uv_write. One timer per connection covers idle,
  * read and drain deadlines; it is re-armed lazily so the hot path rarely touches the heap. */
-#include "http.h"
+#include "http_int.h"
 
-#include "bg.h"
-
-#include <llhttp.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define READ_BUF_SIZE (64 * 1024)
 #define OUT_HIGH_WATER (1024 * 1024) /* stop reading while this much output is queued */
 #define DRAIN_MAX_MS 2000            /* bound on flushing + lingering before a hard close */
-
-typedef struct route {
-  char *path;
-  size_t path_len;
-  char *resp; /* full GET response: headers, blank line, body */
-  size_t resp_len;
-  size_t head_len; /* bytes before the blank line, where a Connection header may go */
-  int status;
-} route;
-
-enum { S_IDLE, S_READING, S_DRAINING };
-
-typedef struct hdr_off {
-  size_t name_off, name_len, value_off, value_len;
-} hdr_off;
-
-typedef struct conn {
-  uv_tcp_t tcp;
-  uv_timer_t timer;
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
-  llhttp_t parser;
-  bg_http_server *srv;
-  struct conn *prev, *next;
-  int handles;    /* open handles; the struct is freed when this drops to 0 */
-  int state;      /* S_* */
-  uint64_t since; /* loop time when state was entered */
-  uint64_t due;   /* loop time the timer fires, 0 when not armed */
-  unsigned closed : 1, writing : 1, close_after_write : 1, shut : 1, eof : 1, paused : 1,
-      in_read : 1, in_field : 1, in_body : 1;
-  int err_status; /* set by a parser callback that aborts with a limit error */
-  char err_detail[96];
-  /* request under construction: url, header names and values, body, each NUL-terminated */
-  bg_buf rq;
-  size_t url_off, url_len, body_off, body_len, hdr_bytes;
-  hdr_off *hoff;
-  bg_http_header *hdrs;
-  size_t nhdr, hcap;
-  bg_buf out;  /* responses not yet handed to the kernel */
-  bg_buf wbuf; /* the buffer an in-flight uv_write points into */
-  char peer[64];
-  int peer_loopback;
-} conn;
-
-struct bg_http_server {
-  uv_loop_t *loop;
-  uv_tcp_t listener;
-  bg_http_limits lim;
-  bg_http_handler_cb cb;
-  void *ud;
-  llhttp_settings_t settings;
-  route *routes;
-  size_t nroutes;
-  conn *conns;          /* list of live connections */
-  int nhandles_pending; /* accepted-and-rejected sockets still closing */
-  int listening, listener_closed, closing;
-  void (*done)(void *ud);
-  void *done_ud;
-  bg_http_stats stats;
-  char rbuf[READ_BUF_SIZE]; /* shared: every read is parsed before the next alloc */
-};
 
 static void conn_close(conn *c);
 static void flush(conn *c);
@@ -85,72 +21,10 @@ static void maybe_free(bg_http_server *srv);
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static const struct {
-  int code;
-  const char *text;
-} reasons[] = {
-    {100, "Continue"},
-    {200, "OK"},
-    {201, "Created"},
-    {202, "Accepted"},
-    {204, "No Content"},
-    {301, "Moved Permanently"},
-    {302, "Found"},
-    {304, "Not Modified"},
-    {400, "Bad Request"},
-    {401, "Unauthorized"},
-    {403, "Forbidden"},
-    {404, "Not Found"},
-    {405, "Method Not Allowed"},
-    {408, "Request Timeout"},
-    {409, "Conflict"},
-    {413, "Payload Too Large"},
-    {415, "Unsupported Media Type"},
-    {422, "Unprocessable Entity"},
-    {429, "Too Many Requests"},
-    {431, "Request Header Fields Too Large"},
-    {500, "Internal Server Error"},
-    {501, "Not Implemented"},
-    {503, "Service Unavailable"},
-};
-
-static const char *reason(int status) {
-  for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
-    if (reasons[i].code == status) return reasons[i].text;
-  return "Unknown";
-}
-
-static int body_allowed(int status) {
-  return status >= 200 && status != 204 && status != 304;
-}
-
-static void count_status(bg_http_server *srv, int status) {
-  srv->stats.requests++;
-  if (status >= 400 && status < 500)
-    srv->stats.errors_4xx++;
-  else if (status >= 500)
-    srv->stats.errors_5xx++;
-}
-
-/* Appends status line, Server, Content-Type and Content-Length (no blank line). */
-static int put_head(bg_buf *b, int status, const char *ctype, size_t body_len) {
-  int rc = bg_buf_printf(b, "HTTP/1.1 %d %s\r\nServer: beagle\r\n", status, reason(status));
-  if (rc == 0 && ctype && *ctype) rc = bg_buf_printf(b, "Content-Type: %s\r\n", ctype);
-  if (rc == 0 && status >= 200 && status != 204)
-    rc = bg_buf_printf(b, "Content-Length: %zu\r\n", body_len);
-  return rc;
-}
-
 /* 0: nothing; 1: "Connection: close"; 2: "Connection: keep-alive" (HTTP/1.0 clients). */
 static int conn_header_kind(conn *c, int keep_alive) {
   if (!keep_alive) return 1;
   if (c->parser.http_major == 1 && c->parser.http_minor == 0) return 2;
-  return 0;
-}
-
-static int put_conn_header(bg_buf *b, int kind) {
-  if (kind == 1) return bg_buf_puts(b, "Connection: close\r\n");
-  if (kind == 2) return bg_buf_puts(b, "Connection: keep-alive\r\n");
   return 0;
 }
 
@@ -160,11 +34,11 @@ static void send_error(conn *c, int status, const char *error, const char *detai
   int rc = bg_buf_printf(&body, "{\"error\":\"%s\",\"status\":%d,\"detail\":\"", error, status);
   if (rc == 0) rc = bg_buf_json_str(&body, detail, strlen(detail));
   if (rc == 0) rc = bg_buf_puts(&body, "\"}");
-  if (rc == 0) rc = put_head(&c->out, status, "application/json", body.len);
+  if (rc == 0) rc = bg__http_put_head(&c->out, status, "application/json", body.len);
   if (rc == 0) rc = bg_buf_puts(&c->out, "Connection: close\r\n\r\n");
   if (rc == 0) rc = bg_buf_append(&c->out, body.data, body.len);
   bg_buf_free(&body);
-  count_status(c->srv, status);
+  bg__http_count_status(c->srv, status);
   c->close_after_write = 1;
   (void)rc; /* out of memory: the connection still closes, just without the error body */
 }
@@ -213,75 +87,6 @@ static void timer_cb(uv_timer_t *t) {
     return;
   }
   conn_close(c);
-}
-
-/* ---- routes ----------------------------------------------------------------------------- */
-
-static route *find_route(bg_http_server *srv, const char *path, size_t len) {
-  for (size_t i = 0; i < srv->nroutes; i++) {
-    route *r = &srv->routes[i];
-    if (r->path_len == len && memcmp(r->path, path, len) == 0) return r;
-  }
-  return NULL;
-}
-
-/* Copies a static response into c->out: usually one memcpy, two when a Connection header
- * has to go in. Safe against later bg_http_set_static because nothing keeps r->resp. */
-static int serve_static(conn *c, route *r, int head, int ckind) {
-  size_t n = head ? r->head_len + 2 : r->resp_len;
-  if (ckind == 0) return bg_buf_append(&c->out, r->resp, n);
-  int rc = bg_buf_append(&c->out, r->resp, r->head_len);
-  if (rc == 0) rc = put_conn_header(&c->out, ckind);
-  if (rc == 0) rc = bg_buf_append(&c->out, r->resp + r->head_len, n - r->head_len);
-  return rc;
-}
-
-/* ---- request dispatch ------------------------------------------------------------------- */
-
-static int serve_handler(conn *c, int head, int ckind) {
-  bg_http_server *srv = c->srv;
-  char *base = c->rq.data;
-  char *url = base + c->url_off;
-  char *q = memchr(url, '?', c->url_len);
-  bg_http_request req;
-  req.method = llhttp_method_name((llhttp_method_t)c->parser.method);
-  req.path = url;
-  req.path_len = q ? (size_t)(q - url) : c->url_len;
-  if (q) {
-    *q = '\0';
-    req.query = q + 1;
-    req.query_len = c->url_len - req.path_len - 1;
-  } else {
-    req.query = "";
-    req.query_len = 0;
-  }
-  for (size_t i = 0; i < c->nhdr; i++) {
-    c->hdrs[i].name = base + c->hoff[i].name_off;
-    c->hdrs[i].name_len = c->hoff[i].name_len;
-    c->hdrs[i].value = base + c->hoff[i].value_off;
-    c->hdrs[i].value_len = c->hoff[i].value_len;
-  }
-  req.headers = c->hdrs;
-  req.nheaders = c->nhdr;
-  req.body = base + c->body_off;
-  req.body_len = c->body_len;
-  req.peer = c->peer;
-  req.peer_loopback = c->peer_loopback;
-
-  bg_http_response res = {200, NULL, NULL, 0, NULL};
-  srv->cb(srv->ud, &req, &res);
-
-  int status = res.status;
-  if (status < 200 || status > 999) status = 500; /* 1xx would need a second response */
-  size_t blen = res.body && body_allowed(status) ? res.body_len : 0;
-  const char *ctype = res.content_type ? res.content_type : "application/json";
-  count_status(srv, status);
-  int rc = put_head(&c->out, status, ctype, blen);
-  if (rc == 0) rc = put_conn_header(&c->out, ckind);
-  if (rc == 0 && res.headers) rc = bg_buf_puts(&c->out, res.headers);
-  if (rc == 0) rc = bg_buf_append(&c->out, "\r\n", 2);
-  if (rc == 0 && !head && blen) rc = bg_buf_append(&c->out, res.body, blen);
-  return rc;
 }
 
 /* ---- llhttp callbacks ------------------------------------------------------------------- */
@@ -425,21 +230,7 @@ static int on_message_complete(llhttp_t *p) {
   if (rq_put(c, "", 1)) return -1;
   int keep = llhttp_should_keep_alive(p) && !srv->closing && !c->close_after_write;
   int ckind = conn_header_kind(c, keep);
-  int method = p->method, rc;
-  int head = method == HTTP_HEAD;
-  route *r = NULL;
-  if (method == HTTP_GET || head) {
-    const char *url = c->rq.data + c->url_off;
-    const char *q = memchr(url, '?', c->url_len);
-    r = find_route(srv, url, q ? (size_t)(q - url) : c->url_len);
-  }
-  if (r) {
-    srv->stats.static_hits++;
-    count_status(srv, r->status);
-    rc = serve_static(c, r, head, ckind);
-  } else {
-    rc = serve_handler(c, head, ckind);
-  }
+  int rc = bg__http_respond(c, ckind);
   if (rc != 0) return limit_error(c, 500, "out of memory (%zu)", (size_t)0);
   set_state(c, S_IDLE);
   /* the handler may have closed the server, which marks this connection */
@@ -741,54 +532,6 @@ static void on_connection(uv_stream_t *ls, int status) {
   if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) conn_close(c);
 }
 
-static void free_route(route *r) {
-  free(r->path);
-  free(r->resp);
-}
-
-int bg_http_set_static(bg_http_server *srv, const char *path, int status, const char *content_type,
-                       const char *body, size_t body_len) {
-  if (path == NULL) return BG_EINVAL;
-  size_t plen = strlen(path);
-  route *r = find_route(srv, path, plen);
-  if (body == NULL) {
-    if (r) {
-      free_route(r);
-      *r = srv->routes[--srv->nroutes];
-    }
-    return 0;
-  }
-  if (status < 200 || status > 999) return BG_EINVAL;
-  bg_buf b = {0};
-  if (!body_allowed(status)) body_len = 0;
-  int rc = put_head(&b, status, content_type ? content_type : "application/json", body_len);
-  size_t head_len = b.len;
-  if (rc == 0) rc = bg_buf_append(&b, "\r\n", 2);
-  if (rc == 0) rc = bg_buf_append(&b, body, body_len);
-  if (rc != 0) goto err;
-  if (r == NULL) {
-    route *rs = realloc(srv->routes, (srv->nroutes + 1) * sizeof *rs);
-    if (rs == NULL) goto err;
-    srv->routes = rs;
-    r = &rs[srv->nroutes];
-    r->path = malloc(plen + 1);
-    if (r->path == NULL) goto err;
-    memcpy(r->path, path, plen + 1);
-    r->path_len = plen;
-    srv->nroutes++;
-  } else {
-    free(r->resp);
-  }
-  r->resp = b.data;
-  r->resp_len = b.len;
-  r->head_len = head_len;
-  r->status = status;
-  return 0;
-err:
-  bg_buf_free(&b);
-  return BG_ENOMEM;
-}
-
 void bg_http_get_stats(const bg_http_server *srv, bg_http_stats *out) {
   *out = srv->stats;
 }
@@ -797,9 +540,7 @@ static void maybe_free(bg_http_server *srv) {
   if (!srv->closing || !srv->listener_closed || srv->conns || srv->nhandles_pending) return;
   void (*done)(void *) = srv->done;
   void *ud = srv->done_ud;
-  for (size_t i = 0; i < srv->nroutes; i++)
-    free_route(&srv->routes[i]);
-  free(srv->routes);
+  bg__http_free_routes(srv);
   free(srv);
   if (done) done(ud);
 }

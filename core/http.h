@@ -1,8 +1,9 @@
 /* http: the inbound HTTP/1.1 server. Owns the listening socket, its connections, request
  * parsing (llhttp from Debian's node-llhttp), limits, keep-alive and timeouts. Routing is
- * two-level: exact-path GET/HEAD responses registered with bg_http_set_static are answered
- * in C without leaving the loop callback (the hot /health path); every other request goes
- * to the one handler given at creation (the agent's Lua router). Single-threaded: every
+ * two-level: exact-path GET/HEAD routes are answered in C without leaving the loop callback,
+ * either a stored response (bg_http_set_static: the hot /health path) or a C function that
+ * writes its body in place (bg_http_set_render: /metrics); every other request goes to the one
+ * handler given at creation (the agent's Lua router). Single-threaded: every
  * function runs on the loop thread. */
 #ifndef BG_HTTP_H
 #define BG_HTTP_H
@@ -10,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "bg.h"
 
 typedef struct bg_http_server bg_http_server;
 
@@ -78,6 +81,19 @@ int bg_http_port(const bg_http_server *srv);
  * Returns 0 or BG_ENOMEM. */
 int bg_http_set_static(bg_http_server *srv, const char *path, int status, const char *content_type,
                        const char *body, size_t body_len);
+
+/* A route whose body is written by C straight into the connection's output buffer (no copy):
+ * cb sets res's status, content_type and headers, appends the body to out (and may also set
+ * res->body, which is appended after it), and returns 0; a non-zero BG_E* return discards
+ * what it appended and answers a JSON 500. For HEAD the body is rendered, counted in
+ * Content-Length, then dropped. cb runs on the loop thread, never after bg_http_server_close;
+ * it must not add or remove routes. */
+typedef int (*bg_http_render_cb)(void *ud, const bg_http_request *req, bg_http_response *res,
+                                 bg_buf *out);
+
+/* Answers GET and HEAD on exactly this path with cb(ud, ...); replaces any static or render
+ * route on the path; cb NULL removes the route. ud is borrowed. Returns 0 or BG_ENOMEM. */
+int bg_http_set_render(bg_http_server *srv, const char *path, bg_http_render_cb cb, void *ud);
 
 /* Counters for self-monitoring. Can't fail. */
 typedef struct bg_http_stats {

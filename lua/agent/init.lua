@@ -293,23 +293,9 @@ local routes = {
     if not o then return err_json(404, ("no check named %q"):format(name)) end
     return o.status == "unhealthy" and 503 or 200, "application/json", json.encode(o)
   end } },
-  { "^/metrics/?$", { GET = function(self, req)
-    self:update_self_metrics()
-    local format = self.metrics.negotiate(req.headers["accept"])
-    local body, ctype
-    if format == "json" then
-      body, ctype = performance.render_json(core.wall()), "application/json"
-    else
-      body, ctype = self.metrics.render(format)
-    end
-    if not body then return err_json(500, ctype) end
-    -- compressing small bodies costs more than it saves
-    if #body > 1024 and self.metrics.accepts_gzip(req.headers["accept-encoding"]) then
-      local z = self.metrics.gzip(body, 1)
-      if z then return 200, ctype, z, "Content-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n" end
-    end
-    return 200, ctype, body, "Vary: Accept, Accept-Encoding\r\n"
-  end } },
+  -- GET and HEAD /metrics are answered in C (server:serve_metrics in Agent:run); the entry
+  -- stays for the 405 and its Allow header on the other methods.
+  { "^/metrics/?$", { GET = function() return err_json(500, "GET /metrics is served by the C core") end } },
   { "^/alerts/?$", { GET = function(self)
     if not self.rules then return err_json(503, "alert rules are off") end
     return 200, "application/json", json.encode { status = "success", alerts = self.rules:alerts_json() }
@@ -512,6 +498,13 @@ function Agent:run()
   local ok, derr = core.mkdir(s.data_dir)
   if not ok then log(2, "cannot create the data directory", { dir = s.data_dir, error = derr }) end
   server:set_static("/health/live", 200, "application/json", '{"status":"alive"}')
+  -- GET /metrics renders the registry in C, straight into the response. The gauges that are
+  -- read on demand (RSS, uptime, plugin memory, open connections, queue and history sizes,
+  -- rules and delivery state) are refreshed by this hook just before each render, as the Lua
+  -- route did: a timer would serve them stale by up to its period and spend CPU while nobody
+  -- scrapes, and RSS or uptime have no "place where they change". It is one call per scrape;
+  -- its work grows with plugins, channels and alerts, never with series, and builds no body.
+  server:serve_metrics({ "/metrics", "/metrics/" }, function() self:update_self_metrics() end)
   self:publish()
   self.plugins:watch(s.reload_debounce)
   self.health:start()

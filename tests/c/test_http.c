@@ -113,6 +113,25 @@ static void handler(void *ud, const bg_http_request *req, bg_http_response *res)
   }
 }
 
+/* /render?n=N: N letters written in place; "&tail" adds res->body; ?fail fails part-way */
+static int render(void *ud, const bg_http_request *req, bg_http_response *res, bg_buf *out) {
+  (void)ud;
+  if (strcmp(req->query, "fail") == 0) {
+    bg_buf_puts(out, "partial");
+    return BG_ENOMEM;
+  }
+  res->content_type = "text/plain";
+  res->headers = "X-Render: 1\r\n";
+  int n = atoi(req->query + 2);
+  for (int i = 0; i < n; i++)
+    if (bg_buf_append(out, &"abcdefghijklmnopqrstuvwxyz"[i % 26], 1) != 0) return BG_ENOMEM;
+  if (strstr(req->query, "&tail")) {
+    res->body = "!";
+    res->body_len = 1;
+  }
+  return 0;
+}
+
 static void closed_cb(void *ud) {
   (*(int *)ud)++;
 }
@@ -128,7 +147,7 @@ static int check_stats(void) {
   ASSERT_INT_GE(a.static_hits, 10);
   ASSERT_INT_GE(a.requests, a.static_hits + 10);
   ASSERT_INT_GE(a.errors_4xx, 7); /* 400, 413 x2, 431 x2, 408, 404 */
-  ASSERT_INT_EQ(a.errors_5xx, 0);
+  ASSERT_INT_EQ(a.errors_5xx, 1); /* the failed render */
   ASSERT_INT_GE(a.connections_accepted, 15);
   return 0;
 }
@@ -543,6 +562,46 @@ static int test_set_static(void) {
   return 0;
 }
 
+static int test_render(void) {
+  ASSERT_INT_EQ(roundtrip(port_a, "GET /render?n=9 HTTP/1.1\r\n\r\n", &R, 0), 0);
+  ASSERT_INT_EQ(R.status, 200);
+  ASSERT_STR_EQ(R.head, "HTTP/1.1 200 OK\r\nServer: beagle\r\nContent-Type: text/plain\r\n"
+                        "Content-Length: 9\r\nX-Render: 1\r\n\r\n");
+  ASSERT_STR_EQ(R.body, "abcdefghi");
+  /* a head as long as the last one: the body is written where it stays */
+  ASSERT_INT_EQ(roundtrip(port_a, "GET /render?n=8 HTTP/1.1\r\n\r\n", &R, 0), 0);
+  ASSERT_CONTAINS(R.head, "Content-Length: 8\r\n");
+  ASSERT_STR_EQ(R.body, "abcdefgh");
+  /* behind another response, with heads of other lengths (the body moves), HEAD, a tail */
+  client *c = cl_open(port_a);
+  ASSERT_INT_EQ(cl_sends(c, "GET /count HTTP/1.1\r\n\r\nGET /render?n=30 HTTP/1.1\r\n\r\n"
+                            "HEAD /render?n=1200 HTTP/1.1\r\n\r\n"
+                            "GET /render?n=3&tail HTTP/1.1\r\n\r\n"),
+                0);
+  ASSERT_INT_EQ(cl_read(c, &R, 0), 0);
+  ASSERT_CONTAINS(R.body, "\"count\":");
+  ASSERT_INT_EQ(cl_read(c, &R, 0), 0);
+  ASSERT_STR_EQ(R.body, "abcdefghijklmnopqrstuvwxyzabcd");
+  ASSERT_INT_EQ(cl_read(c, &R, 1), 0);
+  ASSERT_CONTAINS(R.head, "Content-Length: 1200\r\nX-Render: 1\r\n\r\n");
+  ASSERT_INT_EQ(cl_read(c, &R, 0), 0);
+  ASSERT_STR_EQ(R.body, "abc!");
+  ASSERT_INT_EQ(c->len, 0);
+  cl_close(c);
+  ASSERT_INT_EQ(roundtrip(port_a, "GET /render?n=2 HTTP/1.0\r\n\r\n", &R, 0), 0);
+  ASSERT_CONTAINS(R.head, "Content-Length: 2\r\nConnection: close\r\nX-Render: 1\r\n\r\n");
+  ASSERT_STR_EQ(R.body, "ab");
+  /* a failed render: what it wrote is dropped, a JSON 500 goes out */
+  ASSERT_INT_EQ(roundtrip(port_a, "GET /render?fail HTTP/1.1\r\n\r\n", &R, 0), 0);
+  ASSERT_INT_EQ(R.status, 500);
+  ASSERT_CONTAINS(R.head, "Content-Type: application/json\r\n");
+  ASSERT_STR_EQ(R.body, "{\"error\":\"out of memory\",\"status\":500}");
+  /* other methods go to the handler */
+  ASSERT_INT_EQ(roundtrip(port_a, "POST /render HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &R, 0), 0);
+  ASSERT_INT_EQ(R.status, 404);
+  return 0;
+}
+
 static const struct {
   const char *name;
   int (*fn)(void);
@@ -558,6 +617,7 @@ static const struct {
     {"read_timeout", test_read_timeout},
     {"max_connections", test_max_connections},
     {"set_static", test_set_static},
+    {"render", test_render},
 };
 
 static void *client_main(void *arg) {
@@ -616,6 +676,7 @@ int main(int argc, char **argv) {
   if (bg_http_server_new(&loop, &lim, handler, &srv_b, &srv_b) != 0) return 1;
   if (bg_http_set_static(srv_a, "/health", 200, NULL, health, strlen(health)) != 0) return 1;
   if (bg_http_set_static(srv_b, "/health", 200, NULL, health, strlen(health)) != 0) return 1;
+  if (bg_http_set_render(srv_a, "/render", render, NULL) != 0) return 1;
   if (bg_http_port(srv_a) >= 0) return 1; /* not listening yet */
   if (bg_http_listen(srv_a, "127.0.0.1", 0) != 0 || bg_http_listen(srv_b, "127.0.0.1", 0) != 0)
     return 1;

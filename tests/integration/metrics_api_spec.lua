@@ -123,6 +123,47 @@ describe("GET /metrics formats", function()
     assert.is_truthy(plain:find('api_requests_total{endpoint="/a"} 2', 1, true), plain)
   end)
 
+  it("answers HEAD and /metrics/ like GET, and says it varies by Accept and Accept-Encoding", function()
+    local st, body, hdr = agent:get("/metrics/", { "Accept-Encoding: identity" })
+    assert.are.equal(200, st)
+    assert.is_truthy(hdr:find("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n", 1, true), hdr)
+    assert.is_truthy(hdr:find("Vary: Accept, Accept-Encoding\r\n", 1, true), hdr)
+    assert.is_truthy(body:find('api_requests_total{endpoint="/a"} 2\n', 1, true))
+    for _, enc in ipairs { "identity", "gzip" } do
+      local head = S.sh(("curl -s -m 5 -I -H 'Accept-Encoding: %s' %s/metrics"):format(enc, agent.url))
+      local get = S.sh(("curl -s -m 5 -D - -o /dev/null -H 'Accept-Encoding: %s' %s/metrics"):format(enc, agent.url))
+      -- the same head (the body's length moves only with the agent's own gauges)
+      local function shape(h) return (h:gsub("Content%-Length: %d+", "Content-Length: N")) end
+      assert.are.equal(shape(get), shape(head))
+      assert.is_truthy(head:find("^HTTP/1.1 200 OK\r\nServer: beagle\r\n"), head)
+      assert.are.equal(enc == "gzip", head:find("Content-Encoding: gzip\r\n", 1, true) ~= nil, head)
+    end
+  end)
+
+  it("serves a gzipped scrape that promtool accepts", function()
+    local f = S.tmpname()
+    local hdr = S.sh(("curl -s -m 5 -D - -o %s -H 'Accept-Encoding: gzip' %s/metrics"):format(f, agent.url))
+    assert.is_truthy(hdr:find("Content-Encoding: gzip\r\n", 1, true), hdr)
+    local out, code = S.sh(("gzip -dc < %s | promtool check metrics"):format(f))
+    os.remove(f)
+    assert.are.equal(0, code, out)
+    assert.are.equal("", out)
+  end)
+
+  it("refreshes the agent's own gauges before each scrape", function()
+    local function uptime()
+      local _, body = agent:get("/metrics")
+      return tonumber(body:match("\nbeagle_uptime_seconds ([%d%.e+-]+)\n"))
+    end
+    local a = uptime()
+    S.sleep(0.3)
+    local b = uptime()
+    assert.is_truthy(a and b, "beagle_uptime_seconds is exposed")
+    assert.is_true(b >= a + 0.25, ("%s then %s"):format(a, b))
+    local _, body = agent:get("/metrics")
+    assert.is_truthy(body:find("\nbeagle_http_connections_open [1-9]", 1), body)
+  end)
+
   it("drops series beyond max_series_per_metric, counts them, and says which metric", function()
     local items = {}
     for i = 1, 5 do

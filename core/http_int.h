@@ -1,0 +1,92 @@
+/* http_int: what the two halves of the HTTP server share: http.c (connections, parsing, I/O,
+ * the server's life) and http_respond.c (response heads, the routes answered in C, the hand-off
+ * to the handler). Not part of the API; loop thread only. */
+#ifndef BG_HTTP_INT_H
+#define BG_HTTP_INT_H
+
+#include "http.h"
+
+#include <llhttp.h>
+
+#define READ_BUF_SIZE (64 * 1024)
+
+typedef struct route {
+  char *path;
+  size_t path_len;
+  char *resp; /* static: full GET response: headers, blank line, body; NULL for render */
+  size_t resp_len;
+  size_t head_len; /* bytes before the blank line, where a Connection header may go */
+  int status;
+  bg_http_render_cb render; /* render route: writes its body into the output buffer */
+  void *render_ud;
+  size_t head_hint; /* render: the last head's length, the gap left before the body */
+} route;
+
+enum { S_IDLE, S_READING, S_DRAINING };
+
+typedef struct hdr_off {
+  size_t name_off, name_len, value_off, value_len;
+} hdr_off;
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  llhttp_t parser;
+  bg_http_server *srv;
+  struct conn *prev, *next;
+  int handles;    /* open handles; the struct is freed when this drops to 0 */
+  int state;      /* S_* */
+  uint64_t since; /* loop time when state was entered */
+  uint64_t due;   /* loop time the timer fires, 0 when not armed */
+  unsigned closed : 1, writing : 1, close_after_write : 1, shut : 1, eof : 1, paused : 1,
+      in_read : 1, in_field : 1, in_body : 1;
+  int err_status; /* set by a parser callback that aborts with a limit error */
+  char err_detail[96];
+  /* request under construction: url, header names and values, body, each NUL-terminated */
+  bg_buf rq;
+  size_t url_off, url_len, body_off, body_len, hdr_bytes;
+  hdr_off *hoff;
+  bg_http_header *hdrs;
+  size_t nhdr, hcap;
+  bg_buf out;  /* responses not yet handed to the kernel */
+  bg_buf wbuf; /* the buffer an in-flight uv_write points into */
+  char peer[64];
+  int peer_loopback;
+} conn;
+
+struct bg_http_server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  bg_http_limits lim;
+  bg_http_handler_cb cb;
+  void *ud;
+  llhttp_settings_t settings;
+  route *routes;
+  size_t nroutes;
+  conn *conns;          /* list of live connections */
+  int nhandles_pending; /* accepted-and-rejected sockets still closing */
+  int listening, listener_closed, closing;
+  void (*done)(void *ud);
+  void *done_ud;
+  bg_http_stats stats;
+  bg_buf head;              /* a render route's head, built once its body length is known */
+  char rbuf[READ_BUF_SIZE]; /* shared: every read is parsed before the next alloc */
+};
+
+/* Answers the complete request in c: a static or render route for GET and HEAD, else the
+ * handler; appends the response to c->out and counts it. ckind: 0 no Connection header,
+ * 1 "close", 2 "keep-alive". Returns 0 or BG_ENOMEM. */
+int bg__http_respond(conn *c, int ckind);
+
+/* Appends status line, Server, Content-Type and Content-Length (no blank line). 0 or BG_ENOMEM. */
+int bg__http_put_head(bg_buf *b, int status, const char *ctype, size_t body_len);
+
+/* Counts a response of this status in the server's stats. Can't fail. */
+void bg__http_count_status(bg_http_server *srv, int status);
+
+/* Frees every route (the server is going away). Can't fail. */
+void bg__http_free_routes(bg_http_server *srv);
+
+#endif

@@ -1,0 +1,306 @@
+/* http_respond.c: what the server answers (see http_int.h): response heads, the routes
+ * answered in C (static responses and render callbacks) and the hand-off to the handler. */
+#include "http_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- heads ------------------------------------------------------------------------------ */
+
+static const struct {
+  int code;
+  const char *text;
+} reasons[] = {
+    {100, "Continue"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {304, "Not Modified"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {413, "Payload Too Large"},
+    {415, "Unsupported Media Type"},
+    {422, "Unprocessable Entity"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {503, "Service Unavailable"},
+};
+
+static const char *reason(int status) {
+  for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+    if (reasons[i].code == status) return reasons[i].text;
+  return "Unknown";
+}
+
+static int body_allowed(int status) {
+  return status >= 200 && status != 204 && status != 304;
+}
+
+void bg__http_count_status(bg_http_server *srv, int status) {
+  srv->stats.requests++;
+  if (status >= 400 && status < 500)
+    srv->stats.errors_4xx++;
+  else if (status >= 500)
+    srv->stats.errors_5xx++;
+}
+
+/* Appends status line, Server, Content-Type and Content-Length (no blank line). */
+int bg__http_put_head(bg_buf *b, int status, const char *ctype, size_t body_len) {
+  int rc = bg_buf_printf(b, "HTTP/1.1 %d %s\r\nServer: beagle\r\n", status, reason(status));
+  if (rc == 0 && ctype && *ctype) rc = bg_buf_printf(b, "Content-Type: %s\r\n", ctype);
+  if (rc == 0 && status >= 200 && status != 204)
+    rc = bg_buf_printf(b, "Content-Length: %zu\r\n", body_len);
+  return rc;
+}
+
+static int put_conn_header(bg_buf *b, int kind) {
+  if (kind == 1) return bg_buf_puts(b, "Connection: close\r\n");
+  if (kind == 2) return bg_buf_puts(b, "Connection: keep-alive\r\n");
+  return 0;
+}
+
+/* Appends status line, the usual headers, the Connection header, res's headers and the blank
+ * line to b; the Content-Length is blen. */
+static int put_response_head(bg_buf *b, int status, const bg_http_response *res, size_t blen,
+                             int ckind) {
+  const char *ctype = res->content_type ? res->content_type : "application/json";
+  int rc = bg__http_put_head(b, status, ctype, blen);
+  if (rc == 0) rc = put_conn_header(b, ckind);
+  if (rc == 0 && res->headers) rc = bg_buf_puts(b, res->headers);
+  if (rc == 0) rc = bg_buf_append(b, "\r\n", 2);
+  return rc;
+}
+
+static int valid_status(int status) {
+  return status < 200 || status > 999 ? 500 : status; /* 1xx would need a second response */
+}
+
+/* ---- dispatch --------------------------------------------------------------------------- */
+
+static route *find_route(bg_http_server *srv, const char *path, size_t len) {
+  for (size_t i = 0; i < srv->nroutes; i++) {
+    route *r = &srv->routes[i];
+    if (r->path_len == len && memcmp(r->path, path, len) == 0) return r;
+  }
+  return NULL;
+}
+
+/* Copies a static response into c->out: usually one memcpy, two when a Connection header
+ * has to go in. Safe against later bg_http_set_static because nothing keeps r->resp. */
+static int serve_static(conn *c, route *r, int head, int ckind) {
+  size_t n = head ? r->head_len + 2 : r->resp_len;
+  if (ckind == 0) return bg_buf_append(&c->out, r->resp, n);
+  int rc = bg_buf_append(&c->out, r->resp, r->head_len);
+  if (rc == 0) rc = put_conn_header(&c->out, ckind);
+  if (rc == 0) rc = bg_buf_append(&c->out, r->resp + r->head_len, n - r->head_len);
+  return rc;
+}
+
+/* Points req into c->rq (cutting the target at '?'). */
+static void build_request(conn *c, bg_http_request *req) {
+  char *base = c->rq.data;
+  char *url = base + c->url_off;
+  char *q = memchr(url, '?', c->url_len);
+  req->method = llhttp_method_name((llhttp_method_t)c->parser.method);
+  req->path = url;
+  req->path_len = q ? (size_t)(q - url) : c->url_len;
+  if (q) {
+    *q = '\0';
+    req->query = q + 1;
+    req->query_len = c->url_len - req->path_len - 1;
+  } else {
+    req->query = "";
+    req->query_len = 0;
+  }
+  for (size_t i = 0; i < c->nhdr; i++) {
+    c->hdrs[i].name = base + c->hoff[i].name_off;
+    c->hdrs[i].name_len = c->hoff[i].name_len;
+    c->hdrs[i].value = base + c->hoff[i].value_off;
+    c->hdrs[i].value_len = c->hoff[i].value_len;
+  }
+  req->headers = c->hdrs;
+  req->nheaders = c->nhdr;
+  req->body = base + c->body_off;
+  req->body_len = c->body_len;
+  req->peer = c->peer;
+  req->peer_loopback = c->peer_loopback;
+}
+
+static int serve_handler(conn *c, int head, int ckind) {
+  bg_http_server *srv = c->srv;
+  bg_http_request req;
+  build_request(c, &req);
+  bg_http_response res = {200, NULL, NULL, 0, NULL};
+  srv->cb(srv->ud, &req, &res);
+
+  int status = valid_status(res.status);
+  size_t blen = res.body && body_allowed(status) ? res.body_len : 0;
+  bg__http_count_status(srv, status);
+  int rc = put_response_head(&c->out, status, &res, blen, ckind);
+  if (rc == 0 && !head && blen) rc = bg_buf_append(&c->out, res.body, blen);
+  return rc;
+}
+
+/* A render route writes its body into c->out behind a gap as long as the route's last head;
+ * the head, known once the body is, goes into the gap. When its length differs (the first
+ * response, a Content-Length with another digit count, another Connection header), the body
+ * moves once; otherwise the body is never copied between the renderer and the socket. */
+static int serve_render(conn *c, route *r, int head, int ckind) {
+  static const char oom[] = "{\"error\":\"out of memory\",\"status\":500}";
+  bg_http_server *srv = c->srv;
+  bg_buf *out = &c->out;
+  /* cb may replace the route table (it must not, but stay safe): copy what is needed */
+  bg_http_render_cb cb = r->render;
+  void *ud = r->render_ud;
+  size_t gap = r->head_hint, start = out->len;
+  bg_http_request req;
+  build_request(c, &req);
+  if (bg_buf_reserve(out, gap) != 0) return BG_ENOMEM;
+  out->len = start + gap;
+  size_t body_at = out->len;
+  bg_http_response res = {200, NULL, NULL, 0, NULL};
+  int rc = cb(ud, &req, &res, out);
+  if (rc == 0 && res.body && res.body_len) rc = bg_buf_append(out, res.body, res.body_len);
+  if (rc != 0) {
+    out->len = body_at;
+    res = (bg_http_response){500, "application/json", NULL, 0, NULL};
+    rc = bg_buf_append(out, oom, sizeof oom - 1);
+    if (rc != 0) return rc;
+  }
+  int status = valid_status(res.status);
+  size_t blen = body_allowed(status) ? out->len - body_at : 0;
+  bg__http_count_status(srv, status);
+  bg_buf_reset(&srv->head);
+  rc = put_response_head(&srv->head, status, &res, blen, ckind);
+  if (rc == 0 && srv->head.len > gap) rc = bg_buf_reserve(out, srv->head.len - gap);
+  if (rc != 0) {
+    out->len = start;
+    return rc;
+  }
+  size_t hl = srv->head.len;
+  if (hl != gap) memmove(out->data + start + hl, out->data + body_at, blen);
+  memcpy(out->data + start, srv->head.data, hl);
+  out->len = start + hl + (head ? 0 : blen);
+  out->data[out->len] = '\0';
+  route *now = find_route(srv, req.path, req.path_len);
+  if (now && now->render == cb) now->head_hint = hl;
+  return 0;
+}
+
+int bg__http_respond(conn *c, int ckind) {
+  bg_http_server *srv = c->srv;
+  int method = c->parser.method;
+  int head = method == HTTP_HEAD;
+  route *r = NULL;
+  if (method == HTTP_GET || head) {
+    const char *url = c->rq.data + c->url_off;
+    const char *q = memchr(url, '?', c->url_len);
+    r = find_route(srv, url, q ? (size_t)(q - url) : c->url_len);
+  }
+  if (r && r->render) return serve_render(c, r, head, ckind);
+  if (r) {
+    srv->stats.static_hits++;
+    bg__http_count_status(srv, r->status);
+    return serve_static(c, r, head, ckind);
+  }
+  return serve_handler(c, head, ckind);
+}
+
+/* ---- the route table -------------------------------------------------------------------- */
+
+static void free_route(route *r) {
+  free(r->path);
+  free(r->resp);
+}
+
+/* The route for path, added empty when there is none yet. NULL when out of memory. */
+static route *route_for(bg_http_server *srv, const char *path, size_t plen) {
+  route *r = find_route(srv, path, plen);
+  if (r) return r;
+  char *p = malloc(plen + 1);
+  route *rs = p ? realloc(srv->routes, (srv->nroutes + 1) * sizeof *rs) : NULL;
+  if (rs == NULL) {
+    free(p);
+    return NULL;
+  }
+  srv->routes = rs;
+  r = &rs[srv->nroutes++];
+  memset(r, 0, sizeof *r);
+  memcpy(p, path, plen + 1);
+  r->path = p;
+  r->path_len = plen;
+  return r;
+}
+
+static void remove_route(bg_http_server *srv, const char *path) {
+  route *r = find_route(srv, path, strlen(path));
+  if (r == NULL) return;
+  free_route(r);
+  *r = srv->routes[--srv->nroutes];
+}
+
+int bg_http_set_static(bg_http_server *srv, const char *path, int status, const char *content_type,
+                       const char *body, size_t body_len) {
+  if (path == NULL) return BG_EINVAL;
+  if (body == NULL) {
+    remove_route(srv, path);
+    return 0;
+  }
+  if (status < 200 || status > 999) return BG_EINVAL;
+  bg_buf b = {0};
+  if (!body_allowed(status)) body_len = 0;
+  int rc =
+      bg__http_put_head(&b, status, content_type ? content_type : "application/json", body_len);
+  size_t head_len = b.len;
+  if (rc == 0) rc = bg_buf_append(&b, "\r\n", 2);
+  if (rc == 0) rc = bg_buf_append(&b, body, body_len);
+  route *r = rc == 0 ? route_for(srv, path, strlen(path)) : NULL;
+  if (r == NULL) {
+    bg_buf_free(&b);
+    return BG_ENOMEM;
+  }
+  free(r->resp);
+  r->resp = b.data;
+  r->resp_len = b.len;
+  r->head_len = head_len;
+  r->status = status;
+  r->render = NULL;
+  r->render_ud = NULL;
+  return 0;
+}
+
+int bg_http_set_render(bg_http_server *srv, const char *path, bg_http_render_cb cb, void *ud) {
+  if (path == NULL) return BG_EINVAL;
+  if (cb == NULL) {
+    remove_route(srv, path);
+    return 0;
+  }
+  route *r = route_for(srv, path, strlen(path));
+  if (r == NULL) return BG_ENOMEM;
+  if (r->render == NULL) r->head_hint = 160; /* about a /metrics head, the first guess */
+  free(r->resp);
+  r->resp = NULL;
+  r->resp_len = r->head_len = 0;
+  r->render = cb;
+  r->render_ud = ud;
+  return 0;
+}
+
+void bg__http_free_routes(bg_http_server *srv) {
+  for (size_t i = 0; i < srv->nroutes; i++)
+    free_route(&srv->routes[i]);
+  free(srv->routes);
+  srv->routes = NULL;
+  srv->nroutes = 0;
+  bg_buf_free(&srv->head);
+}
