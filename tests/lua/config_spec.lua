@@ -13,17 +13,32 @@ local function load(text, env)
 end
 
 describe("config", function()
-  it("collects checks, channels and backends with their lines", function()
+  it("collects checks and channels with their lines", function()
     local cfg = assert(load([[
 check "api" { plugin = "http", url = "http://127.0.0.1:8000/health", interval = "30s" }
-channel "oncall" { plugin = "pagerduty", routing_key = env "PD_KEY" }
 
-backend "prom" { plugin = "remote_write", url = "http://127.0.0.1:9090/api/v1/write" }
+channel "oncall" { plugin = "pagerduty", routing_key = env "PD_KEY" }
 ]], { PD_KEY = "secret" }))
     assert.are.equal("http", cfg.checks.api.spec.plugin)
     assert.are.equal(1, cfg.checks.api.line)
     assert.are.equal("secret", cfg.channels.oncall.spec.routing_key)
-    assert.are.equal(4, cfg.backends.prom.line)
+    assert.are.equal(3, cfg.channels.oncall.line)
+  end)
+
+  it("rejects a backend declaration with its line until metric backends exist", function()
+    local cfg, err = load([[
+check "api" { plugin = "http", url = "http://127.0.0.1:8000/health" }
+
+backend "prom" { plugin = "remote_write", url = "http://127.0.0.1:9090/api/v1/write" }
+backend { plugin = "remote_write" }
+]])
+    assert.is_nil(cfg)
+    assert.are.equal(table.concat({
+      'beagle.lua:3: backend "prom": metric backends are not implemented yet, so nothing would send to it;'
+        .. " remove the declaration (GET /metrics serves every series to a Prometheus scrape)",
+      "beagle.lua:4: backend: metric backends are not implemented yet, so nothing would send to it;"
+        .. " remove the declaration (GET /metrics serves every series to a Prometheus scrape)",
+    }, "\n"), err)
   end)
 
   it("takes settings as top-level assignments and in settings { }", function()
