@@ -23,18 +23,27 @@
  * asked for, the limit's measure. */
 static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   bg_script *s = ud;
+  bg__run *r = s->enforce ? s->current : NULL;
   if (nsize == 0) {
-    if (ptr != NULL) s->used -= osize;
+    if (ptr != NULL) {
+      s->used -= osize;
+      if (r != NULL) r->mem_net -= (int64_t)osize;
+    }
     return bg_lpool_alloc(&s->pool, ptr, osize, 0);
   }
   size_t old = ptr != NULL ? osize : 0;
-  if (nsize > old && s->enforce && s->used + (nsize - old) > s->limit) {
-    if (s->current != NULL && s->current->killed == NULL) s->current->killed = "memory limit";
-    return NULL;
+  if (nsize > old && s->enforce) {
+    size_t grow = nsize - old;
+    if (s->used + grow > s->limit ||
+        (r != NULL && r->mem_limit && r->mem_net + (int64_t)grow > (int64_t)r->mem_limit)) {
+      if (r != NULL && r->killed == NULL) r->killed = "memory limit";
+      return NULL;
+    }
   }
   void *p = bg_lpool_alloc(&s->pool, ptr, osize, nsize);
   if (p == NULL) return NULL;
   s->used = s->used - old + nsize;
+  if (r != NULL) r->mem_net += (int64_t)nsize - (int64_t)old;
   return p;
 }
 
@@ -42,7 +51,28 @@ size_t bg_script_memory(const bg_script *s) {
   return s->used;
 }
 
-/* ---- hook: budget and deadline ---------------------------------------------------------- */
+/* ---- hook: budget, deadline and slices ------------------------------------------------------ */
+
+int bg__run_yieldable(bg__run *r, lua_State *L, int from) {
+  if (r->nest_block > 0) return 0;
+  bg_script *s = r->s;
+  lua_Debug ar;
+  for (int lvl = from; lua_getstack(L, lvl, &ar); lvl++) {
+    if (!lua_getinfo(L, "Sf", &ar)) return 0;
+    const void *f = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (ar.what[0] == 'C') {
+      /* LuaJIT resumes across its own pcall/xpcall, not across a C function that called back
+       * into Lua (table.sort's comparator, gsub's replacement): that one must return first */
+      if (f != s->raw_pcall && f != s->raw_xpcall) return 0;
+    } else if (lvl == 0 && strncmp(ar.source, s->trusted, s->trusted_len) == 0) {
+      /* the agent's own code (the sandbox, the public library) may hold shared scratch state
+       * mid-operation; it yields when it is back in plugin code */
+      return 0;
+    }
+  }
+  return 1;
+}
 
 static void script_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
@@ -53,10 +83,21 @@ static void script_hook(lua_State *L, lua_Debug *ar) {
   if (r == NULL) return;
   r->ticks++;
   if (r->killed == NULL) {
-    if (r->budget && r->ticks * BG__HOOK_EVERY > r->budget)
+    if (r->budget && r->ticks * BG__HOOK_EVERY > r->budget) {
       r->killed = "instruction budget exceeded";
-    else if (r->deadline && (r->ticks & 7) == 0 && bg_now_ns() > r->deadline)
-      r->killed = "timeout";
+    } else if (r->co != NULL || (r->ticks & 7) == 0) {
+      uint64_t now = bg_now_ns();
+      if (r->deadline && now > r->deadline) {
+        r->killed = "timeout";
+      } else if (r->co != NULL && now - r->slice_start >= BG_SCRIPT_SLICE_NS &&
+                 bg__run_yieldable(r, L, 0)) {
+        /* the slice is over: back to the loop, resumed on a later turn (bg__run_resume);
+         * when L is a coroutine of the plugin's own, the sandbox passes the yield up */
+        s->hook_yielded = 1;
+        lua_yield(L, 0);
+        return;
+      }
+    }
   }
   /* Once killed, every hook raises again, so a pcall in plugin code cannot keep it alive. */
   if (r->killed != NULL) {
@@ -169,6 +210,7 @@ static void script_free_now(bg_script *s) {
   s->enforce = 0;
   lua_close(s->L);
   bg_lpool_destroy(&s->pool);
+  free(s->trusted);
   free(s->name);
   free(s);
 }
@@ -192,9 +234,12 @@ static void script_maybe_reap(bg_script *s) {
 
 /* Unlinks and frees r, then calls the host callback with (ok, value) where the value is the
  * top of r->co when ok, or msg. */
+static void sched_remove(bg__run *r);
+
 static void run_finish(bg__run *r, int ok, const char *msg) {
   bg_script *s = r->s;
   lua_State *H = r->host;
+  if (r->queued) sched_remove(r);
   bg__run **pp = &s->runs;
   while (*pp != NULL && *pp != r)
     pp = &(*pp)->next;
@@ -251,6 +296,58 @@ static void run_finish(bg__run *r, int ok, const char *msg) {
 }
 
 static int io_marker;
+static int slice_marker;
+
+/* ---- the run queue: runs whose slice ended wait here for a turn of the loop --------------- */
+
+static void sched_idle_cb(uv_idle_t *h) {
+  bg_runtime *rt = h->data;
+  uint64_t t0 = bg_now_ns();
+  /* round robin, a slice each, until the turn's share is spent; the rest wait for the next
+   * turn, after the loop has polled for I/O */
+  while (rt->sched.head != NULL && bg_now_ns() - t0 < BG_SCRIPT_TURN_NS) {
+    bg__run *r = rt->sched.head;
+    rt->sched.head = r->qnext;
+    if (rt->sched.head == NULL) rt->sched.tail = NULL;
+    r->qnext = NULL;
+    r->queued = 0;
+    bg__run_resume(r, 0);
+  }
+  if (rt->sched.head == NULL) uv_idle_stop(h);
+}
+
+static void sched_push(bg__run *r) {
+  bg_runtime *rt = r->s->rt;
+  if (!rt->sched.ready) {
+    uv_idle_init(rt->loop, &rt->sched.idle);
+    rt->sched.idle.data = rt;
+    rt->sched.ready = 1;
+  }
+  r->qnext = NULL;
+  r->queued = 1;
+  if (rt->sched.tail != NULL)
+    rt->sched.tail->qnext = r;
+  else
+    rt->sched.head = r;
+  rt->sched.tail = r;
+  uv_idle_start(&rt->sched.idle, sched_idle_cb);
+}
+
+static void sched_remove(bg__run *r) {
+  bg_runtime *rt = r->s->rt;
+  bg__run *prev = NULL;
+  for (bg__run *q = rt->sched.head; q != NULL; prev = q, q = q->qnext) {
+    if (q != r) continue;
+    if (prev != NULL)
+      prev->qnext = r->qnext;
+    else
+      rt->sched.head = r->qnext;
+    if (rt->sched.tail == r) rt->sched.tail = prev;
+    break;
+  }
+  r->qnext = NULL;
+  r->queued = 0;
+}
 
 void bg__run_resume(bg__run *r, int n) {
   bg_script *s = r->s;
@@ -260,6 +357,8 @@ void bg__run_resume(bg__run *r, int n) {
   s->current = r;
   s->enforce = 1;
   s->busy++;
+  s->hook_yielded = 0;
+  r->slice_start = bg_now_ns();
   int rc = lua_resume(co, n);
   s->busy--;
   s->enforce = 0;
@@ -268,6 +367,13 @@ void bg__run_resume(bg__run *r, int n) {
     if (r->op != NULL && lua_touserdata(co, -1) == &io_marker) {
       lua_settop(co, 0);
       return; /* waiting; the op resumes us */
+    }
+    if (s->hook_yielded || (lua_gettop(co) == 1 && lua_touserdata(co, -1) == &slice_marker)) {
+      /* the slice ended (in the run's coroutine, or passed up from a nested one) */
+      s->hook_yielded = 0;
+      lua_settop(co, 0);
+      sched_push(r);
+      return;
     }
     run_finish(r, 0, "plugin yielded outside an I/O call");
   } else if (rc == 0) {
@@ -332,7 +438,8 @@ static bg_script *check_script(lua_State *L) {
   return u->s;
 }
 
-/* s:run(fname, arg, opts, cb) -> id. opts: timeout (s), budget (instructions). */
+/* s:run(fname, arg, opts, cb) -> id. opts: timeout (s), budget (instructions), memory (bytes
+ * the state may grow by while the run executes; the state's own limit applies regardless). */
 static int l_script_run(lua_State *H) {
   bg_script *s = check_script(H);
   const char *fname = luaL_checkstring(H, 2);
@@ -342,7 +449,9 @@ static int l_script_run(lua_State *H) {
   double timeout = luaL_optnumber(H, -1, 10);
   lua_getfield(H, 4, "budget");
   double budget = luaL_optnumber(H, -1, 0);
-  lua_pop(H, 2);
+  lua_getfield(H, 4, "memory");
+  double memory = luaL_optnumber(H, -1, 0);
+  lua_pop(H, 3);
 
   bg__run *r = calloc(1, sizeof *r);
   uv_timer_t *t = malloc(sizeof *t);
@@ -356,6 +465,7 @@ static int l_script_run(lua_State *H) {
   r->host = H;
   r->id = ++s->next_id;
   r->budget = budget > 0 ? (uint64_t)budget : 0;
+  r->mem_limit = memory > 0 ? (size_t)memory : 0;
   r->deadline = timeout > 0 ? bg_now_ns() + (uint64_t)(timeout * 1e9) : 0;
   r->co = lua_newthread(L);
   r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -518,6 +628,41 @@ static int pl_killed(lua_State *L) {
   return 0;
 }
 
+/* __bg.slice_taken() -> true once after the hook ended a slice inside a nested coroutine of
+ * the plugin: its resumer (the sandbox) then yields __bg.SLICE up to the run. */
+static int pl_slice_taken(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  bg_script *s = ud;
+  lua_pushboolean(L, s->hook_yielded);
+  s->hook_yielded = 0;
+  return 1;
+}
+
+/* __bg.nest(entering) -> whether the caller could yield. The sandbox calls nest(true) before it
+ * resumes a coroutine of the plugin and nest(false) after: while the resumer could not yield
+ * (a C function between it and the run), the nested coroutine must not yield either. */
+static int pl_nest(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  bg_script *s = ud;
+  bg__run *r = s->current;
+  int entering = lua_toboolean(L, 1);
+  if (r == NULL || r->co == NULL) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (entering) {
+    int ok = bg__run_yieldable(r, L, 1); /* level 0 is this function */
+    if (!ok) r->nest_block++;
+    lua_pushboolean(L, ok);
+  } else {
+    if (!lua_toboolean(L, 2) && r->nest_block > 0) r->nest_block--;
+    lua_pushboolean(L, 1);
+  }
+  return 1;
+}
+
 static int pl_now(lua_State *L) {
   lua_pushnumber(L, (double)bg_now_ns() / 1e9);
   return 1;
@@ -580,10 +725,25 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
   lua_State *L = s->L;
   luaL_openlibs(L);
   lua_sethook(L, script_hook, LUA_MASKCOUNT, BG__HOOK_EVERY);
+  size_t dl = strlen(rt->lua_dir);
+  s->trusted = malloc(dl + 3);
+  if (s->trusted == NULL) {
+    lua_close(L);
+    goto nomem;
+  }
+  snprintf(s->trusted, dl + 3, "@%s/", rt->lua_dir);
+  s->trusted_len = dl + 2;
+  lua_getglobal(L, "pcall");
+  s->raw_pcall = lua_topointer(L, -1);
+  lua_getglobal(L, "xpcall");
+  s->raw_xpcall = lua_topointer(L, -1);
+  lua_pop(L, 2);
 
   lua_newtable(L);
   static const luaL_Reg fns[] = {{"memory", pl_memory}, {"killed", pl_killed}, {"now", pl_now},
                                  {"wall", pl_wall},     {"log", pl_log},       {"pool", pl_pool},
+                                 {"slice_taken", pl_slice_taken},
+                                 {"nest", pl_nest},
                                  {NULL, NULL}};
   for (const luaL_Reg *f = fns; f->name; f++) {
     lua_pushcfunction(L, f->func);
@@ -592,6 +752,8 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
   bg__script_open_io(L);
   lua_pushlightuserdata(L, &io_marker);
   lua_setfield(L, -2, "IO");
+  lua_pushlightuserdata(L, &slice_marker);
+  lua_setfield(L, -2, "SLICE");
   lua_pushstring(L, s->name);
   lua_setfield(L, -2, "name");
   lua_pushstring(L, rt->lua_dir);
@@ -604,6 +766,7 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
     if (errlen) snprintf(err, errlen, "%s", error_text(L, -1));
     lua_close(L);
     bg_lpool_destroy(&s->pool);
+    free(s->trusted);
     free(s->name);
     free(s);
     return BG_EINVAL;
@@ -613,6 +776,7 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
   return 0;
 nomem:
   bg_lpool_destroy(&s->pool);
+  free(s->trusted);
   free(s->name);
   free(s);
   return BG_ENOMEM;

@@ -19,14 +19,29 @@
 
 #include "fetch.h"
 
-/* What every script shares: the loop and the HTTP client. Owned by the agent. */
+struct bg__run;
+
+/* What every script shares: the loop and the HTTP client. Owned by the agent; zero the rest
+ * (a designated initializer does). */
 typedef struct bg_runtime {
   uv_loop_t *loop;
   bg_fetcher *fetcher;
-  const char *lua_dir; /* where lua/beagle/ lives (borrowed, lives as long as the runtime) */
+  const char *lua_dir; /* where lua/ lives (borrowed, lives as long as the runtime) */
+  /* Internal to script.c: runs whose slice ended, waiting for a turn of the loop (FIFO).
+   * The idle handle is closed with the loop's other handles. */
+  struct {
+    uv_idle_t idle;
+    int ready;
+    struct bg__run *head, *tail;
+  } sched;
 } bg_runtime;
 
 typedef struct bg_script bg_script;
+
+/* A run's code yields back to the loop after about BG_SCRIPT_SLICE_NS of computing, and is
+ * resumed on a later turn; one turn resumes waiting runs for at most BG_SCRIPT_TURN_NS. */
+#define BG_SCRIPT_SLICE_NS 1000000ull
+#define BG_SCRIPT_TURN_NS 2000000ull
 
 typedef struct bg_script_opts {
   const char *name;    /* for logs and errors; copied */

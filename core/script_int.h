@@ -30,6 +30,16 @@ struct bg__run {
   bg__op *op;         /* what it waits on, or NULL */
   uv_timer_t *timer;  /* deadline while waiting */
   bg__run *next;
+  /* slicing (script.c): when the current slice began; > 0 while plugin code runs inside a
+   * coroutine whose resumer cannot yield (then the hook must not yield either); the run
+   * queue link, and whether the run is in it */
+  uint64_t slice_start;
+  int nest_block;
+  bg__run *qnext;
+  int queued;
+  /* per-run memory: net bytes the state grew by while this run executed; limit 0: none */
+  int64_t mem_net;
+  size_t mem_limit;
 };
 
 struct bg_script {
@@ -46,6 +56,10 @@ struct bg_script {
   int busy;            /* > 0 while C frames of this script are on the stack */
   uv_idle_t *reaper;   /* frees the state outside any callback of its own */
   uint64_t gc_step_ns; /* when run_finish last stepped the collector */
+  char *trusted;       /* "@<lua_dir>/": the chunk name prefix of the agent's own code */
+  size_t trusted_len;
+  const void *raw_pcall, *raw_xpcall; /* the base library's, which a yield may cross */
+  int hook_yielded; /* set when the hook yielded a plugin coroutine; the sandbox reads it */
 };
 
 #define BG__HOOK_EVERY 1000
@@ -56,6 +70,10 @@ void bg__run_resume(bg__run *r, int n);
 int bg__run_wait(lua_State *L, bg__op *op);
 /* The run executing in L, or NULL (raises when called outside a run). */
 bg__run *bg__run_current(lua_State *L);
+/* Whether plugin code running in L (the run's coroutine or one nested in it) may yield now:
+ * from stack level `from` down, no C frame but pcall/xpcall, at level 0 no code of the agent's
+ * own, and no resumer above that cannot yield. */
+int bg__run_yieldable(bg__run *r, lua_State *L, int from);
 /* Registers the I/O functions (sleep, http, tcp, exec) into the table on top of L. */
 void bg__script_open_io(lua_State *L);
 

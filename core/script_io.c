@@ -71,9 +71,15 @@ static int pl_sleep(lua_State *L) {
   if (so == NULL) return luaL_error(L, "out of memory");
   so->op.run = r;
   so->op.cancel = sleep_cancel;
-  uv_timer_init(runtime_of(L)->loop, &so->timer);
+  uv_loop_t *loop = runtime_of(L)->loop;
+  uv_timer_init(loop, &so->timer);
   so->timer.data = so;
-  uv_timer_start(&so->timer, sleep_cb, secs > 0 ? (uint64_t)(secs * 1000) : 0, 0);
+  /* from now, not from the start of this loop turn (a slice or a busy turn may be long ago):
+   * a sleep of s seconds lasts at least s; beyond the run's deadline it ends with the run */
+  uv_update_time(loop);
+  if (!(secs > 0)) secs = 0;
+  if (secs > 1e9) secs = 1e9;
+  uv_timer_start(&so->timer, sleep_cb, (uint64_t)(secs * 1000), 0);
   return bg__run_wait(L, &so->op);
 }
 
@@ -762,8 +768,12 @@ static int pl_exec(lua_State *L) {
   stdio[2].data.stream = (uv_stream_t *)&e->err;
   uv_process_options_t po;
   memset(&po, 0, sizeof po);
+  /* The child gets a bare environment: the agent's holds the channels' keys and tokens. */
+  static char *clean_env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                              "LANG=C", NULL};
   po.file = argv[0];
   po.args = argv;
+  po.env = clean_env;
   po.exit_cb = exec_exit_cb;
   po.stdio_count = 3;
   po.stdio = stdio;

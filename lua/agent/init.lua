@@ -150,6 +150,7 @@ function Agent:setup(opts, home)
   self.health.config_checks = cfg.checks
   self.plugins = plugins_mod.new {
     dirs = self:plugin_dirs(), memory_limit = s.plugin_memory_limit_mb * 1024 * 1024, log = log,
+    exec_allow = util.split_list(s.plugin_exec_allow),
     metrics = metrics,
     validate = function(name, script, meta)
       if meta.kind == "channel" then return self.channels:validate_plugin(name, script, meta) end

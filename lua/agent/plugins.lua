@@ -10,11 +10,12 @@ M.__index = M
 
 local kind_dirs = { checks = "check", backends = "backend", channels = "channel" }
 
--- new{ dirs = { path, ... }, memory_limit = bytes, log = fn, on_change = fn(name, rec|nil),
+-- new{ dirs = { path, ... }, memory_limit = bytes, exec_allow = { program path, ... }, log = fn,
+--      on_change = fn(name, rec|nil),
 --      validate = fn(name, script) -> true | nil, err, metrics = metrics module }
 function M.new(o)
   local self = setmetatable({
-    dirs = o.dirs, memory_limit = o.memory_limit, on_change = o.on_change or function() end,
+    dirs = o.dirs, memory_limit = o.memory_limit, exec_allow = o.exec_allow or {}, on_change = o.on_change or function() end,
     validate = o.validate or function() return true end, log = o.log, metrics = o.metrics,
     by_name = {},  -- name -> rec (loaded)
     by_file = {},  -- path -> rec (loaded or failed)
@@ -75,7 +76,7 @@ function M:load(path, expected_kind, force)
   local script, err = core.script_new { name = util.basename(path), memory_limit = self.memory_limit }
   if not script then return self:fail(path, err, old) end
   local meta
-  meta, err = script:call("__load", path)
+  meta, err = script:call("__load", { path = path, exec_allow = self.exec_allow })
   if not meta then
     script:close(true)
     return self:fail(path, err, old)
@@ -104,7 +105,9 @@ function M:load(path, expected_kind, force)
   }
   if old and old.state == "loaded" then
     if old.name ~= rec.name then self.by_name[old.name] = nil end
-    -- in-flight runs of the old version finish (each has its deadline); then it is freed
+    -- the old version's instances close; in-flight runs finish (each has its deadline); then
+    -- the state is freed
+    self:close_instances(old)
     old.script:close(false)
   end
   self.by_file[path] = rec
@@ -115,12 +118,22 @@ function M:load(path, expected_kind, force)
   return rec
 end
 
+-- Calls the plugin's close(opt, ctx) for every instance of a state that goes away (or the
+-- one named); a failure is logged, never kept.
+function M:close_instances(rec, name)
+  local ok, v, err = pcall(rec.script.call, rec.script, "__close", { name = name })
+  if not ok or v == nil then
+    self.log(2, "plugin close failed", { plugin = rec.name, instance = name, error = tostring(ok and err or v) })
+  end
+end
+
 function M:unload(path)
   local rec = self.by_file[path]
   if not rec then return nil, "not loaded" end
   self.by_file[path] = nil
   if rec.state == "loaded" then
     if self.by_name[rec.name] == rec then self.by_name[rec.name] = nil end
+    self:close_instances(rec)
     rec.script:close(false)
     rec.state = "removed"
     self.log(1, "plugin removed", { plugin = rec.name, file = path })
@@ -182,6 +195,7 @@ end
 
 function M:close_all(force)
   for _, r in pairs(self.by_file) do
+    if r.script and r.state == "loaded" then self:close_instances(r) end
     if r.script then r.script:close(force) end
   end
 end

@@ -1,7 +1,18 @@
--- Runs first in every plugin's lua_State: builds the environment plugin code sees and the
--- entry points the agent calls through the C core (script.c): __load, __validate, __run_check.
--- Plugin chunks run with the JIT off (jit.off(chunk, true)) so that the count hook that
--- enforces the instruction budget and deadline fires; this library keeps the JIT.
+-- Runs first in every plugin's lua_State, as trusted code: builds the environment plugin code
+-- sees and the entry points the agent calls through the C core (script.c): __load,
+-- __validate, __run_check, __send, __load_rules, __eval_rules.
+--
+-- The boundary (docs/plugins.md, "What a plugin can reach"): plugin code gets a fresh
+-- environment whose values are copies made here: the safe base functions, copies of string,
+-- table, math and bit, and `require` for the public modules only (beagle, beagle.json,
+-- beagle.channel_util, beagle.query), each a copy of its own per plugin. Nothing it can reach
+-- holds ffi, a clib, the C functions of this state (__bg), debug, jit, io, package, load,
+-- string.dump, collectgarbage, getfenv/setfenv or the agent's modules; the ctx it is given
+-- wraps the C functions in checks (read_file: /proc and /sys; exec: the programs the operator
+-- allows in plugin_exec_allow, with an empty environment).
+-- Plugin chunks run with the JIT off (jit.off(chunk, true), which covers every function they
+-- define) so that the count hook that enforces the instruction budget and deadline, and ends
+-- each slice of a run, fires; the library keeps the JIT.
 local bg = __bg
 package.path = bg.lua_dir .. "/?.lua;" .. bg.lua_dir .. "/?/init.lua"
 -- no C modules, except cjson for beagle.json (loaded on first use, e.g. by a channel)
@@ -9,13 +20,30 @@ local cjson_so = package.searchpath("cjson", package.cpath)
 if cjson_so then package.preload.cjson = package.loadlib(cjson_so, "luaopen_cjson") end
 package.cpath = ""
 
-local beagle = require "beagle"
-local util = require "agent.util"
+local beagle = require "beagle" -- reads __bg for its log
+__bg = nil
 
 local raw_pcall, raw_xpcall, raw_error = pcall, xpcall, error
 local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield,
   coroutine.status
-local unpack, select, type = unpack, select, type
+local unpack, select, type, pairs, next = unpack, select, type, pairs, next
+local getmetatable, setmetatable, rawget, rawset = getmetatable, setmetatable, rawget, rawset
+local jit_off = jit.off
+local IO, SLICE = bg.IO, bg.SLICE
+
+-- Strings share one metatable whose __index is this state's real string library: a plugin
+-- must not reach it (getmetatable("") answers false) to replace functions trusted code calls,
+-- and ("").dump must not hand out bytecode.
+getmetatable("").__metatable = false
+string.dump = nil
+
+-- The text of an error value without running plugin code (no __tostring).
+local function errtext(e)
+  local t = type(e)
+  if t == "string" then return e end
+  if t == "number" or t == "boolean" or t == "nil" then return tostring(e) end
+  return "error object is a " .. t .. " value"
+end
 
 -- A run that was killed (timeout, budget, memory) must not be kept alive by a pcall in
 -- plugin code: every protected call re-raises once the run is killed.
@@ -33,76 +61,159 @@ local function safe_xpcall(f, h, ...)
   return guard(raw_xpcall(f, h))
 end
 
--- Coroutines inside plugin code: the C core yields a marker when an I/O call waits; a
--- plugin's own coroutine passes that yield up to the run and hands the result back down.
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- Coroutines inside plugin code. The C core yields a marker when an I/O call waits, and the
+-- count hook yields (no values, bg.slice_taken() says so) when a slice of the run is over; a
+-- plugin's own coroutine passes either up to the run and hands what comes back down, so that
+-- a coroutine can neither hold the loop nor hide from the budget. bg.nest tells the hook
+-- whether the resumer could yield at all (not inside a C function such as table.sort).
 local function resume(co, ...)
-  local r = { n = 0 }
-  local function collect(...) r = { n = select("#", ...), ... } end
-  collect(co_resume(co, ...))
-  while r[1] and r.n == 2 and r[2] == bg.IO and co_status(co) == "suspended" do
-    -- the inner coroutine waits on I/O: wait with it, then resume it with the result
-    collect(co_resume(co, co_yield(r[2])))
+  local could = bg.nest(true)
+  local r = pack(co_resume(co, ...))
+  bg.nest(false, could)
+  while r[1] and co_status(co) == "suspended" do
+    -- the hook ended the inner one's slice, or it passes up a wait or a slice of its own inner one
+    local marker = bg.slice_taken() and SLICE or (r.n == 2 and (r[2] == IO or r[2] == SLICE) and r[2])
+    if not marker then break end
+    local back = pack(co_yield(marker))
+    could = bg.nest(true)
+    r = pack(co_resume(co, unpack(back, 1, back.n)))
+    bg.nest(false, could)
   end
   guard(true)
   return unpack(r, 1, r.n)
 end
-local safe_coroutine = {
-  create = co_create, status = co_status, running = coroutine.running, yield = co_yield,
-  resume = resume,
-  wrap = function(f)
-    local co = co_create(f)
-    return function(...)
-      local r = { resume(co, ...) }
-      if not r[1] then raw_error(r[2], 0) end
-      return unpack(r, 2)
-    end
-  end,
-}
 
-local function copy_lib(t)
+local function safe_coroutine()
+  return {
+    create = co_create, status = co_status, running = coroutine.running, yield = co_yield,
+    resume = resume,
+    wrap = function(f)
+      local co = co_create(f)
+      return function(...)
+        local r = pack(resume(co, ...))
+        if not r[1] then raw_error(r[2], 0) end
+        return unpack(r, 2, r.n)
+      end
+    end,
+  }
+end
+
+-- A deep copy of a public table: tables are copied (a cycle maps to the same copy), functions
+-- and other values are shared (a function's upvalues are out of a plugin's reach without
+-- debug). Metatables are not copied: the public modules' tables have none a plugin needs.
+local function seal(t, seen)
+  seen = seen or {}
+  if seen[t] then return seen[t] end
   local c = {}
-  for k, v in pairs(t) do c[k] = v end
+  seen[t] = c
+  for k, v in next, t do
+    if type(v) == "table" then v = seal(v, seen) end
+    c[k] = v
+  end
   return c
 end
 
+local function copy_lib(t, leave_out)
+  local c = {}
+  for k, v in pairs(t) do
+    if not (leave_out and leave_out[k]) then c[k] = v end
+  end
+  return c
+end
+
+-- The public modules, each made anew for the plugin that requires it.
+local PUBLIC = {
+  beagle = function()
+    local b = seal(beagle)
+    -- metric functions load the FFI declarations on first use (~100 KB per state)
+    local keys = beagle.metric_keys
+    setmetatable(b, { __metatable = false, __index = function(t, k)
+      if not keys[k] then return nil end
+      local api = require("agent.metrics").plugin_api()
+      for name in pairs(keys) do
+        if rawget(t, name) == nil then rawset(t, name, api[name]) end
+      end
+      return rawget(t, k)
+    end })
+    return b
+  end,
+  ["beagle.json"] = function() return seal(require "beagle.json") end,
+  ["beagle.channel_util"] = function() return seal(require "beagle.channel_util") end,
+  -- a query object of its own over the agent's history (its functions reach C only through
+  -- agent.query, which checks their arguments)
+  ["beagle.query"] = function()
+    local q = require("agent.query").new(nil)
+    local out = {}
+    for k, f in pairs(q) do if type(f) == "function" then out[k] = f end end
+    return out
+  end,
+}
+local PUBLIC_NAMES = {}
+for k in pairs(PUBLIC) do PUBLIC_NAMES[#PUBLIC_NAMES + 1] = k end
+table.sort(PUBLIC_NAMES)
+
 local function make_env(name)
+  local loaded = {}
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
     select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
     rawequal = rawequal, rawget = rawget, rawset = rawset, setmetatable = setmetatable,
     getmetatable = getmetatable, _VERSION = _VERSION,
-    pcall = safe_pcall, xpcall = safe_xpcall, coroutine = safe_coroutine,
-    string = copy_lib(string), table = copy_lib(table), math = copy_lib(math), bit = copy_lib(bit),
+    pcall = safe_pcall, xpcall = safe_xpcall, coroutine = safe_coroutine(),
+    string = copy_lib(string, { dump = true }), table = copy_lib(table), math = copy_lib(math),
+    bit = copy_lib(bit),
     os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
-    beagle = beagle,
     print = function(...)
       local parts = {}
       for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
       beagle.log.info(table.concat(parts, " "))
     end,
     require = function(mod)
-      if mod == "beagle.query" then return require("agent.query") end
-      if type(mod) == "string" and mod:match("^beagle%.?") then return require(mod) end
-      raw_error(("plugin %s: require %q is not allowed (only beagle modules)"):format(name, tostring(mod)), 2)
+      local make = PUBLIC[mod]
+      if not make then
+        raw_error(("plugin %s: require %q is not allowed (public modules: %s)")
+          :format(name, errtext(mod), table.concat(PUBLIC_NAMES, ", ")), 2)
+      end
+      local m = loaded[mod]
+      if m == nil then
+        m = make()
+        loaded[mod] = m
+      end
+      return m
     end,
   }
+  env.beagle = env.require("beagle")
   env._G = env
   return env
 end
 
-local PLUGIN -- the table the plugin file returned
+-- Loads a plugin's source as a chunk of its own environment, with the JIT off for it and every
+-- function it defines. Returns chunk, env or nil, err.
+local function load_plugin(path, src, env)
+  local chunk, err = load(src, "@" .. path, "t")
+  if not chunk then return nil, err end
+  jit_off(chunk, true)
+  setfenv(chunk, env)
+  return chunk
+end
 
--- __load(path) -> metadata | nil, err
-function __load(path)
+local PLUGIN -- the table the plugin file returned
+local EXEC_ALLOW = {} -- program path -> true: what ctx.exec may run (plugin_exec_allow)
+
+-- __load{ path, exec_allow = { program, ... } } (or the path alone) -> metadata | nil, err
+function __load(a)
+  if type(a) == "string" then a = { path = a } end
+  local path = a.path
+  for _, p in ipairs(a.exec_allow or {}) do EXEC_ALLOW[p] = true end
   local src, err = bg.read_file(path, 4 * 1024 * 1024)
   if not src then return nil, err end
   local chunk
-  chunk, err = load(src, "@" .. path, "t")
+  chunk, err = load_plugin(path, src, make_env(path))
   if not chunk then return nil, err end
-  jit.off(chunk, true)
-  setfenv(chunk, make_env(path))
   local ok, p = raw_pcall(chunk)
-  if not ok then return nil, tostring(p) end
+  if not ok then return nil, errtext(p) end
   local kind = beagle.is_plugin(p)
   if not kind then
     return nil, path .. ": the file must return beagle.check { ... }, beagle.backend { ... } or beagle.channel { ... }"
@@ -133,19 +244,86 @@ function __validate(given)
   return beagle.validate_options(PLUGIN.options, given)
 end
 
--- bg.http's answer: { status, body, headers = { lowercased name = value }, time } | nil, err
-local function http_request(req)
-  return bg.http(req)
+-- ---- what a check's ctx reaches ----------------------------------------------------------
+
+-- /proc and /sys, read-only, without the parts that lead elsewhere or hold secrets: a
+-- process's environment (the agent's holds the channels' keys), memory, and the links to its
+-- root, working directory, executable and open files (any file on the host).
+local PROC_DENY = { environ = true, mem = true, root = true, cwd = true, exe = true, fd = true,
+  fdinfo = true, map_files = true, pagemap = true, kcore = true, kmem = true, auxv = true,
+  syscall = true, ["timerslack_ns"] = true }
+
+local function readable(path)
+  if type(path) ~= "string" then return nil, "read_file: path must be a string" end
+  local top = path:match("^/(%a+)/")
+  if top ~= "proc" and top ~= "sys" then
+    return nil, ("read_file: %s is outside /proc and /sys"):format(path)
+  end
+  for part in path:gmatch("[^/]+") do
+    if part == ".." or part == "." then return nil, ("read_file: %s: no . or .. in paths"):format(path) end
+    if top == "proc" and PROC_DENY[part] then
+      return nil, ("read_file: %s: /proc/*/%s is not readable by plugins"):format(path, part)
+    end
+  end
+  return path
+end
+
+local function read_file(path, max)
+  local p, err = readable(path)
+  if not p then return nil, err end
+  if max ~= nil and type(max) ~= "number" then return nil, "read_file: max must be a number" end
+  return bg.read_file(p, max)
+end
+
+local function exec(argv)
+  if type(argv) ~= "table" or type(argv[1]) ~= "string" then
+    return nil, "exec: argv must be a list of strings, the program first"
+  end
+  if not EXEC_ALLOW[argv[1]] then
+    return nil, ("exec: %s is not allowed (the operator lists the programs plugins may run in plugin_exec_allow)")
+      :format(argv[1])
+  end
+  local clean = {}
+  for i = 1, #argv do
+    if type(argv[i]) ~= "string" and type(argv[i]) ~= "number" then
+      return nil, ("exec: argument %d is a %s, not a string"):format(i, type(argv[i]))
+    end
+    clean[i] = tostring(argv[i])
+  end
+  return bg.exec(clean)
+end
+
+local function statvfs(path)
+  if type(path) ~= "string" then return nil, "statvfs: path must be a string" end
+  return bg.statvfs(path)
 end
 
 local function header_list(h)
   local out = {}
   if type(h) == "table" then
     for k, v in pairs(h) do
-      if type(k) == "number" then out[#out + 1] = v else out[#out + 1] = k .. ": " .. tostring(v) end
+      if type(k) == "number" then out[#out + 1] = tostring(v) else out[#out + 1] = tostring(k) .. ": " .. tostring(v) end
     end
   end
   return out
+end
+
+-- bg.http's answer: { status, body, headers = { lowercased name = value }, time } | nil, err.
+-- Only known keys of plain types cross to C.
+local REQ_KEYS = { url = "string", method = "string", body = "string", timeout = "number", follow = "boolean",
+  insecure = "boolean", max_body = "number" }
+local function http_request(req)
+  if type(req) ~= "table" then return nil, "http: the request must be a table" end
+  local clean = { headers = header_list(req.headers) }
+  for k, t in pairs(REQ_KEYS) do
+    local v = req[k]
+    if v ~= nil then
+      if type(v) ~= t then return nil, ("http: %s must be a %s, not a %s"):format(k, t, type(v)) end
+      clean[k] = v
+    end
+  end
+  if not clean.url then return nil, "http: url is required" end
+  return bg.http(clean)
 end
 
 local function result(status)
@@ -161,44 +339,99 @@ local function make_ctx(a)
     name = a.name,
     healthy = result("healthy"), degraded = result("degraded"),
     unhealthy = result("unhealthy"), unknown = result("unknown"),
-    sleep = bg.sleep, now = bg.now, time = bg.wall,
-    read_file = bg.read_file, statvfs = bg.statvfs,
-    log = beagle.log,
+    sleep = function(s)
+      if type(s) ~= "number" then return nil, "sleep: seconds must be a number" end
+      return bg.sleep(s)
+    end,
+    now = bg.now, time = bg.wall,
+    read_file = read_file, statvfs = statvfs,
+    log = seal(beagle.log),
     http = {
-      request = function(req)
-        req = util.copy(req)
-        req.headers = header_list(req.headers)
-        return http_request(req)
-      end,
+      request = function(req) return http_request(req) end,
       get = function(url, opt)
-        opt = opt or {}
-        return http_request { url = url, method = "GET", timeout = opt.timeout, headers = header_list(opt.headers),
+        opt = type(opt) == "table" and opt or {}
+        return http_request { url = url, method = "GET", timeout = opt.timeout, headers = opt.headers,
           follow = opt.follow, insecure = opt.insecure, max_body = opt.max_body }
       end,
       post = function(url, body, opt)
-        opt = opt or {}
+        opt = type(opt) == "table" and opt or {}
         return http_request { url = url, method = "POST", body = body, timeout = opt.timeout,
-          headers = header_list(opt.headers), insecure = opt.insecure, max_body = opt.max_body }
+          headers = opt.headers, insecure = opt.insecure, max_body = opt.max_body }
       end,
     },
-    tcp = { connect = function(host, port) return bg.tcp_connect(host, port) end },
-    exec = function(argv) return bg.exec(argv) end,
+    tcp = { connect = function(host, port)
+      if type(host) ~= "string" or type(port) ~= "number" then
+        return nil, "tcp.connect: host must be a string and port a number"
+      end
+      return bg.tcp_connect(host, port)
+    end },
+    exec = exec,
   }
   return ctx
+end
+
+-- ---- instances: their own state, init and close ---------------------------------------------
+-- Each instance (a check or channel declared under a name) has a ctx.state table of its own that
+-- lives as long as this plugin state: across its runs and reloads of the config, not across a
+-- new version of the plugin file (a new state). A plugin's init(opt, ctx), when it has one, runs
+-- before the instance's first run (inside that run: it may wait on I/O); close(opt, ctx) when
+-- the instance goes away or the plugin state is replaced (synchronous: no I/O there).
+local INSTANCES = {} -- name -> { state = {}, opts = last options, inited = bool }
+
+local function instance(name, opts)
+  name = tostring(name)
+  local inst = INSTANCES[name]
+  if not inst then
+    inst = { state = {} }
+    INSTANCES[name] = inst
+  end
+  inst.opts = opts
+  return inst
+end
+
+local function ensure_init(inst, opts, ctx)
+  if inst.inited or type(PLUGIN.init) ~= "function" then return end
+  inst.inited = true -- once, even when it fails: the failure is this run's
+  PLUGIN.init(opts, ctx)
+end
+
+-- __close{ name = instance | nil for every instance } -> true: calls the plugin's close.
+-- Errors are the plugin's: they are returned, the instance is gone either way.
+function __close(a)
+  local names = {}
+  if a and a.name then names[1] = tostring(a.name) else for n in pairs(INSTANCES) do names[#names + 1] = n end end
+  local errs = {}
+  for _, n in ipairs(names) do
+    local inst = INSTANCES[n]
+    INSTANCES[n] = nil
+    if inst and inst.inited and PLUGIN and type(PLUGIN.close) == "function" then
+      local ctx = make_ctx({ name = n })
+      ctx.state = inst.state
+      local ok, e = raw_pcall(PLUGIN.close, inst.opts or {}, ctx)
+      if not ok then errs[#errs + 1] = n .. ": " .. errtext(e) end
+    end
+  end
+  if #errs > 0 then return nil, table.concat(errs, "; ") end
+  return true
 end
 
 -- __run_check{ name, opts } -> { status, message, details, response_time }
 function __run_check(a)
   if not PLUGIN or PLUGIN.kind ~= "check" then raw_error("plugin is not a check", 0) end
+  local opts = a.opts or {}
+  local inst = instance(a.name, opts)
   local ctx = make_ctx(a)
+  ctx.state = inst.state
   local t0 = bg.now()
-  local r = PLUGIN.run(a.opts or {}, ctx)
+  ensure_init(inst, opts, ctx)
+  local r = PLUGIN.run(opts, ctx)
   local elapsed = bg.now() - t0
-  if type(r) ~= "table" or not r.__check_result then
+  if type(r) ~= "table" or rawget(r, "__check_result") ~= true then
     raw_error(("check %s returned %s: return ctx.healthy(), ctx.degraded() or ctx.unhealthy()")
       :format(a.name, type(r)), 0)
   end
-  return { status = r.status, message = r.message, details = r.details, response_time = elapsed }
+  return { status = rawget(r, "status"), message = rawget(r, "message"), details = rawget(r, "details"),
+    response_time = elapsed }
 end
 
 -- ---- channels -------------------------------------------------------------------------------
@@ -225,7 +458,7 @@ local function masked_log(mask)
         f = {}
         for k, v in pairs(fields) do f[k] = mask(tostring(v)) end
       end
-      return fn(mask(msg), f)
+      return fn(mask(tostring(msg)), f)
     end
   end
   return out
@@ -236,8 +469,8 @@ local function send_result(n, ...)
   local ok, err, info = ...
   if ok ~= nil and ok ~= false then return { ok = true } end
   info = type(info) == "table" and info or {}
-  return { ok = false, error = err ~= nil and tostring(err) or "send returned no success and no error",
-    retry_after = tonumber(info.retry_after), permanent = info.permanent == true or nil }
+  return { ok = false, error = err ~= nil and errtext(err) or "send returned no success and no error",
+    retry_after = tonumber(rawget(info, "retry_after")), permanent = rawget(info, "permanent") == true or nil }
 end
 
 -- What every send's ctx shares, made once per state: its functions do not depend on the
@@ -270,9 +503,11 @@ local function build_send_mt()
   base.hmac_sha256 = bg.hmac_sha256
   base.mail = function(m)
     if not bg.mail then return nil, "mail is not supported by this build" end
+    if type(m) ~= "table" then return nil, "mail: the message must be a table" end
     return bg.mail(m)
   end
-  SEND_MT = { __index = function(ctx, k)
+  -- the ctx's metatable is the plugin's to see but not to change for the next send
+  SEND_MT = { __metatable = false, __index = function(ctx, k)
     if k == "log" then
       local l = masked_log(masker(rawget(ctx, "options") or {}))
       rawset(ctx, "log", l)
@@ -303,20 +538,24 @@ function __send(a)
   local opts = a.opts or {}
   -- the send's own fields over the shared ones (a ctx per send: what a plugin sets on it stays
   -- in that send)
-  local ctx = setmetatable({ name = a.name, options = opts }, SEND_MT or build_send_mt())
+  local inst = instance(a.name, opts)
+  local ctx = setmetatable({ name = a.name, options = opts, state = inst.state }, SEND_MT or build_send_mt())
+  if not inst.inited and PLUGIN.init then ensure_init(inst, opts, ctx) end
   return pack_result(PLUGIN.send(a.n, ctx))
 end
 
 -- ---- rule files ---------------------------------------------------------------------------
--- A rule file runs in a state of its own too: its expr functions are plugin-grade code (the
--- JIT off, the budget and deadline on), and they read history through agent.query.
+-- A rule file runs in a state of its own too, as plugin code: the file's chunk and every
+-- function it defines (top level, helpers, expr) run with the JIT off, under the budget and
+-- the deadline, and evaluations are runs (sliced like a check's). It reads history through
+-- beagle.query.
 
 -- anomaly methods -> agent.query score functions
 local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
 
 local RULES -- the set agent.rules.dsl made of the file, with its expr functions
 local RULE_BY_NAME = {}
-local Q -- one query object for the file's evaluations
+local Q, Q_AT -- one query object for the file's evaluations, and its own pin function
 
 local function strip_functions(set)
   local out = {}
@@ -331,11 +570,11 @@ function __load_rules(path)
   local src, err = bg.read_file(path, 4 * 1024 * 1024)
   if not src then return nil, err end
   local dsl = require "agent.rules.dsl"
-  local set, problems = dsl.load(path, src, { beagle = beagle })
+  local env = make_env(path)
+  local set, problems = dsl.load(path, src, { beagle = env.beagle, require = env.require }, { env = env })
   if not set then
-    return nil, type(problems) == "table" and table.concat(problems, "\n") or tostring(problems)
+    return nil, type(problems) == "table" and table.concat(problems, "\n") or errtext(problems)
   end
-  for _, f in pairs(set.exprs or {}) do jit.off(f, true) end
   RULES = set
   RULE_BY_NAME = {}
   for _, r in ipairs(set.alerts or {}) do RULE_BY_NAME[r.name] = r end
@@ -353,8 +592,8 @@ local function samples_of(v, name)
   end
   local out = {}
   for k, x in pairs(v) do
-    if type(x) == "table" and type(x.value) == "number" then
-      out[#out + 1] = { labels = x.labels or {}, value = x.value }
+    if type(x) == "table" and type(rawget(x, "value")) == "number" then
+      out[#out + 1] = { labels = rawget(x, "labels") or {}, value = rawget(x, "value") }
     elseif type(x) == "number" then
       out[#out + 1] = { labels = { key = tostring(k) }, value = x }
     end
@@ -374,9 +613,14 @@ local function eval_one(name)
   return q.last_all(r.metric, r.matchers)
 end
 
+-- The query object an expr is given: the public beagle.query functions (a copy per state, so
+-- what an expr does to it stays in this file), pinned to `at` when set.
 local function query_at(at)
-  Q = Q or require("agent.query").new()
-  Q.at(at)
+  if not Q then
+    Q = PUBLIC["beagle.query"]()
+    Q_AT = Q.at
+  end
+  Q_AT(at)
   return Q
 end
 
@@ -395,7 +639,7 @@ function __eval_rules(a)
     local ok, samples = raw_pcall(eval_one, name)
     local why = bg.killed()
     if why then raw_error(why, 0) end
-    out[name] = ok and { samples = samples } or { error = tostring(samples) }
+    out[name] = ok and { samples = samples } or { error = errtext(samples) }
   end
   return out
 end

@@ -55,6 +55,8 @@ M.schema = {
   api_token = { kind = "string", default = "", secret = true, help = "bearer token required by write routes" },
   plugin_memory_limit_mb = { kind = "number", default = 64, min = 1, help = "memory limit of one plugin's Lua state" },
   plugin_instruction_budget = { kind = "number", default = 100000000, min = 1000, help = "VM instructions one plugin run may execute" },
+  plugin_exec_allow = { kind = "string", default = "",
+    help = "programs plugins may run with ctx.exec: absolute paths, comma-separated (none by default)" },
   reload_debounce = { kind = "duration", default = 0.05, min = 0, help = "quiet time after a file change before reloading" },
   shutdown_grace = { kind = "duration", default = 5, min = 0, help = "seconds in-flight runs get to finish at shutdown" },
 }

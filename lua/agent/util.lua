@@ -56,6 +56,16 @@ function M.read_file(path)
   return s
 end
 
+-- "a, b,c" -> { "a", "b", "c" } (empty items left out)
+function M.split_list(s)
+  local out = {}
+  for item in tostring(s or ""):gmatch("[^,]+") do
+    item = item:match("^%s*(.-)%s*$")
+    if item ~= "" then out[#out + 1] = item end
+  end
+  return out
+end
+
 function M.basename(path) return (path:match("([^/]+)$")) or path end
 
 -- RFC 3339 UTC with milliseconds, for timestamps in JSON.

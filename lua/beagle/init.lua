@@ -1,5 +1,7 @@
 -- The `beagle` table that plugins and rules see: plugin constructors, option schemas,
--- metrics with the guide's names, and logging. Loaded inside every plugin's own lua_State.
+-- metrics with the guide's names, and logging. Loaded by trusted code inside every plugin's own
+-- lua_State; each plugin gets a copy of it (lua/agent/sandbox.lua), so what one changes in its
+-- copy reaches neither the agent's code nor another plugin.
 local util = require "agent.util"
 
 local beagle = { _VERSION = "0.1.0" }
@@ -152,24 +154,11 @@ for name, lvl in pairs(levels) do
   end
 end
 
--- Metrics with the guide's names and fast handles; see lua/agent/metrics.lua. Loaded on first
--- use: its FFI declarations cost each plugin state ~100 KB, and most channels and checks never
+-- Metrics with the guide's names and fast handles: the plugin environment (lua/agent/sandbox.lua)
+-- fills these in on first use from agent.metrics' plugin API, whose handles reach only their own
+-- series. The FFI declarations cost each plugin state ~100 KB, and most channels and checks never
 -- touch a metric.
-local METRIC_KEYS = { "counter", "gauge", "histogram", "increment_counter", "set_gauge",
-  "record_histogram", "timer", "time" }
-local lazy = { metrics = true, metrics_error = true }
-for _, k in ipairs(METRIC_KEYS) do lazy[k] = true end
-setmetatable(beagle, { __index = function(t, k)
-  if not lazy[k] then return nil end
-  setmetatable(t, nil)
-  local ok, metrics = pcall(require, "agent.metrics")
-  if ok then
-    for _, name in ipairs(METRIC_KEYS) do rawset(t, name, metrics[name]) end
-    rawset(t, "metrics", metrics)
-  else
-    rawset(t, "metrics_error", metrics)
-  end
-  return rawget(t, k)
-end })
+beagle.metric_keys = { counter = true, gauge = true, histogram = true, increment_counter = true,
+  set_gauge = true, record_histogram = true, timer = true, time = true, quantile = true }
 
 return beagle

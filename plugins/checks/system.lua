@@ -1,7 +1,8 @@
 -- System resources from /proc: CPU, memory, disk and load. Degraded and unhealthy above the
 -- thresholds; details carry cpu_percent, memory_percent, disk_percent and the load averages.
-local prev -- last /proc/stat sample, kept across runs so CPU usage covers the interval
-
+-- The last /proc/stat sample is kept in the instance's ctx.state, so that CPU usage covers the
+-- time since the instance's previous run; a window shorter than `sample` (the first run, or a
+-- retry right after a failed run) is measured afresh over `sample`, never over ~0 ms.
 local function cpu_sample(ctx)
   local stat, err = ctx.read_file("/proc/stat", 4096)
   if not stat then return nil, err end
@@ -9,7 +10,7 @@ local function cpu_sample(ctx)
     stat:match("^cpu%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+)")
   if not user then return nil, "/proc/stat: unexpected format" end
   local busy = user + nice + sys + irq + softirq + steal
-  return { busy = busy, total = busy + idle + iowait }
+  return { busy = busy, total = busy + idle + iowait, at = ctx.now() }
 end
 
 local function memory_percent(ctx)
@@ -44,7 +45,8 @@ return beagle.check {
   run = function(opt, ctx)
     local now, err = cpu_sample(ctx)
     if not now then return ctx.unknown(err) end
-    if not prev then
+    local prev = ctx.state.cpu
+    if not prev or now.at - prev.at < opt.sample then
       ctx.sleep(opt.sample)
       prev = now
       now, err = cpu_sample(ctx)
@@ -52,7 +54,7 @@ return beagle.check {
     end
     local dt = now.total - prev.total
     local cpu = dt > 0 and (now.busy - prev.busy) / dt * 100 or 0
-    prev = now
+    ctx.state.cpu = now
     local mem
     mem, err = memory_percent(ctx)
     if not mem then return ctx.unknown(err) end

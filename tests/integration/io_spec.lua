@@ -71,6 +71,7 @@ return beagle.check { name = "slow_exec", retries = 0, interval = "1h", timeout 
     agent = S.start {
       plugins = dir,
       config = S.calm_system .. ([[
+plugin_exec_allow = "/bin/sh, /no/such/program"
 check "web" { plugin = "http", url = "http://127.0.0.1:%d/health/live", expect_body = "alive" }
 check "web_missing" { plugin = "http", url = "http://127.0.0.1:%d/nope", retries = 0 }
 check "web_refused" { plugin = "http", url = "http://127.0.0.1:1/", retries = 1 }

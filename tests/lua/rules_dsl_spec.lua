@@ -135,8 +135,9 @@ local t = {}
 assert(io == nil and debug == nil and os.execute == nil and require == nil and load == nil)
 assert(string.format("%d", 2) == "2" and math.floor(1.5) == 1 and beagle.x == 1)
 string.format = nil
-alert "a" { metric = "m", condition = ">", threshold = tonumber(env("T", "7")) }
-]], { beagle = { x = 1 } }, { getenv = function(k) return k == "T" and "9" or nil end })
+alert "a" { metric = "m", condition = ">", threshold = tonumber(env("BEAGLE_RULE_T", "7")) }
+assert(os.getenv == nil and string.dump == nil)
+]], { beagle = { x = 1 } }, { getenv = function(k) return k == "BEAGLE_RULE_T" and "9" or nil end })
     assert.is_table(set)
     assert.are.equal(9, set.alerts[1].threshold)
     assert.is_function(string.format)
@@ -210,7 +211,10 @@ describe("dsl.load problems", function()
       "rules/x.lua:2: '}' expected (to close '{' at line 1) near '<eof>'" },
     { 'alert "a" { metric = "m", condition = ">", threshold = 1 }\nalrt "b" { }',
       "rules/x.lua:2: attempt to call global 'alrt' (a nil value)" },
-    { 'local x = env("NOPE_NOT_SET_BEAGLE")', "rules/x.lua:1: env: environment variable NOPE_NOT_SET_BEAGLE is not set" },
+    { 'local x = env("BEAGLE_RULE_NOPE_NOT_SET")',
+      "rules/x.lua:1: env: environment variable BEAGLE_RULE_NOPE_NOT_SET is not set" },
+    -- the agent's environment holds the channels' keys: a rule file reads only BEAGLE_RULE_*
+    { 'local x = env("PD_KEY", "")', "rules/x.lua:1: env: PD_KEY: rule files read only BEAGLE_RULE_* variables" },
   }
   for i, c in ipairs(cases) do
     it(("case %d: %s"):format(i, type(c[2]) == "table" and c[2][1] or c[2]), function()

@@ -1,6 +1,10 @@
 -- The built-in system check with /proc and statvfs faked, as the guide's test does with
 -- psutil patched: cpu 45%, memory 60%, disk 70% is healthy, with those details.
 local beagle = require "beagle"
+do -- what the sandbox gives a plugin's copy of beagle on first use
+  local api = require("agent.metrics").plugin_api()
+  for k in pairs(beagle.metric_keys) do beagle[k] = api[k] end
+end
 
 local function load_plugin()
   local chunk = assert(loadfile("plugins/checks/system.lua"))
@@ -26,7 +30,10 @@ local function fake_ctx(cpu_busy_pct, mem_pct, disk_pct)
     return nil, path .. ": no such file"
   end
   function ctx.statvfs() return 1000, 1000 * (100 - disk_pct) / 100 end
-  function ctx.sleep() end
+  local clock = 0
+  ctx.state = {}
+  function ctx.now() return clock end
+  function ctx.sleep(s) clock = clock + s end
   local function result(status)
     return function(msg, details) return { status = status, message = msg, details = details } end
   end
@@ -61,6 +68,30 @@ describe("system check", function()
     assert.is_truthy(r.message:find("memory 97.0%", 1, true))
     r = run(45, 60, 88, { disk_degraded = 80, disk_unhealthy = 90 })
     assert.are.equal("degraded", r.status)
+  end)
+
+  it("keeps its CPU baseline per instance and never measures over a ~0 ms window", function()
+    local p = load_plugin()
+    local opts = assert(beagle.validate_options(p.options, {}))
+    local ctx = fake_ctx(50, 60, 70)
+    local slept = 0
+    local sleep = ctx.sleep
+    ctx.sleep = function(s) slept = slept + s sleep(s) end
+    assert.is_true(math.abs(p.run(opts, ctx).details.cpu_percent - 50) < 1e-9)
+    assert.are.equal(0.25, slept)
+    -- a retry at once: the window since the last sample is ~0, so it samples over `sample` again
+    assert.is_true(math.abs(p.run(opts, ctx).details.cpu_percent - 50) < 1e-9)
+    assert.are.equal(0.5, slept)
+    -- the next run an interval later uses the kept baseline: no sleep
+    ctx.sleep(30)
+    slept = 0
+    assert.is_true(math.abs(p.run(opts, ctx).details.cpu_percent - 50) < 1e-9)
+    assert.are.equal(0, slept)
+    -- another instance has a baseline of its own
+    local other = fake_ctx(10, 60, 70)
+    other.sleep = function(s) slept = slept + s end
+    p.run(opts, other)
+    assert.are.equal(0.25, slept)
   end)
 
   it("is unknown when /proc cannot be read", function()

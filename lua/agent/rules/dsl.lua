@@ -676,15 +676,16 @@ end
 ---------------------------------------------------------------------------------------------
 -- Loading files
 
-local function sandbox_base(getenv)
+local function sandbox_base()
   local function copy(t)
     local r = {}
     for k, v in pairs(t) do r[k] = v end
+    r.dump = nil
     return r
   end
   return {
     string = copy(string), table = copy(table), math = copy(math), bit = copy(bit),
-    os = { time = os.time, date = os.date, clock = os.clock, getenv = getenv },
+    os = { time = os.time, date = os.date, clock = os.clock },
     pairs = pairs, ipairs = ipairs, next = next, select = select, type = type, tostring = tostring,
     tonumber = tonumber, assert = assert, error = error, pcall = pcall, unpack = unpack,
     setmetatable = setmetatable, rawget = rawget, rawset = rawset,
@@ -695,7 +696,12 @@ end
 -- load(path, src?, env_extra?, opts?) -> set | nil, problems
 --   src        the file's text (read from path when nil)
 --   env_extra  more globals for the file (e.g. beagle)
---   opts       { now = epoch s (silence starts default), getenv = os.getenv }
+--   opts       { now = epoch s (silence starts default), getenv = os.getenv, env = the base
+--              environment (the plugin sandbox's; a minimal one of its own when nil) }
+-- The file's chunk and every function it defines run with the JIT off, so that a plugin state's
+-- count hook (budget, deadline, slices) fires in them. env("NAME") reads only variables named
+-- BEAGLE_RULE_*: the agent's environment also holds the channels' keys.
+M.ENV_PREFIX = "BEAGLE_RULE_"
 function M.load(path, src, env_extra, opts)
   opts = opts or {}
   if src == nil then
@@ -706,6 +712,7 @@ function M.load(path, src, env_extra, opts)
   end
   local chunk, err = load(src, "@" .. path, "t")
   if not chunk then return nil, { err } end
+  if jit then jit.off(chunk, true) end
 
   local now = opts.now or os.time()
   local getenv = opts.getenv or os.getenv
@@ -796,13 +803,17 @@ function M.load(path, src, env_extra, opts)
     end
   end
 
-  local env = sandbox_base(getenv)
+  local env = opts.env or sandbox_base()
   env.alert = declare("alert")
   env.anomaly = declare("anomaly")
   env.route = item("route", set.routes, route)
   env.silence = item("silence", set.silences, silence)
   env.inhibit = item("inhibit", set.inhibits, inhibit)
   env.env = function(var, default)
+    if type(var) ~= "string" or var:sub(1, #M.ENV_PREFIX) ~= M.ENV_PREFIX then
+      reporter(caller_line(), "env")(("%s: rule files read only %s* variables"):format(tostring(var), M.ENV_PREFIX))
+      return default
+    end
     local v = getenv(var)
     if v == nil then
       if default == nil then reporter(caller_line(), "env")(("environment variable %s is not set"):format(tostring(var))) end

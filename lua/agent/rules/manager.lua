@@ -10,8 +10,6 @@ local json = require "beagle.json"
 local M = {}
 M.__index = M
 
-local BATCH = 200 -- rules evaluated in one call into a file's state
-
 -- new{ dirs, settings, metrics, log, data_dir, memory_limit }
 function M.new(o)
   local self = setmetatable({
@@ -207,14 +205,17 @@ local function eval_declarative(self, r)
   return self.engine:evaluate_columns(r.name, q.last_columns(r.metric, r.matchers))
 end
 
--- Evaluates the named rules of one file now: the declarative ones here, the expr ones in one
--- call into the file's state (per batch).
-function M:evaluate_group(path, names)
+-- Evaluates the named rules of one file now: the declarative ones here, at once; the expr ones
+-- in a run of the file's state, as plugin code: sliced, under the run budget and a deadline of
+-- the group's interval, so a rule that loops holds neither the loop nor the next round. A round
+-- still running when the next is due is skipped and counted. done(), when given, is called
+-- when the round has ended.
+function M:evaluate_group(path, names, done)
   local f = self.files[path]
   if not f or not f.script then return nil, "rules are not loaded" end
   local t0, c0 = core.now(), core.cpu()
   local file = util.basename(path)
-  local res, err, coded = {}, nil, {}
+  local coded = {}
   local engine = self.engine
   for _, name in ipairs(names) do
     local r = self.rules[name]
@@ -228,23 +229,43 @@ function M:evaluate_group(path, names)
       coded[#coded + 1] = name
     end
   end
-  -- in batches, so that a large file stays within one call's deadline and budget
-  for i = 1, #coded, BATCH do
-    local part, e = f.script:call("__eval_rules", { names = { unpack(coded, i, math.min(#coded, i + BATCH - 1)) } })
-    if part then for k, v in pairs(part) do res[k] = v end else err = e end
+  local function finish()
+    self.metrics.record_histogram("beagle_rule_group_evaluation_seconds", core.now() - t0, { file = file })
+    -- the loop's CPU for it: on a busy machine the wall time also holds other processes' turns
+    self.metrics.record_histogram("beagle_rule_group_evaluation_cpu_seconds", core.cpu() - c0, { file = file })
+    if done then done() end
   end
-  for _, name in ipairs(coded) do
-    local r = res[name]
-    if r and r.samples then
-      engine:evaluate(name, r.samples)
-    else
-      self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
-      engine:evaluate(name, nil, tostring(r and r.error or err))
+  if #coded == 0 then
+    finish()
+    return true
+  end
+  f.running = f.running or {}
+  local key = table.concat(coded, "\0")
+  if f.running[key] then
+    self.metrics.increment_counter("beagle_rule_evaluations_skipped_total", 1, { file = file })
+    if done then done() end
+    return true
+  end
+  f.running[key] = true
+  local script = f.script
+  local function settle(ok, res)
+    f.running[key] = nil
+    if self.files[path] ~= f or f.script ~= script then return end -- reloaded meanwhile
+    for _, name in ipairs(coded) do
+      local r = ok and type(res) == "table" and res[name]
+      if r and r.samples then
+        engine:evaluate(name, r.samples)
+      else
+        self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
+        engine:evaluate(name, nil, tostring(r and r.error or (not ok and res) or "no result"))
+      end
     end
+    finish()
   end
-  self.metrics.record_histogram("beagle_rule_group_evaluation_seconds", core.now() - t0, { file = file })
-  -- the loop's CPU for it: on a busy machine the wall time also holds other processes' turns
-  self.metrics.record_histogram("beagle_rule_group_evaluation_cpu_seconds", core.cpu() - c0, { file = file })
+  local interval = self.settings.alert_evaluation_interval or 60
+  local ok, err = pcall(script.run, script, "__eval_rules", { names = coded },
+    { timeout = math.max(1, interval), budget = self.settings.plugin_instruction_budget }, settle)
+  if not ok then settle(false, err) end
   return true
 end
 
