@@ -214,6 +214,26 @@ return { tests = { {
     assert.is_nil(r.file_error)
   end)
 
+  it("fails the load of a rule file whose companion test never ends, and keeps serving", function()
+    S.write(rdir .. "/spin_test.lua", [[
+return { tests = { { input_series = { { series = "x", values = "1x3" } },
+  alert_rule_test = { { eval_time = "2m", alertname = "spin", exp_alerts = {} } } } } }
+]])
+    S.write(rdir .. "/spin.lua", [[
+local function spin() while true do end end
+alert "spin" { expr = function(q) spin() return 1 end, condition = ">", threshold = 0 }
+]])
+    local f = S.wait(function()
+      local _, d = agent:get_json("/health/detailed")
+      for _, x in ipairs(d and d.rules or {}) do
+        if x.file:find("spin.lua", 1, true) and x.error then return x end
+      end
+    end, 10)
+    assert.is_truthy(f, agent:logtext())
+    assert.is_truthy(f.error:find("timeout", 1, true), f.error)
+    assert.are.equal(200, (agent:get("/health/live")))
+  end)
+
   it("keeps the old rules when the new version fails its test, and says so", function()
     S.write(rdir .. "/cpu.lua", cpu_rule_text(99)) -- 95 no longer fires: the test fails
     local r = S.wait(function()

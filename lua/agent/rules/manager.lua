@@ -88,6 +88,26 @@ end
 
 local read = util.read_file
 
+-- A companion test runs in the agent's own state (it replays its rule file through the engine),
+-- so it gets a deadline there: its code and the rule file's run with the JIT off (testing.lua,
+-- dsl.lua), where this count hook fires, and a test that loops fails the load instead of
+-- holding the loop for good. It still holds the loop for up to this long while it runs.
+local COMPANION_SECONDS = 2
+local function bounded(seconds, fn, ...)
+  local deadline, late = core.now() + seconds, nil
+  debug.sethook(function()
+    -- raises again at every hook once late: a pcall inside the test cannot outlive it
+    if core.now() > deadline then
+      late = ("timeout: the companion test ran for more than %gs"):format(seconds)
+      error(late, 0)
+    end
+  end, "", 10000)
+  local r = { pcall(fn, ...) }
+  debug.sethook()
+  if late then return false, late end -- whatever the test made of the errors it caught
+  return unpack(r)
+end
+
 -- Loads or reloads one file into a fresh state. A failure keeps the old rules of that file.
 function M:load_file(path)
   local src = read(path)
@@ -103,7 +123,7 @@ function M:load_file(path)
     local testing = require "agent.rules.testing"
     local report = {}
     local sink = { write = function(_, ...) for _, x in ipairs { ... } do report[#report + 1] = tostring(x) end end }
-    local ok, passed = pcall(testing.run_file, companion, sink)
+    local ok, passed = bounded(COMPANION_SECONDS, testing.run_file, companion, sink)
     if not ok or not passed then
       set, err = nil, ("companion test failed: %s"):format(ok and table.concat(report):gsub("%s+$", "") or tostring(passed))
     end

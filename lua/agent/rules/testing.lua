@@ -215,6 +215,7 @@ function M.run_file(path, out)
     out:write(path, ": ", err, "\n")
     return false
   end
+  if jit then jit.off(chunk, true) end -- so that a caller's count hook fires in its loops
   setfenv(chunk, {})
   local ok, spec = pcall(chunk)
   if not ok or type(spec) ~= "table" then
