@@ -407,6 +407,7 @@ static void sweep(bg_history *h, int64_t now) {
 
 int bg_history_sample(bg_history *h, bg_registry *r, int64_t now_ms) {
   walk_state w = {h, {NULL, NULL}, 0, now_ms, 0};
+  h->walked_valid = 0;
   if (now_ms > h->now) h->now = now_ms;
   if (h->id_registry != r) {
     idtab_clear(h);
@@ -428,6 +429,7 @@ int bg_history_append(bg_history *h, const char *key, int64_t ts_ms, double v) {
   const char *name, *kv[2 * BG_METRICS_MAX_LABELS];
   int n;
   if (key_parse(buf, &name, kv, &n) != 0) return BG_EINVAL;
+  h->walked_valid = 0;
   hmetric *m = bg__metric_find(h, name, 1);
   hseries *s = m ? series_find(h, m, kv, n) : NULL;
   if (s == NULL) return BG_ENOMEM;
@@ -670,13 +672,9 @@ void bg_history_close(bg_history *h) {
   history_free(h);
 }
 
-void bg_history_stats_get(const bg_history *h, bg_history_stats *st) {
-  memset(st, 0, sizeof *st);
-  if (h == NULL) return;
-  size_t mem = sizeof *h + MALLOC_OVERHEAD;
-  mem += (h->mtabsz + h->stabsz) * sizeof(void *) + 2 * MALLOC_OVERHEAD;
-  mem += h->idcap * sizeof *h->idtab + (h->idtab ? MALLOC_OVERHEAD : 0);
-  mem += (h->pending.cap + h->inflight.cap) * sizeof(prow) + h->qcap * 16;
+/* The part of the stats that walks every series and chunk. */
+static void walk_stats(const bg_history *h, bg_history_stats *st) {
+  size_t mem = 0;
   for (size_t i = 0; i < h->mtabsz; i++)
     for (const hmetric *m = h->mtab[i]; m; m = m->hnext) {
       mem += sizeof *m + strlen(m->name) + 1 + MALLOC_OVERHEAD;
@@ -695,6 +693,22 @@ void bg_history_stats_get(const bg_history *h, bg_history_stats *st) {
       }
     }
   st->mem_bytes = mem;
+}
+
+void bg_history_stats_get(bg_history *h, bg_history_stats *st) {
+  memset(st, 0, sizeof *st);
+  if (h == NULL) return;
+  if (!h->walked_valid) {
+    memset(&h->walked, 0, sizeof h->walked);
+    walk_stats(h, &h->walked);
+    h->walked_valid = 1;
+  }
+  *st = h->walked;
+  size_t mem = sizeof *h + MALLOC_OVERHEAD;
+  mem += (h->mtabsz + h->stabsz) * sizeof(void *) + 2 * MALLOC_OVERHEAD;
+  mem += h->idcap * sizeof *h->idtab + (h->idtab ? MALLOC_OVERHEAD : 0);
+  mem += (h->pending.cap + h->inflight.cap) * sizeof(prow) + h->qcap * 16;
+  st->mem_bytes += mem;
   st->pending_rows = h->pending.n + h->inflight.n;
   st->dropped = h->dropped;
   st->flushed_rows = h->flushed_rows;

@@ -84,7 +84,9 @@ typedef struct bg_history_stats {
   double last_flush_ms; /* how long the last flush took */
 } bg_history_stats;
 
-BG_EXPORT void bg_history_stats_get(const bg_history *h, bg_history_stats *st);
+/* Fills st (zeros for h NULL). The per-series part is counted once after each change (a sample,
+ * an append) and kept, so that reading the stats on every scrape costs nothing more. */
+BG_EXPORT void bg_history_stats_get(bg_history *h, bg_history_stats *st);
 
 /* Query functions, after PromQL's <fn>_over_time and rate/increase. */
 enum {

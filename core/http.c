@@ -254,6 +254,8 @@ static void conn_handle_closed(uv_handle_t *h) {
   if (c->next) c->next->prev = c->prev;
   srv->stats.connections_open--;
   bg_buf_free(&c->rq);
+  bg__http_keep_spare(srv, &c->out);
+  bg__http_keep_spare(srv, &c->wbuf);
   bg_buf_free(&c->out);
   bg_buf_free(&c->wbuf);
   free(c->hoff);

@@ -71,7 +71,8 @@ struct bg_http_server {
   void (*done)(void *ud);
   void *done_ud;
   bg_http_stats stats;
-  bg_buf head;              /* a render route's head, built once its body length is known */
+  bg_buf head;  /* a render route's head, built once its body length is known */
+  bg_buf spare; /* the largest output buffer a closed connection left, for the next render */
   char rbuf[READ_BUF_SIZE]; /* shared: every read is parsed before the next alloc */
 };
 
@@ -86,7 +87,12 @@ int bg__http_put_head(bg_buf *b, int status, const char *ctype, size_t body_len)
 /* Counts a response of this status in the server's stats. Can't fail. */
 void bg__http_count_status(bg_http_server *srv, int status);
 
-/* Frees every route (the server is going away). Can't fail. */
+/* Keeps b's memory as the server's spare when it is a large buffer (from a render) larger than
+ * the spare; b is then empty. A scrape per connection (curl, most probes) would otherwise fault
+ * in and copy megabytes of fresh memory while its body grows. Can't fail. */
+void bg__http_keep_spare(bg_http_server *srv, bg_buf *b);
+
+/* Frees every route and the spare buffer (the server is going away). Can't fail. */
 void bg__http_free_routes(bg_http_server *srv);
 
 #endif

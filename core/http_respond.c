@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SPARE_MIN (1024 * 1024) /* smaller output buffers are not worth keeping */
+
 /* ---- heads ------------------------------------------------------------------------------ */
 
 static const struct {
@@ -165,6 +167,11 @@ static int serve_render(conn *c, route *r, int head, int ckind) {
   size_t gap = r->head_hint, start = out->len;
   bg_http_request req;
   build_request(c, &req);
+  if (start == 0 && srv->spare.cap > out->cap) { /* the spare is empty memory, already mapped */
+    bg_buf t = *out;
+    *out = srv->spare;
+    srv->spare = t;
+  }
   if (bg_buf_reserve(out, gap) != 0) return BG_ENOMEM;
   out->len = start + gap;
   size_t body_at = out->len;
@@ -296,6 +303,14 @@ int bg_http_set_render(bg_http_server *srv, const char *path, bg_http_render_cb 
   return 0;
 }
 
+void bg__http_keep_spare(bg_http_server *srv, bg_buf *b) {
+  if (b->cap < SPARE_MIN || b->cap <= srv->spare.cap) return;
+  bg_buf_free(&srv->spare);
+  srv->spare = *b;
+  bg_buf_reset(&srv->spare);
+  *b = (bg_buf){0};
+}
+
 void bg__http_free_routes(bg_http_server *srv) {
   for (size_t i = 0; i < srv->nroutes; i++)
     free_route(&srv->routes[i]);
@@ -303,4 +318,5 @@ void bg__http_free_routes(bg_http_server *srv) {
   srv->routes = NULL;
   srv->nroutes = 0;
   bg_buf_free(&srv->head);
+  bg_buf_free(&srv->spare);
 }

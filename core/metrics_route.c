@@ -1,7 +1,8 @@
 /* metrics_route.c: GET /metrics in C (see metrics_route.h). Before this, the scrape went C ->
  * Lua -> C: the renderer's buffer, a malloc'ed copy for the FFI, a Lua string, the host's
  * response buffer and the connection's output buffer held the body in turn. Now the renderer
- * appends to the output buffer itself; with gzip, the compressed bytes are copied once. */
+ * appends to the output buffer itself; with gzip, it renders into a kept buffer and zlib writes
+ * into the output buffer. */
 #include "metrics_route.h"
 
 #include "expo.h"
@@ -10,8 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define GZIP_MIN 1024           /* compressing a smaller body costs more than it saves */
-#define GZIP_KEEP (1024 * 1024) /* a larger gzip buffer is freed after use, not kept idle */
+#define GZIP_MIN 1024 /* compressing a smaller body costs more than it saves */
 
 static const char vary[] = "Vary: Accept, Accept-Encoding\r\n";
 static const char gzip_vary[] = "Content-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n";
@@ -22,7 +22,8 @@ struct bg_metrics_route {
   bg_window *win;
   bg_metrics_route_hook hook;
   void *hook_ud;
-  bg_buf gz;
+  size_t last;  /* the last body's length, before gzip */
+  bg_buf plain; /* the body to gzip; kept, like the server's spare output buffer */
 };
 
 int bg_metrics_route_new(bg_registry *r, bg_window *w, bg_metrics_route **out) {
@@ -36,7 +37,7 @@ int bg_metrics_route_new(bg_registry *r, bg_window *w, bg_metrics_route **out) {
 
 void bg_metrics_route_free(bg_metrics_route *m) {
   if (m == NULL) return;
-  bg_buf_free(&m->gz);
+  bg_buf_free(&m->plain);
   free(m);
 }
 
@@ -60,15 +61,37 @@ static const char *header(const bg_http_request *req, const char *name) {
   return v;
 }
 
+/* Appends the body in format to out. Returns 0 or BG_ENOMEM. */
+static int render(bg_metrics_route *m, int format, bg_buf *out) {
+  /* room for the last body and some growth: no realloc chain while it renders */
+  if (bg_buf_reserve(out, m->last + m->last / 16) != 0) return BG_ENOMEM;
+  size_t at = out->len;
+  int rc = format != BG_EXPO_JSON ? bg_expo_render(m->reg, format, out)
+           : m->win               ? bg_window_render_json(m->win, m->reg, bg_wall_time(), out)
+                                  : bg_expo_json(m->reg, out, NULL, NULL);
+  if (rc == 0) m->last = out->len - at;
+  return rc;
+}
+
 int bg_metrics_route_render(void *ud, const bg_http_request *req, bg_http_response *res,
                             bg_buf *out) {
   bg_metrics_route *m = ud;
   if (m->hook) m->hook(m->hook_ud);
   int format = bg_expo_negotiate(header(req, "accept"));
+  int gzip = bg_expo_accepts_gzip(header(req, "accept-encoding"));
   size_t at = out->len;
-  int rc = format != BG_EXPO_JSON ? bg_expo_render(m->reg, format, out)
-           : m->win               ? bg_window_render_json(m->win, m->reg, bg_wall_time(), out)
-                                  : bg_expo_json(m->reg, out, NULL, NULL);
+  /* to be gzipped, the body is rendered into m->plain and compressed into out */
+  bg_buf *dst = gzip ? &m->plain : out;
+  bg_buf_reset(&m->plain);
+  int rc = render(m, format, dst);
+  if (rc == 0 && gzip && m->plain.len <= GZIP_MIN) {
+    rc = bg_buf_append(out, m->plain.data, m->plain.len);
+    gzip = 0;
+  } else if (rc == 0 && gzip && bg_gzip(m->plain.data, m->plain.len, 1, out) != 0) {
+    out->len = at; /* when zlib fails the plain body goes out, as it did in Lua */
+    rc = bg_buf_append(out, m->plain.data, m->plain.len);
+    gzip = 0;
+  }
   if (rc != 0) {
     out->len = at;
     res->status = 500;
@@ -79,16 +102,6 @@ int bg_metrics_route_render(void *ud, const bg_http_request *req, bg_http_respon
   }
   res->status = 200;
   res->content_type = bg_expo_content_type(format);
-  res->headers = vary;
-  size_t n = out->len - at;
-  if (n <= GZIP_MIN || !bg_expo_accepts_gzip(header(req, "accept-encoding"))) return 0;
-  bg_buf_reset(&m->gz);
-  /* when zlib fails the plain body stays, as it did in Lua */
-  if (bg_gzip(out->data + at, n, 1, &m->gz) == 0) {
-    out->len = at;
-    rc = bg_buf_append(out, m->gz.data, m->gz.len);
-    res->headers = gzip_vary;
-  }
-  if (m->gz.cap > GZIP_KEEP) bg_buf_free(&m->gz);
-  return rc;
+  res->headers = gzip ? gzip_vary : vary;
+  return 0;
 }

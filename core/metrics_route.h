@@ -1,9 +1,10 @@
 /* metrics_route: GET /metrics answered in C from the registry. Owns the route's state (the
- * registry and window store it reads, the pre-render hook, a reusable gzip buffer) and its
- * bg_http_render_cb: Accept picks Prometheus 0.0.4, OpenMetrics 1.0 or JSON (with the
- * 1/5/15-minute windows, as GET /metrics/performance), the body is rendered straight into the
- * connection's output buffer and gzipped (level 1) when Accept-Encoding allows and the body is
- * over 1 KiB. Every answer carries "Vary: Accept, Accept-Encoding". Loop thread only. */
+ * registry and window store it reads, the pre-render hook, a kept buffer for bodies to gzip)
+ * and its bg_http_render_cb: Accept picks Prometheus 0.0.4, OpenMetrics 1.0 or JSON (with the
+ * 1/5/15-minute windows, as GET /metrics/performance); the body is rendered straight into the
+ * connection's output buffer, or, when Accept-Encoding allows gzip and the body is over 1 KiB,
+ * compressed into it (level 1). Every answer carries "Vary: Accept, Accept-Encoding". Loop
+ * thread only. */
 #ifndef BG_METRICS_ROUTE_H
 #define BG_METRICS_ROUTE_H
 

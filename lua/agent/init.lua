@@ -503,8 +503,9 @@ function Agent:run()
   -- read on demand (RSS, uptime, plugin memory, open connections, queue and history sizes,
   -- rules and delivery state) are refreshed by this hook just before each render, as the Lua
   -- route did: a timer would serve them stale by up to its period and spend CPU while nobody
-  -- scrapes, and RSS or uptime have no "place where they change". It is one call per scrape;
-  -- its work grows with plugins, channels and alerts, never with series, and builds no body.
+  -- scrapes, and RSS or uptime have no "place where they change". It is one call per scrape
+  -- that builds no body; its work grows with plugins, channels and alerts, not with series
+  -- (the history counts its series and chunks again only after a sample, core/history.c).
   server:serve_metrics({ "/metrics", "/metrics/" }, function() self:update_self_metrics() end)
   self:publish()
   self.plugins:watch(s.reload_debounce)

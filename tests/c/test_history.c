@@ -159,6 +159,15 @@ static void test_sampling_by_id(void) {
   bg_history_stats_get(h, &st);
   ASSERT_EQ_INT(st.series, 300);
   ASSERT_EQ_INT(st.raw_samples, 300 * 6 + 1);
+  /* the per-series count is kept between reads, and counted again after the next change */
+  bg_history_stats_get(h, &st);
+  ASSERT_EQ_INT(st.raw_samples, 300 * 6 + 1);
+  ASSERT_EQ_INT(bg_history_sample(h, reg, t + 15000), 0);
+  bg_history_stats_get(h, &st);
+  ASSERT_EQ_INT(st.raw_samples, 300 * 7 + 1);
+  ASSERT_EQ_INT(bg_history_append(h, "queue.depth{k=\"new\"}", t + 15000, 1), 0);
+  bg_history_stats_get(h, &st);
+  ASSERT_EQ_INT(st.series, 301);
   bg_history_close(h);
   bg_registry_free(reg);
   bg_registry_free(other);

@@ -591,6 +591,17 @@ static int test_render(void) {
   ASSERT_INT_EQ(roundtrip(port_a, "GET /render?n=2 HTTP/1.0\r\n\r\n", &R, 0), 0);
   ASSERT_CONTAINS(R.head, "Content-Length: 2\r\nConnection: close\r\nX-Render: 1\r\n\r\n");
   ASSERT_STR_EQ(R.body, "ab");
+  /* a large render leaves its buffer to the server when its connection closes; the next
+   * connection renders into that memory */
+  c = cl_open(port_a);
+  ASSERT_INT_EQ(cl_sends(c, "HEAD /render?n=2000000 HTTP/1.1\r\nConnection: close\r\n\r\n"), 0);
+  ASSERT_INT_EQ(cl_read(c, &R, 1), 0);
+  ASSERT_CONTAINS(R.head, "Content-Length: 2000000\r\n");
+  ASSERT_INT_EQ(cl_closed(c, 3000), 1);
+  cl_close(c);
+  usleep(20000);
+  ASSERT_INT_EQ(roundtrip(port_a, "GET /render?n=5 HTTP/1.1\r\n\r\n", &R, 0), 0);
+  ASSERT_STR_EQ(R.body, "abcde");
   /* a failed render: what it wrote is dropped, a JSON 500 goes out */
   ASSERT_INT_EQ(roundtrip(port_a, "GET /render?fail HTTP/1.1\r\n\r\n", &R, 0), 0);
   ASSERT_INT_EQ(R.status, 500);
