@@ -11,6 +11,8 @@
 #include "fetch.h"
 #include "host.h"
 #include "log.h"
+#include "looplag.h"
+#include "metrics.h"
 #include "script.h"
 
 static char g_home[4096];
@@ -93,7 +95,12 @@ int bg_agent_main(int argc, char **argv) {
     if (code >= 0) goto out;
   }
   lua_settop(L, 0);
+  /* beagle_loop_lag_seconds: measured in C on every turn, from the first one on */
+  bg_looplag *lag = NULL;
+  int lrc = bg_looplag_start(&loop, bg_registry_default(), 0, &lag);
+  if (lrc != 0) fprintf(stderr, "beagle: loop lag is not measured: %s\n", bg_strerror(lrc));
   uv_run(&loop, UV_RUN_DEFAULT);
+  bg_looplag_stop(lag);
   code = bg_host_exit_code();
 
 out:

@@ -584,14 +584,8 @@ function Agent:run()
   -- histogram windows: a snapshot a minute (the tick takes it once per minute)
   performance.tick(core.wall())
   self.timers.window = core.timer(15, 15, function() performance.tick(core.wall()) end)
-  -- loop lag: how late a 1 s timer fires
-  self.metrics.set_gauge("beagle_loop_lag_seconds", 0)
-  local expected = core.now() + 1
-  self.timers.lag = core.timer(1, 1, function()
-    local now = core.now()
-    self.metrics.set_gauge("beagle_loop_lag_seconds", math.max(0, now - expected))
-    expected = now + 1
-  end)
+  -- beagle_loop_lag_seconds and beagle_loop_lag_max_seconds are measured in C on every turn
+  -- of the loop (core/looplag.c, started by core/agent.c)
   self.signals = {
     core.signal("SIGTERM", function() self:shutdown("SIGTERM") end),
     core.signal("SIGINT", function() self:shutdown("SIGINT") end),
