@@ -30,6 +30,55 @@ local function pick(...)
   end
 end
 
+-- The instance's run limits. budget: VM instructions (default plugin_instruction_budget).
+-- memory: bytes or a size string ("16MB"): how much one run may grow its plugin's state;
+-- none by default, and never above plugin_memory_limit_mb, the whole state's limit.
+-- Return the value, or nil, err naming the key and the value.
+local MIN_BUDGET = 1000
+
+local function limit_budget(v, default)
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v == math.huge or v % 1 ~= 0 or v < MIN_BUDGET then
+    return nil, ("budget = %s: must be a whole number of VM instructions, at least %d")
+      :format(type(v) == "string" and ("%q"):format(v) or tostring(v), MIN_BUDGET)
+  end
+  return v
+end
+
+local function limit_memory(v, state_mb)
+  if v == nil then return nil end
+  local shown = type(v) == "string" and ("%q"):format(v) or tostring(v)
+  local n, err = util.parse_size(v)
+  if not n then return nil, ("memory = %s: %s"):format(shown, err) end
+  if n < 1 then return nil, ("memory = %s: must be at least 1 byte"):format(shown) end
+  local cap = state_mb * 1024 * 1024
+  if n > cap then
+    return nil, ("memory = %s: more than the plugin state may hold (plugin_memory_limit_mb = %s)")
+      :format(shown, tostring(state_mb))
+  end
+  return n
+end
+
+-- The declaration without the agent's own limit keys: the plugin validates its options only
+-- (and the public library does not know `memory`).
+local AGENT_KEYS = { budget = true, memory = true }
+local function plugin_options(spec)
+  local out = {}
+  for k, v in pairs(spec) do
+    if not AGENT_KEYS[k] then out[k] = v end
+  end
+  return out
+end
+
+-- Drops a retry the instance waits for; with report, its last failed attempt is the result.
+local function cancel_wait(inst, report)
+  local w = inst.waiting
+  if not w then return end
+  inst.waiting = nil
+  w.timer:stop()
+  if report then w.finish(w.result) end
+end
+
 -- Works out one instance from its declaration (spec may be nil for an automatic one).
 -- Returns inst or nil, err.
 function M:build(name, plugin_name, spec, line)
@@ -46,7 +95,9 @@ function M:build(name, plugin_name, spec, line)
     local v = spec[key]
     if v == nil then return nil end
     local d, err = util.parse_duration(v)
-    if not d then error(("%s %s"):format(key, err), 0) end
+    if not d then
+      error(("%s = %s: %s"):format(key, type(v) == "string" and ("%q"):format(v) or tostring(v), err), 0)
+    end
     return d
   end
   local ok, err = pcall(function()
@@ -54,13 +105,24 @@ function M:build(name, plugin_name, spec, line)
     inst.timeout = pick(dur("timeout"), meta.timeout, s.health_check_timeout)
   end)
   if not ok then return inst, err end
+  -- 0 would mean a schedule that never repeats, a run without a deadline
+  for _, key in ipairs { "interval", "timeout" } do
+    if inst[key] <= 0 then return inst, ("%s = %s: must be more than 0"):format(key, tostring(inst[key])) end
+  end
   inst.retries = pick(spec.retries, meta.retries, s.health_check_retries)
   if type(inst.retries) ~= "number" or inst.retries < 0 or inst.retries % 1 ~= 0 then
-    return inst, "retries must be a whole number >= 0"
+    return inst, ("retries = %s: must be a whole number >= 0"):format(tostring(inst.retries))
   end
+  -- retries wait, so that a passing fault can pass and a check that measures over the time
+  -- since its last run (system's CPU) has a window; all attempts fit in one interval
+  inst.retry_delay = math.min(s.health_check_retry_delay, inst.interval / (inst.retries + 1))
+  inst.budget, err = limit_budget(spec.budget, s.plugin_instruction_budget)
+  if err then return inst, err end
+  inst.memory, err = limit_memory(spec.memory, s.plugin_memory_limit_mb)
+  if err then return inst, err end
   inst.critical = pick(spec.critical, meta.critical, false) == true
   local opts
-  opts, err = rec.script:call("__validate", spec)
+  opts, err = rec.script:call("__validate", plugin_options(spec))
   if not opts then return inst, err end
   inst.opts = opts
   return inst
@@ -72,7 +134,7 @@ function M:validate_plugin(name, script, meta)
   if meta.kind ~= "check" then return true end
   for cname, c in pairs(self.config_checks) do
     if (c.spec.plugin or cname) == name then
-      local ok, err = script:call("__validate", c.spec)
+      local ok, err = script:call("__validate", plugin_options(c.spec))
       if not ok then
         return nil, ("check %q (%s:%d) does not validate against the new version: %s")
           :format(cname, self.config_path or "config", c.line, err)
@@ -106,6 +168,7 @@ function M:sync()
       if old then
         inst.last, inst.history, inst.runs = old.last, old.history, old.runs
         if old.timer then old.timer:stop() end
+        cancel_wait(old, false)
       end
       inst.history = inst.history or {}
       inst.runs = inst.runs or 0
@@ -124,6 +187,7 @@ function M:remove(name)
   local inst = self.instances[name]
   if not inst then return end
   if inst.timer then inst.timer:stop() end
+  cancel_wait(inst, false)
   self.instances[name] = nil
   self.on_update()
 end
@@ -140,9 +204,11 @@ function M:start()
   self:check_first_round()
 end
 
--- Runs one instance now (with its retries); done(inst, result) afterwards.
+-- Runs one instance now (with its retries); done(inst, result) afterwards. A failed attempt
+-- is retried after inst.retry_delay (a timer: the loop serves meanwhile), never back to back;
+-- the instance counts as running while it waits, so its schedule does not start another.
 function M:execute(inst, done)
-  if inst.running then
+  if inst.running or inst.waiting then
     if self.metrics then self.metrics.increment_counter("beagle_check_skipped_total", 1, { check = inst.name }) end
     return
   end
@@ -151,18 +217,20 @@ function M:execute(inst, done)
     return
   end
   local attempt = 0
-  local function try()
+  local function finish(r)
+    self:record(inst, r)
+    if done then done(inst, r) end
+  end
+  local try
+  try = function()
     attempt = attempt + 1
     local rec = self.plugins:get(inst.plugin)
     if not rec then
-      local r = { status = "unknown", message = ("plugin %q is not loaded"):format(inst.plugin), response_time = 0 }
-      self:record(inst, r)
-      if done then done(inst, r) end
-      return
+      return finish({ status = "unknown", message = ("plugin %q is not loaded"):format(inst.plugin), response_time = 0 })
     end
     local started = core.now()
     local ok, id = pcall(rec.script.run, rec.script, "__run_check", { name = inst.name, opts = inst.opts },
-      { timeout = inst.timeout, budget = self.settings.plugin_instruction_budget },
+      { timeout = inst.timeout, budget = inst.budget, memory = inst.memory },
       function(fine, res)
         inst.running = nil
         local r
@@ -172,18 +240,31 @@ function M:execute(inst, done)
           local why = fine and "check returned a malformed result" or tostring(res)
           r = { status = "unhealthy", message = why, error = why, response_time = core.now() - started }
         end
-        if r.status == "unhealthy" and attempt <= inst.retries and not self.stopping then
-          return try()
-        end
         r.attempts = attempt
-        self:record(inst, r)
-        if done then done(inst, r) end
+        if r.status == "unhealthy" and attempt <= inst.retries and not self.stopping then
+          -- A timer counts from the loop's cached time, which is as old as the current turn
+          -- (a turn that starts many runs is long), so it can fire early: the wait is checked
+          -- against the clock and re-armed for what is left.
+          local w = { result = r, finish = finish, due = core.now() + inst.retry_delay }
+          local function arm(delay)
+            w.timer = core.timer(delay, 0, function()
+              w.timer:stop()
+              if inst.waiting ~= w then return end
+              local left = w.due - core.now()
+              if left > 0.001 then return arm(left) end
+              inst.waiting = nil
+              try()
+            end)
+          end
+          arm(inst.retry_delay)
+          inst.waiting = w
+          return
+        end
+        finish(r)
       end)
     if ok then inst.running = { script = rec.script, id = id }
     else
-      local r = { status = "unknown", message = tostring(id), error = tostring(id), response_time = 0 }
-      self:record(inst, r)
-      if done then done(inst, r) end
+      finish({ status = "unknown", message = tostring(id), error = tostring(id), response_time = 0 })
     end
   end
   try()
@@ -247,6 +328,9 @@ local function check_object(inst, detailed)
     o.interval = inst.interval
     o.timeout = inst.timeout
     o.retries = inst.retries
+    o.retry_delay = inst.retry_delay
+    o.budget = inst.budget
+    o.memory = inst.memory
     o.attempts = r.attempts
     o.error = inst.error or r.error
     o.runs = inst.runs
@@ -317,6 +401,8 @@ function M:stop()
   local n = 0
   for _, inst in pairs(self.instances) do
     if inst.timer then inst.timer:stop() inst.timer = nil end
+    -- a retry not started yet is not started: its last attempt's failure is the result
+    cancel_wait(inst, true)
     if inst.running then n = n + 1 end
   end
   return n

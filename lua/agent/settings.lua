@@ -12,6 +12,8 @@ M.schema = {
   health_check_interval = { kind = "duration", default = 30, min = 0.01, help = "seconds between runs of a check" },
   health_check_timeout = { kind = "duration", default = 10, min = 0.001, help = "seconds a check run may take" },
   health_check_retries = { kind = "int", default = 3, min = 0, help = "extra attempts before a failing check is reported" },
+  health_check_retry_delay = { kind = "duration", default = 1, min = 0.01,
+    help = "wait before a failed check is retried; at most interval / (retries + 1)" },
   -- metrics
   metrics_collection_interval = { kind = "duration", default = 15, min = 0.01, help = "seconds between samples of every series" },
   metrics_retention_days = { kind = "int", default = 30, min = 1, help = "days of rollups kept" },

@@ -23,6 +23,27 @@ function M.parse_duration(v)
   return total
 end
 
+local sizes = { b = 1, kb = 1024, kib = 1024, mb = 1024 ^ 2, mib = 1024 ^ 2, gb = 1024 ^ 3, gib = 1024 ^ 3 }
+
+-- parse_size("16MB") -> 16777216; numbers are bytes. KB, MB and GB count in 1024s, like
+-- plugin_memory_limit_mb (KiB, MiB, GiB are the same; case does not matter). Returns a whole
+-- number of bytes, or nil, err on bad input.
+function M.parse_size(v)
+  local n
+  if type(v) == "number" then
+    n = v
+  elseif type(v) == "string" then
+    local num, unit = v:match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
+    local mult = num and sizes[unit == "" and "b" or unit:lower()]
+    if not mult then return nil, ("%q is not a size (use bytes or e.g. \"512KB\", \"16MB\", \"1GB\")"):format(v) end
+    n = tonumber(num) * mult
+  else
+    return nil, "must be a number of bytes or a size like \"16MB\""
+  end
+  if n ~= n or n < 0 or n == math.huge then return nil, "must be a non-negative number of bytes" end
+  return math.floor(n)
+end
+
 function M.format_duration(s)
   if s < 1 then return ("%dms"):format(math.floor(s * 1000 + 0.5)) end
   if s < 60 or s % 60 ~= 0 then return ("%gs"):format(s) end
