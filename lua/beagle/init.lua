@@ -68,7 +68,7 @@ beagle.normalize_options = normalize_options
 -- Keys every check instance may set besides the plugin's own options.
 beagle.instance_keys = {
   plugin = true, interval = true, timeout = true, retries = true, critical = true,
-  tags = true, enabled = true, description = true, budget = true,
+  tags = true, enabled = true, description = true, budget = true, memory = true,
 }
 
 -- Validates an instance's options against a normalised schema. Returns the typed options
