@@ -1,5 +1,10 @@
 -- Microbenchmark of the metrics FFI paths (issue 3). Run from the repo root, pinned to a core:
---   BEAGLE_LIB=build/libbeagle_core.so LUA_PATH="lua/?.lua;;" taskset -c 1 luajit bench/metrics_ffi.lua [N] [REPS]
+--   BEAGLE_LIB=build/libbeagle_core.so LUA_PATH="lua/?.lua;;" taskset -c 1 luajit bench/metrics_ffi.lua [N] [REPS] [ONLY]
+-- ONLY, a Lua pattern, runs only the measurements whose key matches it: with REPS 1, the
+-- difference of two runs' instruction counts under callgrind over the difference of their N is
+-- instructions per operation, which this noisy machine keeps steady where seconds are not:
+--   valgrind --tool=callgrind --callgrind-out-file=/dev/null luajit bench/metrics_ffi.lua 1e6 1 '^lua_inc_plugin$'
+-- (and again with 2e6; each run does N/10 warm-up plus N).
 -- bench/metrics.sh runs it next to bench/metrics_c_bench.c (the plain-C denominators) and
 -- computes the ratios.
 --
@@ -7,14 +12,16 @@
 --   JIT     the loop is ordinary Lua, compiled by LuaJIT (as the library and rules run);
 --   plugin  the loop is a chunk loaded with load(), jit.off(chunk, true) and a count hook
 --           every 1000 VM instructions (debug.sethook(fn, "", 1000)), which is how the agent
---           runs plugin code (lua/agent/sandbox.lua, core/script.c). The agent's hook is a C
---           function; here it is a Lua function that counts, so the hook share is a bit
+--           runs plugin code (lua/agent/sandbox.lua, core/script.c), with the handles and
+--           functions of metrics.plugin_api(), which is what plugins get. The agent's hook is a
+--           C function; here it is a Lua function that counts, so the hook share is a bit
 --           higher than in the agent.
 -- Every measurement: a warm-up of n/10, then REPS runs of n iterations (os.clock, CPU time);
 -- the output is tab-separated lines  key  median  min  ns/op  description.
 local metrics = require("agent.metrics")
 local N = tonumber(arg and arg[1]) or 2e7
 local REPS = tonumber(arg and arg[2]) or 5
+local ONLY = arg and arg[3]
 
 local function median(v)
   table.sort(v)
@@ -24,6 +31,7 @@ local function median(v)
 end
 
 local function bench(key, desc, n, fn, ...)
+  if ONLY and not key:find(ONLY) then return end
   n = math.floor(n)
   fn(math.floor(n / 10), ...) -- warm-up: lets the loop get compiled
   local v = {}
@@ -140,18 +148,23 @@ local p_observe = plugin_chunk [[
   return function(n, h) for i = 1, n do h:observe((i % 1000) * 0.001) end end
 ]]
 
+-- What a plugin is given (the module itself before plugin_api existed).
+local api = metrics.plugin_api and metrics.plugin_api() or metrics
+local pc = api.counter("bench.handle_inc")
+local ph16 = api.histogram("bench.b16_seconds")
+
 local hooks = 0
 debug.sethook(function() hooks = hooks + 1 end, "", 1000)
 bench("lua_inc_plugin", "handle c:inc() (plugin: jit.off(chunk, true) + count hook 1000)", N / 10,
-  p_inc, c)
+  p_inc, pc)
 bench("lua_table_plugin", "Lua table field t.x = t.x + 1 (plugin mode)", N / 10, p_table, t)
 bench("lua_incname_reused_plugin", "increment_counter(name, 1, tags), same table (plugin mode)",
-  N / 20, p_name_reused, metrics.increment_counter, tags)
+  N / 20, p_name_reused, api.increment_counter, tags)
 bench("lua_incname_literal_plugin",
   "increment_counter(name, 1, {two tags}), fresh literal (plugin mode)", N / 20, p_name_literal,
-  metrics.increment_counter)
+  api.increment_counter)
 bench("lua_observe16_plugin", "handle h:observe(v), 16 buckets + sketch (plugin mode)", N / 20,
-  p_observe, h16)
+  p_observe, ph16)
 debug.sethook()
 io.stderr:write(("(count hook fired %d times; c = %.0f; t.x = %d; %s)\n"):format(hooks, c:value(),
   t.x, tostring(keep)))

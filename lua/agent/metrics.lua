@@ -1,15 +1,23 @@
 -- agent.metrics: counters, gauges and histograms kept in the C registry (core/metrics),
--- reached through the LuaJIT FFI. This file owns the cdef of that API.
+-- reached through the LuaJIT FFI. This file owns the cdef of that API. Trusted: the agent uses
+-- all of it; plugins get M.plugin_api(), a table of the parts they may use, built here.
 --
 -- Two ways in:
 --   handles   M.counter(name, labels, opts) / M.gauge(...) / M.histogram(name, opts, labels)
---             resolve a series once. c:inc() and g:set() then write the series' value in
---             place (an FFI field write, which the JIT turns into a load, an add and a store);
---             h:observe() is one C call. Bad names raise (a programmer mistake, like a bad
---             argument).
+--             resolve a series once and return a handle: a plain Lua table holding its
+--             methods. c:inc() and g:set() write the series' value in place (an FFI field
+--             write, which the JIT turns into a load, an add and a store); h:observe() is one
+--             C call. Bad names raise (a programmer mistake, like a bad argument).
 --   by name   M.increment_counter / set_gauge / record_histogram / timer / time keep the
---             guide's MetricsCollector names. They find the handle through a Lua cache (a
+--             guide's MetricsCollector names. They find the series through a Lua cache (a
 --             table lookup per tag, no string building) and return true or nil, err.
+--
+-- A handle holds no pointer: the series pointer behind it is kept here, in a weak-keyed table
+-- per kind that only this file reaches, so a handle can't be indexed past its series, lowered,
+-- passed as another kind or turned into an address, and a method given anything but a live
+-- handle of its kind raises before any C call. Measured (bench/metrics_ffi.lua, callgrind) a
+-- plugin's c:inc() costs a third of what a cdata handle (pointer or reference) costs, as the
+-- interpreter finds a table's method without the FFI's __index; compiled code costs the same.
 --
 -- Names are the guide's ("api.response_time"); C maps them to Prometheus names
 -- ("api_response_time", counters with "_total"). Timers record seconds into
@@ -23,10 +31,10 @@ local ffi = require("ffi")
 
 local M = {}
 
--- The handle types are Lua-side names for bg_series pointers of one kind, so that a counter
--- handle cannot be passed to bg_gauge_set: the FFI binds by symbol name, not by type. A
--- counter's and a gauge's series starts with its value (core/metrics.h says so), which is all
--- Lua needs to see of it; the field is `v`, as `value` is the method that reads it.
+-- The bg_lua_* types are Lua-side names for bg_series pointers of one kind, so that a counter's
+-- cannot be passed to bg_gauge_set: the FFI binds by symbol name, not by type. A counter's and
+-- a gauge's series starts with its value (core/metrics.h says so), which is all Lua needs to
+-- see of it. Only this file holds such pointers; what it hands out are handles (below).
 ffi.cdef [[
 typedef struct bg_registry bg_registry;
 typedef struct bg_series bg_series;
@@ -45,8 +53,6 @@ void bg_histogram_observe(struct bg_lua_histogram *s, double v);
 double bg_series_value(const void *s);
 uint64_t bg_series_count(const void *s);
 uint64_t bg_now_ns(void);
-char *bg_expo_prometheus_string(bg_registry *r, size_t *len);
-void bg_expo_free(void *p);
 
 bg_series *bg_series_find(bg_registry *r, int type, const char *name, const char *const *kv,
                           int nlabels);
@@ -56,21 +62,7 @@ double bg_histogram_min(const void *s);
 double bg_histogram_max(const void *s);
 uint32_t bg_series_id(const void *s);
 void bg_registry_set_limits(bg_registry *r, size_t max_series, size_t max_per_metric);
-uint64_t bg_registry_dropped(const bg_registry *r, int reason);
-uint64_t bg_registry_truncated(const bg_registry *r);
 uint64_t bg_registry_misuse_count(const bg_registry *r);
-typedef struct bg_limit_hit {
-  const char *name;
-  uint64_t dropped;
-  uint64_t series;
-  int reason;
-} bg_limit_hit;
-int bg_registry_limits_hit(bg_registry *r, bg_limit_hit *out, int max);
-int bg_expo_negotiate(const char *accept_header);
-int bg_expo_accepts_gzip(const char *accept_encoding);
-const char *bg_expo_content_type(int format);
-char *bg_expo_render_string(bg_registry *r, int format, size_t *len);
-char *bg_gzip_string(const char *in, size_t n, int level, size_t *len);
 ]]
 
 -- Inside the agent the symbols are in the executable; in a plain luajit (specs, benches)
@@ -97,65 +89,166 @@ if registry == nil then error("agent.metrics: out of memory", 0) end
 
 local errbuf = ffi.new("char[?]", ERRLEN)
 local kvbuf = ffi.new("const char *[?]", 2 * MAX_LABELS)
-local lenbuf = ffi.new("size_t[1]")
 
+-- Raw series pointers, one type per kind. Only this file (and trusted code it hands one to
+-- through M.pointer) holds them: indexed, they reach any memory.
 local ctypes = {
   [COUNTER] = ffi.typeof("struct bg_lua_counter *"),
   [GAUGE] = ffi.typeof("struct bg_lua_gauge *"),
   [HISTOGRAM] = ffi.typeof("struct bg_lua_histogram *"),
 }
+local KIND = { [COUNTER] = "counter", [GAUGE] = "gauge", [HISTOGRAM] = "histogram" }
+local MAX_BUCKETS = 64 -- BG_METRICS_MAX_BUCKETS
 
-local Counter, Gauge, Histogram = {}, {}, {}
-Counter.__index, Gauge.__index, Histogram.__index = Counter, Gauge, Histogram
+-- handle -> its series pointer, per kind. Weak keys: a handle nobody holds goes away.
+local weak_k = { __mode = "k" }
+local ptrs = {
+  [COUNTER] = setmetatable({}, weak_k),
+  [GAUGE] = setmetatable({}, weak_k),
+  [HISTOGRAM] = setmetatable({}, weak_k),
+}
+local counters, gauges, hists = ptrs[COUNTER], ptrs[GAUGE], ptrs[HISTOGRAM]
+local removed = setmetatable({}, weak_k) -- handle -> kind, once M.remove took its series
 
+-- What a value given as a handle is, for messages: its type, or which handle it is. Never
+-- tostring(v): that would run a plugin's __tostring.
+local function what(v)
+  if removed[v] then return ("a removed %s handle"):format(KIND[removed[v]]) end
+  for kind, map in pairs(ptrs) do
+    if map[v] ~= nil then return ("a %s handle"):format(KIND[kind]) end
+  end
+  return type(v)
+end
+
+-- The series pointer of self when the handle table had none: self itself when it is a raw
+-- pointer of the kind (trusted code: specs over their own registry). Anything else raises.
+local function self_ptr(kind, self, method)
+  if ffi.istype(ctypes[kind], self) then return self end
+  error(("bad self to '%s' (a %s handle expected, got %s)"):format(method, KIND[kind],
+    what(self)), 3)
+end
+
+-- v when it is a number, else default when v is nil and there is one; raises otherwise.
+local function num(v, method, default)
+  if type(v) == "number" then return v end
+  if v == nil and default ~= nil then return default end
+  error(("bad argument #1 to '%s' (number expected, got %s)"):format(method, type(v)), 3)
+end
+
+-- Methods. Each finds its pointer first, checks its argument, and only then writes or calls C.
 -- A counter only goes up: a negative or NaN v is handed to C, which ignores it and counts the
--- misuse (and raises, as it did, for what is not a number).
-function Counter:inc(v)
-  v = v or 1
-  if v >= 0 then
-    self.v = self.v + v
-  else
-    C.bg_counter_add(self, v)
-  end
+-- misuse.
+local function counter_inc(self, v)
+  local p = counters[self] or self_ptr(COUNTER, self, "inc")
+  v = num(v, "inc", 1)
+  if v >= 0 then p.v = p.v + v else C.bg_counter_add(p, v) end
 end
-function Counter:add(v)
-  if v >= 0 then
-    self.v = self.v + v
-  else
-    C.bg_counter_add(self, v)
-  end
+local function counter_add(self, v)
+  local p = counters[self] or self_ptr(COUNTER, self, "add")
+  v = num(v, "add")
+  if v >= 0 then p.v = p.v + v else C.bg_counter_add(p, v) end
 end
-function Counter:value() return self.v end
-Counter.__tostring = function(self) return "beagle.counter: " .. tostring(self.v) end
+local function counter_value(self)
+  return (counters[self] or self_ptr(COUNTER, self, "value")).v
+end
 
-function Gauge:set(v) self.v = v end
-function Gauge:inc(v) self.v = self.v + (v or 1) end
-function Gauge:dec(v) self.v = self.v - (v or 1) end
-function Gauge:add(v) self.v = self.v + v end
-function Gauge:value() return self.v end
-Gauge.__tostring = function(self) return "beagle.gauge: " .. tostring(self.v) end
+local function gauge_set(self, v)
+  local p = gauges[self] or self_ptr(GAUGE, self, "set")
+  p.v = num(v, "set")
+end
+local function gauge_inc(self, v)
+  local p = gauges[self] or self_ptr(GAUGE, self, "inc")
+  p.v = p.v + num(v, "inc", 1)
+end
+local function gauge_dec(self, v)
+  local p = gauges[self] or self_ptr(GAUGE, self, "dec")
+  p.v = p.v - num(v, "dec", 1)
+end
+local function gauge_add(self, v)
+  local p = gauges[self] or self_ptr(GAUGE, self, "add")
+  p.v = p.v + num(v, "add")
+end
+local function gauge_value(self)
+  return (gauges[self] or self_ptr(GAUGE, self, "value")).v
+end
 
-function Histogram:observe(v) C.bg_histogram_observe(self, v) end
-function Histogram:sum() return C.bg_series_value(self) end
-function Histogram:value() return C.bg_series_value(self) end
-function Histogram:count() return tonumber(C.bg_series_count(self)) end
+local function hist_observe(self, v)
+  local p = hists[self] or self_ptr(HISTOGRAM, self, "observe")
+  C.bg_histogram_observe(p, num(v, "observe"))
+end
+local function hist_sum(self)
+  return C.bg_series_value(hists[self] or self_ptr(HISTOGRAM, self, "sum"))
+end
+local function hist_count(self)
+  return tonumber(C.bg_series_count(hists[self] or self_ptr(HISTOGRAM, self, "count")))
+end
 -- Within 1% of the exact quantile of everything observed; NaN when empty or q is not in [0, 1].
-function Histogram:quantile(q) return C.bg_histogram_quantile(self, q) end
-function Histogram:min() return C.bg_histogram_min(self) end
-function Histogram:max() return C.bg_histogram_max(self) end
-Histogram.__tostring = function(self)
-  return ("beagle.histogram: count %d sum %s"):format(tonumber(C.bg_series_count(self)),
-    tostring(C.bg_series_value(self)))
+local function hist_quantile(self, q)
+  local p = hists[self] or self_ptr(HISTOGRAM, self, "quantile")
+  return C.bg_histogram_quantile(p, num(q, "quantile"))
+end
+local function hist_min(self)
+  return C.bg_histogram_min(hists[self] or self_ptr(HISTOGRAM, self, "min"))
+end
+local function hist_max(self)
+  return C.bg_histogram_max(hists[self] or self_ptr(HISTOGRAM, self, "max"))
 end
 
--- A metatype can be set once per ctype and state; a second load of this file (tests that
--- clear package.loaded) keeps the first, which reaches the same C functions.
-pcall(ffi.metatype, "struct bg_lua_counter", Counter)
-pcall(ffi.metatype, "struct bg_lua_gauge", Gauge)
-pcall(ffi.metatype, "struct bg_lua_histogram", Histogram)
+local methods = {
+  [COUNTER] = { inc = counter_inc, add = counter_add, value = counter_value },
+  [GAUGE] = { set = gauge_set, inc = gauge_inc, dec = gauge_dec, add = gauge_add,
+    value = gauge_value },
+  [HISTOGRAM] = { observe = hist_observe, sum = hist_sum, value = hist_sum, count = hist_count,
+    quantile = hist_quantile, min = hist_min, max = hist_max },
+}
 
--- Finds or creates a series (only finds, when find is set). Returns the typed handle, or nil
--- and the reason.
+local tostrings = {
+  [COUNTER] = function(p) return "beagle.counter: " .. tostring(p.v) end,
+  [GAUGE] = function(p) return "beagle.gauge: " .. tostring(p.v) end,
+  [HISTOGRAM] = function(p)
+    return ("beagle.histogram: count %d sum %s"):format(tonumber(C.bg_series_count(p)),
+      tostring(C.bg_series_value(p)))
+  end,
+}
+
+-- A handle's metatable: protected (getmetatable gives false), no address in its string, and
+-- reading or writing a field it lacks raises, as it did on the FFI struct handles.
+local handle_mts = {}
+for kind, name in pairs(KIND) do
+  local map = ptrs[kind]
+  handle_mts[kind] = {
+    __metatable = false,
+    __index = function(_, k)
+      error(("beagle.%s has no field %s"):format(name,
+        type(k) == "string" and ("%q"):format(k) or type(k)), 2)
+    end,
+    __newindex = function()
+      error(("beagle.%s handles are read-only"):format(name), 2)
+    end,
+    __tostring = function(h)
+      local p = map[h]
+      if p == nil then return ("beagle.%s (removed)"):format(name) end
+      return tostrings[kind](p)
+    end,
+  }
+  -- Raw pointers get the same methods, for trusted code that makes them (query specs).
+  -- A metatype is set once per ctype and state: a second load of this file keeps the first.
+  pcall(ffi.metatype, "struct bg_lua_" .. name,
+    { __index = methods[kind], __tostring = tostrings[kind] })
+end
+
+-- A new handle for series pointer p: its methods as fields, so that the interpreter finds them
+-- without a metamethod (plugin code runs interpreted).
+local function new_handle(kind, p)
+  local h = {}
+  for k, f in pairs(methods[kind]) do h[k] = f end
+  ptrs[kind][h] = p
+  return setmetatable(h, handle_mts[kind])
+end
+
+-- Finds or creates a series (only finds, when find is set). Returns its raw pointer, or nil
+-- and the reason. Labels are copied and checked before any of them goes into kvbuf, so that no
+-- allocation (and no collection) happens between filling kvbuf and the C call.
 local function series(kind, name, help, labels, buckets, find)
   if type(name) ~= "string" then
     return nil, ("metric name must be a string, not %s"):format(type(name))
@@ -163,11 +256,12 @@ local function series(kind, name, help, labels, buckets, find)
   if help ~= nil and type(help) ~= "string" then
     return nil, ("metric %q: help must be a string"):format(name)
   end
-  local n, anchor = 0, nil
+  local n, kv = 0, nil
   if labels ~= nil then
     if type(labels) ~= "table" then
       return nil, ("metric %q: labels must be a table, not %s"):format(name, type(labels))
     end
+    kv = {}
     for k, v in pairs(labels) do
       if type(k) ~= "string" then
         return nil, ("metric %q: label names must be strings, not %s"):format(name, type(k))
@@ -175,8 +269,6 @@ local function series(kind, name, help, labels, buckets, find)
       local tv = type(v)
       if tv == "number" or tv == "boolean" then
         v = tostring(v)
-        anchor = anchor or {}
-        anchor[#anchor + 1] = v -- keeps the string alive until the C call copies it
       elseif tv ~= "string" then
         return nil, ("metric %q: label %q must be a string, number or boolean, not %s")
           :format(name, k, tv)
@@ -184,7 +276,7 @@ local function series(kind, name, help, labels, buckets, find)
       if n == MAX_LABELS then
         return nil, ("metric %q: more than %d labels"):format(name, MAX_LABELS)
       end
-      kvbuf[2 * n], kvbuf[2 * n + 1] = k, v
+      kv[2 * n + 1], kv[2 * n + 2] = k, v
       n = n + 1
     end
   end
@@ -194,14 +286,19 @@ local function series(kind, name, help, labels, buckets, find)
       return nil, ("metric %q: buckets must be a list of numbers"):format(name)
     end
     nb = #buckets
+    if nb > MAX_BUCKETS then
+      return nil, ("metric %q: more than %d buckets"):format(name, MAX_BUCKETS)
+    end
     bptr = ffi.new("double[?]", nb > 0 and nb or 1)
     for i = 1, nb do
-      if type(buckets[i]) ~= "number" then
+      local b = buckets[i]
+      if type(b) ~= "number" then
         return nil, ("metric %q: bucket %d is not a number"):format(name, i)
       end
-      bptr[i - 1] = buckets[i]
+      bptr[i - 1] = b
     end
   end
+  for i = 1, 2 * n do kvbuf[i - 1] = kv[i] end
   local s
   if find then
     s = C.bg_series_find(registry, kind, name, kvbuf, n)
@@ -209,39 +306,65 @@ local function series(kind, name, help, labels, buckets, find)
   else
     s = C.bg_series_get(registry, kind, name, help, kvbuf, n, bptr, nb, errbuf, ERRLEN)
   end
-  local _ = anchor
   if s == nil then return nil, ffi.string(errbuf) end
   return ffi.cast(ctypes[kind], s)
 end
 
-local function opt_table(opts, what)
+local function opt_table(opts, what_)
   if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument to '%s' (options must be a table)"):format(what), 3)
+    error(("bad argument to '%s' (options must be a table)"):format(what_), 3)
   end
   return opts or {}
 end
 
--- Handle constructors: raise on a bad name or labels.
-function M.counter(name, labels, opts)
-  opts = opt_table(opts, "counter")
-  local h, err = series(COUNTER, name, opts.help, labels)
-  if not h then error(err, 2) end
-  return h
+-- Handle constructors with their own cache (series id -> handle, weak values: the same series
+-- gives the same handle while it is held). Raise on a bad name or labels. The agent has one
+-- set, each plugin_api() another: no handle is shared between trusted code and a plugin, which
+-- may change its handles' fields.
+local function constructors()
+  local cache = {}
+  for kind in pairs(KIND) do cache[kind] = setmetatable({}, { __mode = "v" }) end
+  local function handle(kind, name, help, labels, buckets)
+    local p, err = series(kind, name, help, labels, buckets)
+    if not p then error(err, 3) end
+    local id = C.bg_series_id(p) -- never reused, so a removed series' handle never comes back
+    local h = cache[kind][id]
+    if h == nil then
+      h = new_handle(kind, p)
+      cache[kind][id] = h
+    end
+    return h
+  end
+  local function counter(name, labels, opts)
+    opts = opt_table(opts, "counter")
+    return handle(COUNTER, name, opts.help, labels)
+  end
+  local function gauge(name, labels, opts)
+    opts = opt_table(opts, "gauge")
+    return handle(GAUGE, name, opts.help, labels)
+  end
+  local function histogram(name, opts, labels)
+    opts = opt_table(opts, "histogram")
+    return handle(HISTOGRAM, name, opts.help, labels, opts.buckets)
+  end
+  return counter, gauge, histogram
 end
 
-function M.gauge(name, labels, opts)
-  opts = opt_table(opts, "gauge")
-  local h, err = series(GAUGE, name, opts.help, labels)
-  if not h then error(err, 2) end
-  return h
-end
+M.counter, M.gauge, M.histogram = constructors()
 
-function M.histogram(name, opts, labels)
-  opts = opt_table(opts, "histogram")
-  local h, err = series(HISTOGRAM, name, opts.help, labels, opts.buckets)
-  if not h then error(err, 2) end
-  return h
+-- The raw series pointer behind a handle, and its kind (nil for anything else). Trusted code
+-- only: a raw pointer indexes all memory and reaches C unchecked.
+local function pointer(h)
+  for kind, map in pairs(ptrs) do
+    local p = map[h]
+    if p ~= nil then return p, kind end
+  end
+  for kind, ct in pairs(ctypes) do
+    if ffi.istype(ct, h) then return h, kind end
+  end
+  return nil
 end
+M.pointer = pointer
 
 -- The by-name cache: caches[kind][name] = { plain = handle for no tags, last = schema,
 -- schemas = { [sorted keys joined by "\0"] = schema } }, where a schema holds the sorted tag
@@ -362,57 +485,77 @@ local function resolve(kind, name, tags)
   return resolve_slow(kind, name, tags)
 end
 
-local function bad_value(name, value)
-  return nil, ("metric %s: value must be a number, not %s"):format(tostring(name), type(value))
+-- A name for messages: never tostring() of a table, which would run its __tostring.
+local function label(name)
+  return type(name) == "string" and name or type(name)
 end
 
-function M.increment_counter(name, value, tags)
+local function bad_value(name, value)
+  return nil, ("metric %s: value must be a number, not %s"):format(label(name), type(value))
+end
+
+local function increment_counter(name, value, tags)
   if value == nil then
     value = 1
   elseif type(value) ~= "number" then
     return bad_value(name, value)
   elseif value < 0 or value ~= value then
-    return nil, ("metric %s: a counter can't go down (%s)"):format(tostring(name), tostring(value))
+    return nil, ("metric %s: a counter can't go down (%s)"):format(label(name), tostring(value))
   end
-  local h, err = resolve(COUNTER, name, tags)
-  if h == nil then return nil, err end
-  h.v = h.v + value
+  local p, err = resolve(COUNTER, name, tags)
+  if p == nil then return nil, err end
+  p.v = p.v + value
   return true
 end
+M.increment_counter = increment_counter
 
-function M.set_gauge(name, value, tags)
+local function set_gauge(name, value, tags)
   if type(value) ~= "number" then return bad_value(name, value) end
-  local h, err = resolve(GAUGE, name, tags)
-  if h == nil then return nil, err end
-  h.v = value
+  local p, err = resolve(GAUGE, name, tags)
+  if p == nil then return nil, err end
+  p.v = value
   return true
 end
+M.set_gauge = set_gauge
 
-function M.record_histogram(name, value, tags)
+local function record_histogram(name, value, tags)
   if type(value) ~= "number" then return bad_value(name, value) end
-  if value ~= value then return nil, ("metric %s: value is NaN"):format(tostring(name)) end
-  local h, err = resolve(HISTOGRAM, name, tags)
-  if h == nil then return nil, err end
-  C.bg_histogram_observe(h, value)
+  if value ~= value then return nil, ("metric %s: value is NaN"):format(label(name)) end
+  local p, err = resolve(HISTOGRAM, name, tags)
+  if p == nil then return nil, err end
+  C.bg_histogram_observe(p, value)
   return true
 end
+M.record_histogram = record_histogram
 
 -- Monotonic clock, seconds as a double (for timers and callers that measure themselves).
-function M.now()
+local function now()
   return tonumber(C.bg_now_ns()) * 1e-9
 end
+M.now = now
 
-local Timer = {}
-Timer.__index = Timer
+-- series id -> histogram pointer, for this state's timers. A timer holds the id, its start
+-- and, once stopped, its elapsed seconds, all plain numbers: a plugin that changes them can
+-- only record into a series it could name anyway. (A weak map from timer to state costs ten
+-- times as much: its churn of short-lived keys.)
+local timer_series = {}
 
 -- Records the elapsed time once; later calls return the same number.
-function Timer:stop()
-  if self.elapsed == nil then
-    self.elapsed = tonumber(C.bg_now_ns() - self.t0) * 1e-9
-    C.bg_histogram_observe(self.h, self.elapsed)
+local function timer_stop(self)
+  local t0 = type(self) == "table" and rawget(self, "t0")
+  if type(t0) ~= "number" then
+    error(("bad self to 'stop' (a timer expected, got %s)"):format(what(self)), 2)
   end
-  return self.elapsed
+  local e = rawget(self, "elapsed")
+  if type(e) == "number" then return e end
+  e = (tonumber(C.bg_now_ns()) - t0) * 1e-9
+  rawset(self, "elapsed", e)
+  local p = timer_series[rawget(self, "id")]
+  if p ~= nil then C.bg_histogram_observe(p, e) end
+  return e
 end
+
+local timer_mt = { __metatable = false, __tostring = function() return "beagle.timer" end }
 
 local seconds_names = {} -- name -> name with "_seconds", so a timer builds no string
 
@@ -425,56 +568,103 @@ local function seconds_name(name)
   return s
 end
 
--- Starts a timer recording into histogram "<name>_seconds". Returns it, or nil, err.
-function M.timer(name, tags)
-  local h, err = resolve(HISTOGRAM, seconds_name(name), tags)
-  if h == nil then return nil, err end
-  return setmetatable({ h = h, t0 = C.bg_now_ns() }, Timer)
+-- Starts a timer recording into histogram "<name>_seconds"; t:stop() records and returns the
+-- seconds. Returns it, or nil, err.
+local function timer(name, tags)
+  local p, err = resolve(HISTOGRAM, seconds_name(name), tags)
+  if p == nil then return nil, err end
+  local id = C.bg_series_id(p)
+  if timer_series[id] == nil then timer_series[id] = p end
+  return setmetatable({ stop = timer_stop, id = id, t0 = tonumber(C.bg_now_ns()) }, timer_mt)
 end
+M.timer = timer
 
 local function finish(t, ok, ...)
-  t:stop()
+  timer_stop(t)
   if not ok then error((...), 0) end
   return ...
 end
 
+local function callable(fn)
+  if type(fn) == "function" then return true end
+  if type(fn) ~= "table" then return false end
+  local mt = getmetatable(fn)
+  return type(mt) == "table" and rawget(mt, "__call") ~= nil
+end
+
 -- Runs fn(...) and records how long it took, also when it raises (the error goes on).
 -- Returns fn's results, or nil, err without running fn when the name is bad.
-function M.time(name, tags, fn, ...)
-  if type(fn) ~= "function" and not (type(fn) == "table" and getmetatable(fn)
-      and getmetatable(fn).__call) then
-    return nil, "time: fn must be callable"
-  end
-  local t, err = M.timer(name, tags)
+local function time(name, tags, fn, ...)
+  if not callable(fn) then return nil, "time: fn must be callable" end
+  local t, err = timer(name, tags)
   if not t then return nil, err end
   return finish(t, pcall(fn, ...))
 end
+M.time = time
 
--- Removes a series (a handle from M.counter/gauge/histogram); the handle must not be used
--- again. The by-name cache is dropped, as it may hold that handle.
+-- Removes the series of a handle (or raw pointer) from the registry. Every handle of it in this
+-- state dies (its methods raise; its timers record nothing more) and the by-name cache, which
+-- may hold it, is dropped. Raises for anything that is not a handle. Another lua_State's
+-- handles of the series are not reached (C frees it): only remove series no plugin uses.
 function M.remove(h)
-  C.bg_series_remove(registry, ffi.cast("bg_series *", h))
+  local p, kind = pointer(h)
+  if p == nil then
+    error(("bad argument #1 to 'remove' (a metric handle expected, got %s)"):format(what(h)), 2)
+  end
+  C.bg_series_remove(registry, ffi.cast("bg_series *", p))
+  local map = ptrs[kind]
+  for k, q in pairs(map) do
+    if q == p then
+      map[k] = nil
+      removed[k] = kind
+    end
+  end
+  if kind == HISTOGRAM then timer_series[C.bg_series_id(p)] = nil end
   caches[COUNTER], caches[GAUGE], caches[HISTOGRAM] = {}, {}, {}
 end
 
 -- The q-quantile (0..1) of a histogram, within 1% relative error:
 --   M.quantile(handle, q)  or  M.quantile(name, tags, q)  (tags may be nil; never creates).
--- Returns the number, or nil, err (no such series, no observations, bad q).
-function M.quantile(h, a, b)
-  local q = b
+-- Returns the number, or nil, err (no such series, not a histogram, no observations, bad q).
+local function quantile(h, a, b)
+  local q, p = b, hists[h]
   if type(h) == "string" then
     local err
-    h, err = series(HISTOGRAM, h, nil, a, nil, true)
-    if not h then return nil, err end
+    p, err = series(HISTOGRAM, h, nil, a, nil, true)
+    if not p then return nil, err end
   else
     q = a
+    if p == nil then
+      if not ffi.istype(ctypes[HISTOGRAM], h) then
+        return nil, ("quantile: a histogram handle or a metric name expected, got %s")
+          :format(what(h))
+      end
+      p = h
+    end
   end
   if type(q) ~= "number" or not (q >= 0 and q <= 1) then
-    return nil, ("quantile: q must be a number in [0, 1], not %s"):format(tostring(q))
+    return nil, ("quantile: q must be a number in [0, 1], not %s")
+      :format(type(q) == "number" and tostring(q) or type(q))
   end
-  local v = C.bg_histogram_quantile(h, q)
+  local v = C.bg_histogram_quantile(p, q)
   if v ~= v then return nil, "quantile: no observations" end
   return v
+end
+M.quantile = quantile
+
+-- What a plugin may use, in a new table each call: handle constructors (with their own cache,
+-- so no handle is shared with the agent or another call's), the by-name calls, timers and the
+-- clock. Nothing reachable from it is ffi, a clib, the registry or a raw pointer, and every
+-- function in it checks its arguments before any C call (tests/lua/metrics_plugin_api_spec.lua
+-- walks it). No remove, limits, render or set_limits: those are the agent's.
+function M.plugin_api()
+  local counter, gauge, histogram = constructors()
+  return {
+    counter = counter, gauge = gauge, histogram = histogram,
+    increment_counter = increment_counter, set_gauge = set_gauge,
+    record_histogram = record_histogram, timer = timer, time = time, quantile = quantile,
+    now = now,
+  }
 end
 
 -- Cardinality limits of the process-wide registry (nil or 0: the default, 100,000 and 2,000).
@@ -482,72 +672,8 @@ function M.set_limits(max_series, max_series_per_metric)
   C.bg_registry_set_limits(registry, max_series or 0, max_series_per_metric or 0)
 end
 
-local drop_reasons = { [0] = "max_series", [1] = "max_series_per_metric" }
-
--- What /health/detailed reports: { dropped = { max_series = n, max_series_per_metric = n },
--- truncated = n, metrics = { { name = "api_requests", dropped = n, series = n,
--- reason = "max_series_per_metric" }, ... } }; name is nil for new metrics refused because
--- the total was reached.
-function M.limits()
-  local n = C.bg_registry_limits_hit(registry, nil, 0)
-  local hits = ffi.new("bg_limit_hit[?]", n > 0 and n or 1)
-  n = math.min(n, C.bg_registry_limits_hit(registry, hits, n))
-  local list = {}
-  for i = 0, n - 1 do
-    local e = hits[i]
-    list[#list + 1] = { name = e.name ~= nil and ffi.string(e.name) or nil,
-      dropped = tonumber(e.dropped), series = tonumber(e.series), reason = drop_reasons[e.reason] }
-  end
-  return {
-    dropped = { max_series = tonumber(C.bg_registry_dropped(registry, 0)),
-      max_series_per_metric = tonumber(C.bg_registry_dropped(registry, 1)) },
-    truncated = tonumber(C.bg_registry_truncated(registry)),
-    metrics = list,
-  }
-end
-
-local formats = { prometheus = 0, openmetrics = 1, json = 2 }
-local format_names = { [0] = "prometheus", [1] = "openmetrics", [2] = "json" }
-
--- The format an Accept header asks for: "prometheus" (the default), "openmetrics" or "json".
-function M.negotiate(accept)
-  return format_names[C.bg_expo_negotiate(type(accept) == "string" and accept or nil)]
-end
-
--- True when an Accept-Encoding header accepts gzip.
-function M.accepts_gzip(accept_encoding)
-  return type(accept_encoding) == "string" and C.bg_expo_accepts_gzip(accept_encoding) == 1
-end
-
--- Renders the process-wide registry: format is "prometheus" (default), "openmetrics" or
--- "json". Returns body, content_type, or nil, err.
-function M.render(format)
-  local f = formats[format or "prometheus"]
-  if f == nil then return nil, ("render: unknown format %s"):format(tostring(format)) end
-  local p = C.bg_expo_render_string(registry, f, lenbuf)
-  if p == nil then return nil, "out of memory" end
-  local s = ffi.string(p, lenbuf[0])
-  C.bg_expo_free(p)
-  return s, ffi.string(C.bg_expo_content_type(f))
-end
-
--- The Prometheus text exposition (0.0.4) of the process-wide registry.
-function M.render_prometheus()
-  local s, err = M.render("prometheus")
-  if not s then return nil, err end
-  return s
-end
-
--- gzip (RFC 1952) of a string; level 1-9 (default 6). Returns the bytes, or nil, err.
-function M.gzip(body, level)
-  if type(body) ~= "string" then return nil, "gzip: body must be a string" end
-  local p = C.bg_gzip_string(body, #body, level or 0, lenbuf)
-  if p == nil then return nil, "gzip: out of memory" end
-  local s = ffi.string(p, lenbuf[0])
-  C.bg_expo_free(p)
-  return s
-end
-
-M.content_type = "text/plain; version=0.0.4; charset=utf-8"
+-- Out: M.limits, M.negotiate, M.accepts_gzip, M.render, M.render_prometheus, M.gzip and
+-- M.content_type read the registry out (lua/agent/metrics_expo.lua).
+require("agent.metrics_expo").install(M, C, registry)
 
 return M
