@@ -550,8 +550,7 @@ end
 -- the deadline, and evaluations are runs (sliced like a check's). It reads history through
 -- beagle.query.
 
--- anomaly methods -> agent.query score functions
-local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
+local rule_eval = require "agent.rules.eval"
 
 local RULES -- the set agent.rules.dsl made of the file, with its expr functions
 local RULE_BY_NAME = {}
@@ -583,34 +582,10 @@ end
 
 local function find_rule(name) return RULE_BY_NAME[name] end
 
--- Turns what an expr returned into a list of { labels, value }: a number, a list of
--- { labels = {...}, value = n }, or a map of label value -> number (for one-label results).
-local function samples_of(v, name)
-  if type(v) == "number" then return { { labels = {}, value = v } } end
-  if type(v) ~= "table" then
-    raw_error(("expr of %q returned %s: return a number or a table of labelled numbers"):format(name, type(v)), 0)
-  end
-  local out = {}
-  for k, x in pairs(v) do
-    if type(x) == "table" and type(rawget(x, "value")) == "number" then
-      out[#out + 1] = { labels = rawget(x, "labels") or {}, value = rawget(x, "value") }
-    elseif type(x) == "number" then
-      out[#out + 1] = { labels = { key = tostring(k) }, value = x }
-    end
-  end
-  return out
-end
-
 local function eval_one(name)
   local r = find_rule(name)
   if not r then raw_error(("no rule %q in this file"):format(name), 0) end
-  local q = Q
-  if r.expr then
-    return samples_of(RULES.exprs[r.name](q), r.name)
-  elseif r.kind == "anomaly" then
-    return q[SCORE_FN[r.method]](r.metric, r.window, r.matchers, r.min_samples)
-  end
-  return q.last_all(r.metric, r.matchers)
+  return rule_eval.rule(r, RULES.exprs, Q)
 end
 
 -- The query object an expr is given: the public beagle.query functions (a copy per state, so

@@ -205,8 +205,7 @@ function M:apply()
   self.timers["__tick"] = core.timer(1, 1, function() self.engine:tick() end)
 end
 
--- anomaly methods -> agent.query score functions
-local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
+local SCORE_FN = require("agent.rules.eval").SCORE_FN
 
 -- A declarative rule (metric, matchers, threshold; or an anomaly) has no code: the agent
 -- evaluates it itself, through one query object whose label tables are shared between rounds

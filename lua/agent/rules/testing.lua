@@ -25,12 +25,12 @@
 -- times; "_" leaves a step empty; plain numbers are single samples, space-separated.
 local util = require "agent.util"
 local dsl = require "agent.rules.dsl"
+local rule_eval = require "agent.rules.eval"
 local Engine = require "agent.rules.engine"
 local query = require "agent.query"
 local settings = require "agent.settings"
 
 -- anomaly methods -> agent.query score functions
-local SCORE_FN = { zscore = "zscore_all", mad = "madscore_all", ewma = "ewmascore_all" }
 
 local M = {}
 
@@ -90,22 +90,8 @@ function M.load_rule_files(files)
   return merged
 end
 
--- The samples a rule sees through q (the same logic as the agent's rule sandbox).
-function M.evaluate_rule(r, exprs, q)
-  if r.expr then
-    local v = exprs[r.name](q)
-    if type(v) == "number" then return { { labels = {}, value = v } } end
-    local out = {}
-    for k, x in pairs(type(v) == "table" and v or {}) do
-      if type(x) == "table" and type(x.value) == "number" then out[#out + 1] = { labels = x.labels or {}, value = x.value }
-      elseif type(x) == "number" then out[#out + 1] = { labels = { key = tostring(k) }, value = x } end
-    end
-    return out
-  elseif r.kind == "anomaly" then
-    return q[SCORE_FN[r.method]](r.metric, r.window, r.matchers, r.min_samples)
-  end
-  return q.last_all(r.metric, r.matchers)
-end
+-- The samples a rule sees through q (agent.rules.eval: the same code as the agent's).
+M.evaluate_rule = rule_eval.rule
 
 local function fmt_labels(l)
   local keys = util.sorted_keys(l or {})
