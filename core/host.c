@@ -9,6 +9,7 @@
 #include "bg.h"
 #include "history.h"
 #include "http.h"
+#include "jsonenc.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_route.h"
@@ -625,6 +626,16 @@ static int l_update_time(lua_State *L) {
   return 1;
 }
 
+/* json_encode(v) -> string | nil, err: beagle.json's encode, byte for byte (jsonenc.h); the
+ * agent's routes and payloads use it (lua/beagle/json.lua). */
+static int l_json_encode(lua_State *L) {
+  lua_settop(L, 1);
+  if (bg_json_encode_push(L, 1) == 0) return 1;
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
 static int l_rss(lua_State *L) {
   size_t rss = 0;
   uv_resident_set_memory(&rss);
@@ -733,6 +744,7 @@ static int luaopen_core(lua_State *L) {
     lua_setfield(L, -2, f->name);
   }
   static const luaL_Reg plain[] = {{"now", l_now},
+                                   {"json_encode", l_json_encode},
                                    {"cpu", l_cpu},
                                    {"wall", l_wall},
                                    {"log", l_log},

@@ -139,7 +139,11 @@ local PUBLIC = {
     end })
     return b
   end,
-  ["beagle.json"] = function() return seal(require "beagle.json") end,
+  -- encode is the C encoder (the same bytes as the Lua one, without the interpreter's cost)
+  ["beagle.json"] = function()
+    local json = require "beagle.json"
+    return seal(bg.json_encode and json.with_encoder(bg.json_encode) or json)
+  end,
   ["beagle.channel_util"] = function() return seal(require "beagle.channel_util") end,
   -- a query object of its own over the agent's history (its functions reach C only through
   -- agent.query, which checks their arguments)
@@ -484,16 +488,9 @@ local SEND_MT
 local function build_send_mt()
   local cu = require "beagle.channel_util"
   local json = require "beagle.json"
-  -- the C encoder gives json.encode's exact bytes without the interpreter's cost
-  local encode = json.encode
-  if bg.json_encode then
-    -- raises like json.encode does, so that a body that can't be made fails the send
-    encode = function(v)
-      local s, err = bg.json_encode(v)
-      if s == nil then error(err, 2) end
-      return s
-    end
-  end
+  -- the C encoder gives json.encode's exact bytes without the interpreter's cost; it raises
+  -- like json.encode does, so that a body that can't be made fails the send
+  local encode = bg.json_encode and json.with_encoder(bg.json_encode).encode or json.encode
   local base = make_ctx({})
   base.name = nil
   base.json = { encode = encode, decode = json.decode, array = json.array, null = json.null }

@@ -61,6 +61,28 @@ function encode(v)
 end
 M.encode = encode
 
+-- One JSON codec: where the C encoder (core/jsonenc.c, the same bytes) is at hand, encode is it,
+-- raising as the Lua one does. The agent's state has it as agent.core.json_encode; a plugin's
+-- state gets it from the sandbox (with_encoder). The Lua encoder above is what runs in a plain
+-- luajit, and the reference tests/c/test_jsonenc.c holds the C encoder to.
+function M.with_encoder(c_encode)
+  local m = {}
+  for k, v in pairs(M) do m[k] = v end
+  m.encode = function(v)
+    local s, err = c_encode(v)
+    if s == nil then error(err, 2) end
+    return s
+  end
+  m.with_encoder = nil
+  return m
+end
+do
+  local ok, core = pcall(require, "agent.core")
+  if ok and type(core) == "table" and core.json_encode then
+    M.encode = M.with_encoder(core.json_encode).encode
+  end
+end
+
 -- decode(s) -> value | nil, err
 function M.decode(s)
   local ok, v = pcall(cjson.decode, s)

@@ -189,29 +189,21 @@ local function decode(text, what)
 end
 
 -- JSON columns through the C binding's store_json (jsonenc.h: raw, numbers as %.14g without
--- printf, whose %.14g was 3,200 instructions a number and 11% of a mass firing's store work),
--- or cjson when the binding is not there (14 significant digits is enough for a payload, the
--- authoritative numbers are REAL columns); what both refuse (a function value, a boolean
--- key) goes through beagle.json, which writes it as text.
-local cjson = require("cjson").new()
-cjson.encode_invalid_numbers("null")
-cjson.encode_sparse_array(true)
-cjson.encode_number_precision(14)
-
+-- printf, whose %.14g was 3,200 instructions a number and 11% of a mass firing's store work);
+-- what it refuses (a function value, a boolean key) goes through beagle.json's encode (the same
+-- C codec in its sorted mode, inside the agent), which writes it as text.
 local function encode(v)
   if fast_json then
     local s = fast_json(v)
     if s then return s end
   end
-  local ok, s = pcall(cjson.encode, v)
-  if ok then return s end
-  ok, s = pcall(json.encode, v)
+  local ok, s = pcall(json.encode, v)
   return check(ok and s or nil, "store: cannot encode: " .. tostring(s))
 end
 
 -- db:run with JSON columns given as tables: the binding encodes them as it binds (store_lua.c,
 -- the same encoder as store_json, without a Lua string per column). What that encoder refuses
--- is encoded here (cjson, then beagle.json) and the statement run again.
+-- is encoded here (beagle.json) and the statement run again.
 local function run_json(db, sql, ...)
   local a, b = db:run(sql, ...)
   if a == nil and type(b) == "string" and b:find("store: JSON:", 1, true) == 1 then
