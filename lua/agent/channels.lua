@@ -49,6 +49,12 @@ function M:build(name, spec, line)
     enabled = spec.enabled ~= false, description = spec.description or rec.meta.description }
 end
 
+-- The config's channel declarations ({ name = { spec, line } }) and the file they come from;
+-- sync builds them.
+function M:set_config(config_channels, config_path)
+  self.config, self.config_path = config_channels, config_path
+end
+
 -- Rebuilds every instance from the config channels and the loaded plugins. Returns the list of
 -- problems ("file:line: channel "x": reason"), empty when all are fine. An instance that fails
 -- keeps its previous conf (if it had one).

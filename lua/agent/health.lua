@@ -23,6 +23,11 @@ function M.new(o)
   }, M)
 end
 
+-- The config's check declarations ({ name = { spec, line } }) and the file they come from.
+function M:set_config(checks, path)
+  self.config_checks, self.config_path = checks, path
+end
+
 local function pick(...)
   for i = 1, select("#", ...) do
     local v = select(i, ...)

@@ -1,0 +1,74 @@
+-- The Lua side of the HTTP router: one dispatcher over the routes the services own
+-- (`svc:routes()` -> { { method, pattern, handler(req, capture) }, ... }), the JSON error
+-- shape every route answers with, and the rule for write routes (auth). The hot routes
+-- (/health, /health/ready, /health/live, /metrics) are answered in C and never reach here.
+local util = require "agent.util"
+local json = require "beagle.json"
+
+local M = {}
+M.__index = M
+
+-- status, content type, body of the error every route answers with.
+function M.err_json(status, msg, extra)
+  local o = extra or {}
+  o.error, o.status = msg, status
+  return status, "application/json", json.encode(o)
+end
+
+-- A write is allowed with the api_token as a Bearer token, or from loopback when no token is
+-- set. Returns true, or false, http status, why.
+function M.authorized(settings, req)
+  local token = settings.api_token
+  if token ~= "" then
+    local h = req.headers["authorization"] or ""
+    if h ~= "Bearer " .. token then return false, 401, "a valid Authorization: Bearer token is required" end
+    return true
+  end
+  if not req.loopback then
+    return false, 403, "writes are accepted from loopback clients only when no api_token is set"
+  end
+  return true
+end
+
+-- new({ route list, ... }): patterns keep the order they first appear in; a pattern's methods
+-- are merged, so a 405 names every method any service serves on that path.
+function M.new(lists)
+  local self = setmetatable({ entries = {} }, M)
+  local by_pattern = {}
+  for _, list in ipairs(lists) do
+    for _, r in ipairs(list) do
+      local method, pattern, handler = r[1], r[2], r[3]
+      local e = by_pattern[pattern]
+      if not e then
+        e = { pattern = pattern, methods = {} }
+        by_pattern[pattern] = e
+        self.entries[#self.entries + 1] = e
+      end
+      if e.methods[method] then error(("route %s %s is served twice"):format(method, pattern)) end
+      e.methods[method] = handler
+    end
+  end
+  return self
+end
+
+-- The first route whose pattern matches answers; HEAD is served as GET. Returns status,
+-- content type, body[, extra header lines].
+function M:handle(req)
+  for _, e in ipairs(self.entries) do
+    local caps = { req.path:match(e.pattern) }
+    if caps[1] ~= nil or req.path:match(e.pattern) then
+      local method = req.method == "HEAD" and "GET" or req.method
+      local h = e.methods[method]
+      if not h then
+        local allow = util.sorted_keys(e.methods)
+        local st, ct, body = M.err_json(405, ("method %s is not allowed on %s"):format(req.method, req.path),
+          { allow = json.array(allow) })
+        return st, ct, body, "Allow: " .. table.concat(allow, ", ") .. "\r\n"
+      end
+      return h(req, caps[1] ~= req.path and caps[1] or nil)
+    end
+  end
+  return M.err_json(404, ("no route for %s"):format(req.path))
+end
+
+return M

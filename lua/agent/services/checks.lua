@@ -1,0 +1,161 @@
+-- The check service: the config's `check` declarations and the checks plugins run without one
+-- (agent.health builds, schedules and records them), the /health routes, the hot ones
+-- published to the C server's static table, and `beagle check`'s single round.
+-- The service interface is described at the top of lua/agent/init.lua.
+local core = require "agent.core"
+local util = require "agent.util"
+local json = require "beagle.json"
+local health_mod = require "agent.health"
+local router = require "agent.router"
+
+local M = {}
+M.__index = M
+
+-- new{ settings, metrics, log, plugins (service), details = fn() -> table for /health/detailed }
+function M.new(d)
+  local self = setmetatable({ plugins = d.plugins, details = d.details }, M)
+  self.health = health_mod.new {
+    settings = d.settings, metrics = d.metrics, log = d.log, plugins = d.plugins.manager,
+    on_update = function() self:publish_soon() end,
+  }
+  d.plugins:subscribe(self)
+  return self
+end
+
+-- Takes the config's check declarations, unless one of them is malformed.
+function M:configure(cfg)
+  local problems = {}
+  for _, name in ipairs(util.sorted_keys(cfg.checks)) do
+    local c = cfg.checks[name]
+    if c.spec.plugin ~= nil and type(c.spec.plugin) ~= "string" then
+      problems[#problems + 1] = ("%s:%d: check %q: plugin must be a string"):format(cfg.path, c.line, name)
+    end
+  end
+  if #problems == 0 then self.health:set_config(cfg.checks, cfg.path) end
+  return problems
+end
+
+-- Builds every instance. At start-up a misconfigured check is fatal (at reload the old config
+-- stays instead).
+function M:load()
+  self.health:sync()
+  local bad = {}
+  for _, inst in ipairs(self.health:sorted()) do
+    if inst.error and inst.line then
+      bad[#bad + 1] = ("%s:%d: check %q: %s"):format(self.health.config_path, inst.line, inst.name, inst.error)
+    end
+  end
+  return bad
+end
+
+function M:validate_plugin(name, script, meta) return self.health:validate_plugin(name, script, meta) end
+
+function M:plugins_changed() self.health:sync() end
+
+function M:start(server)
+  self.server = server
+  server:set_static("/health/live", 200, "application/json", '{"status":"alive"}')
+  self:publish()
+  self.health:start()
+  self:publish()
+  return true
+end
+
+function M:reload()
+  self.health:sync()
+  self:publish()
+  return 0
+end
+
+-- Cancels the schedules; returns the number of runs still in flight.
+function M:stop()
+  local n = self.health:stop()
+  self.server = nil
+  return n
+end
+
+function M:in_flight() return self.health:in_flight() end
+
+-- Check results arrive one by one; re-rendering /health for every one of them costs
+-- O(checks) each, O(checks^2) a round. Results are coalesced: /health is at most 20 ms stale.
+local PUBLISH_DELAY = 0.02
+function M:publish_soon()
+  if not self.server or self.publish_timer then return end
+  self.publish_timer = core.timer(PUBLISH_DELAY, 0, function()
+    local t = self.publish_timer
+    self.publish_timer = nil
+    if t then t:stop() end
+    self:publish()
+  end)
+end
+
+-- Writes the hot routes into the HTTP server's static table (answered in C).
+function M:publish()
+  if not self.server then return end
+  local st, body = self.health:health_json()
+  self.server:set_static("/health", st, "application/json", body)
+  self.server:set_static("/health/", st, "application/json", body)
+  st, body = self.health:ready_json()
+  self.server:set_static("/health/ready", st, "application/json", body)
+end
+
+function M:routes()
+  local health = self.health
+  return {
+    { "GET", "^/health/detailed$", function()
+      return 200, "application/json", json.encode(health:detailed(self.details()))
+    end },
+    { "GET", "^/health/live$", function() return 200, "application/json", '{"status":"alive"}' end },
+    { "GET", "^/health/ready$", function() local st, b = health:ready_json() return st, "application/json", b end },
+    { "GET", "^/health/?$", function() local st, b = health:health_json() return st, "application/json", b end },
+    { "GET", "^/health/([^/]+)$", function(_, name)
+      local o = health:check_json(name)
+      if not o then return router.err_json(404, ("no check named %q"):format(name)) end
+      return o.status == "unhealthy" and 503 or 200, "application/json", json.encode(o)
+    end },
+  }
+end
+
+-- beagle check: runs every (or each named) check once, prints a line each and calls
+-- done(exit code of the worst status). Returns an exit code at once when nothing runs.
+function M:run_once(names, done)
+  local health = self.health
+  local list = {}
+  if #names == 0 then
+    for _, inst in ipairs(health:sorted()) do if inst.enabled then list[#list + 1] = inst end end
+  else
+    for _, n in ipairs(names) do
+      local inst = health.instances[n]
+      if not inst then
+        io.stdout:write(("%s: unknown (no check named %q)\n"):format(n, n))
+        return 3
+      end
+      list[#list + 1] = inst
+    end
+  end
+  if #list == 0 then
+    io.stdout:write("no checks configured\n")
+    return 0
+  end
+  local left, worst = #list, "healthy"
+  local results = {}
+  for _, inst in ipairs(list) do
+    health:execute(inst, function(i, r)
+      results[i.name] = r or i.last
+      left = left - 1
+      if left == 0 then
+        for _, x in ipairs(list) do
+          local res = results[x.name]
+          if health_mod.rank[res.status] > health_mod.rank[worst] then worst = res.status end
+          io.stdout:write(("%s: %s (%.0fms)%s\n"):format(x.name, res.status, (res.response_time or 0) * 1000,
+            res.message and (" " .. res.message) or ""))
+        end
+        io.stdout:flush()
+        done(health_mod.exit_codes[worst])
+      end
+    end)
+  end
+  return nil
+end
+
+return M
