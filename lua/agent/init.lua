@@ -1,15 +1,30 @@
--- The agent: command line, settings, start-up order, routes, reload and shutdown. Runs in
--- the agent's own lua_State (core/agent.c), which is trusted code; plugins never see it.
+-- The agent: command line, settings, and the order in which the services start, reload and
+-- stop. Runs in the agent's own lua_State (core/agent.c), which is trusted code; plugins never
+-- see it.
+--
+-- Each part is a service (lua/agent/services/*.lua) with one interface; every method but new
+-- is optional, and the agent calls them in the order of Agent.services (stop and close in
+-- reverse):
+--   Service.new(deps)       deps: settings, metrics, log, and the services it uses
+--   svc:configure(cfg)      takes its declarations from the config (agent.config); returns the
+--                           problems ("file:line: ..."), fatal at start-up, logged at reload
+--   svc:load()              builds and validates its instances (start-up, `beagle check` too);
+--                           returns the problems, fatal
+--   svc:start(server)       starts its work (`beagle run` only); true, or nil, err (fatal)
+--   svc:reload()            after a configure with the re-read config (or none when it did not
+--                           load): rescans and rebuilds; returns the number of failures
+--   svc:stop()              stops starting work; returns the runs still in flight
+--   svc:in_flight()         runs still in flight, while shutdown waits for them
+--   svc:close(abort)        after the grace (abort: a second signal or a failed start)
+--   svc:routes()            { { method, pattern, handler(req, capture) }, ... } for the router
+--   svc:update_metrics()    refreshes its self-metrics (before each /metrics render)
+--   svc:detail()            key, value of its part of GET /health/detailed
 local core = require "agent.core"
 local util = require "agent.util"
 local json = require "beagle.json"
 local settings_mod = require "agent.settings"
 local config_mod = require "agent.config"
-local plugins_mod = require "agent.plugins"
-local health_mod = require "agent.health"
-local channels_mod = require "agent.channels"
-local api_metrics = require "agent.api_metrics"
-local performance = require "agent.performance"
+local router = require "agent.router"
 
 local M = {}
 
@@ -127,6 +142,24 @@ function Agent:plugin_dirs()
   return dirs
 end
 
+-- Calls svc:method(...) on every service that has it, in order (reverse: backwards); returns
+-- the sum of the numbers and the concatenation of the lists they return.
+function Agent:each(method, reverse, ...)
+  local list, n, problems = self.services, 0, {}
+  local first, last, step = 1, #list, 1
+  if reverse then first, last, step = last, first, -1 end
+  for i = first, last, step do
+    local svc = list[i]
+    if svc[method] then
+      local r = svc[method](svc, ...)
+      if type(r) == "number" then n = n + r
+      elseif type(r) == "table" then for _, p in ipairs(r) do problems[#problems + 1] = p end end
+    end
+  end
+  return n, problems
+end
+
+-- Builds the services and their instances; the checks run only with run (or check_once).
 function Agent:setup(opts, home)
   self.opts, self.home = opts, home
   local s, cfg, path = resolve(opts)
@@ -143,258 +176,71 @@ function Agent:setup(opts, home)
   for _, d in ipairs(opts.plugins) do
     if not core.listdir(d) then return nil, ("--plugins %s: not a readable directory"):format(d) end
   end
-  self.health = health_mod.new {
-    settings = s, metrics = metrics, log = log, on_update = function() self:publish_soon() end,
-  }
-  self.health.config_path = path
-  self.health.config_checks = cfg.checks
-  self.plugins = plugins_mod.new {
-    dirs = self:plugin_dirs(), memory_limit = s.plugin_memory_limit_mb * 1024 * 1024, log = log,
-    exec_allow = util.split_list(s.plugin_exec_allow),
-    metrics = metrics,
-    validate = function(name, script, meta)
-      if meta.kind == "channel" then return self.channels:validate_plugin(name, script, meta) end
-      return self.health:validate_plugin(name, script, meta)
-    end,
-    on_change = function()
-      if not self.synced then return end
-      self.health:sync()
-      self:sync_channels()
-    end,
-  }
-  self.health.plugins = self.plugins
-  self.channels = channels_mod.new { plugins = self.plugins, settings = s, log = log }
-  for name, c in pairs(cfg.checks) do
-    if c.spec.plugin ~= nil and type(c.spec.plugin) ~= "string" then
-      return nil, ("%s:%d: check %q: plugin must be a string"):format(path, c.line, name)
-    end
+  local function deps(extra)
+    local d = { settings = s, metrics = metrics, log = log }
+    for k, v in pairs(extra or {}) do d[k] = v end
+    return d
   end
-  self.plugins:scan(false)
-  self.health:sync()
-  self.synced = true
-  -- At start-up a misconfigured check is fatal (at reload the old config stays instead).
-  local bad = {}
-  for _, inst in ipairs(self.health:sorted()) do
-    if inst.error and inst.line then
-      bad[#bad + 1] = ("%s:%d: check %q: %s"):format(path, inst.line, inst.name, inst.error)
-    end
-  end
-  for _, p in ipairs(self.channels:sync(cfg.channels, path)) do bad[#bad + 1] = p end
+  -- alert rules: the built-in rules/ and --rules DIR, each file in a sandboxed state
+  local rules_dirs = { home .. "/rules" }
+  if opts.rules and opts.rules ~= rules_dirs[1] then rules_dirs[#rules_dirs + 1] = opts.rules end
+  local svc = {}
+  svc.metrics = require("agent.services.metrics").new(deps { refresh = function() self:update_metrics() end })
+  svc.plugins = require("agent.services.plugins").new(deps { dirs = self:plugin_dirs() })
+  svc.checks = require("agent.services.checks").new(deps { plugins = svc.plugins,
+    details = function() return self:details() end })
+  svc.statsd = require("agent.services.statsd").new(deps())
+  svc.rules = require("agent.services.rules").new(deps { dirs = rules_dirs })
+  svc.channels = require("agent.services.channels").new(deps { plugins = svc.plugins, rules = svc.rules })
+  svc.history = require("agent.services.history").new(deps())
+  self.svc = svc
+  -- the plugin files load before the kinds build instances on them; the channels' outbox
+  -- starts after the rules whose store it shares
+  self.services = { svc.metrics, svc.plugins, svc.checks, svc.statsd, svc.rules, svc.channels, svc.history }
+  local _, bad = self:each("configure", false, cfg)
+  if #bad > 0 then return nil, table.concat(bad, "\n") end
+  _, bad = self:each("load")
   if #bad > 0 then
-    self.plugins:close_all(true)
+    self:each("close", true, true)
     return nil, table.concat(bad, "\n")
   end
   return true
 end
 
--- Re-validates the channel instances (config or plugins changed) and tells the outbox.
-function Agent:sync_channels(config_channels)
-  local problems = self.channels:sync(config_channels, self.config_path)
-  for _, p in ipairs(problems) do log(3, "channel is misconfigured", { error = p }) end
-  if self.delivery then self.delivery:sync(self.channels.confs) end
-  return #problems
-end
+function Agent:update_metrics() self:each("update_metrics") end
 
--- Check results arrive one by one; re-rendering /health for every one of them costs
--- O(checks) each, O(checks^2) a round. Results are coalesced: /health is at most 20 ms stale.
-local PUBLISH_DELAY = 0.02
-function Agent:publish_soon()
-  if not self.server or self.publish_timer then return end
-  self.publish_timer = core.timer(PUBLISH_DELAY, 0, function()
-    local t = self.publish_timer
-    self.publish_timer = nil
-    if t then t:stop() end
-    self:publish()
-  end)
-end
-
--- Writes the hot routes into the HTTP server's static table (answered in C).
-function Agent:publish()
-  if not self.server then return end
-  local st, body = self.health:health_json()
-  self.server:set_static("/health", st, "application/json", body)
-  self.server:set_static("/health/", st, "application/json", body)
-  st, body = self.health:ready_json()
-  self.server:set_static("/health/ready", st, "application/json", body)
-end
-
-function Agent:update_self_metrics()
-  local m = self.metrics
-  m.set_gauge("beagle_resident_memory_bytes", core.rss())
-  m.set_gauge("beagle_uptime_seconds", core.now() - self.started_at)
-  m.set_gauge("beagle_plugins_loaded", (function()
-    local n = 0
-    for _ in pairs(self.plugins.by_name) do n = n + 1 end
-    return n
-  end)())
-  for _, p in ipairs(self.plugins:list()) do
-    if p.memory_bytes then m.set_gauge("beagle_plugin_lua_memory_bytes", p.memory_bytes, { plugin = p.name }) end
-    m.set_gauge("beagle_plugin_up", p.state == "loaded" and not p.error and 1 or 0, { plugin = p.name })
-  end
-  if self.server then
-    local hs = self.server:stats()
-    m.set_gauge("beagle_http_connections_open", hs.connections_open)
-  end
-  if self.rules then self.rules:update_metrics() end
-  if self.delivery then self.delivery:update_metrics() end
-  if self.history then
-    local hs = self.history:stats()
-    m.set_gauge("beagle_history_series", hs.series)
-    m.set_gauge("beagle_history_memory_bytes", hs.mem_bytes)
-    m.set_gauge("beagle_history_pending_rows", hs.pending_rows)
-    m.set_gauge("beagle_history_flush_errors", hs.flush_errors)
-    m.set_gauge("beagle_history_last_flush_seconds", hs.last_flush_ms / 1000)
-  end
-  if self.statsd then
-    local st = self.statsd:stats()
-    m.set_gauge("beagle_statsd_tcp_clients", st.tcp_clients)
-    m.set_gauge("beagle_statsd_kernel_drops", st.kernel_drops)
-  end
-end
-
-local function authorized(self, req)
-  local token = self.settings.api_token
-  if token ~= "" then
-    local h = req.headers["authorization"] or ""
-    if h ~= "Bearer " .. token then return false, 401, "a valid Authorization: Bearer token is required" end
-    return true
-  end
-  if not req.loopback then
-    return false, 403, "writes are accepted from loopback clients only when no api_token is set"
-  end
-  return true
-end
-
-local function err_json(status, msg, extra)
-  local o = extra or {}
-  o.error, o.status = msg, status
-  return status, "application/json", json.encode(o)
-end
-
--- path -> { method -> handler(self, req, captures) }
-local routes = {
-  { "^/health/detailed$", { GET = function(self)
-    local limits = self.metrics.limits()
-    limits.metrics = json.array(limits.metrics)
-    limits.max_series, limits.max_series_per_metric = self.settings.max_series, self.settings.max_series_per_metric
-    return 200, "application/json", json.encode(self.health:detailed {
-      version = core.version, uptime_seconds = core.now() - self.started_at,
-      plugins = setmetatable(self.plugins:list(), { __json_array = true }),
-      rules = self.rules and self.rules:files_json() or nil,
-      channels = setmetatable(self.channels:list(self.delivery and self.delivery:status() or nil),
-        { __json_array = true }),
-      metrics = limits,
-    })
-  end } },
-  { "^/health/live$", { GET = function() return 200, "application/json", '{"status":"alive"}' end } },
-  { "^/health/ready$", { GET = function(self) local st, b = self.health:ready_json() return st, "application/json", b end } },
-  { "^/health/?$", { GET = function(self) local st, b = self.health:health_json() return st, "application/json", b end } },
-  { "^/health/([^/]+)$", { GET = function(self, _, name)
-    local o = self.health:check_json(name)
-    if not o then return err_json(404, ("no check named %q"):format(name)) end
-    return o.status == "unhealthy" and 503 or 200, "application/json", json.encode(o)
-  end } },
-  -- GET and HEAD /metrics are answered in C (server:serve_metrics in Agent:run); the entry
-  -- stays for the 405 and its Allow header on the other methods.
-  { "^/metrics/?$", { GET = function() return err_json(500, "GET /metrics is served by the C core") end } },
-  { "^/alerts/?$", { GET = function(self)
-    if not self.rules then return err_json(503, "alert rules are off") end
-    return 200, "application/json", json.encode { status = "success", alerts = self.rules:alerts_json() }
-  end } },
-  { "^/alerts/rules/?$", {
-    GET = function(self)
-      if not self.rules then return err_json(503, "alert rules are off") end
-      return 200, "application/json", json.encode { status = "success", rules = self.rules:rules_json() }
-    end,
-    POST = function(self, req)
-      return self:alerts_write(req, function(rules)
-        local spec, jerr = json.decode(req.body)
-        if spec == nil then return 400, { error = "body is not valid JSON: " .. tostring(jerr) } end
-        return rules:api_put_rule(spec)
-      end)
-    end,
-  } },
-  { "^/alerts/rules/([^/]+)$", { DELETE = function(self, req, name)
-    return self:alerts_write(req, function(rules) return rules:api_delete_rule(name) end)
-  end } },
-  { "^/alerts/test/([^/]+)$", { POST = function(self, req, name)
-    return self:alerts_write(req, function(rules) return rules:api_test_rule(name) end)
-  end } },
-  { "^/alerts/silences/?$", {
-    GET = function(self)
-      if not self.rules then return err_json(503, "alert rules are off") end
-      return 200, "application/json", json.encode { status = "success", silences = self.rules:silences_json() }
-    end,
-    POST = function(self, req)
-      return self:alerts_write(req, function(rules)
-        local spec, jerr = json.decode(req.body)
-        if spec == nil then return 400, { error = "body is not valid JSON: " .. tostring(jerr) } end
-        return rules:api_add_silence(spec)
-      end)
-    end,
-  } },
-  { "^/alerts/silences/([^/]+)$", { DELETE = function(self, req, id)
-    return self:alerts_write(req, function(rules) return rules:api_delete_silence(id) end)
-  end } },
-  { "^/metrics/performance$", { GET = function(self)
-    self:update_self_metrics()
-    local body = performance.render_json(core.wall())
-    if not body then return err_json(500, "out of memory") end
-    return 200, "application/json", body
-  end } },
-  { "^/metrics/custom$", { POST = function(self, req)
-    local ok, st, msg = authorized(self, req)
-    if not ok then return err_json(st, msg) end
-    local partial = (req.query or ""):match("partial=([^&]*)")
-    local code, o = api_metrics.custom(self.metrics, req.body, partial == "true" or partial == "1")
-    return code, "application/json", json.encode(o)
-  end } },
-  { "^/%-/reload$", { POST = function(self, req)
-    local ok, st, msg = authorized(self, req)
-    if not ok then return err_json(st, msg) end
-    local failures = self:reload("http")
-    return 200, "application/json", json.encode {
-      status = failures == 0 and "ok" or "partial", failures = failures,
-      plugins = setmetatable(self.plugins:list(), { __json_array = true }),
-    }
-  end } },
-  { "^/$", { GET = function()
-    return 200, "application/json", json.encode { name = "beagle", version = core.version,
-      routes = json.array { "/health", "/health/live", "/health/ready", "/health/detailed", "/health/{name}",
-        "/metrics", "/metrics/performance", "POST /metrics/custom", "POST /-/reload" } }
-  end } },
-}
-
--- A write route of /alerts: auth, then fn(rules) -> status, table.
-function Agent:alerts_write(req, fn)
-  local ok, st, msg = authorized(self, req)
-  if not ok then return err_json(st, msg) end
-  if not self.rules then return err_json(503, "alert rules are off") end
-  local code, o = fn(self.rules)
-  if code >= 400 then o.status = code end
-  return code, "application/json", json.encode(o)
-end
-
-function Agent:handle(req)
-  local self_ = self
-  for _, r in ipairs(routes) do
-    local caps = { req.path:match(r[1]) }
-    if caps[1] ~= nil or req.path:match(r[1]) then
-      local method = req.method == "HEAD" and "GET" or req.method
-      local h = r[2][method]
-      if not h then
-        local allow = util.sorted_keys(r[2])
-        local st, ct, body = err_json(405, ("method %s is not allowed on %s"):format(req.method, req.path),
-          { allow = json.array(allow) })
-        return st, ct, body, "Allow: " .. table.concat(allow, ", ") .. "\r\n"
-      end
-      return h(self_, req, caps[1] ~= req.path and caps[1] or nil)
+-- GET /health/detailed beyond the checks: each service's part.
+function Agent:details()
+  local o = { version = core.version, uptime_seconds = self.svc.metrics:uptime() }
+  for _, svc in ipairs(self.services) do
+    if svc.detail then
+      local k, v = svc:detail()
+      o[k] = v
     end
   end
-  return err_json(404, ("no route for %s"):format(req.path))
+  return o
 end
 
--- Re-reads the config (keeping the old one when it fails) and rescans every plugin.
+-- The agent's own routes: the index and POST /-/reload.
+function Agent:routes()
+  return {
+    { "POST", "^/%-/reload$", function(req)
+      local ok, st, msg = router.authorized(self.settings, req)
+      if not ok then return router.err_json(st, msg) end
+      local failures = self:reload("http")
+      return 200, "application/json", json.encode {
+        status = failures == 0 and "ok" or "partial", failures = failures, plugins = self.svc.plugins:list(),
+      }
+    end },
+    { "GET", "^/$", function()
+      return 200, "application/json", json.encode { name = "beagle", version = core.version,
+        routes = json.array { "/health", "/health/live", "/health/ready", "/health/detailed", "/health/{name}",
+          "/metrics", "/metrics/performance", "POST /metrics/custom", "POST /-/reload" } }
+    end },
+  }
+end
+
+-- Re-reads the config (keeping the old one when it fails) and reloads every service.
 function Agent:reload(why)
   log(1, "reloading", { trigger = why })
   local failures = 0
@@ -402,60 +248,41 @@ function Agent:reload(why)
     local cfg, err = config_mod.load(self.config_path)
     if cfg then
       self.config = cfg
-      self.health.config_checks = cfg.checks
-      self.config_channels_changed = cfg.channels
+      local _, bad = self:each("configure", false, cfg)
+      for _, p in ipairs(bad) do log(3, "config problem, the previous declarations stay", { error = p }) end
+      failures = failures + #bad
     else
       failures = failures + 1
       log(3, "config reload failed, keeping the previous config", { file = self.config_path, error = err })
     end
   end
-  failures = failures + self.plugins:scan(false)
-  if self.rules then failures = failures + self.rules:scan() end
-  self.health:sync()
-  failures = failures + self:sync_channels(self.config_channels_changed)
-  self.config_channels_changed = nil
-  self:publish()
-  return failures
+  return failures + self:each("reload")
 end
 
 function Agent:shutdown(sig)
   if self.shutting_down then
     log(2, "second signal, stopping now", { signal = tostring(sig) })
-    self.plugins:close_all(true)
+    self:each("close", true, true)
     core.stop(0)
     return
   end
   self.shutting_down = true
   log(1, "shutting down", { signal = tostring(sig) })
   if self.profiler then self.profiler.stop() self.profiler = nil end
-  self.plugins:stop_watching()
-  if self.rules then self.rules:stop() end
-  -- undelivered notifications stay in the outbox for the next start
-  if self.delivery then self.delivery:stop() end
-  local pending = self.health:stop()
+  local pending = self:each("stop", true)
   if self.server then self.server:close() self.server = nil end
-  if self.statsd then self.statsd:stop() self.statsd = nil end
-  for _, t in pairs(self.timers) do t:stop() end
   local deadline = core.now() + self.settings.shutdown_grace
   local function finish()
-    local left = self.health:in_flight()
+    local left = self:each("in_flight")
     if left > 0 then log(2, "cancelling checks still running", { count = tostring(left) }) end
-    self.plugins:close_all(true)
-    if self.history then
-      -- the last samples and the minute being filled reach the disk before we go
-      self.history:sample(core.wall() * 1000)
-      local ok, ferr = self.history:flush(true)
-      if not ok then log(3, "final history flush failed", { error = ferr }) end
-      self.history:close()
-      self.history = nil
-    end
+    self:each("close", true, false)
     log(1, "stopped")
     core.stop(0)
   end
   if pending == 0 then return finish() end
-  self.timers.shutdown = core.timer(0.02, 0.02, function()
-    if self.health:in_flight() == 0 or core.now() >= deadline then
-      self.timers.shutdown:stop()
+  self.shutdown_timer = core.timer(0.02, 0.02, function()
+    if self:each("in_flight") == 0 or core.now() >= deadline then
+      self.shutdown_timer:stop()
       finish()
     end
   end)
@@ -487,103 +314,31 @@ function Agent:run()
       .. " Debian 12's luajit (2.1.0~beta3+git20220320) it miscompiles next() and pairs() on x64;"
       .. " install luajit2 (scripts/deps.sh does)", { version = jit and jit.version or "?" })
   end
+  local lists = {}
+  for _, svc in ipairs(self.services) do
+    if svc.routes then lists[#lists + 1] = svc:routes() end
+  end
+  lists[#lists + 1] = self:routes()
+  local routes = router.new(lists)
   local host, port = settings_mod.split_address(s.listen)
-  local server, err = core.http_server(host, port, function(req) return self:handle(req) end)
+  local server, err = core.http_server(host, port, function(req) return routes:handle(req) end)
   if not server then
     io.stderr:write("beagle: ", err, "\n")
     return 1
   end
   self.server = server
-  self.started_at = core.now()
-  self.timers = {}
   local ok, derr = core.mkdir(s.data_dir)
   if not ok then log(2, "cannot create the data directory", { dir = s.data_dir, error = derr }) end
-  server:set_static("/health/live", 200, "application/json", '{"status":"alive"}')
-  -- GET /metrics renders the registry in C, straight into the response. The gauges that are
-  -- read on demand (RSS, uptime, plugin memory, open connections, queue and history sizes,
-  -- rules and delivery state) are refreshed by this hook just before each render, as the Lua
-  -- route did: a timer would serve them stale by up to its period and spend CPU while nobody
-  -- scrapes, and RSS or uptime have no "place where they change". It is one call per scrape
-  -- that builds no body; its work grows with plugins, channels and alerts, not with series
-  -- (the history counts its series and chunks again only after a sample, core/history.c).
-  server:serve_metrics({ "/metrics", "/metrics/" }, function() self:update_self_metrics() end)
-  self:publish()
-  self.plugins:watch(s.reload_debounce)
-  self.health:start()
-  self:publish()
-  if s.statsd_address ~= "off" then
-    local sd, serr = core.statsd_start(s.statsd_address)
-    if not sd then
-      io.stderr:write("beagle: ", serr, "\n")
-      server:close()
-      return 1
-    end
-    self.statsd = sd
-    -- a set's value is its distinct count per collection interval
-    self.timers.statsd_sets = core.timer(s.metrics_collection_interval, s.metrics_collection_interval,
-      function() sd:flush_sets() end)
-  end
-  -- alert rules: the built-in rules/ and --rules DIR, each file in a sandboxed state
-  local rules_dirs = { self.home .. "/rules" }
-  if self.opts.rules and self.opts.rules ~= rules_dirs[1] then rules_dirs[#rules_dirs + 1] = self.opts.rules end
-  local rules_mod = require "agent.rules.manager"
-  local rm, rerr = rules_mod.new { dirs = rules_dirs, settings = s, metrics = self.metrics, log = log,
-    data_dir = s.data_dir, memory_limit = s.plugin_memory_limit_mb * 1024 * 1024 }
-  if not rm then
-    log(3, "alert rules are off", { error = tostring(rerr) })
-  else
-    self.rules = rm
-    rm:scan()
-    rm:watch(s.reload_debounce)
-    -- the outbox: notifications go out through the channels, durably when the store is open
-    local delivery = require("agent.delivery").new {
-      now = core.wall, timer = channels_mod.timer, store = rm.store, settings = s, log = log,
-      metrics = self.metrics,
-      channel = function(name) return self.channels:get(name) end,
-      attempt = function(conf, n, done) return self.channels:attempt(conf, n, done) end,
-      active_alerts = function(name) return rm:active_for(name) end,
-    }
-    self.delivery = delivery
-    rm.delivery = delivery
-    delivery:sync(self.channels.confs)
-    delivery:resume()
-    -- the notification rows (sent, failed, expired, and pending ones past their time-to-live),
-    -- resolved instances and ended silences older than notification_retention_days: at start
-    -- and every hour, so that the state store stays the size of its window
-    if rm.store then
-      local function prune()
-        local keep = math.max(s.notification_retention_days * 86400, s.notification_ttl)
-        local res, perr = rm.store:prune(core.wall() - keep)
-        if not res then
-          log(3, "state store prune failed", { error = tostring(perr) })
-        elseif res.notifications + res.instances + res.silences > 0 then
-          log(1, "state store pruned", { notifications = tostring(res.notifications),
-            instances = tostring(res.instances), silences = tostring(res.silences) })
-        end
+  for _, svc in ipairs(self.services) do
+    if svc.start then
+      local started, serr = svc:start(server)
+      if not started then
+        io.stderr:write("beagle: ", serr, "\n")
+        server:close()
+        return 1
       end
-      prune()
-      self.timers.prune = core.timer(3600, 3600, prune)
     end
   end
-  -- history: a sample of every series each collection interval, rollups flushed to the data
-  -- directory every 15 s (on the threadpool), read by agent.query
-  local hist, herr = core.history_open(s.data_dir, s.history_raw, s.metrics_retention_days)
-  if not hist then
-    log(3, "history is not kept", { error = herr })
-  else
-    self.history = hist
-    local step = s.metrics_collection_interval
-    local function sample()
-      -- timestamps on the interval grid compress to a bit each
-      hist:sample(math.floor(core.wall() / step) * step * 1000)
-    end
-    sample()
-    self.timers.history_sample = core.timer(step, step, sample)
-    self.timers.history_flush = core.timer(15, 15, function() hist:flush() end)
-  end
-  -- histogram windows: a snapshot a minute (the tick takes it once per minute)
-  performance.tick(core.wall())
-  self.timers.window = core.timer(15, 15, function() performance.tick(core.wall()) end)
   -- beagle_loop_lag_seconds and beagle_loop_lag_max_seconds are measured in C on every turn
   -- of the loop (core/looplag.c, started by core/agent.c)
   self.signals = {
@@ -591,56 +346,18 @@ function Agent:run()
     core.signal("SIGINT", function() self:shutdown("SIGINT") end),
     core.signal("SIGHUP", function() self:reload("SIGHUP") end),
   }
-  local statsd_at = "off"
-  if self.statsd then
-    local shost = settings_mod.split_address(s.statsd_address)
-    statsd_at = ("%s:%d"):format(shost, (self.statsd:ports()))
-  end
-  log(1, "beagle started", { listen = host .. ":" .. server:port(), version = core.version, statsd = statsd_at,
-    plugins = table.concat(self:plugin_dirs(), ","), config = self.config_path or "none",
-    data = s.data_dir, rules = self.opts.rules or (self.home .. "/rules") })
+  log(1, "beagle started", { listen = host .. ":" .. server:port(), version = core.version,
+    statsd = self.svc.statsd:address(), plugins = table.concat(self:plugin_dirs(), ","),
+    config = self.config_path or "none", data = s.data_dir, rules = self.opts.rules or (self.home .. "/rules") })
   return nil
 end
 
 -- beagle check: runs every (or each named) check once and exits with the worst status.
 function Agent:check_once(names)
-  local list = {}
-  if #names == 0 then
-    for _, inst in ipairs(self.health:sorted()) do if inst.enabled then list[#list + 1] = inst end end
-  else
-    for _, n in ipairs(names) do
-      local inst = self.health.instances[n]
-      if not inst then
-        io.stdout:write(("%s: unknown (no check named %q)\n"):format(n, n))
-        return 3
-      end
-      list[#list + 1] = inst
-    end
-  end
-  if #list == 0 then
-    io.stdout:write("no checks configured\n")
-    return 0
-  end
-  local left, worst = #list, "healthy"
-  local results = {}
-  for _, inst in ipairs(list) do
-    self.health:execute(inst, function(i, r)
-      results[i.name] = r or i.last
-      left = left - 1
-      if left == 0 then
-        for _, x in ipairs(list) do
-          local res = results[x.name]
-          if health_mod.rank[res.status] > health_mod.rank[worst] then worst = res.status end
-          io.stdout:write(("%s: %s (%.0fms)%s\n"):format(x.name, res.status, (res.response_time or 0) * 1000,
-            res.message and (" " .. res.message) or ""))
-        end
-        io.stdout:flush()
-        self.plugins:close_all(false)
-        core.stop(health_mod.exit_codes[worst])
-      end
-    end)
-  end
-  return nil
+  return self.svc.checks:run_once(names, function(code)
+    self.svc.plugins:release()
+    core.stop(code)
+  end)
 end
 
 -- beagle rules check FILE... | beagle rules test FILE...
