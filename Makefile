@@ -36,4 +36,4 @@ clean:
 	rm -rf $(BUILD)
 
 format:
-	clang-format -i core/*.c core/*.h tests/c/*.c
+	clang-format -i core/*/*.c core/*/*.h tests/c/*.c

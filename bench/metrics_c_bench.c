@@ -25,9 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "expo.h"
-#include "metrics.h"
-#include "sketch.h"
+#include "metrics/expo.h"
+#include "metrics/metrics.h"
+#include "metrics/sketch.h"
 
 static int REPS = 5;
 

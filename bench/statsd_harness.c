@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <uv.h>
 
-#include "metrics.h"
-#include "statsd.h"
+#include "metrics/metrics.h"
+#include "metrics/statsd.h"
 
 static bg_statsd *sd;
 static uv_signal_t sig_usr1, sig_term, sig_int;

@@ -1,4 +1,4 @@
-#include "agent.h"
+#include "app/agent.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -7,13 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bg.h"
-#include "fetch.h"
-#include "host.h"
-#include "log.h"
-#include "looplag.h"
-#include "metrics.h"
-#include "script.h"
+#include "app/host.h"
+#include "base/bg.h"
+#include "base/log.h"
+#include "metrics/looplag.h"
+#include "metrics/metrics.h"
+#include "net/fetch.h"
+#include "script/script.h"
 
 static char g_home[4096];
 

@@ -1,4 +1,4 @@
-#include "host.h"
+#include "app/host.h"
 
 #include <lauxlib.h>
 #include <signal.h>
@@ -6,17 +6,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "bg.h"
-#include "history.h"
-#include "http.h"
-#include "jsonenc.h"
-#include "log.h"
-#include "metrics.h"
-#include "metrics_route.h"
-#include "statsd.h"
-#include "store.h"
-#include "watch.h"
-#include "window.h"
+#include "base/bg.h"
+#include "base/jsonenc.h"
+#include "base/log.h"
+#include "base/watch.h"
+#include "metrics/history.h"
+#include "metrics/metrics.h"
+#include "metrics/metrics_route.h"
+#include "metrics/statsd.h"
+#include "metrics/window.h"
+#include "net/http_server.h"
+#include "store/store.h"
 
 #define TIMER_MT "agent.core.timer"
 #define SERVER_MT "agent.core.server"

@@ -6,7 +6,7 @@
 
 #include <lua.h>
 
-#include "script.h"
+#include "script/script.h"
 
 /* Registers "agent.core" in package.preload of L. rt must outlive L. */
 void bg_host_open(lua_State *L, bg_runtime *rt);

@@ -1,4 +1,4 @@
-#include "bg.h"
+#include "base/bg.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * Lua code calls out (getmetatable, tostring, v[k], tonumber) we make the same call in the same
  * order, so that metamethods see what they would see from json.lua. The encoding runs under
  * lua_pcall, so a metamethod that raises, or running out of memory, leaks nothing. */
-#include "jsonenc.h"
+#include "base/jsonenc.h"
 
 #include <lauxlib.h>
 #include <math.h>

@@ -11,7 +11,7 @@
 
 #include <lua.h>
 
-#include "bg.h"
+#include "base/bg.h"
 
 /* json.lua's nesting limit: a table deeper than this many levels is an error. */
 #define BG_JSON_MAX_DEPTH 64

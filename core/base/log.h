@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "bg.h"
+#include "base/bg.h"
 
 enum { BG_LOG_DEBUG = 0, BG_LOG_INFO = 1, BG_LOG_WARN = 2, BG_LOG_ERROR = 3 };
 

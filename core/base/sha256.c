@@ -1,6 +1,6 @@
 /* sha256.c: FIPS 180-4 section 6.2 (SHA-256) and RFC 2104 (HMAC). Written for clarity over
  * speed: the agent hashes webhook bodies and keys of a few KiB, never bulk data. */
-#include "sha256.h"
+#include "base/sha256.h"
 
 #include <string.h>
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bg.h"
+#include "base/bg.h"
 
 #define BG_SHA256_LEN 32     /* digest bytes */
 #define BG_SHA256_BLOCK 64   /* block bytes (also the HMAC key block) */

@@ -1,9 +1,9 @@
-#include "watch.h"
+#include "base/watch.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "bg.h"
+#include "base/bg.h"
 
 #define WATCH_MAX_PENDING 256
 

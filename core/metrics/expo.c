@@ -2,7 +2,7 @@
  * its first series is, so a family whose series were all removed vanishes. The text formats
  * copy each series' label set as the registry keeps it, already escaped (a histogram writes
  * it 15 times), and short decimals skip printf: render time is the /metrics budget. */
-#include "expo.h"
+#include "metrics/expo.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -5,8 +5,8 @@
 #ifndef BG_EXPO_H
 #define BG_EXPO_H
 
-#include "bg.h"
-#include "metrics.h"
+#include "base/bg.h"
+#include "metrics/metrics.h"
 
 enum { BG_EXPO_PROMETHEUS = 0, BG_EXPO_OPENMETRICS = 1, BG_EXPO_JSON = 2 };
 

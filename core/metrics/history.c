@@ -8,14 +8,14 @@
  * Rollup rows go through three places before SQLite: the accumulator of the minute being
  * filled (acc), `pending` (finished minutes), and `inflight` (handed to a flush). A query
  * reads all of them and the store, and where a minute appears twice the newest copy wins. */
-#include "history.h"
+#include "metrics/history.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "history_int.h"
+#include "metrics/history_int.h"
 
 static bg_history *default_history;
 

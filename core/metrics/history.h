@@ -21,8 +21,8 @@
 
 #include <uv.h>
 
-#include "bg.h"
-#include "metrics.h"
+#include "base/bg.h"
+#include "metrics/metrics.h"
 
 typedef struct bg_history bg_history;
 

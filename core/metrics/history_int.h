@@ -3,8 +3,8 @@
 #ifndef BG_HISTORY_INT_H
 #define BG_HISTORY_INT_H
 
-#include "history.h"
-#include "tsz.h"
+#include "metrics/history.h"
+#include "metrics/tsz.h"
 
 /* The rollup store (history_store.c). Rows carry their series key as text so that
  * a worker thread can write them without touching the history. */

@@ -1,4 +1,4 @@
-/* history_query: the query functions over core/history: label matchers, gathering raw
+/* history_query: the query functions over core/metrics/history: label matchers, gathering raw
  * samples and minute rollups of a series, and PromQL's rate/increase/<fn>_over_time. */
 #include <math.h>
 #include <regex.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "history_int.h"
+#include "metrics/history_int.h"
 
 /* ---- queries --------------------------------------------------------------------------- */
 

@@ -1,4 +1,4 @@
-/* history_store: the rollups of core/history in SQLite. A file database in WAL mode has two
+/* history_store: the rollups of core/metrics/history in SQLite. A file database in WAL mode has two
  * connections: one that only writes (from the flush, which may run on a threadpool worker)
  * and one that only reads (queries on the loop thread), so that a read never waits for a
  * flush. synchronous=NORMAL: in WAL mode a crash of the process loses nothing committed; a
@@ -13,8 +13,8 @@
 
 #include <sqlite3.h>
 
-#include "history_int.h"
-#include "store.h"
+#include "metrics/history_int.h"
+#include "store/store.h"
 
 struct bg__hstore {
   sqlite3 *wdb, *rdb; /* rdb == wdb in memory */

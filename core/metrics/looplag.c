@@ -1,4 +1,4 @@
-#include "looplag.h"
+#include "metrics/looplag.h"
 
 #include <stdlib.h>
 

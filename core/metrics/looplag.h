@@ -4,13 +4,13 @@
  * gauge beagle_loop_lag_max_seconds (the longest turn of the current and the previous
  * BG_LOOPLAG_WINDOW_S window, so a stall stays visible for one to two windows whoever
  * scrapes, and how often). Nothing is allocated per turn. Single-threaded: the loop's thread.
- * How and why it measures so: core/looplag.c. */
+ * How and why it measures so: core/metrics/looplag.c. */
 #ifndef BG_LOOPLAG_H
 #define BG_LOOPLAG_H
 
 #include <uv.h>
 
-#include "metrics.h"
+#include "metrics/metrics.h"
 
 typedef struct bg_looplag bg_looplag;
 

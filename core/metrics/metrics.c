@@ -5,7 +5,7 @@
  * counts and sketch), then the label strings' lengths, the labels escaped for the text
  * formats (so a render copies them instead of escaping them again) and the label strings.
  * Counters and gauges carry nothing of a histogram's: the idle series is what costs memory. */
-#include "metrics.h"
+#include "metrics/metrics.h"
 
 #include <math.h>
 #include <stdarg.h>

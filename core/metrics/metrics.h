@@ -12,7 +12,7 @@
  * "max_series_per_metric"} (created lazily, exempt from the limits). Label values longer
  * than BG_METRICS_MAX_LABEL_VALUE bytes are cut there (on a UTF-8 boundary) and counted in
  * beagle_label_values_truncated_total. Every histogram series also carries a quantile
- * sketch (core/sketch.h, 1% relative error). */
+ * sketch (core/metrics/sketch.h, 1% relative error). */
 #ifndef BG_METRICS_H
 #define BG_METRICS_H
 
@@ -20,8 +20,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "bg.h"
-#include "sketch.h"
+#include "base/bg.h"
+#include "metrics/sketch.h"
 
 typedef struct bg_registry bg_registry;
 typedef struct bg_series bg_series;

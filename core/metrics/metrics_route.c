@@ -3,9 +3,9 @@
  * response buffer and the connection's output buffer held the body in turn. Now the renderer
  * appends to the output buffer itself; with gzip, it renders into a kept buffer and zlib writes
  * into the output buffer. */
-#include "metrics_route.h"
+#include "metrics/metrics_route.h"
 
-#include "expo.h"
+#include "metrics/expo.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -8,9 +8,9 @@
 #ifndef BG_METRICS_ROUTE_H
 #define BG_METRICS_ROUTE_H
 
-#include "http.h"
-#include "metrics.h"
-#include "window.h"
+#include "metrics/metrics.h"
+#include "metrics/window.h"
+#include "net/http_server.h"
 
 typedef struct bg_metrics_route bg_metrics_route;
 

@@ -1,7 +1,7 @@
 /* sketch: the stores grow in whichever direction values arrive, with some slack so a drifting
  * distribution does not reallocate on every new bucket, and collapse from the bottom once a
  * store would span more than max_buckets. */
-#include "sketch.h"
+#include "metrics/sketch.h"
 
 #include <math.h>
 #include <stdlib.h>

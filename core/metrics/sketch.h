@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "bg.h"
+#include "base/bg.h"
 
 #define BG_SKETCH_ALPHA 0.01
 #define BG_SKETCH_MAX_BUCKETS 2048

@@ -3,7 +3,7 @@
  * a compare and one registry call, and the sets (series -> hashes of the values seen this
  * interval). Only a cache miss allocates. The sockets around it are in statsd_net.c. */
 #define _GNU_SOURCE
-#include "statsd.h"
+#include "metrics/statsd.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -22,8 +22,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "bg.h"
-#include "metrics.h"
+#include "base/bg.h"
+#include "metrics/metrics.h"
 
 typedef struct bg_statsd bg_statsd;
 typedef struct bg_statsd_sink bg_statsd_sink;

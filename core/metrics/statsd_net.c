@@ -2,7 +2,7 @@
  * recvmmsg into one buffer (datagrams are parsed in place), and a TCP listener's streams share
  * one read buffer and keep their own partial line (bg__statsd_feed). */
 #define _GNU_SOURCE
-#include "statsd.h"
+#include "metrics/statsd.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>

@@ -12,7 +12,7 @@
  *
  * After every sample both sides update the decimal state from the decoded value alone, so
  * the scale travels in no bit of the stream. */
-#include "tsz.h"
+#include "metrics/tsz.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bg.h"
+#include "base/bg.h"
 
 #define BG_TSZ_MAX_SCALE 6
 

@@ -1,11 +1,11 @@
-#include "window.h"
+#include "metrics/window.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "expo.h"
-#include "sketch.h"
+#include "metrics/expo.h"
+#include "metrics/sketch.h"
 
 typedef struct snap {
   double minute; /* wall time the snapshot was taken (at most one per minute); 0: empty */

@@ -10,8 +10,8 @@
 
 #include <stdint.h>
 
-#include "bg.h"
-#include "metrics.h"
+#include "base/bg.h"
+#include "metrics/metrics.h"
 
 #define BG_WINDOW_SLOTS 16 /* one snapshot a minute: covers 15-minute windows */
 

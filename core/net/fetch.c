@@ -20,14 +20,14 @@
  * libcurl is loaded and curl_global_init'ed on the loop thread before the first mail is
  * queued: neither is thread-safe.
  *
- * Plain http:// without redirects, proxies or userinfo goes to h1.c instead, the built-in
+ * Plain http:// without redirects, proxies or userinfo goes to http_client.c instead, the built-in
  * HTTP/1.1 client (a fraction of curl's cost per request, and curl is then never loaded): its
  * requests are bg_fetch wrappers in the same list, so that cancel, active and free treat both
  * alike, and h1 counts as one handle of the fetcher until it reports its handles closed. */
-#include "fetch.h"
+#include "net/fetch.h"
 
-#include "bg.h"
-#include "h1.h"
+#include "base/bg.h"
+#include "net/http_client.h"
 
 #include <curl/curl.h>
 #include <dlfcn.h>

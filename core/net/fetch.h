@@ -1,12 +1,12 @@
 /* fetch: the outbound HTTP client, which also sends mail (SMTP). Plain http:// without
- * redirects, proxies or userinfo goes to h1.c, the built-in HTTP/1.1 client on pooled keep-alive
- * connections (BEAGLE_HTTP_CLIENT=curl turns it off). Everything else (https://, redirects, a
- * proxy) runs on one curl multi handle driven by the libuv loop (curl's multi-socket API:
- * CURLMOPT_SOCKETFUNCTION + CURLMOPT_TIMERFUNCTION with uv_poll_t and uv_timer_t); each mail
- * runs as one blocking curl
- * transfer on the libuv threadpool (uv_queue_work), because libcurl's SMTP waits for some
- * replies synchronously. Every request is asynchronous and nothing here blocks the loop. Call
- * everything from the loop's thread; callbacks run there too. */
+ * redirects, proxies or userinfo goes to http_client.c, the built-in HTTP/1.1 client on pooled
+ * keep-alive connections (BEAGLE_HTTP_CLIENT=curl turns it off). Everything else (https://,
+ * redirects, a proxy) runs on one curl multi handle driven by the libuv loop (curl's
+ * multi-socket API: CURLMOPT_SOCKETFUNCTION + CURLMOPT_TIMERFUNCTION with uv_poll_t and
+ * uv_timer_t); each mail runs as one blocking curl transfer on the libuv threadpool
+ * (uv_queue_work), because libcurl's SMTP waits for some replies synchronously. Every request is
+ * asynchronous and nothing here blocks the loop. Call everything from the loop's thread;
+ * callbacks run there too. */
 #ifndef BG_FETCH_H
 #define BG_FETCH_H
 

@@ -1,4 +1,4 @@
-/* h1.c: a small HTTP/1.1 client on the libuv loop, for plain http:// (see h1.h).
+/* http_client.c: a small HTTP/1.1 client on the libuv loop, for plain http:// (see http_client.h).
  *
  * A request copies everything it sends into one allocation at start (the request head with
  * the body right behind it, so one uv_write of one buffer sends it), takes the most recently
@@ -20,9 +20,9 @@
  * start, cancel, or free everything. The only loop that calls back more than once (on_timer)
  * rescans after each call and stops once bg_h1_free was called. h itself is freed from a close
  * callback, never while one of its callbacks is on the stack. */
-#include "h1.h"
+#include "net/http_client.h"
 
-#include "bg.h"
+#include "base/bg.h"
 
 #include <llhttp.h>
 #include <netdb.h>

@@ -6,7 +6,7 @@
 #ifndef BG_H1_H
 #define BG_H1_H
 
-#include "fetch.h"
+#include "net/fetch.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,10 +1,10 @@
-/* http.c: the inbound HTTP/1.1 server's connections (see http.h; what it answers is in
- * http_respond.c). A connection copies what llhttp hands it into one reusable per-connection
- * buffer (spans may straddle reads), dispatches each complete request synchronously, and
- * appends responses to an output buffer that is flushed once per read with uv_try_write,
+/* http_server.c: the inbound HTTP/1.1 server's connections (see http_server.h; what it answers is
+ * in http_server_respond.c). A connection copies what llhttp hands it into one reusable
+ * per-connection buffer (spans may straddle reads), dispatches each complete request synchronously,
+ * and appends responses to an output buffer that is flushed once per read with uv_try_write,
  * falling back to uv_write. One timer per connection covers idle,
  * read and drain deadlines; it is re-armed lazily so the hot path rarely touches the heap. */
-#include "http_int.h"
+#include "net/http_server_int.h"
 
 #include <netinet/in.h>
 #include <stdarg.h>

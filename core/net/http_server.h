@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "bg.h"
+#include "base/bg.h"
 
 typedef struct bg_http_server bg_http_server;
 

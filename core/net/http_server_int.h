@@ -1,10 +1,10 @@
-/* http_int: what the two halves of the HTTP server share: http.c (connections, parsing, I/O,
- * the server's life) and http_respond.c (response heads, the routes answered in C, the hand-off
- * to the handler). Not part of the API; loop thread only. */
+/* http_server_int: what the two halves of the HTTP server share: http_server.c (connections,
+ * parsing, I/O, the server's life) and http_server_respond.c (response heads, the routes answered
+ * in C, the hand-off to the handler). Not part of the API; loop thread only. */
 #ifndef BG_HTTP_INT_H
 #define BG_HTTP_INT_H
 
-#include "http.h"
+#include "net/http_server.h"
 
 #include <llhttp.h>
 

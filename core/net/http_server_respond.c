@@ -1,6 +1,6 @@
-/* http_respond.c: what the server answers (see http_int.h): response heads, the routes
- * answered in C (static responses and render callbacks) and the hand-off to the handler. */
-#include "http_int.h"
+/* http_server_respond.c: what the server answers (see http_server_int.h): response heads, the
+ * routes answered in C (static responses and render callbacks) and the hand-off to the handler. */
+#include "net/http_server_int.h"
 
 #include <stdlib.h>
 #include <string.h>

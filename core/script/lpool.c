@@ -1,4 +1,4 @@
-#include "lpool.h"
+#include "script/lpool.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "script.h"
+#include "script/script.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bg.h"
-#include "log.h"
-#include "script_int.h"
+#include "base/bg.h"
+#include "base/log.h"
+#include "script/script_int.h"
 
 #define SCRIPT_MT "beagle.script"
 #define XCOPY_MAX_DEPTH 32

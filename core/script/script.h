@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "fetch.h"
+#include "net/fetch.h"
 
 struct bg__run;
 

@@ -2,8 +2,8 @@
 #ifndef BG_SCRIPT_INT_H
 #define BG_SCRIPT_INT_H
 
-#include "lpool.h"
-#include "script.h"
+#include "script/lpool.h"
+#include "script/script.h"
 
 typedef struct bg__run bg__run;
 typedef struct bg__op bg__op;

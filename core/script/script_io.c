@@ -11,11 +11,11 @@
 #include <strings.h>
 #include <sys/statvfs.h>
 
-#include "bg.h"
-#include "fetch.h"
-#include "jsonenc.h"
-#include "script_int.h"
-#include "sha256.h"
+#include "base/bg.h"
+#include "base/jsonenc.h"
+#include "base/sha256.h"
+#include "net/fetch.h"
+#include "script/script_int.h"
 
 #define CONN_MT "beagle.tcp"
 #define EXEC_MAX_OUTPUT (1u << 20)

@@ -1,6 +1,6 @@
 /* store: one SQLite connection with its pragmas, a statement cache and nestable
  * transactions. The Lua binding is in store_lua.c. */
-#include "store.h"
+#include "store/store.h"
 
 #include <pthread.h>
 #include <stdint.h>

@@ -26,7 +26,7 @@
 #include <sqlite3.h>
 #include <uv.h>
 
-#include "bg.h"
+#include "base/bg.h"
 
 #define BG_STORE_BUSY_MS 2000
 /* Prepared statements kept per store; the least recently used idle one is finalized first. */

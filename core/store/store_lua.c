@@ -1,4 +1,4 @@
-/* store_lua: the Lua binding of core/store.
+/* store_lua: the Lua binding of core/store/store.
  *
  *   store_open(path[, { synchronous = "normal"|"full" }]) -> db | nil, err
  *                               (in the agent, with its loop: checkpoints in the background,
@@ -24,8 +24,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "jsonenc.h"
-#include "store.h"
+#include "base/jsonenc.h"
+#include "store/store.h"
 
 #define DB_MT "beagle.store.db"
 #define ERRLEN 1024

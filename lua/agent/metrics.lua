@@ -1,4 +1,4 @@
--- agent.metrics: counters, gauges and histograms kept in the C registry (core/metrics),
+-- agent.metrics: counters, gauges and histograms kept in the C registry (core/metrics/metrics),
 -- reached through the LuaJIT FFI. This file owns the cdef of that API. Trusted: the agent uses
 -- all of it; plugins get M.plugin_api(), a table of the parts they may use, built here.
 --
@@ -33,8 +33,8 @@ local M = {}
 
 -- The bg_lua_* types are Lua-side names for bg_series pointers of one kind, so that a counter's
 -- cannot be passed to bg_gauge_set: the FFI binds by symbol name, not by type. A counter's and
--- a gauge's series starts with its value (core/metrics.h says so), which is all Lua needs to
--- see of it. Only this file holds such pointers; what it hands out are handles (below).
+-- a gauge's series starts with its value (core/metrics/metrics.h says so), which is all Lua
+-- needs to see of it. Only this file holds such pointers; what it hands out are handles (below).
 ffi.cdef [[
 typedef struct bg_registry bg_registry;
 typedef struct bg_series bg_series;

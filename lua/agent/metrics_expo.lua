@@ -1,6 +1,6 @@
 -- agent.metrics_expo: the process-wide registry read out, for the agent only: the limits'
--- report, the exposition formats (Prometheus 0.0.4, OpenMetrics 1.0, JSON; core/expo renders
--- them) and gzip. Part of agent.metrics, which installs these in its own table (M.render,
+-- report, the exposition formats (Prometheus 0.0.4, OpenMetrics 1.0, JSON; core/metrics/expo
+-- renders them) and gzip. Part of agent.metrics, which installs these in its own table (M.render,
 -- M.negotiate, ...); require that, not this. Owns the cdef of the functions it calls.
 local ffi = require("ffi")
 

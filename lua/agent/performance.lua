@@ -1,5 +1,5 @@
--- Recent-window statistics (core/window.c): a once-a-minute snapshot of every histogram, and
--- the JSON of GET /metrics/performance and GET /metrics with Accept: application/json.
+-- Recent-window statistics (core/metrics/window.c): a once-a-minute snapshot of every histogram,
+-- and the JSON of GET /metrics/performance and GET /metrics with Accept: application/json.
 local ffi = require "ffi"
 local metrics = require "agent.metrics"
 

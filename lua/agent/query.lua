@@ -1,5 +1,5 @@
--- agent.query: the one query API over series history (core/history) that rules, analytics and
--- the dashboard read. This file owns the cdef of that API.
+-- agent.query: the one query API over series history (core/metrics/history) that rules, analytics
+-- and the dashboard read. This file owns the cdef of that API.
 --
 --   local q = require("agent.query")          -- the agent's history (bg_history_default)
 --   q.rate("api.requests", "5m", { route = "/a", code = "~5.." })

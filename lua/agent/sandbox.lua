@@ -530,7 +530,7 @@ function __send(a)
   if not send_pause_set then
     send_pause_set = true
     collectgarbage("setpause", 400)
-    bg.pool() -- small blocks from the state's pool from now on (core/lpool.h)
+    bg.pool() -- small blocks from the state's pool from now on (core/script/lpool.h)
   end
   local opts = a.opts or {}
   -- the send's own fields over the shared ones (a ctx per send: what a plugin sets on it stays

@@ -61,8 +61,8 @@ function encode(v)
 end
 M.encode = encode
 
--- One JSON codec: where the C encoder (core/jsonenc.c, the same bytes) is at hand, encode is it,
--- raising as the Lua one does. The agent's state has it as agent.core.json_encode; a plugin's
+-- One JSON codec: where the C encoder (core/base/jsonenc.c, the same bytes) is at hand, encode is
+-- it, raising as the Lua one does. The agent's state has it as agent.core.json_encode; a plugin's
 -- state gets it from the sandbox (with_encoder). The Lua encoder above is what runs in a plain
 -- luajit, and the reference tests/c/test_jsonenc.c holds the C encoder to.
 function M.with_encoder(c_encode)

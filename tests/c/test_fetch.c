@@ -1,10 +1,10 @@
 /* test_fetch: the outbound HTTP client against a tiny HTTP/1.1 server running in-process on
  * the same uv loop (one request per connection, "Connection: close"). Every test runs twice:
- * with the built-in client (h1.c) for plain http://, then with BEAGLE_HTTP_CLIENT=curl, so that
- * both keep the same contract. test_h1.c covers what is particular to h1. */
+ * with the built-in client (http_client.c) for plain http://, then with BEAGLE_HTTP_CLIENT=curl, so
+ * that both keep the same contract. test_http_client.c covers what is particular to h1. */
 #define _GNU_SOURCE /* strcasestr */
-#include "bg.h"
-#include "fetch.h"
+#include "base/bg.h"
+#include "net/fetch.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

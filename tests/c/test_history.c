@@ -1,4 +1,4 @@
-/* Tests for core/history: sampling a registry, raw retention, rollup math, queries, the
+/* Tests for core/metrics/history: sampling a registry, raw retention, rollup math, queries, the
  * SQLite round trip across close/reopen, the loss bound of a crash after a flush, the
  * asynchronous flush, and a memory/time measurement (HISTORY_BENCH_SERIES series, default
  * 2000; the figures in the report come from HISTORY_BENCH_SERIES=100000). */
@@ -13,8 +13,8 @@
 
 #include <uv.h>
 
-#include "history.h"
-#include "metrics.h"
+#include "metrics/history.h"
+#include "metrics/metrics.h"
 #include "test_support.h"
 
 static char err[256];

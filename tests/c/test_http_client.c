@@ -1,15 +1,15 @@
-/* test_h1: the built-in HTTP/1.1 client (core/h1.c) behind bg_fetch_start, against an
- * in-process keep-alive server on the same loop that records every request's bytes and counts
- * the connections it accepts. The last tests check what must still go through curl.
+/* test_http_client: the built-in HTTP/1.1 client (core/net/http_client.c) behind bg_fetch_start,
+ * against an in-process keep-alive server on the same loop that records every request's bytes and
+ * counts the connections it accepts. The last tests check what must still go through curl.
  *
- *   test_h1                   run the tests
- *   test_h1 serve             run only the server, print its port, serve until killed
- *   test_h1 bench PORT N      N sequential 700-byte POSTs to a "serve" process (for callgrind;
- *                             BEAGLE_HTTP_CLIENT=curl measures curl the same way) */
+ *   test_http_client               run the tests
+ *   test_http_client serve         run only the server, print its port, serve until killed
+ *   test_http_client bench PORT N  N sequential 700-byte POSTs to a "serve" process (for callgrind;
+ *                                  BEAGLE_HTTP_CLIENT=curl measures curl the same way) */
 #define _GNU_SOURCE /* strcasestr */
-#include "bg.h"
-#include "fetch.h"
-#include "h1.h"
+#include "base/bg.h"
+#include "net/fetch.h"
+#include "net/http_client.h"
 
 #include <arpa/inet.h>
 #include <dlfcn.h>

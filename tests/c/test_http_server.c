@@ -1,9 +1,9 @@
-/* test_http: the HTTP server on a real loop in the main thread, driven by a client thread
- * with plain blocking sockets. `test_http --serve PORT` instead serves a static /health until
- * SIGINT, for wrk. */
+/* test_http_server: the HTTP server on a real loop in the main thread, driven by a client thread
+ * with plain blocking sockets. `test_http_server --serve PORT` instead serves a static /health
+ * until SIGINT, for wrk. */
 #define _GNU_SOURCE
-#include "bg.h"
-#include "http.h"
+#include "base/bg.h"
+#include "net/http_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

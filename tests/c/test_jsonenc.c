@@ -2,7 +2,7 @@
  * objects, the depth limit, errors), then against lua/beagle/json.lua itself over thousands of
  * random values, in one LuaJIT state. BG_JSONENC_BENCH=1 also times a webhook body both ways
  * with the JIT off, as plugin code runs. */
-#include "jsonenc.h"
+#include "base/jsonenc.h"
 #include "test_support.h"
 
 #include <lauxlib.h>

@@ -1,6 +1,6 @@
 /* log: logfmt quoting, JSON escaping, levels. */
-#include "bg.h"
-#include "log.h"
+#include "base/bg.h"
+#include "base/log.h"
 #include "test_support.h"
 
 static char last[1024];

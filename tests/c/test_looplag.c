@@ -6,8 +6,8 @@
 #include <time.h>
 #include <uv.h>
 
-#include "looplag.h"
-#include "metrics.h"
+#include "metrics/looplag.h"
+#include "metrics/metrics.h"
 #include "test_support.h"
 
 static void hold(double seconds) {

@@ -4,7 +4,7 @@
  * the chunk limit blocks come from malloc, and a whole Lua state runs on it (then is closed
  * and the pool given back). Under AddressSanitizer the pool hands everything to malloc, and the
  * pooling checks are skipped. */
-#include "lpool.h"
+#include "script/lpool.h"
 #include "test_support.h"
 
 #include <lauxlib.h>

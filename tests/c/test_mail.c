@@ -4,10 +4,10 @@
  * containing "slow" after 3 s, takes 3 s over the reply to the end of the message for
  * "late-eom" and over the reply to QUIT for "late-quit", and fails the password "wrong". */
 #define _GNU_SOURCE
-#include "bg.h"
-#include "fetch.h"
-#include "script.h"
-#include "sha256.h"
+#include "base/bg.h"
+#include "base/sha256.h"
+#include "net/fetch.h"
+#include "script/script.h"
 #include "test_support.h"
 
 #include <arpa/inet.h>

@@ -1,5 +1,5 @@
-/* Tests for core/metrics and core/expo: name mapping, label validation, series identity,
- * hot-path semantics, cardinality limits and label truncation, exact exposition text
+/* Tests for core/metrics/metrics and core/metrics/expo: name mapping, label validation, series
+ * identity, hot-path semantics, cardinality limits and label truncation, exact exposition text
  * (0.0.4, OpenMetrics, JSON), `promtool check metrics` on the output, content negotiation
  * and a gzip round trip through zlib. */
 #include <math.h>
@@ -9,8 +9,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "expo.h"
-#include "metrics.h"
+#include "metrics/expo.h"
+#include "metrics/metrics.h"
 
 static int failures;
 

@@ -2,10 +2,10 @@
  * format by Accept, the body in place after what the buffer held, gzip, the hook, errors. */
 #include <zlib.h>
 
-#include "expo.h"
-#include "metrics_route.h"
+#include "metrics/expo.h"
+#include "metrics/metrics_route.h"
+#include "metrics/window.h"
 #include "test_support.h"
-#include "window.h"
 
 static int hook_calls;
 static void hook(void *ud) {

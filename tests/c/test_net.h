@@ -1,13 +1,13 @@
 /* The harness shared by the fetcher tests that run an HTTP server in-process (test_fetch,
- * test_h1): CHECK macros that count a failure and leave the test, rather than exit, so that
- * one run reports every test; the loop, the listening socket, the server's connections and the
+ * test_http_client): CHECK macros that count a failure and leave the test, rather than exit, so
+ * that one run reports every test; the loop, the listening socket, the server's connections and the
  * run-until-done helpers. Each test still builds from one .c: what is here is static and
  * belongs to that file. What the servers answer stays in each test, where they differ (one
  * response per connection or keep-alive). Include after bg.h and fetch.h. */
 #ifndef TEST_NET_H
 #define TEST_NET_H
 
-#include "fetch.h"
+#include "net/fetch.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

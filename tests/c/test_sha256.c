@@ -1,6 +1,6 @@
 /* test_sha256: the FIPS 180-4 example vectors, RFC 4231 HMAC-SHA256 test cases 1-7, and the
  * incremental API against the one-shot digest at every split point. */
-#include "sha256.h"
+#include "base/sha256.h"
 #include "test_support.h"
 
 static const char *hex_of(const uint8_t *d, size_t n) {

@@ -1,5 +1,5 @@
-/* Tests for core/sketch: quantiles of known distributions against the exact quantiles of the
- * same data (the element of rank floor(q * (n - 1))), merging, negatives and zero, and the
+/* Tests for core/metrics/sketch: quantiles of known distributions against the exact quantiles of
+ * the same data (the element of rank floor(q * (n - 1))), merging, negatives and zero, and the
  * bucket bound. */
 #include <math.h>
 #include <stdint.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sketch.h"
+#include "metrics/sketch.h"
 #include "test_support.h"
 
 #define N 100000

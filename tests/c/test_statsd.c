@@ -3,8 +3,8 @@
  * end on 127.0.0.1 port 0: the loop runs in the main thread and a pthread sends with plain
  * blocking sockets. Each test uses its own bg_registry_new(). */
 #define _GNU_SOURCE
-#include "metrics.h"
-#include "statsd.h"
+#include "metrics/metrics.h"
+#include "metrics/statsd.h"
 #include "test_support.h"
 
 #include <arpa/inet.h>

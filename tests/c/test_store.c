@@ -1,4 +1,4 @@
-/* Tests for core/store: pragmas on open (WAL, synchronous, foreign keys, busy timeout), the
+/* Tests for core/store/store: pragmas on open (WAL, synchronous, foreign keys, busy timeout), the
  * statement cache, transactions with savepoints, error messages, data kept across a reopen
  * and across a kill -9 after a commit, the Lua binding driven from C, checkpoints on the
  * thread pool instead of inside a commit, and the cost of one
@@ -15,7 +15,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "store.h"
+#include "store/store.h"
 #include "test_support.h"
 
 static char err[512];

@@ -1,13 +1,14 @@
-/* Tests for core/tsz: bit-exact round trips over awkward values and timestamps, chunk limits,
- * corrupt streams, and the bytes per sample on realistic series (printed for the record). */
+/* Tests for core/metrics/tsz: bit-exact round trips over awkward values and timestamps, chunk
+ * limits, corrupt streams, and the bytes per sample on realistic series (printed for the record).
+ */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics/tsz.h"
 #include "test_support.h"
-#include "tsz.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 

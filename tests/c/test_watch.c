@@ -6,8 +6,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "base/watch.h"
 #include "test_support.h"
-#include "watch.h"
 
 static char dir[256];
 static int calls;

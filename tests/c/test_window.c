@@ -1,9 +1,9 @@
 /* window: 1/5/15-minute stats of histograms from per-minute snapshots. */
 #include <math.h>
 
-#include "metrics.h"
+#include "metrics/metrics.h"
+#include "metrics/window.h"
 #include "test_support.h"
-#include "window.h"
 
 static bg_series *hist(bg_registry *r, const char *name) {
   char err[256];

@@ -3,7 +3,7 @@
  * keeps, embedded zeros, no sharing with the source), functions, userdata and threads left
  * out, cycles and nesting past 32 levels refused with nothing pushed, and tables bigger than
  * a Lua stack. */
-#include "script.h"
+#include "script/script.h"
 #include "test_support.h"
 
 #include <lauxlib.h>

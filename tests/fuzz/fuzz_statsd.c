@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "metrics.h"
-#include "statsd.h"
+#include "metrics/metrics.h"
+#include "metrics/statsd.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
--- The alert engine's durable state in SQLite (core/store): alert instances, the notification
+-- The alert engine's durable state in SQLite (core/store/store): alert instances, the notification
 -- log, silences and the rules created over the API, in one file under --data, WAL.
 --
 --   local Store = require "agent.rules.store"
