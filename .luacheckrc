@@ -1,6 +1,6 @@
 std = "luajit"
 max_line_length = 140
-files["lua/agent/sandbox.lua"] = { globals = { "__bg", "string", "__load", "__validate", "__run_check", "__load_rules", "__eval_rule", "__eval_rules", "__send", "__collect", "__close" },
+files["lua/agent/sandbox.lua"] = { globals = { "__bg", "string", "__load", "__validate", "__run_check", "__load_rules", "__eval_rule", "__eval_rules", "__send", "__collect", "__close", "__configure" },
 }
 files["lua/beagle/init.lua"] = { read_globals = { "__bg" } }
 files["plugins/"] = { read_globals = { "beagle" } }

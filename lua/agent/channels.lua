@@ -30,7 +30,7 @@ function M:build(name, spec, line)
   for k, v in pairs(spec) do
     if not INSTANCE_KEYS[k] then given[k] = v end
   end
-  local opts, err = rec.script:call("__validate", given)
+  local opts, err = rec.script:call("__configure", { name = name, given = given })
   if not opts then return nil, err end
   local timeout = rec.meta.timeout or self.settings.notification_timeout
   if spec.timeout ~= nil then
@@ -91,7 +91,8 @@ function M:validate_plugin(name, script, meta)
     if (c.spec.plugin or cname) == name then
       local given = {}
       for k, v in pairs(c.spec) do if not INSTANCE_KEYS[k] then given[k] = v end end
-      local ok, err = script:call("__validate", given)
+      -- a swap-in state keeps the instance's options from here (sends name only the instance)
+      local ok, err = script:call("__configure", { name = cname, given = given })
       if not ok then
         return nil, ("channel %q (%s:%d) does not validate against the new version: %s")
           :format(cname, self.config_path or "config", c.line, self:mask(self.confs[cname], err))
@@ -121,7 +122,7 @@ function M:attempt(conf, n, done)
   if not rec or rec.kind ~= "channel" then
     error(("channel plugin %q is not loaded"):format(conf.plugin), 0)
   end
-  rec.script:run("__send", { name = conf.name, opts = conf.opts, n = n },
+  rec.script:run("__send", { name = conf.name, n = n },
     { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget },
     function(fine, res)
       if fine and type(res) == "table" and res.ok then return done(true) end

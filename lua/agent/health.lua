@@ -127,7 +127,7 @@ function M:build(name, plugin_name, spec, line)
   if err then return inst, err end
   inst.critical = pick(spec.critical, meta.critical, false) == true
   local opts
-  opts, err = rec.script:call("__validate", plugin_options(spec))
+  opts, err = rec.script:call("__configure", { name = name, given = plugin_options(spec) })
   if not opts then return inst, err end
   inst.opts = opts
   return inst
@@ -139,7 +139,8 @@ function M:validate_plugin(name, script, meta)
   if meta.kind ~= "check" then return true end
   for cname, c in pairs(self.config_checks) do
     if (c.spec.plugin or cname) == name then
-      local ok, err = script:call("__validate", plugin_options(c.spec))
+      -- a swap-in state keeps the instance's options from here (its runs name only the instance)
+      local ok, err = script:call("__configure", { name = cname, given = plugin_options(c.spec) })
       if not ok then
         return nil, ("check %q (%s:%d) does not validate against the new version: %s")
           :format(cname, self.config_path or "config", c.line, err)
@@ -194,6 +195,9 @@ function M:remove(name)
   if inst.timer then inst.timer:stop() end
   cancel_wait(inst, false)
   self.instances[name] = nil
+  -- the plugin's close(opt, ctx) for this instance, in its state (synchronous, bounded)
+  local rec = self.plugins:get(inst.plugin)
+  if rec and rec.script and rec.kind == "check" then pcall(rec.script.call, rec.script, "__close", { name = name }) end
   self.on_update()
 end
 
@@ -234,7 +238,7 @@ function M:execute(inst, done)
       return finish({ status = "unknown", message = ("plugin %q is not loaded"):format(inst.plugin), response_time = 0 })
     end
     local started = core.now()
-    local ok, id = pcall(rec.script.run, rec.script, "__run_check", { name = inst.name, opts = inst.opts },
+    local ok, id = pcall(rec.script.run, rec.script, "__run_check", { name = inst.name },
       { timeout = inst.timeout, budget = inst.budget, memory = inst.memory },
       function(fine, res)
         inst.running = nil

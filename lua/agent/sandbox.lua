@@ -248,6 +248,18 @@ function __validate(given)
   return beagle.validate_options(PLUGIN.options, given)
 end
 
+local instance -- below
+
+-- __configure{ name, given } -> typed options | nil, err: validates an instance's options and
+-- keeps them in this state for its runs and sends, which then cross with only the instance's
+-- name (and the notification). A failure leaves what the instance had.
+function __configure(a)
+  local opts, err = __validate(a.given)
+  if not opts then return nil, err end
+  instance(a.name, opts)
+  return opts
+end
+
 -- ---- what a check's ctx reaches ----------------------------------------------------------
 
 -- /proc and /sys, read-only, without the parts that lead elsewhere or hold secrets: a
@@ -382,14 +394,17 @@ end
 -- the instance goes away or the plugin state is replaced (synchronous: no I/O there).
 local INSTANCES = {} -- name -> { state = {}, opts = last options, inited = bool }
 
-local function instance(name, opts)
+-- The instance of that name, made on first use; opts replace its options when given. Without
+-- options (a run or send that names it) it must have been configured.
+function instance(name, opts)
   name = tostring(name)
   local inst = INSTANCES[name]
   if not inst then
+    if opts == nil then raw_error(("instance %q is not configured in this plugin state"):format(name), 0) end
     inst = { state = {} }
     INSTANCES[name] = inst
   end
-  inst.opts = opts
+  if opts ~= nil then inst.opts = opts end
   return inst
 end
 
@@ -419,11 +434,12 @@ function __close(a)
   return true
 end
 
--- __run_check{ name, opts } -> { status, message, details, response_time }
+-- __run_check{ name } -> { status, message, details, response_time } (the options are the
+-- instance's, kept here by __configure; a.opts, when given, replaces them)
 function __run_check(a)
   if not PLUGIN or PLUGIN.kind ~= "check" then raw_error("plugin is not a check", 0) end
-  local opts = a.opts or {}
-  local inst = instance(a.name, opts)
+  local inst = instance(a.name, a.opts)
+  local opts = inst.opts
   local ctx = make_ctx(a)
   ctx.state = inst.state
   local t0 = bg.now()
@@ -524,7 +540,7 @@ local function pack_result(...) return send_result(select("#", ...), ...) end
 -- never sends keeps the default and the idle agent's memory (+0.1 MiB RSS otherwise).
 local send_pause_set = false
 
--- __send{ name, opts, n } -> { ok = true } | { ok = false, error, retry_after, permanent }
+-- __send{ name, n } -> { ok = true } | { ok = false, error, retry_after, permanent }
 function __send(a)
   if not PLUGIN or PLUGIN.kind ~= "channel" then raw_error("plugin is not a channel", 0) end
   if not send_pause_set then
@@ -532,10 +548,10 @@ function __send(a)
     collectgarbage("setpause", 400)
     bg.pool() -- small blocks from the state's pool from now on (core/script/lpool.h)
   end
-  local opts = a.opts or {}
+  local inst = instance(a.name, a.opts)
+  local opts = inst.opts
   -- the send's own fields over the shared ones (a ctx per send: what a plugin sets on it stays
   -- in that send)
-  local inst = instance(a.name, opts)
   local ctx = setmetatable({ name = a.name, options = opts, state = inst.state }, SEND_MT or build_send_mt())
   if not inst.inited and PLUGIN.init then ensure_init(inst, opts, ctx) end
   return pack_result(PLUGIN.send(a.n, ctx))
