@@ -1,0 +1,217 @@
+/* host_http: core.http_server, the HTTP server (net/http_server.h) for the agent's Lua: each
+ * request that no C route answers becomes a call of the Lua handler; server:serve_metrics hands
+ * GET /metrics to metrics/metrics_route.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/host_int.h"
+#include "base/bg.h"
+#include "metrics/metrics.h"
+#include "metrics/metrics_route.h"
+#include "metrics/window.h"
+#include "net/http_server.h"
+
+#define SERVER_MT "agent.core.server"
+
+typedef struct hserver {
+  bg_http_server *srv;
+  hcb cb;
+  bg_buf body;               /* the handler's response, kept until the server copied it */
+  bg_metrics_route *metrics; /* GET /metrics in C, once serve_metrics is called */
+  hcb before;                /* its pre-render hook */
+} hserver;
+
+static void server_handler(void *ud, const bg_http_request *req, bg_http_response *res) {
+  hserver *hs = ud;
+  lua_State *L = hs->cb.L;
+  int top = lua_gettop(L);
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, req->method);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, req->path, req->path_len);
+  lua_setfield(L, -2, "path");
+  lua_pushlstring(L, req->query, req->query_len);
+  lua_setfield(L, -2, "query");
+  lua_pushlstring(L, req->body, req->body_len);
+  lua_setfield(L, -2, "body");
+  lua_pushstring(L, req->peer);
+  lua_setfield(L, -2, "peer");
+  lua_pushboolean(L, req->peer_loopback);
+  lua_setfield(L, -2, "loopback");
+  lua_createtable(L, 0, (int)req->nheaders);
+  for (size_t i = 0; i < req->nheaders; i++) {
+    char name[256];
+    size_t n = req->headers[i].name_len < 255 ? req->headers[i].name_len : 255;
+    for (size_t j = 0; j < n; j++) {
+      char c = req->headers[i].name[j];
+      name[j] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    lua_pushlstring(L, name, n);
+    lua_pushlstring(L, req->headers[i].value, req->headers[i].value_len);
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -2, "headers");
+  /* handler(req) -> status, content_type, body, extra_headers */
+  if (bg__hcb_call(&hs->cb, 1, 4) != 0 || !lua_isnumber(L, top + 1)) {
+    res->status = 500;
+    res->content_type = "application/json";
+    res->body = "{\"error\":\"internal error\",\"status\":500}";
+    res->body_len = strlen(res->body);
+    lua_settop(L, top);
+    return;
+  }
+  res->status = (int)lua_tointeger(L, top + 1);
+  bg_buf_reset(&hs->body);
+  size_t blen = 0;
+  const char *b = lua_tolstring(L, top + 3, &blen);
+  if (b) bg_buf_append(&hs->body, b, blen);
+  res->body = hs->body.data;
+  res->body_len = blen;
+  /* content type and headers must outlive the pop: keep them in the buffer after the body */
+  static char ctype[128], extra[1024];
+  const char *ct = lua_tostring(L, top + 2);
+  snprintf(ctype, sizeof ctype, "%s", ct ? ct : "application/json");
+  res->content_type = ctype;
+  const char *eh = lua_tostring(L, top + 4);
+  if (eh) {
+    snprintf(extra, sizeof extra, "%s", eh);
+    res->headers = extra;
+  }
+  lua_settop(L, top);
+}
+
+/* http_server(host, port, handler, limits) -> server | nil, err */
+static int l_http_server(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  bg_http_limits lim;
+  bg_http_limits_default(&lim);
+  if (lua_istable(L, 4)) {
+    lua_getfield(L, 4, "max_body_bytes");
+    if (lua_isnumber(L, -1)) lim.max_body_bytes = (size_t)lua_tonumber(L, -1);
+    lua_getfield(L, 4, "read_timeout");
+    if (lua_isnumber(L, -1)) lim.read_timeout_ms = (uint64_t)(lua_tonumber(L, -1) * 1000);
+    lua_pop(L, 2);
+  }
+  hserver *hs = lua_newuserdata(L, sizeof *hs);
+  memset(hs, 0, sizeof *hs);
+  int rc = bg_http_server_new(bg__host_rt(L)->loop, &lim, server_handler, hs, &hs->srv);
+  if (rc == 0) {
+    rc = bg_http_listen(hs->srv, host, port);
+    if (rc != 0) {
+      bg_http_server_close(hs->srv, NULL, NULL);
+      hs->srv = NULL;
+    }
+  }
+  if (rc != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot listen on %s:%d: %s", host, port, bg_strerror(rc));
+    return 2;
+  }
+  bg__hcb_set(&hs->cb, L, 3);
+  luaL_getmetatable(L, SERVER_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static hserver *check_server(lua_State *L) {
+  hserver *hs = luaL_checkudata(L, 1, SERVER_MT);
+  if (hs->srv == NULL) luaL_error(L, "server is closed");
+  return hs;
+}
+
+static int l_server_port(lua_State *L) {
+  lua_pushinteger(L, bg_http_port(check_server(L)->srv));
+  return 1;
+}
+
+/* server:set_static(path, status, content_type, body|nil) */
+static int l_server_set_static(lua_State *L) {
+  hserver *hs = check_server(L);
+  const char *path = luaL_checkstring(L, 2);
+  int status = (int)luaL_checkinteger(L, 3);
+  const char *ct = luaL_checkstring(L, 4);
+  size_t n = 0;
+  const char *body = lua_isnil(L, 5) ? NULL : luaL_checklstring(L, 5, &n);
+  int rc = bg_http_set_static(hs->srv, path, status, ct, body, n);
+  if (rc != 0) return luaL_error(L, "set_static: %s", bg_strerror(rc));
+  return 0;
+}
+
+static void metrics_before(void *ud) {
+  hserver *hs = ud;
+  hcb c = hs->before; /* a copy: the hook may close the server, which clears it */
+  if (c.L && c.ref != LUA_NOREF) bg__hcb_call(&c, 0, 0);
+}
+
+/* server:serve_metrics({path, ...}, before): GET and HEAD on each path are answered in C from
+ * the registry (metrics_route.c); before() runs first on every scrape. */
+static int l_server_serve_metrics(lua_State *L) {
+  hserver *hs = check_server(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (hs->metrics == NULL &&
+      bg_metrics_route_new(bg_registry_default(), bg_window_default(), &hs->metrics) != 0)
+    return luaL_error(L, "serve_metrics: out of memory");
+  bg__hcb_clear(&hs->before);
+  bg__hcb_set(&hs->before, L, 3);
+  bg_metrics_route_set_hook(hs->metrics, metrics_before, hs);
+  for (int i = 1;; i++) {
+    lua_rawgeti(L, 2, i);
+    const char *path = lua_tostring(L, -1);
+    if (path == NULL) break;
+    if (bg_metrics_route_attach(hs->metrics, hs->srv, path) != 0)
+      return luaL_error(L, "serve_metrics: out of memory");
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static void metrics_route_free(void *ud) {
+  bg_metrics_route_free(ud);
+}
+
+static int l_server_stats(lua_State *L) {
+  hserver *hs = check_server(L);
+  bg_http_stats st;
+  bg_http_get_stats(hs->srv, &st);
+  lua_createtable(L, 0, 7);
+  bg__host_setnum(L, "requests", (double)st.requests);
+  bg__host_setnum(L, "static_hits", (double)st.static_hits);
+  bg__host_setnum(L, "errors_4xx", (double)st.errors_4xx);
+  bg__host_setnum(L, "errors_5xx", (double)st.errors_5xx);
+  bg__host_setnum(L, "connections_accepted", (double)st.connections_accepted);
+  bg__host_setnum(L, "connections_rejected", (double)st.connections_rejected);
+  bg__host_setnum(L, "connections_open", (double)st.connections_open);
+  return 1;
+}
+
+static int l_server_close(lua_State *L) {
+  hserver *hs = luaL_checkudata(L, 1, SERVER_MT);
+  if (hs->srv) {
+    /* the route state lives until the server is gone; the hook into Lua ends now */
+    if (hs->metrics) bg_metrics_route_set_hook(hs->metrics, NULL, NULL);
+    bg_http_server_close(hs->srv, hs->metrics ? metrics_route_free : NULL, hs->metrics);
+    hs->srv = NULL;
+    hs->metrics = NULL;
+    bg__hcb_clear(&hs->cb);
+    bg__hcb_clear(&hs->before);
+    bg_buf_free(&hs->body);
+  }
+  return 0;
+}
+
+/* Registers the metatable and sets core.http_server in the table on top of L. */
+void bg__host_open_http(lua_State *L, bg_runtime *rt) {
+  static const luaL_Reg server_m[] = {{"port", l_server_port},
+                                      {"set_static", l_server_set_static},
+                                      {"serve_metrics", l_server_serve_metrics},
+                                      {"stats", l_server_stats},
+                                      {"close", l_server_close},
+                                      {NULL, NULL}};
+  bg__host_set_meta(L, SERVER_MT, server_m, l_server_close);
+  static const luaL_Reg fns[] = {{"http_server", l_http_server}, {NULL, NULL}};
+  bg__host_setfuncs(L, rt, fns);
+}
