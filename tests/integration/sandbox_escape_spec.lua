@@ -66,6 +66,10 @@ local BLOCKED = {
     return false ]],
   json_depth = [[ return require("beagle.json").decode(("["):rep(100000)) ~= nil ]],
   query_bad = [[ return require("beagle.query").rate(nil) ~= nil ]],
+  -- a finalizer that never returns would run where no hook fires: tables have none here
+  gc_finalizer = [[
+    for i = 1, 2000 do setmetatable({ ("x"):rep(1000) }, { __gc = function() while true do end end }) end
+    return false ]],
   shared_types = [[
     -- vandalise everything reachable: it is this plugin's own copy
     string.format, table.concat, beagle.validate_options, beagle.log = nil, nil, nil, nil
@@ -80,6 +84,9 @@ local FAILS = {
   pcall_catch = { "while true do pcall(function() while true do end end) end", "" },
   error_object_loops = {
     [[error(setmetatable({}, { __tostring = function() while true do end end }))]], "error object" },
+  -- a message whose __tostring never returns, handed to the agent's own code (ctx.healthy)
+  tostring_message = {
+    [[return ctx.healthy(setmetatable({}, { __tostring = function() while true do end end }))]], "" },
   rep_bomb = { [[local s = ("x"):rep(2^30) return ctx.healthy(#s)]], "" },
   table_bomb = { [[local t = {} for i = 1, 1e9 do t[i] = { i } end]], "" },
 }
