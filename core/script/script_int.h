@@ -1,4 +1,4 @@
-/* Internal to script.c and script_io.c: runs, operations and the plugin-side bindings. */
+/* Internal to script.c and script_io*.c: runs, operations and the plugin-side bindings. */
 #ifndef BG_SCRIPT_INT_H
 #define BG_SCRIPT_INT_H
 
