@@ -12,6 +12,7 @@
 --     settings = fn(s) -> { ttl, max_in_flight, backoff_initial, backoff_max, breaker_failures,
 --                           breaker_probe, limit, target_limit },
 --     prefer_drop = fn(item) -> bool,         -- trimmed first (then the oldest of any)
+--     on_drop = fn(target, item),             -- after an item is trimmed (e.g. to count its samples)
 --   }
 --   local q = Kind.new {
 --     now = fn -> epoch seconds, timer = fn(delay, cb) -> handle with :stop(), random = fn -> [0, 1),
@@ -124,7 +125,7 @@ function Queue.kind(spec)
   local M_DEPTH, M_BREAKER = m.depth, m.breaker
   local text = setmetatable(spec.text or {}, { __index = DEFAULT_TEXT })
   local settings_of = spec.settings or default_settings
-  local prefer_drop = spec.prefer_drop
+  local prefer_drop, on_drop = spec.prefer_drop, spec.on_drop
 
   local C = {}
   C.__index = C
@@ -278,6 +279,7 @@ function Queue.kind(spec)
     self:persist(victim, { state = "failed", last_error = why })
     self.log(2, text.dropped, { [label] = tg.name, id = tostring(victim.id), status = victim.status,
       dedup_key = tostring(victim.dedup_key), reason = why })
+    if on_drop then on_drop(tg.name, victim) end
   end
 
   -- Drops the oldest items the kind prefers to drop (then the oldest of any) until the queue

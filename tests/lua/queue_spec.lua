@@ -4,6 +4,7 @@
 -- trimming, group order and dedup keys work for it as they do for the outbox, and nothing of
 -- the notification kind shows.
 local Queue = require "agent.queue"
+local DROPPED = {} -- backend -> samples in the batches trimmed (the kind's on_drop)
 local fake_loop = require("fake_loop").new
 
 local Batches = Queue.kind {
@@ -24,6 +25,7 @@ local Batches = Queue.kind {
       breaker_failures = s.trip, breaker_probe = s.probe, limit = s.total, target_limit = s.per_backend }
   end,
   prefer_drop = function(e) return e.status == "cheap" end,
+  on_drop = function(target, item) DROPPED[target] = (DROPPED[target] or 0) + item.payload.samples end,
 }
 
 -- The spill: rows by id, written in transactions (counted).
@@ -222,6 +224,7 @@ describe("agent.queue with a made-up kind", function()
     for i = 1, 5 do q:push(S:add(batch(i, "a"))) end -- 1 in flight; 2 and 3 dropped, oldest first
     assert.equals(2, q.totals.dropped)
     assert.equals(3, q.targets.a.pending)
+    assert.equals(2 + 3, DROPPED.a)
     assert.equals(2, R.counters["fake_batches_total/a/dropped"])
     q:flush()
     assert.equals("failed", S.rows[2].state)
@@ -231,6 +234,7 @@ describe("agent.queue with a made-up kind", function()
     q:push(S:add(batch(8, "b"))) -- 6 > 5: drops 7, the one the kind prefers, not the oldest (4)
     assert.equals(3, q.totals.dropped)
     assert.equals(1, R.counters["fake_batches_total/b/dropped"])
+    assert.equals(7, DROPPED.b)
     q:flush()
     assert.equals("failed", S.rows[7].state)
     assert.is_nil(S.rows[4].state)
