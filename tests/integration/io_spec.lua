@@ -62,7 +62,7 @@ return beagle.check {
 }
 ]]):format(p))
     S.write(dir .. "/slow_exec.lua", [[
-return beagle.check { name = "slow_exec", retries = 0, interval = "1h", timeout = "300ms",
+return beagle.check { name = "slow_exec", retries = 0, interval = "1h", timeout = "1500ms",
   run = function(opt, ctx)
     ctx.exec { "/bin/sh", "-c", "echo $$ > ]] .. dir .. [[/pid; exec sleep 30" }
     return ctx.healthy()

@@ -17,7 +17,7 @@ describe("sliced plugin runs", function()
   setup(function()
     dir, rules = S.tmpdir(), S.tmpdir()
     S.write(dir .. "/ticker.lua", check("ticker", "return ctx.healthy('tick')", 'interval = "100ms",'))
-    local long = 'interval = "1h", timeout = "6s",'
+    local long = 'interval = "1h", timeout = "15s",'
     S.write(dir .. "/endless.lua", check("endless", "while true do end", long))
     S.write(dir .. "/nested.lua", check("nested",
       "coroutine.wrap(function() local co = coroutine.wrap(function() while true do end end) co() end)()", long))
@@ -37,9 +37,11 @@ alert_evaluation_interval = "1s"
   teardown(function() if agent then agent:stop() end end)
 
   it("keeps the loop answering and the other checks on schedule while runs compute", function()
-    -- the four long runs start at once and compute for up to 6 s each
+    -- the four long runs start at once and compute for up to 15 s each (the finite one less)
     assert.is_truthy(agent:wait_check("ticker", function(c) return c.runs and c.runs > 0 end, 5))
     S.sleep(0.5)
+    local e0 = agent:check("endless")
+    assert.is_true(not e0.runs or e0.runs == 0, "endless finished before the window: " .. tostring(e0.message))
     local first = agent:check("ticker").runs
     local answered = 0
     for _ = 1, 10 do
@@ -57,11 +59,11 @@ alert_evaluation_interval = "1s"
   end)
 
   it("finishes a long finite run and ends the endless ones at their deadline", function()
-    local f = agent:wait_check("finite", function(c) return c.runs and c.runs > 0 end, 20)
+    local f = agent:wait_check("finite", function(c) return c.runs and c.runs > 0 end, 30)
     assert.are.equal("healthy", f.status, f.message)
     assert.are.equal(tostring(3e7 * (3e7 + 1) / 2), f.message)
     for _, name in ipairs { "endless", "nested", "caught" } do
-      local o = agent:wait_check(name, function(c) return c.runs and c.runs > 0 end, 20)
+      local o = agent:wait_check(name, function(c) return c.runs and c.runs > 0 end, 30)
       assert.are.equal("unhealthy", o.status)
       assert.are.equal("timeout", o.message, name)
     end
