@@ -5,15 +5,12 @@
  * counts and sketch), then the label strings' lengths, the labels escaped for the text
  * formats (so a render copies them instead of escaping them again) and the label strings.
  * Counters and gauges carry nothing of a histogram's: the idle series is what costs memory. */
-#include "metrics/metrics.h"
+#include "metrics/metrics_int.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_NAME 200 /* mapped name, without the "_total" a counter gets on the wire */
 
 /* The registry's own series, exempt from the limits. */
 #define DROPPED_NAME "beagle_series_dropped"
@@ -91,15 +88,6 @@ static const char *const type_names[] = {"counter", "gauge", "histogram"};
 
 static bg_registry *default_registry;
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt,
-                                                         ...) {
-  if (err == NULL || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static uint64_t fnv(uint64_t h, const char *s) {
   for (; *s; s++)
     h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
@@ -107,223 +95,6 @@ static uint64_t fnv(uint64_t h, const char *s) {
 }
 
 #define FNV_SEED 0xcbf29ce484222325ULL
-
-static int is_alpha(int c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-static int is_digit(int c) {
-  return c >= '0' && c <= '9';
-}
-
-/* Prints c for an error message: itself when printable, else as \xNN. */
-static const char *show_char(char buf[8], unsigned char c) {
-  if (c >= 0x20 && c < 0x7f)
-    snprintf(buf, 8, "'%c'", c);
-  else
-    snprintf(buf, 8, "\\x%02x", c);
-  return buf;
-}
-
-static int valid_utf8(const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    unsigned c = *p;
-    int n;
-    unsigned cp, min;
-    if (c < 0x80) {
-      p++;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      n = 1, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2, cp = c & 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3, cp = c & 0x07, min = 0x10000;
-    } else {
-      return 0;
-    }
-    for (int i = 1; i <= n; i++) {
-      if ((p[i] & 0xc0) != 0x80) return 0;
-      cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    p += n + 1;
-  }
-  return 1;
-}
-
-/* Maps name to the family base name (for a counter, without "_total"). */
-static int map_base(const char *name, int type, char *out, size_t outlen, char *err,
-                    size_t errlen) {
-  char cb[8];
-  if (name == NULL || name[0] == '\0') {
-    seterr(err, errlen, "metric name is empty");
-    return BG_EINVAL;
-  }
-  if (!is_alpha(name[0]) && name[0] != '_' && name[0] != ':') {
-    seterr(err, errlen, "metric name \"%.64s\" must start with a letter or underscore", name);
-    return BG_EINVAL;
-  }
-  size_t n = 0;
-  for (const char *p = name; *p; p++, n++) {
-    char c = *p;
-    if (c == '.' || c == '-')
-      c = '_';
-    else if (!is_alpha(c) && !is_digit(c) && c != '_' && c != ':') {
-      seterr(err, errlen,
-             "metric name \"%.64s\" has invalid character %s (use letters, digits, '_', '.', "
-             "'-' or ':')",
-             name, show_char(cb, (unsigned char)c));
-      return BG_EINVAL;
-    }
-    if (n >= MAX_NAME || n + 1 >= outlen) {
-      seterr(err, errlen, "metric name \"%.64s...\" is too long (max %d characters)", name,
-             MAX_NAME);
-      return BG_EINVAL;
-    }
-    out[n] = c;
-  }
-  out[n] = '\0';
-  if (type == BG_COUNTER && n >= 6 && strcmp(out + n - 6, "_total") == 0) {
-    if (n == 6) {
-      seterr(err, errlen, "metric name \"%s\" is empty without its _total suffix", name);
-      return BG_EINVAL;
-    }
-    out[n - 6] = '\0';
-  }
-  return 0;
-}
-
-int bg_metric_name_map(const char *name, int type, char *out, size_t outlen, char *err,
-                       size_t errlen) {
-  if (type < BG_COUNTER || type > BG_HISTOGRAM) {
-    seterr(err, errlen, "unknown metric type %d", type);
-    return BG_EINVAL;
-  }
-  if (out == NULL || outlen == 0) {
-    seterr(err, errlen, "no room for the mapped name");
-    return BG_EINVAL;
-  }
-  char base[MAX_NAME + 1];
-  int rc = map_base(name, type, base, sizeof base, err, errlen);
-  if (rc != 0) return rc;
-  size_t n = strlen(base);
-  const char *suffix = type == BG_COUNTER ? "_total" : "";
-  if (n + strlen(suffix) + 1 > outlen) {
-    seterr(err, errlen, "metric name \"%.64s\" does not fit in %zu bytes", name, outlen);
-    return BG_EINVAL;
-  }
-  memcpy(out, base, n);
-  strcpy(out + n, suffix);
-  return 0;
-}
-
-static int check_label_name(const char *metric, const char *k, int type, char *err, size_t errlen) {
-  char cb[8];
-  if (k == NULL || k[0] == '\0') {
-    seterr(err, errlen, "metric \"%.64s\": label name is empty", metric);
-    return BG_EINVAL;
-  }
-  if (!is_alpha(k[0]) && k[0] != '_') {
-    seterr(err, errlen,
-           "metric \"%.64s\": label name \"%.64s\" must start with a letter or "
-           "underscore",
-           metric, k);
-    return BG_EINVAL;
-  }
-  for (const char *p = k; *p; p++) {
-    if (!is_alpha(*p) && !is_digit(*p) && *p != '_') {
-      seterr(err, errlen,
-             "metric \"%.64s\": label name \"%.64s\" has invalid character %s (use letters, "
-             "digits or '_')",
-             metric, k, show_char(cb, (unsigned char)*p));
-      return BG_EINVAL;
-    }
-  }
-  if (k[0] == '_' && k[1] == '_') {
-    seterr(err, errlen, "metric \"%.64s\": label name \"%.64s\" is reserved (starts with \"__\")",
-           metric, k);
-    return BG_EINVAL;
-  }
-  if (strlen(k) > MAX_NAME) {
-    seterr(err, errlen, "metric \"%.64s\": label name \"%.64s...\" is too long", metric, k);
-    return BG_EINVAL;
-  }
-  /* "le" holds a histogram's bucket bound; promtool flags it on other types too. */
-  if (strcmp(k, "le") == 0) {
-    seterr(err, errlen, "metric \"%.64s\": label name \"le\" is reserved for histogram buckets",
-           metric);
-    return BG_EINVAL;
-  }
-  (void)type;
-  return 0;
-}
-
-/* Validates the labels and fills order[] with pair indices sorted by key. */
-static int check_labels(const char *metric, int type, const char *const *kv, int nlabels,
-                        int *order, char *err, size_t errlen) {
-  if (nlabels < 0 || nlabels > BG_METRICS_MAX_LABELS) {
-    seterr(err, errlen, "metric \"%.64s\": %d labels (at most %d)", metric, nlabels,
-           BG_METRICS_MAX_LABELS);
-    return BG_EINVAL;
-  }
-  if (nlabels > 0 && kv == NULL) {
-    seterr(err, errlen, "metric \"%.64s\": labels missing", metric);
-    return BG_EINVAL;
-  }
-  for (int i = 0; i < nlabels; i++) {
-    const char *k = kv[2 * i], *v = kv[2 * i + 1];
-    int rc = check_label_name(metric, k, type, err, errlen);
-    if (rc != 0) return rc;
-    if (v == NULL) {
-      seterr(err, errlen, "metric \"%.64s\": label \"%s\" has no value", metric, k);
-      return BG_EINVAL;
-    }
-    if (!valid_utf8(v)) {
-      seterr(err, errlen, "metric \"%.64s\": label \"%s\" value is not valid UTF-8", metric, k);
-      return BG_EINVAL;
-    }
-    /* Insertion sort: at most 16 labels. */
-    int j = i;
-    while (j > 0 && strcmp(kv[2 * order[j - 1]], k) > 0) {
-      order[j] = order[j - 1];
-      j--;
-    }
-    order[j] = i;
-  }
-  for (int i = 1; i < nlabels; i++) {
-    if (strcmp(kv[2 * order[i - 1]], kv[2 * order[i]]) == 0) {
-      seterr(err, errlen, "metric \"%.64s\": duplicate label name \"%s\"", metric,
-             kv[2 * order[i]]);
-      return BG_EINVAL;
-    }
-  }
-  return 0;
-}
-
-/* Validates custom buckets; *nb drops a trailing +Inf, which is implied. */
-static int check_buckets(const char *metric, const double *b, int *nb, char *err, size_t errlen) {
-  int n = *nb;
-  if (n > 0 && isinf(b[n - 1]) && b[n - 1] > 0) n--;
-  if (n > BG_METRICS_MAX_BUCKETS) {
-    seterr(err, errlen, "metric \"%.64s\": %d buckets (at most %d)", metric, n,
-           BG_METRICS_MAX_BUCKETS);
-    return BG_EINVAL;
-  }
-  for (int i = 0; i < n; i++) {
-    if (!isfinite(b[i])) {
-      seterr(err, errlen, "metric \"%.64s\": bucket %d is not a finite number", metric, i + 1);
-      return BG_EINVAL;
-    }
-    if (i > 0 && !(b[i] > b[i - 1])) {
-      seterr(err, errlen, "metric \"%.64s\": buckets must be in increasing order (%g after %g)",
-             metric, b[i], b[i - 1]);
-      return BG_EINVAL;
-    }
-  }
-  *nb = n;
-  return 0;
-}
 
 bg_registry *bg_registry_new(void) {
   bg_registry *r = calloc(1, sizeof *r);
@@ -445,8 +216,9 @@ static int check_clash(const bg_registry *r, const char *metric, const char *bas
     snprintf(n, sizeof n, "%s%s", base, claims[type][i]);
     family *f = name_owner(r, n);
     if (f) {
-      seterr(err, errlen, "metric \"%.64s\" would expose %s, which %s %s%s already writes", metric,
-             n, type_names[f->type], f->name, f->type == BG_COUNTER ? "_total" : "");
+      bg__metrics_seterr(err, errlen,
+                         "metric \"%.64s\" would expose %s, which %s %s%s already writes", metric,
+                         n, type_names[f->type], f->name, f->type == BG_COUNTER ? "_total" : "");
       return BG_EEXIST;
     }
   }
@@ -542,32 +314,6 @@ static bg_series *series_find(const family *f, uint32_t h, const char *const *kv
   return NULL;
 }
 
-#define SPECIALS "\\\n\"" /* what a label value escapes: backslash, newline, quote */
-
-/* Bytes of v with the specials escaped. */
-static size_t escaped_len(const char *v) {
-  size_t n = 0;
-  for (;;) {
-    size_t k = strcspn(v, SPECIALS);
-    n += k;
-    if (v[k] == '\0') return n;
-    n += 2;
-    v += k + 1;
-  }
-}
-
-static char *escape(char *p, const char *v) {
-  for (;;) {
-    size_t k = strcspn(v, SPECIALS);
-    memcpy(p, v, k);
-    p += k;
-    if (v[k] == '\0') return p;
-    *p++ = '\\';
-    *p++ = v[k] == '\n' ? 'n' : v[k];
-    v += k + 1;
-  }
-}
-
 static bg_series *series_new(family *f, uint32_t h, const char *const *kv, const int *order,
                              int nlabels) {
   if (f->nseries >= f->tabsz && grow_series(f) != 0) return NULL;
@@ -576,7 +322,7 @@ static bg_series *series_new(family *f, uint32_t h, const char *const *kv, const
   for (int i = 0; i < nlabels; i++) {
     const char *k = kv[2 * order[i]], *v = kv[2 * order[i] + 1];
     strs += strlen(k) + strlen(v) + 2;
-    text += (i ? 1 : 0) + strlen(k) + 2 + escaped_len(v) + 1; /* [,]k="v" */
+    text += (i ? 1 : 0) + strlen(k) + 2 + bg__metric_escaped_len(v) + 1; /* [,]k="v" */
   }
   /* Each string is at most MAX_NAME or BG_METRICS_MAX_LABEL_VALUE bytes, so the lengths
    * (and the text, at most 16 * 717 bytes) fit in 16 bits. */
@@ -607,7 +353,7 @@ static bg_series *series_new(family *f, uint32_t h, const char *const *kv, const
     t += kl;
     *t++ = '=';
     *t++ = '"';
-    t = escape(t, v);
+    t = bg__metric_escape(t, v);
     *t++ = '"';
   }
   s->fam = f;
@@ -655,41 +401,33 @@ static void drop(bg_registry *r, family *f, int reason) {
   note(r, &r->dropped_s[reason], DROPPED_NAME, DROPPED_HELP, drop_reasons[reason], 1);
 }
 
-/* Length of v cut to at most max bytes without splitting a UTF-8 sequence. */
-static size_t utf8_cut(const char *v, size_t max) {
-  size_t n = max;
-  while (n > 0 && ((unsigned char)v[n] & 0xc0) == 0x80)
-    n--;
-  return n;
-}
-
 static bg_series *lookup(bg_registry *r, int type, const char *name, const char *help,
                          const char *const *kv, int nlabels, const double *buckets, int nbuckets,
                          char *err, size_t errlen, int mode) {
   if (err && errlen) err[0] = '\0';
   if (r == NULL) {
-    seterr(err, errlen, "no registry");
+    bg__metrics_seterr(err, errlen, "no registry");
     return NULL;
   }
   if (type < BG_COUNTER || type > BG_HISTOGRAM) {
-    seterr(err, errlen, "unknown metric type %d", type);
+    bg__metrics_seterr(err, errlen, "unknown metric type %d", type);
     return NULL;
   }
   char base[MAX_NAME + 1];
-  if (map_base(name, type, base, sizeof base, err, errlen) != 0) return NULL;
-  if (help && !valid_utf8(help)) {
-    seterr(err, errlen, "metric \"%.64s\": help text is not valid UTF-8", name);
+  if (bg__metric_map_base(name, type, base, sizeof base, err, errlen) != 0) return NULL;
+  if (help && !bg__metric_valid_utf8(help)) {
+    bg__metrics_seterr(err, errlen, "metric \"%.64s\": help text is not valid UTF-8", name);
     return NULL;
   }
   int order[BG_METRICS_MAX_LABELS];
-  if (check_labels(name, type, kv, nlabels, order, err, errlen) != 0) return NULL;
+  if (bg__metric_check_labels(name, type, kv, nlabels, order, err, errlen) != 0) return NULL;
   if (buckets == NULL || nbuckets < 0) nbuckets = 0;
   if (nbuckets > 0) {
     if (type != BG_HISTOGRAM) {
-      seterr(err, errlen, "metric \"%.64s\": buckets apply only to histograms", name);
+      bg__metrics_seterr(err, errlen, "metric \"%.64s\": buckets apply only to histograms", name);
       return NULL;
     }
-    if (check_buckets(name, buckets, &nbuckets, err, errlen) != 0) return NULL;
+    if (bg__metric_check_buckets(name, buckets, &nbuckets, err, errlen) != 0) return NULL;
   }
   /* Long label values are cut (on a UTF-8 boundary) into copies on the stack. */
   const char *cut_kv[2 * BG_METRICS_MAX_LABELS];
@@ -700,7 +438,7 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
     cut_kv[2 * i] = kv[2 * i];
     cut_kv[2 * i + 1] = v;
     if (strnlen(v, BG_METRICS_MAX_LABEL_VALUE + 1) <= BG_METRICS_MAX_LABEL_VALUE) continue;
-    size_t n = utf8_cut(v, BG_METRICS_MAX_LABEL_VALUE);
+    size_t n = bg__metric_utf8_cut(v, BG_METRICS_MAX_LABEL_VALUE);
     memcpy(cut[i], v, n);
     cut[i][n] = '\0';
     cut_kv[2 * i + 1] = cut[i];
@@ -712,13 +450,14 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
   family *f = family_find(r, base, fh);
   if (f) {
     if (f->type != type) {
-      seterr(err, errlen, "metric \"%.64s\" is a %s, not a %s", name, type_names[f->type],
-             type_names[type]);
+      bg__metrics_seterr(err, errlen, "metric \"%.64s\" is a %s, not a %s", name,
+                         type_names[f->type], type_names[type]);
       return NULL;
     }
     if (nbuckets > 0 && (nbuckets != f->nb ||
                          memcmp(buckets, f->bounds, (size_t)nbuckets * sizeof *buckets) != 0)) {
-      seterr(err, errlen, "metric \"%.64s\" already exists with different buckets", name);
+      bg__metrics_seterr(err, errlen, "metric \"%.64s\" already exists with different buckets",
+                         name);
       return NULL;
     }
     if (mode != MODE_FIND && help && help[0] && f->help == NULL)
@@ -728,13 +467,13 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
   } else {
     if (check_clash(r, name, base, type, err, errlen) != 0) return NULL;
     if (mode == MODE_GET && r->nseries - r->nown >= r->max_series) {
-      seterr(err, errlen, "total series limit reached (%zu)", r->max_series);
+      bg__metrics_seterr(err, errlen, "total series limit reached (%zu)", r->max_series);
       drop(r, NULL, BG_DROP_MAX_SERIES);
       return NULL;
     }
     f = family_new(r, base, fh, type, help && help[0] ? help : NULL, buckets, nbuckets);
     if (f == NULL) {
-      seterr(err, errlen, "out of memory");
+      bg__metrics_seterr(err, errlen, "out of memory");
       return NULL;
     }
   }
@@ -749,20 +488,20 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
   if (s || mode == MODE_FIND) return s;
   if (mode == MODE_GET) {
     if (f->nseries >= r->max_per_metric) {
-      seterr(err, errlen, "series limit reached for metric \"%.64s\" (%zu series)", name,
-             r->max_per_metric);
+      bg__metrics_seterr(err, errlen, "series limit reached for metric \"%.64s\" (%zu series)",
+                         name, r->max_per_metric);
       drop(r, f, BG_DROP_MAX_SERIES_PER_METRIC);
       return NULL;
     }
     if (r->nseries - r->nown >= r->max_series) {
-      seterr(err, errlen, "total series limit reached (%zu)", r->max_series);
+      bg__metrics_seterr(err, errlen, "total series limit reached (%zu)", r->max_series);
       drop(r, f, BG_DROP_MAX_SERIES);
       return NULL;
     }
   }
   s = series_new(f, h, kv, order, nlabels);
   if (s == NULL) {
-    seterr(err, errlen, "out of memory");
+    bg__metrics_seterr(err, errlen, "out of memory");
     return NULL;
   }
   /* a cut value is counted once, when its series is made, not on every later lookup */
