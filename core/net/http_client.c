@@ -1,4 +1,5 @@
-/* http_client.c: a small HTTP/1.1 client on the libuv loop, for plain http:// (see http_client.h).
+/* http_client.c: a small HTTP/1.1 client on the libuv loop, for plain http:// (see http_client.h;
+ * the request head and the response parsing are in http_client_msg.c).
  *
  * A request copies everything it sends into one allocation at start (the request head with
  * the body right behind it, so one uv_write of one buffer sends it), takes the most recently
@@ -20,7 +21,7 @@
  * start, cancel, or free everything. The only loop that calls back more than once (on_timer)
  * rescans after each call and stops once bg_h1_free was called. h itself is freed from a close
  * callback, never while one of its callbacks is on the stack. */
-#include "net/http_client.h"
+#include "net/http_client_int.h"
 
 #include "base/bg.h"
 
@@ -36,7 +37,6 @@
 #define MAX_TIMEOUT_MS (UINT64_C(1) << 40)
 #define READ_BUF_SIZE (64 * 1024)
 
-typedef struct conn conn;
 typedef struct pool pool;
 
 struct pool {
@@ -60,10 +60,10 @@ struct conn {
   char peer[96]; /* "1.2.3.4:80", or "name (1.2.3.4:80)", for messages */
 };
 
-typedef struct gai {
+struct gai {
   uv_getaddrinfo_t g;
   bg_h1_req *r; /* NULL once the request is gone: the callback then only frees */
-} gai;
+};
 
 struct bg_h1 {
   uv_loop_t *loop;
@@ -83,43 +83,8 @@ struct bg_h1 {
   char rbuf[READ_BUF_SIZE]; /* shared: each read is parsed before the next alloc */
 };
 
-struct bg_h1_req {
-  bg_h1 *h;
-  conn *c;
-  gai *gai;
-  struct addrinfo *ai, *next_ai; /* resolved addresses; the next one to try */
-  struct sockaddr_storage lit;   /* a literal host's address */
-  int literal, lit_tried;        /* literal: 1 yes, 2 maybe (digits and dots), 0 a name */
-  bg_fetch_cb cb;
-  void *ud;
-  bg_h1_req *prev, *next;
-  uint64_t seq, start_ns, deadline, timeout_ms; /* deadline: ms, uv_hrtime based */
-  size_t max_body;
-  bg_buf hdrs, body;
-  long status;
-  int head, retried, got_bytes, done, pending, err;
-  int hstate; /* header block: 0 nothing yet, 1 in the reason, 2 in headers, 3 past them */
-  unsigned port;
-  char *host, *key, *out; /* in data: "name" or "::1", "host:port", head + body */
-  size_t out_len;
-  char errmsg[256];
-  char data[];
-};
-
 static uint64_t now_ms(void) {
   return uv_hrtime() / 1000000;
-}
-
-/* Writes n in decimal at p (no NUL); returns the length. snprintf costs ~1k instructions. */
-static size_t fmt_u(char *p, uint64_t n) {
-  char t[20];
-  size_t k = 0;
-  do
-    t[k++] = (char)('0' + n % 10);
-  while ((n /= 10) != 0);
-  for (size_t i = 0; i < k; i++)
-    p[i] = t[k - 1 - i];
-  return k;
 }
 
 /* ---- handles and the pool ---- */
@@ -401,7 +366,7 @@ static void connect_fresh(bg_h1_req *r) {
   }
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
   char port[8];
-  port[fmt_u(port, r->port)] = '\0';
+  port[bg__h1_fmt_u(port, r->port)] = '\0';
   q->r = r;
   q->g.data = q;
   int rc = uv_getaddrinfo(r->h->loop, &q->g, on_resolved, r->host, port, &hints);
@@ -523,109 +488,6 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   }
 }
 
-/* ---- llhttp callbacks: the header block as curl's header callback delivers it ---- */
-
-static int put(bg_h1_req *r, const char *s, size_t n) {
-  if (bg_buf_append(&r->hdrs, s, n) == 0) return 0;
-  r->err = BG_ENOMEM;
-  return -1;
-}
-
-static int line_start(bg_h1_req *r, llhttp_t *p, int space) {
-  char s[32] = "HTTP/";
-  size_t n = 5;
-  n += fmt_u(s + n, p->http_major);
-  s[n++] = '.';
-  n += fmt_u(s + n, p->http_minor);
-  s[n++] = ' ';
-  n += fmt_u(s + n, (uint64_t)p->status_code);
-  if (space) s[n++] = ' ';
-  return put(r, s, n);
-}
-
-static int line_end(bg_h1_req *r, llhttp_t *p) {
-  if (r->hstate >= 2) return 0;
-  if (r->hstate == 0 && line_start(r, p, 0) != 0) return -1;
-  r->hstate = 2;
-  return put(r, "\r\n", 2);
-}
-
-static int on_message_begin(llhttp_t *p) {
-  bg_h1_req *r = p->data;
-  bg_buf_reset(&r->hdrs); /* a final response after 1xx ones replaces them */
-  r->hstate = 0;
-  return 0;
-}
-
-static int on_status(llhttp_t *p, const char *at, size_t n) {
-  bg_h1_req *r = p->data;
-  if (r->hstate == 0) {
-    if (line_start(r, p, 1) != 0) return -1;
-    r->hstate = 1;
-  }
-  return put(r, at, n);
-}
-
-static int on_status_complete(llhttp_t *p) {
-  return line_end(p->data, p);
-}
-
-/* Header bytes, also on_header_value; trailers of a chunked body (hstate 3) are dropped. */
-static int on_header(llhttp_t *p, const char *at, size_t n) {
-  bg_h1_req *r = p->data;
-  return r->hstate == 3 ? 0 : put(r, at, n);
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t n) {
-  return line_end(p->data, p) != 0 ? -1 : on_header(p, at, n);
-}
-
-static int on_header_field_complete(llhttp_t *p) {
-  return on_header(p, ": ", 2);
-}
-
-static int on_header_value_complete(llhttp_t *p) {
-  return on_header(p, "\r\n", 2);
-}
-
-static int on_headers_complete(llhttp_t *p) {
-  bg_h1_req *r = p->data;
-  if (line_end(r, p) != 0 || put(r, "\r\n", 2) != 0) return -1;
-  r->hstate = 3;
-  if (p->status_code < 200) return 0; /* interim: llhttp knows it has no body */
-  r->status = p->status_code;
-  if (r->head) return 1;
-  if (p->flags & F_CONTENT_LENGTH) {
-    if (p->content_length > r->max_body) { /* fail early, as curl's CURLOPT_MAXFILESIZE */
-      r->err = BG_ELIMIT;
-      return -1;
-    }
-    if (bg_buf_reserve(&r->body, (size_t)p->content_length) != 0) {
-      r->err = BG_ENOMEM;
-      return -1;
-    }
-  }
-  return 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t n) {
-  bg_h1_req *r = p->data;
-  if (n > r->max_body - r->body.len) {
-    r->err = BG_ELIMIT;
-    return -1;
-  }
-  if (bg_buf_append(&r->body, at, n) == 0) return 0;
-  r->err = BG_ENOMEM;
-  return -1;
-}
-
-static int on_message_complete(llhttp_t *p) {
-  bg_h1_req *r = p->data;
-  if (p->status_code < 200) return 0; /* 100 Continue and friends: the real one follows */
-  r->done = 1;
-  return HPE_PAUSED; /* stop here: what follows would belong to no request */
-}
-
 /* ---- the timer ---- */
 
 static void expire(bg_h1_req *r) {
@@ -681,151 +543,6 @@ static void on_timer(uv_timer_t *t) {
   if (next != UINT64_MAX) arm(h, next, now);
 }
 
-/* ---- the request ---- */
-
-enum { H_HOST = 1, H_UA = 2, H_ACCEPT = 4, H_CLEN = 8, H_CTYPE = 16, H_CURL = 32 };
-
-/* One pass over the caller's headers. A header named with ':' or ';' after the name is
- * present (curl's checkheaders): we add none of our own then. An Expect or Transfer-Encoding
- * with a value is curl's business (H_CURL). *host: the first Host header. */
-static int scan_headers(const char *const *hs, const char **host) {
-  static const struct {
-    const char *name;
-    size_t len;
-    int bit;
-  } known[] = {{"Host", 4, H_HOST},
-               {"User-Agent", 10, H_UA},
-               {"Accept", 6, H_ACCEPT},
-               {"Content-Length", 14, H_CLEN},
-               {"Content-Type", 12, H_CTYPE},
-               {"Expect", 6, H_CURL},
-               {"Transfer-Encoding", 17, H_CURL}};
-  int flags = 0;
-  for (; hs != NULL && *hs != NULL; hs++) {
-    const char *h = *hs;
-    size_t n = strcspn(h, ":;");
-    for (size_t i = 0; h[n] != '\0' && i < sizeof known / sizeof known[0]; i++) {
-      if (known[i].len != n || strncasecmp(h, known[i].name, n) != 0) continue;
-      if (known[i].bit != H_CURL || (h[n] == ':' && h[n + 1 + strspn(h + n + 1, " \t")] != '\0'))
-        flags |= known[i].bit;
-      if (known[i].bit == H_HOST && *host == NULL) *host = h;
-    }
-  }
-  return flags;
-}
-
-typedef struct rq {
-  const char *host; /* without brackets */
-  size_t host_len;
-  int v6;
-  unsigned port;
-  const char *path; /* from the first '/' or '?' up to any '#'; may be empty */
-  size_t path_len;
-  const char *method, *hostport, *clen; /* clen: NULL for no Content-Length */
-  const char *host_hdr;                 /* the caller's Host header, or NULL */
-  size_t hp_len, clen_len;
-  int flags; /* H_* */
-} rq;
-
-/* Parses what h1 handles; anything else (userinfo, odd hosts or paths) is left to curl. */
-static int parse_url(const char *s, rq *u) {
-  if (strncasecmp(s, "http://", 7) != 0) return -1;
-  s += 7;
-  size_t alen = strcspn(s, "/?#");
-  const char *end = s + alen, *hend;
-  if (memchr(s, '@', alen) != NULL) return -1;
-  if (*s == '[') {
-    const char *rb = memchr(s, ']', alen);
-    if (rb == NULL) return -1;
-    u->host = s + 1;
-    u->host_len = (size_t)(rb - s - 1);
-    u->v6 = 1;
-    hend = rb + 1; /* the address is checked by uv_ip6_addr: zone ids and the like go to curl */
-  } else {
-    hend = memchr(s, ':', alen);
-    if (hend == NULL) hend = end;
-    u->host = s;
-    u->host_len = (size_t)(hend - s);
-    u->v6 = 0;
-    for (const char *q = s; q < hend; q++)
-      if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-            *q == '-' || *q == '.' || *q == '_'))
-        return -1;
-  }
-  if (u->host_len == 0 || u->host_len > 253) return -1;
-  u->port = 80;
-  if (hend < end) {
-    if (*hend != ':' || hend + 1 == end) return -1;
-    unsigned v = 0;
-    for (const char *q = hend + 1; q < end; q++)
-      if (*q < '0' || *q > '9' || (v = v * 10 + (unsigned)(*q - '0')) > 65535) return -1;
-    if (v == 0) return -1;
-    u->port = v;
-  }
-  u->path = end;
-  u->path_len = strcspn(end, "#");
-  for (size_t i = 0; i < u->path_len; i++)
-    if ((unsigned char)end[i] <= 0x20 || (unsigned char)end[i] >= 0x7f) return -1;
-  return 0;
-}
-
-typedef struct wr {
-  char *p; /* NULL: only count */
-  size_t n;
-} wr;
-
-static void w_put(wr *w, const char *s, size_t n) {
-  if (w->p != NULL) memcpy(w->p + w->n, s, n);
-  w->n += n;
-}
-
-#define W_LIT(w, s) w_put(w, s, sizeof s - 1)
-
-/* The request head, in curl's order and with curl's defaults (Accept; the form Content-Type
- * for a body), but never "Expect: 100-continue", and Content-Length: 0 for a POST, PUT or
- * PATCH without a body, which some servers insist on. Of the caller's headers, "Name:" with
- * no value only suppresses ours and "Name;" is sent empty, as curl does. */
-static void write_head(wr *w, const bg_fetch_opts *o, const rq *q) {
-  w_put(w, q->method, strlen(q->method));
-  W_LIT(w, " ");
-  if (q->path_len == 0 || q->path[0] != '/') W_LIT(w, "/");
-  w_put(w, q->path, q->path_len);
-  W_LIT(w, " HTTP/1.1\r\n");
-  if (!(q->flags & H_HOST)) {
-    W_LIT(w, "Host: ");
-    w_put(w, q->hostport, q->hp_len);
-    W_LIT(w, "\r\n");
-  } else if (strcmp(q->host_hdr, "Host:") != 0) { /* the caller's goes here, as in curl */
-    W_LIT(w, "Host:");
-    w_put(w, q->host_hdr + 5, strlen(q->host_hdr + 5));
-    W_LIT(w, "\r\n");
-  }
-  if (!(q->flags & H_UA)) W_LIT(w, "User-Agent: " BG_H1_USER_AGENT "\r\n");
-  if (!(q->flags & H_ACCEPT)) W_LIT(w, "Accept: */*\r\n");
-  for (const char *const *hs = o->headers; hs != NULL && *hs != NULL; hs++) {
-    const char *h = *hs, *sep = strchr(h, ':');
-    if ((q->flags & H_HOST) && strncasecmp(h, "Host", 4) == 0 && (h[4] == ':' || h[4] == ';'))
-      continue;
-    if (sep != NULL) {
-      if (sep[1 + strspn(sep + 1, " \t")] == '\0') continue;
-      w_put(w, h, strlen(h));
-    } else {
-      if ((sep = strchr(h, ';')) == NULL || sep[1 + strspn(sep + 1, " \t")] != '\0') continue;
-      w_put(w, h, (size_t)(sep - h));
-      W_LIT(w, ":");
-    }
-    W_LIT(w, "\r\n");
-  }
-  if (q->clen != NULL && !(q->flags & H_CLEN)) {
-    W_LIT(w, "Content-Length: ");
-    w_put(w, q->clen, q->clen_len);
-    W_LIT(w, "\r\n");
-  }
-  if (o->body != NULL && !(q->flags & H_CTYPE))
-    W_LIT(w, "Content-Type: application/x-www-form-urlencoded\r\n");
-  W_LIT(w, "\r\n");
-}
-
 /* ---- public API ---- */
 
 int bg_h1_new(uv_loop_t *loop, bg_h1 **out) {
@@ -841,17 +558,7 @@ int bg_h1_new(uv_loop_t *loop, bg_h1 **out) {
   h->loop = loop;
   h->nhandles = 1;
   h->idle_ms = IDLE_MS;
-  llhttp_settings_init(&h->settings);
-  h->settings.on_message_begin = on_message_begin;
-  h->settings.on_status = on_status;
-  h->settings.on_status_complete = on_status_complete;
-  h->settings.on_header_field = on_header_field;
-  h->settings.on_header_field_complete = on_header_field_complete;
-  h->settings.on_header_value = on_header;
-  h->settings.on_header_value_complete = on_header_value_complete;
-  h->settings.on_headers_complete = on_headers_complete;
-  h->settings.on_body = on_body;
-  h->settings.on_message_complete = on_message_complete;
+  bg__h1_settings_init(&h->settings);
   *out = h;
   return 0;
 }
@@ -887,8 +594,8 @@ int bg_h1_start(bg_h1 *h, const bg_fetch_opts *o, uint64_t timeout_ms, size_t ma
                 bg_fetch_cb cb, void *ud, bg_h1_req **out) {
   rq q;
   q.host_hdr = NULL;
-  if (h->closing || parse_url(o->url, &q) != 0 ||
-      ((q.flags = scan_headers(o->headers, &q.host_hdr)) & H_CURL))
+  if (h->closing || bg__h1_parse_url(o->url, &q) != 0 ||
+      ((q.flags = bg__h1_scan_headers(o->headers, &q.host_hdr)) & H_CURL))
     return BG_H1_DECLINED;
   q.method = o->method ? o->method : o->body ? "POST" : "GET";
   size_t blen = o->body ? o->body_len : 0, k = 0;
@@ -900,7 +607,7 @@ int bg_h1_start(bg_h1 *h, const bg_fetch_opts *o, uint64_t timeout_ms, size_t ma
   if (q.v6) key[k++] = ']';
   q.hp_len = k;
   key[k++] = ':';
-  k += fmt_u(key + k, q.port);
+  k += bg__h1_fmt_u(key + k, q.port);
   key[k] = '\0';
   q.hostport = key;
   if (q.port != 80) q.hp_len = k;
@@ -908,16 +615,16 @@ int bg_h1_start(bg_h1 *h, const bg_fetch_opts *o, uint64_t timeout_ms, size_t ma
   if (o->body != NULL || !strcmp(q.method, "POST") || !strcmp(q.method, "PUT") ||
       !strcmp(q.method, "PATCH")) {
     q.clen = clen;
-    q.clen_len = fmt_u(clen, blen);
+    q.clen_len = bg__h1_fmt_u(clen, blen);
   }
   wr w = {NULL, 0};
-  write_head(&w, o, &q);
+  bg__h1_write_head(&w, o, &q);
   bg_h1_req *r = calloc(1, sizeof *r + w.n + blen + q.host_len + 1 + k + 1);
   if (r == NULL) return BG_ENOMEM;
   r->out = r->data; /* the head, the body right behind it, the host, the key */
   w.p = r->out;
   w.n = 0;
-  write_head(&w, o, &q);
+  bg__h1_write_head(&w, o, &q);
   if (blen) memcpy(r->out + w.n, o->body, blen);
   r->out_len = w.n + blen;
   r->host = r->out + r->out_len;
