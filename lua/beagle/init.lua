@@ -159,6 +159,6 @@ end
 -- series. The FFI declarations cost each plugin state ~100 KB, and most channels and checks never
 -- touch a metric.
 beagle.metric_keys = { counter = true, gauge = true, histogram = true, increment_counter = true,
-  set_gauge = true, record_histogram = true, timer = true, time = true, quantile = true }
+  set_gauge = true, record_histogram = true, timer = true, time = true, quantile = true, now = true }
 
 return beagle
