@@ -10,12 +10,8 @@
 #include "base/log.h"
 #include "script/script_int.h"
 
-#define SCRIPT_MT "beagle.script"
 #define XCOPY_MAX_DEPTH 32
 #define XCOPY_STACKED 512 /* pairs held on the stack before their table is made */
-/* Loading and validating run synchronously on the loop, so they get a tight leash. */
-#define CALL_TIMEOUT_NS (1000000000ull)
-#define CALL_BUDGET 20000000ull
 
 /* ---- allocator: the memory limit ------------------------------------------------------ */
 
@@ -193,11 +189,6 @@ int bg_lua_xcopy(lua_State *from, int idx, lua_State *to, int depth) {
 
 /* ---- runs --------------------------------------------------------------------------------- */
 
-static const char *error_text(lua_State *L, int idx) {
-  const char *m = lua_tostring(L, idx);
-  return m != NULL ? m : "error object is not a string";
-}
-
 static void timer_free_cb(uv_handle_t *h) {
   free(h);
 }
@@ -223,7 +214,7 @@ static void reaper_idle_cb(uv_idle_t *h) {
   script_free_now(s);
 }
 
-static void script_maybe_reap(bg_script *s) {
+void bg__script_maybe_reap(bg_script *s) {
   if (!s->closing || s->runs != NULL || s->reaper != NULL) return;
   s->reaper = malloc(sizeof *s->reaper);
   if (s->reaper == NULL) return; /* leaks one state rather than freeing under our feet */
@@ -236,7 +227,7 @@ static void script_maybe_reap(bg_script *s) {
  * top of r->co when ok, or msg. */
 static void sched_remove(bg__run *r);
 
-static void run_finish(bg__run *r, int ok, const char *msg) {
+void bg__run_finish(bg__run *r, int ok, const char *msg) {
   bg_script *s = r->s;
   lua_State *H = r->host;
   if (r->queued) sched_remove(r);
@@ -277,8 +268,8 @@ static void run_finish(bg__run *r, int ok, const char *msg) {
   s->busy++;
   if (lua_isfunction(H, top + 1)) {
     if (lua_pcall(H, nargs, 0, 0) != 0) {
-      bg_log(BG_LOG_ERROR, "host callback failed", "plugin", s->name, "error", error_text(H, -1),
-             NULL);
+      bg_log(BG_LOG_ERROR, "host callback failed", "plugin", s->name, "error",
+             bg__error_text(H, -1), NULL);
     }
   }
   lua_settop(H, top);
@@ -292,7 +283,7 @@ static void run_finish(bg__run *r, int ok, const char *msg) {
     s->gc_step_ns = now;
     lua_gc(s->L, LUA_GCSTEP, 0);
   }
-  script_maybe_reap(s);
+  bg__script_maybe_reap(s);
 }
 
 static int io_marker;
@@ -375,17 +366,17 @@ void bg__run_resume(bg__run *r, int n) {
       sched_push(r);
       return;
     }
-    run_finish(r, 0, "plugin yielded outside an I/O call");
+    bg__run_finish(r, 0, "plugin yielded outside an I/O call");
   } else if (rc == 0) {
-    run_finish(r, 1, NULL);
+    bg__run_finish(r, 1, NULL);
   } else if (r->killed != NULL) {
-    run_finish(r, 0, r->killed);
+    bg__run_finish(r, 0, r->killed);
   } else if (rc == LUA_ERRMEM) {
-    run_finish(r, 0, "memory limit");
+    bg__run_finish(r, 0, "memory limit");
   } else {
     char msg[1024];
-    snprintf(msg, sizeof msg, "%s", error_text(co, -1));
-    run_finish(r, 0, msg);
+    snprintf(msg, sizeof msg, "%s", bg__error_text(co, -1));
+    bg__run_finish(r, 0, msg);
   }
 }
 
@@ -406,7 +397,7 @@ bg__run *bg__run_current(lua_State *L) {
   return s->current;
 }
 
-static void run_timer_cb(uv_timer_t *t) {
+void bg__run_timer_cb(uv_timer_t *t) {
   bg__run *r = t->data;
   if (!r->started) {
     /* first tick: start the run (always from the loop, never inside s:run itself) */
@@ -414,302 +405,16 @@ static void run_timer_cb(uv_timer_t *t) {
     int nargs = lua_gettop(r->co) - 1;
     uint64_t now = bg_now_ns();
     if (r->deadline && now >= r->deadline) {
-      run_finish(r, 0, "timeout");
+      bg__run_finish(r, 0, "timeout");
       return;
     }
-    if (r->deadline) uv_timer_start(t, run_timer_cb, (r->deadline - now) / 1000000 + 1, 0);
+    if (r->deadline) uv_timer_start(t, bg__run_timer_cb, (r->deadline - now) / 1000000 + 1, 0);
     bg__run_resume(r, nargs);
     return;
   }
   /* the deadline passed while the run waited */
   r->killed = "timeout";
-  run_finish(r, 0, "timeout");
-}
-
-/* ---- host bindings ------------------------------------------------------------------------ */
-
-typedef struct script_ud {
-  bg_script *s;
-} script_ud;
-
-static bg_script *check_script(lua_State *L) {
-  script_ud *u = luaL_checkudata(L, 1, SCRIPT_MT);
-  if (u->s == NULL || u->s->closing) luaL_error(L, "script is closed");
-  return u->s;
-}
-
-/* s:run(fname, arg, opts, cb) -> id. opts: timeout (s), budget (instructions), memory (bytes
- * the state may grow by while the run executes; the state's own limit applies regardless). */
-static int l_script_run(lua_State *H) {
-  bg_script *s = check_script(H);
-  const char *fname = luaL_checkstring(H, 2);
-  luaL_checktype(H, 4, LUA_TTABLE);
-  luaL_checktype(H, 5, LUA_TFUNCTION);
-  lua_getfield(H, 4, "timeout");
-  double timeout = luaL_optnumber(H, -1, 10);
-  lua_getfield(H, 4, "budget");
-  double budget = luaL_optnumber(H, -1, 0);
-  lua_getfield(H, 4, "memory");
-  double memory = luaL_optnumber(H, -1, 0);
-  lua_pop(H, 3);
-
-  bg__run *r = calloc(1, sizeof *r);
-  uv_timer_t *t = malloc(sizeof *t);
-  if (r == NULL || t == NULL) {
-    free(r);
-    free(t);
-    return luaL_error(H, "out of memory");
-  }
-  lua_State *L = s->L;
-  r->s = s;
-  r->host = H;
-  r->id = ++s->next_id;
-  r->budget = budget > 0 ? (uint64_t)budget : 0;
-  r->mem_limit = memory > 0 ? (size_t)memory : 0;
-  r->deadline = timeout > 0 ? bg_now_ns() + (uint64_t)(timeout * 1e9) : 0;
-  r->co = lua_newthread(L);
-  r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_getglobal(r->co, fname);
-  if (!lua_isfunction(r->co, -1)) {
-    luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
-    free(r);
-    free(t);
-    return luaL_error(H, "plugin state has no entry point '%s'", fname);
-  }
-  if (bg_lua_xcopy(H, 3, r->co, 0) != 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
-    free(r);
-    free(t);
-    return luaL_error(H, "bad argument #2 to 'run' (value cannot cross states)");
-  }
-  lua_pushvalue(H, 5);
-  r->cb_ref = luaL_ref(H, LUA_REGISTRYINDEX);
-  uv_timer_init(s->rt->loop, t);
-  t->data = r;
-  r->timer = t;
-  r->next = s->runs;
-  s->runs = r;
-  uv_timer_start(t, run_timer_cb, 0, 0);
-  lua_pushinteger(H, r->id);
-  return 1;
-}
-
-/* s:call(fname, arg) -> value | nil, err. Synchronous, for loading and validation: no I/O,
- * at most 1 s and CALL_BUDGET instructions. */
-static int l_script_call(lua_State *H) {
-  bg_script *s = check_script(H);
-  const char *fname = luaL_checkstring(H, 2);
-  lua_State *L = s->L;
-  int top = lua_gettop(L);
-  bg__run tmp;
-  memset(&tmp, 0, sizeof tmp);
-  tmp.s = s;
-  tmp.deadline = bg_now_ns() + CALL_TIMEOUT_NS;
-  tmp.budget = CALL_BUDGET;
-  tmp.co_ref = LUA_NOREF;
-  lua_getglobal(L, fname);
-  if (!lua_isfunction(L, -1)) {
-    lua_settop(L, top);
-    return luaL_error(H, "plugin state has no entry point '%s'", fname);
-  }
-  if (bg_lua_xcopy(H, 3, L, 0) != 0) {
-    lua_settop(L, top);
-    return luaL_error(H, "bad argument #2 to 'call' (value cannot cross states)");
-  }
-  bg__run *prev = s->current;
-  s->current = &tmp;
-  s->enforce = 1;
-  s->busy++;
-  int rc = lua_pcall(L, 1, 2, 0);
-  s->busy--;
-  s->enforce = 0;
-  s->current = prev;
-  if (rc != 0) {
-    lua_pushnil(H);
-    if (tmp.killed)
-      lua_pushstring(H, tmp.killed);
-    else if (rc == LUA_ERRMEM)
-      lua_pushstring(H, "memory limit");
-    else
-      lua_pushstring(H, error_text(L, -1));
-    lua_settop(L, top);
-    lua_gc(L, LUA_GCCOLLECT, 0);
-    return 2;
-  }
-  /* entry points return value or nil, err */
-  int ret = 1;
-  if (bg_lua_xcopy(L, top + 1, H, 0) != 0) {
-    lua_pushnil(H);
-    lua_pushstring(H, "result cannot be copied out of the plugin");
-    ret = 2;
-  } else if (lua_isnil(L, top + 1)) {
-    bg_lua_xcopy(L, top + 2, H, 0);
-    ret = 2;
-  }
-  lua_settop(L, top);
-  return ret;
-}
-
-static int l_script_cancel(lua_State *H) {
-  bg_script *s = check_script(H);
-  int id = (int)luaL_checkinteger(H, 2);
-  for (bg__run *r = s->runs; r != NULL; r = r->next) {
-    if (r->id == id) {
-      r->killed = "cancelled";
-      run_finish(r, 0, "cancelled");
-      lua_pushboolean(H, 1);
-      return 1;
-    }
-  }
-  lua_pushboolean(H, 0);
-  return 1;
-}
-
-static int l_script_memory(lua_State *H) {
-  script_ud *u = luaL_checkudata(H, 1, SCRIPT_MT);
-  lua_pushnumber(H, u->s ? (double)u->s->used : 0);
-  return 1;
-}
-
-static int l_script_active(lua_State *H) {
-  script_ud *u = luaL_checkudata(H, 1, SCRIPT_MT);
-  int n = 0;
-  if (u->s)
-    for (bg__run *r = u->s->runs; r != NULL; r = r->next)
-      n++;
-  lua_pushinteger(H, n);
-  return 1;
-}
-
-/* s:close([force]): no new runs; the state is freed when its runs have ended. With force,
- * runs still active end now with "cancelled". */
-static int l_script_close(lua_State *H) {
-  script_ud *u = luaL_checkudata(H, 1, SCRIPT_MT);
-  bg_script *s = u->s;
-  if (s == NULL) return 0;
-  int force = lua_toboolean(H, 2);
-  u->s = NULL;
-  s->closing = 1;
-  if (force) {
-    while (s->runs != NULL) {
-      s->runs->killed = "cancelled";
-      run_finish(s->runs, 0, "cancelled");
-    }
-  }
-  script_maybe_reap(s);
-  return 0;
-}
-
-static int l_script_gc(lua_State *H) {
-  script_ud *u = luaL_checkudata(H, 1, SCRIPT_MT);
-  if (u->s != NULL) {
-    lua_settop(H, 1);
-    lua_pushboolean(H, 1);
-    return l_script_close(H);
-  }
-  return 0;
-}
-
-static int pl_memory(lua_State *L) {
-  void *ud;
-  lua_getallocf(L, &ud);
-  lua_pushnumber(L, (double)((bg_script *)ud)->used);
-  return 1;
-}
-
-static int pl_killed(lua_State *L) {
-  void *ud;
-  lua_getallocf(L, &ud);
-  bg_script *s = ud;
-  if (s->current != NULL && s->current->killed != NULL) {
-    lua_pushstring(L, s->current->killed);
-    return 1;
-  }
-  return 0;
-}
-
-/* __bg.slice_taken() -> true once after the hook ended a slice inside a nested coroutine of
- * the plugin: its resumer (the sandbox) then yields __bg.SLICE up to the run. */
-static int pl_slice_taken(lua_State *L) {
-  void *ud;
-  lua_getallocf(L, &ud);
-  bg_script *s = ud;
-  lua_pushboolean(L, s->hook_yielded);
-  s->hook_yielded = 0;
-  return 1;
-}
-
-/* __bg.nest(entering) -> whether the caller could yield. The sandbox calls nest(true) before it
- * resumes a coroutine of the plugin and nest(false) after: while the resumer could not yield
- * (a C function between it and the run), the nested coroutine must not yield either. */
-static int pl_nest(lua_State *L) {
-  void *ud;
-  lua_getallocf(L, &ud);
-  bg_script *s = ud;
-  bg__run *r = s->current;
-  int entering = lua_toboolean(L, 1);
-  if (r == NULL || r->co == NULL) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  if (entering) {
-    int ok = bg__run_yieldable(r, L, 1); /* level 0 is this function */
-    if (!ok) r->nest_block++;
-    lua_pushboolean(L, ok);
-  } else {
-    if (!lua_toboolean(L, 2) && r->nest_block > 0) r->nest_block--;
-    lua_pushboolean(L, 1);
-  }
-  return 1;
-}
-
-static int pl_now(lua_State *L) {
-  lua_pushnumber(L, (double)bg_now_ns() / 1e9);
-  return 1;
-}
-
-static int pl_wall(lua_State *L) {
-  lua_pushnumber(L, bg_wall_time());
-  return 1;
-}
-
-int bg_lua_log(lua_State *L, const char *plugin) {
-  int level = (int)luaL_checkinteger(L, 1);
-  const char *msg = luaL_checkstring(L, 2);
-  const char *kv[64];
-  size_t n = 0;
-  if (plugin != NULL) {
-    kv[n++] = "plugin";
-    kv[n++] = plugin;
-  }
-  /* fields arrive as a table of strings (the Lua wrappers convert); the table anchors them */
-  if (lua_istable(L, 3)) {
-    lua_pushnil(L);
-    while (n < 62 && lua_next(L, 3) != 0) {
-      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-        kv[n++] = lua_tostring(L, -2);
-        kv[n++] = lua_tostring(L, -1);
-      }
-      lua_pop(L, 1);
-    }
-  }
-  bg_log_kv(level, msg, kv, n / 2);
-  return 0;
-}
-
-/* __bg.pool(): this state's small blocks come from its pool from now on (lpool.h); the
- * sandbox calls it at a channel's first send. */
-static int pl_pool(lua_State *L) {
-  void *ud;
-  lua_getallocf(L, &ud);
-  bg_lpool_start(&((bg_script *)ud)->pool);
-  return 0;
-}
-
-static int pl_log(lua_State *L) {
-  void *ud;
-  lua_getallocf(L, &ud);
-  return bg_lua_log(L, ((bg_script *)ud)->name);
+  bg__run_finish(r, 0, "timeout");
 }
 
 int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, char *err,
@@ -740,15 +445,7 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
   lua_pop(L, 2);
 
   lua_newtable(L);
-  static const luaL_Reg fns[] = {{"memory", pl_memory}, {"killed", pl_killed}, {"now", pl_now},
-                                 {"wall", pl_wall},     {"log", pl_log},       {"pool", pl_pool},
-                                 {"slice_taken", pl_slice_taken},
-                                 {"nest", pl_nest},
-                                 {NULL, NULL}};
-  for (const luaL_Reg *f = fns; f->name; f++) {
-    lua_pushcfunction(L, f->func);
-    lua_setfield(L, -2, f->name);
-  }
+  bg__script_open_plugin(L);
   bg__script_open_io(L);
   lua_pushlightuserdata(L, &io_marker);
   lua_setfield(L, -2, "IO");
@@ -763,7 +460,7 @@ int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, c
   char path[4096];
   snprintf(path, sizeof path, "%s/agent/sandbox.lua", rt->lua_dir);
   if (luaL_dofile(L, path) != 0) {
-    if (errlen) snprintf(err, errlen, "%s", error_text(L, -1));
+    if (errlen) snprintf(err, errlen, "%s", bg__error_text(L, -1));
     lua_close(L);
     bg_lpool_destroy(&s->pool);
     free(s->trusted);
@@ -780,53 +477,4 @@ nomem:
   free(s->name);
   free(s);
   return BG_ENOMEM;
-}
-
-/* script_new{name=, memory_limit=, budget=} -> script | nil, err */
-static int l_script_new(lua_State *H) {
-  bg_runtime *rt = lua_touserdata(H, lua_upvalueindex(1));
-  luaL_checktype(H, 1, LUA_TTABLE);
-  lua_getfield(H, 1, "name");
-  lua_getfield(H, 1, "memory_limit");
-  bg_script_opts o = {0};
-  o.name = luaL_checkstring(H, -2);
-  o.memory_limit = (size_t)luaL_optnumber(H, -1, 0);
-  char err[1024] = "";
-  bg_script *s = NULL;
-  int rc = bg_script_new(rt, &o, &s, err, sizeof err);
-  lua_pop(H, 2);
-  if (rc != 0) {
-    lua_pushnil(H);
-    lua_pushstring(H, err[0] ? err : bg_strerror(rc));
-    return 2;
-  }
-  script_ud *u = lua_newuserdata(H, sizeof *u);
-  u->s = s;
-  luaL_getmetatable(H, SCRIPT_MT);
-  lua_setmetatable(H, -2);
-  return 1;
-}
-
-void bg_script_open_host(lua_State *H, bg_runtime *rt) {
-  if (luaL_newmetatable(H, SCRIPT_MT)) {
-    static const luaL_Reg m[] = {{"run", l_script_run},
-                                 {"call", l_script_call},
-                                 {"cancel", l_script_cancel},
-                                 {"memory", l_script_memory},
-                                 {"active", l_script_active},
-                                 {"close", l_script_close},
-                                 {NULL, NULL}};
-    lua_newtable(H);
-    for (const luaL_Reg *f = m; f->name; f++) {
-      lua_pushcfunction(H, f->func);
-      lua_setfield(H, -2, f->name);
-    }
-    lua_setfield(H, -2, "__index");
-    lua_pushcfunction(H, l_script_gc);
-    lua_setfield(H, -2, "__gc");
-  }
-  lua_pop(H, 1);
-  lua_pushlightuserdata(H, rt);
-  lua_pushcclosure(H, l_script_new, 1);
-  lua_setfield(H, -2, "script_new");
 }

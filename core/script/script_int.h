@@ -1,4 +1,5 @@
-/* Internal to script.c and script_io*.c: runs, operations and the plugin-side bindings. */
+/* Internal to script.c, script_host.c, script_plugin.c and script_io*.c: runs, operations and
+ * the plugin-side bindings. */
 #ifndef BG_SCRIPT_INT_H
 #define BG_SCRIPT_INT_H
 
@@ -74,6 +75,21 @@ bg__run *bg__run_current(lua_State *L);
  * from stack level `from` down, no C frame but pcall/xpcall, at level 0 no code of the agent's
  * own, and no resumer above that cannot yield. */
 int bg__run_yieldable(bg__run *r, lua_State *L, int from);
+/* Ends run r (unlinks and frees it), then calls its host callback with (ok, value): the top of
+ * r->co when ok, else msg. */
+void bg__run_finish(bg__run *r, int ok, const char *msg);
+/* The timer of a run: its first tick starts the run, a later one is the deadline passing. */
+void bg__run_timer_cb(uv_timer_t *t);
+/* Frees a closing state from an idle callback once its last run has ended. */
+void bg__script_maybe_reap(bg_script *s);
+/* The error message at idx of L, for an error object that is not a string too. */
+static inline const char *bg__error_text(lua_State *L, int idx) {
+  const char *m = lua_tostring(L, idx);
+  return m != NULL ? m : "error object is not a string";
+}
+/* Registers the __bg functions that wait for nothing (script_plugin.c) into the table on top
+ * of L. */
+void bg__script_open_plugin(lua_State *L);
 /* Registers the I/O functions (sleep, http, tcp, exec) into the table on top of L. */
 void bg__script_open_io(lua_State *L);
 
