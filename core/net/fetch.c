@@ -4,27 +4,17 @@
  * curl_multi_socket_action and collect finished transfers with curl_multi_info_read.
  *
  * Re-entrancy: user callbacks run only from dispatch_done(), after curl_multi_socket_action
- * has returned, or from mail_after, so they may start, cancel or even free the fetcher.
+ * has returned, or from bg__mail_after, so they may start, cancel or even free the fetcher.
  * dispatch_done() detaches a transfer before calling back and re-reads curl's message queue
  * after every callback (curl_multi_remove_handle drops a canceled handle's pending message).
  *
- * Mail: an smtp:// or smtps:// URL makes the request an SMTP send (curl uploads the message
- * through on_upload and does the dot-stuffing). It does not go through the multi handle:
- * libcurl (7.88) waits synchronously inside the multi interface for the reply to the end of the
- * message and for the reply to QUIT, which would stall the loop, and every other request, for as
- * long as a server cares to take. Each mail instead runs one blocking curl_easy_perform on its
- * own easy handle on the libuv threadpool (mail_work) and is reported from mail_after, on the
- * loop thread, through the same finish(). A running worker can't be stopped, so cancelling a
- * mail marks it, shuts its sockets down so that curl gives up at once, and leaves the freeing
- * to mail_after; the fetcher, likewise, is not freed while mails are on the threadpool (nwork).
- * libcurl is loaded and curl_global_init'ed on the loop thread before the first mail is
- * queued: neither is thread-safe.
+ * Mail (smtp://, smtps://) runs on the threadpool instead: see fetch_mail.c.
  *
  * Plain http:// without redirects, proxies or userinfo goes to http_client.c instead, the built-in
  * HTTP/1.1 client (a fraction of curl's cost per request, and curl is then never loaded): its
  * requests are bg_fetch wrappers in the same list, so that cancel, active and free treat both
  * alike, and h1 counts as one handle of the fetcher until it reports its handles closed. */
-#include "net/fetch.h"
+#include "net/fetch_int.h"
 
 #include "base/bg.h"
 #include "net/http_client.h"
@@ -37,37 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-/* libcurl is loaded with dlopen on the first request, not linked: curl pulls in OpenSSL,
- * GnuTLS, Kerberos, LDAP and more, whose relocations and constructors cost about 5 MiB of
- * resident memory at start-up even when the agent never makes an outbound request. */
-#define CURL_FNS(X)                                                                                \
-  X(CURLcode, global_init, (long))                                                                 \
-  X(CURL *, easy_init, (void))                                                                     \
-  X(CURLcode, easy_setopt, (CURL *, CURLoption, ...))                                              \
-  X(CURLcode, easy_getinfo, (CURL *, CURLINFO, ...))                                               \
-  X(CURLcode, easy_perform, (CURL *))                                                              \
-  X(void, easy_cleanup, (CURL *))                                                                  \
-  X(void, easy_reset, (CURL *))                                                                    \
-  X(const char *, easy_strerror, (CURLcode))                                                       \
-  X(CURLM *, multi_init, (void))                                                                   \
-  X(CURLMcode, multi_setopt, (CURLM *, CURLMoption, ...))                                          \
-  X(CURLMcode, multi_add_handle, (CURLM *, CURL *))                                                \
-  X(CURLMcode, multi_remove_handle, (CURLM *, CURL *))                                             \
-  X(CURLMcode, multi_assign, (CURLM *, curl_socket_t, void *))                                     \
-  X(CURLMcode, multi_cleanup, (CURLM *))                                                           \
-  X(CURLMsg *, multi_info_read, (CURLM *, int *))                                                  \
-  X(CURLMcode, multi_socket_action, (CURLM *, curl_socket_t, int, int *))                          \
-  X(struct curl_slist *, slist_append, (struct curl_slist *, const char *))                        \
-  X(void, slist_free_all, (struct curl_slist *))
-
-static struct {
-#define X(ret, name, args) ret(*name) args;
-  CURL_FNS(X)
-#undef X
-} cu;
+bg__curl_fns bg__cu;
 
 /* Loads libcurl once. Returns 0 or BG_EIO. */
 static int curl_load(void) {
@@ -77,77 +38,16 @@ static int curl_load(void) {
   void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
   if (h == NULL) return BG_EIO;
 #define X(ret, name, args)                                                                         \
-  *(void **)(&cu.name) = dlsym(h, "curl_" #name);                                                  \
-  if (cu.name == NULL) return BG_EIO;
+  *(void **)(&bg__cu.name) = dlsym(h, "curl_" #name);                                              \
+  if (bg__cu.name == NULL) return BG_EIO;
   CURL_FNS(X)
 #undef X
   state = 1;
   return 0;
 }
 
-#define DEFAULT_TIMEOUT_MS 10000
-#define DEFAULT_MAX_BODY (16u << 20)
 #define MAX_REDIRECTS 5L
 #define USER_AGENT BG_H1_USER_AGENT
-#define MAIL_SOCKS 4 /* sockets one mail may hold at once (happy eyeballs needs 2) */
-#define EASY_POOL 16 /* finished easy handles kept for the next requests */
-
-typedef struct sock_ctx sock_ctx;
-
-struct bg_fetcher {
-  uv_loop_t *loop;
-  CURLM *multi;
-  uv_timer_t timer;
-  bg_fetch *reqs;  /* requests in flight (added to multi), doubly linked */
-  sock_ctx *socks; /* poll handles curl currently uses */
-  int nreqs;
-  int nhandles; /* uv handles not yet through their close callback */
-  int nwork;    /* mails queued on the threadpool, not yet through mail_after */
-  int closing;  /* bg_fetcher_free was called */
-  bg_h1 *h1;    /* the built-in client for plain http://; NULL: curl does everything */
-  /* Easy handles of finished requests, reset and ready: a new one costs an allocation of
-   * several KB and its initialisation, per request (the connections live in the multi's cache
-   * either way). */
-  CURL *idle[EASY_POOL];
-  int nidle;
-};
-
-struct sock_ctx {
-  uv_poll_t poll;
-  bg_fetcher *f;
-  curl_socket_t fd;
-  sock_ctx *prev, *next;
-};
-
-struct bg_fetch {
-  bg_fetcher *f;
-  bg_h1_req *h1; /* an h1 request: no easy handle, nothing of curl's */
-  CURL *easy;
-  struct curl_slist *hdr_list;
-  struct curl_slist *rcpt_list; /* mail */
-  char *upload;                 /* mail: the message, CRLF line ends */
-  size_t upload_len, upload_pos;
-  bg_buf body;
-  bg_buf hdrs;
-  size_t max_body;
-  int fail;  /* BG_ELIMIT or BG_ENOMEM when a curl callback aborted the transfer */
-  int in_cb; /* the user callback is running: the request is no longer in flight */
-  uint64_t start_ns;
-  bg_fetch_cb cb;
-  void *ud;
-  bg_fetch *prev, *next;
-  char errbuf[CURL_ERROR_SIZE];
-  /* Mail. Between uv_queue_work and mail_after the worker owns everything above except
-   * prev/next (the loop's list) and in_cb; the loop thread only sets canceled and shuts the
-   * sockets down, under lock. */
-  int mail; /* 1 once lock is initialised */
-  uv_work_t work;
-  CURLcode rc; /* mail_work's results */
-  long status;
-  atomic_int canceled;
-  uv_mutex_t lock;                 /* guards socks */
-  curl_socket_t socks[MAIL_SOCKS]; /* open sockets, CURL_SOCKET_BAD in free slots */
-};
 
 /* ---- lists ---- */
 
@@ -159,7 +59,7 @@ static void req_link(bg_fetcher *f, bg_fetch *r) {
   f->nreqs++;
 }
 
-static void req_unlink(bg_fetcher *f, bg_fetch *r) {
+void bg__fetch_req_unlink(bg_fetcher *f, bg_fetch *r) {
   if (r->prev)
     r->prev->next = r->next;
   else
@@ -180,7 +80,7 @@ static void sock_unlink(bg_fetcher *f, sock_ctx *s) {
 
 /* ---- handle lifetime ---- */
 
-static void maybe_free_fetcher(bg_fetcher *f) {
+void bg__fetcher_maybe_free(bg_fetcher *f) {
   if (f->closing && f->nhandles == 0 && f->nwork == 0) free(f);
 }
 
@@ -189,13 +89,13 @@ static void on_sock_close(uv_handle_t *h) {
   bg_fetcher *f = s->f;
   free(s);
   f->nhandles--;
-  maybe_free_fetcher(f);
+  bg__fetcher_maybe_free(f);
 }
 
 static void on_timer_close(uv_handle_t *h) {
   bg_fetcher *f = h->data;
   f->nhandles--;
-  maybe_free_fetcher(f);
+  bg__fetcher_maybe_free(f);
 }
 
 /* Stops watching and closes; the memory goes in on_sock_close. curl may hand out the same fd
@@ -207,19 +107,19 @@ static void sock_close(bg_fetcher *f, sock_ctx *s) {
   uv_close((uv_handle_t *)&s->poll, on_sock_close);
 }
 
-static void req_free(bg_fetch *r) {
+void bg__fetch_req_free(bg_fetch *r) {
   bg_fetcher *f = r->f;
-  if (r->easy != NULL) { /* a mail's is gone after mail_work */
+  if (r->easy != NULL) { /* a mail's is gone after bg__mail_work */
     if (!r->mail && f != NULL && !f->closing && f->nidle < EASY_POOL) {
-      cu.easy_reset(r->easy);
+      bg__cu.easy_reset(r->easy);
       f->idle[f->nidle++] = r->easy;
     } else {
-      cu.easy_cleanup(r->easy);
+      bg__cu.easy_cleanup(r->easy);
     }
   }
   if (r->mail) uv_mutex_destroy(&r->lock);
-  if (r->hdr_list != NULL) cu.slist_free_all(r->hdr_list); /* cu is empty until curl loads */
-  if (r->rcpt_list != NULL) cu.slist_free_all(r->rcpt_list);
+  if (r->hdr_list != NULL) bg__cu.slist_free_all(r->hdr_list); /* cu is empty until curl loads */
+  if (r->rcpt_list != NULL) bg__cu.slist_free_all(r->rcpt_list);
   free(r->upload);
   bg_buf_free(&r->body);
   bg_buf_free(&r->hdrs);
@@ -228,7 +128,7 @@ static void req_free(bg_fetch *r) {
 
 /* ---- completion ---- */
 
-static void finish(bg_fetch *r, CURLcode rc) {
+void bg__fetch_finish(bg_fetch *r, CURLcode rc) {
   bg_fetch_result res;
   char msg[128];
   memset(&res, 0, sizeof res);
@@ -242,10 +142,10 @@ static void finish(bg_fetch *r, CURLcode rc) {
     res.errmsg = bg_strerror(r->fail);
   } else if (rc != CURLE_OK) {
     res.err = rc == CURLE_OPERATION_TIMEDOUT ? BG_ETIMEDOUT : BG_EIO;
-    res.errmsg = r->errbuf[0] ? r->errbuf : cu.easy_strerror(rc);
+    res.errmsg = r->errbuf[0] ? r->errbuf : bg__cu.easy_strerror(rc);
   }
   if (r->easy != NULL)
-    cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+    bg__cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
   else
     res.status = r->status;
   res.body = r->body.data ? r->body.data : "";
@@ -255,7 +155,7 @@ static void finish(bg_fetch *r, CURLcode rc) {
   res.total_time = (double)(uv_hrtime() - r->start_ns) / 1e9;
   r->in_cb = 1;
   r->cb(r->ud, &res);
-  req_free(r);
+  bg__fetch_req_free(r);
 }
 
 /* The only place user callbacks run. Each round re-reads the queue, because a callback may
@@ -263,16 +163,16 @@ static void finish(bg_fetch *r, CURLcode rc) {
 static void dispatch_done(bg_fetcher *f) {
   CURLMsg *m;
   int left;
-  while (!f->closing && (m = cu.multi_info_read(f->multi, &left)) != NULL) {
+  while (!f->closing && (m = bg__cu.multi_info_read(f->multi, &left)) != NULL) {
     if (m->msg != CURLMSG_DONE) continue;
     CURL *easy = m->easy_handle;
     CURLcode rc = m->data.result;
     char *priv = NULL;
-    cu.easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+    bg__cu.easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
     bg_fetch *r = (bg_fetch *)priv;
-    cu.multi_remove_handle(f->multi, easy);
-    req_unlink(f, r);
-    finish(r, rc);
+    bg__cu.multi_remove_handle(f->multi, easy);
+    bg__fetch_req_unlink(f, r);
+    bg__fetch_finish(r, rc);
   }
 }
 
@@ -289,14 +189,14 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
-  cu.multi_socket_action(f->multi, s->fd, flags, &running);
+  bg__cu.multi_socket_action(f->multi, s->fd, flags, &running);
   dispatch_done(f);
 }
 
 static void on_timer(uv_timer_t *h) {
   bg_fetcher *f = h->data;
   int running;
-  cu.multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  bg__cu.multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   dispatch_done(f);
 }
 
@@ -326,7 +226,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (f->socks) f->socks->prev = s;
     f->socks = s;
     f->nhandles++;
-    cu.multi_assign(f->multi, fd, s);
+    bg__cu.multi_assign(f->multi, fd, s);
   }
   int events = 0;
   if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= UV_READABLE;
@@ -347,12 +247,12 @@ static int on_timer_set(CURLM *multi, long timeout_ms, void *userp) {
 
 /* ---- transfer callbacks ---- */
 
-static size_t on_body(char *p, size_t size, size_t n, void *userp) {
+size_t bg__fetch_on_body(char *p, size_t size, size_t n, void *userp) {
   bg_fetch *r = userp;
   size_t len = size * n;
   if (len > r->max_body - r->body.len) {
     r->fail = BG_ELIMIT;
-    return 0; /* curl aborts with CURLE_WRITE_ERROR; finish() reports r->fail */
+    return 0; /* curl aborts with CURLE_WRITE_ERROR; bg__fetch_finish() reports r->fail */
   }
   if (bg_buf_append(&r->body, p, len) != 0) {
     r->fail = BG_ENOMEM;
@@ -361,7 +261,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *userp) {
   return len;
 }
 
-static size_t on_header(char *p, size_t size, size_t n, void *userp) {
+size_t bg__fetch_on_header(char *p, size_t size, size_t n, void *userp) {
   bg_fetch *r = userp;
   size_t len = size * n;
   /* A status line starts a new response (after a redirect or a 1xx): keep only the last. */
@@ -376,90 +276,6 @@ static size_t on_header(char *p, size_t size, size_t n, void *userp) {
   return len;
 }
 
-static size_t on_upload(char *p, size_t size, size_t n, void *userp) {
-  bg_fetch *r = userp;
-  size_t len = r->upload_len - r->upload_pos;
-  if (len > size * n) len = size * n;
-  memcpy(p, r->upload + r->upload_pos, len);
-  r->upload_pos += len;
-  return len; /* 0 ends the message; curl adds the final "." line */
-}
-
-/* ---- mail on the threadpool ---- */
-
-/* Called by curl in the worker now and then: nonzero aborts the transfer with
- * CURLE_ABORTED_BY_CALLBACK. A backstop for mail_abort's shutdown, which misses a socket
- * curl has yet to open (or is still connecting). */
-static int mail_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                         curl_off_t ulnow) {
-  bg_fetch *r = userp;
-  (void)dltotal;
-  (void)dlnow;
-  (void)ultotal;
-  (void)ulnow;
-  return atomic_load(&r->canceled);
-}
-
-/* curl's own socket opening, plus a record of the socket for mail_abort. */
-static curl_socket_t mail_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a) {
-  bg_fetch *r = userp;
-  curl_socket_t fd = CURL_SOCKET_BAD;
-  (void)purpose;
-  uv_mutex_lock(&r->lock);
-  for (int i = 0; i < MAIL_SOCKS; i++) {
-    if (r->socks[i] != CURL_SOCKET_BAD) continue;
-    if (!atomic_load(&r->canceled)) fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-    r->socks[i] = fd;
-    break;
-  }
-  uv_mutex_unlock(&r->lock);
-  return fd;
-}
-
-/* The record goes before the close, so that mail_abort never shuts down a reused fd number. */
-static int mail_close_socket(void *userp, curl_socket_t fd) {
-  bg_fetch *r = userp;
-  uv_mutex_lock(&r->lock);
-  for (int i = 0; i < MAIL_SOCKS; i++)
-    if (r->socks[i] == fd) r->socks[i] = CURL_SOCKET_BAD;
-  uv_mutex_unlock(&r->lock);
-  return close(fd);
-}
-
-/* Runs in a threadpool thread; blocking is fine here, bounded by the request's timeout. The
- * easy handle is cleaned up here too, in case closing a connection waits on the server. */
-static void mail_work(uv_work_t *w) {
-  bg_fetch *r = w->data;
-  r->rc = cu.easy_perform(r->easy);
-  cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
-  cu.easy_cleanup(r->easy);
-  r->easy = NULL;
-}
-
-/* Back on the loop thread, once per queued mail, whether it ran or uv_cancel dequeued it. */
-static void mail_after(uv_work_t *w, int status) {
-  bg_fetch *r = w->data;
-  bg_fetcher *f = r->f;
-  f->nwork--;
-  if (status == UV_ECANCELED || atomic_load(&r->canceled)) {
-    req_free(r); /* mail_abort already unlinked it */
-  } else {
-    req_unlink(f, r);
-    finish(r, r->rc);
-  }
-  maybe_free_fetcher(f); /* f may be closing; the user callback can't have freed it yet */
-}
-
-/* Loop thread. The request stays allocated until mail_after. */
-static void mail_abort(bg_fetch *r) {
-  atomic_store(&r->canceled, 1);
-  uv_mutex_lock(&r->lock);
-  for (int i = 0; i < MAIL_SOCKS; i++)
-    if (r->socks[i] != CURL_SOCKET_BAD) shutdown(r->socks[i], SHUT_RDWR); /* wakes curl */
-  uv_mutex_unlock(&r->lock);
-  uv_cancel((uv_req_t *)&r->work); /* fails harmlessly once the work has started */
-}
-
 /* ---- public API ---- */
 
 /* curl (and the TLS library under it) is initialised on the first request, not at start-up:
@@ -468,7 +284,7 @@ static void mail_abort(bg_fetch *r) {
 static int curl_ready(void) {
   static int ready;
   if (!ready) {
-    if (curl_load() != 0 || cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return BG_EIO;
+    if (curl_load() != 0 || bg__cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return BG_EIO;
     ready = 1;
   }
   return 0;
@@ -479,12 +295,12 @@ static int fetcher_ready(bg_fetcher *f) {
   if (f->multi != NULL) return 0;
   int rc = curl_ready();
   if (rc != 0) return rc;
-  f->multi = cu.multi_init();
+  f->multi = bg__cu.multi_init();
   if (f->multi == NULL) return BG_ENOMEM;
-  cu.multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-  cu.multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
-  cu.multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
-  cu.multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
+  bg__cu.multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  bg__cu.multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
+  bg__cu.multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
+  bg__cu.multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
   return 0;
 }
 
@@ -526,36 +342,36 @@ int bg_fetcher_new(uv_loop_t *loop, bg_fetcher **out) {
 static void on_h1_closed(void *ud) {
   bg_fetcher *f = ud;
   f->nhandles--;
-  maybe_free_fetcher(f);
+  bg__fetcher_maybe_free(f);
 }
 
 static void req_abort(bg_fetcher *f, bg_fetch *r) {
-  req_unlink(f, r);
+  bg__fetch_req_unlink(f, r);
   if (r->h1 != NULL) {
     bg_h1_cancel(r->h1);
-    req_free(r);
+    bg__fetch_req_free(r);
     return;
   }
   if (r->mail) {
-    mail_abort(r);
+    bg__mail_abort(r);
     return;
   }
-  cu.multi_remove_handle(f->multi, r->easy);
-  req_free(r);
+  bg__cu.multi_remove_handle(f->multi, r->easy);
+  bg__fetch_req_free(r);
 }
 
 void bg_fetcher_free(bg_fetcher *f) {
   if (f == NULL || f->closing) return;
   f->closing = 1; /* from here on on_socket/on_timer_set ignore curl, dispatch_done stops */
-  /* mails in flight are aborted; f stays allocated until their mail_after has run */
+  /* mails in flight are aborted; f stays allocated until their bg__mail_after has run */
   while (f->reqs != NULL)
     req_abort(f, f->reqs);
   /* close the polls before curl_multi_cleanup closes their (idle, cached) sockets */
   while (f->socks != NULL)
     sock_close(f, f->socks);
   while (f->nidle > 0)
-    cu.easy_cleanup(f->idle[--f->nidle]);
-  if (f->multi != NULL) cu.multi_cleanup(f->multi);
+    bg__cu.easy_cleanup(f->idle[--f->nidle]);
+  if (f->multi != NULL) bg__cu.multi_cleanup(f->multi);
   f->multi = NULL;
   if (f->h1 != NULL) bg_h1_free(f->h1, on_h1_closed, f);
   f->h1 = NULL;
@@ -574,7 +390,7 @@ static int setup_easy(bg_fetch *r, const bg_fetch_opts *o) {
   CURL *e = r->easy;
   const char *method = o->method ? o->method : (o->body ? "POST" : "GET");
   int ok = 1;
-#define SET(opt, val) ok &= cu.easy_setopt(e, opt, val) == CURLE_OK
+#define SET(opt, val) ok &= bg__cu.easy_setopt(e, opt, val) == CURLE_OK
   SET(CURLOPT_URL, o->url);
   SET(CURLOPT_PROTOCOLS_STR, "http,https");
   SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -582,13 +398,13 @@ static int setup_easy(bg_fetch *r, const bg_fetch_opts *o) {
   SET(CURLOPT_NOSIGNAL, 1L);
   SET(CURLOPT_USERAGENT, USER_AGENT);
   SET(CURLOPT_ERRORBUFFER, r->errbuf);
-  SET(CURLOPT_WRITEFUNCTION, on_body);
+  SET(CURLOPT_WRITEFUNCTION, bg__fetch_on_body);
   SET(CURLOPT_WRITEDATA, (void *)r);
-  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_HEADERFUNCTION, bg__fetch_on_header);
   SET(CURLOPT_HEADERDATA, (void *)r);
   uint64_t t = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
   SET(CURLOPT_TIMEOUT_MS, t > LONG_MAX ? LONG_MAX : (long)t);
-  /* fails early from Content-Length; on_body enforces it for chunked bodies */
+  /* fails early from Content-Length; bg__fetch_on_body enforces it for chunked bodies */
   SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(r->max_body > INT64_MAX ? INT64_MAX : r->max_body));
   if (o->follow_redirects) {
     SET(CURLOPT_FOLLOWLOCATION, 1L);
@@ -612,115 +428,29 @@ static int setup_easy(bg_fetch *r, const bg_fetch_opts *o) {
 #undef SET
   if (!ok) return BG_ENOMEM;
   for (const char *const *h = o->headers; h != NULL && *h != NULL; h++) {
-    struct curl_slist *l = cu.slist_append(r->hdr_list, *h);
+    struct curl_slist *l = bg__cu.slist_append(r->hdr_list, *h);
     if (l == NULL) return BG_ENOMEM;
     r->hdr_list = l;
   }
   /* no "Expect: 100-continue" round trip for large bodies unless asked for */
   if (o->body != NULL && !has_header(o->headers, "Expect")) {
-    struct curl_slist *l = cu.slist_append(r->hdr_list, "Expect:");
+    struct curl_slist *l = bg__cu.slist_append(r->hdr_list, "Expect:");
     if (l == NULL) return BG_ENOMEM;
     r->hdr_list = l;
   }
-  if (r->hdr_list != NULL && cu.easy_setopt(e, CURLOPT_HTTPHEADER, r->hdr_list) != CURLE_OK)
+  if (r->hdr_list != NULL && bg__cu.easy_setopt(e, CURLOPT_HTTPHEADER, r->hdr_list) != CURLE_OK)
     return BG_ENOMEM;
   return 0;
-}
-
-static int is_mail_url(const char *url) {
-  return strncasecmp(url, "smtp://", 7) == 0 || strncasecmp(url, "smtps://", 8) == 0;
-}
-
-/* An address goes into an SMTP command line as is: no line breaks. */
-static int valid_address(const char *a, int may_be_empty) {
-  return a != NULL && (may_be_empty || a[0] != '\0') && strpbrk(a, "\r\n") == NULL;
-}
-
-static int valid_mail(const bg_fetch_opts *o) {
-  if (!valid_address(o->mail_from, 1)) return 0;
-  if (o->mail_rcpt == NULL || o->mail_rcpt[0] == NULL) return 0;
-  for (const char *const *a = o->mail_rcpt; *a != NULL; a++)
-    if (!valid_address(*a, 0)) return 0;
-  if (o->use_ssl < BG_FETCH_TLS_NONE || o->use_ssl > BG_FETCH_TLS_REQUIRED) return 0;
-  return 1;
-}
-
-/* Copies the message with every bare LF made CRLF: SMTP lines end in CRLF, and curl only
- * dot-stuffs lines that follow a CRLF. Returns 0 or BG_ENOMEM. */
-static int copy_message(bg_fetch *r, const char *msg, size_t len) {
-  size_t extra = 0;
-  for (size_t i = 0; i < len; i++)
-    if (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r')) extra++;
-  r->upload = malloc(len + extra + 1);
-  if (r->upload == NULL) return BG_ENOMEM;
-  size_t j = 0;
-  for (size_t i = 0; i < len; i++) {
-    if (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r')) r->upload[j++] = '\r';
-    r->upload[j++] = msg[i];
-  }
-  r->upload_len = j;
-  return 0;
-}
-
-/* The mail counterpart of setup_easy. Returns 0 or BG_ENOMEM. */
-static int setup_mail(bg_fetch *r, const bg_fetch_opts *o) {
-  CURL *e = r->easy;
-  static const long tls[] = {CURLUSESSL_NONE, CURLUSESSL_TRY, CURLUSESSL_ALL};
-  int ok = 1;
-  if (copy_message(r, o->body ? o->body : "", o->body ? o->body_len : 0) != 0) return BG_ENOMEM;
-  for (const char *const *a = o->mail_rcpt; *a != NULL; a++) {
-    struct curl_slist *l = cu.slist_append(r->rcpt_list, *a);
-    if (l == NULL) return BG_ENOMEM;
-    r->rcpt_list = l;
-  }
-  uint64_t t = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
-  long t_secs = t / 1000 + 1 > LONG_MAX ? LONG_MAX : (long)(t / 1000 + 1);
-#define SET(opt, val) ok &= cu.easy_setopt(e, opt, val) == CURLE_OK
-  SET(CURLOPT_URL, o->url);
-  SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-  SET(CURLOPT_NOSIGNAL, 1L); /* no SIGALRM for timeouts: we are not the main thread */
-  SET(CURLOPT_ERRORBUFFER, r->errbuf);
-  SET(CURLOPT_WRITEFUNCTION, on_body);
-  SET(CURLOPT_WRITEDATA, (void *)r);
-  SET(CURLOPT_HEADERFUNCTION, on_header); /* curl passes the server's replies here */
-  SET(CURLOPT_HEADERDATA, (void *)r);
-  SET(CURLOPT_TIMEOUT_MS, t > LONG_MAX ? LONG_MAX : (long)t);
-  /* closes the connection (QUIT) inside curl_easy_perform, and bounds the wait for the QUIT
-   * reply, which CURLOPT_TIMEOUT_MS does not cover */
-  SET(CURLOPT_FORBID_REUSE, 1L);
-  SET(CURLOPT_SERVER_RESPONSE_TIMEOUT, t_secs);
-  SET(CURLOPT_NOPROGRESS, 0L);
-  SET(CURLOPT_XFERINFOFUNCTION, mail_progress);
-  SET(CURLOPT_XFERINFODATA, (void *)r);
-  SET(CURLOPT_OPENSOCKETFUNCTION, mail_open_socket);
-  SET(CURLOPT_OPENSOCKETDATA, (void *)r);
-  SET(CURLOPT_CLOSESOCKETFUNCTION, mail_close_socket);
-  SET(CURLOPT_CLOSESOCKETDATA, (void *)r);
-  SET(CURLOPT_MAIL_FROM, o->mail_from);
-  SET(CURLOPT_MAIL_RCPT, r->rcpt_list);
-  SET(CURLOPT_UPLOAD, 1L);
-  SET(CURLOPT_READFUNCTION, on_upload);
-  SET(CURLOPT_READDATA, (void *)r);
-  SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->upload_len);
-  SET(CURLOPT_USE_SSL, tls[o->use_ssl]);
-  if (o->username != NULL) SET(CURLOPT_USERNAME, o->username);
-  if (o->password != NULL) SET(CURLOPT_PASSWORD, o->password);
-  if (o->insecure) {
-    SET(CURLOPT_SSL_VERIFYPEER, 0L);
-    SET(CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-#undef SET
-  return ok ? 0 : BG_ENOMEM;
 }
 
 /* h1's completion callback: the request is already out of h1's hands. */
 static void h1_done(void *ud, const bg_fetch_result *res) {
   bg_fetch *r = ud;
-  req_unlink(r->f, r);
+  bg__fetch_req_unlink(r->f, r);
   r->h1 = NULL;
   r->in_cb = 1;
   r->cb(r->ud, res);
-  req_free(r);
+  bg__fetch_req_free(r);
 }
 
 /* Returns 0, BG_ENOMEM, or BG_H1_DECLINED for a request h1 leaves to curl. */
@@ -746,9 +476,9 @@ int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, voi
                    bg_fetch **out) {
   if (out != NULL) *out = NULL;
   if (f == NULL || f->closing || opts == NULL || opts->url == NULL || cb == NULL) return BG_EINVAL;
-  int mail = is_mail_url(opts->url);
+  int mail = bg__mail_is_url(opts->url);
   if (mail) {
-    if (!valid_mail(opts)) return BG_EINVAL;
+    if (!bg__mail_valid(opts)) return BG_EINVAL;
   } else if (strncasecmp(opts->url, "http://", 7) != 0 &&
              strncasecmp(opts->url, "https://", 8) != 0) {
     return BG_EINVAL;
@@ -776,21 +506,21 @@ int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, voi
     if ((rc = uv_mutex_init(&r->lock)) != 0) goto err;
     r->mail = 1;
   }
-  r->easy = !mail && f->nidle > 0 ? f->idle[--f->nidle] : cu.easy_init();
-  rc = r->easy == NULL ? BG_ENOMEM : mail ? setup_mail(r, opts) : setup_easy(r, opts);
+  r->easy = !mail && f->nidle > 0 ? f->idle[--f->nidle] : bg__cu.easy_init();
+  rc = r->easy == NULL ? BG_ENOMEM : mail ? bg__mail_setup(r, opts) : setup_easy(r, opts);
   if (rc != 0) goto err;
   r->start_ns = uv_hrtime();
   if (mail) {
-    /* the callback comes from mail_after, on the loop: never from in here */
+    /* the callback comes from bg__mail_after, on the loop: never from in here */
     r->work.data = r;
-    if ((rc = uv_queue_work(f->loop, &r->work, mail_work, mail_after)) != 0) goto err;
+    if ((rc = uv_queue_work(f->loop, &r->work, bg__mail_work, bg__mail_after)) != 0) goto err;
     f->nwork++;
     req_link(f, r);
     if (out != NULL) *out = r;
     return 0;
   }
   /* add_handle only arms the timer (on_timer_set); nothing completes before the loop runs */
-  if (cu.multi_add_handle(f->multi, r->easy) != CURLM_OK) {
+  if (bg__cu.multi_add_handle(f->multi, r->easy) != CURLM_OK) {
     rc = BG_ENOMEM;
     goto err;
   }
@@ -798,13 +528,13 @@ int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, voi
   if (out != NULL) *out = r;
   return 0;
 err:
-  req_free(r);
+  bg__fetch_req_free(r);
   return rc;
 }
 
 void bg_fetch_cancel(bg_fetch *req) {
   /* in_cb: the request already completed and is being reported; it is freed after. A mail
-   * is freed by mail_after, as soon as its worker notices. */
+   * is freed by bg__mail_after, as soon as its worker notices. */
   if (req == NULL || req->in_cb) return;
   req_abort(req->f, req);
 }
