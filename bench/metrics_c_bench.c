@@ -69,7 +69,7 @@ static void report(const char *key, double *v, int n, const char *unit, const ch
 static void (*volatile counter_add_ptr)(bg_series *, double) = bg_counter_add;
 static void (*volatile observe_ptr)(bg_series *, double) = bg_histogram_observe;
 
-/* bg_histogram_observe's bucket part (core/metrics.c) on a struct of the same shape: NaN
+/* bg_histogram_observe's bucket part (core/metrics/metrics.c) on a struct of the same shape: NaN
  * check, the search observe calls (bg__histogram_bucket, metrics.h), bucket increment, and
  * the count and sum increments that observe leaves to the sketch; without the sketch. Called
  * the same way (indirect, not inlined). */

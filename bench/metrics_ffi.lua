@@ -12,7 +12,7 @@
 --   JIT     the loop is ordinary Lua, compiled by LuaJIT (as the library and rules run);
 --   plugin  the loop is a chunk loaded with load(), jit.off(chunk, true) and a count hook
 --           every 1000 VM instructions (debug.sethook(fn, "", 1000)), which is how the agent
---           runs plugin code (lua/agent/sandbox.lua, core/script.c), with the handles and
+--           runs plugin code (lua/agent/sandbox.lua, core/script/script.c), with the handles and
 --           functions of metrics.plugin_api(), which is what plugins get. The agent's hook is a
 --           C function; here it is a Lua function that counts, so the hook share is a bit
 --           higher than in the agent.

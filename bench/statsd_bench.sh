@@ -12,7 +12,7 @@
 # delivered to the daemon's socket = sent - the socket's drops (/proc/net/udp), times lines per
 # datagram, over the time from the sender's start until the socket's queue is empty again.
 # Cross-checks from the daemons' own counters where they have one: beagle's
-# beagle_statsd_lines_total (bench/statsd_harness.c, core/statsd on a bare loop) and npm
+# beagle_statsd_lines_total (bench/statsd_harness.c, core/metrics/statsd on a bare loop) and npm
 # statsd's statsd.metrics_received (management port, flushInterval set to 1 h so it is never
 # reset). collectd's statsd plugin keeps no such counter; only the kernel view for it.
 # Socket buffers differ and are reported: beagle asks for 8 MiB (SO_RCVBUFFORCE), the peers
@@ -120,7 +120,7 @@ md ""
 md "| daemon | flat out: lines/s (kernel view) | flat out: dropped by kernel | flat out: own counter | paced: dropped by kernel | paced: not counted by daemon | highest lossless paced rate | SO_RCVBUF |"
 md "|---|---|---|---|---|---|---|---|"
 
-# ---- 1. beagle: core/statsd on a bare libuv loop
+# ---- 1. beagle: core/metrics/statsd on a bare libuv loop
 P=$(udp_port)
 bench_spawn HPID taskset -c "$CPU" "$TMP/statsd_harness" "$P" >"$TMP/harness.out"
 wait_bound "$P" || exit 1

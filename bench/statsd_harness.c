@@ -1,4 +1,4 @@
-/* statsd_harness: core/statsd alone on a libuv loop, for bench/statsd_bench.sh. Listens for
+/* statsd_harness: core/metrics/statsd alone on a libuv loop, for bench/statsd_bench.sh. Listens for
  * UDP on 127.0.0.1:PORT (TCP off), prints "ready port=N" once bound, and on SIGUSR1 (or at
  * SIGTERM/SIGINT, before it stops) prints one line of counters: lines, packets, bad lines,
  * kernel drops, the socket buffer, and the milliseconds between the first and the last time

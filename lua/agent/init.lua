@@ -1,5 +1,5 @@
 -- The agent: command line, settings, and the order in which the services start, reload and
--- stop. Runs in the agent's own lua_State (core/agent.c), which is trusted code; plugins never
+-- stop. Runs in the agent's own lua_State (core/app/agent.c), which is trusted code; plugins never
 -- see it.
 --
 -- Each part is a service (lua/agent/services/*.lua) with one interface; every method but new
@@ -340,7 +340,7 @@ function Agent:run()
     end
   end
   -- beagle_loop_lag_seconds and beagle_loop_lag_max_seconds are measured in C on every turn
-  -- of the loop (core/looplag.c, started by core/agent.c)
+  -- of the loop (core/metrics/looplag.c, started by core/app/agent.c)
   self.signals = {
     core.signal("SIGTERM", function() self:shutdown("SIGTERM") end),
     core.signal("SIGINT", function() self:shutdown("SIGINT") end),
