@@ -22,12 +22,17 @@
 #                          sink (bench/notify_sink.c), outbox throughput for 20,000 at once
 #                          (max_in_flight 4 and 32), a perf pass; Alertmanager's ingest of
 #                          the same alerts as a reference                         (~2 min)
+#   liveness.sh    8       GET /health/live latency (wrk -c1) and beagle_loop_lag_seconds,
+#                          quiet and with hostile plugins (one endless check and 20 checks
+#                          looping 5M times a run, all every second); nginx under the same
+#                          wrk as the machine's floor; alternating rounds          (~3.5 min)
 # Knobs: BENCH_IDLE_SECONDS (300), BENCH_CHECKS_SECONDS (60), BENCH_CHECKS_PLUGINS ("http tcp"),
 # BENCH_RPS_SECONDS (10), BENCH_RPS_ROUNDS (3), BENCH_RELOAD_N (100),
 # BENCH_RELOAD_LOADS ("paced full"), BENCH_METRICS_REPS (5), BENCH_HTTP_N (15), BENCH_RULES_N
 # (10000), BENCH_RULES_REPS (5), BENCH_PROM_EVALS (5), BENCH_NOTIFY_* (see notify_bench.sh),
+# BENCH_LIVENESS_SECONDS (20), BENCH_LIVENESS_WARMUP (5), BENCH_LIVENESS_ROUNDS (2),
 # BENCH_ONLY (space-separated subset: idle checks50 health_rps reload metrics metrics_http statsd
-# rules notify), BENCH_RESULTS (output file, default bench/RESULTS.md).
+# rules notify liveness), BENCH_RESULTS (output file, default bench/RESULTS.md).
 # A BENCH_ONLY run merges into an existing results file: the summary rows, the detail blocks and
 # the run lines of the steps it ran replace theirs (step_keys below says which are whose), the
 # rest stays, and a header row says when the partial run was. BENCH_MERGE=0 rewrites the file.
@@ -37,7 +42,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 export BUILD=${BUILD:-build}
 case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS="$REPO/$BUILD" ;; esac
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
-ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules notify}
+ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules notify liveness}
 export BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-300}
 export BENCH_CHECKS_SECONDS=${BENCH_CHECKS_SECONDS:-60}
 
@@ -103,6 +108,9 @@ want metrics_http && step metrics_http 300 metrics_http.sh
 want statsd && step statsd 600 statsd_bench.sh
 want rules && step rules 420 rules_bench.sh
 want notify && step notify 420 notify_bench.sh
+# a round: three windows (nginx, quiet, hostile), two warm-ups, start-ups and the endless
+# check's first report (up to 30 s)
+want liveness && step liveness $(( ${BENCH_LIVENESS_ROUNDS:-2} * (3 * ${BENCH_LIVENESS_SECONDS:-20} + 2 * ${BENCH_LIVENESS_WARMUP:-5} + 90) + 60 )) liveness.sh
 
 ELAPSED=$((SECONDS - T0))
 # whole-machine CPU over the run: busy share and steal (time the hypervisor gave to others)
@@ -129,12 +137,12 @@ fi
 
 order() { # the .md / .summary files in run order
   local ext=$1
-  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify; do
+  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness; do
     [ -f "$BENCH_OUT/$n.$ext" ] && echo "$BENCH_OUT/$n.$ext"
   done
   for f in "$BENCH_OUT"/*."$ext"; do
     [ -f "$f" ] || continue
-    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify " in
+    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness " in
       *" $(basename "$f" ".$ext") "*) ;;
       *) echo "$f" ;;
     esac
@@ -155,7 +163,7 @@ order() { # the .md / .summary files in run order
   echo "| peers | $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $("${NGINX:-/usr/sbin/nginx}" -v 2>&1 | sed 's/^nginx version: //'); node_exporter $("${NODE_EXPORTER:-/usr/bin/prometheus-node-exporter}" --version 2>&1 | awk 'NR==1 {print $3}'); prometheus $("${PROMETHEUS:-/usr/bin/prometheus}" --version 2>&1 | awk 'NR==1 {print $3}'); alertmanager $("${ALERTMANAGER:-/usr/bin/prometheus-alertmanager}" --version 2>&1 | awk 'NR==1 {print $3}') |"
   echo "| machine CPU during the run | ${MACHINE_CPU:-n/a} |"
   echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |"
-  echo "| windows | idle ${BENCH_IDLE_SECONDS}s, checks ${BENCH_CHECKS_SECONDS}s, wrk ${BENCH_RPS_SECONDS:-10}s x ${BENCH_RPS_ROUNDS:-3} rounds, ${BENCH_RELOAD_N:-100} reloads |"
+  echo "| windows | idle ${BENCH_IDLE_SECONDS}s, checks ${BENCH_CHECKS_SECONDS}s, wrk ${BENCH_RPS_SECONDS:-10}s x ${BENCH_RPS_ROUNDS:-3} rounds, ${BENCH_RELOAD_N:-100} reloads, liveness ${BENCH_LIVENESS_SECONDS:-20}s x ${BENCH_LIVENESS_ROUNDS:-2} rounds |"
   echo
   echo "The machine is shared and noisy; numbers from one run. Every target is reported as measured:"
   echo "\"MISS\" means the target was not met in this run."
@@ -190,6 +198,7 @@ step_keys() {
     statsd) printf '%s\t%s' '^StatsD' '^### StatsD' ;;
     rules) printf '%s\t%s' '^6[a-z]?\.' '^### 6\.' ;;
     notify) printf '%s\t%s' '^7[a-z]?\.' '^### 7\.' ;;
+    liveness) printf '%s\t%s' '^8[a-z]?\. liveness' '^### 8\. Liveness' ;;
   esac
 }
 
