@@ -291,31 +291,62 @@ static int slice_marker;
 
 /* ---- the run queue: runs whose slice ended wait here for a turn of the loop --------------- */
 
+static void run_resume_now(bg__run *r, int n);
+
+/* Resumes r now and counts the time against the turn's share. */
+static void resume_counted(bg_runtime *rt, bg__run *r, int n) {
+  uint64_t t0 = bg_now_ns();
+  run_resume_now(r, n);
+  rt->sched.spent += bg_now_ns() - t0;
+}
+
 static void sched_idle_cb(uv_idle_t *h) {
   bg_runtime *rt = h->data;
-  uint64_t t0 = bg_now_ns();
-  /* round robin, a slice each, until the turn's share is spent; the rest wait for the next
-   * turn, after the loop has polled for I/O */
-  while (rt->sched.head != NULL && bg_now_ns() - t0 < BG_SCRIPT_TURN_NS) {
+  /* round robin, a slice each, while the turn's share lasts; the rest wait for the next turn,
+   * after the loop has polled for I/O */
+  while (rt->sched.head != NULL && rt->sched.spent < BG_SCRIPT_TURN_NS) {
     bg__run *r = rt->sched.head;
     rt->sched.head = r->qnext;
     if (rt->sched.head == NULL) rt->sched.tail = NULL;
     r->qnext = NULL;
     r->queued = 0;
-    bg__run_resume(r, 0);
+    int n = r->resume_n;
+    r->resume_n = 0;
+    resume_counted(rt, r, n);
   }
   if (rt->sched.head == NULL) uv_idle_stop(h);
 }
 
-static void sched_push(bg__run *r) {
+/* Just before the loop polls: a new turn starts after it. */
+static void sched_prepare_cb(uv_prepare_t *h) {
+  ((bg_runtime *)h->data)->sched.spent = 0;
+}
+
+static void sched_init(bg_runtime *rt) {
+  if (rt->sched.ready) return;
+  uv_idle_init(rt->loop, &rt->sched.idle);
+  rt->sched.idle.data = rt;
+  uv_prepare_init(rt->loop, &rt->sched.prepare);
+  rt->sched.prepare.data = rt;
+  uv_prepare_start(&rt->sched.prepare, sched_prepare_cb);
+  uv_unref((uv_handle_t *)&rt->sched.prepare); /* it keeps no loop alive */
+  rt->sched.ready = 1;
+}
+
+void bg_script_runtime_close(bg_runtime *rt) {
+  if (!rt->sched.ready) return;
+  uv_close((uv_handle_t *)&rt->sched.idle, NULL);
+  uv_close((uv_handle_t *)&rt->sched.prepare, NULL);
+  rt->sched.ready = 0;
+}
+
+/* Queues r to be resumed with the n values on top of its coroutine. */
+static void sched_push(bg__run *r, int n) {
   bg_runtime *rt = r->s->rt;
-  if (!rt->sched.ready) {
-    uv_idle_init(rt->loop, &rt->sched.idle);
-    rt->sched.idle.data = rt;
-    rt->sched.ready = 1;
-  }
+  sched_init(rt);
   r->qnext = NULL;
   r->queued = 1;
+  r->resume_n = n;
   if (rt->sched.tail != NULL)
     rt->sched.tail->qnext = r;
   else
@@ -341,6 +372,19 @@ static void sched_remove(bg__run *r) {
 }
 
 void bg__run_resume(bg__run *r, int n) {
+  bg_runtime *rt = r->s->rt;
+  sched_init(rt);
+  /* plugin code has had its share of this turn: the run waits for the next (a timer's run
+   * starts and I/O completions of many runs can land in one turn) */
+  r->op = NULL;
+  if (rt->sched.spent >= BG_SCRIPT_TURN_NS) {
+    sched_push(r, n);
+    return;
+  }
+  resume_counted(rt, r, n);
+}
+
+static void run_resume_now(bg__run *r, int n) {
   bg_script *s = r->s;
   lua_State *co = r->co;
   r->op = NULL;
@@ -363,7 +407,7 @@ void bg__run_resume(bg__run *r, int n) {
       /* the slice ended (in the run's coroutine, or passed up from a nested one) */
       s->hook_yielded = 0;
       lua_settop(co, 0);
-      sched_push(r);
+      sched_push(r, 0);
       return;
     }
     bg__run_finish(r, 0, "plugin yielded outside an I/O call");

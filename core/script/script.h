@@ -27,11 +27,14 @@ typedef struct bg_runtime {
   uv_loop_t *loop;
   bg_fetcher *fetcher;
   const char *lua_dir; /* where lua/ lives (borrowed, lives as long as the runtime) */
-  /* Internal to script.c: runs whose slice ended, waiting for a turn of the loop (FIFO).
-   * The idle handle is closed with the loop's other handles. */
+  /* Internal to script.c: runs waiting for a turn of the loop (FIFO), and the time plugin code
+   * has had in this turn (reset by the prepare handle just before the poll). The handles are
+   * closed with the loop's other handles. */
   struct {
     uv_idle_t idle;
+    uv_prepare_t prepare;
     int ready;
+    uint64_t spent;
     struct bg__run *head, *tail;
   } sched;
 } bg_runtime;
@@ -39,7 +42,9 @@ typedef struct bg_runtime {
 typedef struct bg_script bg_script;
 
 /* A run's code yields back to the loop after about BG_SCRIPT_SLICE_NS of computing, and is
- * resumed on a later turn; one turn resumes waiting runs for at most BG_SCRIPT_TURN_NS. */
+ * resumed on a later turn. Plugin code gets at most about BG_SCRIPT_TURN_NS of one turn of the
+ * loop, counted over every resume in it (starts, I/O completions, the run queue): past that a
+ * resume waits in the queue for the next turn, after the loop has polled for I/O. */
 #define BG_SCRIPT_SLICE_NS 1000000ull
 #define BG_SCRIPT_TURN_NS 2000000ull
 
@@ -53,6 +58,11 @@ typedef struct bg_script_opts {
  * BG_ENOMEM, or BG_EINVAL with the Lua error in err. */
 int bg_script_new(bg_runtime *rt, const bg_script_opts *opts, bg_script **out, char *err,
                   size_t errlen);
+
+/* Closes the runtime's own handles (the run queue's), when no script is left and before the
+ * loop is closed; rt must stay valid until the loop has run their close callbacks. A no-op
+ * when they were never made. (The agent closes every handle of its loop at exit instead.) */
+void bg_script_runtime_close(bg_runtime *rt);
 
 /* Bytes the state holds now. */
 size_t bg_script_memory(const bg_script *s);

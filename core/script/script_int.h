@@ -38,6 +38,7 @@ struct bg__run {
   int nest_block;
   bg__run *qnext;
   int queued;
+  int resume_n; /* values on co's stack to resume it with, while queued */
   /* per-run memory: net bytes the state grew by while this run executed; limit 0: none */
   int64_t mem_net;
   size_t mem_limit;

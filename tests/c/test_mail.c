@@ -499,6 +499,8 @@ static void host_wait(int n, uint64_t ms) {
   ASSERT_EQ_INT(done, n);
 }
 
+static bg_runtime *runtime; /* test_lua_bindings' */
+
 static void test_lua_bindings(void) {
   char dir[160];
   snprintf(dir, sizeof dir, "%s/agent", tmpdir);
@@ -510,7 +512,10 @@ static void test_lua_bindings(void) {
   fputs(SANDBOX, f);
   fclose(f);
 
-  bg_runtime rt = {.loop = loop, .fetcher = fetcher, .lua_dir = tmpdir};
+  /* the runtime's run-queue handles live in the loop until the end of main */
+  static bg_runtime rt;
+  rt = (bg_runtime){.loop = loop, .fetcher = fetcher, .lua_dir = tmpdir};
+  runtime = &rt;
   H = luaL_newstate();
   luaL_openlibs(H);
   lua_newtable(H);
@@ -649,6 +654,7 @@ int main(void) {
   RUN(test_lua_bindings);
 
   /* everything closes: uv_run returns once the fetcher and the scripts are gone */
+  if (runtime != NULL) bg_script_runtime_close(runtime);
   bg_fetcher_free(fetcher);
   uv_close((uv_handle_t *)&deadline, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
