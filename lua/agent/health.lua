@@ -114,6 +114,9 @@ function M:build(name, plugin_name, spec, line)
   for _, key in ipairs { "interval", "timeout" } do
     if inst[key] <= 0 then return inst, ("%s = %s: must be more than 0"):format(key, tostring(inst[key])) end
   end
+  -- a run cannot outlast its schedule (as Prometheus' scrape_timeout <= scrape_interval): an
+  -- endless check is reported within its interval, and the next run finds the last one done
+  inst.timeout = math.min(inst.timeout, inst.interval)
   inst.retries = pick(spec.retries, meta.retries, s.health_check_retries)
   if type(inst.retries) ~= "number" or inst.retries < 0 or inst.retries % 1 ~= 0 then
     return inst, ("retries = %s: must be a whole number >= 0"):format(tostring(inst.retries))
@@ -226,6 +229,7 @@ function M:execute(inst, done)
     return
   end
   local attempt = 0
+  local first = core.now()
   local function finish(r)
     self:record(inst, r)
     if done then done(inst, r) end
@@ -250,7 +254,12 @@ function M:execute(inst, done)
           r = { status = "unhealthy", message = why, error = why, response_time = core.now() - started }
         end
         r.attempts = attempt
-        if r.status == "unhealthy" and attempt <= inst.retries and not self.stopping then
+        -- A retry is for a fault that may pass: not for a run the agent ended for its
+        -- instruction budget or memory (the same code does the same again), and only when it
+        -- can start inside the interval (a check that timed out at its interval reports now).
+        local killed = not fine and (res == "instruction budget exceeded" or res == "memory limit")
+        local fits = core.now() - first + inst.retry_delay < inst.interval
+        if r.status == "unhealthy" and attempt <= inst.retries and not self.stopping and not killed and fits then
           -- A timer counts from the loop's cached time, which is as old as the current turn
           -- (a turn that starts many runs is long), so it can fire early: the wait is checked
           -- against the clock and re-armed for what is left.

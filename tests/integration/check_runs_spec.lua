@@ -97,6 +97,31 @@ check "squeezed" { plugin = "flaky", retries = 3, interval = "1s" }
     assert.are.equal(1, #attempt_times(agent:logtext(), "flaky"))
   end)
 
+  it("reports a run ended for its budget or its interval at once, without retries", function()
+    local agent = S.start { plugins = dir, config = quiet .. [[
+check "flaky" { enabled = false }
+check "spin_1s" { plugin = "spin", interval = "1s", timeout = "10s", retries = 3, budget = 1000000000000 }
+check "spin_budget3" { plugin = "spin", interval = "1h", budget = 100000, retries = 3 }
+]] }
+    local t0 = S.now()
+    local got = S.wait(function()
+      local a, b = agent:check("spin_1s"), agent:check("spin_budget3")
+      if a and a.runs and a.runs > 0 and b and b.runs and b.runs > 0 then return { a, b } end
+    end, 8)
+    local took = S.now() - t0
+    local log = agent:logtext()
+    agent:stop()
+    assert.is_truthy(got, log)
+    -- the timeout is cut to the interval, and a retry could not start inside it any more
+    assert.are.equal(1, got[1].timeout)
+    assert.are.equal("timeout", got[1].message)
+    assert.are.equal(1, got[1].attempts)
+    assert.is_true(took < 4, tostring(took))
+    -- the same code would exceed the same budget again
+    assert.are.equal("instruction budget exceeded", got[2].message)
+    assert.are.equal(1, got[2].attempts)
+  end)
+
   it("honours the budget, timeout and memory set on the instance", function()
     local agent = S.start { plugins = dir,
       env = { MONITORING_PLUGIN_INSTRUCTION_BUDGET = "1000000000000" },

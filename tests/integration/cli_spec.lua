@@ -163,13 +163,13 @@ check "closed_port" { plugin = "tcp", host = "127.0.0.1", port = 1, retries = 0 
     it("takes MONITORING_ variables over the config file", function()
       local agent = S.start {
         config = 'health_check_interval = "30s"\nhealth_check_retries = 1\n',
-        env = { MONITORING_HEALTH_CHECK_INTERVAL = "0.25", MONITORING_HEALTH_CHECK_TIMEOUT = "4" },
+        env = { MONITORING_HEALTH_CHECK_INTERVAL = "0.25", MONITORING_HEALTH_CHECK_TIMEOUT = "0.2" },
       }
       local o = agent:wait_check("system", function(c) return c.runs and c.runs >= 3 end, 5)
       agent:stop()
       assert.is_truthy(o)
       assert.are.equal(0.25, o.interval)
-      assert.are.equal(4, o.timeout)
+      assert.are.equal(0.2, o.timeout)
       assert.are.equal(1, o.retries)
     end)
   end)
