@@ -59,6 +59,7 @@ local BLOCKED = {
   read_root_link = [[ return ctx.read_file("/proc/self/root/etc/passwd") ~= nil ]],
   read_dotdot = [[ return ctx.read_file("/proc/../etc/passwd") ~= nil ]],
   read_fd = [[ return ctx.read_file("/proc/self/fd/0") ~= nil ]],
+  http_file_url = [[ local r = ctx.http.get("file:///etc/passwd") return r ~= nil and r.body ~= nil ]],
   exec_shell = [[ return ctx.exec { "/bin/sh", "-c", "cat /proc/$PPID/environ" } ~= nil ]],
   ctx_bad_args = [[
     ctx.sleep("x") ctx.tcp.connect(nil, nil) ctx.http.get(123) ctx.http.request("x")
