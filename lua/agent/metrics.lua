@@ -673,7 +673,15 @@ function M.set_limits(max_series, max_series_per_metric)
 end
 
 -- Out: M.limits, M.negotiate, M.accepts_gzip, M.render, M.render_prometheus, M.gzip and
--- M.content_type read the registry out (lua/agent/metrics_expo.lua).
-require("agent.metrics_expo").install(M, C, registry)
+-- M.content_type read the registry out (lua/agent/metrics_expo.lua), installed on first use: a
+-- plugin state loads this module for plugin_api() alone, and the cdefs and code cost it memory.
+local EXPO = { limits = true, negotiate = true, accepts_gzip = true, render = true, render_prometheus = true,
+  gzip = true, content_type = true }
+setmetatable(M, { __index = function(t, k)
+  if not EXPO[k] then return nil end
+  setmetatable(t, nil)
+  require("agent.metrics_expo").install(M, C, registry)
+  return rawget(t, k)
+end })
 
 return M

@@ -9,6 +9,8 @@ bg_window *bg_window_default(void);
 int bg_window_tick(bg_window *w, bg_registry *r, double now);
 char *bg_window_render_json_string(bg_window *w, bg_registry *r, double now, size_t *len);
 ]]
+-- bg_expo_free's cdef is agent.metrics_expo's, which agent.metrics installs on first use
+pcall(ffi.cdef, "void bg_expo_free(void *p);")
 
 local C = metrics.C
 local M = {}

@@ -29,6 +29,10 @@ local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.re
 local unpack, select, type, pairs, next = unpack, select, type, pairs, next
 local getmetatable, setmetatable, rawget, rawset = getmetatable, setmetatable, rawget, rawset
 local jit_off = jit.off
+-- Loading runs once: no trace compiled while the state sets itself up and loads the file is
+-- worth its machine code and the JIT's buffers (a 32 KB code area per state otherwise, ~90 KB of
+-- an idle agent's RSS). __collect (after a load) and __load_rules turn it back on for the runs.
+jit.off()
 local IO, SLICE = bg.IO, bg.SLICE
 
 -- Strings share one metatable whose __index is this state's real string library: a plugin
@@ -238,6 +242,7 @@ end
 
 -- __collect() -> true: a full collection, after loading (the parser's garbage goes at once)
 function __collect()
+  jit.on()
   collectgarbage()
   return true
 end
@@ -454,180 +459,21 @@ function __run_check(a)
     response_time = elapsed }
 end
 
--- ---- channels -------------------------------------------------------------------------------
--- lua/beagle/CHANNELS.md is the contract: send(n, ctx) returns true (or nothing) when the receiver
--- took the notification; nil/false, err[, { retry_after, permanent }] or a raised error otherwise.
-
-local function masker(opts)
-  local secrets = {}
-  for oname, o in pairs(PLUGIN and PLUGIN.options or {}) do
-    if o.type == "secret" and type(opts[oname]) == "string" and opts[oname] ~= "" then
-      secrets[#secrets + 1] = opts[oname]
+-- ---- the channel and rule-file parts, loaded where they are used -------------------------------
+-- A check's state needs neither; each is ~8 KB of code in every plugin state otherwise. The first
+-- call of an entry point loads its part, which replaces the stubs with the real entry points.
+local S = {
+  bg = bg, beagle = beagle, errtext = errtext, make_ctx = make_ctx, make_env = make_env,
+  public = PUBLIC, instance = function(...) return instance(...) end,
+  ensure_init = function(...) return ensure_init(...) end, plugin = function() return PLUGIN end,
+}
+local function lazy(module, names)
+  for _, name in ipairs(names) do
+    _G[name] = function(...)
+      require(module)(S)
+      return _G[name](...)
     end
   end
-  local cu = require "beagle.channel_util"
-  return function(text) return cu.mask(text, secrets) end
 end
-
-local function masked_log(mask)
-  local out = {}
-  for level, fn in pairs(beagle.log) do
-    out[level] = function(msg, fields)
-      local f
-      if type(fields) == "table" then
-        f = {}
-        for k, v in pairs(fields) do f[k] = mask(tostring(v)) end
-      end
-      return fn(mask(tostring(msg)), f)
-    end
-  end
-  return out
-end
-
-local function send_result(n, ...)
-  if n == 0 then return { ok = true } end
-  local ok, err, info = ...
-  if ok ~= nil and ok ~= false then return { ok = true } end
-  info = type(info) == "table" and info or {}
-  return { ok = false, error = err ~= nil and errtext(err) or "send returned no success and no error",
-    retry_after = tonumber(rawget(info, "retry_after")), permanent = rawget(info, "permanent") == true or nil }
-end
-
--- What every send's ctx shares, made once per state: its functions do not depend on the
--- instance or the notification. ctx.log, which masks the instance's secrets, is made on first
--- use: building its closures for every send cost more than most sends' own work, and closures
--- made in a function keep LuaJIT from compiling it.
-local SEND_MT
-
--- Only the first send calls this: a function that makes closures can't be compiled (and an
--- early return past them closes upvalues, which neither can), so __send must not be it.
-local function build_send_mt()
-  local cu = require "beagle.channel_util"
-  local json = require "beagle.json"
-  -- the C encoder gives json.encode's exact bytes without the interpreter's cost; it raises
-  -- like json.encode does, so that a body that can't be made fails the send
-  local encode = bg.json_encode and json.with_encoder(bg.json_encode).encode or json.encode
-  local base = make_ctx({})
-  base.name = nil
-  base.json = { encode = encode, decode = json.decode, array = json.array, null = json.null }
-  base.response = cu.response
-  base.iso8601 = cu.iso8601
-  base.sha256 = bg.sha256
-  base.hmac_sha256 = bg.hmac_sha256
-  base.mail = function(m)
-    if not bg.mail then return nil, "mail is not supported by this build" end
-    if type(m) ~= "table" then return nil, "mail: the message must be a table" end
-    return bg.mail(m)
-  end
-  -- the ctx's metatable is the plugin's to see but not to change for the next send
-  SEND_MT = { __metatable = false, __index = function(ctx, k)
-    if k == "log" then
-      local l = masked_log(masker(rawget(ctx, "options") or {}))
-      rawset(ctx, "log", l)
-      return l
-    end
-    return base[k]
-  end }
-  return SEND_MT
-end
-
-local function pack_result(...) return send_result(select("#", ...), ...) end
-
--- A channel's state is idle until deliveries come, each of which leaves garbage (its copy of
--- the notification, the payload, the body): from its first send on, it collects when the heap
--- reaches 4x its live size rather than 2x, which saves ~10k of ~410k instructions a
--- notification in a burst (callgrind). Set on the first send, not at load: a channel that
--- never sends keeps the default and the idle agent's memory (+0.1 MiB RSS otherwise).
-local send_pause_set = false
-
--- __send{ name, n } -> { ok = true } | { ok = false, error, retry_after, permanent }
-function __send(a)
-  if not PLUGIN or PLUGIN.kind ~= "channel" then raw_error("plugin is not a channel", 0) end
-  if not send_pause_set then
-    send_pause_set = true
-    collectgarbage("setpause", 400)
-    bg.pool() -- small blocks from the state's pool from now on (core/script/lpool.h)
-  end
-  local inst = instance(a.name, a.opts)
-  local opts = inst.opts
-  -- the send's own fields over the shared ones (a ctx per send: what a plugin sets on it stays
-  -- in that send)
-  local ctx = setmetatable({ name = a.name, options = opts, state = inst.state }, SEND_MT or build_send_mt())
-  if not inst.inited and PLUGIN.init then ensure_init(inst, opts, ctx) end
-  return pack_result(PLUGIN.send(a.n, ctx))
-end
-
--- ---- rule files ---------------------------------------------------------------------------
--- A rule file runs in a state of its own too, as plugin code: the file's chunk and every
--- function it defines (top level, helpers, expr) run with the JIT off, under the budget and
--- the deadline, and evaluations are runs (sliced like a check's). It reads history through
--- beagle.query.
-
-local rule_eval = require "agent.rules.eval"
-
-local RULES -- the set agent.rules.dsl made of the file, with its expr functions
-local RULE_BY_NAME = {}
-local Q, Q_AT -- one query object for the file's evaluations, and its own pin function
-
-local function strip_functions(set)
-  local out = {}
-  for k, v in pairs(set) do
-    if k ~= "exprs" then out[k] = v end
-  end
-  return out
-end
-
--- __load_rules(path) -> set without functions | nil, problems (one string, a line each)
-function __load_rules(path)
-  local src, err = bg.read_file(path, 4 * 1024 * 1024)
-  if not src then return nil, err end
-  local dsl = require "agent.rules.dsl"
-  local env = make_env(path)
-  local set, problems = dsl.load(path, src, { beagle = env.beagle, require = env.require }, { env = env })
-  if not set then
-    return nil, type(problems) == "table" and table.concat(problems, "\n") or errtext(problems)
-  end
-  RULES = set
-  RULE_BY_NAME = {}
-  for _, r in ipairs(set.alerts or {}) do RULE_BY_NAME[r.name] = r end
-  return strip_functions(set)
-end
-
-local function find_rule(name) return RULE_BY_NAME[name] end
-
-local function eval_one(name)
-  local r = find_rule(name)
-  if not r then raw_error(("no rule %q in this file"):format(name), 0) end
-  return rule_eval.rule(r, RULES.exprs, Q)
-end
-
--- The query object an expr is given: the public beagle.query functions (a copy per state, so
--- what an expr does to it stays in this file), pinned to `at` when set.
-local function query_at(at)
-  if not Q then
-    Q = PUBLIC["beagle.query"]()
-    Q_AT = Q.at
-  end
-  Q_AT(at)
-  return Q
-end
-
--- __eval_rule{ name, at = ms | nil } -> { samples = {...} }
-function __eval_rule(a)
-  query_at(a.at)
-  return { samples = eval_one(a.name) }
-end
-
--- __eval_rules{ names = {...}, at = ms | nil } -> { [name] = { samples = {...} } | { error = "..." } }
--- Every rule of the file that is due at once, in one crossing between states.
-function __eval_rules(a)
-  query_at(a.at)
-  local out = {}
-  for _, name in ipairs(a.names or {}) do
-    local ok, samples = raw_pcall(eval_one, name)
-    local why = bg.killed()
-    if why then raw_error(why, 0) end
-    out[name] = ok and { samples = samples } or { error = errtext(samples) }
-  end
-  return out
-end
+lazy("agent.sandbox_channel", { "__send" })
+lazy("agent.sandbox_rules", { "__load_rules", "__eval_rule", "__eval_rules" })
