@@ -1,6 +1,7 @@
 #include "app/host.h"
 
 #include <lauxlib.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -149,6 +150,17 @@ static int l_json_encode(lua_State *L) {
   return 2;
 }
 
+/* release_memory(): hands the heap's free pages back to the system (glibc's malloc_trim): after
+ * plugin states were closed at once (agent.plugins parks the unused ones), their blocks are free
+ * but their pages stay resident in the middle of the heap. */
+static int l_release_memory(lua_State *L) {
+  (void)L;
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+  return 0;
+}
+
 static int l_rss(lua_State *L) {
   size_t rss = 0;
   uv_resident_set_memory(&rss);
@@ -213,6 +225,7 @@ static int luaopen_core(lua_State *L) {
                                    {"cpu", l_cpu},     {"wall", l_wall},
                                    {"log", l_log},     {"log_setup", l_log_setup},
                                    {"rss", l_rss},     {"listdir", l_listdir},
+                                   {"release_memory", l_release_memory},
                                    {"mkdir", l_mkdir}, {NULL, NULL}};
   for (const luaL_Reg *f = plain; f->name; f++) {
     lua_pushcfunction(L, f->func);

@@ -256,7 +256,9 @@ function Agent:reload(why)
       log(3, "config reload failed, keeping the previous config", { file = self.config_path, error = err })
     end
   end
-  return failures + self:each("reload")
+  failures = failures + self:each("reload")
+  self.svc.plugins:park()
+  return failures
 end
 
 function Agent:shutdown(sig)
@@ -339,6 +341,8 @@ function Agent:run()
       end
     end
   end
+  -- every kind has built its instances: a plugin no instance uses gives up its state
+  self.svc.plugins:park()
   -- beagle_loop_lag_seconds and beagle_loop_lag_max_seconds are measured in C on every turn
   -- of the loop (core/metrics/looplag.c, started by core/app/agent.c)
   self.signals = {

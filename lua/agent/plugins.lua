@@ -22,6 +22,10 @@ function M.new(o)
     watches = {},
     load_failures = 0,
   }, M)
+  -- rec.script of a parked plugin: loaded again on first use (park_unused)
+  self.rec_mt = { __index = function(rec, k)
+    if k == "script" and rec.parked then return self:revive(rec) end
+  end }
   return self
 end
 
@@ -76,7 +80,7 @@ function M:load(path, expected_kind, force)
   local script, err = core.script_new { name = util.basename(path), memory_limit = self.memory_limit }
   if not script then return self:fail(path, err, old) end
   local meta
-  meta, err = script:call("__load", { path = path, exec_allow = self.exec_allow })
+  meta, err = script:call("__load", { path = path, src = src, exec_allow = self.exec_allow })
   if not meta then
     script:close(true)
     return self:fail(path, err, old)
@@ -99,16 +103,19 @@ function M:load(path, expected_kind, force)
     return self:fail(path, verr, old)
   end
   script:call("__collect")
-  local rec = {
+  local rec = setmetatable({
     name = meta.name, kind = meta.kind, file = path, state = "loaded", meta = meta, script = script,
     source = src, loaded_at = core.wall(), version = (old and old.version or 0) + 1,
-  }
+  }, self.rec_mt)
   if old and old.state == "loaded" then
     if old.name ~= rec.name then self.by_name[old.name] = nil end
     -- the old version's instances close; in-flight runs finish (each has its deadline); then
     -- the state is freed
-    self:close_instances(old)
-    old.script:close(false)
+    local old_script = rawget(old, "script")
+    if old_script then
+      self:close_instances(old)
+      old_script:close(false)
+    end
   end
   self.by_file[path] = rec
   self.by_name[rec.name] = rec
@@ -121,10 +128,58 @@ end
 -- Calls the plugin's close(opt, ctx) for every instance of a state that goes away (or the
 -- one named); a failure is logged, never kept.
 function M:close_instances(rec, name)
-  local ok, v, err = pcall(rec.script.call, rec.script, "__close", { name = name })
+  local script = rawget(rec, "script")
+  if not script then return end -- parked: no instance is configured in it
+  local ok, v, err = pcall(script.call, script, "__close", { name = name })
   if not ok or v == nil then
     self.log(2, "plugin close failed", { plugin = rec.name, instance = name, error = tostring(ok and err or v) })
   end
+end
+
+-- A plugin no instance uses (no check or channel of it declared, nor an automatic one) keeps
+-- its metadata and source but not its lua_State: six channel plugins and the http and tcp
+-- checks cost an idle agent ~1 MB otherwise. The first use (rec.script) loads it again from
+-- the kept source, into a fresh state.
+function M:park_unused()
+  local parked = 0
+  for _, rec in pairs(self.by_file) do
+    local script = rawget(rec, "script")
+    if rec.state == "loaded" and script and script:active() == 0 then
+      local ok, used = pcall(script.call, script, "__in_use")
+      if ok and used == false then
+        script:close(false)
+        rec.script = nil
+        rec.parked = true
+        parked = parked + 1
+      end
+    end
+  end
+  -- the states are freed by the loop's next turn (script.c's reaper); their pages go back then
+  if parked > 0 and core.timer and core.release_memory then
+    local t
+    t = core.timer(0.05, 0, function()
+      t:stop()
+      core.release_memory()
+    end)
+  end
+end
+
+function M:revive(rec)
+  local script, err = core.script_new { name = util.basename(rec.file), memory_limit = self.memory_limit }
+  local meta
+  if script then
+    meta, err = script:call("__load", { path = rec.file, src = rec.source, exec_allow = self.exec_allow })
+  end
+  if not meta then
+    if script then script:close(true) end
+    -- the kept source loaded once: this is out of memory or the like, and the use fails
+    error(("plugin %s could not be loaded again: %s"):format(rec.name, tostring(err)), 2)
+  end
+  script:call("__collect")
+  rec.parked = nil
+  rawset(rec, "script", script)
+  self.log(0, "plugin state loaded for its first use", { plugin = rec.name })
+  return script
 end
 
 function M:unload(path)
@@ -134,7 +189,9 @@ function M:unload(path)
   if rec.state == "loaded" then
     if self.by_name[rec.name] == rec then self.by_name[rec.name] = nil end
     self:close_instances(rec)
-    rec.script:close(false)
+    local script = rawget(rec, "script")
+    if script then script:close(false) end
+    rec.parked = nil
     rec.state = "removed"
     self.log(1, "plugin removed", { plugin = rec.name, file = path })
     self.on_change(rec.name, nil, rec)
@@ -186,7 +243,8 @@ function M:list()
     local r = self.by_file[path]
     out[#out + 1] = {
       name = r.name, file = r.file, kind = r.kind, state = r.state, error = r.error,
-      version = r.version, memory_bytes = r.script and r.script:memory() or nil,
+      version = r.version, parked = r.parked or nil,
+      memory_bytes = rawget(r, "script") and r.script:memory() or (r.parked and 0) or nil,
       description = r.meta and r.meta.description or nil,
     }
   end
@@ -195,8 +253,9 @@ end
 
 function M:close_all(force)
   for _, r in pairs(self.by_file) do
-    if r.script and r.state == "loaded" then self:close_instances(r) end
-    if r.script then r.script:close(force) end
+    local script = rawget(r, "script")
+    if script and r.state == "loaded" then self:close_instances(r) end
+    if script then script:close(force) end
   end
 end
 

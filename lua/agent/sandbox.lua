@@ -210,12 +210,14 @@ end
 local PLUGIN -- the table the plugin file returned
 local EXEC_ALLOW = {} -- program path -> true: what ctx.exec may run (plugin_exec_allow)
 
--- __load{ path, exec_allow = { program, ... } } (or the path alone) -> metadata | nil, err
+-- __load{ path, src = the file's text (read from path when nil), exec_allow = { program, ... } }
+-- (or the path alone) -> metadata | nil, err
 function __load(a)
   if type(a) == "string" then a = { path = a } end
   local path = a.path
   for _, p in ipairs(a.exec_allow or {}) do EXEC_ALLOW[p] = true end
-  local src, err = bg.read_file(path, 4 * 1024 * 1024)
+  local src, err = a.src, nil
+  if type(src) ~= "string" then src, err = bg.read_file(path, 4 * 1024 * 1024) end
   if not src then return nil, err end
   local chunk
   chunk, err = load_plugin(path, src, make_env(path))
@@ -418,6 +420,9 @@ local function ensure_init(inst, opts, ctx)
   inst.inited = true -- once, even when it fails: the failure is this run's
   PLUGIN.init(opts, ctx)
 end
+
+-- __in_use() -> whether an instance is configured here (agent.plugins parks a state without one)
+function __in_use() return next(INSTANCES) ~= nil end
 
 -- __close{ name = instance | nil for every instance } -> true: calls the plugin's close.
 -- Errors are the plugin's: they are returned, the instance is gone either way.

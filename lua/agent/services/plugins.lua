@@ -23,6 +23,7 @@ function M.new(d)
       -- the first scan builds nothing: each kind builds its instances in its own configure
       if not self.loaded then return end
       for _, sub in ipairs(self.subscribers) do sub:plugins_changed() end
+      if self.started then self.manager:park_unused() end
     end,
   }
   return self
@@ -48,8 +49,13 @@ end
 
 function M:start()
   self.manager:watch(self.debounce)
+  self.started = true
   return true
 end
+
+-- Gives up the state of every plugin no instance uses (agent.plugins park_unused); called once
+-- every kind has built its instances, and after a reload or a plugin change.
+function M:park() self.manager:park_unused() end
 
 function M:reload() return self.manager:scan(false) end
 
