@@ -6,7 +6,6 @@
 local core = require "agent.core"
 local json = require "beagle.json"
 local router = require "agent.router"
-local api_metrics = require "agent.api_metrics"
 local performance = require "agent.performance"
 
 local M = {}
@@ -73,7 +72,7 @@ function M:routes()
       local ok, st, msg = router.authorized(self.settings, req)
       if not ok then return router.err_json(st, msg) end
       local partial = (req.query or ""):match("partial=([^&]*)")
-      local code, o = api_metrics.custom(self.metrics, req.body, partial == "true" or partial == "1")
+      local code, o = require("agent.api_metrics").custom(self.metrics, req.body, partial == "true" or partial == "1")
       return code, "application/json", json.encode(o)
     end },
   }
