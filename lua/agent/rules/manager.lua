@@ -19,7 +19,6 @@ function M.new(o)
   }, M)
   local ok_engine, Engine = pcall(require, "agent.rules.engine")
   if not ok_engine then return nil, "alert engine: " .. tostring(Engine) end
-  local ok_tpl, template = pcall(require, "agent.rules.template")
   self.store = nil
   if core.store_open then
     local sok, store_mod = pcall(require, "agent.rules.store")
@@ -29,13 +28,16 @@ function M.new(o)
       else self.log(3, "alert state is not kept", { error = tostring(err) }) end
     end
   end
-  local dsl = require "agent.rules.dsl"
+  -- agent.rules.dsl and the template engine are loaded when first needed (an API rule, the
+  -- first message rendered): the rule files load in states of their own, so an idle agent
+  -- holds only the matchers
+  local matchers = require "agent.rules.matchers"
   self.engine = Engine.new {
     now = core.wall,
-    match = dsl.match, -- the same matchers (regex subset, globs) as the rule files declare
+    match = matchers.match, -- the same matchers (regex subset, globs) as the rule files declare
     settings = o.settings,
     store = self.store,
-    render = ok_tpl and function(text, ctx) return template.render(text, ctx) or text end or nil,
+    render = function(text, ctx) return require("agent.rules.template").render(text, ctx) or text end,
     notify = function(n) self:deliver(n) end,
   }
   return self
