@@ -46,7 +46,7 @@ top_maps() {
   awk '/^[0-9a-f]+-[0-9a-f]+ / {name = $6} /^Rss:/ {if (name != "") rss[name] += $2} END {for (n in rss) printf "%d %s\n", rss[n], n}' "/proc/$1/smaps" 2>/dev/null |
     sort -rn | head -8 | awk '{printf "%s%s %d KiB", (NR > 1 ? ", " : ""), $2, $1}'
 }
-A_MAPS=$(top_maps "$AGENT")
+A_MAPS=$(top_maps "$AGENT" | sed "s#$REPO/##g") # no machine paths in RESULTS.md
 pss() { awk '/^Pss:/ {printf "%.2f MiB", $2 / 1024}' "/proc/$1/smaps_rollup" 2>/dev/null; }
 runs=$(curl -s "http://127.0.0.1:$APORT/metrics" | awk '/^beagle_check_runs_total/ {s += $2} END {print s + 0}')
 

@@ -437,7 +437,7 @@ crash() { [ -n "$1" ] && echo "; AGENT CRASHED ($1)"; }
 md "### 7. Notifications: latency from the firing evaluation to the receiver, and outbox throughput"
 md ""
 src=$(awk -F= '/^CMAKE_HOME_DIRECTORY:/ { print $2 }' "$BUILD/CMakeCache.txt" 2>/dev/null)
-md "beagle: $("$BEAGLE" version 2>/dev/null | head -1), $BEAGLE, built from ${src:-?} (git $(git -C "${src:-/nonexistent}" rev-parse --short HEAD 2>/dev/null || echo "n/a: not a checkout"))${BENCH_NOTIFY_NOTE:+; $BENCH_NOTIFY_NOTE}."
+md "beagle: $("$BEAGLE" version 2>/dev/null | head -1), ${BEAGLE#"$REPO"/}, built from $([ "${src:-?}" = "$REPO" ] && echo "this checkout" || echo "${src:-?}") (git $(git -C "${src:-/nonexistent}" rev-parse --short HEAD 2>/dev/null || echo "n/a: not a checkout"))${BENCH_NOTIFY_NOTE:+; $BENCH_NOTIFY_NOTE}."
 md ""
 md "Agent (webhook channel \"sink\") on CPU $CPU; bench/notify_sink.c (single-threaded epoll HTTP/1.1, keep-alive, logs"
 md "receive time, Idempotency-Key and the body's starts_at per request) and the StatsD senders on CPU $SCPU; loopback."

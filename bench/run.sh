@@ -193,7 +193,7 @@ step_keys() {
     checks50-*) printf '%s\t%s' "^2b\\..*${1#checks50-}" "^### 2b\\..*${1#checks50-}" ;;
     health_rps) printf '%s\t%s' '^3\.' '^### 3\.' ;;
     reload-*) printf '%s\t%s' "^4\\..*${1#reload-}" "^### 4\\..*${1#reload-}" ;;
-    metrics) printf '%s\t%s' '^5[a-e]\.' '^### 5\.' ;;
+    metrics) printf '%s\t%s' '^5[a-eg]\.' '^### 5\.' ;;
     metrics_http) printf '%s\t%s' '^5f\.' '^### 5f\.' ;;
     statsd) printf '%s\t%s' '^StatsD' '^### StatsD' ;;
     rules) printf '%s\t%s' '^6[a-z]?\.' '^### 6\.' ;;
