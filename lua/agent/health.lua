@@ -200,7 +200,8 @@ function M:remove(name)
   self.instances[name] = nil
   -- the plugin's close(opt, ctx) for this instance, in its state (synchronous, bounded)
   local rec = self.plugins:get(inst.plugin)
-  if rec and rec.script and rec.kind == "check" then pcall(rec.script.call, rec.script, "__close", { name = name }) end
+  local script = rec and rec.kind == "check" and rawget(rec, "script") -- a parked state has no instance
+  if script then pcall(script.call, script, "__close", { name = name }) end
   self.on_update()
 end
 
