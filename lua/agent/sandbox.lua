@@ -72,7 +72,13 @@ local function pack(...) return { n = select("#", ...), ... } end
 -- plugin's own coroutine passes either up to the run and hands what comes back down, so that
 -- a coroutine can neither hold the loop nor hide from the budget. bg.nest tells the hook
 -- whether the resumer could yield at all (not inside a C function such as table.sort).
+-- The coroutines a plugin made itself (weak keys): only those can it resume or see as running.
+-- A run's own coroutine stays out of its reach: resumed by another run of the same state while it
+-- waits on I/O, it would go on with that run's values in place of its answer.
+local MINE = setmetatable({}, { __mode = "k" })
+
 local function resume(co, ...)
+  if not MINE[co] then return false, "cannot resume a coroutine this plugin did not create" end
   local could = bg.nest(true)
   local r = pack(co_resume(co, ...))
   bg.nest(false, could)
@@ -89,12 +95,28 @@ local function resume(co, ...)
   return unpack(r, 1, r.n)
 end
 
+local co_running = coroutine.running
+local function create(f)
+  local co = co_create(f)
+  MINE[co] = true
+  return co
+end
+
 local function safe_coroutine()
   return {
-    create = co_create, status = co_status, running = coroutine.running, yield = co_yield,
-    resume = resume,
+    create = create, yield = co_yield, resume = resume,
+    status = function(co)
+      if not MINE[co] then raw_error("bad argument #1 to 'status' (a coroutine of this plugin expected)", 2) end
+      return co_status(co)
+    end,
+    -- inside the run itself there is no coroutine of the plugin's: nil, as in the main thread
+    running = function()
+      local co = co_running()
+      if co and MINE[co] then return co end
+      return nil
+    end,
     wrap = function(f)
-      local co = co_create(f)
+      local co = create(f)
       return function(...)
         local r = pack(resume(co, ...))
         if not r[1] then raw_error(r[2], 0) end
