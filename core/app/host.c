@@ -221,12 +221,17 @@ static int luaopen_core(lua_State *L) {
   bg__host_open_history(L, rt);
   static const luaL_Reg fns[] = {{"stop", l_stop}, {"update_time", l_update_time}, {NULL, NULL}};
   bg__host_setfuncs(L, rt, fns);
-  static const luaL_Reg plain[] = {{"now", l_now},     {"json_encode", l_json_encode},
-                                   {"cpu", l_cpu},     {"wall", l_wall},
-                                   {"log", l_log},     {"log_setup", l_log_setup},
-                                   {"rss", l_rss},     {"listdir", l_listdir},
+  static const luaL_Reg plain[] = {{"now", l_now},
+                                   {"json_encode", l_json_encode},
+                                   {"cpu", l_cpu},
+                                   {"wall", l_wall},
+                                   {"log", l_log},
+                                   {"log_setup", l_log_setup},
+                                   {"rss", l_rss},
+                                   {"listdir", l_listdir},
                                    {"release_memory", l_release_memory},
-                                   {"mkdir", l_mkdir}, {NULL, NULL}};
+                                   {"mkdir", l_mkdir},
+                                   {NULL, NULL}};
   for (const luaL_Reg *f = plain; f->name; f++) {
     lua_pushcfunction(L, f->func);
     lua_setfield(L, -2, f->name);

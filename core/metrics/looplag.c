@@ -27,9 +27,9 @@
 struct bg_looplag {
   uv_prepare_t prepare;
   uv_check_t check;
-  int open;        /* handles not closed yet */
-  bg_series *hist; /* beagle_loop_lag_seconds */
-  bg_series *max;  /* beagle_loop_lag_max_seconds */
+  int open;           /* handles not closed yet */
+  bg_series *hist;    /* beagle_loop_lag_seconds */
+  bg_series *max;     /* beagle_loop_lag_max_seconds */
   uint64_t last;      /* uv_hrtime at the previous prepare (at the start before the first) */
   uint64_t last_idle; /* uv_metrics_idle_time then */
   uint64_t poll_end;  /* uv_now at the last check, in ns */
@@ -69,13 +69,13 @@ int bg_looplag_start(uv_loop_t *loop, bg_registry *r, double window_s, bg_loopla
   bg_looplag *l = calloc(1, sizeof *l);
   if (l == NULL) return BG_ENOMEM;
   char err[160];
-  l->hist = bg_series_get(r, BG_HISTOGRAM, "beagle_loop_lag_seconds",
-                          "Time each loop turn spent outside the poll (in callbacks), seconds",
-                          NULL, 0, buckets, (int)(sizeof buckets / sizeof buckets[0]), err,
-                          sizeof err);
+  l->hist =
+      bg_series_get(r, BG_HISTOGRAM, "beagle_loop_lag_seconds",
+                    "Time each loop turn spent outside the poll (in callbacks), seconds", NULL, 0,
+                    buckets, (int)(sizeof buckets / sizeof buckets[0]), err, sizeof err);
   l->max = bg_series_get(r, BG_GAUGE, "beagle_loop_lag_max_seconds",
-                         "Longest loop turn in the current and the previous window, seconds",
-                         NULL, 0, NULL, 0, err, sizeof err);
+                         "Longest loop turn in the current and the previous window, seconds", NULL,
+                         0, NULL, 0, err, sizeof err);
   if (l->hist == NULL || l->max == NULL) {
     free(l);
     return BG_ELIMIT;

@@ -1,6 +1,7 @@
 /* looplag: a callback that holds the loop shows in the histogram and the max gauge, time the
- * loop sleeps in its poll does not (also when a signal interrupts the poll), every stalled turn is counted (no sampling), the gauge
- * forgets a stall after two windows, and stopping frees everything. */
+ * loop sleeps in its poll does not (also when a signal interrupts the poll), every stalled turn is
+ * counted (no sampling), the gauge forgets a stall after two windows, and stopping frees
+ * everything. */
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
