@@ -488,11 +488,10 @@ end
 
 -- ---- the channel and rule-file parts, loaded where they are used -------------------------------
 -- A check's state needs neither; each is ~8 KB of code in every plugin state otherwise. The first
--- call of an entry point loads its part, which replaces the stubs with the real entry points.
+-- call of an entry point loads its part, which defines the entry points for good.
 local S = {
   bg = bg, beagle = beagle, errtext = errtext, make_ctx = make_ctx, make_env = make_env,
-  public = PUBLIC, instance = function(...) return instance(...) end,
-  ensure_init = function(...) return ensure_init(...) end, plugin = function() return PLUGIN end,
+  public = PUBLIC, instance = instance, ensure_init = ensure_init, plugin = function() return PLUGIN end,
 }
 local function lazy(module, names)
   for _, name in ipairs(names) do
