@@ -30,7 +30,6 @@ struct bg_series {
   double value;
   family *fam;      /* and its registry, for the misuse count */
   bg_series *hnext; /* hash chain */
-  bg_series *next;  /* creation order (removal finds the previous one by walking) */
   double created;
   uint32_t hash;
   uint32_t id;
@@ -59,7 +58,10 @@ struct family {
   bg_series **tab;
   size_t tabsz; /* power of two */
   size_t nseries;
-  bg_series *head, *tail;
+  /* creation order, for walks: an array, not a list through the series, so a walk over a
+   * family scattered across the heap can load the next series while it formats this one */
+  bg_series **order;
+  size_t ordcap;
   uint64_t dropped; /* series refused by a limit */
   int drop_reason;  /* the last limit it hit */
 };
@@ -146,12 +148,9 @@ static void series_free(bg_series *s) {
 }
 
 static void family_free(family *f) {
-  bg_series *s = f->head;
-  while (s) {
-    bg_series *next = s->next;
-    series_free(s);
-    s = next;
-  }
+  for (size_t i = 0; i < f->nseries; i++)
+    series_free(f->order[i]);
+  free(f->order);
   free(f->tab);
   free(f->name);
   free(f->help);
@@ -317,6 +316,13 @@ static bg_series *series_find(const family *f, uint32_t h, const char *const *kv
 static bg_series *series_new(family *f, uint32_t h, const char *const *kv, const int *order,
                              int nlabels) {
   if (f->nseries >= f->tabsz && grow_series(f) != 0) return NULL;
+  if (f->nseries >= f->ordcap) {
+    size_t cap = f->ordcap ? 2 * f->ordcap : 8;
+    bg_series **o = realloc(f->order, cap * sizeof *o);
+    if (o == NULL) return NULL;
+    f->order = o;
+    f->ordcap = cap;
+  }
   size_t hsz = f->type == BG_HISTOGRAM ? hist_size(f->nb) : 0;
   size_t strs = 0, text = 0;
   for (int i = 0; i < nlabels; i++) {
@@ -362,12 +368,7 @@ static bg_series *series_new(family *f, uint32_t h, const char *const *kv, const
   s->created = bg_wall_time();
   s->hnext = f->tab[h & (f->tabsz - 1)];
   f->tab[h & (f->tabsz - 1)] = s;
-  if (f->tail)
-    f->tail->next = s;
-  else
-    f->head = s;
-  f->tail = s;
-  f->nseries++;
+  f->order[f->nseries++] = s;
   f->reg->nseries++;
   return s;
 }
@@ -588,14 +589,10 @@ void bg_series_remove(bg_registry *r, bg_series *s) {
     pp = &(*pp)->hnext;
   if (*pp == NULL) return; /* not ours */
   *pp = s->hnext;
-  bg_series *prev = NULL; /* removal is rare: no back pointer in every series for it */
-  for (bg_series *x = f->head; x != s; x = x->next)
-    prev = x;
-  if (prev)
-    prev->next = s->next;
-  else
-    f->head = s->next;
-  if (f->tail == s) f->tail = prev;
+  size_t at = 0; /* removal is rare: no index kept in every series for it */
+  while (f->order[at] != s)
+    at++;
+  memmove(&f->order[at], &f->order[at + 1], (f->nseries - at - 1) * sizeof *f->order);
   f->nseries--;
   r->nseries--;
   bg_series **own[3] = {&r->dropped_s[0], &r->dropped_s[1], &r->truncated_s};
@@ -675,7 +672,12 @@ void bg_registry_walk(bg_registry *r, bg_family_cb fam, bg_series_cb ser, void *
     bg_family_view fv = {f->name, f->help, f->type, f->bounds, f->nb};
     if (fam) fam(ud, &fv);
     if (ser == NULL) continue;
-    for (const bg_series *s = f->head; s; s = s->next) {
+    for (size_t j = 0; j < f->nseries; j++) {
+      const bg_series *s = f->order[j];
+      if (j + 4 < f->nseries) { /* its struct and label text, a few series ahead */
+        __builtin_prefetch(f->order[j + 4]);
+        __builtin_prefetch((const char *)f->order[j + 4] + 64);
+      }
       const char *kv[2 * BG_METRICS_MAX_LABELS];
       const uint16_t *len = label_lens(s);
       const char *p = label_text(s);
