@@ -85,8 +85,9 @@ local function cancel_wait(inst, report)
 end
 
 -- Works out one instance from its declaration (spec may be nil for an automatic one).
--- Returns inst or nil, err.
-function M:build(name, plugin_name, spec, line)
+-- Returns inst or nil, err. dry: only validates (the plugin's state keeps what it had), for a
+-- reload that must know every declaration is good before it applies any.
+function M:build(name, plugin_name, spec, line, dry)
   spec = spec or {}
   local rec = self.plugins:get(plugin_name)
   local inst = {
@@ -130,7 +131,8 @@ function M:build(name, plugin_name, spec, line)
   if err then return inst, err end
   inst.critical = pick(spec.critical, meta.critical, false) == true
   local opts
-  opts, err = rec.script:call("__configure", { name = name, given = plugin_options(spec) })
+  if dry then opts, err = rec.script:call("__validate", plugin_options(spec))
+  else opts, err = rec.script:call("__configure", { name = name, given = plugin_options(spec) }) end
   if not opts then return inst, err end
   inst.opts = opts
   return inst
