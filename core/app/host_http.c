@@ -81,7 +81,20 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
   lua_settop(L, top);
 }
 
-/* http_server(host, port, handler, limits) -> server | nil, err */
+/* Sets *ms from the number of seconds in field name of the table at idx, when it is a positive
+ * number (durations smaller than 1 ms round up to 1 ms). */
+static void limit_ms(lua_State *L, int idx, const char *name, uint64_t *ms) {
+  lua_getfield(L, idx, name);
+  if (lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0) {
+    double v = lua_tonumber(L, -1) * 1000;
+    *ms = v < 1 ? 1 : (uint64_t)v;
+  }
+  lua_pop(L, 1);
+}
+
+/* http_server(host, port, handler, limits) -> server | nil, err
+ * limits: max_body_bytes, max_connections, and in seconds read_timeout, header_timeout,
+ * first_byte_timeout, idle_timeout; each optional. */
 static int l_http_server(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
@@ -91,9 +104,14 @@ static int l_http_server(lua_State *L) {
   if (lua_istable(L, 4)) {
     lua_getfield(L, 4, "max_body_bytes");
     if (lua_isnumber(L, -1)) lim.max_body_bytes = (size_t)lua_tonumber(L, -1);
-    lua_getfield(L, 4, "read_timeout");
-    if (lua_isnumber(L, -1)) lim.read_timeout_ms = (uint64_t)(lua_tonumber(L, -1) * 1000);
+    lua_getfield(L, 4, "max_connections");
+    if (lua_isnumber(L, -1) && lua_tonumber(L, -1) >= 1)
+      lim.max_connections = (int)lua_tonumber(L, -1);
     lua_pop(L, 2);
+    limit_ms(L, 4, "read_timeout", &lim.read_timeout_ms);
+    limit_ms(L, 4, "header_timeout", &lim.header_timeout_ms);
+    limit_ms(L, 4, "first_byte_timeout", &lim.first_byte_timeout_ms);
+    limit_ms(L, 4, "idle_timeout", &lim.idle_timeout_ms);
   }
   hserver *hs = lua_newuserdata(L, sizeof *hs);
   memset(hs, 0, sizeof *hs);
@@ -177,7 +195,7 @@ static int l_server_stats(lua_State *L) {
   hserver *hs = check_server(L);
   bg_http_stats st;
   bg_http_get_stats(hs->srv, &st);
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 9);
   bg__host_setnum(L, "requests", (double)st.requests);
   bg__host_setnum(L, "static_hits", (double)st.static_hits);
   bg__host_setnum(L, "errors_4xx", (double)st.errors_4xx);
@@ -185,6 +203,8 @@ static int l_server_stats(lua_State *L) {
   bg__host_setnum(L, "connections_accepted", (double)st.connections_accepted);
   bg__host_setnum(L, "connections_rejected", (double)st.connections_rejected);
   bg__host_setnum(L, "connections_open", (double)st.connections_open);
+  bg__host_setnum(L, "connections_evicted", (double)st.connections_evicted);
+  bg__host_setnum(L, "connections_timed_out", (double)st.connections_timed_out);
   return 1;
 }
 

@@ -2,8 +2,10 @@
  * in http_server_respond.c). A connection copies what llhttp hands it into one reusable
  * per-connection buffer (spans may straddle reads), dispatches each complete request synchronously,
  * and appends responses to an output buffer that is flushed once per read with uv_try_write,
- * falling back to uv_write. One timer per connection covers idle,
- * read and drain deadlines; it is re-armed lazily so the hot path rarely touches the heap. */
+ * falling back to uv_write. One timer per connection covers the first-byte, head, read, idle and
+ * drain deadlines; it is re-armed lazily so the hot path rarely touches the heap. Connections
+ * with nothing under way, then those still sending a head, sit in queues by age, so that a new
+ * connection at the limit closes the oldest of them rather than being refused (slowloris). */
 #include "net/http_server_int.h"
 
 #include <netinet/in.h>
@@ -14,6 +16,7 @@
 
 #define OUT_HIGH_WATER (1024 * 1024) /* stop reading while this much output is queued */
 #define DRAIN_MAX_MS 2000            /* bound on flushing + lingering before a hard close */
+#define EVICT_SCAN 16 /* queued connections looked at for one that is not writing a response */
 
 static void conn_close(conn *c);
 static void flush(conn *c);
@@ -43,14 +46,60 @@ static void send_error(conn *c, int status, const char *error, const char *detai
   (void)rc; /* out of memory: the connection still closes, just without the error body */
 }
 
+/* ---- the queues a new connection takes room from ----------------------------------------- */
+
+/* Moves c to the tail (the newest end) of queue q, or out of every queue for Q_NONE. */
+static void queue_set(conn *c, int q) {
+  bg_http_server *srv = c->srv;
+  if (c->queue == q) return;
+  if (c->queue != Q_NONE) {
+    if (c->qprev)
+      c->qprev->qnext = c->qnext;
+    else
+      srv->q[c->queue].head = c->qnext;
+    if (c->qnext)
+      c->qnext->qprev = c->qprev;
+    else
+      srv->q[c->queue].tail = c->qprev;
+    c->qprev = c->qnext = NULL;
+  }
+  c->queue = q;
+  if (q == Q_NONE) return;
+  c->qprev = srv->q[q].tail;
+  if (c->qprev)
+    c->qprev->qnext = c;
+  else
+    srv->q[q].head = c;
+  srv->q[q].tail = c;
+}
+
+/* Closes the oldest connection with nothing under way, else the oldest still sending its head,
+ * passing over (a bounded few) that still have a response to write. 1 if one was closed. */
+static int evict_one(bg_http_server *srv) {
+  for (int q = 0; q < Q_COUNT; q++) {
+    int n = 0;
+    for (conn *c = srv->q[q].head; c && n < EVICT_SCAN; c = c->qnext, n++) {
+      if (c->writing || c->out.len) continue;
+      conn_close(c);
+      srv->stats.connections_evicted++;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* ---- timers ----------------------------------------------------------------------------- */
 
 static uint64_t state_timeout(conn *c) {
   const bg_http_limits *l = &c->srv->lim;
-  if (c->state == S_IDLE) return l->idle_timeout_ms;
-  /* while we hold off reading (the client is not reading our replies), the client is not the
-   * one being slow with its request: give it the idle allowance instead */
-  if (c->state == S_READING) return c->paused ? l->idle_timeout_ms : l->read_timeout_ms;
+  if (c->state == S_IDLE) return c->served ? l->idle_timeout_ms : l->first_byte_timeout_ms;
+  if (c->state == S_READING) {
+    /* while we hold off reading (the client is not reading our replies), the client is not the
+     * one being slow with its request: give it the idle allowance instead */
+    if (c->paused) return l->idle_timeout_ms;
+    if (!c->in_body && l->header_timeout_ms < l->read_timeout_ms) return l->header_timeout_ms;
+    return l->read_timeout_ms;
+  }
   return l->read_timeout_ms < DRAIN_MAX_MS ? l->read_timeout_ms : DRAIN_MAX_MS;
 }
 
@@ -64,6 +113,7 @@ static void arm(conn *c, uint64_t in_ms) {
 /* Enters a state; the timer is only moved earlier, never later (timer_cb catches up). */
 static void set_state(conn *c, int state) {
   c->state = state;
+  queue_set(c, state == S_IDLE ? Q_IDLE : state == S_READING ? Q_HEAD : Q_NONE);
   c->since = uv_now(c->srv->loop);
   uint64_t to = state_timeout(c);
   if (c->due == 0 || c->due > c->since + to) arm(c, to);
@@ -79,13 +129,15 @@ static void timer_cb(uv_timer_t *t) {
   }
   if (c->state == S_READING && !c->close_after_write) {
     char d[64];
-    snprintf(d, sizeof d, "request not complete within %llu ms",
-             (unsigned long long)c->srv->lim.read_timeout_ms);
+    snprintf(d, sizeof d, "request %snot complete within %llu ms", c->in_body ? "" : "head ",
+             (unsigned long long)state_timeout(c));
+    c->srv->stats.connections_timed_out++;
     send_error(c, 408, "request timeout", d);
     set_state(c, S_DRAINING);
     flush(c);
     return;
   }
+  if (c->state == S_IDLE && !c->served) c->srv->stats.connections_timed_out++;
   conn_close(c);
 }
 
@@ -120,6 +172,7 @@ static int on_message_begin(llhttp_t *p) {
   c->url_off = c->url_len = c->body_off = c->body_len = c->nhdr = 0;
   c->hdr_bytes = 16; /* method, version and line ends of the request line, roughly */
   c->in_field = c->in_body = 0;
+  c->served = 1;
   set_state(c, S_READING);
   return 0;
 }
@@ -204,6 +257,7 @@ static int on_headers_complete(llhttp_t *p) {
     return limit_error(c, 413, "body exceeds %zu bytes", max);
   c->body_off = c->rq.len;
   c->in_body = 1;
+  queue_set(c, Q_NONE); /* the head is in: no longer a slowloris suspect */
   /* curl and friends wait for this before sending a larger body */
   if ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) && p->http_minor >= 1) {
     for (size_t i = 0; i < c->nhdr; i++)
@@ -267,6 +321,8 @@ static void conn_handle_closed(uv_handle_t *h) {
 static void conn_close(conn *c) {
   if (c->closed) return;
   c->closed = 1;
+  c->srv->nlive--;
+  queue_set(c, Q_NONE);
   uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
 }
@@ -287,6 +343,7 @@ static void maybe_finish(conn *c) {
     return;
   }
   c->shut = 1;
+  queue_set(c, Q_IDLE); /* all written, only lingering for the peer's EOF: may make room */
   c->sreq.data = c;
   if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) conn_close(c);
 }
@@ -403,6 +460,8 @@ void bg_http_limits_default(bg_http_limits *lim) {
   lim->max_headers = 100;
   lim->max_body_bytes = 1024 * 1024;
   lim->read_timeout_ms = 10000;
+  lim->header_timeout_ms = 5000;
+  lim->first_byte_timeout_ms = 5000;
   lim->idle_timeout_ms = 75000;
   lim->max_connections = 1024;
 }
@@ -417,7 +476,9 @@ int bg_http_server_new(uv_loop_t *loop, const bg_http_limits *lim, bg_http_handl
     srv->lim = *lim;
   else
     bg_http_limits_default(&srv->lim);
-  if (srv->lim.read_timeout_ms == 0 || srv->lim.idle_timeout_ms == 0) {
+  if (srv->lim.read_timeout_ms == 0 || srv->lim.idle_timeout_ms == 0 ||
+      srv->lim.header_timeout_ms == 0 || srv->lim.first_byte_timeout_ms == 0 ||
+      srv->lim.max_connections < 1) {
     free(srv);
     return BG_EINVAL;
   }
@@ -493,8 +554,12 @@ static void set_peer(conn *c) {
 
 static void on_connection(uv_stream_t *ls, int status) {
   bg_http_server *srv = ls->data;
+  /* out of descriptors: libuv dropped the pending connection; make room for the next ones */
+  if (status == UV_EMFILE || status == UV_ENFILE)
+    for (int i = 0; i < EVICT_SCAN && evict_one(srv); i++) {
+    }
   if (status < 0 || srv->closing) return;
-  if (srv->stats.connections_open >= srv->lim.max_connections) {
+  if (srv->nlive >= srv->lim.max_connections && !evict_one(srv)) {
     uv_tcp_t *t = malloc(sizeof *t);
     if (t == NULL || uv_tcp_init(srv->loop, t) != 0) {
       free(t);
@@ -510,6 +575,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   conn *c = calloc(1, sizeof *c);
   if (c == NULL) return;
   c->srv = srv;
+  c->queue = Q_NONE;
   if (uv_tcp_init(srv->loop, &c->tcp) != 0) {
     free(c);
     return;
@@ -521,6 +587,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   if (c->next) c->next->prev = c;
   srv->conns = c;
   srv->stats.connections_open++;
+  srv->nlive++;
   srv->stats.connections_accepted++;
   llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
   c->parser.data = c;

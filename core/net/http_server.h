@@ -51,13 +51,22 @@ typedef struct bg_http_response {
 /* Called for every request that no static route answers; must fill res before returning. */
 typedef void (*bg_http_handler_cb)(void *ud, const bg_http_request *req, bg_http_response *res);
 
+/* Connections are never a fixed pool that idle clients can fill (slowloris): a new connection
+ * must send its first byte within first_byte_timeout_ms and its whole request head within
+ * header_timeout_ms of that byte (a deadline, not reset by each byte, like Go's
+ * ReadHeaderTimeout); at max_connections a new connection closes the oldest idle one (no request
+ * under way: never sent a byte, or keep-alive between requests), else the oldest one still
+ * sending its head, like nginx reusing its keep-alive connections. Only when every connection is
+ * receiving a body or draining a response is the new one refused. */
 typedef struct bg_http_limits {
-  size_t max_header_bytes;  /* request line + headers; over it: 431 JSON error (default 16 KiB) */
-  size_t max_headers;       /* default 100 */
-  size_t max_body_bytes;    /* over it: 413 JSON error (default 1 MiB) */
-  uint64_t read_timeout_ms; /* a started request must arrive whole within this (default 10 s) */
-  uint64_t idle_timeout_ms; /* keep-alive connection idle limit (default 75 s) */
-  int max_connections;      /* further accepts are closed at once (default 1024) */
+  size_t max_header_bytes;        /* request line + headers; over it: 431 JSON error (16 KiB) */
+  size_t max_headers;             /* default 100 */
+  size_t max_body_bytes;          /* over it: 413 JSON error (default 1 MiB) */
+  uint64_t read_timeout_ms;       /* a started request must arrive whole within this (10 s) */
+  uint64_t header_timeout_ms;     /* its head within this of its first byte: 408 (default 5 s) */
+  uint64_t first_byte_timeout_ms; /* a new connection's first byte within this (default 5 s) */
+  uint64_t idle_timeout_ms;       /* keep-alive idle limit between requests (default 75 s) */
+  int max_connections;            /* open at once; see above for who makes room (default 1024) */
 } bg_http_limits;
 
 /* Fills lim with the defaults above. Can't fail. */
@@ -98,7 +107,9 @@ int bg_http_set_render(bg_http_server *srv, const char *path, bg_http_render_cb 
 /* Counters for self-monitoring. Can't fail. */
 typedef struct bg_http_stats {
   uint64_t requests, static_hits, errors_4xx, errors_5xx, connections_accepted,
-      connections_rejected;
+      connections_rejected,  /* refused at the limit with nothing to close instead */
+      connections_evicted,   /* idle or slow ones closed to make room for a new one */
+      connections_timed_out; /* closed or answered 408 at a first-byte, head or read deadline */
   int connections_open;
 } bg_http_stats;
 void bg_http_get_stats(const bg_http_server *srv, bg_http_stats *out);

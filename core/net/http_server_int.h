@@ -24,6 +24,11 @@ typedef struct route {
 
 enum { S_IDLE, S_READING, S_DRAINING };
 
+/* The queues a new connection takes room from at the limit, oldest first: Q_IDLE (no request
+ * under way), then Q_HEAD (a request head still arriving). Q_NONE: neither (a body arriving,
+ * or draining), never closed to make room. */
+enum { Q_IDLE, Q_HEAD, Q_COUNT, Q_NONE = Q_COUNT };
+
 typedef struct hdr_off {
   size_t name_off, name_len, value_off, value_len;
 } hdr_off;
@@ -36,12 +41,14 @@ typedef struct conn {
   llhttp_t parser;
   bg_http_server *srv;
   struct conn *prev, *next;
-  int handles;    /* open handles; the struct is freed when this drops to 0 */
-  int state;      /* S_* */
-  uint64_t since; /* loop time when state was entered */
-  uint64_t due;   /* loop time the timer fires, 0 when not armed */
+  struct conn *qprev, *qnext; /* in srv->q[queue], when queue is not Q_NONE */
+  int queue;                  /* Q_* */
+  int handles;                /* open handles; the struct is freed when this drops to 0 */
+  int state;                  /* S_* */
+  uint64_t since;             /* loop time when state was entered */
+  uint64_t due;               /* loop time the timer fires, 0 when not armed */
   unsigned closed : 1, writing : 1, close_after_write : 1, shut : 1, eof : 1, paused : 1,
-      in_read : 1, in_field : 1, in_body : 1;
+      in_read : 1, in_field : 1, in_body : 1, served : 1 /* a request began on it */;
   int err_status; /* set by a parser callback that aborts with a limit error */
   char err_detail[96];
   /* request under construction: url, header names and values, body, each NUL-terminated */
@@ -65,7 +72,11 @@ struct bg_http_server {
   llhttp_settings_t settings;
   route *routes;
   size_t nroutes;
-  conn *conns;          /* list of live connections */
+  conn *conns; /* list of live connections */
+  int nlive;   /* connections not yet closing: what max_connections counts */
+  struct {
+    conn *head, *tail; /* oldest first */
+  } q[Q_COUNT];
   int nhandles_pending; /* accepted-and-rejected sockets still closing */
   int listening, listener_closed, closing;
   void (*done)(void *ud);

@@ -323,7 +323,10 @@ function Agent:run()
   lists[#lists + 1] = self:routes()
   local routes = router.new(lists)
   local host, port = settings_mod.split_address(s.listen)
-  local server, err = core.http_server(host, port, function(req) return routes:handle(req) end)
+  local server, err = core.http_server(host, port, function(req) return routes:handle(req) end, {
+    first_byte_timeout = s.http_first_byte_timeout, header_timeout = s.http_header_timeout,
+    idle_timeout = s.http_idle_timeout, max_connections = s.http_max_connections,
+  })
   if not server then
     io.stderr:write("beagle: ", err, "\n")
     return 1

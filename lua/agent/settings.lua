@@ -51,6 +51,13 @@ M.schema = {
   enable_profiling = { kind = "bool", default = false, help = "collect profiles" },
   -- beagle's own
   listen = { kind = "address", default = "127.0.0.1:8001", help = "HTTP address of the agent" },
+  http_first_byte_timeout = { kind = "duration", default = 5, min = 0.001,
+    help = "seconds a new HTTP connection may stay silent before it is closed" },
+  http_header_timeout = { kind = "duration", default = 5, min = 0.001,
+    help = "seconds a request's head may take from its first byte (a deadline, not reset by each byte)" },
+  http_idle_timeout = { kind = "duration", default = 75, min = 0.001, help = "seconds a keep-alive connection may wait between requests" },
+  http_max_connections = { kind = "int", default = 1024, min = 1,
+    help = "HTTP connections open at once; beyond, a new one closes the oldest idle or slow one" },
   log_format = { kind = "enum", values = { "logfmt", "json" }, default = "logfmt", help = "log line format" },
   log_level = { kind = "enum", values = { "debug", "info", "warn", "error" }, default = "info", help = "lowest level logged" },
   data_dir = { kind = "string", default = "data", help = "directory for durable state" },
