@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The registry's own series, exempt from the limits. */
+/* The registry's own series, exempt from the limits like every series made by
+ * bg_series_get_own. */
 #define DROPPED_NAME "beagle_series_dropped"
 #define DROPPED_HELP "Series not created because a cardinality limit was reached."
 #define TRUNCATED_NAME "beagle_label_values_truncated"
@@ -20,68 +21,7 @@
 #define BG__STR(x) BG__STR2(x)
 #define BG__STR2(x) #x
 
-enum { MODE_GET, MODE_FIND, MODE_INTERNAL };
-
-typedef struct family family;
-
-struct bg_series {
-  /* First, as Lua's cdef of a counter and a gauge says ({ double v; }): Lua adds and sets
-   * it with a field write. Histograms keep their sum in the sketch. */
-  double value;
-  family *fam;      /* and its registry, for the misuse count */
-  bg_series *hnext; /* hash chain */
-  double created;
-  uint32_t hash;
-  uint32_t id;
-  uint16_t lablen; /* bytes of the escaped label text */
-  uint8_t nlabels;
-  uint8_t type;
-};
-
-/* A histogram's part, right after its struct. */
-typedef struct hist {
-  const double *bounds; /* the family's (padded, see bg__histogram_bucket) */
-  int nb;
-  bg_sketch sk;       /* also the histogram's count, sum, min and max */
-  uint64_t buckets[]; /* nb + 1 non-cumulative counts, last is +Inf */
-} hist;
-
-struct family {
-  char *name; /* exposition base name (no _total) */
-  char *help;
-  int type;
-  int nb;
-  double *bounds;
-  bg_registry *reg;
-  family *hnext;
-  uint64_t hash;
-  bg_series **tab;
-  size_t tabsz; /* power of two */
-  size_t nseries;
-  /* creation order, for walks: an array, not a list through the series, so a walk over a
-   * family scattered across the heap can load the next series while it formats this one */
-  bg_series **order;
-  size_t ordcap;
-  uint64_t dropped; /* series refused by a limit */
-  int drop_reason;  /* the last limit it hit */
-};
-
-struct bg_registry {
-  family **tab;
-  size_t tabsz; /* power of two */
-  size_t nfam;
-  family **sorted; /* for walks; rebuilt when a family is added */
-  int sorted_dirty;
-  size_t nseries;
-  uint64_t misuse;
-  size_t max_series, max_per_metric;
-  uint64_t dropped[2];  /* by BG_DROP_* reason */
-  uint64_t dropped_new; /* of those, for metrics that had no family yet */
-  uint64_t truncated;
-  bg_series *dropped_s[2], *truncated_s; /* created on first use */
-  size_t nown; /* of nseries, how many are those three: they don't count against limits */
-  uint32_t next_id;
-};
+enum { MODE_GET, MODE_FIND, MODE_OWN, MODE_PROBE };
 
 static const double default_bounds[] = {.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10};
 #define DEFAULT_NB ((int)(sizeof default_bounds / sizeof default_bounds[0]))
@@ -115,31 +55,6 @@ bg_registry *bg_registry_new(void) {
 bg_registry *bg_registry_default(void) {
   if (default_registry == NULL) default_registry = bg_registry_new();
   return default_registry;
-}
-
-static hist *hist_of(const bg_series *s) {
-  return (hist *)(uintptr_t)(s + 1);
-}
-
-static size_t hist_size(int nb) {
-  return sizeof(hist) + ((size_t)nb + 1) * sizeof(uint64_t);
-}
-
-/* The label strings' lengths (2 * nlabels, key then value); the escaped text and the strings
- * follow them. */
-static const uint16_t *label_lens(const bg_series *s) {
-  const char *p = (const char *)(s + 1);
-  if (s->type == BG_HISTOGRAM) p += hist_size(hist_of(s)->nb);
-  return (const uint16_t *)(const void *)p;
-}
-
-static const char *label_text(const bg_series *s) {
-  return (const char *)(label_lens(s) + 2 * s->nlabels);
-}
-
-/* The strings, each NUL-terminated, in pair order. */
-static const char *label_strings(const bg_series *s) {
-  return label_text(s) + s->lablen;
 }
 
 static void series_free(bg_series *s) {
@@ -375,21 +290,26 @@ static bg_series *series_new(family *f, uint32_t h, const char *const *kv, const
 
 static bg_series *lookup(bg_registry *r, int type, const char *name, const char *help,
                          const char *const *kv, int nlabels, const double *buckets, int nbuckets,
-                         char *err, size_t errlen, int mode);
+                         char *err, size_t errlen, int mode, bg_series_probe_t *pr);
 
 /* Adds one to a registry counter of its own (dropped{reason} or truncated). */
 static void note(bg_registry *r, bg_series **slot, const char *name, const char *help,
                  const char *reason, int n) {
   if (*slot == NULL) {
     const char *kv[2] = {"reason", reason};
-    *slot = lookup(r, BG_COUNTER, name, help, kv, reason ? 1 : 0, NULL, 0, NULL, 0, MODE_INTERNAL);
+    *slot = lookup(r, BG_COUNTER, name, help, kv, reason ? 1 : 0, NULL, 0, NULL, 0, MODE_OWN, NULL);
     if (*slot == NULL) return; /* out of memory, or the name is taken by another type */
-    r->nown++;
   }
   (*slot)->value += n;
 }
 
 static const char *const drop_reasons[2] = {"max_series", "max_series_per_metric"};
+
+/* Series users may still create before max_series. */
+static size_t room(const bg_registry *r) {
+  size_t user = r->nseries - r->nown;
+  return user < r->max_series ? r->max_series - user : 0;
+}
 
 static void drop(bg_registry *r, family *f, int reason) {
   r->dropped[reason]++;
@@ -404,7 +324,7 @@ static void drop(bg_registry *r, family *f, int reason) {
 
 static bg_series *lookup(bg_registry *r, int type, const char *name, const char *help,
                          const char *const *kv, int nlabels, const double *buckets, int nbuckets,
-                         char *err, size_t errlen, int mode) {
+                         char *err, size_t errlen, int mode, bg_series_probe_t *pr) {
   if (err && errlen) err[0] = '\0';
   if (r == NULL) {
     bg__metrics_seterr(err, errlen, "no registry");
@@ -467,6 +387,10 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
     return NULL;
   } else {
     if (check_clash(r, name, base, type, err, errlen) != 0) return NULL;
+    if (mode == MODE_PROBE) {
+      *pr = (bg_series_probe_t){0, r->max_per_metric, room(r)};
+      return NULL;
+    }
     if (mode == MODE_GET && r->nseries - r->nown >= r->max_series) {
       bg__metrics_seterr(err, errlen, "total series limit reached (%zu)", r->max_series);
       drop(r, NULL, BG_DROP_MAX_SERIES);
@@ -486,6 +410,11 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
   }
   uint32_t h = (uint32_t)(h64 ^ (h64 >> 32));
   bg_series *s = series_find(f, h, kv, order, nlabels);
+  if (mode == MODE_PROBE) {
+    size_t fr = f->nseries < r->max_per_metric ? r->max_per_metric - f->nseries : 0;
+    *pr = (bg_series_probe_t){s ? 1 : 0, fr, room(r)};
+    return s;
+  }
   if (s || mode == MODE_FIND) return s;
   if (mode == MODE_GET) {
     if (f->nseries >= r->max_per_metric) {
@@ -505,6 +434,10 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
     bg__metrics_seterr(err, errlen, "out of memory");
     return NULL;
   }
+  if (mode == MODE_OWN) {
+    s->own = 1;
+    r->nown++;
+  }
   /* a cut value is counted once, when its series is made, not on every later lookup */
   if (ncut && mode == MODE_GET) {
     r->truncated += (uint64_t)ncut;
@@ -516,12 +449,26 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
 bg_series *bg_series_get(bg_registry *r, int type, const char *name, const char *help,
                          const char *const *kv, int nlabels, const double *buckets, int nbuckets,
                          char *err, size_t errlen) {
-  return lookup(r, type, name, help, kv, nlabels, buckets, nbuckets, err, errlen, MODE_GET);
+  return lookup(r, type, name, help, kv, nlabels, buckets, nbuckets, err, errlen, MODE_GET, NULL);
+}
+
+bg_series *bg_series_get_own(bg_registry *r, int type, const char *name, const char *help,
+                             const char *const *kv, int nlabels, const double *buckets,
+                             int nbuckets, char *err, size_t errlen) {
+  return lookup(r, type, name, help, kv, nlabels, buckets, nbuckets, err, errlen, MODE_OWN, NULL);
+}
+
+int bg_series_probe(bg_registry *r, int type, const char *name, const char *const *kv, int nlabels,
+                    bg_series_probe_t *out, char *err, size_t errlen) {
+  bg_series_probe_t pr = {-1, 0, 0};
+  lookup(r, type, name, NULL, kv, nlabels, NULL, 0, err, errlen, MODE_PROBE, &pr);
+  *out = pr;
+  return pr.exists;
 }
 
 bg_series *bg_series_find(bg_registry *r, int type, const char *name, const char *const *kv,
                           int nlabels) {
-  return lookup(r, type, name, NULL, kv, nlabels, NULL, 0, NULL, 0, MODE_FIND);
+  return lookup(r, type, name, NULL, kv, nlabels, NULL, 0, NULL, 0, MODE_FIND, NULL);
 }
 
 void bg_counter_add(bg_series *s, double v) {
@@ -596,11 +543,9 @@ void bg_series_remove(bg_registry *r, bg_series *s) {
   f->nseries--;
   r->nseries--;
   bg_series **own[3] = {&r->dropped_s[0], &r->dropped_s[1], &r->truncated_s};
-  for (int i = 0; i < 3; i++) {
-    if (*own[i] != s) continue;
-    *own[i] = NULL;
-    r->nown--;
-  }
+  for (int i = 0; i < 3; i++)
+    if (*own[i] == s) *own[i] = NULL;
+  if (s->own) r->nown--;
   series_free(s);
 }
 
@@ -625,77 +570,4 @@ uint64_t bg_registry_dropped(const bg_registry *r, int reason) {
 
 uint64_t bg_registry_truncated(const bg_registry *r) {
   return r ? r->truncated : 0;
-}
-
-static void sort_families(bg_registry *r);
-
-int bg_registry_limits_hit(bg_registry *r, bg_limit_hit *out, int max) {
-  if (r == NULL) return 0;
-  sort_families(r);
-  int n = 0;
-  for (size_t i = 0; i < r->nfam && !r->sorted_dirty; i++) {
-    const family *f = r->sorted[i];
-    if (f->dropped == 0) continue;
-    if (n < max) out[n] = (bg_limit_hit){f->name, f->dropped, f->nseries, f->drop_reason};
-    n++;
-  }
-  if (r->dropped_new) {
-    if (n < max) out[n] = (bg_limit_hit){NULL, r->dropped_new, 0, BG_DROP_MAX_SERIES};
-    n++;
-  }
-  return n;
-}
-
-static int cmp_family(const void *a, const void *b) {
-  return strcmp((*(family *const *)a)->name, (*(family *const *)b)->name);
-}
-
-static void sort_families(bg_registry *r) {
-  if (!r->sorted_dirty && r->sorted != NULL) return;
-  family **sorted = realloc(r->sorted, (r->nfam ? r->nfam : 1) * sizeof *sorted);
-  if (sorted == NULL) return; /* out of memory: the old order (or none) stays */
-  size_t n = 0;
-  for (size_t i = 0; i < r->tabsz; i++)
-    for (family *f = r->tab[i]; f; f = f->hnext)
-      sorted[n++] = f;
-  qsort(sorted, n, sizeof *sorted, cmp_family);
-  r->sorted = sorted;
-  r->sorted_dirty = 0;
-}
-
-void bg_registry_walk(bg_registry *r, bg_family_cb fam, bg_series_cb ser, void *ud) {
-  if (r == NULL) return;
-  sort_families(r);
-  if (r->sorted_dirty) return; /* out of memory: nothing to walk with */
-  for (size_t i = 0; i < r->nfam; i++) {
-    const family *f = r->sorted[i];
-    bg_family_view fv = {f->name, f->help, f->type, f->bounds, f->nb};
-    if (fam) fam(ud, &fv);
-    if (ser == NULL) continue;
-    for (size_t j = 0; j < f->nseries; j++) {
-      const bg_series *s = f->order[j];
-      if (j + 4 < f->nseries) { /* its struct and label text, a few series ahead */
-        __builtin_prefetch(f->order[j + 4]);
-        __builtin_prefetch((const char *)f->order[j + 4] + 64);
-      }
-      const char *kv[2 * BG_METRICS_MAX_LABELS];
-      const uint16_t *len = label_lens(s);
-      const char *p = label_text(s);
-      bg_series_view sv = {kv,   s->nlabels, p,     s->lablen, s->value, 0,
-                           NULL, s->created, s->id, s,         NULL};
-      p += s->lablen;
-      for (int k = 0; k < 2 * s->nlabels; k++) {
-        kv[k] = p;
-        p += len[k] + 1;
-      }
-      if (s->type == BG_HISTOGRAM) {
-        const hist *hs = hist_of(s);
-        sv.value = bg_sketch_sum(&hs->sk);
-        sv.count = bg_sketch_count(&hs->sk);
-        sv.bucket_counts = hs->buckets;
-        sv.sketch = &hs->sk;
-      }
-      ser(ud, &fv, &sv);
-    }
-  }
 }

@@ -9,7 +9,8 @@
  * per family; a series past either limit is not created (bg_series_get returns NULL and
  * says which limit), existing series keep working, and the drop is counted in the
  * registry's own counter beagle_series_dropped_total{reason="max_series"|
- * "max_series_per_metric"} (created lazily, exempt from the limits). Label values longer
+ * "max_series_per_metric"} (created lazily, exempt from the limits, like every series made
+ * through bg_series_get_own: the agent's own). Label values longer
  * than BG_METRICS_MAX_LABEL_VALUE bytes are cut there (on a UTF-8 boundary) and counted in
  * beagle_label_values_truncated_total. Every histogram series also carries a quantile
  * sketch (core/metrics/sketch.h, 1% relative error). */
@@ -58,6 +59,27 @@ BG_EXPORT void bg_registry_set_limits(bg_registry *r, size_t max_series, size_t 
 BG_EXPORT bg_series *bg_series_get(bg_registry *r, int type, const char *name, const char *help,
                                    const char *const *kv, int nlabels, const double *buckets,
                                    int nbuckets, char *err, size_t errlen);
+
+/* Like bg_series_get, for the agent's own series (beagle_*): one it creates is outside the
+ * limits, neither counted against max_series nor refused by either limit, so a flood of user
+ * series never hides the agent's. A series that exists already is returned as it is. Only
+ * trusted code calls it: lua/agent/metrics.lua for beagle_* names in the agent's state,
+ * statsd and looplag for their counters. */
+BG_EXPORT bg_series *bg_series_get_own(bg_registry *r, int type, const char *name, const char *help,
+                                       const char *const *kv, int nlabels, const double *buckets,
+                                       int nbuckets, char *err, size_t errlen);
+
+/* What bg_series_get(r, type, name, NULL, kv, nlabels, ...) would meet, creating nothing:
+ * exists 1 (the series is there), 0 (it would be new: family_room more series fit in its
+ * family, total_room in the registry, either 0 when full) or -1 (refused for its name, labels
+ * or type, whatever the limits; err says why). Returns exists. For callers that check a batch
+ * before recording any of it (POST /metrics/custom). */
+typedef struct bg_series_probe_t {
+  int exists;
+  size_t family_room, total_room;
+} bg_series_probe_t;
+BG_EXPORT int bg_series_probe(bg_registry *r, int type, const char *name, const char *const *kv,
+                              int nlabels, bg_series_probe_t *out, char *err, size_t errlen);
 
 /* Like bg_series_get but never creates: the existing series, or NULL (also for bad input). */
 BG_EXPORT bg_series *bg_series_find(bg_registry *r, int type, const char *name,

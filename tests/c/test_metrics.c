@@ -459,6 +459,57 @@ static void test_limits(void) {
   bg_registry_free(r);
 }
 
+/* The agent's own series (bg_series_get_own) are outside both limits: a registry full of
+ * user series still takes them, they don't count toward max_series, and removing one gives
+ * its place back to nobody but its own kind (issue 14: a StatsD name flood hid 14 of 20
+ * beagle_* series). */
+static void test_own_series(void) {
+  bg_registry *r = bg_registry_new();
+  bg_registry_set_limits(r, 3, 2);
+  CHECK(get(r, BG_GAUGE, "user.a", NULL, 0) != NULL);
+  CHECK(get(r, BG_GAUGE, "user.b", NULL, 0) != NULL);
+  CHECK(get(r, BG_GAUGE, "user.c", NULL, 0) != NULL);
+  CHECK(get(r, BG_GAUGE, "user.d", NULL, 0) == NULL); /* full */
+  char v[16];
+  bg_series *own[5];
+  for (int i = 0; i < 5; i++) { /* past max_series_per_metric and max_series both */
+    snprintf(v, sizeof v, "p%d", i);
+    const char *kv[] = {"plugin", v};
+    own[i] =
+        bg_series_get_own(r, BG_GAUGE, "beagle_plugin_up", NULL, kv, 1, NULL, 0, err, sizeof err);
+    CHECK(own[i] != NULL);
+  }
+  CHECK(bg_series_get_own(r, BG_GAUGE, "beagle_resident_memory_bytes", NULL, NULL, 0, NULL, 0, err,
+                          sizeof err) != NULL);
+  CHECK_INT(bg_registry_series_count(r), 3 + 5 + 1 + 1); /* + beagle_series_dropped */
+  /* still full for users: the own series took no user's place ... */
+  CHECK(get(r, BG_GAUGE, "user.e", NULL, 0) == NULL);
+  CHECK_STR(err, "total series limit reached (3)");
+  /* ... and removing one frees no user's place either */
+  bg_series_remove(r, own[0]);
+  CHECK(get(r, BG_GAUGE, "user.e", NULL, 0) == NULL);
+  /* an own lookup of an existing series returns it */
+  const char *kv1[] = {"plugin", "p1"};
+  CHECK(bg_series_get_own(r, BG_GAUGE, "beagle_plugin_up", NULL, kv1, 1, NULL, 0, err,
+                          sizeof err) == own[1]);
+  /* the probe sees what bg_series_get would: full, a clash, an existing series */
+  bg_series_probe_t pr;
+  CHECK_INT(bg_series_probe(r, BG_GAUGE, "user.z", NULL, 0, &pr, err, sizeof err), 0);
+  CHECK_INT((int)pr.total_room, 0);
+  CHECK_INT((int)pr.family_room, 2);
+  CHECK_INT(bg_series_probe(r, BG_COUNTER, "user.a", NULL, 0, &pr, err, sizeof err), -1);
+  CHECK_STR(err, "metric \"user.a\" is a gauge, not a counter");
+  CHECK_INT(bg_series_probe(r, BG_GAUGE, "user.a", NULL, 0, &pr, err, sizeof err), 1);
+  CHECK_INT(bg_series_probe(r, BG_GAUGE, "9x", NULL, 0, &pr, err, sizeof err), -1);
+  CHECK(bg_series_find(r, BG_GAUGE, "user.z", NULL, 0) == NULL); /* created nothing */
+  /* a user series removed gives its place back */
+  bg_series_remove(r, bg_series_find(r, BG_GAUGE, "user.a", NULL, 0));
+  CHECK_INT(bg_series_probe(r, BG_GAUGE, "user.e", NULL, 0, &pr, err, sizeof err), 0);
+  CHECK_INT((int)pr.total_room, 1);
+  CHECK(get(r, BG_GAUGE, "user.e", NULL, 0) != NULL);
+  bg_registry_free(r);
+}
+
 static void test_truncation(void) {
   bg_registry *r = bg_registry_new();
   char long_v[400], want[300];
@@ -545,6 +596,7 @@ int main(void) {
   test_bucket_search();
   test_remove_order();
   test_limits();
+  test_own_series();
   test_truncation();
   test_ids_and_quantiles();
   test_default_registry();
