@@ -70,12 +70,12 @@ int bg_looplag_start(uv_loop_t *loop, bg_registry *r, double window_s, bg_loopla
   if (l == NULL) return BG_ENOMEM;
   char err[160];
   l->hist =
-      bg_series_get(r, BG_HISTOGRAM, "beagle_loop_lag_seconds",
-                    "Time each loop turn spent outside the poll (in callbacks), seconds", NULL, 0,
-                    buckets, (int)(sizeof buckets / sizeof buckets[0]), err, sizeof err);
-  l->max = bg_series_get(r, BG_GAUGE, "beagle_loop_lag_max_seconds",
-                         "Longest loop turn in the current and the previous window, seconds", NULL,
-                         0, NULL, 0, err, sizeof err);
+      bg_series_get_own(r, BG_HISTOGRAM, "beagle_loop_lag_seconds",
+                        "Time each loop turn spent outside the poll (in callbacks), seconds", NULL,
+                        0, buckets, (int)(sizeof buckets / sizeof buckets[0]), err, sizeof err);
+  l->max = bg_series_get_own(r, BG_GAUGE, "beagle_loop_lag_max_seconds",
+                             "Longest loop turn in the current and the previous window, seconds",
+                             NULL, 0, NULL, 0, err, sizeof err);
   if (l->hist == NULL || l->max == NULL) {
     free(l);
     return BG_ELIMIT;

@@ -301,6 +301,12 @@ static centry *cache_miss(bg_statsd_sink *k, uint64_t h, int kind, const char *n
     bad(k, "NUL byte in the name or tags");
     return NULL;
   }
+  if (nlen > 6 && memcmp(name, "beagle", 6) == 0 &&
+      (name[6] == '_' || name[6] == '.' || name[6] == '-')) {
+    bad(k, "%.*s: beagle_* names are reserved for the agent's own metrics",
+        (int)(nlen > 64 ? 64 : nlen), name);
+    return NULL;
+  }
   char *d = k->scratch;
   const char *kv[2 * BG_METRICS_MAX_LABELS];
   int nl = 0;
@@ -640,13 +646,14 @@ int bg_statsd_sink_new(bg_registry *reg, const bg_statsd_opts *o, bg_statsd_sink
   k->scratch = malloc(k->scratch_len);
   char e[128];
   k->c_packets =
-      bg_series_get(reg, BG_COUNTER, "beagle_statsd_packets_total",
-                    "StatsD datagrams and TCP reads received", NULL, 0, NULL, 0, e, sizeof e);
-  k->c_lines = bg_series_get(reg, BG_COUNTER, "beagle_statsd_lines_total",
-                             "StatsD lines received, good or bad", NULL, 0, NULL, 0, e, sizeof e);
-  k->c_bad = bg_series_get(reg, BG_COUNTER, "beagle_statsd_bad_lines_total",
-                           "StatsD lines skipped as unparseable or rejected", NULL, 0, NULL, 0, e,
-                           sizeof e);
+      bg_series_get_own(reg, BG_COUNTER, "beagle_statsd_packets_total",
+                        "StatsD datagrams and TCP reads received", NULL, 0, NULL, 0, e, sizeof e);
+  k->c_lines =
+      bg_series_get_own(reg, BG_COUNTER, "beagle_statsd_lines_total",
+                        "StatsD lines received, good or bad", NULL, 0, NULL, 0, e, sizeof e);
+  k->c_bad = bg_series_get_own(reg, BG_COUNTER, "beagle_statsd_bad_lines_total",
+                               "StatsD lines skipped as unparseable or rejected", NULL, 0, NULL, 0,
+                               e, sizeof e);
   if (k->scratch == NULL || !k->c_packets || !k->c_lines || !k->c_bad) {
     int rc = k->scratch == NULL ? BG_ENOMEM : BG_EINVAL; /* EINVAL: the names are taken */
     free(k->scratch);

@@ -1,88 +1,256 @@
 -- The metrics routes of the guide's API that take input: POST /metrics/custom.
+--
+-- A body is one metric object or an array of them. The whole batch is checked before anything
+-- is recorded: first each item on its own (shape, UTF-8, names, tags, values), then against
+-- the registry (type clashes, the series limits, counting the new series the batch itself
+-- adds), so that "nothing was recorded" is true when it is said. With ?partial=true the items
+-- that pass on their own are recorded as far as the registry takes them, and the others
+-- listed. Every error names the item's index (from 0);
+-- names and tags are quoted in messages with anything that is not printable UTF-8 escaped,
+-- so an error body is valid UTF-8 JSON whatever was sent.
+local cjson_strict = require("cjson").new()
 local json = require "beagle.json"
+
+-- JSON as RFC 8259 has it: no hex, Infinity or NaN literals (cjson's default takes 0x10 as 16)
+cjson_strict.decode_invalid_numbers(false)
+cjson_strict.decode_max_depth(16)
 
 local M = {}
 
 local types = { counter = "increment_counter", gauge = "set_gauge", histogram = "record_histogram" }
+local MAX_TAGS = 16 -- BG_METRICS_MAX_LABELS
+local MAX_NAME = 200
+
+-- The length of the valid UTF-8 sequence at byte i of s (no overlongs, surrogates or code
+-- points past U+10FFFF), or nil.
+local function utf8_len(s, i)
+  local c = s:byte(i)
+  if c < 0x80 then return 1 end
+  local n, lo, hi
+  if c >= 0xC2 and c <= 0xDF then n, lo, hi = 2, 0x80, 0xBF
+  elseif c == 0xE0 then n, lo, hi = 3, 0xA0, 0xBF
+  elseif c == 0xED then n, lo, hi = 3, 0x80, 0x9F
+  elseif c >= 0xE1 and c <= 0xEF then n, lo, hi = 3, 0x80, 0xBF
+  elseif c == 0xF0 then n, lo, hi = 4, 0x90, 0xBF
+  elseif c == 0xF4 then n, lo, hi = 4, 0x80, 0x8F
+  elseif c >= 0xF1 and c <= 0xF3 then n, lo, hi = 4, 0x80, 0xBF
+  else return nil end
+  local c2 = s:byte(i + 1)
+  if not c2 or c2 < lo or c2 > hi then return nil end
+  for k = i + 2, i + n - 1 do
+    local ck = s:byte(k)
+    if not ck or ck < 0x80 or ck > 0xBF then return nil end
+  end
+  return n
+end
+
+-- nil when s is valid UTF-8, else the (1-based) position of its first bad byte.
+local function bad_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local l = utf8_len(s, i)
+    if not l then return i end
+    i = i + l
+  end
+end
+
+-- s for a message: at most max bytes, quotes, backslashes and control characters escaped,
+-- and bytes that are not UTF-8 written \xNN, so the message is valid UTF-8.
+local function clean(s, max)
+  local out, i, n = {}, 1, #s
+  while i <= n and i <= max do
+    local l = utf8_len(s, i)
+    local c = s:byte(i)
+    if not l then out[#out + 1] = ("\\x%02X"):format(c) l = 1
+    elseif c == 34 or c == 92 then out[#out + 1] = "\\" .. string.char(c)
+    elseif c < 32 or c == 127 then out[#out + 1] = ("\\x%02X"):format(c)
+    else out[#out + 1] = s:sub(i, i + l - 1) end
+    i = i + l
+  end
+  if n > max then out[#out + 1] = "..." end
+  return table.concat(out)
+end
+
+-- s quoted for a message, cut to 64 bytes.
+local function show(s) return '"' .. clean(s, 64) .. '"' end
+M.show = show
+
+local function is_object(t)
+  return type(t) == "table" and #t == 0
+end
 
 local function check_name(name)
-  if type(name) ~= "string" or name == "" then return "name must be a non-empty string" end
+  if name == nil then return "name is required" end
+  if type(name) ~= "string" then return ("name must be a string, not %s"):format(json.encode(name)) end
+  if name == "" then return "name is empty" end
+  local at = bad_utf8(name)
+  if at then return ("name %s is not valid UTF-8 (byte %d)"):format(show(name), at) end
+  if #name > MAX_NAME then return ("name %s is longer than %d bytes"):format(show(name), MAX_NAME) end
   local mapped = name:gsub("[%.%-]", "_")
   if not mapped:match("^[%a_:][%w_:]*$") then
-    return ("name %q cannot be mapped to a Prometheus name (letters, digits, '_', ':', '.', '-'; not starting with a digit)")
-      :format(name)
+    return ("name %s cannot be mapped to a Prometheus name (letters, digits, '_', ':', '.', '-'; not starting with a digit)")
+      :format(show(name))
+  end
+  if mapped:match("^beagle_") then
+    return ("name %s: beagle_* names are reserved for the agent's own metrics"):format(show(name))
   end
 end
 
+-- The tags as labels (keys mapped, values as strings), or nil and why not.
 local function check_tags(tags)
-  if tags == nil or tags == json.null then return nil end
-  if type(tags) ~= "table" or #tags > 0 then return "tags must be an object of name: value" end
+  if tags == nil or tags == json.null then return {} end
+  if type(tags) ~= "table" or #tags > 0 then return nil, "tags must be an object of name: value" end
+  local labels, from, n = {}, {}, 0
   for k, v in pairs(tags) do
-    local key = tostring(k):gsub("[%.%-]", "_")
+    local at = bad_utf8(k)
+    if at then return nil, ("tag %s is not valid UTF-8 (byte %d)"):format(show(k), at) end
+    local key = k:gsub("[%.%-]", "_")
     if not key:match("^[%a_][%w_]*$") or key:match("^__") then
-      return ("tag %q is not a valid label name"):format(tostring(k))
+      return nil, ("tag %s is not a valid label name"):format(show(k))
+    end
+    if from[key] then
+      local a, b = from[key], k
+      if b < a then a, b = b, a end
+      return nil, ("tags %s and %s both become label %s"):format(show(a), show(b), show(key))
     end
     local tv = type(v)
-    if tv ~= "string" and tv ~= "number" and tv ~= "boolean" then
-      return ("tag %q must be a string, number or boolean"):format(tostring(k))
+    if tv == "number" then
+      if v ~= v or v == math.huge or v == -math.huge then
+        return nil, ("tag %s must be a finite number"):format(show(k))
+      end
+      v = v % 1 == 0 and v > -1e15 and v < 1e15 and ("%d"):format(v) or tostring(v)
+    elseif tv == "boolean" then
+      v = tostring(v)
+    elseif tv ~= "string" then
+      return nil, ("tag %s must be a string, number or boolean"):format(show(k))
+    else
+      at = bad_utf8(v)
+      if at then return nil, ("tag %s: value %s is not valid UTF-8 (byte %d)"):format(show(k), show(v), at) end
     end
+    n = n + 1
+    if n > MAX_TAGS then return nil, ("more than %d tags"):format(MAX_TAGS) end
+    from[key], labels[key] = k, v
   end
+  return labels
 end
 
--- Checks one item's shape. Returns nil or a reason.
+-- Checks one item on its own. Returns its labels, or nil and why not.
 function M.check_item(it)
-  if type(it) ~= "table" or #it > 0 then return "each metric must be an object {name, type, value, tags}" end
+  if not is_object(it) then return nil, "each metric must be an object {name, type, value, tags}" end
   local why = check_name(it.name)
-  if why then return why end
-  if not types[it.type] then return ("type must be counter, gauge or histogram, not %s"):format(json.encode(it.type)) end
-  local v = it.value
-  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
-    return "value must be a finite number"
+  if why then return nil, why end
+  if it.type == nil then return nil, "type is required (counter, gauge or histogram)" end
+  if not types[it.type] then
+    return nil, ("type must be counter, gauge or histogram, not %s"):format(show(json.encode(it.type)))
   end
-  if it.type == "counter" and v < 0 then return "a counter cannot decrease (value < 0)" end
+  local v = it.value
+  if v == nil then return nil, "value is required" end
+  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
+    return nil, "value must be a finite number"
+  end
+  if it.type == "counter" and v < 0 then return nil, "a counter cannot decrease (value < 0)" end
   return check_tags(it.tags)
 end
 
-local function normalize_tags(tags)
-  if tags == nil or tags == json.null then return nil end
-  local t = {}
-  for k, v in pairs(tags) do t[tostring(k):gsub("[%.%-]", "_")] = tostring(v) end
-  return t
+-- The body as a list of items, or nil and why not.
+local function items_of(body)
+  local first = body:match("^%s*(.)")
+  local ok, doc = pcall(cjson_strict.decode, body)
+  if not ok then
+    return nil, "body is not valid JSON: " .. clean((tostring(doc):gsub("^.-: ", "")), 200)
+  end
+  if first == "[" and type(doc) == "table" then
+    if #doc == 0 then return nil, "the array is empty: no metrics to record" end
+    return doc
+  end
+  if first == "{" then return { doc } end
+  return nil, "body must be a metric object or an array of them"
 end
 
--- handle(metrics, body, partial) -> status, table
-function M.custom(metrics, body, partial)
-  local doc, err = json.decode(body)
-  if doc == nil then
-    return 400, { error = "body is not valid JSON: " .. tostring(err), status = 400 }
-  end
-  local items = doc
-  if type(doc) ~= "table" then
-    return 400, { error = "body must be a metric object or an array of them", status = 400 }
-  end
-  if doc.name ~= nil or next(doc) == nil then items = { doc } end
-  local errors, good = json.array(), {}
-  for i, it in ipairs(items) do
-    local why = M.check_item(it)
-    if why then errors[#errors + 1] = { index = i - 1, reason = why }
-    else good[#good + 1] = { index = i - 1, item = it } end
-  end
-  if #errors > 0 and not partial then
-    return 400, { error = "invalid metrics: nothing was recorded", status = 400, errors = errors }
-  end
-  local accepted = 0
+-- A key for one series of the batch, and one for its family, to count what it adds.
+local function keys(it, labels)
+  local base = it.name:gsub("[%.%-]", "_")
+  if it.type == "counter" then base = base:gsub("_total$", "") end
+  local ks = {}
+  for k in pairs(labels) do ks[#ks + 1] = k end
+  table.sort(ks)
+  local parts = { base }
+  for i, k in ipairs(ks) do parts[i + 1] = k .. "=" .. labels[k] end
+  return table.concat(parts, "\0"), base
+end
+
+-- Checks the items that passed on their own against the registry, in order, counting the
+-- series the batch itself creates. Adds an error per refused item; returns the items that fit.
+local function check_registry(metrics, good, errors)
+  local fits, added, fam_added, fam_type, total_added = {}, {}, {}, {}, 0
   for _, g in ipairs(good) do
     local it = g.item
-    local ok, why = metrics[types[it.type]](it.name, it.value, normalize_tags(it.tags))
-    if ok then accepted = accepted + 1
-    else errors[#errors + 1] = { index = g.index, reason = tostring(why) } end
+    local skey, fkey = keys(it, g.labels)
+    local state, fam_room, total_room = metrics.probe(it.type, it.name, g.labels)
+    local why
+    if not state then
+      why = fam_room -- the registry's reason
+    elseif fam_type[fkey] and fam_type[fkey] ~= it.type then
+      why = ("metric %s is a %s earlier in this batch, not a %s"):format(show(it.name), fam_type[fkey], it.type)
+    elseif state == "new" and not added[skey] then
+      if (fam_added[fkey] or 0) >= fam_room then
+        why = ("series limit reached for metric %s"):format(show(it.name))
+      elseif total_added >= total_room then
+        why = "total series limit reached"
+      end
+    end
+    if why then
+      errors[#errors + 1] = { index = g.index, reason = why }
+    else
+      fam_type[fkey] = it.type
+      if state == "new" and not added[skey] then
+        added[skey] = true
+        fam_added[fkey] = (fam_added[fkey] or 0) + 1
+        total_added = total_added + 1
+      end
+      fits[#fits + 1] = g
+    end
   end
-  table.sort(errors, function(a, b) return a.index < b.index end)
-  if #errors > 0 and (accepted == 0 or not partial) then
-    -- only the registry can tell a type clash or a full series budget; those items are the
-    -- ones listed, and the rest were recorded
-    return 400, { error = accepted == 0 and "invalid metrics: nothing was recorded"
-      or "some metrics were rejected by the registry", status = 400, accepted = accepted, errors = errors }
+  return fits
+end
+
+local function by_index(a, b) return a.index < b.index end
+
+-- custom(metrics, body, partial) -> status, table
+function M.custom(metrics, body, partial)
+  local items, err = items_of(body or "")
+  if not items then return 400, { error = err, status = 400 } end
+  local errors, good = json.array(), {}
+  for i = 1, #items do
+    local labels, why = M.check_item(items[i])
+    if labels then good[#good + 1] = { index = i - 1, item = items[i], labels = labels }
+    else errors[#errors + 1] = { index = i - 1, reason = why } end
+  end
+  -- all or nothing: the registry's checks too, before recording (with ?partial=true the
+  -- registry refuses what does not fit as it comes, and counts those drops)
+  if #errors == 0 and not partial then good = check_registry(metrics, good, errors) end
+  if #errors > 0 and not partial then
+    table.sort(errors, by_index)
+    return 400, { error = ("%d of %d metrics are invalid: nothing was recorded"):format(#errors, #items),
+      status = 400, accepted = 0, errors = errors }
+  end
+  local accepted, failed = 0, 0
+  for _, g in ipairs(good) do
+    local it = g.item
+    local ok, why = metrics[types[it.type]](it.name, it.value, g.labels)
+    if ok then accepted = accepted + 1
+    else
+      failed = failed + 1
+      errors[#errors + 1] = { index = g.index, reason = tostring(why) }
+    end
+  end
+  table.sort(errors, by_index)
+  if accepted == 0 then
+    return 400, { error = "no metric was valid: nothing was recorded", status = 400, accepted = 0, errors = errors }
+  end
+  if failed > 0 and not partial then -- checked above, so not expected: say exactly what happened
+    return 400, { error = ("%d of %d metrics were recorded; the items listed were not"):format(accepted, #items),
+      status = 400, accepted = accepted, errors = errors }
   end
   return 200, { status = #errors > 0 and "partial" or "ok", accepted = accepted, errors = errors }
 end

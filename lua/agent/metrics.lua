@@ -25,7 +25,10 @@
 --
 -- Cardinality limits (max_series, max_series_per_metric) are the C registry's: past them the
 -- by-name calls return nil, err (nothing is cached, so a later call may succeed once series
--- were removed) and the handle constructors raise. Out: M.render(format) for Prometheus
+-- were removed) and the handle constructors raise. The agent's own series (beagle_* names,
+-- made in the agent's state) are outside the limits (bg_series_get_own): a flood of user
+-- series never hides them. A state that called plugin_api() hosts plugins and makes no own
+-- series; POST /metrics/custom and StatsD refuse beagle_* names. Out: M.render(format) for Prometheus
 -- 0.0.4, OpenMetrics 1.0 or JSON, M.negotiate(accept), M.gzip(body).
 local ffi = require("ffi")
 
@@ -46,6 +49,9 @@ bg_registry *bg_registry_default(void);
 bg_series *bg_series_get(bg_registry *r, int type, const char *name, const char *help,
                          const char *const *kv, int nlabels, const double *buckets,
                          int nbuckets, char *err, size_t errlen);
+bg_series *bg_series_get_own(bg_registry *r, int type, const char *name, const char *help,
+                             const char *const *kv, int nlabels, const double *buckets,
+                             int nbuckets, char *err, size_t errlen);
 void bg_counter_add(struct bg_lua_counter *s, double v);
 void bg_gauge_set(struct bg_lua_gauge *s, double v);
 void bg_gauge_add(struct bg_lua_gauge *s, double v);
@@ -56,6 +62,9 @@ uint64_t bg_now_ns(void);
 
 bg_series *bg_series_find(bg_registry *r, int type, const char *name, const char *const *kv,
                           int nlabels);
+typedef struct bg_series_probe_t { int exists; size_t family_room, total_room; } bg_series_probe_t;
+int bg_series_probe(bg_registry *r, int type, const char *name, const char *const *kv,
+                    int nlabels, bg_series_probe_t *out, char *err, size_t errlen);
 void bg_series_remove(bg_registry *r, bg_series *s);
 double bg_histogram_quantile(const void *s, double q);
 double bg_histogram_min(const void *s);
@@ -88,6 +97,9 @@ M.registry = registry
 if registry == nil then error("agent.metrics: out of memory", 0) end
 
 local errbuf = ffi.new("char[?]", ERRLEN)
+-- Whether beagle_* series made here are the agent's own (outside the limits): true in the
+-- agent's state, false once plugin_api() was called, i.e. in a plugin's.
+local own_ok = true
 local kvbuf = ffi.new("const char *[?]", 2 * MAX_LABELS)
 
 -- Raw series pointers, one type per kind. Only this file (and trusted code it hands one to
@@ -298,11 +310,14 @@ local function series(kind, name, help, labels, buckets, find)
       bptr[i - 1] = b
     end
   end
+  local own = own_ok and name:sub(1, 7) == "beagle_"
   for i = 1, 2 * n do kvbuf[i - 1] = kv[i] end
   local s
   if find then
     s = C.bg_series_find(registry, kind, name, kvbuf, n)
     if s == nil then return nil, ("metric %q: no such series"):format(name) end
+  elseif own then
+    s = C.bg_series_get_own(registry, kind, name, help, kvbuf, n, bptr, nb, errbuf, ERRLEN)
   else
     s = C.bg_series_get(registry, kind, name, help, kvbuf, n, bptr, nb, errbuf, ERRLEN)
   end
@@ -658,6 +673,7 @@ M.quantile = quantile
 -- function in it checks its arguments before any C call (tests/lua/metrics_plugin_api_spec.lua
 -- walks it). No remove, limits, render or set_limits: those are the agent's.
 function M.plugin_api()
+  own_ok = false
   local counter, gauge, histogram = constructors()
   return {
     counter = counter, gauge = gauge, histogram = histogram,
@@ -665,6 +681,25 @@ function M.plugin_api()
     record_histogram = record_histogram, timer = timer, time = time, quantile = quantile,
     now = now,
   }
+end
+
+-- What recording into series (kind "counter", "gauge" or "histogram", name, labels) would meet,
+-- creating nothing: "exists", "new" with how many more series fit in its family and in the
+-- registry, or nil, err when the registry would refuse its name, labels or type. Labels must
+-- be strings (the caller normalises them). For checking a batch before recording any of it.
+local probe_out = ffi.new("bg_series_probe_t")
+local KINDS = { counter = COUNTER, gauge = GAUGE, histogram = HISTOGRAM }
+function M.probe(kind, name, labels)
+  local n, kv = 0, {}
+  for k, v in pairs(labels or {}) do
+    if n == MAX_LABELS then return nil, ("metric %q: more than %d labels"):format(name, MAX_LABELS) end
+    kv[2 * n + 1], kv[2 * n + 2] = k, v
+    n = n + 1
+  end
+  for i = 1, 2 * n do kvbuf[i - 1] = kv[i] end
+  local r = C.bg_series_probe(registry, KINDS[kind], name, kvbuf, n, probe_out, errbuf, ERRLEN)
+  if r < 0 then return nil, ffi.string(errbuf) end
+  return r == 1 and "exists" or "new", tonumber(probe_out.family_room), tonumber(probe_out.total_room)
 end
 
 -- Cardinality limits of the process-wide registry (nil or 0: the default, 100,000 and 2,000).

@@ -222,3 +222,98 @@ describe("GET /metrics/performance", function()
     assert.is_truthy(body:find('"windows":{"1m":{"count":100', 1, true))
   end)
 end)
+
+-- Issue 14 §3: every bad item gets a 400 with its index, error bodies are valid UTF-8, and
+-- the answer says exactly what was recorded (a batch is checked whole before any of it is).
+describe("POST /metrics/custom refuses clearly and records all or nothing", function()
+  local agent
+  setup(function()
+    agent = S.start { config = S.calm_system, env = { MONITORING_MAX_SERIES_PER_METRIC = "5" } }
+  end)
+  teardown(function() if agent then agent:stop() end end)
+
+  local function post(body, query)
+    local st, b = agent:post("/metrics/custom" .. (query or ""), body)
+    return st, S.json(b), b
+  end
+  local function metrics()
+    local _, body = agent:get("/metrics")
+    return body
+  end
+
+  it("answers 400 with the index to an object without a name", function()
+    local st, o = post('{"type":"gauge","value":1}')
+    assert.are.equal(400, st)
+    assert.are.equal(0, o.errors[1].index)
+    assert.is_truthy(o.errors[1].reason:find("name is required", 1, true), o.errors[1].reason)
+    st, o = post('[{"name":"fine","type":"gauge","value":1},{"value":2,"type":"gauge"}]')
+    assert.are.equal(400, st)
+    assert.are.equal(1, o.errors[1].index)
+    assert.is_falsy(metrics():find("\nfine ", 1, true))
+  end)
+
+  it("takes JSON numbers only: no hex literals, no numbers in strings", function()
+    local st, o = post('{"name":"hex.value","type":"gauge","value":0x10}')
+    assert.are.equal(400, st)
+    assert.is_truthy(o.error:find("not valid JSON", 1, true), o.error)
+    st, o = post('{"name":"hex.value","type":"gauge","value":"0x10"}')
+    assert.are.equal(400, st)
+    assert.is_truthy(o.errors[1].reason:find("finite number", 1, true))
+    assert.is_falsy(metrics():find("hex_value", 1, true))
+  end)
+
+  it("refuses two tags that become the same label", function()
+    local st, o = post('{"name":"merged","type":"gauge","value":1,"tags":{"a.b":"x","a_b":"y"}}')
+    assert.are.equal(400, st)
+    assert.are.equal(0, o.errors[1].index)
+    assert.is_truthy(o.errors[1].reason:find('tags "a.b" and "a_b" both become label "a_b"', 1, true),
+      o.errors[1].reason)
+    assert.is_falsy(metrics():find("\nmerged", 1, true))
+  end)
+
+  it("answers valid UTF-8 about a name or tag that is not", function()
+    for _, body in ipairs {
+      '{"name":"bad\255name","type":"gauge","value":1}',
+      '{"name":"ok.name","type":"gauge","value":1,"tags":{"k":"v\192\175"}}',
+      '{"name":"ok.name","type":"gauge","value":1,"tags":{"k\237\160\128":"v"}}',
+    } do
+      local st, o, raw = post(body)
+      assert.are.equal(400, st)
+      assert.is_falsy(raw:find("[\128-\255]"), raw) -- these messages are ASCII once escaped
+      assert.is_truthy(o, raw)
+      assert.is_truthy(o.errors[1].reason:find("not valid UTF-8", 1, true), o.errors[1].reason)
+      assert.is_truthy(o.errors[1].reason:find("\\x", 1, true), o.errors[1].reason)
+    end
+  end)
+
+  it("records nothing of a batch that goes past a series limit, and says so", function()
+    local items = {}
+    for i = 1, 8 do
+      items[i] = ('{"name":"batch.wide","type":"gauge","value":%d,"tags":{"k":"v%d"}}'):format(i, i)
+    end
+    local st, o = post("[" .. table.concat(items, ",") .. "]")
+    assert.are.equal(400, st)
+    assert.are.equal(0, o.accepted)
+    assert.is_truthy(o.error:find("nothing was recorded", 1, true))
+    assert.are.same({ 5, 6, 7 }, { o.errors[1].index, o.errors[2].index, o.errors[3].index })
+    assert.is_truthy(o.errors[1].reason:find("series limit reached", 1, true), o.errors[1].reason)
+    assert.is_falsy(metrics():find("batch_wide", 1, true))
+    -- the same series twice count once; with ?partial=true the ones that fit are recorded
+    items[9] = items[1]
+    st, o = post("[" .. table.concat(items, ",") .. "]", "?partial=true")
+    assert.are.equal(200, st)
+    assert.are.equal(6, o.accepted)
+    assert.are.equal(3, #o.errors)
+    local m = metrics()
+    assert.is_truthy(m:find('batch_wide{k="v5"} 5', 1, true), m)
+    assert.is_falsy(m:find('batch_wide{k="v6"}', 1, true))
+  end)
+
+  it("refuses a batch that gives one metric two types", function()
+    local st, o = post('[{"name":"two.types","type":"gauge","value":1},{"name":"two.types","type":"counter","value":1}]')
+    assert.are.equal(400, st)
+    assert.are.equal(1, o.errors[1].index)
+    assert.is_truthy(o.errors[1].reason:find("gauge earlier in this batch", 1, true), o.errors[1].reason)
+    assert.is_falsy(metrics():find("two_types", 1, true))
+  end)
+end)
