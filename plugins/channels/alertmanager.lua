@@ -1,18 +1,22 @@
 -- Prometheus Alertmanager: POST /api/v2/alerts to every Alertmanager of a cluster, the way
--- Prometheus does. A firing alert is re-sent every minute (`resend`) with endsAt four resends
--- ahead (Prometheus: 4 x max(resend delay, evaluation interval)): while beagle runs the alert
--- never expires, and if beagle dies Alertmanager resolves it by itself four minutes later.
+-- Prometheus's notifier does. Alertmanager groups, waits and repeats by itself, so beagle sends to
+-- this channel directly: a firing alert at the evaluation where it fires, its resolve at the one
+-- where it resolves (no route timers, cooldown or hourly limit: agent.rules.policy), and the
+-- firing ones again every minute (`resend`). A firing alert's endsAt is four resends ahead, as in
+-- Prometheus (4 x max(evaluation interval, resend delay)): while beagle runs the alert never
+-- expires, and if beagle dies Alertmanager resolves it by itself a few minutes later.
 local cu = require "beagle.channel_util"
 
 local RESEND = "1m"
-local VALID_FOR = 4 * beagle.parse_duration(RESEND)
+local RESEND_S = beagle.parse_duration(RESEND)
 
 local function alert(ctx, a, n, now)
   local status = a.status or n.status
   local labels = cu.strings(a.labels)
   labels.alertname = labels.alertname or tostring(a.name)
   local starts = a.starts_at or a.active_at or n.created_at or now
-  local ends = status == "resolved" and (a.ends_at or now) or now + VALID_FOR
+  local ends = status == "resolved" and (a.ends_at or now)
+    or now + 4 * math.max(RESEND_S, tonumber(a.eval_interval) or 0)
   return {
     labels = labels,
     annotations = cu.strings(a.annotations),

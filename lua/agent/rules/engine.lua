@@ -23,8 +23,16 @@
 -- condition has been false for that long. clear_threshold: once firing, the condition is tested
 -- against clear_threshold with the same operator (ignored for == and !=). A pending instance whose
 -- condition fails is forgotten without notifying; a series absent from the samples, or a NaN
--- value, counts as false. A resolved instance becomes pending again when the condition holds, and
--- is dropped `resolved_retention` seconds (900) after ends_at. An evaluation error changes no state.
+-- value, counts as false. A resolved instance becomes pending again when the condition holds
+-- (keeping the starts_at and ends_at of the episode that ended until it fires again: a resolve
+-- still owed to a channel carries them), and is dropped `resolved_retention` seconds (900) after
+-- ends_at. An evaluation error changes no state.
+--
+-- Restart: an instance restored from the store (pending or firing) keeps its state while its
+-- series is absent, until it is seen or `restore_grace` (300 s, at least two of its rule's
+-- evaluation intervals) has passed since the restore: right after a start, history has no
+-- sample yet, and absence there says nothing about the value (Prometheus restores its `for`
+-- state with a grace period too). Only an evaluation that saw data can clear it before that.
 local policy = require("agent.rules.policy")
 
 local bit = require("bit")
@@ -36,6 +44,8 @@ Engine.__index = Engine
 Engine.policy = policy
 
 local RETENTION = 900
+local UNSAVED_MAX = 1000 -- notifications held while the store cannot commit them
+local RESTORE_GRACE = 300
 local TWO32 = 4294967296
 
 -- FNV-1a 64 on two 32-bit halves held in doubles (every intermediate stays below 2^53):
@@ -135,6 +145,12 @@ local function alert_snapshot(inst)
     ends_at = inst.ends_at, annotations = inst.annotations }
 end
 
+-- The evaluation interval of a rule: its `every`, else the setting.
+local function interval_of(self, name)
+  local r = self.rules[name]
+  return r and tonumber(r.every) or tonumber(self.settings.alert_evaluation_interval) or 60
+end
+
 function Engine.new(opts)
   opts = opts or {}
   local self = setmetatable({
@@ -144,12 +160,23 @@ function Engine.new(opts)
     notify = opts.notify or function() end,
     render = opts.render or function(text) return text end,
     retention = opts.resolved_retention or RETENTION,
+    restore_grace = opts.restore_grace or RESTORE_GRACE,
+    direct = opts.direct or function() return false end,
+    logger = opts.log or function() end,
     rules = {}, rstate = {}, routes = {}, inhibits = {}, silences = {},
     instances = {}, by_rule = {}, groups = {}, log = {}, dirty = {}, fpcache = {}, touched = {},
+    direct_due = {},
     suppressed = { cooldown = 0, hourly_limit = 0, silenced = 0, inhibited = 0 },
     sent = 0, store_errors = 0, notify_errors = 0, render_errors = 0,
-    copy = alert_snapshot, hash = Engine.fnv1a64,
+    hash = Engine.fnv1a64,
   }, Engine)
+  -- a receiver that keeps alerts alive by their endsAt (Alertmanager) needs the interval of
+  -- the rule behind each
+  self.copy = function(inst)
+    local c = alert_snapshot(inst)
+    c.eval_interval = interval_of(self, inst.name)
+    return c
+  end
   self.match = opts.match or function(m, l) return Engine.match(m, l) end
   if self.store then self:restore() end
   return self
@@ -174,9 +201,11 @@ end
 local LIVE = { pending = true, firing = true, resolved = true }
 
 -- Rebuilds instances and the notification log from store:load(). Groups are formed at set_rules.
+-- Pending and firing instances are marked `restored` until an evaluation sees their series.
 function Engine:restore()
   local data = store_call(self, "load") or {}
   local now = self.now()
+  self.restored_at = now
   for _, s in ipairs(data.instances or {}) do
     if not s.deleted and type(s.fingerprint) == "string" and type(s.name) == "string" and LIVE[s.state]
       and not (s.state == "resolved" and s.ends_at and now - s.ends_at >= self.retention) then
@@ -185,6 +214,7 @@ function Engine:restore()
       inst.annotations = inst.annotations or {}
       -- the write-ahead log, not the instance row, says what was notified
       inst.last_notified = {}
+      if inst.state == "pending" or inst.state == "firing" then inst.restored = true end
       self.instances[inst.fingerprint] = inst
       rule_insts(self, inst.name)[inst.fingerprint] = inst
     end
@@ -220,10 +250,20 @@ end
 -- so that an evaluation costs what it touched), expires history (with `full`), persists changed
 -- instances, then logs each notification and only then delivers it (write-ahead).
 function Engine:_step(now, full)
-  if not full and next(self.touched) == nil and next(self.dirty) == nil then return 0 end
+  if not full and next(self.touched) == nil and next(self.dirty) == nil and next(self.direct_due) == nil then
+    return 0
+  end
   local out = {}
+  policy.flush_direct(self, now, out)
   policy.flush(self, now, out, not full and self.touched or nil)
   self.touched = {}
+  if self.unsaved then
+    -- notifications whose rows did not commit at an earlier step go first, in their order
+    local held = self.unsaved
+    self.unsaved = nil
+    for _, n in ipairs(out) do held[#held + 1] = n end
+    out = held
+  end
   if full then
     for _, inst in pairs(self.instances) do
       if inst.state == "resolved" and not inst.group and now - (inst.ends_at or now) >= self.retention then
@@ -259,13 +299,27 @@ function Engine:_step(now, full)
       end
       return true
     end
-    if st.tx then store_call(self, "tx", write)
+    local committed
+    if st.tx then committed = store_call(self, "tx", write) ~= nil
     else
       local ok, err = pcall(write)
+      committed = ok
       if not ok then
         self.store_errors = self.store_errors + 1
         self.last_store_error = tostring(err)
       end
+    end
+    if not committed then
+      -- nothing leaves that is not in the outbox: the instances and notifications wait for the
+      -- next step to write them again (a full disk, a locked file; the store logs it), the
+      -- newest UNSAVED_MAX notifications at most
+      for _, inst in ipairs(list or {}) do
+        if self.dirty[inst.fingerprint] == nil then self.dirty[inst.fingerprint] = inst end
+      end
+      for _, n in ipairs(out) do n.id = nil end
+      if #out > UNSAVED_MAX then out = { unpack(out, #out - UNSAVED_MAX + 1) } end
+      self.unsaved = out
+      return 0
     end
   end
   for _, n in ipairs(out) do
@@ -359,10 +413,12 @@ local function transition(rule, inst, value, now)
   if active then
     inst.keep_since = nil
     if before ~= "pending" and before ~= "firing" then
-      inst.state, inst.active_at, inst.starts_at, inst.ends_at = "pending", now, nil, nil
+      -- starts_at and ends_at stay those of the last episode until it fires again: a resolve
+      -- still owed to a channel (its group not flushed yet) carries them
+      inst.state, inst.active_at = "pending", now
     end
     if inst.state == "pending" and now - inst.active_at >= (rule.duration or 0) then
-      inst.state, inst.starts_at = "firing", now
+      inst.state, inst.starts_at, inst.ends_at = "firing", now, nil
     end
   elseif before == "pending" then
     inst.state = "inactive"
@@ -480,6 +536,12 @@ function Engine:_evaluate(name, err, n, samples, vals, labs)
     if inst or cond then
       inst = inst or new_instance(rule, labels, fp)
       inst.seen = stamp
+      if inst.restored then
+        -- seen again after a restart: a firing one is sent again to the channels that keep
+        -- alerts alive by re-sends (Alertmanager), as Prometheus does after its restart
+        inst.restored = nil
+        if inst.state == "firing" then policy.resend_direct(self, inst) end
+      end
       local before, value = inst.state, inst.value
       local changed = transition(rule, inst, v, now)
       if inst.state == "inactive" then
@@ -495,8 +557,10 @@ function Engine:_evaluate(name, err, n, samples, vals, labs)
     end
   end
   if stamp then
+    local hold = self.restored_at and now - self.restored_at < math.max(self.restore_grace, 2 * interval_of(self, name))
     for _, inst in pairs(insts) do
-      if inst.seen ~= stamp and (inst.state == "pending" or inst.state == "firing") then
+      if inst.seen ~= stamp and (inst.state == "pending" or inst.state == "firing")
+        and not (hold and inst.restored) then
         local before = inst.state
         if transition(rule, inst, nil, now) then mark(self, inst) end
         if inst.state == "inactive" then
@@ -528,7 +592,10 @@ function Engine:alerts(opts)
   local out = {}
   for _, inst in pairs(self.instances) do
     if inst.state == "pending" or inst.state == "firing" or (all and inst.state == "resolved") then
-      out[#out + 1] = copy_instance(inst)
+      local c = copy_instance(inst)
+      -- a pending instance keeps the times of its last episode (for a resolve still owed): not its own
+      if c.state == "pending" then c.starts_at, c.ends_at = nil, nil end
+      out[#out + 1] = c
     end
   end
   table.sort(out, by_name_fp)

@@ -39,6 +39,13 @@ function M.new(o)
     store = self.store,
     render = function(text, ctx) return require("agent.rules.template").render(text, ctx) or text end,
     notify = function(n) self:deliver(n) end,
+    log = o.log,
+    -- a channel whose plugin re-sends (Alertmanager) groups and times by itself: the engine
+    -- sends to it directly (agent.rules.policy)
+    direct = function(ch)
+      local conf = self.delivery and self.delivery.channel(ch)
+      return conf ~= nil and (conf.resend or 0) > 0
+    end,
   }
   return self
 end

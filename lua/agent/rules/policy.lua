@@ -23,7 +23,16 @@
 --
 -- Suppression counts (e.suppressed[reason]) count notifications that would have been sent: one
 -- per alert, channel and firing episode (starts_at), and again each repeat_interval while it stays
--- withheld; retries at later flushes of the same withheld notification are not counted again.
+-- withheld; retries at later flushes of the same withheld notification are not counted again. A
+-- re-fire held back by a cooldown is also logged (e.logger), once per alert, channel and episode.
+--
+-- Direct channels (e.direct(channel) is true: the channels whose plugin re-sends, Alertmanager)
+-- group, wait and repeat by themselves, as Alertmanager does behind Prometheus. They are left out
+-- of the groups above: an alert goes to them at the evaluation where it fires and its resolve
+-- at the evaluation where it resolves, with no group_wait, group_interval, repeat_interval,
+-- cooldown or hourly limit (silences and inhibitions still apply, to the firing). A firing
+-- alert restored after a restart goes to them again at the first evaluation that sees it; the
+-- periodic re-sends in between are the delivery's (agent.delivery, the plugin's `resend`).
 local M = {}
 
 local HOUR = 3600
@@ -104,8 +113,8 @@ local function hourly(ent, now)
 end
 
 local function needs_resolve(e, inst)
-  for _, ent in pairs(e.log[inst.fingerprint] or {}) do
-    if ent.last_status == "firing" then return true end
+  for ch, ent in pairs(e.log[inst.fingerprint] or {}) do
+    if ent.last_status == "firing" and not e.direct(ch) then return true end
   end
   return false
 end
@@ -142,7 +151,9 @@ end
 -- Puts a firing instance into its group, or a resolved one whose resolve is still owed. `pool`
 -- (from regroup) holds the previous groups so that a group whose key survives keeps its timers.
 function M.place(e, inst, now, pool)
-  -- its state changed (that is when the engine calls this): its group may owe something now
+  -- its state changed (that is when the engine calls this): its group may owe something now,
+  -- and the direct channels hear of it at once
+  e.direct_due[inst.fingerprint] = inst
   local cur = inst.group and e.groups[inst.group]
   if cur then cur.idle_until = nil end
   if inst.state ~= "firing" and (inst.group or not needs_resolve(e, inst)) then return end
@@ -188,12 +199,19 @@ function M.regroup(e, now)
   end
 end
 
-local function withhold(e, inst, ch, reason, now, repeat_interval)
+local function withhold(e, inst, ch, reason, now, repeat_interval, cooldown)
   local ent = entry(e, inst.fingerprint, ch)
   local w = ent.withheld
-  if not w or w.starts_at ~= inst.starts_at or now - w.at >= repeat_interval then
+  local episode = not w or w.starts_at ~= inst.starts_at
+  if episode or now - w.at >= repeat_interval then
     ent.withheld = { at = now, reason = reason, starts_at = inst.starts_at }
     e.suppressed[reason] = (e.suppressed[reason] or 0) + 1
+  end
+  if episode and reason == "cooldown" then
+    -- a page that does not go out is news: once per episode, not on every retry
+    pcall(e.logger, 2, "alert re-fire held back by cooldown", { alert = inst.name, fingerprint = inst.fingerprint,
+      channel = ch, cooldown = tostring(cooldown), last_sent = tostring(ent.last_firing_at),
+      retry_from = tostring((ent.last_firing_at or now) + (cooldown or 0)) })
   end
 end
 
@@ -226,14 +244,14 @@ local function consider(e, g, fp, now, ri, by_ch)
     for i = 1, #chans do
       local ch = chans[i]
       local ent = e.log[fp] and e.log[fp][ch]
-      if not ent or ent.last_status ~= "firing" or now - ent.last_at >= ri then
+      if (not ent or ent.last_status ~= "firing" or now - ent.last_at >= ri) and not e.direct(ch) then
         local reason = reason_for(e, inst, ent, now, cooldown, maxh)
-        if reason then withhold(e, inst, ch, reason, now, ri) else by_ch = add(by_ch, ch, inst) end
+        if reason then withhold(e, inst, ch, reason, now, ri, cooldown) else by_ch = add(by_ch, ch, inst) end
       end
     end
   else
     for ch, ent in pairs(e.log[fp] or {}) do
-      if ent.last_status == "firing" then by_ch = add(by_ch, ch, inst) end
+      if ent.last_status == "firing" and not e.direct(ch) then by_ch = add(by_ch, ch, inst) end
     end
   end
   return by_ch
@@ -242,7 +260,8 @@ end
 -- A group that owed nothing: every alert firing and already sent to each of its channels (none
 -- withheld, none resolving). Nothing but a change to the group or to one of its alerts (M.place
 -- and the engine's mark clear this) or time reaching the first repeat can make it owe
--- something, so until then the tick skips it: 20,000 firing groups cost a full tick ~40 ms a second without this. nil: no such time.
+-- something, so until then the tick skips it: 20,000 firing groups cost a full tick ~40 ms a
+-- second without this. nil: it may owe something now.
 local function idle_until(e, g, ri)
   local t = math.huge
   for fp, inst in pairs(g.alerts) do
@@ -250,12 +269,36 @@ local function idle_until(e, g, ri)
     local per = e.log[fp]
     local chans = M.channels_for(e.rules[inst.name], g.route)
     for i = 1, #chans do
-      local ent = per and per[chans[i]]
-      if not ent or ent.last_status ~= "firing" then return nil end
-      if ent.last_at + ri < t then t = ent.last_at + ri end
+      if not e.direct(chans[i]) then
+        local ent = per and per[chans[i]]
+        if not ent or ent.last_status ~= "firing" then return nil end
+        if ent.last_at + ri < t then t = ent.last_at + ri end
+      end
     end
   end
-  return t < math.huge and t or nil
+  -- math.huge: only direct channels, nothing to wait for but a change
+  return t
+end
+
+-- One notification to channel `ch` of group `key` holding `insts`, recorded as sent now.
+local function notification(e, ch, key, insts, now)
+  local alerts, status, ids = {}, "resolved", {}
+  for i, inst in ipairs(insts) do
+    local st = inst.state == "firing" and "firing" or "resolved"
+    if st == "firing" then status = "firing" end
+    local c = e.copy(inst)
+    c.status = st
+    alerts[i] = c
+    ids[i] = inst.fingerprint .. ":" .. st
+    M.record(e, inst.fingerprint, ch, st, now)
+    inst.last_notified[ch] = now
+    e.dirty[inst.fingerprint] = inst
+  end
+  -- the flush time in whole milliseconds (flushes of a group are at least 1 ms apart): writing
+  -- the float itself cost more than the rest of the key
+  return { channel = ch, status = status, group_key = key, test = false, alerts = alerts,
+    created_at = now, dedup_key = e.hash(ch .. "\0" .. key .. "\0" .. table.concat(ids, ",") .. "\0"
+      .. ("%d"):format(math.floor(now * 1000 + 0.5))) }
 end
 
 -- Runs once per due group on every tick, so the common case (one alert, nothing owed) takes no
@@ -270,23 +313,7 @@ local function flush_group(e, g, now, out)
     for _, fp in ipairs(sorted_keys(g.alerts)) do by_ch = consider(e, g, fp, now, ri, by_ch) end
   end
   for _, ch in ipairs(by_ch and sorted_keys(by_ch) or NONE) do
-    local alerts, status, ids = {}, "resolved", {}
-    for i, inst in ipairs(by_ch[ch]) do
-      local st = inst.state == "firing" and "firing" or "resolved"
-      if st == "firing" then status = "firing" end
-      local c = e.copy(inst)
-      c.status = st
-      alerts[i] = c
-      ids[i] = inst.fingerprint .. ":" .. st
-      M.record(e, inst.fingerprint, ch, st, now)
-      inst.last_notified[ch] = now
-      e.dirty[inst.fingerprint] = inst
-    end
-    -- the flush time in whole milliseconds (flushes of a group are at least 1 ms apart): writing
-    -- the float itself cost more than the rest of the key
-    out[#out + 1] = { channel = ch, status = status, group_key = g.key, test = false, alerts = alerts,
-      created_at = now, dedup_key = e.hash(ch .. "\0" .. g.key .. "\0" .. table.concat(ids, ",") .. "\0"
-        .. ("%d"):format(math.floor(now * 1000 + 0.5))) }
+    out[#out + 1] = notification(e, ch, g.key, by_ch[ch], now)
   end
   if k1 ~= nil and next(g.alerts, k1) == nil then
     local inst = g.alerts[k1]
@@ -345,6 +372,55 @@ function M.flush(e, now, out, keys)
       k = k + 1
       out[k] = mine[i - n0]
     end
+  end
+end
+
+-- A firing instance seen again after a restart: its direct channels get it once more.
+function M.resend_direct(e, inst)
+  inst.direct_resend = true
+  e.direct_due[inst.fingerprint] = inst
+end
+
+-- The direct channels' part (see the top): every instance whose state changed since the last
+-- step (or that a silence or inhibition holds back) against each direct channel of its
+-- routing. Appends one notification per channel, in channel order; its group_key is "direct",
+-- so the outbox keeps a resolve behind its firing.
+function M.flush_direct(e, now, out)
+  local due = e.direct_due
+  if next(due) == nil then return end
+  local by_ch
+  for _, fp in ipairs(sorted_keys(due)) do
+    local inst = due[fp]
+    local held = false
+    local rule = e.rules[inst.name]
+    local route = M.route_for(e, inst.labels)
+    local chans = M.channels_for(rule, route)
+    local per = e.log[fp]
+    for i = 1, #chans do
+      local ch = chans[i]
+      if e.direct(ch) then
+        local ent = per and per[ch]
+        if inst.state == "firing" then
+          if not ent or ent.last_status ~= "firing" or inst.direct_resend then
+            local reason = M.silenced(e, inst.labels, now) and "silenced" or M.inhibited(e, inst) and "inhibited" or nil
+            if reason then
+              held = true
+              withhold(e, inst, ch, reason, now, rt(route, "repeat_interval"))
+            else
+              by_ch = add(by_ch, ch, inst)
+            end
+          end
+        elseif ent and ent.last_status == "firing" then
+          by_ch = add(by_ch, ch, inst)
+        end
+      end
+    end
+    inst.direct_resend = nil
+    -- a held one is looked at again at each step until it goes out or stops firing
+    if not (held and inst.state == "firing") then due[fp] = nil end
+  end
+  for _, ch in ipairs(by_ch and sorted_keys(by_ch) or NONE) do
+    out[#out + 1] = notification(e, ch, "direct", by_ch[ch], now)
   end
 end
 
