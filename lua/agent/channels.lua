@@ -24,7 +24,9 @@ end
 local INSTANCE_KEYS = { plugin = true, timeout = true, enabled = true, description = true }
 
 -- The instance's conf, or nil, err. spec: the config table (nil for an automatic instance).
-function M:build(name, spec, line)
+-- dry: validates only; the plugin's state keeps the options it had (a reload checks every
+-- declaration before it applies any).
+function M:build(name, spec, line, dry)
   spec = spec or {}
   local pname = spec.plugin or name
   if type(pname) ~= "string" then return nil, "plugin must be a string" end
@@ -35,7 +37,9 @@ function M:build(name, spec, line)
   for k, v in pairs(spec) do
     if not INSTANCE_KEYS[k] then given[k] = v end
   end
-  local opts, err = rec.script:call("__configure", { name = name, given = given })
+  local opts, err
+  if dry then opts, err = rec.script:call("__validate", given)
+  else opts, err = rec.script:call("__configure", { name = name, given = given }) end
   if not opts then return nil, err end
   local timeout = rec.meta.timeout or self.settings.notification_timeout
   if spec.timeout ~= nil then
@@ -86,6 +90,27 @@ function M:sync(config_channels, config_path)
     end
   end
   self.confs = confs
+  local secrets = {}
+  for _, c in pairs(confs) do
+    for _, v in ipairs(c.secrets or {}) do secrets[#secrets + 1] = v end
+  end
+  util.set_secrets("channels", secrets)
+  return problems
+end
+
+-- Every channel of a new config built against the loaded plugins, validated only. Returns the
+-- problems ("file:line: channel "x": reason").
+function M:check_config(config_channels, config_path)
+  local problems = {}
+  for _, name in ipairs(util.sorted_keys(config_channels)) do
+    local c = config_channels[name]
+    local ok, conf, err = pcall(self.build, self, name, c.spec, c.line, true)
+    if not ok then err = conf end
+    if ok and not conf or not ok then
+      problems[#problems + 1] = ("%s:%d: channel %q: %s"):format(config_path or "config", c.line, name,
+        self:mask(self.confs[name], err))
+    end
+  end
   return problems
 end
 

@@ -11,8 +11,12 @@
 --   svc:load()              builds and validates its instances (start-up, `beagle check` too);
 --                           returns the problems, fatal
 --   svc:start(server)       starts its work (`beagle run` only); true, or nil, err (fatal)
---   svc:reload()            after a configure with the re-read config (or none when it did not
---                           load): rescans and rebuilds; returns the number of failures
+--   svc:prepare(cfg)        a reload's first step: checks the re-read config (cfg, nil when it
+--                           did not load) and stages what it would load, changing nothing;
+--                           returns the problems ("file:line: ..." or { file, line, message })
+--   svc:commit()            applies what prepare staged (every service's prepare passed)
+--   svc:discard()           drops it (some prepare failed: the previous config keeps running)
+--   svc:reload()            plugin files only: rescans (each file on its own); failures
 --   svc:stop()              stops starting work; returns the runs still in flight
 --   svc:in_flight()         runs still in flight, while shutdown waits for them
 --   svc:close(abort)        after the grace (abort: a second signal or a failed start)
@@ -45,7 +49,8 @@ options (run and check):
   --plugins DIR           add a drop-in plugin directory (repeatable)
 options (run):
   --listen HOST:PORT      HTTP address (default 127.0.0.1:8001)
-  --rules DIR             alert rules directory (default: the built-in rules/)
+  --rules DIR             an alert rules directory, loaded with the built-in rules/ (set
+                          builtin_rules = false in the config to load only this one)
   --data DIR              directory for durable state (default ./data)
   --log-format FORMAT     logfmt or json
   --log-level LEVEL       debug, info, warn or error
@@ -54,7 +59,16 @@ options (run):
 Settings are read from the config file and overridden by MONITORING_<NAME> variables.
 ]]
 
-local function log(level, msg, fields) core.log(level, msg, fields) end
+-- Every agent log line goes through util.redact: a URL's credentials or a secret option's value
+-- never reaches the log, whatever error text carries them.
+local function log(level, msg, fields)
+  if fields then
+    local clean = {}
+    for k, v in pairs(fields) do clean[k] = type(v) == "string" and util.redact(v) or v end
+    fields = clean
+  end
+  core.log(level, util.redact(msg), fields)
+end
 
 local function usage_error(msg)
   io.stderr:write("beagle: ", msg, "\n", USAGE)
@@ -165,10 +179,22 @@ function Agent:setup(opts, home)
   local s, cfg, path = resolve(opts)
   if not s then return nil, cfg end
   self.settings, self.config, self.config_path = s, cfg, path
+  local secrets = {}
+  for name, def in pairs(settings_mod.schema) do
+    if def.secret and type(s[name]) == "string" then secrets[#secrets + 1] = s[name] end
+  end
+  util.set_secrets("settings", secrets)
   -- `beagle check` prints its results; its log stays quiet unless asked
   local level = s.log_level
   if opts.cmd == "check" and not opts.log_level and not os.getenv("MONITORING_LOG_LEVEL") then level = "warn" end
   core.log_setup(s.log_format, level)
+  -- settings that are accepted (a guide's config loads) but do nothing yet say so once
+  for name, v in pairs(cfg.settings or {}) do
+    local def = settings_mod.schema[name]
+    if def and def.not_yet and opts.cmd == "run" then
+      log(2, "setting has no effect yet", { setting = name, where = ("%s:%d"):format(path, v.line) })
+    end
+  end
   local mok, metrics = pcall(require, "agent.metrics")
   if not mok then return nil, "metrics: " .. tostring(metrics) end
   self.metrics = metrics
@@ -181,8 +207,10 @@ function Agent:setup(opts, home)
     for k, v in pairs(extra or {}) do d[k] = v end
     return d
   end
-  -- alert rules: the built-in rules/ and --rules DIR, each file in a sandboxed state
-  local rules_dirs = { home .. "/rules" }
+  -- alert rules: the built-in rules/ (unless builtin_rules = false) and --rules DIR, each file
+  -- in a sandboxed state
+  local rules_dirs = {}
+  if s.builtin_rules then rules_dirs[1] = home .. "/rules" end
   if opts.rules and opts.rules ~= rules_dirs[1] then rules_dirs[#rules_dirs + 1] = opts.rules end
   local svc = {}
   svc.metrics = require("agent.services.metrics").new(deps { refresh = function() self:update_metrics() end })
@@ -190,7 +218,8 @@ function Agent:setup(opts, home)
   svc.checks = require("agent.services.checks").new(deps { plugins = svc.plugins,
     details = function() return self:details() end })
   svc.statsd = require("agent.services.statsd").new(deps())
-  svc.rules = require("agent.services.rules").new(deps { dirs = rules_dirs })
+  svc.rules = require("agent.services.rules").new(deps { dirs = rules_dirs,
+    sample_now = function() svc.history:sample_now() end })
   svc.channels = require("agent.services.channels").new(deps { plugins = svc.plugins, rules = svc.rules })
   svc.history = require("agent.services.history").new(deps())
   self.svc = svc
@@ -227,9 +256,15 @@ function Agent:routes()
     { "POST", "^/%-/reload$", function(req)
       local ok, st, msg = router.authorized(self.settings, req)
       if not ok then return router.err_json(st, msg) end
-      local failures = self:reload("http")
+      local errors, plugin_errors = self:reload("http")
+      if #errors > 0 then
+        return router.err_json(422, ("reload refused: %d problem%s; the previous configuration keeps running")
+          :format(#errors, #errors == 1 and "" or "s"), { errors = json.array(errors),
+          plugin_errors = json.array(plugin_errors), plugins = self.svc.plugins:list() })
+      end
       return 200, "application/json", json.encode {
-        status = failures == 0 and "ok" or "partial", failures = failures, plugins = self.svc.plugins:list(),
+        status = #plugin_errors == 0 and "ok" or "partial", failures = #plugin_errors,
+        plugin_errors = json.array(plugin_errors), plugins = self.svc.plugins:list(),
       }
     end },
     { "GET", "^/$", function()
@@ -240,25 +275,57 @@ function Agent:routes()
   }
 end
 
--- Re-reads the config (keeping the old one when it fails) and reloads every service.
+-- Reloads the plugin files, then the config file and the rule files, all or nothing: every
+-- service first checks and stages what it would load (prepare); one problem anywhere and the
+-- whole previous configuration keeps running (discard), else all of it is applied (commit).
+-- A plugin file is its own matter: one that fails keeps its previous version (or stays out),
+-- is reported, and does not hold back the rest. Returns the problems that refused the reload
+-- and the plugin files that failed, each { file, line, message }; both are logged.
 function Agent:reload(why)
   log(1, "reloading", { trigger = why })
-  local failures = 0
-  if self.config_path then
-    local cfg, err = config_mod.load(self.config_path)
-    if cfg then
-      self.config = cfg
-      local _, bad = self:each("configure", false, cfg)
-      for _, p in ipairs(bad) do log(3, "config problem, the previous declarations stay", { error = p }) end
-      failures = failures + #bad
-    else
-      failures = failures + 1
-      log(3, "config reload failed, keeping the previous config", { file = self.config_path, error = err })
+  self.svc.plugins:reload()
+  local plugin_errors = {}
+  for _, p in ipairs(self.svc.plugins:list()) do
+    if p.error then plugin_errors[#plugin_errors + 1] = util.problem(p.error, p.file) end
+  end
+  local errors = {}
+  local function add(list, default_file)
+    for _, p in ipairs(list) do
+      if type(p) == "table" then errors[#errors + 1] = p
+      else
+        -- a config error is "file:line: message" lines; a message of several lines stays one
+        for line in tostring(p):gmatch("[^\n]+") do
+          local e = util.problem(line, default_file)
+          if e.line or #errors == 0 then errors[#errors + 1] = e
+          else errors[#errors].message = errors[#errors].message .. "\n" .. line end
+        end
+      end
     end
   end
-  failures = failures + self:each("reload")
+  local cfg = self.config
+  if self.config_path then
+    local c, err = config_mod.load(self.config_path)
+    if c then cfg = c else cfg = nil add({ err }, self.config_path) end
+  end
+  local _, bad = self:each("prepare", false, cfg)
+  add(bad, self.config_path)
+  for _, e in ipairs(errors) do e.message = util.redact(e.message) end
+  if #errors > 0 then
+    self:each("discard")
+    for _, e in ipairs(errors) do
+      log(3, "reload refused, the previous configuration keeps running", { file = e.file,
+        line = e.line and tostring(e.line), error = e.message })
+    end
+  else
+    self.config = cfg
+    self:each("commit")
+  end
+  for _, e in ipairs(plugin_errors) do
+    log(2, "plugin file failed, its previous version (if any) stays", { file = e.file,
+      line = e.line and tostring(e.line), error = e.message })
+  end
   self.svc.plugins:park()
-  return failures
+  return errors, plugin_errors
 end
 
 function Agent:shutdown(sig)

@@ -17,13 +17,16 @@ M.schema = {
   -- metrics
   metrics_collection_interval = { kind = "duration", default = 15, min = 0.01, help = "seconds between samples of every series" },
   metrics_retention_days = { kind = "int", default = 30, min = 1, help = "days of rollups kept" },
-  metrics_batch_size = { kind = "int", default = 100, min = 1, help = "series per batch sent to a backend" },
+  metrics_batch_size = { kind = "int", default = 100, min = 1, not_yet = true,
+    help = "not yet: series per batch sent to a backend (metric backends do not exist yet)" },
   history_raw = { kind = "duration", default = 3600, min = 60, help = "how long raw samples are kept in memory" },
   max_series = { kind = "int", default = 100000, min = 1, help = "series the registry holds at most" },
   max_series_per_metric = { kind = "int", default = 2000, min = 1, help = "series one metric holds at most" },
   statsd_address = { kind = "address", allow_off = true, default = "127.0.0.1:8125",
     help = "StatsD/DogStatsD UDP and TCP address, or \"off\"" },
   -- alerts
+  builtin_rules = { kind = "bool", default = true,
+    help = "load the built-in rules/ directory (with --rules DIR as well); false loads only --rules" },
   alert_evaluation_interval = { kind = "duration", default = 60, min = 0.01, help = "seconds between rule evaluations" },
   alert_cooldown_minutes = { kind = "int", default = 15, min = 0, help = "minutes between repeat notifications of one alert" },
   alert_max_notifications_per_hour = { kind = "int", default = 10, min = 0, help = "notifications per alert and channel per hour" },
@@ -41,14 +44,16 @@ M.schema = {
     help = "undelivered notifications kept; beyond, the oldest resolved go first" },
   notification_retention_days = { kind = "int", default = 30, min = 1,
     help = "days notification rows stay in the state store (at least notification_ttl)" },
-  -- logfire / tracing
-  logfire_token = { kind = "string", default = "", secret = true, help = "Logfire write token" },
-  logfire_project_name = { kind = "string", default = "beagle", help = "Logfire project" },
-  logfire_environment = { kind = "string", default = "production", help = "deployment environment" },
-  logfire_enabled = { kind = "bool", default = true, help = "send to Logfire when a token is set" },
-  performance_sampling_rate = { kind = "rate", default = 0.1, help = "share of operations profiled" },
-  trace_sampling_rate = { kind = "rate", default = 0.01, help = "share of traces sampled" },
-  enable_profiling = { kind = "bool", default = false, help = "collect profiles" },
+  -- logfire / tracing: accepted and validated so that a guide's config loads, but nothing
+  -- reads them yet (no tracing, no Logfire export, no profiler): each help says "not yet"
+  logfire_token = { kind = "string", default = "", secret = true, not_yet = true,
+    help = "not yet: Logfire write token (nothing is sent to Logfire yet)" },
+  logfire_project_name = { kind = "string", default = "beagle", not_yet = true, help = "not yet: Logfire project" },
+  logfire_environment = { kind = "string", default = "production", not_yet = true, help = "not yet: deployment environment" },
+  logfire_enabled = { kind = "bool", default = true, not_yet = true, help = "not yet: send to Logfire when a token is set" },
+  performance_sampling_rate = { kind = "rate", default = 0.1, not_yet = true, help = "not yet: share of operations profiled" },
+  trace_sampling_rate = { kind = "rate", default = 0.01, not_yet = true, help = "not yet: share of traces sampled" },
+  enable_profiling = { kind = "bool", default = false, not_yet = true, help = "not yet: collect profiles" },
   -- beagle's own
   listen = { kind = "address", default = "127.0.0.1:8001", help = "HTTP address of the agent" },
   http_first_byte_timeout = { kind = "duration", default = 5, min = 0.001,

@@ -95,4 +95,90 @@ function M.iso8601(t)
   return os.date("!%Y-%m-%dT%H:%M:%S", secs) .. (".%03dZ"):format(math.floor((t - secs) * 1000))
 end
 
+-- url_decode("a%20b") -> "a b": a path segment's percent-escapes ("+" stays "+"); nil, err for a
+-- "%" not followed by two hex digits.
+function M.url_decode(s)
+  if s:gsub("%%%x%x", ""):find("%", 1, true) then
+    return nil, ("%q has a %% that is not followed by two hex digits"):format(s)
+  end
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- problem("file:12: message", default_file) -> { file, line, message }: the shape reload and
+-- load errors are reported in (a text without a "file:line: " prefix is the default file's).
+function M.problem(text, default_file)
+  text = tostring(text)
+  local file, line, msg = text:match("^([^\n]-):(%d+): (.*)$")
+  if file and not file:find("%s") then
+    -- Lua shortens a long chunk name to "...tail": the file it came from is the whole name
+    if default_file and file:sub(1, 3) == "..." and default_file:sub(-(#file - 3)) == file:sub(4) then
+      file = default_file
+    end
+    return { file = file, line = tonumber(line), message = msg }
+  end
+  return { file = default_file, message = text }
+end
+
+-- ---- secrets --------------------------------------------------------------------------------
+-- What redact() hides: the values of options of type secret (each owner, a channel or check
+-- service, sets its list), the userinfo of any URL (scheme://user:pass@) and the values of query
+-- keys that carry credentials. Every Lua route's body, every agent log line and every reload
+-- error goes through it; a secret shorter than MIN_SECRET bytes is not searched for (it would
+-- mask ordinary words), so secrets should be longer.
+local MIN_SECRET = 4
+local secret_sets, secret_list = {}, {}
+local SECRET_KEYS = {
+  key = true, apikey = true, api_key = true, ["api-key"] = true, token = true, access_token = true,
+  auth = true, auth_token = true, authorization = true, secret = true, client_secret = true,
+  password = true, passwd = true, pass = true, pwd = true, sig = true, signature = true,
+  private_token = true, session = true, sessionid = true, code = true, credential = true,
+  credentials = true, ["x-api-key"] = true, routing_key = true, integration_key = true,
+}
+M.SECRET_QUERY_KEYS = SECRET_KEYS
+
+-- set_secrets(owner, { value, ... }): the secrets of one owner, replacing its previous list.
+function M.set_secrets(owner, list)
+  secret_sets[owner] = list
+  local all, seen = {}, {}
+  for _, l in pairs(secret_sets) do
+    for _, v in ipairs(l) do
+      if type(v) == "string" and #v >= MIN_SECRET and not seen[v] then
+        seen[v] = true
+        all[#all + 1] = v
+      end
+    end
+  end
+  table.sort(all, function(a, b) return #a > #b end)
+  secret_list = all
+end
+
+local function plain_replace(text, sec)
+  local from, out = 1, {}
+  while true do
+    local i, j = text:find(sec, from, true)
+    if not i then break end
+    out[#out + 1] = text:sub(from, i - 1)
+    out[#out + 1] = "***"
+    from = j + 1
+  end
+  if #out == 0 then return text end
+  out[#out + 1] = text:sub(from)
+  return table.concat(out)
+end
+
+-- redact(text) -> text with every known secret, URL userinfo and credential query value as ***.
+function M.redact(text)
+  if type(text) ~= "string" then text = tostring(text) end
+  for _, sec in ipairs(secret_list) do text = plain_replace(text, sec) end
+  if text:find("://", 1, true) then
+    text = text:gsub("(%a[%w+.-]*://)([^/?#@%s\"'<>\\]+)@", "%1***@")
+  end
+  if text:find("=", 1, true) then
+    text = text:gsub("([?&;])([%w_.%-]+)=([^&#;%s\"'<>\\]+)", function(sep, k, v)
+      if SECRET_KEYS[k:lower()] and v ~= "***" then return sep .. k .. "=***" end
+    end)
+  end
+  return text
+end
+
 return M

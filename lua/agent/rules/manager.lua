@@ -10,10 +10,11 @@ local json = require "beagle.json"
 local M = {}
 M.__index = M
 
--- new{ dirs, settings, metrics, log, data_dir, memory_limit }
+-- new{ dirs, settings, metrics, log, data_dir, memory_limit, sample_now = fn() (history samples
+-- every series now) }
 function M.new(o)
   local self = setmetatable({
-    dirs = o.dirs, settings = o.settings, metrics = o.metrics, log = o.log, data_dir = o.data_dir,
+    sample_now = o.sample_now, dirs = o.dirs, settings = o.settings, metrics = o.metrics, log = o.log, data_dir = o.data_dir,
     memory_limit = o.memory_limit, files = {}, timers = {}, watches = {}, api_rules = {},
     api_silences = {},
   }, M)
@@ -117,12 +118,9 @@ local function bounded(seconds, fn, ...)
   return unpack(r)
 end
 
--- Loads or reloads one file into a fresh state. A failure keeps the old rules of that file.
-function M:load_file(path)
-  local src = read(path)
-  local old = self.files[path]
-  if not src then return self:unload_file(path) end
-  if old and old.source == src then return true end
+-- Loads one file's source into a fresh state (its companion test must pass). Returns the file
+-- entry, or nil, err; nothing of the manager changes.
+function M:load_state(path, src)
   local script, err = core.script_new { name = util.basename(path), memory_limit = self.memory_limit }
   local set
   if script then set, err = script:call("__load_rules", path) end
@@ -139,25 +137,128 @@ function M:load_file(path)
   end
   if not set then
     if script then script:close(true) end
-    self.log(3, "rule file failed to load", { file = path, error = tostring(err),
-      kept = old and old.set and "previous rules" or "nothing" })
-    self.metrics.increment_counter("beagle_rule_load_failures_total", 1, { file = util.basename(path) })
-    if old then old.error = tostring(err)
-    else self.files[path] = { file = path, error = tostring(err) } end
-    return nil, err
+    return nil, tostring(err)
   end
-  if old and old.script then old.script:close(false) end
-  self.files[path] = { file = path, script = script, set = set, source = src, loaded_at = core.wall() }
-  self.log(1, old and "rules reloaded" or "rules loaded", { file = path, alerts = tostring(#(set.alerts or {})) })
-  return true
+  return { file = path, script = script, set = set, source = src, loaded_at = core.wall() }
 end
 
-function M:unload_file(path)
-  local f = self.files[path]
-  if not f then return end
-  if f.script then f.script:close(false) end
-  self.files[path] = nil
-  self.log(1, "rules removed", { file = path })
+-- A load error as problems { file, line, message }: the rule DSL reports one "file:line: ..."
+-- a line; other lines (a companion test's report) belong to the problem above them.
+local function file_problems(path, err, out)
+  local first = #out + 1
+  for line in (err .. "\n"):gmatch("([^\n]*)\n") do
+    local f, l, msg = line:match("^(.-):(%d+): (.*)$")
+    if f and (f == path or f:sub(-#util.basename(path)) == util.basename(path)) then
+      out[#out + 1] = { file = path, line = tonumber(l), message = msg }
+    elseif #out >= first then
+      out[#out].message = out[#out].message .. "\n" .. line
+    elseif line ~= "" then
+      out[#out + 1] = { file = path, message = line }
+    end
+  end
+  if #out < first then out[#out + 1] = { file = path, message = err } end
+  for i = first, #out do out[i].message = out[i].message:gsub("%s+$", "") end
+end
+
+-- The rule files as they would be after a reload: every file on disk (or, with `only`, just
+-- that path; the others as loaded), a changed file in a fresh state. Returns the staged set
+-- (path -> entry), the problems ({ file, line, message }: a file that fails, an alert name
+-- declared twice) and the fresh entries. The manager itself is unchanged: commit or discard.
+function M:prepare(only)
+  local staged, problems, fresh = {}, {}, {}
+  local paths = {}
+  if only then
+    for path, f in pairs(self.files) do if f.set and path ~= only then paths[#paths + 1] = path end end
+    paths[#paths + 1] = only
+  else
+    paths = self:rule_files()
+  end
+  for _, path in ipairs(paths) do
+    local old = self.files[path]
+    if only and path ~= only then
+      staged[path] = old
+    else
+      local src = read(path)
+      if src and old and old.set and old.source == src then
+        staged[path] = old
+      elseif src then
+        local f, err = self:load_state(path, src)
+        if f then
+          staged[path] = f
+          fresh[#fresh + 1] = f
+        else
+          file_problems(path, err, problems)
+        end
+      end
+    end
+  end
+  -- one name, one rule: the same alert in two files is an error, not a first-one-wins; it is
+  -- reported on the file that brings the name anew (a file already loaded keeps it)
+  local by_name, names = {}, {}
+  local is_fresh = {}
+  for _, f in ipairs(fresh) do is_fresh[f] = true end
+  for _, path in ipairs(util.sorted_keys(staged)) do
+    for _, r in ipairs(staged[path].set.alerts or {}) do
+      if not by_name[r.name] then
+        by_name[r.name] = {}
+        names[#names + 1] = r.name
+      end
+      local l = by_name[r.name]
+      l[#l + 1] = { file = path, line = r.line, kind = r.kind, fresh = is_fresh[staged[path]] }
+    end
+  end
+  for _, name in ipairs(names) do
+    local l = by_name[name]
+    if #l > 1 then
+      local keep = 1
+      for i, d in ipairs(l) do if not d.fresh then keep = i break end end
+      local first = l[keep]
+      for i, d in ipairs(l) do
+        if i ~= keep then
+          problems[#problems + 1] = { file = d.file, line = d.line, message = ("%s %q is also declared in %s:%d")
+            :format(d.kind or "alert", name, first.file, first.line or 0) }
+        end
+      end
+    end
+  end
+  return staged, problems, fresh
+end
+
+-- Drops what prepare loaded; the problems are recorded on their files (the loaded version
+-- stays) for /alerts/rules and /health/detailed.
+function M:discard(problems, fresh)
+  for _, f in ipairs(fresh or {}) do f.script:close(true) end
+  local by_file = {}
+  for _, p in ipairs(problems or {}) do
+    local text = p.line and ("%s:%d: %s"):format(p.file, p.line, p.message) or p.message
+    by_file[p.file] = by_file[p.file] and (by_file[p.file] .. "\n" .. text) or text
+    self.metrics.increment_counter("beagle_rule_load_failures_total", 1, { file = util.basename(p.file) })
+    self.log(3, "rule file refused, the previous rules stay", { file = p.file, line = p.line and tostring(p.line),
+      error = p.message })
+  end
+  for path, err in pairs(by_file) do
+    if self.files[path] then self.files[path].error = err
+    else self.files[path] = { file = path, error = err } end
+  end
+end
+
+-- Makes a prepared set the running one: replaced and removed files close, the rules apply.
+function M:commit(staged)
+  for path, old in pairs(self.files) do
+    if staged[path] ~= old then
+      if old.script then old.script:close(false) end
+      if not staged[path] and old.set then self.log(1, "rules removed", { file = path }) end
+    end
+  end
+  for path, f in pairs(staged) do
+    f.error = nil
+    if self.files[path] ~= f then
+      self.log(1, self.files[path] and "rules reloaded" or "rules loaded",
+        { file = path, alerts = tostring(#(f.set.alerts or {})) })
+    end
+  end
+  self.files = staged
+  self:apply()
 end
 
 -- Every rule, route, inhibit and silence of the loaded files, in file order.
@@ -167,9 +268,7 @@ function M:collect()
     local f = self.files[path]
     if f.set then
       for _, r in ipairs(f.set.alerts or {}) do
-        if owner[r.name] then
-          self.log(3, "duplicate alert name, the first one is kept", { alert = r.name, file = path, first = owner[r.name] })
-        else
+        if not owner[r.name] then -- prepare refuses a set that declares a name twice
           owner[r.name] = path
           alerts[#alerts + 1] = r
         end
@@ -336,21 +435,21 @@ function M:files_json()
   return out
 end
 
-function M:scan()
+-- Reloads the rule files all or nothing: when any file fails (or two declare one alert name),
+-- every loaded rule stays and the problems ({ file, line, message }) are returned and logged.
+-- only: re-read just that path (the API's file); the others stay as loaded.
+function M:scan(only)
   if not self.api_loaded then
     self.api_loaded = true
     self:load_api_state()
   end
-  local seen, failures = {}, 0
-  for _, path in ipairs(self:rule_files()) do
-    seen[path] = true
-    if not self:load_file(path) then failures = failures + 1 end
+  local staged, problems, fresh = self:prepare(only)
+  if #problems > 0 then
+    self:discard(problems, fresh)
+    return problems
   end
-  for path in pairs(self.files) do
-    if not seen[path] then self:unload_file(path) end
-  end
-  self:apply()
-  return failures
+  self:commit(staged)
+  return problems
 end
 
 function M:watch(debounce)
@@ -401,155 +500,7 @@ function M:alerts_json()
   return out
 end
 
--- ---- the write side of the API ------------------------------------------------------------
-
--- Serialises a declarative rule (no functions) as a Lua literal, for the generated file that
--- holds the rules created over HTTP.
-local function literal(v, depth)
-  depth = depth or 0
-  if depth > 16 then error("rule is nested too deeply") end
-  local t = type(v)
-  if t == "string" then return ("%q"):format(v) end
-  if t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then error("numbers must be finite") end
-    return ("%.17g"):format(v)
-  end
-  if t == "boolean" then return tostring(v) end
-  if t ~= "table" then error(("%s values are not allowed in a rule"):format(t)) end
-  local parts = {}
-  for _, k in ipairs(util.sorted_keys(v)) do
-    local key = type(k) == "number" and ("[%d]"):format(k) or ("[%q]"):format(tostring(k))
-    parts[#parts + 1] = key .. " = " .. literal(v[k], depth + 1)
-  end
-  return "{ " .. table.concat(parts, ", ") .. " }"
-end
-
-function M:write_api_file()
-  if not self.store then return nil, "no state store" end
-  local rows, err = self.store:api_rules()
-  if not rows then return nil, err end
-  local lines = { "-- rules created over POST /alerts/rules; generated, do not edit" }
-  for _, r in ipairs(rows) do
-    local spec = r.rule
-    spec.name = nil
-    lines[#lines + 1] = ("alert %q %s"):format(r.name, literal(spec))
-  end
-  local path = self.data_dir .. "/api_rules.lua"
-  local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "w"))
-  f:write(table.concat(lines, "\n"), "\n")
-  f:close()
-  assert(os.rename(tmp, path))
-  self.api_file = path
-  return true
-end
-
--- Loads what the API created earlier (rules and silences) from the store.
-function M:load_api_state()
-  if not self.store then return end
-  local rows = self.store:api_rules()
-  if rows and #rows > 0 then self:write_api_file() end
-  for _, s in ipairs(self.store:silences(core.wall()) or {}) do
-    if s.source == "api" then self.api_silences[s.id] = s end
-  end
-end
-
--- POST /alerts/rules: status, body table
-function M:api_put_rule(spec)
-  if not self.store then return 503, { error = "alert state is not kept (no store)" } end
-  if type(spec) ~= "table" then return 400, { error = "body must be a JSON object" } end
-  if spec.expr ~= nil then return 400, { error = "expr rules exist only in rule files: no code is accepted over HTTP" } end
-  local dsl = require "agent.rules.dsl"
-  local item, problems = dsl.normalize(spec.kind == "anomaly" and "anomaly" or "alert", spec, { file = "api" })
-  if not item then return 400, { error = "invalid rule", problems = json.array(problems) } end
-  local owner = self.owner and self.owner[item.name]
-  if owner and owner ~= self.api_file then
-    return 409, { error = ("rule %q is defined in %s"):format(item.name, owner) }
-  end
-  local copy = {}
-  for k, v in pairs(spec) do if v ~= json.null then copy[k] = v end end
-  local ok, err = self.store:put_api_rule(item.name, copy)
-  if not ok then return 500, { error = tostring(err) } end
-  ok, err = pcall(self.write_api_file, self)
-  if not ok then return 500, { error = tostring(err) } end
-  self:scan()
-  local f = self.files[self.api_file]
-  if f and f.error then return 400, { error = "invalid rule", problems = json.array { f.error } } end
-  return 201, { status = "created", name = item.name }
-end
-
--- DELETE /alerts/rules/{name}
-function M:api_delete_rule(name)
-  local owner = self.owner and self.owner[name]
-  if owner and owner ~= self.api_file then
-    return 409, { error = ("rule %q is defined in %s: edit that file"):format(name, owner) }
-  end
-  if not self.store then return 404, { error = ("no rule named %q"):format(name) } end
-  local ok = self.store:delete_api_rule(name)
-  if not ok then return 404, { error = ("no rule named %q"):format(name) } end
-  self:write_api_file()
-  self:scan()
-  return 200, { status = "deleted", name = name }
-end
-
--- POST /alerts/test/{name}: evaluates now and sends a test notification for what holds now.
-function M:api_test_rule(name)
-  local path = self.owner and self.owner[name]
-  local f = path and self.files[path]
-  if not f or not f.script then return 404, { error = ("no rule named %q"):format(name) } end
-  local res, err = f.script:call("__eval_rule", { name = name })
-  if not res then return 422, { error = "evaluation failed: " .. tostring(err) } end
-  local notes, terr = self.engine:test(name, res.samples or {})
-  if not notes then return 422, { error = tostring(terr) } end
-  for _, n in ipairs(notes) do n.test = true self:deliver(n) end
-  local samples = json.array()
-  for _, s in ipairs(res.samples or {}) do samples[#samples + 1] = s end
-  return 200, { rule = name, samples = samples, notifications = #notes }
-end
-
-function M:silences_json()
-  local now = core.wall()
-  local out = json.array()
-  for _, s in ipairs(self.engine.silences or {}) do
-    if (s.ends or math.huge) > now then
-      out[#out + 1] = { id = s.id, matchers = s.matchers, starts = s.starts and util.iso8601(s.starts),
-        ends = s.ends and util.iso8601(s.ends), comment = s.comment, created_by = s.created_by,
-        source = s.file and s.file ~= "api" and "file" or "api", file = s.file ~= "api" and s.file or nil }
-    end
-  end
-  return out
-end
-
--- POST /alerts/silences
-function M:api_add_silence(spec)
-  if not self.store then return 503, { error = "alert state is not kept (no store)" } end
-  local dsl = require "agent.rules.dsl"
-  local item, problems = dsl.normalize("silence", spec, { file = "api" })
-  if not item then return 400, { error = "invalid silence", problems = json.array(problems) } end
-  item.source = "api"
-  local id, err = self.store:add_silence(item)
-  if not id then return 500, { error = tostring(err) } end
-  item.id = id
-  self.api_silences[id] = item
-  self:apply_silences()
-  return 201, { status = "created", id = id }
-end
-
--- DELETE /alerts/silences/{id}
-function M:api_delete_silence(id)
-  if not self.api_silences[id] then
-    return 404, { error = ("no silence %q created over the API (file silences live in their files)"):format(id) }
-  end
-  if self.store then self.store:delete_silence(id) end
-  self.api_silences[id] = nil
-  self:apply_silences()
-  return 200, { status = "deleted", id = id }
-end
-
-function M:apply_silences()
-  local _, _, _, silences = self:collect()
-  self.engine:set_silences(silences)
-  self.engine.silences = silences
-end
+-- the write side of the API (rules and silences created over HTTP, POST /alerts/test)
+for k, v in pairs(require "agent.rules.manager_api") do M[k] = v end
 
 return M

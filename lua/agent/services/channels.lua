@@ -40,7 +40,21 @@ end
 
 function M:plugins_changed() self:sync() end
 
-function M:reload() return self:sync() end
+-- A reload's first step: every channel of the new config must validate against the loaded
+-- plugins (nothing changes yet). Returns the problems; commit applies the config.
+function M:prepare(cfg)
+  if not cfg then return {} end
+  self.pending = cfg
+  return self.channels:check_config(cfg.channels, cfg.path)
+end
+
+function M:commit()
+  if self.pending then self.channels:set_config(self.pending.channels, self.pending.path) end
+  self.pending = nil
+  self:sync()
+end
+
+function M:discard() self.pending = nil end
 
 -- The outbox starts once the rules run: it keeps its rows in their state store, and resends
 -- what they still fire.

@@ -22,8 +22,7 @@ function M.new(d)
   return self
 end
 
--- Takes the config's check declarations, unless one of them is malformed.
-function M:configure(cfg)
+local function malformed(cfg)
   local problems = {}
   for _, name in ipairs(util.sorted_keys(cfg.checks)) do
     local c = cfg.checks[name]
@@ -31,14 +30,34 @@ function M:configure(cfg)
       problems[#problems + 1] = ("%s:%d: check %q: plugin must be a string"):format(cfg.path, c.line, name)
     end
   end
+  return problems
+end
+
+-- Takes the config's check declarations, unless one of them is malformed.
+function M:configure(cfg)
+  local problems = malformed(cfg)
   if #problems == 0 then self.health:set_config(cfg.checks, cfg.path) end
   return problems
+end
+
+-- The values of every instance's options of type secret, for util.redact.
+function M:collect_secrets()
+  local list = {}
+  for _, inst in pairs(self.health.instances) do
+    local rec = inst.opts and self.plugins.manager:get(inst.plugin)
+    for oname, o in pairs(rec and rec.meta.options or {}) do
+      local v = inst.opts[oname]
+      if o.type == "secret" and type(v) == "string" then list[#list + 1] = v end
+    end
+  end
+  util.set_secrets("checks", list)
 end
 
 -- Builds every instance. At start-up a misconfigured check is fatal (at reload the old config
 -- stays instead).
 function M:load()
   self.health:sync()
+  self:collect_secrets()
   local bad = {}
   for _, inst in ipairs(self.health:sorted()) do
     if inst.error and inst.line then
@@ -48,9 +67,38 @@ function M:load()
   return bad
 end
 
+-- A reload's first step: every check of the new config must build against the loaded plugins
+-- (validated only: nothing changes). Returns the problems; commit applies the config.
+function M:prepare(cfg)
+  if not cfg then return {} end
+  local problems = malformed(cfg)
+  if #problems > 0 then return problems end
+  for _, name in ipairs(util.sorted_keys(cfg.checks)) do
+    local c = cfg.checks[name]
+    local ok, inst, err = pcall(self.health.build, self.health, name, c.spec.plugin or name, c.spec, c.line, true)
+    if not ok then err = inst end
+    if err then problems[#problems + 1] = ("%s:%d: check %q: %s"):format(cfg.path, c.line, name, err) end
+  end
+  self.pending = cfg
+  return problems
+end
+
+function M:commit()
+  if self.pending then self.health:set_config(self.pending.checks, self.pending.path) end
+  self.pending = nil
+  self.health:sync()
+  self:collect_secrets()
+  self:publish()
+end
+
+function M:discard() self.pending = nil end
+
 function M:validate_plugin(name, script, meta) return self.health:validate_plugin(name, script, meta) end
 
-function M:plugins_changed() self.health:sync() end
+function M:plugins_changed()
+  self.health:sync()
+  self:collect_secrets()
+end
 
 function M:start(server)
   self.server = server
@@ -59,12 +107,6 @@ function M:start(server)
   self.health:start()
   self:publish()
   return true
-end
-
-function M:reload()
-  self.health:sync()
-  self:publish()
-  return 0
 end
 
 -- Cancels the schedules; returns the number of runs still in flight.
@@ -93,6 +135,7 @@ end
 function M:publish()
   if not self.server then return end
   local st, body = self.health:health_json()
+  body = util.redact(body) -- a check's message may quote a URL with its key
   self.server:set_static("/health", st, "application/json", body)
   self.server:set_static("/health/", st, "application/json", body)
   st, body = self.health:ready_json()

@@ -23,13 +23,27 @@ function M:start()
   self.history = hist
   local step = s.metrics_collection_interval
   local function sample()
-    -- timestamps on the interval grid compress to a bit each
-    hist:sample(math.floor(core.wall() / step) * step * 1000)
+    -- timestamps on the interval grid compress to a bit each; after a sample_now off the grid,
+    -- the next one goes after it (an earlier one would be dropped)
+    local ms = math.floor(core.wall() / step) * step * 1000
+    if self.last_ms and ms <= self.last_ms then ms = self.last_ms + 1 end
+    self.last_ms = ms
+    hist:sample(ms)
   end
   sample()
   self.timers.sample = core.timer(step, step, sample)
   self.timers.flush = core.timer(15, 15, function() hist:flush() end)
   return true
+end
+
+-- Samples every series now, off the schedule: what a caller (POST /alerts/test) must see of
+-- a value written a moment ago.
+function M:sample_now()
+  if not self.history then return end
+  local ms = math.floor(core.wall() * 1000)
+  if self.last_ms and ms <= self.last_ms then return end -- sampled this very millisecond
+  self.last_ms = ms
+  self.history:sample(ms)
 end
 
 function M:stop()
