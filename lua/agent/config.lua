@@ -38,7 +38,9 @@ function M.load(path, getenv)
     end
     local v, why = settings.coerce(name, value, false)
     if v == nil then
-      problem(line, ("%s = %s: %s"):format(name, type(value) == "string" and ("%q"):format(value) or tostring(value), why))
+      local shown = type(value) == "string" and ("%q"):format(value) or tostring(value)
+      if settings.schema[name].secret then shown = "***" end -- a secret's value never goes into a message
+      problem(line, ("%s = %s: %s"):format(name, shown, why))
       return
     end
     cfg.settings[name] = { value = v, line = line }

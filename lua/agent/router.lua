@@ -15,13 +15,31 @@ function M.err_json(status, msg, extra)
   return status, "application/json", json.encode(o)
 end
 
+-- Compares in time independent of where the first difference is.
+local function same(a, b)
+  if #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #a do diff = bit.bor(diff, bit.bxor(a:byte(i), b:byte(i))) end
+  return diff == 0
+end
+
 -- A write is allowed with the api_token as a Bearer token, or from loopback when no token is
--- set. Returns true, or false, http status, why.
+-- set. The scheme is case-insensitive and whitespace around the credentials is ignored (RFC
+-- 9110 11.1); a request with two Authorization headers is refused whatever they hold, as is
+-- one that repeats a credential in one header ("Bearer a, Bearer b"). Returns true, or false,
+-- http status, why.
 function M.authorized(settings, req)
+  local rep = req.repeated
+  if rep and rep.authorization then
+    return false, 400, "more than one Authorization header: send exactly one"
+  end
   local token = settings.api_token
   if token ~= "" then
     local h = req.headers["authorization"] or ""
-    if h ~= "Bearer " .. token then return false, 401, "a valid Authorization: Bearer token is required" end
+    local scheme, cred = h:match("^[ \t]*(%S+)[ \t]+(.-)[ \t]*$")
+    if not scheme or scheme:lower() ~= "bearer" or not same(cred, token) then
+      return false, 401, "a valid Authorization: Bearer token is required"
+    end
     return true
   end
   if not req.loopback then
@@ -52,8 +70,14 @@ function M.new(lists)
 end
 
 -- The first route whose pattern matches answers; HEAD is served as GET. Returns status,
--- content type, body[, extra header lines].
+-- content type, body[, extra header lines], the body with every secret redacted (util.redact).
 function M:handle(req)
+  local st, ct, body, extra = self:dispatch(req)
+  if type(body) == "string" then body = util.redact(body) end
+  return st, ct, body, extra
+end
+
+function M:dispatch(req)
   for _, e in ipairs(self.entries) do
     local caps = { req.path:match(e.pattern) }
     if caps[1] ~= nil or req.path:match(e.pattern) then
