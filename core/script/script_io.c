@@ -5,6 +5,7 @@
  * script_io_fetch.c (HTTP, mail), script_io_tcp.c, script_io_exec.c, and script_io_sync.c for
  * the synchronous helpers (files, hashing, JSON). */
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "base/bg.h"
@@ -14,6 +15,20 @@ bg_runtime *bg__io_runtime(lua_State *L) {
   void *ud;
   lua_getallocf(L, &ud);
   return *(bg_runtime **)ud; /* bg_script's first field */
+}
+
+size_t bg__io_mem_left(lua_State *L, const bg__run *r) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  const bg_script *s = ud;
+  if (!s->enforce) return SIZE_MAX;
+  size_t left = s->used < s->limit ? s->limit - s->used : 0;
+  if (r != NULL && r->mem_limit) {
+    int64_t rl = (int64_t)r->mem_limit - r->mem_net;
+    if (rl < 0) rl = 0;
+    if ((uint64_t)rl < left) left = (size_t)rl;
+  }
+  return left;
 }
 
 void bg__io_push_error(lua_State *co, int err, const char *msg) {

@@ -11,12 +11,15 @@
 #include "script/script_io_int.h"
 
 #define MAIL_MAX_RCPT 100
+#define HTTP_DEFAULT_BODY ((size_t)16 << 20) /* fetch's default max_body */
+#define HTTP_MAX_BODY ((size_t)1 << 40)
 
 /* ---- http ----------------------------------------------------------------------------- */
 
 typedef struct http_op {
   bg__op op;
   bg_fetch *req;
+  size_t capped; /* max_body when the plugin's memory left set it, else 0 */
 } http_op;
 
 static void http_cancel(bg__op *op) {
@@ -65,9 +68,17 @@ static void push_headers(lua_State *co, const char *raw, size_t len) {
 static void http_done(void *ud, const bg_fetch_result *res) {
   http_op *h = ud;
   bg__run *r = h->op.run;
+  size_t capped = h->capped;
   free(h);
   if (r == NULL) return;
   lua_State *co = r->co;
+  if (res->err == BG_ELIMIT && capped) {
+    lua_pushnil(co);
+    lua_pushfstring(co, "response body exceeds the %d bytes of memory the plugin has left",
+                    (int)(capped > INT32_MAX ? INT32_MAX : capped));
+    bg__run_resume(r, 2);
+    return;
+  }
   if (res->err != 0) {
     bg__io_push_error(co, res->err, res->errmsg);
     bg__run_resume(r, 2);
@@ -85,10 +96,13 @@ static void http_done(void *ud, const bg_fetch_result *res) {
   bg__run_resume(r, 1);
 }
 
-/* Starts the request and suspends the run until done(h, result) resumes it. */
-static int fetch_and_wait(lua_State *L, bg__run *r, const bg_fetch_opts *o, bg_fetch_cb done) {
+/* Starts the request and suspends the run until done(h, result) resumes it. capped: see
+ * http_op. */
+static int fetch_and_wait(lua_State *L, bg__run *r, const bg_fetch_opts *o, bg_fetch_cb done,
+                          size_t capped) {
   http_op *h = calloc(1, sizeof *h);
   if (h == NULL) return luaL_error(L, "out of memory");
+  h->capped = capped;
   h->op.run = r;
   h->op.cancel = http_cancel;
   int rc = bg_fetch_start(bg__io_runtime(L)->fetcher, o, done, h, &h->req);
@@ -122,8 +136,14 @@ static int pl_http(lua_State *L) {
     if (t <= 0 || t > left) t = left > 0.001 ? left : 0.001;
   }
   o.timeout_ms = t > 0 ? (uint64_t)(t * 1000) : 0;
+  /* The body is gathered in C before it becomes a string of the plugin's: bounded by the
+   * memory the plugin has left, or a 1 GiB max_body would take 1 GiB before the limit trips. */
   lua_getfield(L, 1, "max_body");
-  o.max_body = (size_t)lua_tonumber(L, -1);
+  double mb = lua_tonumber(L, -1);
+  o.max_body = mb >= 1 && mb < (double)HTTP_MAX_BODY ? (size_t)mb : mb >= 1 ? HTTP_MAX_BODY : 0;
+  size_t want = o.max_body ? o.max_body : HTTP_DEFAULT_BODY, left = bg__io_mem_left(L, r);
+  size_t capped = 0;
+  if (left < want) o.max_body = capped = left ? left : 1;
   lua_getfield(L, 1, "follow");
   o.follow_redirects = lua_toboolean(L, -1);
   lua_getfield(L, 1, "insecure");
@@ -145,7 +165,7 @@ static int pl_http(lua_State *L) {
   hdrs[nh] = NULL;
   o.headers = nh ? hdrs : NULL;
 
-  return fetch_and_wait(L, r, &o, http_done);
+  return fetch_and_wait(L, r, &o, http_done, capped);
 }
 
 /* ---- mail ----------------------------------------------------------------------------- */
@@ -258,7 +278,7 @@ static int pl_mail(lua_State *L) {
   }
   o.timeout_ms = t > 0 ? (uint64_t)(t * 1000) : 0;
 
-  return fetch_and_wait(L, r, &o, mail_done);
+  return fetch_and_wait(L, r, &o, mail_done, 0);
 }
 
 /* Sets http, mail in the __bg table on top of L. */

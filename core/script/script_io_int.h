@@ -10,6 +10,9 @@
 
 /* The runtime of the plugin state L (kept by its allocator). */
 bg_runtime *bg__io_runtime(lua_State *L);
+/* Bytes the plugin state of L may still allocate: its memory limit's and run r's (may be
+ * NULL) remainders, the smaller; SIZE_MAX while no limit applies (outside plugin code). */
+size_t bg__io_mem_left(lua_State *L, const bg__run *r);
 /* Pushes nil and msg, or err's message when msg is NULL or empty, on co. */
 void bg__io_push_error(lua_State *co, int err, const char *msg);
 /* A uv_close callback that frees the handle. */

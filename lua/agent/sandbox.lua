@@ -316,7 +316,9 @@ end
 local function read_file(path, max)
   local p, err = readable(path)
   if not p then return nil, err end
-  if max ~= nil and type(max) ~= "number" then return nil, "read_file: max must be a number" end
+  if max ~= nil and (type(max) ~= "number" or max ~= max or max < 1) then
+    return nil, "read_file: max must be a number of bytes >= 1"
+  end
   return bg.read_file(p, max)
 end
 
