@@ -39,7 +39,12 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
   lua_setfield(L, -2, "peer");
   lua_pushboolean(L, req->peer_loopback);
   lua_setfield(L, -2, "loopback");
+  /* A header sent twice is one field whose values are joined with ", " (RFC 9110 5.3), and
+   * its name is in req.repeated: auth refuses two Authorization headers instead of letting
+   * the last one win. */
   lua_createtable(L, 0, (int)req->nheaders);
+  int headers = lua_gettop(L);
+  int repeated = 0;
   for (size_t i = 0; i < req->nheaders; i++) {
     char name[256];
     size_t n = req->headers[i].name_len < 255 ? req->headers[i].name_len : 255;
@@ -48,9 +53,27 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
       name[j] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
     }
     lua_pushlstring(L, name, n);
-    lua_pushlstring(L, req->headers[i].value, req->headers[i].value_len);
-    lua_rawset(L, -3);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, headers);
+    if (lua_isstring(L, -1)) {
+      if (repeated == 0) {
+        lua_createtable(L, 0, 1);
+        lua_insert(L, headers + 1); /* below the name and the old value */
+        repeated = headers + 1;
+      }
+      lua_pushlstring(L, name, n);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, repeated);
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, req->headers[i].value, req->headers[i].value_len);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, req->headers[i].value, req->headers[i].value_len);
+    }
+    lua_rawset(L, headers);
   }
+  if (repeated != 0) lua_setfield(L, headers - 1, "repeated");
   lua_setfield(L, -2, "headers");
   /* handler(req) -> status, content_type, body, extra_headers */
   if (bg__hcb_call(&hs->cb, 1, 4) != 0 || !lua_isnumber(L, top + 1)) {

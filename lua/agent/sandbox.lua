@@ -21,6 +21,7 @@ if cjson_so then package.preload.cjson = package.loadlib(cjson_so, "luaopen_cjso
 package.cpath = ""
 
 local beagle = require "beagle" -- reads __bg for its log
+local util = require "agent.util"
 __bg = nil
 
 local raw_pcall, raw_xpcall, raw_error = pcall, xpcall, error
@@ -286,6 +287,12 @@ function __configure(a)
   local opts, err = __validate(a.given)
   if not opts then return nil, err end
   instance(a.name, opts)
+  -- what this plugin logs with beagle.log goes through util.redact: its instances' secrets too
+  local secrets = {}
+  for oname, o in pairs(PLUGIN.options or {}) do
+    if o.type == "secret" and type(opts[oname]) == "string" then secrets[#secrets + 1] = opts[oname] end
+  end
+  util.set_secrets(a.name, secrets)
   return opts
 end
 

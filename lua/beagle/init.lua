@@ -143,13 +143,15 @@ local levels = { debug = 0, info = 1, warn = 2, error = 3 }
 beagle.log = {}
 for name, lvl in pairs(levels) do
   beagle.log[name] = function(msg, fields)
+    -- URL credentials and the plugin's secret options never reach the log (util.redact)
     local f = {}
     if type(fields) == "table" then
       for k, v in pairs(fields) do
-        if type(k) == "string" then f[k] = tostring(v) end
+        if type(k) == "string" then f[k] = util.redact(tostring(v)) end
       end
     end
-    if bg then bg.log(lvl, tostring(msg), f)
+    msg = util.redact(tostring(msg))
+    if bg then bg.log(lvl, msg, f)
     else io.stderr:write(("level=%s msg=%q\n"):format(name, tostring(msg))) end
   end
 end

@@ -15,11 +15,12 @@ return beagle.check {
   interval = "1h",
   options = { token = { "secret", default = "%s" } },
   run = function(opt, ctx)
+    beagle.log.warn("calling https://bob:%s@example.com/?token=" .. opt.token, { token = opt.token })
     return ctx.unhealthy("failed with " .. opt.token .. " at https://bob:%s@example.com/x?api_key=%s&page=2",
       { url = "https://example.com/hook?key=%s" })
   end,
 }
-]]):format(TOKEN, PASS, KEY, KEY)
+]]):format(TOKEN, PASS, PASS, KEY, KEY)
 
 describe("secrets", function()
   local agent, plugins
@@ -62,6 +63,8 @@ channel "hook" { plugin = "webhook", url = "http://alice:%s@127.0.0.1:9/hook?key
     clean("the reload's answer", body)
     assert.is_truthy(S.wait(function() return agent:logtext():find("reload refused", 1, true) end, 5))
     clean("the log", agent:logtext())
+    -- the plugin's own log line is there, redacted
+    assert.is_truthy(agent:logtext():find("calling https://***@example.com/?token=***", 1, true), agent:logtext())
   end)
 end)
 
