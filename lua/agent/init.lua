@@ -189,10 +189,14 @@ function Agent:setup(opts, home)
   if opts.cmd == "check" and not opts.log_level and not os.getenv("MONITORING_LOG_LEVEL") then level = "warn" end
   core.log_setup(s.log_format, level)
   -- settings that are accepted (a guide's config loads) but do nothing yet say so once
-  for name, v in pairs(cfg.settings or {}) do
-    local def = settings_mod.schema[name]
-    if def and def.not_yet and opts.cmd == "run" then
-      log(2, "setting has no effect yet", { setting = name, where = ("%s:%d"):format(path, v.line) })
+  if opts.cmd == "run" then
+    for _, name in ipairs(util.sorted_keys(settings_mod.schema)) do
+      local env = "MONITORING_" .. name:upper()
+      local v = cfg.settings and cfg.settings[name]
+      if settings_mod.schema[name].not_yet and (v or os.getenv(env)) then
+        log(2, "setting has no effect yet", { setting = name,
+          where = os.getenv(env) and env or ("%s:%d"):format(path, v.line) })
+      end
     end
   end
   local mok, metrics = pcall(require, "agent.metrics")
