@@ -23,7 +23,8 @@ local function harness(o)
     h.t = T0 + (dt or 0)
     h.e = Engine.new {
       now = function() return h.t end, store = h.store,
-      settings = { alert_cooldown_minutes = 15, alert_max_notifications_per_hour = 10, alert_evaluation_interval = 1 },
+      settings = { alert_cooldown_minutes = 15, alert_max_notifications_per_hour = 10, alert_evaluation_interval = 1,
+        metrics_collection_interval = o.collect or 1 },
       notify = function(n) h.sent[#h.sent + 1] = n end,
       direct = function(ch) return (o.direct or {})[ch] == true end,
       log = function(level, msg, fields) h.logs[#h.logs + 1] = { level = level, msg = msg, fields = fields } end,
@@ -109,6 +110,18 @@ describe("a restart", function()
     h.eval(300, {})
     assert.equals("firing", (h.state()))
     h.eval(311, {})
+    assert.equals("none", (h.state()))
+  end)
+
+  it("waits longer for an anomaly rule, whose score needs min_samples samples of history", function()
+    local h = harness { collect = 10 }
+    local r = { rule { kind = "anomaly", method = "mad", min_samples = 60, window = 3600 } }
+    h.start(0, r)
+    h.eval(1, { sample(42) })
+    h.start(10, r)
+    h.eval(400, {})
+    assert.equals("firing", (h.state()))
+    h.eval(625, {}) -- past (60 + 1) x 10 s after the restart at 10
     assert.equals("none", (h.state()))
   end)
 

@@ -29,8 +29,9 @@
 -- ends_at. An evaluation error changes no state.
 --
 -- Restart: an instance restored from the store (pending or firing) keeps its state while its
--- series is absent, until it is seen or `restore_grace` (300 s, at least two of its rule's
--- evaluation intervals) has passed since the restore: right after a start, history has no
+-- series is absent, until it is seen or `restore_grace` (300 s; at least two of its rule's
+-- evaluation intervals and two history samples, and for an anomaly rule min_samples + 1 of
+-- them) has passed since the restore: right after a start, history has no
 -- sample yet, and absence there says nothing about the value (Prometheus restores its `for`
 -- state with a grace period too). Only an evaluation that saw data can clear it before that.
 local policy = require("agent.rules.policy")
@@ -151,6 +152,17 @@ local function interval_of(self, name)
   return r and tonumber(r.every) or tonumber(self.settings.alert_evaluation_interval) or 60
 end
 
+-- How long after a restore an absent series keeps a restored instance of rule `name` as it
+-- was: restore_grace, and at least the time for two evaluations and two history samples (an
+-- anomaly rule's score needs min_samples of them first).
+local function grace_of(self, name)
+  local r = self.rules[name]
+  local step = tonumber(self.settings.metrics_collection_interval) or 0
+  local g = math.max(self.restore_grace, 2 * interval_of(self, name), 2 * step)
+  if r and r.kind == "anomaly" then g = math.max(g, ((tonumber(r.min_samples) or 0) + 1) * step) end
+  return g
+end
+
 function Engine.new(opts)
   opts = opts or {}
   local self = setmetatable({
@@ -161,7 +173,6 @@ function Engine.new(opts)
     render = opts.render or function(text) return text end,
     retention = opts.resolved_retention or RETENTION,
     restore_grace = opts.restore_grace or RESTORE_GRACE,
-    direct = opts.direct or function() return false end,
     logger = opts.log or function() end,
     rules = {}, rstate = {}, routes = {}, inhibits = {}, silences = {},
     instances = {}, by_rule = {}, groups = {}, log = {}, dirty = {}, fpcache = {}, touched = {},
@@ -178,6 +189,18 @@ function Engine.new(opts)
     return c
   end
   self.match = opts.match or function(m, l) return Engine.match(m, l) end
+  -- which channels are direct, asked once per channel and step (a flush asks per alert)
+  local direct, known = opts.direct, {}
+  self.direct_known = known
+  self.direct = function(ch)
+    if not direct then return false end
+    local v = known[ch]
+    if v == nil then
+      v = direct(ch) and true or false
+      known[ch] = v
+    end
+    return v
+  end
   if self.store then self:restore() end
   return self
 end
@@ -254,6 +277,10 @@ function Engine:_step(now, full)
     return 0
   end
   local out = {}
+  -- channels come and go with the configuration: asked afresh each step
+  if next(self.direct_known) ~= nil then
+    for k in pairs(self.direct_known) do self.direct_known[k] = nil end
+  end
   policy.flush_direct(self, now, out)
   policy.flush(self, now, out, not full and self.touched or nil)
   self.touched = {}
@@ -557,7 +584,7 @@ function Engine:_evaluate(name, err, n, samples, vals, labs)
     end
   end
   if stamp then
-    local hold = self.restored_at and now - self.restored_at < math.max(self.restore_grace, 2 * interval_of(self, name))
+    local hold = self.restored_at and now - self.restored_at < grace_of(self, name)
     for _, inst in pairs(insts) do
       if inst.seen ~= stamp and (inst.state == "pending" or inst.state == "firing")
         and not (hold and inst.restored) then
@@ -650,6 +677,7 @@ function Engine:test(name, samples)
     inst.annotations = probe.annotations
     local c = copy_instance(inst)
     c.test = true
+    if c.state == "pending" then c.starts_at, c.ends_at = nil, nil end
     evaluated[#evaluated + 1] = c
     if v ~= nil and holds(rule.condition or ">", v, rule.threshold) then
       local a = copy_instance(inst)
