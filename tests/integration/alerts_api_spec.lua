@@ -96,6 +96,15 @@ describe("the /alerts write API", function()
     assert.are.equal(rdir .. "/again.lua", shown.file)
     assert.is_truthy(shown.file_error:find(rdir .. "/file.lua:1", 1, true), shown.file_error)
     assert.are.equal(1, rule("from_file").threshold)
+    -- an API write in the meantime reloads only its own file: the refusal stays on view
+    local st, body = agent:post("/alerts/rules", '{"name":"meanwhile","metric":"m","condition":">","threshold":1}')
+    assert.are.equal(201, st, body)
+    local _, o = agent:get_json("/alerts/rules")
+    local still
+    for _, r in ipairs(o.rules) do
+      if r.file == rdir .. "/again.lua" and r.file_error then still = r end
+    end
+    assert.is_truthy(still, body)
     os.remove(rdir .. "/again.lua")
   end)
 end)

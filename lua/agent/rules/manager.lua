@@ -243,17 +243,21 @@ function M:discard(problems, fresh)
 end
 
 -- Makes a prepared set the running one: replaced and removed files close, the rules apply.
-function M:commit(staged)
+-- only: the set was prepared for that path alone; what the others recorded (a file refused
+-- earlier, with its error) stays as it is.
+function M:commit(staged, only)
   for path, old in pairs(self.files) do
-    if staged[path] ~= old then
+    if only and path ~= only and not staged[path] then
+      staged[path] = old -- a refused file's record, never loaded
+    elseif staged[path] ~= old then
       if old.script then old.script:close(false) end
       if not staged[path] and old.set then self.log(1, "rules removed", { file = path }) end
     end
   end
   for path, f in pairs(staged) do
-    f.error = nil
-    if self.files[path] ~= f then
-      self.log(1, self.files[path] and "rules reloaded" or "rules loaded",
+    if not only or path == only then f.error = nil end
+    if self.files[path] ~= f and f.set then
+      self.log(1, self.files[path] and self.files[path].set and "rules reloaded" or "rules loaded",
         { file = path, alerts = tostring(#(f.set.alerts or {})) })
     end
   end
@@ -448,7 +452,7 @@ function M:scan(only)
     self:discard(problems, fresh)
     return problems
   end
-  self:commit(staged)
+  self:commit(staged, only)
   return problems
 end
 
