@@ -48,7 +48,7 @@ static int l_statsd_stats(lua_State *L) {
   hstatsd *h = check_statsd(L);
   bg_statsd_stats st;
   bg_statsd_get_stats(h->sd, &st);
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 10);
   bg__host_setnum(L, "packets", (double)st.packets);
   bg__host_setnum(L, "lines", (double)st.lines);
   bg__host_setnum(L, "bad_lines", (double)st.bad_lines);
@@ -58,6 +58,7 @@ static int l_statsd_stats(lua_State *L) {
   bg__host_setnum(L, "cache_entries", (double)st.cache_entries);
   bg__host_setnum(L, "tcp_clients", (double)st.tcp_clients);
   bg__host_setnum(L, "rcvbuf", (double)st.rcvbuf);
+  bg__host_setnum(L, "set_bytes", (double)st.set_bytes);
   return 1;
 }
 

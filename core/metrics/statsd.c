@@ -1,9 +1,9 @@
-/* statsd: the sink, a line parser over borrowed bytes plus two open-addressing tables: the
- * cache (raw name, type and tag bytes -> series handle) that makes a known line cost a hash,
- * a compare and one registry call, and the sets (series -> hashes of the values seen this
- * interval). Only a cache miss allocates. The sockets around it are in statsd_net.c. */
+/* statsd: the sink, a line parser over borrowed bytes plus an open-addressing cache (raw
+ * name, type and tag bytes -> series handle) that makes a known line cost a hash, a compare
+ * and one registry call. Only a cache miss allocates. The sets' distinct counts are in
+ * statsd_set.c, the sockets around it in statsd_net.c. */
 #define _GNU_SOURCE
-#include "metrics/statsd.h"
+#include "metrics/statsd_int.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -16,27 +16,20 @@
 enum { K_C, K_G, K_MS, K_H, K_D, K_S };
 enum { LINE_OK, LINE_BAD, LINE_IGNORED };
 
-typedef struct set {
-  bg_series *s;
-  uint64_t *tab; /* value hashes, 0 = empty */
-  uint32_t cap, n;
-} set;
-
 typedef struct centry {
   uint64_t hash; /* 0 = empty slot */
   char *key;     /* name bytes then tag bytes; the type is `kind` */
   uint32_t nlen, glen;
   int kind;
   bg_series *s;
-  set *set;
+  bg__statsd_set *set;
 } centry;
 
 struct bg_statsd_sink {
   bg_registry *reg;
   centry *cache;
   size_t ccap, cn, max_cache;
-  set **sets; /* keyed by series address */
-  size_t scap, sn, max_set;
+  bg__statsd_sets sets;
   size_t max_line;
   char *scratch; /* NUL-terminated name and labels for bg_series_get on a miss */
   size_t scratch_len;
@@ -47,41 +40,6 @@ struct bg_statsd_sink {
 };
 
 /* ---------------------------------------------------------------- hashing */
-
-#define K1 0x9e3779b97f4a7c15ULL
-#define K2 0xff51afd7ed558ccdULL
-
-/* Keys are short (a metric name, some tags): 8 bytes a step, and a tail read without a
- * variable-length memcpy (the wyhash trick of two overlapping loads). */
-static inline uint64_t hash_bytes(uint64_t h, const char *p, size_t n) {
-  uint64_t w;
-  size_t len = n;
-  while (n >= 8) {
-    memcpy(&w, p, 8);
-    h = (h ^ w) * K1;
-    h ^= h >> 29;
-    p += 8;
-    n -= 8;
-  }
-  if (n >= 4) {
-    uint32_t a, b;
-    memcpy(&a, p, 4);
-    memcpy(&b, p + n - 4, 4);
-    w = (uint64_t)a << 32 | b;
-  } else if (n > 0) {
-    w = (uint64_t)(unsigned char)p[0] << 16 | (uint64_t)(unsigned char)p[n >> 1] << 8 |
-        (unsigned char)p[n - 1];
-  } else {
-    w = 0;
-  }
-  h = (h ^ w ^ ((uint64_t)len << 56)) * K2;
-  return h ^ (h >> 32);
-}
-
-static uint64_t hash_ptr(const void *p) {
-  uint64_t h = (uint64_t)(uintptr_t)p * K1;
-  return h ^ (h >> 31);
-}
 
 /* ---------------------------------------------------------------- numbers */
 
@@ -150,109 +108,6 @@ static void sync_counters(bg_statsd_sink *k) {
   k->synced_packets = k->st.packets;
   k->synced_lines = k->st.lines;
   k->synced_bad = k->st.bad_lines;
-}
-
-/* ---------------------------------------------------------------- sets */
-
-static set *set_find(bg_statsd_sink *k, bg_series *s) {
-  if (k->scap == 0) return NULL;
-  for (size_t i = hash_ptr(s) & (k->scap - 1);; i = (i + 1) & (k->scap - 1)) {
-    if (k->sets[i] == NULL) return NULL;
-    if (k->sets[i]->s == s) return k->sets[i];
-  }
-}
-
-static set *set_get(bg_statsd_sink *k, bg_series *s) {
-  set *st = set_find(k, s);
-  if (st) return st;
-  if ((k->sn + 1) * 2 > k->scap) {
-    size_t ncap = k->scap ? k->scap * 2 : 16;
-    set **nt = calloc(ncap, sizeof *nt);
-    if (nt == NULL) return NULL;
-    for (size_t i = 0; i < k->scap; i++) {
-      if (k->sets[i] == NULL) continue;
-      size_t j = hash_ptr(k->sets[i]->s) & (ncap - 1);
-      while (nt[j])
-        j = (j + 1) & (ncap - 1);
-      nt[j] = k->sets[i];
-    }
-    free(k->sets);
-    k->sets = nt;
-    k->scap = ncap;
-  }
-  st = calloc(1, sizeof *st);
-  if (st == NULL) return NULL;
-  st->s = s;
-  size_t j = hash_ptr(s) & (k->scap - 1);
-  while (k->sets[j])
-    j = (j + 1) & (k->scap - 1);
-  k->sets[j] = st;
-  k->sn++;
-  return st;
-}
-
-static void set_add(bg_statsd_sink *k, set *st, const char *v, size_t n) {
-  uint64_t h = hash_bytes(K2, v, n);
-  if (h == 0) h = 1;
-  uint32_t i = 0;
-  if (st->cap) {
-    for (i = (uint32_t)h & (st->cap - 1); st->tab[i]; i = (i + 1) & (st->cap - 1))
-      if (st->tab[i] == h) return; /* seen this interval */
-  }
-  if (st->n >= k->max_set) {
-    k->st.dropped++;
-    return;
-  }
-  if ((st->n + 1) * 2 > st->cap) {
-    uint32_t ncap = st->cap ? st->cap * 2 : 16;
-    uint64_t *nt = calloc(ncap, sizeof *nt);
-    if (nt == NULL) {
-      k->st.dropped++;
-      return;
-    }
-    for (uint32_t j = 0; j < st->cap; j++) {
-      if (st->tab[j] == 0) continue;
-      uint32_t d = (uint32_t)st->tab[j] & (ncap - 1);
-      while (nt[d])
-        d = (d + 1) & (ncap - 1);
-      nt[d] = st->tab[j];
-    }
-    free(st->tab);
-    st->tab = nt;
-    st->cap = ncap;
-    for (i = (uint32_t)h & (ncap - 1); nt[i]; i = (i + 1) & (ncap - 1))
-      ;
-  }
-  st->tab[i] = h;
-  st->n++;
-  bg_gauge_set(st->s, (double)st->n);
-}
-
-void bg_statsd_flush_sets(bg_statsd_sink *k) {
-  for (size_t i = 0; i < k->scap; i++) {
-    set *st = k->sets[i];
-    if (st == NULL) continue;
-    if (st->cap > 1024) { /* a burst: give the memory back */
-      free(st->tab);
-      st->tab = NULL;
-      st->cap = 0;
-    } else if (st->cap) {
-      memset(st->tab, 0, st->cap * sizeof *st->tab);
-    }
-    st->n = 0;
-    bg_gauge_set(st->s, 0);
-  }
-}
-
-static void sets_free(bg_statsd_sink *k) {
-  for (size_t i = 0; i < k->scap; i++) {
-    if (k->sets[i] == NULL) continue;
-    free(k->sets[i]->tab);
-    free(k->sets[i]);
-  }
-  free(k->sets);
-  k->sets = NULL;
-  k->scap = k->sn = 0;
 }
 
 /* ---------------------------------------------------------------- the cache */
@@ -352,8 +207,8 @@ static centry *cache_miss(bg_statsd_sink *k, uint64_t h, int kind, const char *n
     bad(k, "%s", rerr);
     return NULL;
   }
-  set *st = NULL;
-  if (kind == K_S && (st = set_get(k, s)) == NULL) {
+  bg__statsd_set *st = NULL;
+  if (kind == K_S && (st = bg__statsd_set_get(&k->sets, s)) == NULL) {
     bad(k, "out of memory");
     return NULL;
   }
@@ -433,7 +288,7 @@ static void apply(bg_statsd_sink *k, const centry *c, const char *v, size_t n, d
     bg_histogram_observe(c->s, x / 1000);
     break;
   case K_S:
-    set_add(k, c->set, v, n);
+    bg__statsd_set_add(&k->sets, c->set, v, n);
     break;
   default:
     bg_histogram_observe(c->s, x);
@@ -625,7 +480,7 @@ void bg_statsd_opts_default(bg_statsd_opts *o) {
   o->rcvbuf = 8 << 20;
   o->max_clients = 1024;
   o->max_cache = 100000;
-  o->max_set_size = 100000;
+  o->max_set_bytes = 32u << 20;
 }
 
 int bg_statsd_sink_new(bg_registry *reg, const bg_statsd_opts *o, bg_statsd_sink **out) {
@@ -639,8 +494,8 @@ int bg_statsd_sink_new(bg_registry *reg, const bg_statsd_opts *o, bg_statsd_sink
   k->reg = reg;
   k->max_line = o->max_line ? o->max_line : def.max_line;
   k->max_cache = o->max_cache ? o->max_cache : def.max_cache;
-  k->max_set = o->max_set_size ? o->max_set_size : def.max_set_size;
-  if (k->max_set > (1u << 30)) k->max_set = 1u << 30;
+  k->sets.max_bytes = o->max_set_bytes ? o->max_set_bytes : def.max_set_bytes;
+  k->sets.dropped = &k->st.dropped;
   /* name + "_seconds" + per tag two NULs and maybe "true" */
   k->scratch_len = k->max_line + 16 + BG_METRICS_MAX_LABELS * 8;
   k->scratch = malloc(k->scratch_len);
@@ -666,14 +521,18 @@ int bg_statsd_sink_new(bg_registry *reg, const bg_statsd_opts *o, bg_statsd_sink
 
 void bg_statsd_sink_forget(bg_statsd_sink *k) {
   cache_clear(k);
-  sets_free(k);
+  bg__statsd_sets_free(&k->sets);
+}
+
+void bg_statsd_flush_sets(bg_statsd_sink *k) {
+  bg__statsd_sets_flush(&k->sets);
 }
 
 void bg_statsd_sink_free(bg_statsd_sink *k) {
   if (k == NULL) return;
   cache_clear(k);
   free(k->cache);
-  sets_free(k);
+  bg__statsd_sets_free(&k->sets);
   free(k->scratch);
   free(k);
 }
@@ -685,6 +544,7 @@ const char *bg_statsd_last_error(const bg_statsd_sink *k) {
 void bg_statsd_sink_stats(const bg_statsd_sink *k, bg_statsd_stats *out) {
   *out = k->st;
   out->cache_entries = k->cn;
+  out->set_bytes = k->sets.bytes;
 }
 
 void bg__statsd_dropped(bg_statsd_sink *k, uint64_t n) {

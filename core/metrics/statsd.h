@@ -7,7 +7,9 @@
  *   ms  timer: observed in seconds into histogram "<name>_seconds" (unless the name already
  *       ends in "seconds");
  *   h d histogram (DogStatsD "d" distribution too), value as sent;
- *   s   set: gauge "<name>" = distinct values seen since the last bg_statsd_flush_sets.
+ *   s   set: gauge "<name>" = distinct values seen since the last bg_statsd_flush_sets: exact
+ *       up to 128 values, then a HyperLogLog estimate (1.6 % standard error); 4.3 KiB a set
+ *       at most, and max_set_bytes for all of them (statsd_set.c).
  * A sample rate scales counters only; timers, histograms and distributions observe each value
  * once whatever the rate, and gauges and sets ignore it. Packed values (`name:1:2:3|ms`) apply
  * one by one. `#k:v` tags become labels ('.' and '-' in keys map to '_', a tag without ':' gets
@@ -29,14 +31,15 @@ typedef struct bg_statsd bg_statsd;
 typedef struct bg_statsd_sink bg_statsd_sink;
 
 typedef struct bg_statsd_opts {
-  const char *udp;     /* "host:port" (IPv4, [IPv6] or localhost; port 0 picks one);
-                          NULL, "" or "off": no UDP */
-  const char *tcp;     /* same forms; NULL: the UDP host and (bound) port; "off": no TCP */
-  size_t max_line;     /* longest TCP line; longer ones are bad lines (default 65536) */
-  int rcvbuf;          /* UDP SO_RCVBUF bytes (default 8 MiB; < 0 leaves the system's) */
-  int max_clients;     /* TCP streams at once; more are closed at accept (default 1024) */
-  size_t max_cache;    /* line-key cache entries before it is cleared (default 100000) */
-  size_t max_set_size; /* distinct values tracked per set and interval (default 100000) */
+  const char *udp;      /* "host:port" (IPv4, [IPv6] or localhost; port 0 picks one);
+                           NULL, "" or "off": no UDP */
+  const char *tcp;      /* same forms; NULL: the UDP host and (bound) port; "off": no TCP */
+  size_t max_line;      /* longest TCP line; longer ones are bad lines (default 65536) */
+  int rcvbuf;           /* UDP SO_RCVBUF bytes (default 8 MiB; < 0 leaves the system's) */
+  int max_clients;      /* TCP streams at once; more are closed at accept (default 1024) */
+  size_t max_cache;     /* line-key cache entries before it is cleared (default 100000) */
+  size_t max_set_bytes; /* memory for the values of all sets in one interval (default 32 MiB);
+                           past it new values of sets that would need more are dropped */
 } bg_statsd_opts;
 
 /* Counters since start. Plain uint64_t fields so that the LuaJIT FFI can read them. */
@@ -46,11 +49,12 @@ typedef struct bg_statsd_stats {
   uint64_t bad_lines;    /* skipped as unparseable or rejected by the registry */
   uint64_t ignored;      /* DogStatsD events and service checks */
   uint64_t dropped;      /* data we lost: truncated datagrams, refused TCP clients, set values
-                            beyond max_set_size, read errors */
+                            past max_set_bytes, read errors */
   uint64_t kernel_drops; /* datagrams the kernel dropped on our socket (SO_MEMINFO), if known */
   uint64_t cache_entries;
   uint64_t tcp_clients; /* connected now */
   uint64_t rcvbuf;      /* the UDP socket's SO_RCVBUF as the kernel reports it */
+  uint64_t set_bytes;   /* memory the sets' values hold now (at most max_set_bytes) */
 } bg_statsd_stats;
 
 /* Fills o with the defaults above (udp "127.0.0.1:8125", tcp NULL). Can't fail. */
@@ -80,7 +84,7 @@ BG_EXPORT void bg_statsd_get_stats(const bg_statsd *sd, bg_statsd_stats *out);
 /* --- The sink: parsing and applying lines, shared by UDP, TCP, tests and the fuzzer. --- */
 
 /* Creates a sink writing into reg (which must outlive it) and registers its own counters
- * beagle_statsd_{packets,lines,bad_lines}_total there. Only max_cache and max_set_size of o
+ * beagle_statsd_{packets,lines,bad_lines}_total there. Only max_cache and max_set_bytes of o
  * apply (NULL: defaults). Returns 0 and *out, or BG_ENOMEM / BG_EINVAL. */
 int bg_statsd_sink_new(bg_registry *reg, const bg_statsd_opts *o, bg_statsd_sink **out);
 void bg_statsd_sink_free(bg_statsd_sink *sink); /* NULL is a no-op */

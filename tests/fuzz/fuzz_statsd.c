@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   bg_statsd_opts_default(&o);
   o.max_line = 64;
   o.max_cache = 4;
-  o.max_set_size = 3;
+  o.max_set_bytes = 4096;
   bg_statsd_sink *k;
   if (r == NULL || bg_statsd_sink_new(r, &o, &k) != 0) abort();
   const char *p = (const char *)data + 1;

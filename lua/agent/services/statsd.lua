@@ -43,6 +43,12 @@ function M:update_metrics()
   local st = self.statsd:stats()
   self.metrics.set_gauge("beagle_statsd_tcp_clients", st.tcp_clients)
   self.metrics.set_gauge("beagle_statsd_kernel_drops", st.kernel_drops)
+  self.metrics.set_gauge("beagle_statsd_set_bytes", st.set_bytes)
+  -- data lost before the registry (truncated datagrams, refused clients, set values past
+  -- the sets' memory cap): a counter, fed the growth since the last refresh
+  local lost = st.dropped - (self.dropped_seen or 0)
+  if lost > 0 then self.metrics.increment_counter("beagle_statsd_dropped_total", lost) end
+  self.dropped_seen = st.dropped
 end
 
 return M
