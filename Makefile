@@ -1,10 +1,10 @@
-# A thin wrapper over CMake: `make run`, `make test`, `make build`, `make bench`.
+# A thin wrapper over CMake: `make run`, `make test`, `make build`, `make bench`, `make soak`.
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 ARGS ?=
 
-.PHONY: all build deps run test bench clean format
+.PHONY: all build deps run test bench soak clean format
 
 all: build
 
@@ -31,6 +31,12 @@ bench:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@./bench/run.sh
+
+# issue 14's soak table (bench/soak.sh): slowloris, StatsD bombs, full disk, corrupt files
+soak:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target beagle
+	@BUILD=$(BUILD) ./bench/soak.sh
 
 clean:
 	rm -rf $(BUILD)
