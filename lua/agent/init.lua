@@ -409,7 +409,7 @@ function Agent:run()
     if svc.start then
       local started, serr = svc:start(server)
       if not started then
-        io.stderr:write("beagle: ", serr, "\n")
+        io.stderr:write("beagle: ", util.redact(serr), "\n")
         server:close()
         return 1
       end
@@ -496,7 +496,7 @@ function M.main(args, home)
   local agent = setmetatable({}, Agent)
   local ok, err = agent:setup(opts, home)
   if not ok then
-    io.stderr:write("beagle: ", err, "\n")
+    io.stderr:write("beagle: ", util.redact(err), "\n")
     return cmd == "check" and 3 or 1
   end
   M.current = agent

@@ -131,7 +131,7 @@ local SECRET_KEYS = {
   key = true, apikey = true, api_key = true, ["api-key"] = true, token = true, access_token = true,
   auth = true, auth_token = true, authorization = true, secret = true, client_secret = true,
   password = true, passwd = true, pass = true, pwd = true, sig = true, signature = true,
-  private_token = true, session = true, sessionid = true, code = true, credential = true,
+  private_token = true, session = true, sessionid = true, credential = true,
   credentials = true, ["x-api-key"] = true, routing_key = true, integration_key = true,
 }
 M.SECRET_QUERY_KEYS = SECRET_KEYS

@@ -190,8 +190,8 @@ function M:run_once(names, done)
         for _, x in ipairs(list) do
           local res = results[x.name]
           if health_mod.rank[res.status] > health_mod.rank[worst] then worst = res.status end
-          io.stdout:write(("%s: %s (%.0fms)%s\n"):format(x.name, res.status, (res.response_time or 0) * 1000,
-            res.message and (" " .. res.message) or ""))
+          io.stdout:write(util.redact(("%s: %s (%.0fms)%s\n"):format(x.name, res.status,
+            (res.response_time or 0) * 1000, res.message and (" " .. res.message) or "")))
         end
         io.stdout:flush()
         done(health_mod.exit_codes[worst])
