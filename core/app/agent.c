@@ -2,6 +2,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +40,11 @@ static void walk_close(uv_handle_t *h, void *arg) {
 }
 
 int bg_agent_main(int argc, char **argv) {
-  /* Broken pipes are reported per write; they must not kill the agent. */
+  /* Broken pipes are reported per write; they must not kill the agent. Nor must a file-size
+   * limit (ulimit -f): past it a write fails with EFBIG, which the store reports like a full
+   * disk. */
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);
   uv_loop_t loop;
   if (uv_loop_init(&loop) != 0) {
     fprintf(stderr, "beagle: cannot create the event loop\n");

@@ -2,11 +2,16 @@
  * transactions. The Lua binding is in store_lua.c. */
 #include "store/store.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "store/store_int.h"
 
 typedef struct centry {
   char *sql;
@@ -27,6 +32,7 @@ typedef struct ckpt {
   sqlite3 *db;   /* the worker's connection, opened by the first checkpoint */
   int busy;      /* a checkpoint queued or running */
   int orphan;    /* the store is closed: the work's end frees this */
+  int slot;      /* the store's health slot (store_int.h) */
   int rc;        /* of the last checkpoint */
   unsigned done; /* checkpoints that returned SQLITE_OK */
 } ckpt;
@@ -36,6 +42,7 @@ struct bg_store {
   uint64_t tick;
   int ncache;
   int depth;
+  int slot; /* health (store_int.h); -1 for a memory database */
   uv_loop_t *loop;
   ckpt *ck;
   centry cache[BG_STORE_CACHE_MAX];
@@ -61,18 +68,27 @@ static int code_of(int rc) {
   }
 }
 
-/* Formats the connection's last error with the SQL it came from; returns the BG_E* code. */
-static int fail(bg_store *s, int rc, const char *sql, char *err, size_t errlen) {
-  if (err && errlen)
-    snprintf(err, errlen, "store: %s (in: %s)", s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc),
-             sql ? sql : "?");
+/* Formats the connection's last error with the SQL it came from, counts it as a failure of op
+ * (store_health.c decides whether it is the file's); returns the BG_E* code. */
+static int fail(bg_store *s, int op, int rc, const char *sql, char *err, size_t errlen) {
+  const char *msg = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+  bg__store_note_error(s->slot, op, rc, msg);
+  if (err && errlen) snprintf(err, errlen, "store: %s (in: %s)", msg, sql ? sql : "?");
   return code_of(rc);
 }
 
-static int exec_sql(bg_store *s, const char *sql, char *err, size_t errlen) {
+static int exec_sql(bg_store *s, int op, const char *sql, char *err, size_t errlen) {
   char *msg = NULL;
+  sqlite3_int64 before = sqlite3_total_changes64(s->db);
   int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
-  if (rc == SQLITE_OK) return 0;
+  if (rc == SQLITE_OK) {
+    /* rows written and committed: the file takes writes again (a pragma says nothing) */
+    if (op == BG_STORE_OP_WRITE && sqlite3_get_autocommit(s->db) &&
+        sqlite3_total_changes64(s->db) != before)
+      bg__store_note_ok(s->slot, op);
+    return 0;
+  }
+  bg__store_note_error(s->slot, op, rc, msg ? msg : sqlite3_errstr(rc));
   if (err && errlen)
     snprintf(err, errlen, "store: %s (in: %s)", msg ? msg : sqlite3_errstr(rc), sql);
   sqlite3_free(msg);
@@ -80,17 +96,17 @@ static int exec_sql(bg_store *s, const char *sql, char *err, size_t errlen) {
 }
 
 int bg_store_exec(bg_store *s, const char *sql, char *err, size_t errlen) {
-  return exec_sql(s, sql, err, errlen);
+  return exec_sql(s, BG_STORE_OP_WRITE, sql, err, errlen);
 }
 
 /* First column of the first row of sql as text, into buf. */
 static int query_text(bg_store *s, const char *sql, char *buf, size_t n, char *err, size_t errlen) {
   sqlite3_stmt *st;
   int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-  if (rc != SQLITE_OK) return fail(s, rc, sql, err, errlen);
+  if (rc != SQLITE_OK) return fail(s, BG_STORE_OP_OPEN, rc, sql, err, errlen);
   rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) {
-    int code = fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc, sql, err, errlen);
+    int code = fail(s, BG_STORE_OP_OPEN, rc == SQLITE_DONE ? SQLITE_ERROR : rc, sql, err, errlen);
     sqlite3_finalize(st);
     return code;
   }
@@ -124,6 +140,7 @@ int bg_store_open(const char *path, bg_store **out, char *err, size_t errlen) {
   }
   bg_store *s = calloc(1, sizeof *s);
   if (s == NULL) return BG_ENOMEM;
+  s->slot = -1; /* failures while opening are reported by the caller (bg_store_open_recover) */
   /* NOMUTEX: the connection belongs to the loop thread (see store.h). */
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
@@ -145,11 +162,15 @@ int bg_store_open(const char *path, bg_store **out, char *err, size_t errlen) {
     goto err;
   }
   /* journal_size_limit: the WAL file is truncated back to 16 MiB after a checkpoint. */
-  rc = exec_sql(s,
+  rc = exec_sql(s, BG_STORE_OP_OPEN,
                 "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
                 " PRAGMA journal_size_limit=16777216",
                 err, errlen);
   if (rc != 0) goto err;
+  if (!memory) {
+    s->slot = bg__store_health_slot(path);
+    bg__store_note_open(s->slot, 1);
+  }
   *out = s;
   return 0;
 err:
@@ -187,6 +208,9 @@ static void ckpt_after(uv_work_t *req, int status) {
   ckpt *c = req->data;
   c->busy = 0;
   if (c->rc == SQLITE_OK) c->done++;
+  /* busy: a reader or writer was in the way, the next one catches up */
+  else if ((c->rc & 0xff) != SQLITE_BUSY)
+    bg__store_note_error(c->slot, BG_STORE_OP_CHECKPOINT, c->rc, sqlite3_errstr(c->rc));
   if (c->orphan) ckpt_free(c);
 }
 
@@ -212,6 +236,7 @@ int bg_store_checkpoint_in_background(bg_store *s, uv_loop_t *loop, const char *
     free(c);
     return BG_ENOMEM;
   }
+  c->slot = s->slot;
   c->sync = synchronous != NULL && strcmp(synchronous, "full") == 0 ? "FULL" : "NORMAL";
   s->ck = c;
   s->loop = loop;
@@ -225,6 +250,7 @@ unsigned bg_store_checkpoints(const bg_store *s) {
 
 void bg_store_close(bg_store *s) {
   if (s == NULL) return;
+  if (s->slot >= 0) bg__store_note_open(s->slot, 0);
   if (s->ck != NULL) {
     if (s->ck->busy)
       s->ck->orphan = 1;
@@ -306,7 +332,7 @@ int bg_store_prepare(bg_store *s, const char *sql, sqlite3_stmt **out, char *err
   sqlite3_stmt *st = NULL;
   const char *tail = NULL;
   int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, &tail);
-  if (rc != SQLITE_OK) return fail(s, rc, sql, err, errlen);
+  if (rc != SQLITE_OK) return fail(s, BG_STORE_OP_READ, rc, sql, err, errlen);
   if (st == NULL || (tail && !only_space(tail))) {
     sqlite3_finalize(st);
     if (err && errlen)
@@ -335,8 +361,13 @@ int bg_store_prepare(bg_store *s, const char *sql, sqlite3_stmt **out, char *err
 int bg_store_step(bg_store *s, sqlite3_stmt *st, char *err, size_t errlen) {
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) return 1;
-  if (rc == SQLITE_DONE) return 0;
-  return fail(s, rc, sqlite3_sql(st), err, errlen);
+  int op = sqlite3_stmt_readonly(st) ? BG_STORE_OP_READ : BG_STORE_OP_WRITE;
+  if (rc == SQLITE_DONE) {
+    /* a write outside a transaction is committed now */
+    if (op == BG_STORE_OP_READ || sqlite3_get_autocommit(s->db)) bg__store_note_ok(s->slot, op);
+    return 0;
+  }
+  return fail(s, op, rc, sqlite3_sql(st), err, errlen);
 }
 
 void bg_store_done(bg_store *s, sqlite3_stmt *st) {
@@ -362,7 +393,7 @@ int bg_store_begin(bg_store *s, char *err, size_t errlen) {
     snprintf(sql, sizeof sql, "BEGIN IMMEDIATE");
   else
     snprintf(sql, sizeof sql, "SAVEPOINT bg%d", s->depth);
-  int rc = exec_sql(s, sql, err, errlen);
+  int rc = exec_sql(s, BG_STORE_OP_BEGIN, sql, err, errlen);
   if (rc == 0) s->depth++;
   return rc;
 }
@@ -382,7 +413,7 @@ int bg_store_rollback(bg_store *s, char *err, size_t errlen) {
     snprintf(sql, sizeof sql, "ROLLBACK");
   else
     snprintf(sql, sizeof sql, "ROLLBACK TO bg%d; RELEASE bg%d", level, level);
-  return exec_sql(s, sql, err, errlen);
+  return exec_sql(s, BG_STORE_OP_COMMIT, sql, err, errlen);
 }
 
 int bg_store_commit(bg_store *s, char *err, size_t errlen) {
@@ -398,11 +429,91 @@ int bg_store_commit(bg_store *s, char *err, size_t errlen) {
     snprintf(sql, sizeof sql, "COMMIT");
   else
     snprintf(sql, sizeof sql, "RELEASE bg%d", level);
-  int rc = exec_sql(s, sql, err, errlen);
+  int rc = exec_sql(s, BG_STORE_OP_COMMIT, sql, err, errlen);
   if (rc == 0) {
     s->depth--;
+    if (level == 0) bg__store_note_ok(s->slot, BG_STORE_OP_COMMIT);
     return 0;
   }
   bg_store_rollback(s, NULL, 0);
   return rc;
+}
+
+/* ---- opening a file that may be unusable ------------------------------------------------------
+ */
+
+/* 0 when the open store s can be used as it is; else a BG_E* code with why in err: the file is
+ * read-only, or quick_check's first complaint (a truncated or damaged file opens, and fails
+ * only at the first read of a missing page). */
+static int unfit(bg_store *s, char *err, size_t errlen) {
+  if (sqlite3_db_readonly(s->db, "main") == 1) {
+    if (err && errlen) snprintf(err, errlen, "store: the file is read-only");
+    return BG_EIO;
+  }
+  char res[256];
+  int rc = query_text(s, "PRAGMA quick_check", res, sizeof res, err, errlen);
+  if (rc != 0) return rc;
+  if (strcmp(res, "ok") != 0) {
+    if (err && errlen) snprintf(err, errlen, "store: the file is damaged: %s", res);
+    return BG_EIO;
+  }
+  return 0;
+}
+
+/* Renames from + suffix to to + suffix; 0, or errno (ENOENT is not an error here). */
+static int move_one(const char *from, const char *to, const char *suffix) {
+  char a[1200], b[1200];
+  snprintf(a, sizeof a, "%s%s", from, suffix);
+  snprintf(b, sizeof b, "%s%s", to, suffix);
+  if (rename(a, b) == 0 || errno == ENOENT) return 0;
+  return errno;
+}
+
+int bg_store_open_recover(const char *path, bg_store **out, char *moved, size_t movedlen, char *err,
+                          size_t errlen) {
+  char why[512] = "";
+  if (moved && movedlen) *moved = '\0';
+  int rc = bg_store_open(path, out, why, sizeof why);
+  if (rc == 0 && (rc = unfit(*out, why, sizeof why)) == 0) return 0;
+  bg_store_close(*out);
+  *out = NULL;
+  int slot = bg__store_health_slot(path);
+  struct stat sb;
+  if (rc == BG_EBUSY || rc == BG_ENOMEM || lstat(path, &sb) != 0) {
+    bg__store_note_unusable(slot, why);
+    if (err && errlen) snprintf(err, errlen, "%s", why);
+    return rc;
+  }
+  char to[1100], stamp[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  snprintf(to, sizeof to, "%s.broken-%s", path, stamp);
+  for (int i = 1; i < 100 && lstat(to, &sb) == 0; i++)
+    snprintf(to, sizeof to, "%s.broken-%s.%d", path, stamp, i);
+  int e = move_one(path, to, "");
+  if (e == 0) e = move_one(path, to, "-wal");
+  if (e == 0) e = move_one(path, to, "-shm");
+  if (e != 0) {
+    size_t n = strlen(why);
+    snprintf(why + n, sizeof why - n, "; cannot move it aside: %s", strerror(e));
+    bg__store_note_unusable(slot, why);
+    if (err && errlen) snprintf(err, errlen, "%s", why);
+    return rc;
+  }
+  char again[512] = "";
+  rc = bg_store_open(path, out, again, sizeof again);
+  if (rc == 0 && (rc = unfit(*out, again, sizeof again)) != 0) {
+    bg_store_close(*out);
+    *out = NULL;
+  }
+  if (rc != 0) {
+    bg__store_note_unusable(slot, again);
+    if (err && errlen) snprintf(err, errlen, "%s", again);
+    return rc;
+  }
+  bg__store_note_replaced(slot, to, why);
+  if (moved && movedlen) snprintf(moved, movedlen, "%s", to);
+  return 0;
 }

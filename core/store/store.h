@@ -88,6 +88,57 @@ int bg_store_rollback(bg_store *s, char *err, size_t errlen);
 /* Open transaction levels (0: none). */
 int bg_store_depth(const bg_store *s);
 
+/* ---- health -------------------------------------------------------------------------------
+ * Every file database reports its trouble under its name (the file's base name without ".db":
+ * "state"), process-wide and kept across close and reopen, so that /health and /metrics can
+ * show it (core.store_status). Counted are the failures that are the file's, not the SQL's: a
+ * full disk, I/O errors, a read-only, locked, corrupt or unopenable file, no memory; a
+ * constraint or syntax error is the caller's and only returned. The first counted failure
+ * after success starts a failing episode and logs one warning with SQLite's message; the first
+ * write that succeeds after it (or read, for an episode begun by a read) ends it and logs that.
+ * Loop thread only. */
+enum {
+  BG_STORE_OP_OPEN,
+  BG_STORE_OP_BEGIN,
+  BG_STORE_OP_COMMIT,
+  BG_STORE_OP_WRITE,
+  BG_STORE_OP_READ,
+  BG_STORE_OP_CHECKPOINT,
+  BG_STORE_NOPS
+};
+
+typedef struct bg_store_health {
+  char db[64];     /* "state" */
+  char path[1024]; /* as given to open */
+  int open;        /* a connection is open */
+  int durable;     /* 0: the file could not be opened and the process runs without it */
+  int failing;     /* a counted failure not yet followed by a success */
+  int failing_op;  /* the op that began the episode */
+  double since;    /* wall time the episode (or the unusable state) began; 0: none */
+  unsigned long long errors[BG_STORE_NOPS];
+  unsigned long long episode_errors; /* failures in the current or last episode */
+  char error[512];                   /* SQLite's message of the last failure ("" none) */
+  char replaced[1100];               /* where a file that could not be used was moved ("" none) */
+} bg_store_health;
+
+/* "open", "begin", "commit", "write", "read", "checkpoint". */
+const char *bg_store_op_name(int op);
+/* The databases seen so far, in the order first opened; borrowed, valid until the next store
+ * call. bg_store_health_epoch changes with every change of open, durable, failing or replaced
+ * (not with counts within an episode), for a cheap poll. */
+int bg_store_health_count(void);
+const bg_store_health *bg_store_health_at(int i);
+unsigned bg_store_health_epoch(void);
+
+/* bg_store_open, and for a file SQLite cannot use (not a database, corrupt per quick_check,
+ * read-only, a directory in its place) moves it and its -wal and -shm aside to
+ * "<path>.broken-<yyyymmddThhmmssZ>" and opens a fresh one; the new name goes to moved ("" when
+ * nothing was moved). A locked file (BG_EBUSY) or no memory is never moved. When the move
+ * fails (a read-only directory) the open's error is returned with why, and the database's
+ * health says it is not durable. */
+int bg_store_open_recover(const char *path, bg_store **out, char *moved, size_t movedlen, char *err,
+                          size_t errlen);
+
 /* The connection, borrowed, for what the API above does not cover (changes, rowid). */
 sqlite3 *bg_store_db(bg_store *s);
 

@@ -1,8 +1,14 @@
 /* store_lua: the Lua binding of core/store/store.
  *
- *   store_open(path[, { synchronous = "normal"|"full" }]) -> db | nil, err
+ *   store_open(path[, { synchronous = "normal"|"full", recover = bool }])
+ *                               -> db[, moved] | nil, err
  *                               (in the agent, with its loop: checkpoints in the background,
- *                               bg_store_checkpoint_in_background)
+ *                               bg_store_checkpoint_in_background, and recover defaults to
+ *                               true: a file SQLite cannot use is moved aside to `moved` and a
+ *                               fresh one made, bg_store_open_recover)
+ *   store_status()              -> { { db, path, up, open, durable, failing, since, error,
+ *                                  replaced, errors = { [op] = n } }... } (store.h, "health")
+ *   store_status_epoch()        -> n, changed by every change of up, durable or replaced
  *   db:exec(sql)                -> true | nil, err     (several statements, no parameters)
  *   db:query(sql, params...)    -> rows | nil, err     (a list of { column = value })
  *   db:run(sql, params...)      -> changes, last_insert_rowid | nil, err
@@ -269,6 +275,8 @@ static int l_tostring(lua_State *L) {
 static int l_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   const char *sync = "normal";
+  uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
+  int recover = loop != NULL;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "synchronous");
@@ -276,14 +284,19 @@ static int l_open(lua_State *L) {
     if (strcmp(sync, "normal") != 0 && strcmp(sync, "full") != 0)
       return luaL_argerror(L, 2, "synchronous must be \"normal\" or \"full\"");
     lua_pop(L, 1);
+    lua_getfield(L, 2, "recover");
+    if (!lua_isnil(L, -1)) recover = lua_toboolean(L, -1);
+    lua_pop(L, 1);
   }
   /* the userdata first, so that a raise below cannot leak the store */
   ldb *d = lua_newuserdata(L, sizeof *d);
   memset(d, 0, sizeof *d);
   luaL_getmetatable(L, DB_MT);
   lua_setmetatable(L, -2);
-  char err[ERRLEN];
-  if (bg_store_open(path, &d->s, err, sizeof err) != 0) return push_fail(L, err);
+  char err[ERRLEN], moved[1100] = "";
+  int rc = recover ? bg_store_open_recover(path, &d->s, moved, sizeof moved, err, sizeof err)
+                   : bg_store_open(path, &d->s, err, sizeof err);
+  if (rc != 0) return push_fail(L, err);
   if (strcmp(sync, "full") == 0 &&
       bg_store_exec(d->s, "PRAGMA synchronous=FULL", err, sizeof err) != 0) {
     bg_store_close(d->s);
@@ -291,9 +304,10 @@ static int l_open(lua_State *L) {
     return push_fail(L, err);
   }
   /* in the agent, checkpoints run on the thread pool (a ":memory:" db has none to run) */
-  uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
   if (loop != NULL) bg_store_checkpoint_in_background(d->s, loop, sync);
-  return 1;
+  if (*moved == '\0') return 1;
+  lua_pushstring(L, moved);
+  return 2;
 }
 
 static void ensure_meta(lua_State *L) {
@@ -328,6 +342,52 @@ static int l_json(lua_State *L) {
   return 2;
 }
 
+static int l_status(lua_State *L) {
+  int n = bg_store_health_count();
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    const bg_store_health *h = bg_store_health_at(i);
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, h->db);
+    lua_setfield(L, -2, "db");
+    lua_pushstring(L, h->path);
+    lua_setfield(L, -2, "path");
+    lua_pushboolean(L, h->open && h->durable && !h->failing);
+    lua_setfield(L, -2, "up");
+    lua_pushboolean(L, h->open);
+    lua_setfield(L, -2, "open");
+    lua_pushboolean(L, h->durable);
+    lua_setfield(L, -2, "durable");
+    lua_pushboolean(L, h->failing);
+    lua_setfield(L, -2, "failing");
+    if (h->since > 0) {
+      lua_pushnumber(L, h->since);
+      lua_setfield(L, -2, "since");
+    }
+    if (h->error[0]) {
+      lua_pushstring(L, h->error);
+      lua_setfield(L, -2, "error");
+    }
+    if (h->replaced[0]) {
+      lua_pushstring(L, h->replaced);
+      lua_setfield(L, -2, "replaced");
+    }
+    lua_createtable(L, 0, BG_STORE_NOPS);
+    for (int op = 0; op < BG_STORE_NOPS; op++) {
+      lua_pushnumber(L, (lua_Number)h->errors[op]);
+      lua_setfield(L, -2, bg_store_op_name(op));
+    }
+    lua_setfield(L, -2, "errors");
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int l_status_epoch(lua_State *L) {
+  lua_pushnumber(L, bg_store_health_epoch());
+  return 1;
+}
+
 void bg_store_open_lua(lua_State *L, uv_loop_t *loop) {
   ensure_meta(L);
   lua_pushlightuserdata(L, loop);
@@ -335,6 +395,10 @@ void bg_store_open_lua(lua_State *L, uv_loop_t *loop) {
   lua_setfield(L, -2, "store_open");
   lua_pushcfunction(L, l_json);
   lua_setfield(L, -2, "store_json");
+  lua_pushcfunction(L, l_status);
+  lua_setfield(L, -2, "store_status");
+  lua_pushcfunction(L, l_status_epoch);
+  lua_setfield(L, -2, "store_status_epoch");
 }
 
 int luaopen_beagle_store(lua_State *L) {

@@ -25,6 +25,7 @@
 -- metrics, logs and settings of notifications, the store's rows as queue items, and the periodic
 -- resend of alertmanager-like channels.
 local Queue = require "agent.queue"
+local store_status = require "agent.store_status"
 
 local M = Queue.kind {
   label = "channel",
@@ -41,7 +42,8 @@ local M = Queue.kind {
     failed = "notification failed for good", retry = "notification delivery failed, will retry",
     breaker_open = "channel breaker open: deliveries paused, probing",
     breaker_closed = "channel breaker closed: deliveries resume",
-    flush_failed = "outbox update failed", load_failed = "cannot read the outbox", resumed = "outbox resumed",
+    flush_failed = "outbox update failed", flush_recovered = "outbox updates written again",
+    load_failed = "cannot read the outbox", resumed = "outbox resumed",
     drop_reason = "dropped: the outbox holds at most %d undelivered notifications",
     expire_reason = "expired: undelivered after %gs (%d attempts)",
   },
@@ -106,9 +108,18 @@ function M.new(o)
   return self
 end
 
--- A notification the engine decided (or a test one). Never raises.
+-- A notification the engine decided (or a test one). Never raises. With a store, only one
+-- whose row is committed (n.id) leaves: one without would be sent again, under a new dedup
+-- key, after a restart (the engine holds and retries what it could not commit).
 function M:enqueue(n)
   if type(n) ~= "table" or type(n.channel) ~= "string" then return end
+  if self.store and not n.test and n.id == nil then
+    self.uncommitted = (self.uncommitted or 0) + 1
+    if self.uncommitted == 1 then
+      self.log(3, "notification not in the outbox: not sent", { channel = n.channel, status = tostring(n.status) })
+    end
+    return
+  end
   self:push(item_of(n))
 end
 
@@ -158,6 +169,14 @@ function M:sync(confs)
       self.resend_timers[name] = { every = c.resend, handle = self.timer(c.resend, function() self:resend(name) end, c.resend) }
     end
   end
+end
+
+local queue_update_metrics = M.update_metrics
+
+-- The outbox's depth per channel, and beagle_store_* of the store it keeps its rows in.
+function M:update_metrics()
+  queue_update_metrics(self)
+  if self.metrics then store_status.update_metrics(self.metrics) end
 end
 
 local queue_stop = M.stop

@@ -4,6 +4,7 @@
 local core = require "agent.core"
 local util = require "agent.util"
 local json = require "beagle.json"
+local store_status = require "agent.store_status"
 
 local M = {}
 M.__index = M
@@ -213,10 +214,22 @@ function M:schedule(inst, run_now)
   inst.timer = core.timer(run_now and 0 or inst.interval, inst.interval, function() self:execute(inst) end)
 end
 
+-- How often the state stores' health (agent.store_status) is looked at, so that /health/ready
+-- changes within that when a store starts or stops failing (a check's result republishes too).
+local STORE_POLL = 1
+
 function M:start()
   self.started = true
   for _, inst in pairs(self.instances) do self:schedule(inst, true) end
   self:check_first_round()
+  self.store_epoch = store_status.epoch()
+  self.store_timer = core.timer(STORE_POLL, STORE_POLL, function()
+    local e = store_status.epoch()
+    if e ~= self.store_epoch then
+      self.store_epoch = e
+      self.on_update()
+    end
+  end)
 end
 
 -- Runs one instance now (with its retries); done(inst, result) afterwards. A failed attempt
@@ -383,7 +396,9 @@ function M:health_json()
     json.encode { status = status, timestamp = util.iso8601(core.wall()), checks = checks }
 end
 
--- /health/ready: 503 until the first round is done and while a critical check is unhealthy.
+-- /health/ready: 503 until the first round is done and while a critical check is unhealthy;
+-- 200 "degraded" with the reasons while a state store is not kept or fails to write (the agent
+-- serves, but what it decides is not durable: agent.store_status), else 200 "ready".
 function M:ready_json()
   if not self.first_round_done then
     return 503, json.encode { status = "not ready", reason = "first round of checks not finished" }
@@ -397,6 +412,12 @@ function M:ready_json()
   if #failing > 0 then
     return 503, json.encode { status = "not ready", reason = "critical checks unhealthy", checks = failing }
   end
+  local problems = store_status.problems()
+  if #problems > 0 then
+    local stores = json.array()
+    for i, p in ipairs(problems) do stores[i] = p end
+    return 200, json.encode { status = "degraded", reason = "state store not durable", stores = stores }
+  end
   return 200, json.encode { status = "ready" }
 end
 
@@ -405,6 +426,13 @@ function M:detailed(extra)
   for _, inst in ipairs(self:sorted()) do checks[#checks + 1] = check_object(inst, true) end
   local o = extra or {}
   o.status = self:overall()
+  -- a state store that is not kept or fails makes the whole at least degraded
+  local stores = json.array()
+  for i, st in ipairs(store_status.detailed()) do
+    stores[i] = st
+    if st.problem and rank[o.status] < rank.degraded then o.status = "degraded" end
+  end
+  o.stores = stores
   o.timestamp = util.iso8601(core.wall())
   o.checks = checks
   return o
@@ -419,6 +447,7 @@ end
 -- Cancels scheduling; returns the number of runs still in flight.
 function M:stop()
   self.stopping = true
+  if self.store_timer then self.store_timer:stop() self.store_timer = nil end
   local n = 0
   for _, inst in pairs(self.instances) do
     if inst.timer then inst.timer:stop() inst.timer = nil end

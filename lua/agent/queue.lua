@@ -105,6 +105,7 @@ local DEFAULT_TEXT = {
   dropped = "item dropped", expired = "item expired", failed = "item failed for good",
   retry = "item delivery failed, will retry", breaker_open = "target breaker open: deliveries paused, probing",
   breaker_closed = "target breaker closed: deliveries resume", flush_failed = "queue update failed",
+  flush_recovered = "queue updates written again",
   load_failed = "cannot read the queue", resumed = "queue resumed",
   drop_reason = "dropped: the queue holds at most %d undelivered items",
   expire_reason = "expired: undelivered after %gs (%d attempts)",
@@ -112,8 +113,9 @@ local DEFAULT_TEXT = {
 
 -- Row updates are written together: FLUSH_DELAY after the first, or at once past FLUSH_MAX
 -- (one transaction for many deliveries). A crash in between loses only "sent" marks, and
--- those items are delivered again (at least once).
-local FLUSH_DELAY, FLUSH_MAX = 0.05, 1000
+-- those items are delivered again (at least once). A write that fails keeps its updates and
+-- is tried again every FLUSH_RETRY seconds (a full disk, a locked file).
+local FLUSH_DELAY, FLUSH_MAX, FLUSH_RETRY = 0.05, 1000, 1
 
 -- spec: see the top of the file. Returns the kind's class; Class.new(o) makes a queue, and
 -- a kind may add methods to the class (its __index is itself).
@@ -197,6 +199,8 @@ function Queue.kind(spec)
   function C:persist(e, fields)
     if not self.store or not e.id then return end
     self.updates[#self.updates + 1] = { e.id, fields }
+    -- while writes fail, the retry timer writes them
+    if self.flush_failing and self.flush_timer then return end
     if #self.updates >= FLUSH_MAX then
       if self.flush_timer then self.flush_timer:stop() self.flush_timer = nil end
       return self:flush()
@@ -218,8 +222,24 @@ function Queue.kind(spec)
       return true
     end)
     if not ok then
-      -- the rows stay pending: at worst they are delivered again after a restart
-      self.log(3, text.flush_failed, { error = tostring(err), rows = tostring(#list) })
+      -- kept, before anything newer, and written again later: until then the rows stay pending
+      -- (after a restart they are delivered again, with the same dedup keys). Logged once per
+      -- episode (the store logs SQLite's side of it).
+      for _, u in ipairs(self.updates) do list[#list + 1] = u end
+      self.updates = list
+      if not self.flush_failing then
+        self.flush_failing = true
+        self.log(3, text.flush_failed, { error = tostring(err), rows = tostring(#list) })
+      end
+      if not self.flush_timer and not self.stopped then
+        self.flush_timer = self.timer(FLUSH_RETRY, function()
+          self.flush_timer = nil
+          self:flush()
+        end)
+      end
+    elseif self.flush_failing then
+      self.flush_failing = false
+      self.log(1, text.flush_recovered, { rows = tostring(#list) })
     end
     return ok, err
   end

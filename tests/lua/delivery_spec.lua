@@ -39,6 +39,29 @@ local function note(id, group, status)
 end
 
 describe("agent.delivery", function()
+  it("with a store, sends nothing whose row is not committed (no id), and says so once", function()
+    local L = fake_loop()
+    local C = fake_channel(L, function(c) c.reply(true) end)
+    local logs = {}
+    local d = Delivery.new {
+      now = L.now, timer = L.timer, random = function() return 1 end, settings = {},
+      store = { pending_notifications = function() return {} end },
+      channel = function(name) return { name = name, plugin = "test" } end, attempt = C.attempt,
+      log = function(_, msg) logs[#logs + 1] = msg end,
+    }
+    local n = note(1)
+    n.id = nil
+    d:enqueue(n)
+    d:enqueue(note(2))
+    local t = note(3)
+    t.id, t.test = nil, true -- a test notification has no row
+    d:enqueue(t)
+    assert.equals(2, #C.calls)
+    assert.equals("dk2", C.calls[1].n.dedup_key)
+    assert.equals("dk3", C.calls[2].n.dedup_key)
+    assert.are.same({ "notification not in the outbox: not sent" }, logs)
+  end)
+
   it("delivers, and counts the notification sent", function()
     local L = fake_loop()
     local C = fake_channel(L, function(c) c.reply(true) end)

@@ -290,3 +290,41 @@ describe("agent.queue with a made-up kind", function()
     end
   end)
 end)
+
+describe("agent.queue when the store cannot write", function()
+  it("keeps the row updates, retries them, and logs the failure once and the recovery once", function()
+    local L, R = fake_loop(), recorder()
+    local S = memory_store()
+    local tx = S.tx
+    local failing = true
+    function S:tx(fn)
+      if failing then
+        self.txs = self.txs + 1
+        return nil, "store: database or disk is full"
+      end
+      return tx(self, fn)
+    end
+    local B = fake_backend(L, function(c) c.reply(true) end)
+    local q = new(L, B, {}, { store = S, R = R })
+    for i = 1, 3 do q:push(S:add(batch(i))) end
+    L.advance(0.1) -- the first flush: fails
+    for i = 4, 5 do q:push(S:add(batch(i))) end
+    L.advance(5)   -- retried every second, still failing
+    assert.is_true(S.txs >= 4)
+    local function count(msg)
+      local n = 0
+      for _, l in ipairs(R.logs) do if l.msg == msg then n = n + 1 end end
+      return n
+    end
+    assert.equals(1, count("spill update failed"))
+    for i = 1, 5 do assert.is_nil(S.rows[i].state) end
+    failing = false
+    L.advance(1.5)
+    for i = 1, 5 do assert.equals("sent", S.rows[i].state) end
+    assert.equals(1, count("queue updates written again"))
+    assert.equals(1, count("spill update failed"))
+    local before = S.txs
+    L.advance(10)  -- nothing left to write: no more transactions
+    assert.equals(before, S.txs)
+  end)
+end)
