@@ -179,10 +179,11 @@ function Engine.new(opts)
     direct_due = {},
     suppressed = { cooldown = 0, hourly_limit = 0, silenced = 0, inhibited = 0 },
     sent = 0, store_errors = 0, notify_errors = 0, render_errors = 0,
-    hash = Engine.fnv1a64,
+    hash = Engine.fnv1a64, snapshot = alert_snapshot,
   }, Engine)
-  -- a receiver that keeps alerts alive by their endsAt (Alertmanager) needs the interval of
-  -- the rule behind each
+  -- what direct channels (and their re-sends) get: a receiver that keeps alerts alive by their
+  -- endsAt (Alertmanager) needs the interval of the rule behind each. The grouped channels' copies
+  -- (e.snapshot) go without it: one more field in every outbox row costs its encoding.
   self.copy = function(inst)
     local c = alert_snapshot(inst)
     c.eval_interval = interval_of(self, inst.name)

@@ -280,13 +280,15 @@ local function idle_until(e, g, ri)
   return t
 end
 
--- One notification to channel `ch` of group `key` holding `insts`, recorded as sent now.
-local function notification(e, ch, key, insts, now)
+-- One notification to channel `ch` of group `key` holding `insts`, recorded as sent now. The
+-- alerts are e.snapshot copies, or e.copy ones (with eval_interval) with `full`.
+local function notification(e, ch, key, insts, now, full)
   local alerts, status, ids = {}, "resolved", {}
+  local copy = full and e.copy or e.snapshot
   for i, inst in ipairs(insts) do
     local st = inst.state == "firing" and "firing" or "resolved"
     if st == "firing" then status = "firing" end
-    local c = e.copy(inst)
+    local c = copy(inst)
     c.status = st
     alerts[i] = c
     ids[i] = inst.fingerprint .. ":" .. st
@@ -375,6 +377,8 @@ function M.flush(e, now, out, keys)
   end
 end
 
+local function by_fingerprint(a, b) return a.fingerprint < b.fingerprint end
+
 -- A firing instance seen again after a restart: its direct channels get it once more.
 function M.resend_direct(e, inst)
   inst.direct_resend = true
@@ -389,11 +393,14 @@ function M.flush_direct(e, now, out)
   local due = e.direct_due
   if next(due) == nil then return end
   local by_ch
-  for _, fp in ipairs(sorted_keys(due)) do
-    local inst = due[fp]
+  -- in table order (clearing entries while traversing is allowed): only what goes out is sorted,
+  -- and in a mass firing without direct channels nothing does
+  for fp, inst in pairs(due) do
     local held = false
     local rule = e.rules[inst.name]
-    local route = M.route_for(e, inst.labels)
+    -- the group's route when it has one: routing again costs a match per route
+    local g = inst.group and e.groups[inst.group]
+    local route = g and g.route or M.route_for(e, inst.labels)
     local chans = M.channels_for(rule, route)
     local per = e.log[fp]
     for i = 1, #chans do
@@ -420,7 +427,9 @@ function M.flush_direct(e, now, out)
     if not (held and inst.state == "firing") then due[fp] = nil end
   end
   for _, ch in ipairs(by_ch and sorted_keys(by_ch) or NONE) do
-    out[#out + 1] = notification(e, ch, "direct", by_ch[ch], now)
+    local list = by_ch[ch]
+    if #list > 1 then table.sort(list, by_fingerprint) end
+    out[#out + 1] = notification(e, ch, "direct", list, now, true)
   end
 end
 
