@@ -152,12 +152,36 @@ function M.check_item(it)
   return check_tags(it.tags)
 end
 
--- The body as a list of items, or nil and why not.
+-- The index of the item that byte pos of body falls in: 0 in an object, in an array the
+-- commas outside strings at depth 1 before pos; nil for anything else.
+local function item_at(body, pos)
+  if body:match("^%s*{") then return 0 end
+  if not body:match("^%s*%[") then return nil end
+  local depth, index, i, n = 0, 0, 1, math.min(pos, #body)
+  while i <= n do
+    local c = body:sub(i, i)
+    if c == '"' then
+      i = i + 1
+      while i <= n and body:sub(i, i) ~= '"' do
+        if body:sub(i, i) == "\\" then i = i + 1 end
+        i = i + 1
+      end
+    elseif c == "[" or c == "{" then depth = depth + 1
+    elseif c == "]" or c == "}" then depth = depth - 1
+    elseif c == "," and depth == 1 then index = index + 1 end
+    i = i + 1
+  end
+  return index
+end
+
+-- The body as a list of items, or nil and why not (and the index of the item at fault).
 local function items_of(body)
   local first = body:match("^%s*(.)")
   local ok, doc = pcall(cjson_strict.decode, body)
   if not ok then
-    return nil, "body is not valid JSON: " .. clean((tostring(doc):gsub("^.-: ", "")), 200)
+    local msg = tostring(doc)
+    local at = tonumber(msg:match("at character (%d+)"))
+    return nil, "body is not valid JSON: " .. clean(msg, 200), at and item_at(body, at)
   end
   if first == "[" and type(doc) == "table" then
     if #doc == 0 then return nil, "the array is empty: no metrics to record" end
@@ -218,8 +242,14 @@ local function by_index(a, b) return a.index < b.index end
 
 -- custom(metrics, body, partial) -> status, table
 function M.custom(metrics, body, partial)
-  local items, err = items_of(body or "")
-  if not items then return 400, { error = err, status = 400 } end
+  local items, err, at = items_of(body or "")
+  if not items then
+    local o = { error = err, status = 400, accepted = 0 }
+    if at then
+      o.errors = json.array { { index = at, reason = err:gsub("^body is not valid JSON: ", "not valid JSON: ") } }
+    end
+    return 400, o
+  end
   local errors, good = json.array(), {}
   for i = 1, #items do
     local labels, why = M.check_item(items[i])
