@@ -19,13 +19,37 @@
 typedef struct http_op {
   bg__op op;
   bg_fetch *req;
-  size_t capped; /* max_body when the plugin's memory left set it, else 0 */
+  size_t capped;    /* max_body when the plugin's memory left set it, else 0 */
+  size_t *reserved; /* the state's bytes reserved by requests in flight (reserved_of) */
+  size_t amount;    /* this request's part of them */
 } http_op;
+
+/* Gives back what h reserved and frees it. */
+static void http_op_free(http_op *h) {
+  if (h->reserved) *h->reserved -= h->amount;
+  free(h);
+}
 
 static void http_cancel(bg__op *op) {
   http_op *h = (http_op *)op;
   bg_fetch_cancel(h->req);
-  free(h);
+  http_op_free(h);
+}
+
+/* The bytes of response bodies the plugin state of L has in flight, kept in its registry: the
+ * requests of runs at once share the memory the plugin has left instead of each counting on
+ * all of it. Lives as long as the state (its ops end before it is freed). May raise when the
+ * plugin is out of memory. */
+static size_t *reserved_of(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "bg.http_reserved");
+  size_t *p = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (p == NULL) {
+    p = lua_newuserdata(L, sizeof *p);
+    *p = 0;
+    lua_setfield(L, LUA_REGISTRYINDEX, "bg.http_reserved");
+  }
+  return p;
 }
 
 static int is_lua_space(unsigned char c) {
@@ -69,7 +93,7 @@ static void http_done(void *ud, const bg_fetch_result *res) {
   http_op *h = ud;
   bg__run *r = h->op.run;
   size_t capped = h->capped;
-  free(h);
+  http_op_free(h);
   if (r == NULL) return;
   lua_State *co = r->co;
   if (res->err == BG_ELIMIT && capped) {
@@ -96,18 +120,21 @@ static void http_done(void *ud, const bg_fetch_result *res) {
   bg__run_resume(r, 1);
 }
 
-/* Starts the request and suspends the run until done(h, result) resumes it. capped: see
- * http_op. */
+/* Starts the request and suspends the run until done(h, result) resumes it. capped,
+ * reserved, amount: see http_op (NULL and 0 for none). */
 static int fetch_and_wait(lua_State *L, bg__run *r, const bg_fetch_opts *o, bg_fetch_cb done,
-                          size_t capped) {
+                          size_t capped, size_t *reserved, size_t amount) {
   http_op *h = calloc(1, sizeof *h);
   if (h == NULL) return luaL_error(L, "out of memory");
   h->capped = capped;
+  h->reserved = reserved;
+  h->amount = amount;
+  if (reserved) *reserved += amount;
   h->op.run = r;
   h->op.cancel = http_cancel;
   int rc = bg_fetch_start(bg__io_runtime(L)->fetcher, o, done, h, &h->req);
   if (rc != 0) {
-    free(h);
+    http_op_free(h);
     lua_pushnil(L);
     lua_pushstring(L, bg_strerror(rc));
     return 2;
@@ -141,9 +168,14 @@ static int pl_http(lua_State *L) {
   lua_getfield(L, 1, "max_body");
   double mb = lua_tonumber(L, -1);
   o.max_body = mb >= 1 && mb < (double)HTTP_MAX_BODY ? (size_t)mb : mb >= 1 ? HTTP_MAX_BODY : 0;
+  size_t *reserved = reserved_of(L);
   size_t want = o.max_body ? o.max_body : HTTP_DEFAULT_BODY, left = bg__io_mem_left(L, r);
-  size_t capped = 0;
-  if (left < want) o.max_body = capped = left ? left : 1;
+  size_t capped = 0, amount = 0;
+  if (left != SIZE_MAX) { /* a limit applies: share what is left with the requests in flight */
+    left = left > *reserved ? left - *reserved : 0;
+    if (left < want) o.max_body = capped = left ? left : 1;
+    amount = capped ? capped : want;
+  }
   lua_getfield(L, 1, "follow");
   o.follow_redirects = lua_toboolean(L, -1);
   lua_getfield(L, 1, "insecure");
@@ -165,7 +197,7 @@ static int pl_http(lua_State *L) {
   hdrs[nh] = NULL;
   o.headers = nh ? hdrs : NULL;
 
-  return fetch_and_wait(L, r, &o, http_done, capped);
+  return fetch_and_wait(L, r, &o, http_done, capped, reserved, amount);
 }
 
 /* ---- mail ----------------------------------------------------------------------------- */
@@ -173,7 +205,7 @@ static int pl_http(lua_State *L) {
 static void mail_done(void *ud, const bg_fetch_result *res) {
   http_op *h = ud;
   bg__run *r = h->op.run;
-  free(h);
+  http_op_free(h);
   if (r == NULL) return;
   if (res->err != 0) {
     bg__io_push_error(r->co, res->err, res->errmsg);
@@ -278,7 +310,7 @@ static int pl_mail(lua_State *L) {
   }
   o.timeout_ms = t > 0 ? (uint64_t)(t * 1000) : 0;
 
-  return fetch_and_wait(L, r, &o, mail_done, 0);
+  return fetch_and_wait(L, r, &o, mail_done, 0, NULL, 0);
 }
 
 /* Sets http, mail in the __bg table on top of L. */
