@@ -317,4 +317,13 @@ describe("agent.metrics plugin_api", function()
     assert.same({ 5000, 5000, 5000 }, { cv, gv, hc })
     assert.equal(5000, metrics.counter("attack.plugin_n", { k = "v" }):value())
   end)
+
+  it("makes no series outside the limits once the state hosts plugins", function()
+    metrics.plugin_api() -- this state is a plugin's from now on
+    metrics.set_limits(1, 1)
+    local ok, err = metrics.set_gauge("beagle_plugin_claims_own", 1)
+    metrics.set_limits()
+    assert.is_nil(ok)
+    assert.equal("total series limit reached (1)", err)
+  end)
 end)
