@@ -9,6 +9,7 @@
 -- names and tags are quoted in messages with anything that is not printable UTF-8 escaped,
 -- so an error body is valid UTF-8 JSON whatever was sent.
 local cjson_strict = require("cjson").new()
+local ffi = require "ffi"
 local json = require "beagle.json"
 
 -- JSON as RFC 8259 has it: no hex, Infinity or NaN literals (cjson's default takes 0x10 as 16)
@@ -191,6 +192,29 @@ local function items_of(body)
   return nil, "body must be a metric object or an array of them"
 end
 
+-- What recording into a series (kind "counter", "gauge" or "histogram", name, labels as
+-- strings) would meet, creating nothing (bg_series_probe through agent.metrics' cdef):
+-- "exists", "new" with how many more series fit in its family and in the registry, or nil
+-- and why the registry would refuse its name, labels or type.
+local KINDS = { counter = 0, gauge = 1, histogram = 2 }
+local probe_out, errbuf, kvbuf
+function M.probe(metrics, kind, name, labels)
+  if not probe_out then
+    probe_out, errbuf = ffi.new("bg_series_probe_t"), ffi.new("char[256]")
+    kvbuf = ffi.new("const char *[?]", 2 * MAX_TAGS)
+  end
+  local n, kv = 0, {}
+  for k, v in pairs(labels or {}) do
+    if n == MAX_TAGS then return nil, ("more than %d tags"):format(MAX_TAGS) end
+    kv[2 * n + 1], kv[2 * n + 2] = k, v
+    n = n + 1
+  end
+  for i = 1, 2 * n do kvbuf[i - 1] = kv[i] end
+  local r = metrics.C.bg_series_probe(metrics.registry, KINDS[kind], name, kvbuf, n, probe_out, errbuf, 256)
+  if r < 0 then return nil, ffi.string(errbuf) end
+  return r == 1 and "exists" or "new", tonumber(probe_out.family_room), tonumber(probe_out.total_room)
+end
+
 -- A key for one series of the batch, and one for its family, to count what it adds.
 local function keys(it, labels)
   local base = it.name:gsub("[%.%-]", "_")
@@ -210,7 +234,7 @@ local function check_registry(metrics, good, errors)
   for _, g in ipairs(good) do
     local it = g.item
     local skey, fkey = keys(it, g.labels)
-    local state, fam_room, total_room = metrics.probe(it.type, it.name, g.labels)
+    local state, fam_room, total_room = M.probe(metrics, it.type, it.name, g.labels)
     local why
     if not state then
       why = fam_room -- the registry's reason

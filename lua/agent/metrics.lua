@@ -25,10 +25,8 @@
 --
 -- Cardinality limits (max_series, max_series_per_metric) are the C registry's: past them the
 -- by-name calls return nil, err (nothing is cached, so a later call may succeed once series
--- were removed) and the handle constructors raise. The agent's own series (beagle_* names,
--- made in the agent's state) are outside the limits (bg_series_get_own): a flood of user
--- series never hides them. A state that called plugin_api() hosts plugins and makes no own
--- series; POST /metrics/custom and StatsD refuse beagle_* names. Out: M.render(format) for Prometheus
+-- were removed) and the handle constructors raise. The agent's beagle_* series are outside
+-- the limits (bg_series_get_own); a state that called plugin_api() (a plugin's) makes none. Out: M.render(format) for Prometheus
 -- 0.0.4, OpenMetrics 1.0 or JSON, M.negotiate(accept), M.gzip(body).
 local ffi = require("ffi")
 
@@ -97,9 +95,7 @@ M.registry = registry
 if registry == nil then error("agent.metrics: out of memory", 0) end
 
 local errbuf = ffi.new("char[?]", ERRLEN)
--- Whether beagle_* series made here are the agent's own (outside the limits): true in the
--- agent's state, false once plugin_api() was called, i.e. in a plugin's.
-local own_ok = true
+local own_ok = true -- beagle_* series made here are the agent's own, until plugin_api()
 local kvbuf = ffi.new("const char *[?]", 2 * MAX_LABELS)
 
 -- Raw series pointers, one type per kind. Only this file (and trusted code it hands one to
@@ -681,25 +677,6 @@ function M.plugin_api()
     record_histogram = record_histogram, timer = timer, time = time, quantile = quantile,
     now = now,
   }
-end
-
--- What recording into series (kind "counter", "gauge" or "histogram", name, labels) would meet,
--- creating nothing: "exists", "new" with how many more series fit in its family and in the
--- registry, or nil, err when the registry would refuse its name, labels or type. Labels must
--- be strings (the caller normalises them). For checking a batch before recording any of it.
-local probe_out = ffi.new("bg_series_probe_t")
-local KINDS = { counter = COUNTER, gauge = GAUGE, histogram = HISTOGRAM }
-function M.probe(kind, name, labels)
-  local n, kv = 0, {}
-  for k, v in pairs(labels or {}) do
-    if n == MAX_LABELS then return nil, ("metric %q: more than %d labels"):format(name, MAX_LABELS) end
-    kv[2 * n + 1], kv[2 * n + 2] = k, v
-    n = n + 1
-  end
-  for i = 1, 2 * n do kvbuf[i - 1] = kv[i] end
-  local r = C.bg_series_probe(registry, KINDS[kind], name, kvbuf, n, probe_out, errbuf, ERRLEN)
-  if r < 0 then return nil, ffi.string(errbuf) end
-  return r == 1 and "exists" or "new", tonumber(probe_out.family_room), tonumber(probe_out.total_room)
 end
 
 -- Cardinality limits of the process-wide registry (nil or 0: the default, 100,000 and 2,000).
