@@ -689,54 +689,9 @@ function Engine:test(name, samples)
   return policy.test_notifications(self, rule, alerts, now), evaluated
 end
 
--- The reference store, in memory. A SQLite store answers the same calls:
---   load() -> { instances = { instance copy... }, notified = { { fingerprint, channel, status, at }... } }
---     `notified` must hold, per fingerprint and channel, at least the rows of the last hour and
---     the latest row (restores cooldown, hourly counts and "already notified").
---   save_instances(list) -> true | nil, err   one transaction; a copy with deleted = true is removed.
---   log_notification(n) -> id | true | nil, err    one row per alert of n: (fingerprint, channel,
---     alert.status, n.created_at), called before the notification is delivered; a number is
---     kept as n.id (the outbox row).
---   tx(fn) -> fn's results | nil, err (optional)  the instances and the notification rows of one
---     step are written in one transaction.
---   log_notifications(list) -> { id... } | nil, err (optional)  many rows at once.
---   count_notifications(fingerprint, channel, since, status?) -> n
+-- The reference store, in memory (agent.rules.memory_store: its header is the store contract).
 function Engine.memory_store()
-  local st = { instances = {}, notifications = {} }
-  function st.load(self)
-    local list = {}
-    for _, i in pairs(self.instances) do list[#list + 1] = copy(i) end
-    table.sort(list, function(a, b) return a.fingerprint < b.fingerprint end)
-    local rows = {}
-    for _, n in ipairs(self.notifications) do
-      for _, a in ipairs(n.alerts or {}) do
-        rows[#rows + 1] = { fingerprint = a.fingerprint, channel = n.channel, status = a.status, at = n.created_at }
-      end
-    end
-    return { instances = list, notified = rows }
-  end
-  function st.save_instances(self, list)
-    for _, i in ipairs(list) do
-      self.instances[i.fingerprint] = (not i.deleted) and copy_instance(i) or nil
-    end
-    return true
-  end
-  function st.log_notification(self, n)
-    if not n.test then self.notifications[#self.notifications + 1] = copy(n) end
-    return #self.notifications
-  end
-  function st.count_notifications(self, fp, channel, since, status)
-    local c = 0
-    for _, n in ipairs(self.notifications) do
-      if n.channel == channel and n.created_at >= since then
-        for _, a in ipairs(n.alerts or {}) do
-          if a.fingerprint == fp and (status == nil or a.status == status) then c = c + 1 end
-        end
-      end
-    end
-    return c
-  end
-  return st
+  return require("agent.rules.memory_store").new()
 end
 
 return Engine

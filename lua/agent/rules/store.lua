@@ -4,7 +4,7 @@
 --   local Store = require "agent.rules.store"
 --   local st, err = Store.open(path, { now = fn, synchronous = "normal"|"full", window = 3600 })
 --
--- The engine's calls (lua/agent/rules/CONTRACT.md, Engine.memory_store in engine.lua), all
+-- The engine's calls (lua/agent/rules/CONTRACT.md, the reference in memory_store.lua), all
 -- methods, all `nil, err` on a SQLite failure and raising on misuse:
 --   st:load() -> { instances = { instance... }, notified = { { fingerprint, channel, status, at }... } }
 --     `notified`: every non-test row of the last `window` seconds, plus the latest row of each
