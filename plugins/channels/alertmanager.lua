@@ -9,6 +9,7 @@ local cu = require "beagle.channel_util"
 
 local RESEND = "1m"
 local RESEND_S = beagle.parse_duration(RESEND)
+local BATCH = 64
 
 local function alert(ctx, a, n, now)
   local status = a.status or n.status
@@ -39,18 +40,26 @@ return beagle.channel {
   send = function(n, ctx)
     local o = ctx.options
     local now = ctx.time()
-    local list = {}
-    for i, a in ipairs(n.alerts) do list[i] = alert(ctx, a, n, now) end
-    local body = ctx.json.encode(ctx.json.array(list))
+    -- at most BATCH alerts a request, as Prometheus: a re-send holds every firing alert
+    local bodies = {}
+    for first = 1, #n.alerts, BATCH do
+      local list = {}
+      for i = first, math.min(first + BATCH - 1, #n.alerts) do list[#list + 1] = alert(ctx, n.alerts[i], n, now) end
+      bodies[#bodies + 1] = ctx.json.encode(ctx.json.array(list))
+    end
     -- Alertmanagers of a cluster gossip what they receive: one that accepts is enough. All are
     -- tried anyway so that each has the alert even while the gossip is partitioned.
     local accepted, failed, infos = 0, {}, {}
     for _, base in ipairs(o.urls) do
       local url = tostring(base):gsub("/+$", "") .. "/api/v2/alerts"
-      -- a bound of its own, so that one unreachable Alertmanager does not use up the run's deadline
-      local res, err = ctx.http.post(url, body, { headers = { ["Content-Type"] = "application/json" },
-        timeout = o.request_timeout })
-      local ok, why, info = ctx.response(res, err)
+      local ok, why, info = true, nil, nil
+      for _, body in ipairs(bodies) do
+        -- a bound of its own, so that one unreachable Alertmanager does not use up the run's deadline
+        local res, err = ctx.http.post(url, body, { headers = { ["Content-Type"] = "application/json" },
+          timeout = o.request_timeout })
+        ok, why, info = ctx.response(res, err)
+        if not ok then break end
+      end
       if ok then
         accepted = accepted + 1
       else

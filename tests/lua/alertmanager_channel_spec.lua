@@ -12,7 +12,7 @@ local function load_plugin()
   return chunk()
 end
 
-local function send(alerts)
+local function send(alerts, all)
   local p = load_plugin()
   local posted = {}
   local ctx = { name = "am", json = json, iso8601 = cu.iso8601, time = function() return NOW end,
@@ -24,6 +24,7 @@ local function send(alerts)
     return { status = 200, body = "", headers = {} }
   end }
   assert.is_true(p.send({ channel = "am", status = "firing", alerts = alerts, created_at = NOW }, ctx))
+  if all then return posted end
   return posted[1].body
 end
 
@@ -41,6 +42,17 @@ describe("the alertmanager channel", function()
     assert.equals(cu.iso8601(NOW - 100), body[1].startsAt)
     assert.equals(cu.iso8601(NOW + 240), body[1].endsAt)
     assert.equals(cu.iso8601(NOW + 480), body[2].endsAt)
+  end)
+
+  it("posts at most 64 alerts a request, as Prometheus does", function()
+    local many = {}
+    for i = 1, 130 do many[i] = alert("firing", { fingerprint = "fp" .. i, labels = { alertname = "hot", i = tostring(i) } }) end
+    local posts = send(many, true)
+    assert.equals(3, #posts)
+    assert.equals(64, #posts[1].body)
+    assert.equals(64, #posts[2].body)
+    assert.equals(2, #posts[3].body)
+    assert.equals("130", posts[3].body[2].labels.i)
   end)
 
   it("sends a resolved alert with the time it resolved", function()

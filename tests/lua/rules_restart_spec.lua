@@ -246,6 +246,25 @@ describe("a direct channel (one that groups by itself, like Alertmanager)", func
     assert.equals(1, #h.alerts("am", from))
   end)
 
+  it("gets a mass firing in batches of 64 alerts", function()
+    local h = harness { direct = { am = true }, routes = routes }
+    h.start(0)
+    local samples = {}
+    for i = 1, 100 do samples[i] = { labels = { host = "h" .. i }, value = 42 } end
+    h.eval(1, samples)
+    local batches, n = 0, 0
+    for _, x in ipairs(h.sent) do
+      if x.channel == "am" then
+        batches = batches + 1
+        n = n + #x.alerts
+        assert.is_true(#x.alerts <= 64)
+        assert.equals("direct", x.group_key)
+      end
+    end
+    assert.equals(2, batches)
+    assert.equals(100, n)
+  end)
+
   it("holds a silenced firing alert and sends it when the silence ends", function()
     local h = harness { direct = { am = true }, routes = routes }
     h.start(0)

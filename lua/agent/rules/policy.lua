@@ -379,6 +379,8 @@ end
 
 local function by_fingerprint(a, b) return a.fingerprint < b.fingerprint end
 
+M.DIRECT_BATCH = 64
+
 -- A firing instance seen again after a restart: its direct channels get it once more.
 function M.resend_direct(e, inst)
   inst.direct_resend = true
@@ -387,8 +389,9 @@ end
 
 -- The direct channels' part (see the top): every instance whose state changed since the last
 -- step (or that a silence or inhibition holds back) against each direct channel of its
--- routing. Appends one notification per channel, in channel order; its group_key is "direct",
--- so the outbox keeps a resolve behind its firing.
+-- routing. Appends one notification per channel and DIRECT_BATCH alerts (64, Prometheus's batch
+-- to Alertmanager), in channel order; their group_key is "direct", so the outbox keeps a resolve
+-- behind its firing.
 function M.flush_direct(e, now, out)
   local due = e.direct_due
   if next(due) == nil then return end
@@ -429,7 +432,14 @@ function M.flush_direct(e, now, out)
   for _, ch in ipairs(by_ch and sorted_keys(by_ch) or NONE) do
     local list = by_ch[ch]
     if #list > 1 then table.sort(list, by_fingerprint) end
-    out[#out + 1] = notification(e, ch, "direct", list, now, true)
+    if #list <= M.DIRECT_BATCH then
+      out[#out + 1] = notification(e, ch, "direct", list, now, true)
+    else
+      for i = 1, #list, M.DIRECT_BATCH do
+        out[#out + 1] = notification(e, ch, "direct", { unpack(list, i, math.min(i + M.DIRECT_BATCH - 1, #list)) },
+          now, true)
+      end
+    end
   end
 end
 
