@@ -109,6 +109,10 @@ int bg_agent_main(int argc, char **argv) {
 
 out:
   lua_close(L); /* runs __gc of every handle the agent still held */
+  /* A plugin state closed by now (at the shutdown, or by that __gc) is freed by its reaper, an
+   * idle handle, outside any call of its own: one turn of the loop runs them. Every handle
+   * that calls into the agent's Lua was closed by its __gc, so nothing else reaches it. */
+  uv_run(&loop, UV_RUN_NOWAIT);
   bg_fetcher_free(rt.fetcher);
   uv_walk(&loop, walk_close, NULL);
   while (uv_run(&loop, UV_RUN_NOWAIT) != 0) {
