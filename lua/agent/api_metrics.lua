@@ -72,6 +72,19 @@ local function clean(s, max)
   return table.concat(out)
 end
 
+-- s with each byte that is not part of valid UTF-8 written \xNN: the registry's messages cut
+-- names at 64 bytes, which may split a character.
+local function utf8_safe(s)
+  if not bad_utf8(s) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local l = utf8_len(s, i)
+    if l then out[#out + 1] = s:sub(i, i + l - 1) else out[#out + 1] = ("\\x%02X"):format(s:byte(i)) end
+    i = i + (l or 1)
+  end
+  return table.concat(out)
+end
+
 -- s quoted for a message, cut to 64 bytes.
 local function show(s) return '"' .. clean(s, 64) .. '"' end
 M.show = show
@@ -237,7 +250,7 @@ local function check_registry(metrics, good, errors)
     local state, fam_room, total_room = M.probe(metrics, it.type, it.name, g.labels)
     local why
     if not state then
-      why = fam_room -- the registry's reason
+      why = utf8_safe(fam_room) -- the registry's reason
     elseif fam_type[fkey] and fam_type[fkey] ~= it.type then
       why = ("metric %s is a %s earlier in this batch, not a %s"):format(show(it.name), fam_type[fkey], it.type)
     elseif state == "new" and not added[skey] then
@@ -295,7 +308,7 @@ function M.custom(metrics, body, partial)
     if ok then accepted = accepted + 1
     else
       failed = failed + 1
-      errors[#errors + 1] = { index = g.index, reason = tostring(why) }
+      errors[#errors + 1] = { index = g.index, reason = utf8_safe(tostring(why)) }
     end
   end
   table.sort(errors, by_index)
