@@ -1,4 +1,4 @@
-/* hll: HyperLogLog, the distinct count of a stream in a fixed 4.3 KiB, after Flajolet, Fusy,
+/* hll: HyperLogLog, the distinct count of a stream in a fixed 4.2 KiB, after Flajolet, Fusy,
  * Gandouet and Meunier, "HyperLogLog: the analysis of a near-optimal cardinality estimation
  * algorithm" (2007): m = 2^BG_HLL_P registers, each the longest run of leading zeros (plus one)
  * seen among the hashes that pick it. 64-bit hashes, as HLL++ (Heule, Nunkesser and Hall,

@@ -8,7 +8,7 @@
  *       ends in "seconds");
  *   h d histogram (DogStatsD "d" distribution too), value as sent;
  *   s   set: gauge "<name>" = distinct values seen since the last bg_statsd_flush_sets: exact
- *       up to 128 values, then a HyperLogLog estimate (1.6 % standard error); 4.3 KiB a set
+ *       up to 128 values, then a HyperLogLog estimate (1.6 % standard error); 4.2 KiB a set
  *       at most, and max_set_bytes for all of them (statsd_set.c).
  * A sample rate scales counters only; timers, histograms and distributions observe each value
  * once whatever the rate, and gauges and sets ignore it. Packed values (`name:1:2:3|ms`) apply

@@ -1,6 +1,6 @@
 /* statsd_set: the distinct count of each `|s` series over one collection interval. A set keeps
  * its values' hashes exactly while there are at most BG__STATSD_SET_EXACT of them (2 KiB),
- * then a HyperLogLog (4.3 KiB, 1.6 % standard error, hll.h), so a set costs at most 4.3 KiB
+ * then a HyperLogLog (4.2 KiB, 1.6 % standard error, hll.h), so a set costs at most 4.2 KiB
  * whatever is sent; and all sets together hold at most max_set_bytes (bg_statsd_opts): past
  * it, a value that would need more memory is dropped and counted. Every interval's flush gives
  * the memory back. (Sets used to keep up to 100,000 hashes each: a bomb of many names with
