@@ -622,6 +622,8 @@ function M.remove(h)
   if p == nil then
     error(("bad argument #1 to 'remove' (a metric handle expected, got %s)"):format(what(h)), 2)
   end
+  -- the id before the series is freed (ASan: bg_series_id after bg_series_remove read freed memory)
+  if kind == HISTOGRAM then timer_series[C.bg_series_id(p)] = nil end
   C.bg_series_remove(registry, ffi.cast("bg_series *", p))
   local map = ptrs[kind]
   for k, q in pairs(map) do
@@ -630,7 +632,6 @@ function M.remove(h)
       removed[k] = kind
     end
   end
-  if kind == HISTOGRAM then timer_series[C.bg_series_id(p)] = nil end
   caches[COUNTER], caches[GAUGE], caches[HISTOGRAM] = {}, {}, {}
 end
 
