@@ -74,11 +74,16 @@ static void queue_set(conn *c, int q) {
 }
 
 /* Closes the oldest connection with nothing under way, else the oldest still sending its head,
- * passing over (a bounded few) that still have a response to write. 1 if one was closed. */
+ * passing over (a bounded few) that still have a response to write. A connection accepted in
+ * this loop turn (this millisecond) is not a candidate: its request may be waiting unread, and
+ * a burst of accepts larger than the limit would otherwise close a probe before reading it.
+ * 1 if one was closed. */
 static int evict_one(bg_http_server *srv) {
+  uint64_t now = uv_now(srv->loop);
   for (int q = 0; q < Q_COUNT; q++) {
     int n = 0;
     for (conn *c = srv->q[q].head; c && n < EVICT_SCAN; c = c->qnext, n++) {
+      if (q == Q_IDLE && !c->served && c->since == now) break; /* and all after it */
       if (c->writing || c->out.len) continue;
       conn_close(c);
       srv->stats.connections_evicted++;
@@ -512,7 +517,9 @@ int bg_http_listen(bg_http_server *srv, const char *host, int port) {
   if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
   if (rc != 0) return rc;
   rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+  /* the kernel caps this at net.core.somaxconn; a deep queue absorbs a connect flood's bursts
+   * (Go asks for somaxconn too) */
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&srv->listener, 4096, on_connection);
   if (rc == 0) srv->listening = 1;
   return rc;
 }

@@ -11,10 +11,11 @@ static uv_loop_t loop;
 static bg_http_server *srv_a, *srv_t, *srv_b;
 static int port_a, port_t, port_b;
 
-/* /echo and everything else: 200 with the body's length */
+/* /sleep holds the loop for 300 ms; /echo and everything else: 200 with the body's length */
 static void handler(void *ud, const bg_http_request *req, bg_http_response *res) {
   static char body[64];
   (void)ud;
+  if (strcmp(req->path, "/sleep") == 0) usleep(300 * 1000);
   snprintf(body, sizeof body, "path=%s blen=%zu", req->path, req->body_len);
   res->content_type = "text/plain";
   res->body = body;
@@ -33,10 +34,13 @@ static int check_stats(void) {
   bg_http_get_stats(srv_b, &b);
   ASSERT_INT_GE(a.errors_4xx, 6); /* 400, 413 x2, 431 x2, 408 */
   ASSERT_INT_EQ(a.connections_rejected, 0);
-  ASSERT_INT_EQ(b.connections_rejected, 1); /* only when every connection had a body arriving */
+  /* only when every connection had a body arriving, or was accepted in the same turn (3) */
+  ASSERT_INT_EQ(b.connections_rejected, 4);
   ASSERT_INT_GE(b.connections_evicted, 3);
-  ASSERT_INT_EQ(t.connections_rejected, 0);
-  ASSERT_INT_GE(t.connections_evicted, 100);
+  /* many_idle: most made room by closing older ones; a few that came in one burst with more
+   * than the limit may have been refused instead */
+  ASSERT_INT_GE(t.connections_evicted, 50);
+  ASSERT_INT_GE(t.connections_evicted + t.connections_rejected, 150);
   ASSERT_INT_GE(t.connections_timed_out, 2); /* the first-byte and the head deadline */
   return 0;
 }
@@ -296,6 +300,35 @@ static int test_limit_refuses_when_busy(void) {
   return 0;
 }
 
+/* Connections accepted in one loop turn beyond the limit do not close one another: the first
+ * of them has its request waiting unread, and a burst of connects must not throw it out before
+ * the loop reads it. The loop is held in a handler while they arrive, so it accepts them all in
+ * one turn; the later ones are refused. */
+static int test_limit_spares_unread(void) {
+  usleep(100 * 1000);
+  client *c0 = cl_open(port_b);
+  ASSERT_INT_EQ(c0 != NULL, 1);
+  ASSERT_INT_EQ(cl_sends(c0, "GET /sleep HTTP/1.1\r\n\r\n"), 0);
+  usleep(100 * 1000); /* the loop is in the handler now */
+  client *probe = cl_open(port_b);
+  ASSERT_INT_EQ(probe != NULL, 1);
+  ASSERT_INT_EQ(cl_sends(probe, "GET /health HTTP/1.1\r\n\r\n"), 0);
+  client *more[4];
+  for (int i = 0; i < 4; i++) {
+    more[i] = cl_open(port_b);
+    ASSERT_INT_EQ(more[i] != NULL, 1);
+  }
+  ASSERT_INT_EQ(cl_read(c0, &R, 0), 0);
+  ASSERT_INT_EQ(R.status, 200);
+  ASSERT_INT_EQ(cl_read(probe, &R, 0), 0);
+  ASSERT_INT_EQ(R.status, 200);
+  cl_close(c0);
+  cl_close(probe);
+  for (int i = 0; i < 4; i++)
+    cl_close(more[i]);
+  return 0;
+}
+
 /* Slowloris at small scale: 100 silent and 100 slow-head connections against a limit of 32,
  * then every one of 20 health probes is answered. */
 #define MANY 100
@@ -330,6 +363,7 @@ static const test_case tests[] = {
     {"limit_evicts_silent", test_limit_evicts_silent},
     {"limit_evicts_slow_head", test_limit_evicts_slow_head},
     {"limit_refuses_when_busy", test_limit_refuses_when_busy},
+    {"limit_spares_unread", test_limit_spares_unread},
     {"many_idle", test_many_idle},
 };
 
