@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Hostile load for bench/soak.sh (issue 14). Each subcommand prints one JSON object.
 
-  slowloris PORT --idle N --slow N --seconds S [--rate R]
+  slowloris PORT --idle N --slow N --seconds S [--rate R] [--settle T]
       Holds N connections that send nothing and N that send a request head one byte a second
       (never finishing it); any the server closes is reopened, at most R connects a second in
       all (default 1000). Prints what it held: connects, closes seen, the mean and minimum
-      number of its connections open (its own view: a socket counts until it reads EOF/RST).
+      number of its connections open, sampled each second after the first T seconds (its own
+      view: a socket counts from its connect until it reads EOF, a reset or an answer).
   probe PORT --seconds S [--interval I] [--timeout T] [--path /health]
       GET PATH on a fresh connection (Connection: close) every I seconds (default 0.05), as a
       health probe does; a probe that errors, times out (T, default 1 s) or is not a 200 is a
@@ -59,7 +60,7 @@ def pct(sorted_vals, p):
 HEAD = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: soak\r\nX-Slow: "
 
 
-def slowloris(port, n_idle, n_slow, seconds, rate):
+def slowloris(port, n_idle, n_slow, seconds, rate, settle):
     nofile = raise_nofile()
     sel = selectors.DefaultSelector()
     socks = {}  # sock -> [kind, connected, next_send, sent_bytes]
@@ -148,7 +149,8 @@ def slowloris(port, n_idle, n_slow, seconds, rate):
         now = time.monotonic()
         if now >= next_sample:
             next_sample += 1.0
-            samples.append((open_count["idle"], open_count["slow"]))
+            if now - start >= settle:
+                samples.append((open_count["idle"], open_count["slow"]))
         if now < next_trickle:
             continue
         next_trickle = now + 0.1
@@ -346,7 +348,8 @@ def main():
         port = int(args[0])
         if cmd == "slowloris":
             out = slowloris(port, arg(args, "--idle", 2000, int), arg(args, "--slow", 2000, int),
-                            arg(args, "--seconds", 30), arg(args, "--rate", 1000))
+                            arg(args, "--seconds", 30), arg(args, "--rate", 1000),
+                            arg(args, "--settle", 0))
         elif cmd == "probe":
             out = probe(port, arg(args, "--seconds", 30), arg(args, "--interval", 0.05),
                         arg(args, "--timeout", 1.0), arg(args, "--path", "/health", str))
