@@ -562,9 +562,11 @@ static void set_peer(conn *c) {
 static void on_connection(uv_stream_t *ls, int status) {
   bg_http_server *srv = ls->data;
   /* out of descriptors: libuv dropped the pending connection; make room for the next ones */
-  if (status == UV_EMFILE || status == UV_ENFILE)
-    for (int i = 0; i < EVICT_SCAN && evict_one(srv); i++) {
-    }
+  if (status == UV_EMFILE || status == UV_ENFILE) {
+    int n = 0;
+    while (n < EVICT_SCAN && evict_one(srv))
+      n++;
+  }
   if (status < 0 || srv->closing) return;
   if (srv->nlive >= srv->lim.max_connections && !evict_one(srv)) {
     uv_tcp_t *t = malloc(sizeof *t);

@@ -55,9 +55,10 @@ typedef void (*bg_http_handler_cb)(void *ud, const bg_http_request *req, bg_http
  * must send its first byte within first_byte_timeout_ms and its whole request head within
  * header_timeout_ms of that byte (a deadline, not reset by each byte, like Go's
  * ReadHeaderTimeout); at max_connections a new connection closes the oldest idle one (no request
- * under way: never sent a byte, or keep-alive between requests), else the oldest one still
- * sending its head, like nginx reusing its keep-alive connections. Only when every connection is
- * receiving a body or draining a response is the new one refused. */
+ * under way: never sent a byte, keep-alive between requests, or answered and lingering), else
+ * the oldest one still sending its head, like nginx reusing its keep-alive connections. The new
+ * one is refused only when every connection is receiving a body or writing a response, or was
+ * accepted in the same loop turn (its request may be waiting unread). */
 typedef struct bg_http_limits {
   size_t max_header_bytes;        /* request line + headers; over it: 431 JSON error (16 KiB) */
   size_t max_headers;             /* default 100 */
