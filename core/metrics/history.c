@@ -568,6 +568,7 @@ static int batch_prepare(bg_history *h, bg__hrow **rows, size_t *n, int64_t *del
  * a minute still filling marks it dirty again. */
 static void batch_finish(bg_history *h, int rc) {
   rowvec *in = &h->inflight;
+  if (in->n > 0 || rc != 0) bg__hstore_report(h->store, rc);
   if (rc == 0) {
     for (size_t i = 0; i < in->n; i++)
       in->v[i].s->nrows--;

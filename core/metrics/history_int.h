@@ -22,6 +22,9 @@ int bg__hstore_is_memory(const bg__hstore *s);
 /* Writes rows (insert or replace) and deletes minutes before delete_before (when > 0) in one
  * transaction on the write connection. Any thread, one call at a time. */
 int bg__hstore_write(bg__hstore *s, const bg__hrow *rows, size_t n, int64_t delete_before);
+/* Reports the last write's result (rc of bg__hstore_write) to the file's health (store.h);
+ * on the loop thread, after the write. */
+void bg__hstore_report(bg__hstore *s, int rc);
 /* Calls fn for the latest row of every series. Loop thread. */
 int bg__hstore_load(bg__hstore *s, void (*fn)(void *ud, const bg__hrow *row), void *ud);
 /* Appends the rows of key with minute in [from, to] to *rows (grown with realloc; row keys

@@ -19,6 +19,9 @@
 struct bg__hstore {
   sqlite3 *wdb, *rdb; /* rdb == wdb in memory */
   sqlite3_stmt *ins, *del, *sel;
+  int slot;    /* the file's health (store.h, bg_store_adopt); -1 in memory */
+  int errcode; /* of the last failed write, for bg__hstore_report */
+  char errmsg[256];
 };
 
 static const char *SCHEMA =
@@ -34,6 +37,7 @@ static int fail(sqlite3 *db, const char *what, char *err, size_t errlen) {
 
 void bg__hstore_close(bg__hstore *s) {
   if (s == NULL) return;
+  bg_store_report_closed(s->slot);
   sqlite3_finalize(s->ins);
   sqlite3_finalize(s->del);
   sqlite3_finalize(s->sel);
@@ -50,6 +54,7 @@ int bg__hstore_open(bg__hstore **out, const char *dir, char *err, size_t errlen)
   *out = NULL;
   bg__hstore *s = calloc(1, sizeof *s);
   if (s == NULL) return BG_ENOMEM;
+  s->slot = -1;
   char path[4096];
   int rc = BG_EIO;
   if (dir != NULL) {
@@ -62,6 +67,12 @@ int bg__hstore_open(bg__hstore **out, const char *dir, char *err, size_t errlen)
       if (err && errlen) snprintf(err, errlen, "history store: data dir path too long");
       free(s);
       return BG_EINVAL;
+    }
+    /* a file SQLite cannot use is moved aside and made fresh, and its trouble is shown with
+     * the state store's (/health, beagle_store_*) */
+    if ((rc = bg_store_adopt(path, &s->slot, NULL, 0, err, errlen)) != 0) {
+      free(s);
+      return rc;
     }
   } else {
     strcpy(path, ":memory:");
@@ -125,7 +136,7 @@ static double col_double(sqlite3_stmt *st, int i) {
 
 int bg__hstore_write(bg__hstore *s, const bg__hrow *rows, size_t n, int64_t delete_before) {
   sqlite3 *db = s->wdb;
-  if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) return BG_EIO;
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) goto fail;
   for (size_t i = 0; i < n; i++) {
     const bg__hrow *r = &rows[i];
     sqlite3_bind_text(s->ins, 1, r->key, -1, SQLITE_STATIC);
@@ -149,9 +160,23 @@ int bg__hstore_write(bg__hstore *s, const bg__hrow *rows, size_t n, int64_t dele
   if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) goto err;
   return 0;
 err:
+  s->errcode = sqlite3_extended_errcode(db);
+  snprintf(s->errmsg, sizeof s->errmsg, "%s", sqlite3_errmsg(db));
   sqlite3_clear_bindings(s->ins);
   sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   return BG_EIO;
+fail:
+  s->errcode = sqlite3_extended_errcode(db);
+  snprintf(s->errmsg, sizeof s->errmsg, "%s", sqlite3_errmsg(db));
+  return BG_EIO;
+}
+
+void bg__hstore_report(bg__hstore *s, int rc) {
+  if (s == NULL) return;
+  if (rc == 0)
+    bg_store_report(s->slot, BG_STORE_OP_COMMIT, 0, NULL);
+  else if (rc == BG_EIO)
+    bg_store_report(s->slot, BG_STORE_OP_COMMIT, s->errcode ? s->errcode : SQLITE_IOERR, s->errmsg);
 }
 
 int bg__hstore_load(bg__hstore *s, void (*fn)(void *ud, const bg__hrow *row), void *ud) {

@@ -130,14 +130,27 @@ int bg_store_health_count(void);
 const bg_store_health *bg_store_health_at(int i);
 unsigned bg_store_health_epoch(void);
 
-/* bg_store_open, and for a file SQLite cannot use (not a database, corrupt per quick_check,
+/* bg_store_open, and for a file SQLite cannot use (not a database, corrupt per quick_check
+ * (up to BG_STORE_QUICK_CHECK_MAX bytes; a bigger file has only its schema read),
  * read-only, a directory in its place) moves it and its -wal and -shm aside to
  * "<path>.broken-<yyyymmddThhmmssZ>" and opens a fresh one; the new name goes to moved ("" when
  * nothing was moved). A locked file (BG_EBUSY) or no memory is never moved. When the move
  * fails (a read-only directory) the open's error is returned with why, and the database's
  * health says it is not durable. */
+#define BG_STORE_QUICK_CHECK_MAX (64 << 20)
 int bg_store_open_recover(const char *path, bg_store **out, char *moved, size_t movedlen, char *err,
                           size_t errlen);
+
+/* For a database another module opens with connections of its own (the history's rollups):
+ * bg_store_adopt makes sure the file at path can be used, as bg_store_open_recover does (moved
+ * aside and made fresh when not, or reported not durable), and gives its health slot in *slot,
+ * marked open. The module then reports from the loop thread: bg_store_report with rc 0 for an
+ * op that succeeded, else SQLite's code and message (counted as bg_store_* failures are), and
+ * bg_store_report_closed when it closes. A slot of -1 is ignored. */
+int bg_store_adopt(const char *path, int *slot, char *moved, size_t movedlen, char *err,
+                   size_t errlen);
+void bg_store_report(int slot, int op, int rc, const char *msg);
+void bg_store_report_closed(int slot);
 
 /* The connection, borrowed, for what the API above does not cover (changes, rowid). */
 sqlite3 *bg_store_db(bg_store *s);

@@ -149,3 +149,14 @@ void bg__store_note_replaced(int slot, const char *moved, const char *why) {
   bg_log(BG_LOG_ERROR, "store file could not be used: moved aside, starting with an empty one",
          "db", h->db, "error", h->error, "path", h->path, "moved_to", h->replaced, NULL);
 }
+
+void bg_store_report(int slot, int op, int rc, const char *msg) {
+  if (rc == SQLITE_OK)
+    bg__store_note_ok(slot, op);
+  else
+    bg__store_note_error(slot, op, rc, msg);
+}
+
+void bg_store_report_closed(int slot) {
+  bg__store_note_open(slot, 0);
+}
