@@ -223,6 +223,7 @@ function M:start()
   for _, inst in pairs(self.instances) do self:schedule(inst, true) end
   self:check_first_round()
   self.store_epoch = store_status.epoch()
+  if self.store_timer then self.store_timer:stop() end
   self.store_timer = core.timer(STORE_POLL, STORE_POLL, function()
     local e = store_status.epoch()
     if e ~= self.store_epoch then
