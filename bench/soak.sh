@@ -60,7 +60,9 @@ jget() { # FILE EXPR : a value from a JSON file, EXPR in Python over `d`
   python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null || echo "?"
 }
 mib() { awk -v k="${1:-0}" 'BEGIN { if (k == "") print "?"; else printf "%.1f", k / 1024 }'; }
-row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$ROWS"; }
+# row SCENARIO LOAD FAILURES RSS P99 RESULT COMMIT ; this run's temp dir (in what the agent
+# says about its data files) is written as <tmp>: no machine paths in the table
+row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" | sed "s#$TMP#<tmp>#g" >>"$ROWS"; }
 
 # agent_start NAME CONFIG DATA [args...] : sets PORT and AGENT (pid); waits for /health
 agent_start() {
@@ -276,7 +278,10 @@ def walk(o, path):
         for k, v in o.items():
             p = path + "." + k if path else k
             if any(w in k.lower() for w in ("store", "durab", "db", "degraded")):
-                out.append("%s=%s" % (p, json.dumps(v, sort_keys=True)[:160]))
+                if isinstance(v, list):  # one entry per store: what it is and what is wrong
+                    keep = ("db", "up", "durable", "ok", "status", "error", "reason")
+                    v = [{kk: e[kk] for kk in keep if kk in e} if isinstance(e, dict) else e for e in v]
+                out.append("%s=%s" % (p, json.dumps(v, sort_keys=True)[:400]))
             else:
                 walk(v, p)
     elif isinstance(o, list):
