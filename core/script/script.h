@@ -75,6 +75,11 @@ void bg_script_open_host(lua_State *L, bg_runtime *rt);
  * values only; plugin (may be NULL) is added as a field. Raises on bad arguments. */
 int bg_lua_log(lua_State *L, const char *plugin);
 
+/* The body of read_file(path[, max]) -> data | nil, err for the host and plugin states: regular
+ * files only, opened non-blocking, at most max bytes (default 1 MiB, at most 64 MiB), the
+ * descriptor closed on every path (script_io_sync.c). */
+int bg_lua_read_file(lua_State *L);
+
 /* Copies the value at index idx of `from` onto the top of `to`. Tables are copied deeply,
  * without metatables, at most 32 levels (a cycle is refused); inside them, functions, userdata
  * and threads, and keys of other types than string, number and boolean, are left out. A lone

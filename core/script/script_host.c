@@ -244,4 +244,8 @@ void bg_script_open_host(lua_State *H, bg_runtime *rt) {
   lua_pushlightuserdata(H, rt);
   lua_pushcclosure(H, l_script_new, 1);
   lua_setfield(H, -2, "script_new");
+  /* plugin and rule files are read as plugins read theirs: a FIFO dropped in their
+   * directory is refused instead of holding the loop */
+  lua_pushcfunction(H, bg_lua_read_file);
+  lua_setfield(H, -2, "read_file");
 }

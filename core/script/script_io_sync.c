@@ -55,7 +55,7 @@ static int read_body(lua_State *L) {
  * answers EAGAIN instead. At most max bytes (default 1 MiB, at most 64 MiB). The descriptor
  * is closed on every path, also when the plugin runs out of memory mid-read (that error is
  * raised again once it is closed). */
-static int pl_read_file(lua_State *L) {
+int bg_lua_read_file(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_Number m = luaL_optnumber(L, 2, READ_DEFAULT_MAX);
   if (!(m >= 1)) return luaL_argerror(L, 2, "max must be a number of bytes >= 1");
@@ -144,7 +144,7 @@ static int pl_json_encode(lua_State *L) {
 
 /* Sets read_file, statvfs, sha256, hmac_sha256, json_encode in the __bg table on top of L. */
 void bg__script_open_io_sync(lua_State *L) {
-  static const luaL_Reg fns[] = {{"read_file", pl_read_file},     {"statvfs", pl_statvfs},
+  static const luaL_Reg fns[] = {{"read_file", bg_lua_read_file}, {"statvfs", pl_statvfs},
                                  {"sha256", pl_sha256},           {"hmac_sha256", pl_hmac_sha256},
                                  {"json_encode", pl_json_encode}, {NULL, NULL}};
   bg__io_setfuncs(L, fns);

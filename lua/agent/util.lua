@@ -68,15 +68,6 @@ function M.sorted_keys(t)
   return ks
 end
 
--- read_file(path) -> contents | nil (missing or unreadable)
-function M.read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 -- "a, b,c" -> { "a", "b", "c" } (empty items left out)
 function M.split_list(s)
   local out = {}

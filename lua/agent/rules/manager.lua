@@ -96,7 +96,10 @@ function M:rule_files()
   return out
 end
 
-local read = util.read_file
+-- As plugins read their files (core.read_file): a FIFO or device dropped in the directory is
+-- refused instead of holding the loop.
+local function read(path) return core.read_file(path, 16 * 1024 * 1024) end
+local function missing(err) return err == nil or err:find("No such file or directory", 1, true) ~= nil end
 
 -- A companion test runs in the agent's own state (it replays its rule file through the engine),
 -- so it gets a deadline there: its code and the rule file's run with the JIT off (testing.lua,
@@ -178,7 +181,7 @@ function M:prepare(only)
     if only and path ~= only then
       staged[path] = old
     else
-      local src = read(path)
+      local src, rerr = read(path)
       if src and old and old.set and old.source == src then
         staged[path] = old
       elseif src then
@@ -189,6 +192,8 @@ function M:prepare(only)
         else
           file_problems(path, err, problems)
         end
+      elseif not missing(rerr) then
+        file_problems(path, rerr, problems)
       end
     end
   end
