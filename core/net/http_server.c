@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define OUT_HIGH_WATER (1024 * 1024) /* stop reading while this much output is queued */
 #define DRAIN_MAX_MS 2000            /* bound on flushing + lingering before a hard close */
@@ -73,18 +74,25 @@ static void queue_set(conn *c, int q) {
   srv->q[q].tail = c;
 }
 
+/* 1 when bytes wait unread on c's socket: a request the loop has not read yet (0 at EOF). */
+static int input_waiting(conn *c) {
+  uv_os_fd_t fd;
+  char b;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 0;
+  return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 /* Closes the oldest connection with nothing under way, else the oldest still sending its head,
- * passing over (a bounded few) that still have a response to write. A connection accepted in
- * this loop turn (this millisecond) is not a candidate: its request may be waiting unread, and
- * a burst of accepts larger than the limit would otherwise close a probe before reading it.
- * 1 if one was closed. */
+ * passing over (a bounded few) that have a response to write, and idle ones with input waiting
+ * unread: a burst of connects larger than the limit must not close a probe whose request the
+ * loop has not yet read. 1 if one was closed. */
 static int evict_one(bg_http_server *srv) {
-  uint64_t now = uv_now(srv->loop);
   for (int q = 0; q < Q_COUNT; q++) {
     int n = 0;
     for (conn *c = srv->q[q].head; c && n < EVICT_SCAN; c = c->qnext, n++) {
-      if (q == Q_IDLE && !c->served && c->since == now) break; /* and all after it */
       if (c->writing || c->out.len) continue;
+      /* a head under way with more bytes waiting is still a slow head: no exception there */
+      if (q == Q_IDLE && !c->shut && input_waiting(c)) continue;
       conn_close(c);
       srv->stats.connections_evicted++;
       return 1;
