@@ -2,7 +2,7 @@
  * log line per failing episode and one when it ends, a real write failure (a file-size limit:
  * EFBIG, as on a full disk) failing a commit, and files that cannot be used: moved aside and
  * replaced (garbage, truncated, a directory, read-only), or, in a read-only directory, not
- * kept at all. */
+ * kept at all. What permissions decide runs as nobody in a child when the test runs as root. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -264,12 +264,21 @@ static void test_recover(void) {
   expect_replaced("a directory");
   unlink(path);
 
-  /* a read-only file (not for root, whom permissions do not stop) */
-  if (geteuid() != 0) {
-    make_db();
-    ASSERT_EQ_INT(chmod(path, 0444), 0);
+  /* a read-only file: as root, in a child that becomes nobody (permissions do not stop root) */
+  make_db();
+  ASSERT_EQ_INT(chmod(path, 0444), 0);
+  ASSERT_EQ_INT(chmod(dir, 0777), 0);
+  pid_t pid = fork();
+  ASSERT(pid >= 0);
+  if (pid == 0) {
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(3);
     expect_replaced("read-only file");
+    _exit(0);
   }
+  int status = 0;
+  ASSERT(waitpid(pid, &status, 0) == pid);
+  ASSERT(WIFEXITED(status));
+  ASSERT_EQ_INT(WEXITSTATUS(status), 0);
   bg_log_set_sink(NULL, NULL);
   rm_dir();
 }
