@@ -5,8 +5,9 @@
 --   beagle_store_errors_total{db,op}    failures that were the file's (full disk, I/O, read-only,
 --                                       locked, corrupt), by op: open, begin, commit, write, read,
 --                                       checkpoint
--- A store is a problem (the agent is degraded) while it is not kept (could not be opened), while
--- its writes fail, and, for the rest of the run, after its file was unusable and moved aside.
+-- A store is a problem (the agent is degraded) while it is not kept (could not be opened, or was
+-- closed by its user), while its writes fail, and, for the rest of the run, after its file was
+-- unusable and moved aside.
 local util = require "agent.util"
 
 local M = {}
@@ -38,6 +39,9 @@ end
 local function problem(s)
   if not s.durable then
     return ("not kept: the file cannot be opened (%s)"):format(s.error or "?")
+  elseif not s.open then
+    -- opened, then closed by its user (a schema it cannot use, say): nothing is kept either
+    return "not kept: the file is not open" .. (s.error and (" (last error: " .. s.error .. ")") or "")
   elseif s.failing then
     return ("failing since %s: changes are not kept (%s)"):format(util.iso8601(s.since), s.error or "?")
   elseif s.replaced then
