@@ -85,20 +85,28 @@ static int input_waiting(conn *c) {
 /* Closes the oldest connection with nothing under way, else the oldest still sending its head,
  * passing over (a bounded few) that have a response to write, and idle ones with input waiting
  * unread: a burst of connects larger than the limit must not close a probe whose request the
- * loop has not yet read. 1 if one was closed. */
+ * loop has not yet read. Only when nothing else is found does the oldest of those go: a new
+ * connection is not refused while an idle one could make room. 1 if one was closed. */
 static int evict_one(bg_http_server *srv) {
-  for (int q = 0; q < Q_COUNT; q++) {
+  conn *victim = NULL, *unread = NULL;
+  for (int q = 0; q < Q_COUNT && !victim; q++) {
     int n = 0;
     for (conn *c = srv->q[q].head; c && n < EVICT_SCAN; c = c->qnext, n++) {
       if (c->writing || c->out.len) continue;
       /* a head under way with more bytes waiting is still a slow head: no exception there */
-      if (q == Q_IDLE && !c->shut && input_waiting(c)) continue;
-      conn_close(c);
-      srv->stats.connections_evicted++;
-      return 1;
+      if (q == Q_IDLE && !c->shut && input_waiting(c)) {
+        if (!unread) unread = c;
+        continue;
+      }
+      victim = c;
+      break;
     }
   }
-  return 0;
+  if (!victim) victim = unread;
+  if (!victim) return 0;
+  conn_close(victim);
+  srv->stats.connections_evicted++;
+  return 1;
 }
 
 /* ---- timers ----------------------------------------------------------------------------- */

@@ -56,10 +56,10 @@ typedef void (*bg_http_handler_cb)(void *ud, const bg_http_request *req, bg_http
  * header_timeout_ms of that byte (a deadline, not reset by each byte, like Go's
  * ReadHeaderTimeout); at max_connections a new connection closes the oldest idle one (no request
  * under way: never sent a byte, keep-alive between requests, or answered and lingering), else
- * the oldest one still sending its head, like nginx reusing its keep-alive connections. An idle
- * one with input waiting unread is not closed (a probe accepted in a burst of connects has its
- * request there); the new one is refused only when every connection is receiving a body,
- * writing a response, or idle with input waiting. */
+ * the oldest one still sending its head, like nginx reusing its keep-alive connections; an idle
+ * one with input waiting unread (a probe accepted in a burst of connects has its request there)
+ * only when there is no other. The new one is refused only when every connection is receiving a
+ * body or writing a response. */
 typedef struct bg_http_limits {
   size_t max_header_bytes;        /* request line + headers; over it: 431 JSON error (16 KiB) */
   size_t max_headers;             /* default 100 */
