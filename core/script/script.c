@@ -21,17 +21,21 @@ static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   bg_script *s = ud;
   bg__run *r = s->enforce ? s->current : NULL;
   if (nsize == 0) {
-    if (ptr != NULL) {
-      s->used -= osize;
-      if (r != NULL) r->mem_net -= (int64_t)osize;
-    }
+    if (ptr != NULL) s->used -= osize;
     return bg_lpool_alloc(&s->pool, ptr, osize, 0);
   }
   size_t old = ptr != NULL ? osize : 0;
   if (nsize > old && s->enforce) {
     size_t grow = nsize - old;
-    if (s->used + grow > s->limit ||
-        (r != NULL && r->mem_limit && r->mem_net + (int64_t)grow > (int64_t)r->mem_limit)) {
+    int over_run = 0;
+    if (r != NULL && r->mem_limit) {
+      /* Past the run's limit the hook collects and looks again (the growth may be garbage
+       * not swept yet); past twice the limit (one huge string) the allocation fails now. */
+      size_t after = bg__run_growth(r) + grow;
+      if (after > r->mem_limit) r->mem_over = 1;
+      over_run = after / 2 > r->mem_limit;
+    }
+    if (s->used + grow > s->limit || over_run) {
       if (r != NULL && r->killed == NULL) r->killed = "memory limit";
       return NULL;
     }
@@ -39,7 +43,6 @@ static void *script_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   void *p = bg_lpool_alloc(&s->pool, ptr, osize, nsize);
   if (p == NULL) return NULL;
   s->used = s->used - old + nsize;
-  if (r != NULL) r->mem_net += (int64_t)nsize - (int64_t)old;
   return p;
 }
 
@@ -78,6 +81,12 @@ static void script_hook(lua_State *L, lua_Debug *ar) {
   bg__run *r = s->current;
   if (r == NULL) return;
   r->ticks++;
+  if (r->killed == NULL && r->mem_over) {
+    /* grown past the run's memory: what is left after a full collection is what counts */
+    r->mem_over = 0;
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    if (bg__run_growth(r) > r->mem_limit) r->killed = "memory limit";
+  }
   if (r->killed == NULL) {
     if (r->budget && r->ticks * BG__HOOK_EVERY > r->budget) {
       r->killed = "instruction budget exceeded";
@@ -453,6 +462,11 @@ void bg__run_timer_cb(uv_timer_t *t) {
       return;
     }
     if (r->deadline) uv_timer_start(t, bg__run_timer_cb, (r->deadline - now) / 1000000 + 1, 0);
+    if (r->mem_limit) {
+      /* garbage of earlier runs, swept while this one runs, must not count as room for it */
+      lua_gc(r->s->L, LUA_GCCOLLECT, 0);
+      r->mem_base = r->s->used;
+    }
     bg__run_resume(r, nargs);
     return;
   }

@@ -39,9 +39,12 @@ struct bg__run {
   bg__run *qnext;
   int queued;
   int resume_n; /* values on co's stack to resume it with, while queued */
-  /* per-run memory: net bytes the state grew by while this run executed; limit 0: none */
-  int64_t mem_net;
-  size_t mem_limit;
+  /* per-run memory (limit 0: none): how much the state may grow while the run lasts, from
+   * mem_base, what it held after a full collection at the run's start. Runs of one state at
+   * the same time share that growth (bg__run_growth). mem_over: past the limit, for the hook
+   * to collect and look again. */
+  size_t mem_limit, mem_base;
+  int mem_over;
 };
 
 struct bg_script {
@@ -93,5 +96,10 @@ static inline const char *bg__error_text(lua_State *L, int idx) {
 void bg__script_open_plugin(lua_State *L);
 /* Registers the I/O functions (sleep, http, tcp, exec) into the table on top of L. */
 void bg__script_open_io(lua_State *L);
+
+/* Bytes the state grew by since run r started (0 when it shrank). */
+static inline size_t bg__run_growth(const bg__run *r) {
+  return r->s->used > r->mem_base ? r->s->used - r->mem_base : 0;
+}
 
 #endif

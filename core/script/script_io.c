@@ -24,9 +24,9 @@ size_t bg__io_mem_left(lua_State *L, const bg__run *r) {
   if (!s->enforce) return SIZE_MAX;
   size_t left = s->used < s->limit ? s->limit - s->used : 0;
   if (r != NULL && r->mem_limit) {
-    int64_t rl = (int64_t)r->mem_limit - r->mem_net;
-    if (rl < 0) rl = 0;
-    if ((uint64_t)rl < left) left = (size_t)rl;
+    size_t grown = bg__run_growth(r);
+    size_t rl = grown < r->mem_limit ? r->mem_limit - grown : 0;
+    if (rl < left) left = rl;
   }
   return left;
 }
