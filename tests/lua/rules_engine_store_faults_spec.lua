@@ -83,3 +83,52 @@ for _, with_tx in ipairs { true, false } do
     end)
   end)
 end
+
+describe("agent.rules.engine holding notifications for a store that stays down", function()
+  it("keeps the newest 1,000, and counts and logs (once an episode) the ones it drops", function()
+    local store = failing_store(true)
+    local t, sent, logs = T0, {}, {}
+    local e = Engine.new {
+      now = function() return t end,
+      settings = { alert_cooldown_minutes = 0, alert_max_notifications_per_hour = 100000 },
+      store = store,
+      notify = function(n) sent[#sent + 1] = n end,
+      log = function(level, msg, f) logs[#logs + 1] = { level = level, msg = msg, f = f } end,
+    }
+    e:set_rules({ rule() }, { ROUTE })
+    local function fire(from, to)
+      local samples = {}
+      for i = from, to do samples[#samples + 1] = { labels = { host = "h" .. i }, value = 90 } end
+      e:evaluate("high_cpu", samples)
+      e:tick()
+    end
+    local function drops()
+      local n = 0
+      for _, l in ipairs(logs) do if l.msg:find("notifications dropped", 1, true) then n = n + 1 end end
+      return n
+    end
+    fire(1, 1005)
+    assert.equals(0, #sent)
+    assert.equals(5, e.suppressed.store_unavailable)
+    assert.equals(1, drops())
+    assert.equals("5", logs[#logs].f.dropped)
+    t = T0 + 2
+    fire(1, 1008) -- three more alerts fire: three more of the oldest go, with no second line
+    assert.equals(8, e.suppressed.store_unavailable)
+    assert.equals(1, drops())
+    store.fail = false
+    t = T0 + 3
+    e:tick()
+    assert.equals(1000, #sent)
+    local hosts = {}
+    for _, n in ipairs(sent) do hosts[n.alerts[1].labels.host] = true end
+    local distinct = 0
+    for _ in pairs(hosts) do distinct = distinct + 1 end
+    assert.equals(1000, distinct)
+    -- a new episode logs again
+    store.fail = true
+    t = T0 + 4
+    fire(1009, 2010)
+    assert.equals(2, drops())
+  end)
+end)

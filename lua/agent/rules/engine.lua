@@ -9,7 +9,8 @@
 --   e:evaluate(name, samples, err) -> true | nil, err          e:tick() -> notifications sent
 --   e:alerts{ resolved = bool } -> instance copies             e:rule_state(name) -> table | nil
 --   e:test(name, samples) -> notifications, instances | nil, err
---   e.suppressed = { cooldown, hourly_limit, silenced, inhibited }, e.sent, e.store_errors,
+--   e.suppressed = { cooldown, hourly_limit, silenced, inhibited, store_unavailable (past the
+--   UNSAVED_MAX notifications held while the store cannot commit) }, e.sent, e.store_errors,
 --   e.notify_errors, e.render_errors: counters for metrics.
 --
 -- Instance, per rule and series: labels = series labels, then the rule's static labels, then
@@ -345,11 +346,22 @@ function Engine:_step(now, full)
         if self.dirty[inst.fingerprint] == nil then self.dirty[inst.fingerprint] = inst end
       end
       for _, n in ipairs(out) do n.id = nil end
-      if #out > UNSAVED_MAX then out = { unpack(out, #out - UNSAVED_MAX + 1) } end
+      if #out > UNSAVED_MAX then
+        -- counted and logged (once while the store stays down), never dropped unseen
+        local dropped = #out - UNSAVED_MAX
+        out = { unpack(out, dropped + 1) }
+        self.suppressed.store_unavailable = (self.suppressed.store_unavailable or 0) + dropped
+        if not self.unsaved_dropping then
+          self.unsaved_dropping = true
+          pcall(self.logger, 3, "notifications dropped: the store cannot commit them", {
+            dropped = tostring(dropped), kept = tostring(UNSAVED_MAX), error = tostring(self.last_store_error or "") })
+        end
+      end
       self.unsaved = out
       return 0
     end
   end
+  self.unsaved_dropping = nil
   for _, n in ipairs(out) do
     local ok = pcall(self.notify, n)
     if ok then self.sent = self.sent + 1 else self.notify_errors = self.notify_errors + 1 end
