@@ -20,10 +20,12 @@
 #   corrupt     state.db and history.db replaced by 64 KiB of random bytes before start: does
 #               the agent start, what /health/ready and /health/detailed say
 # Knobs: BUILD (the build dir, default build), SOAK_SECONDS (probe window under slowloris, 30),
-# SOAK_RATE (attacker connects/s, 1000), SOAK_FILL (0: the full-disk scenario without filling
-# the disk, to check the harness's counts), SOAK_COMPARE (another build dir: its slowloris row is
-# added, e.g. a build of the commit before a fix), SOAK_ONLY (subset: slowloris setbomb
-# nameflood fulldisk corrupt), SOAK_RESULTS (default bench/RESULTS.md; "-" writes none).
+# SOAK_RATE (attacker connects/s, 1000), SOAK_FAST_RATE (20000), SOAK_FULLDISK_CONTROL (1: the
+# full-disk scenario again without filling the disk, to show what the harness counts when the
+# store works), SOAK_COMPARE (another build dir: its slowloris row is added, e.g. a build of
+# the commit before a fix), SOAK_NOTE (a paragraph above the table), SOAK_ONLY (subset:
+# slowloris setbomb nameflood fulldisk corrupt), SOAK_RESULTS (default bench/RESULTS.md; "-"
+# writes none).
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 bench_init soak
@@ -186,13 +188,14 @@ m = sorted(b - a); print(", ".join(m[:6]) + (" ..." if len(m) > 6 else "") if m 
 }
 
 # ---- full disk --------------------------------------------------------------------------------
-fulldisk() {
-  local rev r0 r1 hwm sport sink_port disk="$TMP/disk"
+fulldisk() { # [FILL: 1 fills the disk (default), 0 is the control: the same with room]
+  local fill=${1:-1} label="full disk" rev r0 r1 hwm sport sink_port disk="$TMP/disk"
+  [ "$fill" = 1 ] || label="full disk, control (not filled)"
   rev=$(rev_of "$BUILD")
   AGENT_BIN=$BEAGLE
   mkdir -p "$disk"
   if ! mount -t tmpfs -o size=8m tmpfs "$disk" 2>"$TMP/mount.err"; then
-    row "full disk" "-" "-" "-" "-" "not measured: cannot mount a small tmpfs ($(head -c 80 "$TMP/mount.err"); needs root)" "$rev"
+    row "$label" "-" "-" "-" "-" "not measured: cannot mount a small tmpfs ($(head -c 80 "$TMP/mount.err"); needs root)" "$rev"
     return
   fi
   MOUNTED=$disk
@@ -216,13 +219,13 @@ EOF
     echo "channel \"sink\" { plugin = \"webhook\", url = \"http://127.0.0.1:$sink_port/hook\" }"
   } >"$TMP/disk.lua"
   agent_start fulldisk "$TMP/disk.lua" "$disk/data" --rules "$TMP/rules" || {
-    row "full disk" "-" "agent did not start" "" "" "$(tail -c 200 "$TMP/fulldisk.log")" "$rev"
+    row "$label" "-" "agent did not start" "" "" "$(tail -c 200 "$TMP/fulldisk.log")" "$rev"
     return
   }
   sleep 2
   r0=$(rss_kb "$AGENT")
   # fill the filesystem to the last block
-  [ "${SOAK_FILL:-1}" = 1 ] && dd if=/dev/zero of="$disk/fill" bs=4k 2>/dev/null
+  [ "$fill" = 1 ] && dd if=/dev/zero of="$disk/fill" bs=4k 2>/dev/null
   local free
   free=$(df -k --output=avail "$disk" | tail -1 | tr -d ' ')
   probe_start 30 "$TMP/fd-probe.json"
@@ -244,11 +247,12 @@ EOF
   delivered=$(wc -l <"$TMP/sink.txt")
   keys=$(sort -u "$TMP/sink.txt" | wc -l)
   logged=$(grep -ciE 'disk|full|SQLITE_FULL|store' "$TMP/fulldisk.log")
-  row "full disk" "data dir on a full 8 MiB tmpfs ($free KiB free), 5 alerts firing, 30 s" \
+  row "$label" "data dir on an 8 MiB tmpfs ($free KiB free), 5 alerts firing, 30 s" \
     "$P_FAIL" "$(mib "$r0") / $(mib "$r1") (peak $(mib "$hwm"))" "$P_P99" \
     "$(verdict "$delivered <= $(jget "$TMP/fd-committed.json" 'd.get("total", 0)')") (delivered <= committed): delivered $delivered ($keys dedup keys), committed $(jget "$TMP/fd-committed.json" 'd.get("total", d.get("error"))') rows ($(jget "$TMP/fd-committed.json" 'd.get("dedup_keys", "?")') keys); /health/ready at 15 s: ${ready:-?}; log lines about the store/disk: $logged" \
     "$rev"
   umount "$disk" && MOUNTED=""
+  rm -f "$TMP/sink.txt"
 }
 
 # ---- corrupt data files -----------------------------------------------------------------------
@@ -315,7 +319,12 @@ for s in $ONLY; do
         slowloris "slowloris (defaults), baseline build" "$SOAK_COMPARE"
       fi
       ;;
-    setbomb | nameflood | fulldisk | corrupt) "$s" ;;
+    fulldisk)
+      fulldisk 1
+      # the same with room on the disk: what the harness counts when the store works
+      [ "${SOAK_FULLDISK_CONTROL:-1}" = 1 ] && fulldisk 0
+      ;;
+    setbomb | nameflood | corrupt) "$s" ;;
     *) echo "soak: unknown scenario $s" >&2 ;;
   esac
 done
@@ -328,6 +337,7 @@ mem_total=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC') (started $STARTED); machine: $(nproc) CPUs ($cpu_model), $mem_total RAM, shared with other builds (load average at the end $(cut -d' ' -f1-3 /proc/loadavg)); $(build_type=$(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$BUILD/CMakeCache.txt" 2>/dev/null); echo "${build_type:-default}") build. The agent runs \`beagle run\` with a config per scenario, pinned to CPU $SERVER_CPU; load and probe on CPU $CLIENT_CPU. /health is probed on a fresh connection every 50 ms with a 1 s timeout during each scenario (a failure: no answer in time, a reset, or a status other than 200; the built-in system check is off, since it reports the CPU the load itself uses); RSS is the agent's before the load / after it (peak = VmHWM). Scenarios: bench/soak.sh."
   echo
+  [ -n "${SOAK_NOTE:-}" ] && { echo "$SOAK_NOTE"; echo; }
   echo "| scenario | load | /health failures | RSS MiB before / after | /health p99 | result | commit |"
   echo "|---|---|---|---|---|---|---|"
   awk -F'\t' '{ gsub(/\|/, "\\|", $2); gsub(/\|/, "\\|", $6); printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7 }' "$ROWS"
