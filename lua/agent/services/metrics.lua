@@ -41,12 +41,29 @@ function M:stop()
   return 0
 end
 
+local HTTP_COUNTERS = {
+  connections_accepted = "beagle_http_connections_accepted_total",
+  connections_rejected = "beagle_http_connections_rejected_total",
+  connections_evicted = "beagle_http_connections_evicted_total",
+  connections_timed_out = "beagle_http_connections_timed_out_total",
+}
+
 function M:update_metrics()
   local m = self.metrics
   m.set_gauge("beagle_resident_memory_bytes", core.rss())
   m.set_gauge("beagle_uptime_seconds", self:uptime())
   if self.server then
-    m.set_gauge("beagle_http_connections_open", self.server:stats().connections_open)
+    local st = self.server:stats()
+    m.set_gauge("beagle_http_connections_open", st.connections_open)
+    -- what the server's limits did (issue 14, slowloris): counters fed the growth since the
+    -- last refresh
+    local seen = self.http_seen or {}
+    self.http_seen = seen
+    for field, name in pairs(HTTP_COUNTERS) do
+      local d = (st[field] or 0) - (seen[field] or 0)
+      if d > 0 then m.increment_counter(name, d) end
+      seen[field] = st[field]
+    end
   end
 end
 
