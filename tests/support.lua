@@ -140,6 +140,8 @@ function S.start(o)
       or tonumber(log:match('"msg":"beagle started".-"listen":"127%.0%.0%.1:(%d+)"'))
   end, 10)
   if not a.port then
+    -- one that hangs (a FIFO it reads, a loop) must not outlive the spec
+    if a:alive() then a:signal("KILL") end
     error("agent did not start:\n" .. (S.read(a.log) or ""))
   end
   a.statsd_port = tonumber((S.read(a.log) or ""):match("statsd=127%.0%.0%.1:(%d+)"))
