@@ -334,23 +334,37 @@ describe("state files that cannot be used", function()
     assert.are.equal(0, count(agent:logtext(), "moved aside"))
   end)
 
-  -- permissions do not stop root: as root the agent runs as nobody (setpriv), its directory
-  -- opened to it first
+  -- permissions do not stop root: as root the agent runs as nobody (setpriv), from a directory
+  -- of its own under /tmp that holds what it reads (a copy of the binary, of lua/, plugins/ and
+  -- rules/, and its config): the checkout may sit under a directory only root can enter (a
+  -- fresh CI clone in a mktemp -d does)
   it("runs without durability in a read-only directory, and says so", function()
-    local data = S.tmpdir()
+    local root = S.sh("id -u"):match("^0%s") ~= nil
+    local bin, base = S.bin, nil
+    local data, start_opts
+    if root then
+      base = S.sh("mktemp -d /tmp/beagle-nobody.XXXXXX"):match("%S+")
+      local src = assert(os.getenv("BEAGLE_SOURCE_DIR"), "BEAGLE_SOURCE_DIR is not set")
+      S.sh(("chmod 0755 %q && cp %q %q/beagle && mkdir %q/home && cp -r %q/lua %q/plugins %q/rules %q/home/")
+        :format(base, S.bin, base, base, src, src, src, base))
+      S.write(base .. "/beagle.lua", S.calm_system)
+      local wrapper = base .. "/beagle-nobody"
+      S.write(wrapper, ("#!/bin/sh\nBEAGLE_HOME=%q exec setpriv --reuid=65534 --regid=65534 --clear-groups %q \"$@\"\n")
+        :format(base .. "/home", base .. "/beagle"))
+      S.sh(("chmod -R a+rX %q && chmod 0755 %q"):format(base, wrapper))
+      data = base .. "/data"
+      assert(os.execute(("mkdir %q"):format(data)) == 0)
+      start_opts = { args = { "--data", data, "-c", base .. "/beagle.lua" } }
+      S.bin = wrapper
+    else
+      data = S.tmpdir()
+      start_opts = { args = { "--data", data }, config = S.calm_system }
+    end
     S.write(data .. "/state.db", ("not a database "):rep(600))
     assert(os.execute(("chmod 0555 %q"):format(data)) == 0)
-    local root = S.sh("id -u"):match("^0%s") ~= nil
-    local bin = S.bin
-    if root then
-      local wrapper = S.tmpdir() .. "/beagle-nobody"
-      S.write(wrapper, ("#!/bin/sh\nchmod 0755 \"$PWD\"\nexec setpriv --reuid=65534 --regid=65534 --clear-groups %q \"$@\"\n")
-        :format(S.bin))
-      S.sh("chmod 0755 " .. wrapper .. " && chmod 0755 " .. wrapper:match("^(.*)/"))
-      S.bin = wrapper
-    end
-    local ok, a = pcall(start, data)
+    local ok, a = pcall(S.start, start_opts)
     S.bin = bin
+    if not ok and base then os.execute(("chmod 0755 %q; rm -rf %q"):format(data, base)) end
     assert(ok, a)
     agent = a
     local r = ready(agent)
@@ -361,6 +375,8 @@ describe("state files that cannot be used", function()
     local _, text = agent:get("/metrics")
     assert.are.equal(0, metric(text, "beagle_store_up", 'db="state"'), text)
     assert.is_truthy(agent:logtext():find("running without it", 1, true))
+    agent:stop()
     os.execute(("chmod 0755 %q"):format(data))
+    if base then os.execute(("rm -rf %q"):format(base)) end
   end)
 end)
