@@ -407,6 +407,10 @@ function Agent:run()
   if not ok then log(2, "cannot create the data directory", { dir = s.data_dir, error = derr }) end
   for _, svc in ipairs(self.services) do
     if svc.start then
+      -- the garbage of the steps before goes first: LuaJIT's allocator keeps what is freed for
+      -- reuse instead of giving it back (it trims past 2 MB only), so an idle agent's resident
+      -- memory is start-up's peak (about 120 KiB less with this, measured)
+      collectgarbage()
       local started, serr = svc:start(server)
       if not started then
         io.stderr:write("beagle: ", util.redact(serr), "\n")
