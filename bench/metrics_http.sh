@@ -157,7 +157,8 @@ read -r bg0_med bg0_min bg0_bytes bg0_bad < <(stats "$TMP/t.BG0")
 ne_ns=$(fmt %.1f "$(calc "($ne_med - $ne0_med) * 1e6 / $TOTAL")")
 bg_ns=$(fmt %.1f "$(calc "($bg_med - $bg0_med) * 1e6 / $TOTAL")")
 ratio=$(awk -v a="$bg_ns" -v b="$ne_ns" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
-v=$(verdict "$bg_med <= 10")
+# the target for the whole GET over HTTP is issue 13's (15 ms); the render alone (5d) has 10 ms
+v=$(verdict "$bg_med <= 15")
 ne_rss=$(rss_kb "$NE")
 bg_rss=$(rss_kb "$BG")
 
@@ -181,10 +182,10 @@ md ""
 md "| measure | beagle | node_exporter | ratio beagle/node_exporter | target | verdict |"
 md "|---|---|---|---|---|---|"
 md "| per series, (median - baseline median) / $TOTAL | $bg_ns ns | $ne_ns ns | $ratio | | |"
-md "| whole GET /metrics, $TOTAL series (median) | $bg_med ms | $ne_med ms | $(awk -v a="$bg_med" -v b="$ne_med" 'BEGIN { printf "%.3f", a / b }') | <= 10 ms (render; this adds HTTP) | $v |"
+md "| whole GET /metrics, $TOTAL series (median) | $bg_med ms | $ne_med ms | $(awk -v a="$bg_med" -v b="$ne_med" 'BEGIN { printf "%.3f", a / b }') | <= 15 ms over HTTP (the render alone: 5d, <= 10 ms) | $v |"
 md ""
 md "Inside the agent, from the plugin's own run (JIT off for the chunk, the agent's C count hook; ctx.now() around 5 runs, median):"
 md "\`$msg\`."
 md ""
 
-summary "5f. GET /metrics over HTTP, 100,000 series" "$bg_med ms ($bg_ns ns/series)" "<= 10 ms (render)" "node_exporter textfile: $ne_med ms ($ne_ns ns/series)" "$ratio per series" "$v"
+summary "5f. GET /metrics over HTTP, 100,000 series" "$bg_med ms ($bg_ns ns/series)" "<= 15 ms over HTTP" "node_exporter textfile: $ne_med ms ($ne_ns ns/series)" "$ratio per series" "$v"
