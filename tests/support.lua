@@ -251,4 +251,31 @@ function S.sink()
   return sink
 end
 
+-- alertmanager() -> { url, svc }: a real Alertmanager (Debian's prometheus-alertmanager), one
+-- node (no cluster), on a free port, with a receiver that drops everything; ready when returned.
+function S.alertmanager()
+  local port = S.free_port()
+  local dir = S.tmpdir()
+  S.write(dir .. "/am.yml", "route:\n  receiver: blackhole\nreceivers:\n- name: blackhole\n")
+  local svc = S.service(("exec prometheus-alertmanager --config.file=%q --storage.path=%q"
+    .. " --web.listen-address=127.0.0.1:%d --cluster.listen-address="):format(dir .. "/am.yml", dir .. "/data", port))
+  local url = "http://127.0.0.1:" .. port
+  assert(S.wait(function() return (S.http("GET", url .. "/-/ready")) == 200 end, 15),
+    "alertmanager did not start: " .. svc.output())
+  return { url = url, svc = svc, port = port }
+end
+
+-- epoch(iso) -> seconds of an RFC 3339 time in UTC, as both beagle and Alertmanager write it
+-- (days from the civil date: Howard Hinnant's algorithm)
+function S.epoch(iso)
+  local y, mo, d, h, mi, s = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d%.]+)")
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1
+  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
+end
+
 return S

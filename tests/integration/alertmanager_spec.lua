@@ -5,37 +5,14 @@
 -- had expired the alert itself), with no cooldown in front of it. Other channels keep the route:
 -- the webhook here waits out group_wait, and a re-fire within its cooldown is held and logged once.
 local S = require "support"
+local epoch = S.epoch
 local cjson = require "cjson"
-
-local function start_alertmanager()
-  local port = S.free_port()
-  local dir = S.tmpdir()
-  S.write(dir .. "/am.yml", "route:\n  receiver: blackhole\nreceivers:\n- name: blackhole\n")
-  local svc = S.service(("exec prometheus-alertmanager --config.file=%q --storage.path=%q"
-    .. " --web.listen-address=127.0.0.1:%d --cluster.listen-address="):format(dir .. "/am.yml", dir .. "/data", port))
-  local url = "http://127.0.0.1:" .. port
-  assert(S.wait(function() return (S.http("GET", url .. "/-/ready")) == 200 end, 15),
-    "alertmanager did not start: " .. svc.output())
-  return { url = url, svc = svc }
-end
-
--- seconds of an RFC 3339 time in UTC (days from the civil date: Howard Hinnant's algorithm)
-local function epoch(iso)
-  local y, mo, d, h, mi, s = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d%.]+)")
-  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-  if mo <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local doy = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1
-  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
-  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
-end
 
 describe("the alertmanager channel", function()
   local am, sink, agent
 
   setup(function()
-    am = start_alertmanager()
+    am = S.alertmanager()
     sink = S.sink()
     local rules = S.tmpdir()
     -- no route for "paced": the default route (group_wait 30 s, group_interval 5 m)

@@ -68,18 +68,13 @@ describe("alert channels", function()
   setup(function()
     sink = S.sink()
     -- Alertmanager, one node (no cluster), on a free port
-    am_port = S.free_port()
-    local amdir = S.tmpdir()
-    S.write(amdir .. "/am.yml", "route:\n  receiver: blackhole\nreceivers:\n- name: blackhole\n")
-    am = S.service(("exec prometheus-alertmanager --config.file=%q --storage.path=%q"
-      .. " --web.listen-address=127.0.0.1:%d --cluster.listen-address="):format(amdir .. "/am.yml", amdir .. "/data", am_port))
+    local a = S.alertmanager()
+    am, am_port = a.svc, a.port
     -- SMTP sink
     mailbox = S.tmpdir() .. "/mail.jsonl"
     smtp = S.service(("exec python3 %q %q"):format(S.src .. "/tests/smtp_sink.py", mailbox))
     local smtp_port = S.wait(function() return tonumber(smtp.output():match("^(%d+)")) end, 10)
     assert(smtp_port, "smtp sink did not start: " .. smtp.output())
-    assert(S.wait(function() return (S.http("GET", ("http://127.0.0.1:%d/-/ready"):format(am_port))) == 200 end, 15),
-      "alertmanager did not start: " .. am.output())
 
     rules = S.tmpdir()
     rules_file(rules)

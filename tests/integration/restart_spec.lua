@@ -5,21 +5,10 @@
 -- comes back a few evaluations after each start, as from a client that reports late (StatsD
 -- every 10 s, a slow check): until then history has no sample of it.
 local S = require "support"
+local epoch = S.epoch
 local cjson = require "cjson"
 
 local NAME = "restart_hot"
-
-local function start_alertmanager()
-  local port = S.free_port()
-  local dir = S.tmpdir()
-  S.write(dir .. "/am.yml", "route:\n  receiver: blackhole\nreceivers:\n- name: blackhole\n")
-  local svc = S.service(("exec prometheus-alertmanager --config.file=%q --storage.path=%q"
-    .. " --web.listen-address=127.0.0.1:%d --cluster.listen-address="):format(dir .. "/am.yml", dir .. "/data", port))
-  local url = "http://127.0.0.1:" .. port
-  assert(S.wait(function() return (S.http("GET", url .. "/-/ready")) == 200 end, 15),
-    "alertmanager did not start: " .. svc.output())
-  return { url = url, svc = svc }
-end
 
 -- Alertmanager's own view of our alert: what GET /api/v2/alerts lists (active ones only).
 local function am_alert(am)
@@ -30,23 +19,10 @@ local function am_alert(am)
   end
 end
 
--- seconds of an RFC 3339 time in UTC, as both beagle and Alertmanager write it (days from the
--- civil date: Howard Hinnant's algorithm)
-local function epoch(iso)
-  local y, mo, d, h, mi, s = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d%.]+)")
-  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-  if mo <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local doy = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1
-  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
-  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
-end
-
 describe("alerts across restarts", function()
   local am, sink
   setup(function()
-    am = start_alertmanager()
+    am = S.alertmanager()
     sink = S.sink()
   end)
   teardown(function()
