@@ -52,11 +52,6 @@ function M:files()
   return found
 end
 
--- As plugins read their files (core.read_file): a FIFO or device dropped in the directory is
--- refused instead of holding the loop. 16 MiB is more than any plugin file needs.
-local function read(path) return core.read_file(path, 16 * 1024 * 1024) end
-local function missing(err) return err == nil or err:find("No such file or directory", 1, true) ~= nil end
-
 function M:fail(path, err, rec)
   self.load_failures = self.load_failures + 1
   local name = rec and rec.name or util.basename(path):gsub("%.lua$", "")
@@ -76,9 +71,9 @@ end
 
 -- Loads (or reloads) one file. Returns rec or nil, err.
 function M:load(path, expected_kind, force)
-  local src, rerr = read(path)
+  local src, rerr = util.read_source(path)
   if not src then
-    if missing(rerr) then return self:unload(path) end
+    if not rerr then return self:unload(path) end
     return self:fail(path, rerr, self.by_file[path])
   end
   local old = self.by_file[path]

@@ -68,6 +68,16 @@ function M.sorted_keys(t)
   return ks
 end
 
+-- read_source(path) -> text | nil[, err]: a plugin's or rule file's source, read as plugins read
+-- their files (agent.core's read_file): a FIFO or device dropped in a directory is refused
+-- instead of holding the loop. A missing file is nil without err. Agent-side only.
+function M.read_source(path)
+  local src, err = require("agent.core").read_file(path, 16 * 1024 * 1024)
+  if src then return src end
+  if err == nil or err:find("No such file or directory", 1, true) then return nil end
+  return nil, err
+end
+
 -- "a, b,c" -> { "a", "b", "c" } (empty items left out)
 function M.split_list(s)
   local out = {}

@@ -96,10 +96,7 @@ function M:rule_files()
   return out
 end
 
--- As plugins read their files (core.read_file): a FIFO or device dropped in the directory is
--- refused instead of holding the loop.
-local function read(path) return core.read_file(path, 16 * 1024 * 1024) end
-local function missing(err) return err == nil or err:find("No such file or directory", 1, true) ~= nil end
+local read = util.read_source
 
 -- A companion test runs in the agent's own state (it replays its rule file through the engine),
 -- so it gets a deadline there: its code and the rule file's run with the JIT off (testing.lua,
@@ -192,7 +189,7 @@ function M:prepare(only)
         else
           file_problems(path, err, problems)
         end
-      elseif not missing(rerr) then
+      elseif rerr then
         file_problems(path, rerr, problems)
       end
     end
