@@ -39,5 +39,6 @@ void bg__host_open_events(lua_State *L, bg_runtime *rt);  /* timer, signal, watc
 void bg__host_open_http(lua_State *L, bg_runtime *rt);    /* http_server */
 void bg__host_open_statsd(lua_State *L, bg_runtime *rt);  /* statsd_start */
 void bg__host_open_history(lua_State *L, bg_runtime *rt); /* history_open */
+void bg__host_open_backend(lua_State *L, bg_runtime *rt); /* metrics_snapshot */
 
 #endif

@@ -106,4 +106,5 @@ void bg__script_open_io(lua_State *L) {
   bg__script_open_io_tcp(L);
   bg__script_open_io_exec(L);
   bg__script_open_io_sync(L);
+  bg__script_open_io_encode(L);
 }

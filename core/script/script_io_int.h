@@ -29,5 +29,6 @@ void bg__script_open_io_tcp(lua_State *L);   /* tcp_connect */
 void bg__script_open_io_exec(lua_State *L);  /* exec */
 void bg__script_open_io_sync(
     lua_State *L); /* read_file, statvfs, sha256, hmac_sha256, json_encode */
+void bg__script_open_io_encode(lua_State *L); /* batch_open, encode */
 
 #endif
