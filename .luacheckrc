@@ -1,8 +1,9 @@
 std = "luajit"
 max_line_length = 140
-files["lua/agent/sandbox.lua"] = { globals = { "__bg", "string", "__load", "__validate", "__run_check", "__load_rules", "__eval_rule", "__eval_rules", "__send", "__collect", "__close", "__configure", "__in_use" },
+files["lua/agent/sandbox.lua"] = { globals = { "__bg", "string", "__load", "__validate", "__run_check", "__load_rules", "__eval_rule", "__eval_rules", "__send", "__send_batch", "__collect", "__close", "__configure", "__in_use" },
 }
 files["lua/agent/sandbox_channel.lua"] = { globals = { "__send" } }
+files["lua/agent/sandbox_backend.lua"] = { globals = { "__send_batch" } }
 files["lua/agent/sandbox_rules.lua"] = { globals = { "__load_rules", "__eval_rule", "__eval_rules" } }
 files["lua/beagle/init.lua"] = { read_globals = { "__bg" } }
 files["plugins/"] = { read_globals = { "beagle" } }

@@ -1,6 +1,7 @@
 /* host_backend: the agent's side of the metric backends (lua/agent/backends.lua).
  *   core.metrics_snapshot() -> snapshot | nil, err   every series of the default registry now
- *   snapshot:size(), snapshot:bytes(), snapshot:batches(n) -> { batch... } of at most n samples
+ *   snapshot:size(), snapshot:bytes(), snapshot:batches(n) -> { batch... } of at most n samples,
+ *   snapshot:release() (the batches keep what they hold)
  *   batch:size(), batch:id() (the number a plugin state opens it by), batch:release()
  * A batch holds its part of the snapshot until it is released (or collected). */
 #include "app/host_int.h"
@@ -105,8 +106,11 @@ static int hbatch_release(lua_State *L) {
 
 void bg__host_open_backend(lua_State *L, bg_runtime *rt) {
   (void)rt;
-  static const luaL_Reg sm[] = {
-      {"size", snap_size}, {"bytes", snap_bytes}, {"batches", snap_batches}, {NULL, NULL}};
+  static const luaL_Reg sm[] = {{"size", snap_size},
+                                {"bytes", snap_bytes},
+                                {"batches", snap_batches},
+                                {"release", snap_gc},
+                                {NULL, NULL}};
   bg__host_set_meta(L, SNAP_MT, sm, snap_gc);
   static const luaL_Reg bm[] = {
       {"size", hbatch_size}, {"id", hbatch_id}, {"release", hbatch_release}, {NULL, NULL}};

@@ -1,11 +1,10 @@
 -- Loads the agent's configuration file (beagle.lua, itself Lua) into a plain description:
--- settings, and the check and channel instances it declares, each with its line.
+-- settings, and the check, channel and backend instances it declares, each with its line.
 --
 --   settings { health_check_interval = "30s" }     -- or top-level: listen = "0.0.0.0:8001"
 --   check "api" { plugin = "http", url = "http://127.0.0.1:8000/health", interval = "30s" }
 --   channel "oncall" { plugin = "pagerduty", routing_key = env "PD_KEY" }
---
--- `backend "x" { ... }` is an error until metric backends exist: accepted, it would send nothing.
+--   backend "prom" { plugin = "remote_write", url = "http://127.0.0.1:9090/api/v1/write" }
 local settings = require "agent.settings"
 
 local M = {}
@@ -16,7 +15,7 @@ local function line_of(level)
 end
 
 -- load(path) -> config | nil, err. config = { settings = {name = {value, line}}, checks = {...},
--- channels = {...}, backends = {} (always empty for now) } with raw (unvalidated) instance tables.
+-- channels = {...}, backends = {...} } with raw (unvalidated) instance tables.
 function M.load(path, getenv)
   getenv = getenv or os.getenv
   local cfg = { path = path, settings = {}, checks = {}, channels = {}, backends = {}, order = {} }
@@ -68,20 +67,10 @@ function M.load(path, getenv)
     end
   end
 
-  -- a declaration of a kind whose engine does not exist yet: an error at its line, never ignored
-  local function unsupported(kind, why)
-    return function(name)
-      local what = type(name) == "string" and ("%s %q"):format(kind, name) or kind
-      problem(line_of(3), what .. ": " .. why)
-      return function() end
-    end
-  end
-
   local env = {
     check = declare("check", cfg.checks),
     channel = declare("channel", cfg.channels),
-    backend = unsupported("backend", "metric backends are not implemented yet, so nothing would send"
-      .. " to it; remove the declaration (GET /metrics serves every series to a Prometheus scrape)"),
+    backend = declare("backend", cfg.backends),
     settings = function(t)
       local line = line_of(3)
       if type(t) ~= "table" then problem(line, "settings expects a table { ... }") return end

@@ -225,11 +225,13 @@ function Agent:setup(opts, home)
   svc.rules = require("agent.services.rules").new(deps { dirs = rules_dirs,
     sample_now = function() svc.history:sample_now() end })
   svc.channels = require("agent.services.channels").new(deps { plugins = svc.plugins, rules = svc.rules })
+  svc.backends = require("agent.services.backends").new(deps { plugins = svc.plugins })
   svc.history = require("agent.services.history").new(deps())
   self.svc = svc
   -- the plugin files load before the kinds build instances on them; the channels' outbox
   -- starts after the rules whose store it shares
-  self.services = { svc.metrics, svc.plugins, svc.checks, svc.statsd, svc.rules, svc.channels, svc.history }
+  self.services = { svc.metrics, svc.plugins, svc.checks, svc.statsd, svc.rules, svc.channels, svc.backends,
+    svc.history }
   local _, bad = self:each("configure", false, cfg)
   if #bad > 0 then return nil, table.concat(bad, "\n") end
   _, bad = self:each("load")

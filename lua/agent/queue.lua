@@ -13,6 +13,8 @@
 --                           breaker_probe, limit, target_limit },
 --     prefer_drop = fn(item) -> bool,         -- trimmed first (then the oldest of any)
 --     on_drop = fn(target, item),             -- after an item is trimmed (e.g. to count its samples)
+--     on_retire = fn(target, item, result),   -- after any item leaves the queue (sent, failed,
+--                                             -- expired, dropped): to free what its payload holds
 --   }
 --   local q = Kind.new {
 --     now = fn -> epoch seconds, timer = fn(delay, cb) -> handle with :stop(), random = fn -> [0, 1),
@@ -22,7 +24,8 @@
 --     store = adapter | nil,                    -- nil: memory only
 --     settings = {...}, log = fn(level, msg, fields), metrics = agent.metrics | nil }
 --   q:push(item)   item = { target, payload, id?, group?, status?, dedup_key?, created_at?,
---                  attempts?, next_at?, ok_result? ("sent") }
+--                  attempts?, next_at?, ok_result? ("sent"), weight? (1) }
+-- An item's weight is what it counts for in the depth and the limits (a batch: its samples).
 --   q:resume()     the adapter's pending items, oldest first
 --   q:status(), q:update_metrics(), q:flush(), q:stop()
 --
@@ -127,7 +130,7 @@ function Queue.kind(spec)
   local M_DEPTH, M_BREAKER = m.depth, m.breaker
   local text = setmetatable(spec.text or {}, { __index = DEFAULT_TEXT })
   local settings_of = spec.settings or default_settings
-  local prefer_drop, on_drop = spec.prefer_drop, spec.on_drop
+  local prefer_drop, on_drop, on_retire = spec.prefer_drop, spec.on_drop, spec.on_retire
 
   local C = {}
   C.__index = C
@@ -254,18 +257,20 @@ function Queue.kind(spec)
       tg.groups[e.group] = g
     end
     g.items[#g.items + 1] = e
-    tg.pending = tg.pending + 1
-    self.depth = self.depth + 1
+    local w = e.weight or 1
+    tg.pending = tg.pending + w
+    self.depth = self.depth + w
     if g.items[g.head] == e then heap_push(tg.heap, e) end
   end
 
   -- The item left the queue (sent, failed, expired, dropped): its group moves on.
-  local function retire(self, tg, e)
+  local function retire(self, tg, e, result)
     if e.retired then return end
     e.retired = true
     heap_remove(tg.heap, e)
-    tg.pending = tg.pending - 1
-    self.depth = self.depth - 1
+    local w = e.weight or 1
+    tg.pending = tg.pending - w
+    self.depth = self.depth - w
     local g = tg.groups[e.group]
     if g and g.items[g.head] == e then
       repeat
@@ -275,6 +280,7 @@ function Queue.kind(spec)
       local nxt = g.items[g.head]
       if nxt then heap_push(tg.heap, nxt) else tg.groups[e.group] = nil end
     end
+    if on_retire then on_retire(tg.name, e, result) end
   end
 
   -- The oldest waiting item of tg older than `than` (that the kind prefers to drop, if picky).
@@ -292,7 +298,7 @@ function Queue.kind(spec)
   end
 
   local function drop(self, tg, victim, max)
-    retire(self, tg, victim)
+    retire(self, tg, victim, "dropped")
     tg.dropped = tg.dropped + 1
     count(self, tg, "dropped")
     local why = text.drop_reason:format(max)
@@ -380,7 +386,7 @@ function Queue.kind(spec)
   end
 
   local function expire(self, tg, e, now)
-    retire(self, tg, e)
+    retire(self, tg, e, "expired")
     tg.expired = tg.expired + 1
     count(self, tg, "expired")
     local why = text.expire_reason:format(now - e.created_at, e.attempts)
@@ -484,7 +490,7 @@ function Queue.kind(spec)
     end
     if info and info.permanent then
       tg.failed = tg.failed + 1
-      retire(self, tg, e)
+      retire(self, tg, e, "failed")
       count(self, tg, "failed")
       self:persist(e, { state = "failed", attempts = e.attempts, last_error = err })
       self.log(3, text.failed, { [label] = tg.name, id = tostring(e.id),
@@ -520,7 +526,7 @@ function Queue.kind(spec)
       tg.last_success_at = now
       close_breaker(self, tg, now)
       tg.sent = tg.sent + 1
-      retire(self, tg, e)
+      retire(self, tg, e, e.ok_result or "sent")
       count(self, tg, e.ok_result or "sent")
       if self.metrics and M_LATENCY then
         self.metrics.record_histogram(M_LATENCY, math.max(0, now - e.created_at), tags(tg, ""))

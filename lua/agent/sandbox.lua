@@ -261,7 +261,7 @@ function __load(a)
   return {
     kind = kind, name = p.name, description = p.description, options = options,
     interval = p.interval, timeout = p.timeout, retries = p.retries, critical = p.critical, resend = p.resend,
-    all_defaults = all_defaults,
+    batch_size = p.batch_size, all_defaults = all_defaults,
   }
 end
 
@@ -495,8 +495,8 @@ function __run_check(a)
     response_time = elapsed }
 end
 
--- ---- the channel and rule-file parts, loaded where they are used -------------------------------
--- A check's state needs neither; each is ~8 KB of code in every plugin state otherwise. The first
+-- ---- the channel, backend and rule-file parts, loaded where they are used ---------------------
+-- A check's state needs none; each is ~8 KB of code in every plugin state otherwise. The first
 -- call of an entry point loads its part, which defines the entry points for good.
 local S = {
   bg = bg, beagle = beagle, errtext = errtext, make_ctx = make_ctx, make_env = make_env,
@@ -511,4 +511,5 @@ local function lazy(module, names)
   end
 end
 lazy("agent.sandbox_channel", { "__send" })
+lazy("agent.sandbox_backend", { "__send_batch" })
 lazy("agent.sandbox_rules", { "__load_rules", "__eval_rule", "__eval_rules" })

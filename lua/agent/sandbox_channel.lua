@@ -86,6 +86,10 @@ end
 
 local function pack_result(...) return send_result(select("#", ...), ...) end
 
+-- What the backend part (sandbox_backend.lua) shares with this one: the send's ctx and result.
+S.send_mt = function() return SEND_MT or build_send_mt() end
+S.pack_result = pack_result
+
 -- A channel's state is idle until deliveries come, each of which leaves garbage (its copy of
 -- the notification, the payload, the body): from its first send on, it collects when the heap
 -- reaches 4x its live size rather than 2x, which saves ~10k of ~410k instructions a

@@ -110,8 +110,21 @@ local function constructor(kind)
       error(where .. ": name must be a string of letters, digits, '_', '-' or '.'", 2)
     end
     local fn = kinds[kind]
-    if type(def[fn]) ~= "function" then
-      error(("%s %q: %s must be a function"):format(where, def.name, fn), 2)
+    -- a backend may instead have the guide's MetricBackend methods, called per sample
+    local guide = kind == "backend" and def.send == nil
+      and (def.send_counter or def.send_gauge or def.send_histogram) ~= nil
+    if guide then
+      for _, m in ipairs { "send_counter", "send_gauge", "send_histogram" } do
+        if def[m] ~= nil and type(def[m]) ~= "function" then
+          error(("%s %q: %s must be a function"):format(where, def.name, m), 2)
+        end
+      end
+    elseif type(def[fn]) ~= "function" then
+      error(("%s %q: %s must be a function%s"):format(where, def.name, fn,
+        kind == "backend" and " (or give send_counter, send_gauge and send_histogram)" or ""), 2)
+    end
+    if def.batch_size ~= nil and (type(def.batch_size) ~= "number" or def.batch_size < 1 or def.batch_size % 1 ~= 0) then
+      error(("%s %q: batch_size must be a whole number >= 1"):format(where, def.name), 2)
     end
     def.options = normalize_options(def.options, ("%s %q"):format(where, def.name))
     for _, k in ipairs { "interval", "timeout", "resend" } do

@@ -25,19 +25,19 @@ channel "oncall" { plugin = "pagerduty", routing_key = env "PD_KEY" }
     assert.are.equal(3, cfg.channels.oncall.line)
   end)
 
-  it("rejects a backend declaration with its line until metric backends exist", function()
-    local cfg, err = load([[
+  it("records backend declarations with their lines, and rejects one without a name", function()
+    local cfg = assert(load([[
 check "api" { plugin = "http", url = "http://127.0.0.1:8000/health" }
 
 backend "prom" { plugin = "remote_write", url = "http://127.0.0.1:9090/api/v1/write" }
-backend { plugin = "remote_write" }
-]])
-    assert.is_nil(cfg)
+]]))
+    assert.are.equal("remote_write", cfg.backends.prom.spec.plugin)
+    assert.are.equal(3, cfg.backends.prom.line)
+    local bad, err = load('backend { plugin = "remote_write" }\nbackend "x" { plugin = "a" }\nbackend "x" { plugin = "b" }\n')
+    assert.is_nil(bad)
     assert.are.equal(table.concat({
-      'beagle.lua:3: backend "prom": metric backends are not implemented yet, so nothing would send to it;'
-        .. " remove the declaration (GET /metrics serves every series to a Prometheus scrape)",
-      "beagle.lua:4: backend: metric backends are not implemented yet, so nothing would send to it;"
-        .. " remove the declaration (GET /metrics serves every series to a Prometheus scrape)",
+      'beagle.lua:1: backend needs a name: backend "name" { ... }',
+      'beagle.lua:3: backend "x" is declared twice (first on line 2)',
     }, "\n"), err)
   end)
 

@@ -1,0 +1,350 @@
+-- Metric backends in the agent: the config's `backend "prom" { plugin = "remote_write", url = ... }`
+-- instances validated against their plugins; every collection interval a snapshot of the registry
+-- (core.metrics_snapshot: C memory, shared by the backends that collect at that instant) cut
+-- into batches; a buffer per backend (the backend kind of agent.queue, weighed in samples) that
+-- sends them in order through the plugin's `send(batch, ctx)` in its sandboxed state, retries
+-- with backoff while the target is down, and past backend_buffer_limit drops the oldest,
+-- counted in beagle_backend_dropped_samples_total. A slow backend delays only itself: each
+-- send is a run of its own plugin state and waits on the loop.
+local core = require "agent.core"
+local util = require "agent.util"
+local Queue = require "agent.queue"
+
+local M = {}
+M.__index = M
+
+local DROPPED = "beagle_backend_dropped_samples_total"
+local SENT = "beagle_backend_samples_total"
+
+-- The backend kind of agent.queue: the same order, backoff, breaker and limits as the
+-- notifications, in samples. Settings per backend (new{ settings = conf }).
+local Buffer = Queue.kind {
+  label = "backend",
+  noun = "batches",
+  metrics = {
+    outcomes = "beagle_backend_sends_total",
+    attempt_failures = "beagle_backend_send_failures_total",
+    latency = "beagle_backend_send_delay_seconds",
+    depth = "beagle_backend_buffered_samples",
+    breaker = "beagle_backend_paused",
+  },
+  text = {
+    dropped = "backend buffer full: oldest batch dropped", expired = "backend batch dropped: too old",
+    failed = "backend refused a batch: dropped", retry = "backend send failed, will retry",
+    breaker_open = "backend paused after failures: probing", breaker_closed = "backend back: sending",
+    drop_reason = "dropped: the backend holds at most %d samples",
+    expire_reason = "dropped: unsent after %gs (%d attempts)",
+  },
+  settings = function(c)
+    return { ttl = c.max_age, max_in_flight = 1, backoff_initial = c.backoff_initial,
+      backoff_max = c.backoff_max, breaker_failures = c.breaker_failures, breaker_probe = c.backoff_max,
+      limit = c.buffer_limit }
+  end,
+  -- a batch leaving the buffer gives back its part of the snapshot; its samples are counted as
+  -- sent or as dropped (with why: dropped, expired, failed, stopped)
+  on_retire = function(target, e, result)
+    local n, m, st = e.weight or 0, e.queue_metrics, e.stats
+    if result == "sent" then
+      if m then m.increment_counter(SENT, n, { backend = target }) end
+      if st then st.sent = st.sent + n end
+    else
+      if m then m.increment_counter(DROPPED, n, { backend = target, reason = result }) end
+      if st then st.dropped = st.dropped + n end
+    end
+    if e.payload then
+      e.payload:release()
+      e.payload = nil
+    end
+  end,
+}
+
+-- new{ plugins (manager), settings, log, metrics, timer }
+function M.new(o)
+  return setmetatable({ plugins = o.plugins, settings = o.settings, log = o.log or function() end,
+    metrics = o.metrics, timer = o.timer, config = {}, config_path = nil, confs = {}, live = {} }, M)
+end
+
+local INSTANCE_KEYS = { plugin = true, timeout = true, enabled = true, description = true, interval = true,
+  batch_size = true, buffer_limit = true }
+
+local function positive_int(v, what)
+  if type(v) ~= "number" or v < 1 or v % 1 ~= 0 then return nil, what .. " must be a whole number >= 1" end
+  return v
+end
+
+-- The instance's conf, or nil, err. dry: validates only (a reload checks every declaration
+-- before it applies any).
+function M:build(name, spec, line, dry)
+  local pname = spec.plugin
+  if type(pname) ~= "string" then return nil, 'plugin is required: backend "x" { plugin = "remote_write", ... }' end
+  local rec = self.plugins:get(pname)
+  if not rec then return nil, ("backend plugin %q is not loaded"):format(pname) end
+  if rec.kind ~= "backend" then return nil, ("plugin %q is a %s, not a backend"):format(pname, rec.kind) end
+  local s = self.settings
+  local c = { name = name, plugin = pname, line = line, version = rec.version, enabled = spec.enabled ~= false,
+    description = spec.description or rec.meta.description, timeout = rec.meta.timeout or s.backend_timeout,
+    interval = rec.meta.interval or s.metrics_collection_interval,
+    batch_size = rec.meta.batch_size or s.metrics_batch_size, buffer_limit = s.backend_buffer_limit,
+    backoff_initial = s.backend_backoff_initial, backoff_max = s.backend_backoff_max,
+    breaker_failures = s.backend_breaker_failures, max_age = s.backend_max_age }
+  for _, k in ipairs { "timeout", "interval" } do
+    if spec[k] ~= nil then
+      local d, err = util.parse_duration(spec[k])
+      if not d or d <= 0 then return nil, ("%s %s"):format(k, err or "must be above 0") end
+      c[k] = d
+    end
+  end
+  for _, k in ipairs { "batch_size", "buffer_limit" } do
+    if spec[k] ~= nil then
+      local v, err = positive_int(spec[k], k)
+      if not v then return nil, err end
+      c[k] = v
+    end
+  end
+  -- a batch bigger than the buffer could never wait in it
+  if c.batch_size > c.buffer_limit then c.batch_size = c.buffer_limit end
+  local given = {}
+  for k, v in pairs(spec) do
+    if not INSTANCE_KEYS[k] then given[k] = v end
+  end
+  local opts, err
+  if dry then opts, err = rec.script:call("__validate", given)
+  else opts, err = rec.script:call("__configure", { name = name, given = given }) end
+  if not opts then return nil, err end
+  c.opts = opts
+  c.secrets = {}
+  for oname, od in pairs(rec.meta.options or {}) do
+    if od.type == "secret" and type(opts[oname]) == "string" and opts[oname] ~= "" then
+      c.secrets[#c.secrets + 1] = opts[oname]
+    end
+  end
+  return c
+end
+
+function M.mask(_, conf, text)
+  text = tostring(text)
+  if not conf or not conf.secrets or #conf.secrets == 0 then return text end
+  return require("beagle.channel_util").mask(text, conf.secrets)
+end
+
+local function problem(path, c, name, err)
+  return ("%s:%d: backend %q: %s"):format(path or "config", c.line, name, err)
+end
+
+-- Every backend of a new config built against the loaded plugins, validated only. Returns the
+-- problems ("file:line: backend "x": reason").
+function M:check_config(config_backends, config_path)
+  local problems = {}
+  for _, name in ipairs(util.sorted_keys(config_backends)) do
+    local c = config_backends[name]
+    local ok, conf, err = pcall(self.build, self, name, c.spec, c.line, true)
+    if not ok then err = conf end
+    if not ok or not conf then problems[#problems + 1] = problem(config_path, c, name, self:mask(self.confs[name], err)) end
+  end
+  return problems
+end
+
+function M:set_config(config_backends, config_path)
+  self.config, self.config_path = config_backends, config_path
+end
+
+-- Rebuilds every instance from the config and the loaded plugins; returns the problems. An
+-- instance that fails keeps its previous conf (if it had one) and reports the error.
+function M:sync()
+  local confs, problems = {}, {}
+  for name, c in pairs(self.config) do
+    local conf, err = self:build(name, c.spec, c.line)
+    if conf then confs[name] = conf
+    else
+      problems[#problems + 1] = problem(self.config_path, c, name, self:mask(self.confs[name], err))
+      local old = self.confs[name]
+      confs[name] = old or { name = name, plugin = c.spec.plugin, line = c.line, secrets = {} }
+      confs[name].error = err
+    end
+  end
+  self.confs = confs
+  local secrets = {}
+  for _, c in pairs(confs) do
+    for _, v in ipairs(c.secrets or {}) do secrets[#secrets + 1] = v end
+  end
+  util.set_secrets("backends", secrets)
+  if self.running then self:apply() end
+  return problems
+end
+
+-- A fresh version of backend plugin `name` must validate every configured instance of it.
+function M:validate_plugin(name, script, meta)
+  if meta.kind ~= "backend" then return true end
+  for bname, c in pairs(self.config) do
+    if c.spec.plugin == name then
+      local given = {}
+      for k, v in pairs(c.spec) do if not INSTANCE_KEYS[k] then given[k] = v end end
+      local ok, err = script:call("__configure", { name = bname, given = given })
+      if not ok then
+        return nil, ("backend %q (%s:%d) does not validate against the new version: %s")
+          :format(bname, self.config_path or "config", c.line, self:mask(self.confs[bname], err))
+      end
+    end
+  end
+  return true
+end
+
+-- ---- running: a collection timer and a buffer per backend ---------------------------------------
+
+-- One snapshot per instant: backends whose timers fire in the same loop turn share it.
+function M:snapshot()
+  local now = core.now()
+  if self.snap and self.snap_at == now then return self.snap end
+  local snap, err = core.metrics_snapshot()
+  if not snap then return nil, err end
+  self.snap, self.snap_at = snap, now
+  -- the batches hold what they need: the snapshot's own hold ends after this loop turn
+  self.timer(0, function()
+    if self.snap == snap then self.snap = nil end
+    snap:release()
+  end)
+  return snap
+end
+
+-- One send: the plugin's send as a run in its state, cut at conf.timeout.
+function M:attempt(conf, batch, done)
+  local rec = self.plugins:get(conf.plugin)
+  if not rec or rec.kind ~= "backend" then error(("backend plugin %q is not loaded"):format(conf.plugin), 0) end
+  rec.script:run("__send_batch", { name = conf.name, id = batch:id() },
+    { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget },
+    function(fine, res)
+      if fine and type(res) == "table" and res.ok then return done(true) end
+      if fine and type(res) == "table" then
+        return done(false, self:mask(conf, res.error), { retry_after = res.retry_after, permanent = res.permanent })
+      end
+      done(false, self:mask(conf, res))
+    end)
+end
+
+-- The running part of backend `name`: its buffer, its timer and its counts.
+function M:start_one(conf)
+  local name = conf.name
+  local stats = { sent = 0, dropped = 0, collected = 0, retries = 0 }
+  local live = { conf = conf, stats = stats }
+  live.buffer = Buffer.new {
+    now = core.wall, timer = self.timer, settings = conf, log = self.log, metrics = self.metrics,
+    resolve = function() return self:usable(name) end,
+    send = function(c, batch, done)
+      return self:attempt(c, batch, function(ok, err, info)
+        if not ok and not (info and info.permanent) then stats.retries = stats.retries + 1 end
+        done(ok, err, info)
+      end)
+    end,
+  }
+  live.timer = self.timer(conf.interval, function() self:collect(live) end, conf.interval)
+  self.live[name] = live
+end
+
+function M:stop_one(live)
+  live.timer:stop()
+  live.buffer:stop()
+  -- what waited is released: the samples are counted as dropped
+  for _, tg in pairs(live.buffer.targets) do
+    for _, g in pairs(tg.groups) do
+      for i = g.head, #g.items do
+        local e = g.items[i]
+        if e and not e.retired and e.payload then
+          live.stats.dropped = live.stats.dropped + (e.weight or 0)
+          if self.metrics then
+            self.metrics.increment_counter(DROPPED, e.weight or 0, { backend = live.conf.name, reason = "stopped" })
+          end
+          e.payload:release()
+          e.payload = nil
+        end
+      end
+    end
+  end
+end
+
+function M:usable(name)
+  local conf = self.confs[name]
+  if not conf then return nil, ("no backend named %q"):format(name) end
+  if conf.error and not conf.opts then return nil, ("backend %q: %s"):format(name, self:mask(conf, conf.error)) end
+  return conf
+end
+
+-- Cuts this instant's snapshot into the backend's batches and buffers them.
+function M:collect(live)
+  local conf = live.conf
+  local snap, err = self:snapshot()
+  if not snap then
+    live.stats.last_collect_error = err
+    self.log(3, "backend collection failed", { backend = conf.name, error = tostring(err) })
+    return
+  end
+  local name, metrics, stats = conf.name, self.metrics, live.stats
+  for _, b in ipairs(snap:batches(conf.batch_size)) do
+    local n = b:size()
+    stats.collected = stats.collected + n
+    live.buffer:push { target = name, group = name, payload = b, weight = n, queue_metrics = metrics, stats = stats }
+  end
+end
+
+-- Starts, restarts (changed conf) or stops the running backends to match the confs.
+function M:apply()
+  for name, live in pairs(self.live) do
+    local conf = self.confs[name]
+    if not conf or conf.enabled == false or conf ~= live.conf and (conf.interval ~= live.conf.interval
+        or conf.batch_size ~= live.conf.batch_size or conf.buffer_limit ~= live.conf.buffer_limit) then
+      self:stop_one(live)
+      self.live[name] = nil
+    elseif conf.opts then
+      live.conf = conf -- new options: the next sends use them
+    end
+  end
+  for name, conf in pairs(self.confs) do
+    if not self.live[name] and conf.opts and conf.enabled ~= false then self:start_one(conf) end
+  end
+end
+
+function M:start()
+  self.running = true
+  self:apply()
+end
+
+function M:stop()
+  self.running = false
+  for name, live in pairs(self.live) do
+    self:stop_one(live)
+    self.live[name] = nil
+  end
+  self.snap = nil
+end
+
+function M:update_metrics()
+  for _, live in pairs(self.live) do live.buffer:update_metrics() end
+end
+
+-- For /health/detailed: every backend with its state.
+function M:list()
+  local out = {}
+  for _, name in ipairs(util.sorted_keys(self.confs)) do
+    local c, live = self.confs[name], self.live[name]
+    local st = live and live.buffer:status()[name] or {}
+    local stats = live and live.stats or {}
+    local state = "ok"
+    if c.error then state = "misconfigured"
+    elseif c.enabled == false then state = "disabled"
+    elseif st.breaker == "open" then state = "paused"
+    elseif (st.consecutive_failures or 0) > 0 then state = "failing"
+    elseif not st.last_success_at then state = "idle" end
+    out[#out + 1] = {
+      name = name, plugin = c.plugin, state = state, error = c.error and self:mask(c, c.error) or nil,
+      interval = c.interval, batch_size = c.batch_size, buffer_limit = c.buffer_limit,
+      buffered = st.pending or 0, sent = stats.sent or 0, dropped = stats.dropped or 0,
+      collected = stats.collected or 0, retries = stats.retries or 0,
+      consecutive_failures = st.consecutive_failures or 0,
+      last_error = st.last_error and self:mask(c, st.last_error) or nil,
+      last_error_at = st.last_error_at and util.iso8601(st.last_error_at) or nil,
+      last_success_at = st.last_success_at and util.iso8601(st.last_success_at) or nil,
+    }
+  end
+  return out
+end
+
+return M
