@@ -30,7 +30,9 @@ local Buffer = Queue.kind {
   },
   text = {
     dropped = "backend buffer full: oldest batch dropped", expired = "backend batch dropped: too old",
-    failed = "backend refused a batch: dropped", retry = "backend send failed, will retry",
+    -- a backend retries every few seconds while its target is down: the pause is logged once
+    -- (breaker_open), the first failure of an episode by the backend's state, not every retry
+    failed = "backend refused a batch: dropped", retry = false,
     breaker_open = "backend paused after failures: probing", breaker_closed = "backend back: sending",
     drop_reason = "dropped: the backend holds at most %d samples",
     expire_reason = "dropped: unsent after %gs (%d attempts)",

@@ -7,7 +7,7 @@
 --     label = "channel",                      -- the target's label in metrics and logs
 --     noun = "notifications",                 -- the count field of the `resumed` log
 --     metrics = { outcomes, attempt_failures, latency, depth, breaker },  -- names; nil: not kept
---     text = { dropped, expired, failed, retry, breaker_open, breaker_closed, flush_failed,
+--     text = { dropped, expired, failed, retry (false: not logged), breaker_open, breaker_closed, flush_failed,
 --              load_failed, resumed, drop_reason (%d), expire_reason (%g, %d) },
 --     settings = fn(s) -> { ttl, max_in_flight, backoff_initial, backoff_max, breaker_failures,
 --                           breaker_probe, limit, target_limit },
@@ -508,8 +508,8 @@ function Queue.kind(spec)
     else
       heap_push(tg.heap, e)
       self:persist(e, { attempts = e.attempts, next_attempt_at = e.next_at, last_error = err })
-      self.log(2, text.retry, { [label] = tg.name, id = tostring(e.id),
-        attempt = tostring(e.attempts), retry_in = ("%.3fs"):format(delay), error = err })
+      if text.retry then self.log(2, text.retry, { [label] = tg.name, id = tostring(e.id),
+        attempt = tostring(e.attempts), retry_in = ("%.3fs"):format(delay), error = err }) end
     end
   end
 
