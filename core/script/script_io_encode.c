@@ -7,6 +7,7 @@
  * plugin code holding it reaches nothing but its samples. */
 #include "export/batch.h"
 #include "export/encode.h"
+#include "export/encode_text.h"
 #include "script/script_io_int.h"
 
 #include <lauxlib.h>
@@ -23,6 +24,9 @@ static const struct {
   const char *name;
   bg_encoder fn;
 } encoders[] = {
+    {"graphite", bg_encode_graphite},
+    {"influx", bg_encode_influx},
+    {"prometheus", bg_encode_prometheus},
     {NULL, NULL},
 };
 
