@@ -7,6 +7,7 @@
  * plugin code holding it reaches nothing but its samples. */
 #include "export/batch.h"
 #include "export/encode.h"
+#include "export/encode_remote_write.h"
 #include "export/encode_text.h"
 #include "script/script_io_int.h"
 
@@ -27,6 +28,7 @@ static const struct {
     {"graphite", bg_encode_graphite},
     {"influx", bg_encode_influx},
     {"prometheus", bg_encode_prometheus},
+    {"remote_write", bg_encode_remote_write},
     {NULL, NULL},
 };
 
