@@ -26,9 +26,12 @@
  * separator after it), an extra label named "le", a counter or gauge that is NaN or infinite
  * (the whole line) and a histogram's non-finite sum (that field alone).
  *
- * opts->flavor: a comma-separated list of "v1" or "v2" (the mapping) and "ns", "us", "ms" or
- * "s" (the timestamp's precision, which the write request must name); default "v1,ns". */
+ * opts->flavor: a comma-separated list of "v1" or "v2" (the mapping), "ns", "us", "ms" or "s"
+ * (the timestamp's precision, which the write request must name) and "gzip" (the whole text
+ * gzipped, for Content-Encoding: gzip; nothing at all when there is no line); default "v1,ns".
+ * */
 #include "export/encode_text.h"
+#include "metrics/expo.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -55,7 +58,7 @@ static char *esc(char *p, const char *s, const unsigned char *tab) {
 }
 
 typedef struct influx {
-  int v2, prec;
+  int v2, prec, gzip;
   const char *prefix;
   size_t plen;
   char ts[BG__NUM_MAX + 8]; /* " <time>\n" */
@@ -72,7 +75,7 @@ static int accept_extra(const char *k, const char *v) {
 }
 
 static int parse_flavor(influx *x, const char *f, char *err, size_t errlen) {
-  x->v2 = 0;
+  x->v2 = x->gzip = 0;
   x->prec = PREC_NS;
   static const char *const precs[] = {"ns", "us", "ms", "s"};
   while (f != NULL && *f) {
@@ -81,6 +84,8 @@ static int parse_flavor(influx *x, const char *f, char *err, size_t errlen) {
     if (n == 2 && f[0] == 'v' && (f[1] == '1' || f[1] == '2')) {
       x->v2 = f[1] == '2';
       ok = 1;
+    } else if (n == 4 && memcmp(f, "gzip", 4) == 0) {
+      x->gzip = ok = 1;
     }
     for (int i = 0; i < 4 && !ok; i++)
       if (strlen(precs[i]) == n && memcmp(f, precs[i], n) == 0) {
@@ -89,7 +94,7 @@ static int parse_flavor(influx *x, const char *f, char *err, size_t errlen) {
       }
     if (!ok) {
       if (errlen > 0)
-        snprintf(err, errlen, "flavor: unknown \"%.*s\" (v1 or v2, and ns, us, ms or s)",
+        snprintf(err, errlen, "flavor: unknown \"%.*s\" (v1 or v2, ns, us, ms or s, gzip)",
                  (int)(n < 32 ? n : 32), f);
       return BG_EINVAL;
     }
@@ -233,6 +238,31 @@ static char *put_v2(char *p, bg_buf *out, const bg_sample *s, influx *x, size_t 
   return p;
 }
 
+/* The lines of b appended to out. */
+static int encode(const bg_batch *b, influx *x, bg_encode_opts *o, bg_buf *out) {
+  size_t n = bg_batch_len(b);
+  for (size_t i = 0; i < n; i++) {
+    const bg_sample *s = bg_batch_at(b, i);
+    if (s->type != BG_HISTOGRAM && !isfinite(s->value)) {
+      o->skipped++;
+      continue;
+    }
+    /* a bound for the series' lines: escaping at most doubles a string */
+    size_t name = 2 * (x->plen + strlen(s->name)) + 16;
+    size_t tags = 2 * bg__labels_bytes(s, &x->extra) + 2 * (size_t)(s->nlabels + x->extra.n);
+    size_t line = 16 + name + tags + 3 * BG__NUM_MAX + x->tslen;
+    size_t bound = s->type == BG_HISTOGRAM
+                       ? (size_t)(s->nbuckets + 3) * (line + name + 2 * BG__NUM_MAX + 8)
+                       : line;
+    if (bg_buf_reserve(out, bound) != 0) return BG_ENOMEM;
+    char *p = out->data + out->len;
+    p = x->v2 ? put_v2(p, out, s, x, &o->skipped) : put_v1(p, s, x, &o->skipped);
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = '\0';
+  }
+  return 0;
+}
+
 int bg_encode_influx(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *err, size_t errlen) {
   influx x;
   int rc = parse_flavor(&x, o->flavor, err, errlen);
@@ -242,25 +272,10 @@ int bg_encode_influx(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *er
   x.bounds = NULL;
   set_time(&x, bg_batch_time_ms(b));
   bg__extra_init(&x.extra, o, accept_extra);
-  size_t n = bg_batch_len(b);
-  for (size_t i = 0; i < n; i++) {
-    const bg_sample *s = bg_batch_at(b, i);
-    if (s->type != BG_HISTOGRAM && !isfinite(s->value)) {
-      o->skipped++;
-      continue;
-    }
-    /* a bound for the series' lines: escaping at most doubles a string */
-    size_t name = 2 * (x.plen + strlen(s->name)) + 16;
-    size_t tags = 2 * bg__labels_bytes(s, &x.extra) + 2 * (size_t)(s->nlabels + x.extra.n);
-    size_t line = 16 + name + tags + 3 * BG__NUM_MAX + x.tslen;
-    size_t bound = s->type == BG_HISTOGRAM
-                       ? (size_t)(s->nbuckets + 3) * (line + name + 2 * BG__NUM_MAX + 8)
-                       : line;
-    if (bg_buf_reserve(out, bound) != 0) return BG_ENOMEM;
-    char *p = out->data + out->len;
-    p = x.v2 ? put_v2(p, out, s, &x, &o->skipped) : put_v1(p, s, &x, &o->skipped);
-    out->len = (size_t)(p - out->data);
-    out->data[out->len] = '\0';
-  }
-  return 0;
+  if (!x.gzip) return encode(b, &x, o, out);
+  bg_buf text = {0};
+  rc = encode(b, &x, o, &text);
+  if (rc == 0 && text.len > 0) rc = bg_gzip(text.data, text.len, 0, out);
+  bg_buf_free(&text);
+  return rc;
 }

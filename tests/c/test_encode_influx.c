@@ -7,6 +7,8 @@
 #include "encode_fixture.h"
 #include "export/encode_text.h"
 
+#include <zlib.h>
+
 /* ---- a line protocol parser ---------------------------------------------------------------- */
 
 typedef struct lp_line {
@@ -252,6 +254,44 @@ static void test_precision(void) {
   bg_registry_free(r);
 }
 
+/* "gzip": the same text, gzipped (read back with zlib); nothing for no lines. */
+static void test_gzip(void) {
+  bg_registry *r = fx_registry();
+  bg_batch *b = fx_batch(r);
+  bg_encode_opts o = {.flavor = "v2"}, oz = {.flavor = "gzip,v2"};
+  char *plain = fx_encode(bg_encode_influx, b, &o);
+  bg_buf gz = {0};
+  char err[256];
+  CHECK_INT(bg_encode_influx(b, &oz, &gz, err, sizeof err), 0);
+  CHECK_INT(oz.skipped, o.skipped);
+  CHECK(gz.len > 18 && (unsigned char)gz.data[0] == 0x1f && (unsigned char)gz.data[1] == 0x8b);
+  size_t cap = strlen(plain) + 64;
+  char *back = calloc(1, cap);
+  z_stream z = {0};
+  CHECK_INT(inflateInit2(&z, 16 + MAX_WBITS), Z_OK);
+  z.next_in = (unsigned char *)gz.data;
+  z.avail_in = (unsigned)gz.len;
+  z.next_out = (unsigned char *)back;
+  z.avail_out = (unsigned)cap - 1;
+  CHECK_INT(inflate(&z, Z_FINISH), Z_STREAM_END);
+  inflateEnd(&z);
+  CHECK_STR(back, plain);
+  free(back);
+  free(plain);
+  bg_buf_free(&gz);
+  bg_batch_unref(b);
+  bg_registry_free(r);
+
+  r = bg_registry_new();
+  b = fx_batch(r);
+  oz = (bg_encode_opts){.flavor = "gzip"};
+  CHECK_INT(bg_encode_influx(b, &oz, &gz, err, sizeof err), 0);
+  CHECK_INT(gz.len, 0);
+  bg_buf_free(&gz);
+  bg_batch_unref(b);
+  bg_registry_free(r);
+}
+
 static void test_empty(void) {
   bg_registry *r = bg_registry_new();
   bg_batch *b = fx_batch(r);
@@ -268,6 +308,7 @@ int main(void) {
   test_round_trip();
   test_exact();
   test_precision();
+  test_gzip();
   test_empty();
   if (failures) {
     fprintf(stderr, "%d failures\n", failures);
