@@ -2,7 +2,8 @@
  *   core.metrics_snapshot() -> snapshot | nil, err   every series of the default registry now
  *   snapshot:size(), snapshot:bytes(), snapshot:batches(n) -> { batch... } of at most n samples,
  *   snapshot:release() (the batches keep what they hold)
- *   batch:size(), batch:id() (the number a plugin state opens it by), batch:release()
+ *   batch:size(), batch:id() (the number a plugin state opens it by), batch:release(),
+ *   batch:encode() -> bytes; core.batch_decode(bytes) -> batch | nil, why (export/batch.h)
  * A batch holds its part of the snapshot until it is released (or collected). */
 #include "app/host_int.h"
 #include "base/bg.h"
@@ -31,6 +32,14 @@ static bg_batch *check_hbatch(lua_State *L) {
   hbatch_ud *u = luaL_checkudata(L, 1, HBATCH_MT);
   if (u->b == NULL) luaL_error(L, "batch: released");
   return u->b;
+}
+
+static void push_hbatch(lua_State *L, bg_batch *b) {
+  hbatch_ud *u = lua_newuserdata(L, sizeof *u);
+  u->b = NULL;
+  luaL_getmetatable(L, HBATCH_MT);
+  lua_setmetatable(L, -2);
+  u->b = b;
 }
 
 static int l_metrics_snapshot(lua_State *L) {
@@ -67,12 +76,9 @@ static int snap_batches(lua_State *L) {
   lua_createtable(L, (int)((n + step - 1) / step), 0);
   int k = 0;
   for (size_t first = 0; first < n; first += step) {
-    hbatch_ud *u = lua_newuserdata(L, sizeof *u);
-    u->b = NULL;
-    luaL_getmetatable(L, HBATCH_MT);
-    lua_setmetatable(L, -2);
-    u->b = bg_batch_new(s, first, step);
-    if (u->b == NULL) return luaL_error(L, "snapshot:batches: out of memory");
+    bg_batch *b = bg_batch_new(s, first, step);
+    if (b == NULL) return luaL_error(L, "snapshot:batches: out of memory");
+    push_hbatch(L, b);
     lua_rawseti(L, -2, ++k);
   }
   return 1;
@@ -97,6 +103,33 @@ static int hbatch_id(lua_State *L) {
   return 1;
 }
 
+static int hbatch_encode(lua_State *L) {
+  bg_batch *b = check_hbatch(L);
+  bg_buf out = {0};
+  if (bg_batch_encode(b, &out) != 0) {
+    bg_buf_free(&out);
+    return luaL_error(L, "batch:encode: out of memory");
+  }
+  lua_pushlstring(L, out.data ? out.data : "", out.len);
+  bg_buf_free(&out);
+  return 1;
+}
+
+/* batch_decode(bytes) -> batch | nil, why */
+static int l_batch_decode(lua_State *L) {
+  size_t len;
+  const char *p = luaL_checklstring(L, 1, &len);
+  const char *why;
+  bg_batch *b = bg_batch_decode(p, len, &why);
+  if (b == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  push_hbatch(L, b);
+  return 1;
+}
+
 static int hbatch_release(lua_State *L) {
   hbatch_ud *u = luaL_checkudata(L, 1, HBATCH_MT);
   bg_batch_unref(u->b);
@@ -112,9 +145,14 @@ void bg__host_open_backend(lua_State *L, bg_runtime *rt) {
                                 {"release", snap_gc},
                                 {NULL, NULL}};
   bg__host_set_meta(L, SNAP_MT, sm, snap_gc);
-  static const luaL_Reg bm[] = {
-      {"size", hbatch_size}, {"id", hbatch_id}, {"release", hbatch_release}, {NULL, NULL}};
+  static const luaL_Reg bm[] = {{"size", hbatch_size},
+                                {"id", hbatch_id},
+                                {"encode", hbatch_encode},
+                                {"release", hbatch_release},
+                                {NULL, NULL}};
   bg__host_set_meta(L, HBATCH_MT, bm, hbatch_release);
   lua_pushcfunction(L, l_metrics_snapshot);
   lua_setfield(L, -2, "metrics_snapshot");
+  lua_pushcfunction(L, l_batch_decode);
+  lua_setfield(L, -2, "batch_decode");
 }

@@ -269,3 +269,137 @@ bg_batch *bg_batch_find(uint32_t id) {
   if (id == 0 || ids_cap == 0) return NULL;
   return *id_find_slot(id);
 }
+
+/* ---- a batch as bytes, for a buffer spilled to disk ------------------------------------------
+ * "BGB1", the instant (double), the count (u32), then per sample: type (u8), nlabels (u8),
+ * nbuckets (u16), id (u32), value, created (doubles), count (u64), name, help and the label
+ * strings (u32 length + bytes each), the bounds (doubles) and the counts (u64s). Native byte
+ * order: the bytes are read back by the same machine. */
+
+#define MAGIC "BGB1"
+
+static int put_str(bg_buf *out, const char *s) {
+  uint32_t n = (uint32_t)strlen(s);
+  if (bg_buf_append(out, &n, sizeof n) != 0) return BG_ENOMEM;
+  return bg_buf_append(out, s, n);
+}
+
+int bg_batch_encode(const bg_batch *b, bg_buf *out) {
+  uint32_t n = (uint32_t)b->n;
+  double now = b->snap->now;
+  int rc = bg_buf_append(out, MAGIC, 4);
+  rc |= bg_buf_append(out, &now, sizeof now);
+  rc |= bg_buf_append(out, &n, sizeof n);
+  for (size_t i = 0; i < b->n && rc == 0; i++) {
+    const bg_sample *s = bg_batch_at(b, i);
+    uint8_t head[2] = {(uint8_t)s->type, (uint8_t)s->nlabels};
+    uint16_t nb = (uint16_t)s->nbuckets;
+    rc |= bg_buf_append(out, head, sizeof head);
+    rc |= bg_buf_append(out, &nb, sizeof nb);
+    rc |= bg_buf_append(out, &s->id, sizeof s->id);
+    rc |= bg_buf_append(out, &s->value, sizeof s->value);
+    rc |= bg_buf_append(out, &s->created, sizeof s->created);
+    rc |= bg_buf_append(out, &s->count, sizeof s->count);
+    rc |= put_str(out, s->name);
+    rc |= put_str(out, s->help);
+    for (int k = 0; k < 2 * s->nlabels; k++)
+      rc |= put_str(out, s->kv[k]);
+    if (s->type == BG_HISTOGRAM) {
+      rc |= bg_buf_append(out, s->bounds, (size_t)nb * sizeof(double));
+      rc |= bg_buf_append(out, s->bucket_counts, ((size_t)nb + 1) * sizeof(uint64_t));
+    }
+  }
+  return rc == 0 ? 0 : BG_ENOMEM;
+}
+
+typedef struct reader {
+  const char *p, *end;
+} reader;
+
+static int take(reader *r, void *dst, size_t n) {
+  if ((size_t)(r->end - r->p) < n) return -1;
+  memcpy(dst, r->p, n);
+  r->p += n;
+  return 0;
+}
+
+/* A string of the bytes into the snapshot's arena; NULL when truncated or out of memory. */
+static const char *take_str(reader *r, bg_snapshot *s) {
+  uint32_t n;
+  if (take(r, &n, sizeof n) != 0 || (size_t)(r->end - r->p) < n) return NULL;
+  char *p = arena_alloc(s, (size_t)n + 1);
+  if (p == NULL) return NULL;
+  memcpy(p, r->p, n);
+  p[n] = '\0';
+  r->p += n;
+  return p;
+}
+
+static const char *decode_into(bg_snapshot *s, reader *r, uint32_t n) {
+  s->samples = calloc(n ? n : 1, sizeof *s->samples);
+  if (s->samples == NULL) return "out of memory";
+  s->cap = n;
+  s->bytes += (size_t)n * sizeof *s->samples;
+  for (uint32_t i = 0; i < n; i++) {
+    bg_sample *x = &s->samples[i];
+    uint8_t head[2];
+    uint16_t nb;
+    if (take(r, head, sizeof head) || take(r, &nb, sizeof nb) || take(r, &x->id, sizeof x->id) ||
+        take(r, &x->value, sizeof x->value) || take(r, &x->created, sizeof x->created) ||
+        take(r, &x->count, sizeof x->count))
+      return "truncated";
+    if (head[0] > BG_HISTOGRAM || head[1] > BG_METRICS_MAX_LABELS) return "a sample out of range";
+    x->type = head[0];
+    x->nlabels = head[1];
+    if ((x->name = take_str(r, s)) == NULL || (x->help = take_str(r, s)) == NULL)
+      return "truncated";
+    const char **kv = arena_alloc(s, (size_t)(2 * x->nlabels + 1) * sizeof *kv);
+    if (kv == NULL) return "out of memory";
+    for (int k = 0; k < 2 * x->nlabels; k++)
+      if ((kv[k] = take_str(r, s)) == NULL) return "truncated";
+    x->kv = kv;
+    if (x->type == BG_HISTOGRAM) {
+      double *bounds = arena_alloc(s, (size_t)nb * sizeof *bounds + 1);
+      uint64_t *counts = arena_alloc(s, ((size_t)nb + 1) * sizeof *counts);
+      if (bounds == NULL || counts == NULL) return "out of memory";
+      if (take(r, bounds, (size_t)nb * sizeof *bounds) ||
+          take(r, counts, ((size_t)nb + 1) * sizeof *counts))
+        return "truncated";
+      x->nbuckets = nb;
+      x->bounds = bounds;
+      x->bucket_counts = counts;
+    }
+    s->n = i + 1;
+  }
+  return r->p == r->end ? NULL : "trailing bytes";
+}
+
+bg_batch *bg_batch_decode(const char *p, size_t len, const char **why) {
+  reader r = {p, p + len};
+  char magic[4];
+  double now;
+  uint32_t n;
+  *why = NULL;
+  if (take(&r, magic, 4) || memcmp(magic, MAGIC, 4) != 0 || take(&r, &now, sizeof now) ||
+      take(&r, &n, sizeof n)) {
+    *why = "not a batch";
+    return NULL;
+  }
+  if (n > len / 32) { /* every sample takes more than 32 bytes */
+    *why = "a count past its bytes";
+    return NULL;
+  }
+  bg_snapshot *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    *why = "out of memory";
+    return NULL;
+  }
+  s->refs = 1;
+  s->now = now;
+  s->bytes = sizeof *s;
+  *why = decode_into(s, &r, n);
+  bg_batch *b = *why ? NULL : bg_batch_new(s, 0, s->n);
+  if (*why == NULL && b == NULL) *why = "out of memory";
+  bg_snapshot_unref(s);
+  return b;
+}

@@ -65,4 +65,10 @@ double bg_batch_time(const bg_batch *b);
 uint32_t bg_batch_id(bg_batch *b);
 bg_batch *bg_batch_find(uint32_t id);
 
+/* A batch as bytes and back, for a backend's buffer kept on disk across restarts: encode
+ * appends to out (0 or BG_ENOMEM); decode returns a new batch of its own (refcount 1) or NULL
+ * with *why ("truncated", "not a batch", ...) for bytes it cannot trust. */
+int bg_batch_encode(const bg_batch *b, bg_buf *out);
+bg_batch *bg_batch_decode(const char *p, size_t len, const char **why);
+
 #endif

@@ -67,7 +67,7 @@ function M.new(o)
 end
 
 local INSTANCE_KEYS = { plugin = true, timeout = true, enabled = true, description = true, interval = true,
-  batch_size = true, buffer_limit = true }
+  batch_size = true, buffer_limit = true, spill = true }
 
 local function positive_int(v, what)
   if type(v) ~= "number" or v < 1 or v % 1 ~= 0 then return nil, what .. " must be a whole number >= 1" end
@@ -103,6 +103,8 @@ function M:build(name, spec, line, dry)
       c[k] = v
     end
   end
+  if spec.spill ~= nil and type(spec.spill) ~= "boolean" then return nil, "spill must be true or false" end
+  c.spill = spec.spill == true
   -- a batch bigger than the buffer could never wait in it
   if c.batch_size > c.buffer_limit then c.batch_size = c.buffer_limit end
   local given = {}
@@ -228,8 +230,12 @@ function M:start_one(conf)
   local name = conf.name
   local stats = { sent = 0, dropped = 0, collected = 0, retries = 0 }
   local live = { conf = conf, stats = stats }
+  local metrics = self.metrics
+  local store = conf.spill and self:store() or nil
+  live.store = store
   live.buffer = Buffer.new {
-    now = core.wall, timer = self.timer, settings = conf, log = self.log, metrics = self.metrics,
+    now = core.wall, timer = self.timer, settings = conf, log = self.log, metrics = metrics,
+    store = store and store:adapter(name, function(e) e.queue_metrics, e.stats = metrics, stats end),
     resolve = function() return self:usable(name) end,
     send = function(c, batch, done)
       return self:attempt(c, batch, function(ok, err, info)
@@ -240,20 +246,50 @@ function M:start_one(conf)
   }
   live.timer = self.timer(conf.interval, function() self:collect(live) end, conf.interval)
   self.live[name] = live
+  if store then
+    -- what an earlier run collected and did not send goes first
+    live.buffer:resume()
+    stats.collected = stats.collected + live.buffer.depth
+  end
 end
 
-function M:stop_one(live)
+-- The buffer file of the backends with spill = true, opened on first need; nil when it cannot
+-- be (those backends then buffer in memory, said once).
+function M:store()
+  if self.spill_store ~= nil then return self.spill_store or nil end
+  local dir = self.settings.data_dir
+  core.mkdir(dir)
+  local st, err = require("agent.backend_store").open(dir .. "/backends.db", self.log)
+  if not st then
+    self.log(3, "backend buffer file cannot be opened: backends buffer in memory only", { error = tostring(err) })
+    self.spill_store = false
+    return nil
+  end
+  local names = {}
+  for name, c in pairs(self.confs) do if c.spill then names[name] = true end end
+  st:forget_others(names)
+  self.spill_store = st
+  return st
+end
+
+-- removed: the backend is no longer declared (else the agent stops, and a spilled buffer
+-- stays on disk for the next start).
+function M:stop_one(live, removed)
   live.timer:stop()
   live.buffer:stop()
-  -- what waited is released: the samples are counted as dropped
+  local kept = live.store and not removed
+  if live.store and removed then live.store:forget(live.conf.name) end
+  -- what waited is released: the samples are counted as dropped unless they wait on disk
   for _, tg in pairs(live.buffer.targets) do
     for _, g in pairs(tg.groups) do
       for i = g.head, #g.items do
         local e = g.items[i]
         if e and not e.retired and e.payload then
-          live.stats.dropped = live.stats.dropped + (e.weight or 0)
-          if self.metrics then
-            self.metrics.increment_counter(DROPPED, e.weight or 0, { backend = live.conf.name, reason = "stopped" })
+          if not (kept and e.id) then
+            live.stats.dropped = live.stats.dropped + (e.weight or 0)
+            if self.metrics then
+              self.metrics.increment_counter(DROPPED, e.weight or 0, { backend = live.conf.name, reason = "stopped" })
+            end
           end
           e.payload:release()
           e.payload = nil
@@ -280,11 +316,24 @@ function M:collect(live)
     return
   end
   local name, metrics, stats = conf.name, self.metrics, live.stats
-  for _, b in ipairs(snap:batches(conf.batch_size)) do
+  local items, now = {}, core.wall()
+  for i, b in ipairs(snap:batches(conf.batch_size)) do
     local n = b:size()
     stats.collected = stats.collected + n
-    live.buffer:push { target = name, group = name, payload = b, weight = n, queue_metrics = metrics, stats = stats }
+    items[i] = { target = name, group = name, payload = b, weight = n, queue_metrics = metrics, stats = stats,
+      created_at = now }
   end
+  if live.store and #items > 0 then
+    local ok, serr = live.store:add(name, items)
+    if not ok and not live.spill_failing then
+      self.log(3, "backend buffer file write failed: batches wait in memory only", { backend = name,
+        error = tostring(serr) })
+    elseif ok and live.spill_failing then
+      self.log(1, "backend buffer file written again", { backend = name })
+    end
+    live.spill_failing = not ok
+  end
+  for _, e in ipairs(items) do live.buffer:push(e) end
 end
 
 -- Starts, restarts (changed conf) or stops the running backends to match the confs.
@@ -293,7 +342,7 @@ function M:apply()
     local conf = self.confs[name]
     if not conf or conf.enabled == false or conf ~= live.conf and (conf.interval ~= live.conf.interval
         or conf.batch_size ~= live.conf.batch_size or conf.buffer_limit ~= live.conf.buffer_limit) then
-      self:stop_one(live)
+      self:stop_one(live, not conf or conf.enabled == false)
       self.live[name] = nil
     elseif conf.opts then
       live.conf = conf -- new options: the next sends use them
@@ -316,6 +365,8 @@ function M:stop()
     self.live[name] = nil
   end
   self.snap = nil
+  if self.spill_store then self.spill_store:close() end
+  self.spill_store = nil
 end
 
 function M:update_metrics()

@@ -161,6 +161,42 @@ backend "lines" { plugin = "json_lines", url = "%s/ingest", interval = "0.2s", b
     assert.is_true(n >= b.dropped - 1000 and n <= b.dropped, n .. " vs " .. b.dropped)
   end)
 
+  it("with spill = true, what was buffered survives kill -9 and goes out after the restart", function()
+    local data = S.tmpdir() .. "/data"
+    local plugins = plugin_dir()
+    local config = S.calm_system .. ([[
+settings { backend_backoff_initial = "0.05s", backend_backoff_max = "0.3s" }
+backend "lines" { plugin = "json_lines", url = "%s/ingest", interval = "0.2s", batch_size = 1000, spill = true }
+]]):format(sink.url)
+    sink.control { status = 503 }
+    agent = S.start { plugins = plugins, config = config, args = { "--data", data } }
+    agent:statsd("probe.mark:1|g")
+    local before = S.wait(function()
+      local b = backend(agent, "lines")
+      return b and b.buffered >= 300 and b
+    end, 15)
+    assert.truthy(before, "nothing buffered")
+    local killed_at = S.now()
+    agent:signal("KILL")
+    assert.truthy(S.wait(function() return not agent:alive() end, 5))
+    agent = nil
+    sink.control { status = 200 }
+    agent = S.start { plugins = plugins, config = config, args = { "--data", data } }
+    -- the marks collected before the kill arrive, oldest first (the new agent has no probe_mark)
+    local old = S.wait(function()
+      local ts = stamps(sink, "probe_mark")
+      return #ts >= 3 and ts
+    end, 15)
+    assert.truthy(old, "the spilled batches never went out")
+    for i, t in ipairs(old) do
+      assert.is_true(t < killed_at, "a mark from after the kill")
+      if i > 1 then assert.is_true(t > old[i - 1], "out of order") end
+    end
+    local b = backend(agent, "lines")
+    assert.is_true(b.collected >= before.buffered, b.collected .. " < " .. before.buffered)
+    assert.equals(0, b.dropped)
+  end)
+
   it("calls the guide's send_counter, send_gauge and send_histogram per sample", function()
     local guide = ([[
 return beagle.backend {
