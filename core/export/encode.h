@@ -22,6 +22,7 @@ typedef struct bg_encode_opts {
   const char *prefix; /* put before every metric name, or NULL */
   const char *flavor; /* the format's variant ("dogstatsd", "v1"...), or NULL */
   double interval;    /* seconds between collections (rates), 0 when unknown */
+  size_t max_payload; /* datagram formats (statsd): bytes per datagram, 0 for the default */
   bg_delta *delta;    /* the instance's previous values, for formats that send differences;
                          NULL for the others */
   size_t skipped;     /* out: samples or labels left out, counted by the encoder */

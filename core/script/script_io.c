@@ -104,6 +104,7 @@ void bg__script_open_io(lua_State *L) {
   bg__io_setfuncs(L, fns);
   bg__script_open_io_fetch(L);
   bg__script_open_io_tcp(L);
+  bg__script_open_io_udp(L);
   bg__script_open_io_exec(L);
   bg__script_open_io_sync(L);
   bg__script_open_io_encode(L);

@@ -6,8 +6,12 @@
  * metatable is closed to getmetatable/setmetatable, and every method checks its argument, so
  * plugin code holding it reaches nothing but its samples. */
 #include "export/batch.h"
+#include "export/delta.h"
 #include "export/encode.h"
+#include "export/encode_datadog.h"
+#include "export/encode_otlp.h"
 #include "export/encode_remote_write.h"
+#include "export/encode_statsd.h"
 #include "export/encode_text.h"
 #include "script/script_io_int.h"
 
@@ -25,10 +29,13 @@ static const struct {
   const char *name;
   bg_encoder fn;
 } encoders[] = {
+    {"datadog", bg_encode_datadog},
     {"graphite", bg_encode_graphite},
     {"influx", bg_encode_influx},
+    {"otlp", bg_encode_otlp},
     {"prometheus", bg_encode_prometheus},
     {"remote_write", bg_encode_remote_write},
+    {"statsd", bg_encode_statsd},
     {NULL, NULL},
 };
 
@@ -162,6 +169,35 @@ static int batch_tostring(lua_State *L) {
   return 1;
 }
 
+/* ---- deltas ------------------------------------------------------------------------------- */
+
+#define DELTA_MT "beagle.delta"
+
+/* delta_new() -> a backend instance's previous values (export/delta.h), for opts.delta */
+static int pl_delta_new(lua_State *L) {
+  bg_delta **u = lua_newuserdata(L, sizeof *u);
+  *u = NULL;
+  luaL_getmetatable(L, DELTA_MT);
+  lua_setmetatable(L, -2);
+  if ((*u = bg_delta_new(bg_wall_time())) == NULL) return luaL_error(L, "out of memory");
+  return 1;
+}
+
+static int delta_gc(lua_State *L) {
+  bg_delta **u = luaL_checkudata(L, 1, DELTA_MT);
+  bg_delta_free(*u);
+  *u = NULL;
+  return 0;
+}
+
+/* opts.delta: NULL when absent; raises when it is something else */
+static bg_delta *opt_delta(lua_State *L, int opts) {
+  lua_getfield(L, opts, "delta");
+  bg_delta **u = lua_isnil(L, -1) ? NULL : luaL_checkudata(L, -1, DELTA_MT);
+  lua_pop(L, 1); /* the userdata stays referenced by opts */
+  return u ? *u : NULL;
+}
+
 /* ---- encode ------------------------------------------------------------------------------- */
 
 #define MAX_EXTRA 64 /* extra labels or resource attributes an encode takes */
@@ -243,6 +279,10 @@ static int pl_encode(lua_State *L) {
     lua_getfield(L, 3, "interval");
     o.interval = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
     lua_pop(L, 1);
+    o.delta = opt_delta(L, 3);
+    lua_getfield(L, 3, "max_payload");
+    o.max_payload = lua_tonumber(L, -1) >= 1 ? (size_t)lua_tonumber(L, -1) : 0;
+    lua_pop(L, 1);
   }
   bg_buf out = {0};
   char err[256] = "";
@@ -264,6 +304,15 @@ void bg__script_open_io_encode(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"batch_open", pl_batch_open}, {"encode", pl_encode}, {NULL, NULL}};
   bg__io_setfuncs(L, fns);
+  static const luaL_Reg dfns[] = {{"delta_new", pl_delta_new}, {NULL, NULL}};
+  bg__io_setfuncs(L, dfns);
+  if (luaL_newmetatable(L, DELTA_MT)) {
+    lua_pushcfunction(L, delta_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, BATCH_MT)) {
     static const luaL_Reg m[] = {{"size", batch_size},       {"time", batch_time},
                                  {"sample", batch_sample},   {"samples", batch_samples},

@@ -1,0 +1,160 @@
+/* encode_datadog: a batch as the body of Datadog's v2 series API (POST /api/v2/series):
+ *   {"series":[{"metric":..., "type":1|2|3, "points":[{"timestamp":s,"value":v}],
+ *               "interval":s, "tags":["k:v"], "resources":[{"type":"host","name":...}]}]}
+ *
+ * What Datadog receives, per sample (metric = prefix .. name):
+ *   counter    the increase since the previous collection (export/delta.h) as a count (type 1,
+ *              `interval` = the seconds it covers), or with flavor "rate" the increase per
+ *              second as a rate (type 2, same interval): Datadog's own agent sends a
+ *              monotonic count as a count, a DogStatsD counter as a rate
+ *   gauge      its value, type 3, no interval
+ *   histogram  <name>.count and <name>.sum: the increases of the observations' number and sum,
+ *              counts (or rates) like a counter; <name>.bucket: the increase of the cumulative
+ *              count of each bucket, tagged upper_bound:<bound> ("inf" for the last) — the
+ *              mapping of Datadog's OpenMetrics integration. No distribution: the registry
+ *              keeps bucket counts, not the observations a distribution is made of.
+ * Tags are the series' labels merged with o->labels (the series' own win), "k:v", labels with
+ * an empty value left out; Datadog normalises what it does not take (case, characters). The
+ * resource attribute "host" (or "host.name") becomes the series' host resource. A value that
+ * is NaN or infinite cannot be written in JSON: the point is skipped and counted. Nothing at
+ * all (not even {"series":[]}) is written when no series is left: the plugin sends nothing. */
+#include "export/encode_datadog.h"
+#include "export/delta.h"
+#include "export/encode_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct st {
+  bg_buf *out;
+  bg_encode_opts *o;
+  int rate;
+  int n; /* series written */
+  const char *host;
+  char ts[BG__NUMLEN]; /* the batch's time, whole seconds */
+  const char *kv[2 * (BG_METRICS_MAX_LABELS + 64)];
+  int nkv;
+  int rc;
+} st;
+
+static void put(st *s, const char *p, size_t n) {
+  if (s->rc == 0) s->rc = bg_buf_append(s->out, p, n);
+}
+#define PUTL(s, lit) put(s, lit, sizeof lit - 1)
+
+static void put_str(st *s, const char *p) {
+  put(s, "\"", 1);
+  if (s->rc == 0) s->rc = bg__json_str(s->out, p);
+  put(s, "\"", 1);
+}
+
+/* One series of one point. type 1 count, 2 rate, 3 gauge; elapsed > 0 for 1 and 2; extra is
+ * one more tag or NULL. */
+static void series(st *s, const char *name, const char *suffix, int type, double value,
+                   double elapsed, const char *extra) {
+  char num[BG__NUMLEN];
+  if (type == 2) value /= elapsed;
+  if (!isfinite(value)) {
+    s->o->skipped++;
+    return;
+  }
+  if (s->n++ > 0) put(s, ",", 1);
+  PUTL(s, "{\"metric\":\"");
+  if (s->o->prefix && s->rc == 0) s->rc = bg__json_str(s->out, s->o->prefix);
+  if (s->rc == 0) s->rc = bg__json_str(s->out, name);
+  if (suffix) put(s, suffix, strlen(suffix));
+  PUTL(s, "\",\"type\":");
+  put(s, type == 1 ? "1" : type == 2 ? "2" : "3", 1);
+  PUTL(s, ",\"points\":[{\"timestamp\":");
+  put(s, s->ts, strlen(s->ts));
+  PUTL(s, ",\"value\":");
+  put(s, num, (size_t)bg__num(num, value));
+  PUTL(s, "}]");
+  if (type != 3) {
+    double iv = floor(elapsed + 0.5);
+    PUTL(s, ",\"interval\":");
+    put(s, num, (size_t)bg__num(num, iv >= 1 ? iv : 1));
+  }
+  int first = 1;
+  for (int k = 0; k < s->nkv; k++) {
+    if (s->kv[2 * k + 1][0] == '\0') continue;
+    put(s, first ? ",\"tags\":[\"" : ",\"", first ? 10 : 2);
+    first = 0;
+    if (s->rc == 0) s->rc = bg__json_str(s->out, s->kv[2 * k]);
+    put(s, ":", 1);
+    if (s->rc == 0) s->rc = bg__json_str(s->out, s->kv[2 * k + 1]);
+    put(s, "\"", 1);
+  }
+  if (extra) {
+    put(s, first ? ",\"tags\":[" : ",", first ? 9 : 1);
+    first = 0;
+    put_str(s, extra);
+  }
+  if (!first) put(s, "]", 1);
+  if (s->host) {
+    PUTL(s, ",\"resources\":[{\"type\":\"host\",\"name\":");
+    put_str(s, s->host);
+    PUTL(s, "}]");
+  }
+  put(s, "}", 1);
+}
+
+static void histogram(st *s, const bg_sample *x, const bg_delta_val *v) {
+  int type = s->rate ? 2 : 1;
+  series(s, x->name, ".count", type, (double)v->count, v->elapsed, NULL);
+  series(s, x->name, ".sum", type, v->value, v->elapsed, NULL);
+  char tag[BG__NUMLEN + 16];
+  uint64_t cum = 0;
+  for (int i = 0; i <= x->nbuckets; i++) {
+    cum += v->buckets[i];
+    memcpy(tag, "upper_bound:", 12);
+    if (i < x->nbuckets && isfinite(x->bounds[i]))
+      bg__num(tag + 12, x->bounds[i]);
+    else
+      memcpy(tag + 12, "inf", 4);
+    series(s, x->name, ".bucket", type, (double)cum, v->elapsed, tag);
+  }
+}
+
+int bg_encode_datadog(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *err, size_t errlen) {
+  int rate = o->flavor && strcmp(o->flavor, "rate") == 0;
+  if (o->flavor && !rate && strcmp(o->flavor, "count") != 0) {
+    snprintf(err, errlen, "flavor must be \"count\" or \"rate\", not \"%s\"", o->flavor);
+    return BG_EINVAL;
+  }
+  if (o->nlabels > 64) return BG_EINVAL;
+  st s = {.out = out, .o = o, .rate = rate};
+  for (int k = 0; k < o->nresource; k++)
+    if (strcmp(o->resource[2 * k], "host") == 0 ||
+        (s.host == NULL && strcmp(o->resource[2 * k], "host.name") == 0))
+      s.host = o->resource[2 * k + 1];
+  double t = bg_batch_time(b);
+  bg__num(s.ts, floor(t));
+  size_t start = out->len;
+  PUTL(&s, "{\"series\":[");
+  size_t n = bg_batch_len(b);
+  for (size_t i = 0; i < n && s.rc == 0; i++) {
+    const bg_sample *x = bg_batch_at(b, i);
+    s.nkv = bg__merge_labels(x, o, s.kv);
+    if (x->type == BG_GAUGE) {
+      series(&s, x->name, NULL, 3, x->value, 0, NULL);
+      continue;
+    }
+    if (o->delta == NULL) {
+      snprintf(err, errlen, "counters and histograms need the instance's delta (opts.delta)");
+      return BG_EINVAL;
+    }
+    bg_delta_val v;
+    int rc = bg_delta_diff(o->delta, x, t, &v);
+    if (rc < 0) return rc;
+    if (rc == 0) continue;
+    if (x->type == BG_HISTOGRAM)
+      histogram(&s, x, &v);
+    else
+      series(&s, x->name, NULL, rate ? 2 : 1, v.value, v.elapsed, NULL);
+  }
+  PUTL(&s, "]}");
+  if (s.rc == 0 && s.n == 0) out->len = start; /* nothing to send */
+  return s.rc;
+}

@@ -1,0 +1,13 @@
+/* encode_otlp: the bg_encoder of "otlp": an OTLP/HTTP JSON metrics request (cumulative sums,
+ * gauges, explicit-bucket histograms). The mapping is described at the top of encode_otlp.c
+ * and in docs/plugins/otlp_metrics.md. Loop thread only. */
+#ifndef BG_ENCODE_OTLP_H
+#define BG_ENCODE_OTLP_H
+
+#include "export/encode.h"
+
+/* Appends the ExportMetricsServiceRequest JSON of b to out, or nothing when no data point is
+ * left. Returns 0, BG_ENOMEM or BG_EINVAL (more than 64 extra labels). */
+int bg_encode_otlp(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *err, size_t errlen);
+
+#endif
