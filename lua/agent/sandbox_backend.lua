@@ -39,8 +39,8 @@ local function clean_opts(opts)
         t[tk] = tostring(tv)
       end
       out[k] = t
-    elseif k == "interval" then
-      if type(v) ~= "number" then return nil, "encode: interval must be a number" end
+    elseif k == "interval" or k == "max_payload" then
+      if type(v) ~= "number" then return nil, ("encode: %s must be a number"):format(k) end
       out[k] = v
     else
       return nil, ("encode: unknown option %q"):format(tostring(k))
@@ -66,8 +66,8 @@ local function encoders(inst)
 end
 
 local udp = { send = function(host, port, data)
-  if type(host) ~= "string" or type(port) ~= "number" or type(data) ~= "string" then
-    return nil, "udp.send: host must be a string, port a number and data a string"
+  if type(host) ~= "string" or type(port) ~= "number" or (type(data) ~= "string" and type(data) ~= "table") then
+    return nil, "udp.send: host must be a string, port a number and data a string or a list of strings"
   end
   if not bg.udp_send then return nil, "udp.send is not supported by this build" end
   return bg.udp_send(host, port, data)
