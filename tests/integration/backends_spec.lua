@@ -295,8 +295,17 @@ return beagle.backend {
     if m == "poke" then
       local r = { getmetatable(batch), batch:sample(0), batch:sample(1e12), batch:sample(-1),
         pcall(ctx.encode.no_such_format, batch), pcall(setmetatable, batch, {}) }
+      -- C methods and encoders given anything but a live batch raise, never read memory
+      local refused = 0
+      for _, f in ipairs { function() return batch.size({}) end, function() return batch.sample(ctx, 1) end,
+        function() return ctx.encode.graphite({}, {}) end, function() return ctx.encode.graphite("batch") end,
+        function() return batch.samples(42) end } do
+        if not pcall(f) then refused = refused + 1 end
+      end
+      local bad_opts = { ctx.encode.graphite(batch, { labels = { [1] = 2 } }) }
       ctx.http.post(ctx.options.url, ctx.json.encode({ name = "poke", type = "x", labels = {}, timestamp = 0,
-        value = 0, mt = tostring(r[1]), s0 = r[2] == nil, big = r[3] == nil }) .. "\n")
+        value = 0, mt = tostring(r[1]), s0 = r[2] == nil, big = r[3] == nil, refused = refused,
+        bad_opts = tostring(bad_opts[2]) }) .. "\n")
       return true
     end
   end,
@@ -318,6 +327,8 @@ backend "poke" { plugin = "evil", mode = "poke", url = "%s/ingest", interval = "
     assert.truthy(got.kept.err:match("released"), got.kept.err)
     assert.equals("false", got.poke.mt)
     assert.is_true(got.poke.s0 and got.poke.big)
+    assert.equals(5, got.poke.refused)
+    assert.truthy(got.poke.bad_opts:match("must map names to strings"), got.poke.bad_opts)
     local loop = S.wait(function()
       local b = backend(agent, "loop")
       return b and b.retries >= 2 and b
