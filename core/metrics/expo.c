@@ -19,6 +19,14 @@ typedef struct expo_state {
   const char *lab; /* the current series' escaped labels, without braces */
   size_t lablen;
   size_t namelen; /* of fam.name */
+  /* the text formats: a 0.0.4 counter's or gauge's sample name (fast set when it fits), the
+   * family's le="..." values, formatted once for all its series */
+  char pre[256];
+  size_t prelen;
+  int fast;
+  char le[BG_METRICS_MAX_BUCKETS][32];
+  const char *lep[BG_METRICS_MAX_BUCKETS];
+  size_t lel[BG_METRICS_MAX_BUCKETS];
   int rc;
   int format;
   int pending; /* family header not written yet */
@@ -31,29 +39,58 @@ typedef struct expo_state {
 
 static const char *const type_names[] = {"counter", "gauge", "histogram"};
 
-/* Decimal digits of u into the end of buf; returns the start. */
-static char *fmt_u64(char *end, uint64_t u) {
-  *--end = '\0';
-  do {
-    *--end = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
+/* "00" to "99": the digit pairs, so a number takes one division per two digits. */
+static const char pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233"
+    "34353637383940414243444546474849505152535455565758596061626364656667"
+    "6869707172737475767778798081828384858687888990919293949596979899";
+
+/* Decimal digits of u ending at end (no NUL); returns the start. 32-bit divisions once u fits. */
+static inline char *digits(char *end, uint64_t u) {
+  while (u > UINT32_MAX) {
+    uint64_t q = u / 100;
+    end -= 2;
+    memcpy(end, pairs + 2 * (u - q * 100), 2);
+    u = q;
+  }
+  uint32_t w = (uint32_t)u;
+  while (w >= 100) {
+    uint32_t q = w / 100;
+    end -= 2;
+    memcpy(end, pairs + 2 * (w - q * 100), 2);
+    w = q;
+  }
+  if (w >= 10) {
+    end -= 2;
+    memcpy(end, pairs + 2 * w, 2);
+  } else {
+    *--end = (char)('0' + w);
+  }
   return end;
 }
 
-/* m / 10^k as decimal text ending at end (k fraction digits). */
-static char *fmt_fixed(char *end, uint64_t m, int k, int neg) {
+/* Decimal digits of u into the end of buf (NUL-terminated); returns the start. */
+static inline char *fmt_u64(char *end, uint64_t u) {
+  *--end = '\0';
+  return digits(end, u);
+}
+
+/* m / 10^k as decimal text ending at end (k fraction digits, NUL-terminated). */
+static inline char *fmt_fixed(char *end, uint64_t m, int k, int neg) {
   char *p = end;
   *--p = '\0';
-  for (int i = 0; i < k; i++) {
+  for (; k >= 2; k -= 2) {
+    uint64_t q = m / 100;
+    p -= 2;
+    memcpy(p, pairs + 2 * (m - q * 100), 2);
+    m = q;
+  }
+  if (k == 1) {
     *--p = (char)('0' + m % 10);
     m /= 10;
   }
-  if (k > 0) *--p = '.';
-  do {
-    *--p = (char)('0' + m % 10);
-    m /= 10;
-  } while (m);
+  if (p != end - 1) *--p = '.';
+  p = digits(p, m);
   if (neg) *--p = '-';
   return p;
 }
@@ -61,20 +98,10 @@ static char *fmt_fixed(char *end, uint64_t m, int k, int neg) {
 #ifdef __SIZEOF_INT128__
 typedef unsigned __int128 u128;
 
-/* The fewest decimals that read back as a, for 1e-5 <= a < 2^53 not an integer, or NULL.
- * a = m / 2^s exactly (m < 2^53, 1 <= s <= 69), so a * 10^k = m 10^k / 2^s is a ratio of
- * 128-bit integers (m 10^k < 2^127 for k <= 22) and the test is exact: the k-decimal number
- * d nearest to a reads back as a when it is within half a unit in the last place of a, on
- * the even side of a tie, and within a quarter below a power of two (whose lower neighbour
- * is nearer). The first k that passes gives the shortest text; 17 significant digits always
- * pass, so k stops by 21. */
-static char *fmt_short(char *end, double a, int neg) {
-  uint64_t bits;
-  memcpy(&bits, &a, sizeof bits);
-  uint64_t m = (bits & 0xfffffffffffffULL) | (1ULL << 52);
-  int s = 1075 - (int)(bits >> 52);
-  u128 pow = 1;
-  for (int k = 1; k <= 22; k++) {
+/* k from k0 on, for fmt_short: in 128 bits, pow = 10^(k0-1). */
+__attribute__((noinline)) static char *fmt_short_wide(char *end, uint64_t m, int s, int k0,
+                                                      u128 pow, int neg) {
+  for (int k = k0; k <= 22; k++) {
     pow *= 10;
     u128 n = (u128)m * pow;
     u128 d = (n + ((u128)1 << (s - 1))) >> s;
@@ -87,41 +114,108 @@ static char *fmt_short(char *end, double a, int neg) {
   }
   return NULL;
 }
+
+/* The fewest decimals that read back as a, for 1e-5 <= a < 2^53 not an integer, or NULL.
+ * a = m / 2^s exactly (m < 2^53, 1 <= s <= 69), so a * 10^k = m 10^k / 2^s is a ratio of
+ * 128-bit integers (m 10^k < 2^127 for k <= 22) and the test is exact: the k-decimal number
+ * d nearest to a reads back as a when it is within half a unit in the last place of a, on
+ * the even side of a tie, and within a quarter below a power of two (whose lower neighbour
+ * is nearer). The first k that passes gives the shortest text; 17 significant digits always
+ * pass, so k stops by 21. The first three k, where m 10^k < 2^63, are done in 64 bits when
+ * s <= 62 (then n + 2^(s-1) and 4 diff <= 2^63 fit too): the same test, a quarter of the
+ * work, and what most recorded values (67.5, 0.045, 12.34) need. */
+static inline char *fmt_short(char *end, double a, int neg) {
+  uint64_t bits;
+  memcpy(&bits, &a, sizeof bits);
+  uint64_t m = (bits & 0xfffffffffffffULL) | (1ULL << 52);
+  int s = 1075 - (int)(bits >> 52);
+  if (s > 62) return fmt_short_wide(end, m, s, 1, 1, neg);
+  uint64_t p = 1, half = 1ULL << (s - 1);
+  for (int k = 1; k <= 3; k++) {
+    p *= 10;
+    uint64_t n = m * p;
+    uint64_t d = (n + half) >> s;
+    uint64_t back = d << s;
+    int below = back < n;
+    uint64_t diff = below ? n - back : back - n;
+    int ok = below && m == 1ULL << 52 ? 4 * diff <= p : 2 * diff < p || (2 * diff == p && !(m & 1));
+    if (ok) return fmt_fixed(end, d, k, neg);
+  }
+  return fmt_short_wide(end, m, s, 4, p, neg);
+}
 #endif
 
+/* fmt_value_n's rare cases: NaN, the infinities, and what the fast paths leave to printf. */
+__attribute__((noinline)) static const char *fmt_value_slow(char *buf, size_t len, double v,
+                                                            size_t *n) {
+  const char *r = buf;
+  if (isnan(v)) {
+    r = "NaN";
+  } else if (isinf(v)) {
+    r = v > 0 ? "+Inf" : "-Inf";
+  } else {
+    for (int prec = 15; prec <= 17; prec++) {
+      snprintf(buf, len, "%.*g", prec, v);
+      if (prec == 17 || strtod(buf, NULL) == v) break;
+    }
+  }
+  *n = strlen(r);
+  return r;
+}
+
 /* Shortest text that reads back as v: integers without exponent, Prometheus' spellings of
- * the infinities and NaN. buf holds at least 32 bytes. */
-static const char *fmt_value(char *buf, size_t len, double v) {
-  if (isnan(v)) return "NaN";
-  if (isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  if (v == 0) return "0";
+ * the infinities and NaN. buf holds at least 32 bytes. Returns the text (NUL-terminated) and
+ * its length in *n. */
+static inline const char *fmt_value_n(char *buf, size_t len, double v, size_t *n) {
   double a = fabs(v);
-  if (a < 9007199254740992.0 && (double)(uint64_t)a == a) {
-    char *p = fmt_u64(buf + len, (uint64_t)a);
-    if (v < 0) *--p = '-';
-    return p;
-  }
+  if (a < 9007199254740992.0) { /* false for NaN and the infinities */
+    int64_t i = (int64_t)a;
+    char *p = NULL;
+    if ((double)i == a) { /* -0 too, as "0" */
+      p = fmt_u64(buf + len, (uint64_t)i);
+      if (v < 0) *--p = '-';
+    }
 #ifdef __SIZEOF_INT128__
-  /* What people record (67.5, 0.045, sums of short decimals, ratios) without printf. */
-  if (a >= 1e-5 && a < 9007199254740992.0) {
-    char *p = fmt_short(buf + len, a, v < 0);
-    if (p) return p;
-  }
+    /* What people record (67.5, 0.045, sums of short decimals, ratios) without printf. */
+    else if (a >= 1e-5) {
+      p = fmt_short(buf + len, a, v < 0);
+    }
 #endif
-  for (int prec = 15; prec <= 17; prec++) {
-    snprintf(buf, len, "%.*g", prec, v);
-    if (prec == 17 || strtod(buf, NULL) == v) break;
+    if (p) {
+      *n = (size_t)(buf + len - 1 - p);
+      return p;
+    }
   }
-  return buf;
+  return fmt_value_slow(buf, len, v, n);
+}
+
+static const char *fmt_value(char *buf, size_t len, double v) {
+  size_t n;
+  return fmt_value_n(buf, len, v, &n);
 }
 
 static void put(expo_state *st, const char *s, size_t n) {
   if (st->rc == 0) st->rc = bg_buf_append(st->out, s, n);
 }
 
-/* Appends without a capacity check: the caller reserved. */
-static char *cat(char *p, const char *s, size_t n) {
-  memcpy(p, s, n);
+/* Appends without a capacity check: the caller reserved. Names, label sets and values are
+ * short: they move in 16-byte pieces, the last one overlapping, without a call. */
+static inline char *cat(char *p, const char *s, size_t n) {
+  if (n >= 16) {
+    if (n > 128) return (char *)memcpy(p, s, n) + n;
+    for (size_t i = 0; i + 16 < n; i += 16)
+      memcpy(p + i, s + i, 16);
+    memcpy(p + n - 16, s + n - 16, 16);
+  } else if (n >= 8) {
+    memcpy(p, s, 8);
+    memcpy(p + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    memcpy(p, s, 4);
+    memcpy(p + n - 4, s + n - 4, 4);
+  } else {
+    for (size_t i = 0; i < n; i++)
+      p[i] = s[i];
+  }
   return p + n;
 }
 
@@ -149,13 +243,14 @@ static void put_escaped(expo_state *st, const char *s, int quote) {
   if (st->rc == 0) st->rc = append_escaped(st->out, s, quote);
 }
 
-/* name suffix{labels[,le="le"]} value\n, with one capacity check. */
-static void put_sample(expo_state *st, const char *suffix, size_t sl, const char *le,
-                       const char *value) {
-  size_t nl = st->namelen, vl = strlen(value);
-  size_t ll = le ? strlen(le) : 0;
-  if (st->rc || (st->rc = bg_buf_reserve(st->out, nl + sl + st->lablen + ll + vl + 16))) return;
-  char *p = st->out->data + st->out->len;
+/* name suffix{labels[,le="le"]} value\n, with one capacity check. Not NUL-terminated:
+ * render_text ends the text once. */
+static void put_sample(expo_state *st, const char *suffix, size_t sl, const char *le, size_t ll,
+                       const char *value, size_t vl) {
+  bg_buf *b = st->out;
+  size_t nl = st->namelen, need = nl + sl + st->lablen + ll + vl + 16;
+  if (st->rc || (b->cap - b->len <= need && (st->rc = bg_buf_reserve(b, need)))) return;
+  char *p = b->data + b->len;
   p = cat(p, st->fam.name, nl);
   p = cat(p, suffix, sl);
   if (st->lablen || le) {
@@ -172,8 +267,7 @@ static void put_sample(expo_state *st, const char *suffix, size_t sl, const char
   *p++ = ' ';
   p = cat(p, value, vl);
   *p++ = '\n';
-  *p = '\0';
-  st->out->len = (size_t)(p - st->out->data);
+  b->len = (size_t)(p - b->data);
 }
 
 static void on_family(void *ud, const bg_family_view *f) {
@@ -232,55 +326,103 @@ static void put_header(expo_state *st, const bg_family_view *f) {
   puts_(st, "\n");
 }
 
-static void on_series_text(void *ud, const bg_family_view *f, const bg_series_view *s) {
-  expo_state *st = ud;
-  int om = st->format == BG_EXPO_OPENMETRICS;
-  char num[64], le[64], created[64];
-  if (st->pending) {
-    st->pending = 0;
-    put_header(st, f);
+/* A family's first series: its header, what its samples share. */
+__attribute__((noinline)) static void family_start(expo_state *st, const bg_family_view *f) {
+  st->pending = 0;
+  put_header(st, f);
+  for (int i = 0; i < f->nbuckets && i < BG_METRICS_MAX_BUCKETS; i++)
+    st->lep[i] = fmt_value_n(st->le[i], sizeof st->le[i], f->buckets[i], &st->lel[i]);
+  const char *suffix = f->type == BG_COUNTER ? "_total" : "";
+  size_t sl = strlen(suffix);
+  st->fast = st->format == BG_EXPO_PROMETHEUS && f->type != BG_HISTOGRAM &&
+             st->namelen + sl < sizeof st->pre;
+  if (st->fast) {
+    memcpy(st->pre, f->name, st->namelen);
+    memcpy(st->pre + st->namelen, suffix, sl);
+    st->prelen = st->namelen + sl;
   }
+}
+
+/* Every sample of a series but a 0.0.4 counter's or gauge's (on_series_text's own). */
+__attribute__((noinline)) static void series_text(expo_state *st, const bg_family_view *f,
+                                                  const bg_series_view *s) {
+  int om = st->format == BG_EXPO_OPENMETRICS;
+  char num[64], sum[64], created[64];
+  size_t nn, cl = 0;
   st->lab = s->labels;
   st->lablen = s->labels_len;
   const char *created_s = "";
   if (om) { /* seconds with milliseconds */
     double ms = nearbyint(s->created * 1000);
-    created_s = ms >= 1 && ms < 9007199254740992.0
-                    ? fmt_fixed(created + sizeof created, (uint64_t)ms, 3, 0)
-                    : fmt_value(created, sizeof created, s->created);
+    if (ms >= 1 && ms < 9007199254740992.0) {
+      created_s = fmt_fixed(created + sizeof created, (uint64_t)ms, 3, 0);
+      cl = strlen(created_s);
+    } else {
+      created_s = fmt_value_n(created, sizeof created, s->created, &cl);
+    }
   }
   if (f->type != BG_HISTOGRAM) {
     int counter = f->type == BG_COUNTER;
-    put_sample(st, counter ? "_total" : "", counter ? 6 : 0, NULL,
-               fmt_value(num, sizeof num, s->value));
-    if (om && counter) put_sample(st, "_created", 8, NULL, created_s);
+    const char *v = fmt_value_n(num, sizeof num, s->value, &nn);
+    put_sample(st, counter ? "_total" : "", counter ? 6 : 0, NULL, 0, v, nn);
+    if (om && counter) put_sample(st, "_created", 8, NULL, 0, created_s, cl);
     return;
   }
   uint64_t cum = 0;
   for (int i = 0; i < f->nbuckets; i++) {
     cum += s->bucket_counts[i];
-    put_sample(st, "_bucket", 7, fmt_value(le, sizeof le, f->buckets[i]),
-               fmt_u64(num + sizeof num, cum));
+    const char *c = fmt_u64(num + sizeof num, cum);
+    put_sample(st, "_bucket", 7, st->lep[i], st->lel[i], c, (size_t)(num + sizeof num - 1 - c));
   }
   const char *count = fmt_u64(num + sizeof num, s->count);
-  put_sample(st, "_bucket", 7, "+Inf", count);
+  size_t countl = (size_t)(num + sizeof num - 1 - count), suml;
+  const char *sum_s = fmt_value_n(sum, sizeof sum, s->value, &suml);
+  put_sample(st, "_bucket", 7, "+Inf", 4, count, countl);
   if (om) { /* OpenMetrics orders count before sum; either order parses */
-    put_sample(st, "_count", 6, NULL, count);
-    put_sample(st, "_sum", 4, NULL, fmt_value(le, sizeof le, s->value));
-    put_sample(st, "_created", 8, NULL, created_s);
+    put_sample(st, "_count", 6, NULL, 0, count, countl);
+    put_sample(st, "_sum", 4, NULL, 0, sum_s, suml);
+    put_sample(st, "_created", 8, NULL, 0, created_s, cl);
   } else {
-    put_sample(st, "_sum", 4, NULL, fmt_value(le, sizeof le, s->value));
-    put_sample(st, "_count", 6, NULL, count);
+    put_sample(st, "_sum", 4, NULL, 0, sum_s, suml);
+    put_sample(st, "_count", 6, NULL, 0, count, countl);
   }
+}
+
+/* Most of a scrape: a counter's or gauge's one line in 0.0.4, name{labels} value, with one
+ * capacity check and the copies inline. */
+static void on_series_text(void *ud, const bg_family_view *f, const bg_series_view *s) {
+  expo_state *st = ud;
+  if (st->pending) family_start(st, f);
+  if (!st->fast) {
+    series_text(st, f, s);
+    return;
+  }
+  char num[32];
+  size_t vl;
+  const char *v = fmt_value_n(num, sizeof num, s->value, &vl);
+  bg_buf *b = st->out;
+  size_t need = st->prelen + s->labels_len + vl + 4;
+  if (st->rc || (b->cap - b->len <= need && (st->rc = bg_buf_reserve(b, need)))) return;
+  char *p = cat(b->data + b->len, st->pre, st->prelen);
+  if (s->labels_len) {
+    *p++ = '{';
+    p = cat(p, s->labels, s->labels_len);
+    *p++ = '}';
+  }
+  *p++ = ' ';
+  p = cat(p, v, vl);
+  *p++ = '\n';
+  b->len = (size_t)(p - b->data);
 }
 
 static int render_text(bg_registry *r, bg_buf *out, int format) {
   expo_state st = {.out = out, .format = format};
   /* An empty registry still yields a valid (empty) string. */
   st.rc = bg_buf_reserve(out, 0);
-  if (st.rc == 0) out->data[out->len] = '\0';
-  bg_registry_walk(r, on_family, on_series_text, &st);
+  bg_registry_walk_text(r, on_family, on_series_text, &st);
   if (format == BG_EXPO_OPENMETRICS) puts_(&st, "# EOF\n");
+  /* the samples are not terminated one by one; reserve always leaves the byte */
+  if (out->data) out->data[out->len] = '\0';
   return st.rc;
 }
 

@@ -204,5 +204,8 @@ static inline int bg__histogram_bucket(const double *b, int nb, double v) {
 typedef void (*bg_family_cb)(void *ud, const bg_family_view *f);
 typedef void (*bg_series_cb)(void *ud, const bg_family_view *f, const bg_series_view *s);
 void bg_registry_walk(bg_registry *r, bg_family_cb fam, bg_series_cb ser, void *ud);
+/* The same walk for callbacks that read only the escaped label text: the view's kv is NULL
+ * (the text renderers; no pointer array is filled per series). */
+void bg_registry_walk_text(bg_registry *r, bg_family_cb fam, bg_series_cb ser, void *ud);
 
 #endif
