@@ -16,6 +16,12 @@ M.__index = M
 local DROPPED = "beagle_backend_dropped_samples_total"
 local SENT = "beagle_backend_samples_total"
 
+local LOSS = {
+  dropped = "backend buffer full: dropping the oldest samples until a send succeeds",
+  expired = "backend batches too old to send: dropped",
+  failed = "backend refused a batch for good: dropped",
+}
+
 -- The backend kind of agent.queue: the same order, backoff, breaker and limits as the
 -- notifications, in samples. Settings per backend (new{ settings = conf }).
 local Buffer = Queue.kind {
@@ -29,10 +35,10 @@ local Buffer = Queue.kind {
     breaker = "beagle_backend_paused",
   },
   text = {
-    dropped = "backend buffer full: oldest batch dropped", expired = "backend batch dropped: too old",
-    -- a backend retries every few seconds while its target is down: the pause is logged once
-    -- (breaker_open), the first failure of an episode by the backend's state, not every retry
-    failed = "backend refused a batch: dropped", retry = false,
+    -- a backend retries every few seconds while its target is down, and drops batch after batch
+    -- once its buffer is full: the pause is logged once (breaker_open), the drops once per
+    -- episode (on_retire), never each
+    failed = false, retry = false, dropped = false, expired = false,
     breaker_open = "backend paused after failures: probing", breaker_closed = "backend back: sending",
     drop_reason = "dropped: the backend holds at most %d samples",
     expire_reason = "dropped: unsent after %gs (%d attempts)",
@@ -49,9 +55,19 @@ local Buffer = Queue.kind {
     if result == "sent" then
       if m then m.increment_counter(SENT, n, { backend = target }) end
       if st then st.sent = st.sent + n end
+      if st then st.losing = nil end
     else
       if m then m.increment_counter(DROPPED, n, { backend = target, reason = result }) end
-      if st then st.dropped = st.dropped + n end
+      if st then
+        st.dropped = st.dropped + n
+        -- once per episode (until a batch goes out again), and once per reason
+        st.losing = st.losing or {}
+        if not st.losing[result] and st.log then
+          st.losing[result] = true
+          st.log(result == "dropped" and 2 or 3, LOSS[result] or "backend dropped samples", { backend = target,
+            reason = result, samples = tostring(n), last_error = e.last_error })
+        end
+      end
     end
     if e.payload then
       e.payload:release()
@@ -228,7 +244,7 @@ end
 -- The running part of backend `name`: its buffer, its timer and its counts.
 function M:start_one(conf)
   local name = conf.name
-  local stats = { sent = 0, dropped = 0, collected = 0, retries = 0 }
+  local stats = { sent = 0, dropped = 0, collected = 0, retries = 0, log = self.log }
   local live = { conf = conf, stats = stats }
   local metrics = self.metrics
   local store = conf.spill and self:store() or nil

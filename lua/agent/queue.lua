@@ -7,7 +7,7 @@
 --     label = "channel",                      -- the target's label in metrics and logs
 --     noun = "notifications",                 -- the count field of the `resumed` log
 --     metrics = { outcomes, attempt_failures, latency, depth, breaker },  -- names; nil: not kept
---     text = { dropped, expired, failed, retry (false: not logged), breaker_open, breaker_closed, flush_failed,
+--     text = { dropped, expired, failed, retry (these four: false = not logged), breaker_open, breaker_closed, flush_failed,
 --              load_failed, resumed, drop_reason (%d), expire_reason (%g, %d) },
 --     settings = fn(s) -> { ttl, max_in_flight, backoff_initial, backoff_max, breaker_failures,
 --                           breaker_probe, limit, target_limit },
@@ -303,8 +303,10 @@ function Queue.kind(spec)
     count(self, tg, "dropped")
     local why = text.drop_reason:format(max)
     self:persist(victim, { state = "failed", last_error = why })
-    self.log(2, text.dropped, { [label] = tg.name, id = tostring(victim.id), status = victim.status,
-      dedup_key = tostring(victim.dedup_key), reason = why })
+    if text.dropped then
+      self.log(2, text.dropped, { [label] = tg.name, id = tostring(victim.id), status = victim.status,
+        dedup_key = tostring(victim.dedup_key), reason = why })
+    end
     if on_drop then on_drop(tg.name, victim) end
   end
 
@@ -391,8 +393,10 @@ function Queue.kind(spec)
     count(self, tg, "expired")
     local why = text.expire_reason:format(now - e.created_at, e.attempts)
     self:persist(e, { state = "expired", last_error = why })
-    self.log(3, text.expired, { [label] = tg.name, id = tostring(e.id), status = e.status,
-      dedup_key = tostring(e.dedup_key), attempts = tostring(e.attempts), last_error = tostring(e.last_error) })
+    if text.expired then
+      self.log(3, text.expired, { [label] = tg.name, id = tostring(e.id), status = e.status,
+        dedup_key = tostring(e.dedup_key), attempts = tostring(e.attempts), last_error = tostring(e.last_error) })
+    end
   end
 
   -- Starts what is due, within the in-flight limit and the breaker; arms the target's timer for
@@ -493,8 +497,10 @@ function Queue.kind(spec)
       retire(self, tg, e, "failed")
       count(self, tg, "failed")
       self:persist(e, { state = "failed", attempts = e.attempts, last_error = err })
-      self.log(3, text.failed, { [label] = tg.name, id = tostring(e.id),
-        dedup_key = tostring(e.dedup_key), error = err })
+      if text.failed then
+        self.log(3, text.failed, { [label] = tg.name, id = tostring(e.id),
+          dedup_key = tostring(e.dedup_key), error = err })
+      end
       return
     end
     tg.failures = tg.failures + 1
