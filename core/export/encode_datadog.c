@@ -17,10 +17,13 @@
  * an empty value left out; Datadog normalises what it does not take (case, characters). The
  * resource attribute "host" (or "host.name") becomes the series' host resource. A value that
  * is NaN or infinite cannot be written in JSON: the point is skipped and counted. Nothing at
- * all (not even {"series":[]}) is written when no series is left: the plugin sends nothing. */
+ * all (not even {"series":[]}) is written when no series is left: the plugin sends nothing.
+ * Flavor: "count" (default) or "rate", and "gzip" for the body gzipped (Content-Encoding: gzip),
+ * comma-separated. */
 #include "export/encode_datadog.h"
 #include "export/delta.h"
 #include "export/encode_util.h"
+#include "metrics/expo.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -117,12 +120,41 @@ static void histogram(st *s, const bg_sample *x, const bg_delta_val *v) {
   }
 }
 
-int bg_encode_datadog(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *err, size_t errlen) {
-  int rate = o->flavor && strcmp(o->flavor, "rate") == 0;
-  if (o->flavor && !rate && strcmp(o->flavor, "count") != 0) {
-    snprintf(err, errlen, "flavor must be \"count\" or \"rate\", not \"%s\"", o->flavor);
-    return BG_EINVAL;
+/* flavor: "count" (the default) or "rate", and "gzip", comma-separated */
+static int parse_flavor(const char *f, int *rate, int *gzip, char *err, size_t errlen) {
+  *rate = *gzip = 0;
+  while (f != NULL && *f) {
+    size_t n = strcspn(f, ",");
+    if (n == 4 && memcmp(f, "rate", 4) == 0)
+      *rate = 1;
+    else if (n == 4 && memcmp(f, "gzip", 4) == 0)
+      *gzip = 1;
+    else if (!(n == 5 && memcmp(f, "count", 5) == 0)) {
+      snprintf(err, errlen, "flavor: unknown \"%.*s\" (count or rate, gzip)",
+               (int)(n < 32 ? n : 32), f);
+      return BG_EINVAL;
+    }
+    f += n + (f[n] == ',');
   }
+  return 0;
+}
+
+static int encode(const bg_batch *b, bg_encode_opts *o, int rate, bg_buf *out, char *err,
+                  size_t errlen);
+
+int bg_encode_datadog(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *err, size_t errlen) {
+  int rate, gzip;
+  int rc = parse_flavor(o->flavor, &rate, &gzip, err, errlen);
+  if (rc != 0 || !gzip) return rc ? rc : encode(b, o, rate, out, err, errlen);
+  bg_buf text = {0};
+  rc = encode(b, o, rate, &text, err, errlen);
+  if (rc == 0 && text.len > 0) rc = bg_gzip(text.data, text.len, 0, out);
+  bg_buf_free(&text);
+  return rc;
+}
+
+static int encode(const bg_batch *b, bg_encode_opts *o, int rate, bg_buf *out, char *err,
+                  size_t errlen) {
   if (o->nlabels > 64) return BG_EINVAL;
   st s = {.out = out, .o = o, .rate = rate};
   for (int k = 0; k < o->nresource; k++)

@@ -17,11 +17,14 @@
  * help text when there is one; no unit (the registry keeps none).
  * Resource attributes are o->resource, with service.name "beagle" unless given. A value that is
  * NaN or infinite is skipped and counted (a histogram then goes without its sum), so the body
- * stays plain JSON. Nothing is written when no data point is left. */
+ * stays plain JSON. Nothing is written when no data point is left. Flavor "gzip": the body
+ * gzipped (Content-Encoding: gzip). */
 #include "export/encode_otlp.h"
 #include "export/encode_util.h"
+#include "metrics/expo.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct st {
@@ -158,8 +161,23 @@ static void sample(st *s, const bg_sample *x) {
   PUTL(s, "]}");
 }
 
+static int encode(const bg_batch *b, bg_encode_opts *o, bg_buf *out);
+
 int bg_encode_otlp(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *err, size_t errlen) {
-  (void)err, (void)errlen;
+  int gzip = o->flavor && strcmp(o->flavor, "gzip") == 0;
+  if (o->flavor && !gzip) {
+    snprintf(err, errlen, "flavor: unknown \"%.32s\" (gzip or none)", o->flavor);
+    return BG_EINVAL;
+  }
+  if (!gzip) return encode(b, o, out);
+  bg_buf text = {0};
+  int rc = encode(b, o, &text);
+  if (rc == 0 && text.len > 0) rc = bg_gzip(text.data, text.len, 0, out);
+  bg_buf_free(&text);
+  return rc;
+}
+
+static int encode(const bg_batch *b, bg_encode_opts *o, bg_buf *out) {
   if (o->nlabels > 64) return BG_EINVAL;
   st s = {.out = out, .o = o};
   ns_text(s.now, bg_batch_time(b));

@@ -7,7 +7,8 @@
 #include "export/encode.h"
 
 /* Appends the ExportMetricsServiceRequest JSON of b to out, or nothing when no data point is
- * left. Returns 0, BG_ENOMEM or BG_EINVAL (more than 64 extra labels). */
+ * left; flavor "gzip" gzips it. Returns 0, BG_ENOMEM, BG_EIO (zlib) or BG_EINVAL (an unknown
+ * flavor, more than 64 extra labels). */
 int bg_encode_otlp(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *err, size_t errlen);
 
 #endif

@@ -86,6 +86,9 @@ static void test_first(void) {
       "end)()");
   free(json);
 
+  fx_check_gzip(bg_encode_datadog, b2, o2, "rate", "rate,gzip");
+  fx_check_gzip(bg_encode_datadog, b2, o2, NULL, "gzip,count");
+
   /* a reset (the same series id, a smaller value): the new value, as a count */
   bg_registry *r2 = bg_registry_new();
   const char *post[] = {"method", "POST", "path", "x"};
@@ -135,7 +138,7 @@ static void test_edges(void) {
   char err[256] = "";
   CHECK_INT(bg_encode_datadog(b, &o, &out, err, sizeof err), BG_EINVAL); /* no delta */
   CHECK_ERR(err, "delta");
-  bg_encode_opts bad = {.flavor = "gauge"};
+  bg_encode_opts bad = {.flavor = "rate,zip"};
   CHECK_INT(bg_encode_datadog(b, &bad, &out, err, sizeof err), BG_EINVAL);
   CHECK_ERR(err, "flavor");
   bg_buf_free(&out);

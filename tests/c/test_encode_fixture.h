@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
+#include <zlib.h>
 
 #include "base/bg.h"
 #include "export/batch.h"
@@ -83,6 +84,44 @@ static char *fx_encode(bg_encoder fn, const bg_batch *b, bg_encode_opts *o) {
   if (out.data == NULL) return calloc(1, 1);
   bg_buf_append(&out, "", 1);
   return out.data;
+}
+
+/* The gunzipped text of in[0..n) (malloc'ed, NUL-terminated), or NULL when it is not gzip. */
+static inline char *fx_gunzip(const char *in, size_t n) {
+  z_stream z = {0};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return NULL;
+  size_t cap = 1 << 20;
+  char *out = malloc(cap);
+  z.next_in = (Bytef *)in;
+  z.avail_in = (uInt)n;
+  z.next_out = (Bytef *)out;
+  z.avail_out = (uInt)(cap - 1);
+  int rc = inflate(&z, Z_FINISH);
+  size_t len = cap - 1 - z.avail_out;
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END) {
+    free(out);
+    return NULL;
+  }
+  out[len] = '\0';
+  return out;
+}
+
+/* fn with flavor gz gunzips to what it writes with flavor plain (same batch, same delta). */
+static inline void fx_check_gzip(bg_encoder fn, const bg_batch *b, bg_encode_opts o,
+                                 const char *plain, const char *gz) {
+  o.flavor = plain;
+  char *text = fx_encode(fn, b, &o);
+  o.flavor = gz;
+  bg_buf out = {0};
+  char err[256] = "";
+  CHECK_INT(fn(b, &o, &out, err, sizeof err), 0);
+  CHECK(out.len > 18 && (unsigned char)out.data[0] == 0x1f && (unsigned char)out.data[1] == 0x8b);
+  char *back = fx_gunzip(out.data, out.len);
+  CHECK_STR(back, text);
+  free(back);
+  free(text);
+  bg_buf_free(&out);
 }
 
 /* Runs check (Lua source) with the global `doc` = cjson.decode(json); 0 when it returns

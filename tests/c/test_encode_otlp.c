@@ -66,6 +66,7 @@ static void test_request(void) {
       "    } } } } } }\n"
       "end)()");
   free(json);
+  fx_check_gzip(bg_encode_otlp, b, o, NULL, "gzip");
 
   /* resource attributes as given, service.name among them; a family cut between two batches is
    * one metric in each */
@@ -102,6 +103,12 @@ static void test_edges(void) {
   char *json = fx_encode(bg_encode_otlp, empty, &o);
   CHECK_STR(json, "");
   free(json);
+  bg_buf junk = {0};
+  char err[256] = "";
+  bg_encode_opts bad = {.flavor = "zstd"};
+  CHECK_INT(bg_encode_otlp(empty, &bad, &junk, err, sizeof err), BG_EINVAL);
+  CHECK_ERR(err, "flavor");
+  bg_buf_free(&junk);
   /* a histogram whose sum is infinite goes without it (sum is optional in OTLP) */
   const double bounds[] = {1};
   bg_histogram_observe(fx_get(r, BG_HISTOGRAM, "h", NULL, NULL, 0, bounds, 1), INFINITY);
