@@ -7,8 +7,8 @@
 #include "export/encode.h"
 
 /* Appends {"series":[...]} for b to out, or nothing when no series is left. Returns 0,
- * BG_ENOMEM, or BG_EINVAL (an unknown flavor: "count" or "rate", "gzip"; or a counter or histogram without
- * o->delta; why in err). */
+ * BG_ENOMEM, or BG_EINVAL (an unknown flavor: "count" or "rate", "gzip"; or a counter or histogram
+ * without o->delta; why in err). */
 int bg_encode_datadog(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *err, size_t errlen);
 
 #endif
