@@ -144,6 +144,12 @@ static char *put_value(char *p, const graphite *g, double v) {
   return bg__put(p, g->ts, g->tslen);
 }
 
+static char *put_count(char *p, const graphite *g, uint64_t v) {
+  *p++ = ' ';
+  p = bg__put_u64(p, v);
+  return bg__put(p, g->ts, g->tslen);
+}
+
 /* One series. Its first line writes the head (prefix, name and, folded, the labels) and the
  * tags; a histogram's other lines copy them from out->data. */
 static char *put_series(char *p, bg_buf *out, const bg_sample *s, graphite *g, size_t *skipped) {
@@ -162,7 +168,7 @@ static char *put_series(char *p, bg_buf *out, const bg_sample *s, graphite *g, s
   size_t t0 = (size_t)(p - out->data);
   if (!g->path) p = put_labels(p, s, g);
   size_t t1 = (size_t)(p - out->data);
-  p = put_value(p, g, (double)s->count);
+  p = put_count(p, g, s->count);
   if (isfinite(s->value)) {
     p = bg__put(p, out->data + h0, h1 - h0);
     p = bg__put(p, ".sum", 4);
@@ -182,7 +188,7 @@ static char *put_series(char *p, bg_buf *out, const bg_sample *s, graphite *g, s
       p = bg__put(p, out->data + t0, t1 - t0);
       p = bg__put(p, g->le[i], g->lelen[i]);
     }
-    p = put_value(p, g, (double)cum);
+    p = put_count(p, g, cum);
   }
   return p;
 }

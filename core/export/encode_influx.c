@@ -171,6 +171,13 @@ static char *put_field(char *p, const char *key, size_t n, double v) {
   return bg__put_double(p, v);
 }
 
+/* A count: the same text as put_field's for a whole number below 2^53, without the double. */
+static char *put_count(char *p, const char *key, size_t n, uint64_t v) {
+  p = bg__put(p, key, n);
+  *p++ = '=';
+  return bg__put_u64(p, v);
+}
+
 /* One series in version 1; returns the end. */
 static char *put_v1(char *p, const bg_sample *s, influx *x, size_t *skipped) {
   char *split;
@@ -184,7 +191,7 @@ static char *put_v1(char *p, const bg_sample *s, influx *x, size_t *skipped) {
   set_bounds(x, s);
   p = put_name(p, x, s, "", MEAS_ESC);
   p = put_tags(p, s, x, skipped, &split);
-  p = put_field(p, " count", 6, (double)s->count);
+  p = put_count(p, " count", 6, s->count);
   if (isfinite(s->value))
     p = put_field(p, ",sum", 4, s->value);
   else
@@ -193,7 +200,7 @@ static char *put_v1(char *p, const bg_sample *s, influx *x, size_t *skipped) {
   for (int i = 0; i <= s->nbuckets; i++) {
     cum += s->bucket_counts[i];
     *p++ = ',';
-    p = put_field(p, x->le[i], x->lelen[i], (double)cum);
+    p = put_count(p, x->le[i], x->lelen[i], cum);
   }
   return put_time(p, x);
 }
@@ -213,7 +220,7 @@ static char *put_v2(char *p, bg_buf *out, const bg_sample *s, influx *x, size_t 
   }
   set_bounds(x, s);
   p = put_name(p, x, s, "_count=", TAG_ESC);
-  p = bg__put_double(p, (double)s->count);
+  p = bg__put_u64(p, s->count);
   if (isfinite(s->value)) {
     *p++ = ',';
     p = put_name(p, x, s, "_sum=", TAG_ESC);
@@ -232,7 +239,7 @@ static char *put_v2(char *p, bg_buf *out, const bg_sample *s, influx *x, size_t 
     p = bg__put(p, out->data + cut, end - cut);
     *p++ = ' ';
     p = put_name(p, x, s, "_bucket=", TAG_ESC);
-    p = bg__put_double(p, (double)cum);
+    p = bg__put_u64(p, cum);
     p = put_time(p, x);
   }
   return p;

@@ -145,6 +145,13 @@ static char *put_value(char *p, double v) {
   return p;
 }
 
+static char *put_count(char *p, uint64_t v) {
+  *p++ = ' ';
+  p = bg__put_u64(p, v);
+  *p++ = '\n';
+  return p;
+}
+
 /* One series; its labels are written once and copied from out->data for a histogram's
  * other lines. */
 static char *put_series(char *p, bg_buf *out, const bg_sample *s, prom *x) {
@@ -172,7 +179,7 @@ static char *put_series(char *p, bg_buf *out, const bg_sample *s, prom *x) {
     }
     if (l1 > l0) *p++ = ',';
     p = bg__put(p, x->le[i], x->lelen[i]);
-    p = put_value(p, (double)cum);
+    p = put_count(p, cum);
   }
   static const char *const tails[] = {"_sum", "_count"};
   for (int t = 0; t < 2; t++) {
@@ -182,7 +189,7 @@ static char *put_series(char *p, bg_buf *out, const bg_sample *s, prom *x) {
       p = bg__put(p, out->data + l0, l1 - l0);
       *p++ = '}';
     }
-    p = put_value(p, t == 0 ? s->value : (double)s->count);
+    p = t == 0 ? put_value(p, s->value) : put_count(p, s->count);
   }
   return p;
 }

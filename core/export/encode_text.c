@@ -38,31 +38,69 @@ static char *put_fixed(char *p, uint64_t d, int k) {
 #ifdef __SIZEOF_INT128__
 typedef unsigned __int128 u128;
 
-/* The fewest fraction digits that read back as a, for 1e-5 <= a < 2^53 and a not an integer;
- * NULL when none up to 22 do. a is m / 2^s exactly (m < 2^53, 1 <= s <= 69), so a * 10^k is
- * the ratio m 10^k / 2^s of 128-bit integers, and whether the nearest k-digit decimal d reads
- * back as a is exact integer arithmetic: d must be within half the gap to a's neighbours (a
- * quarter of the gap above when a's significand is a power of two and d is below, where the
- * lower neighbour is nearer), a tie going to the even significand. The first k that passes is
- * the shortest text, and 17 significant digits always pass, so d fits in 64 bits. */
+#define E19 10000000000000000000ULL
+static const u128 P10[23] = {1,
+                             10,
+                             100,
+                             1000,
+                             10000,
+                             100000,
+                             1000000,
+                             10000000,
+                             100000000,
+                             1000000000,
+                             10000000000ULL,
+                             100000000000ULL,
+                             1000000000000ULL,
+                             10000000000000ULL,
+                             100000000000000ULL,
+                             1000000000000000ULL,
+                             10000000000000000ULL,
+                             100000000000000000ULL,
+                             1000000000000000000ULL,
+                             E19,
+                             (u128)E19 * 10,
+                             (u128)E19 * 100,
+                             (u128)E19 * 1000};
+
+/* Whether the k-digit decimal nearest to a = m / 2^s reads back as a; that decimal times 10^k
+ * into *d. a * 10^k is the ratio m 10^k / 2^s of 128-bit integers (m 10^k < 2^127 for k <= 22),
+ * so the test is exact: d must be within half the gap to a's neighbours (a quarter of it when
+ * a's significand is a power of two and d is below, where the lower neighbour is nearer), a tie
+ * going to the even significand. */
+static int reads_back(uint64_t m, int s, int k, u128 *d) {
+  u128 pow = P10[k], n = (u128)m * pow;
+  *d = (n + ((u128)1 << (s - 1))) >> s;
+  u128 back = *d << s;
+  int below = back < n;
+  u128 diff = below ? n - back : back - n;
+  return below && m == 1ULL << 52 ? 4 * diff <= pow
+                                  : 2 * diff < pow || (2 * diff == pow && !(m & 1));
+}
+
+/* The fewest fraction digits that read back as a, for 1e-5 <= a < 2^53 and a not an integer
+ * (a = m / 2^s exactly, m < 2^53, 1 <= s <= 69). A decimal that reads back still does with one
+ * more digit, so the shortest is found by bisection over 1..22 digits (22 always pass: 17
+ * significant digits do, and a >= 1e-5 has at most 5 zeros after the point); it has at most 17
+ * significant digits, so it fits in 64 bits. */
 static char *put_short(char *p, double a) {
   uint64_t bits;
   memcpy(&bits, &a, sizeof bits);
   uint64_t m = (bits & 0xfffffffffffffULL) | (1ULL << 52);
   int s = 1075 - (int)(bits >> 52);
-  u128 pow = 1;
-  for (int k = 1; k <= 22; k++) {
-    pow *= 10;
-    u128 n = (u128)m * pow;
-    u128 d = (n + ((u128)1 << (s - 1))) >> s;
-    u128 back = d << s;
-    int below = back < n;
-    u128 diff = below ? n - back : back - n;
-    int ok = below && m == 1ULL << 52 ? 4 * diff <= pow
-                                      : 2 * diff < pow || (2 * diff == pow && !(m & 1));
-    if (ok) return put_fixed(p, (uint64_t)d, k);
+  int lo = 1, hi = 22;
+  u128 d, best;
+  reads_back(m, s, hi, &best);
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (reads_back(m, s, mid, &d)) {
+      hi = mid;
+      best = d;
+    } else {
+      lo = mid + 1;
+    }
   }
-  return NULL;
+  return put_fixed(p, (uint64_t)best, hi);
 }
 #endif
 
@@ -78,18 +116,22 @@ char *bg__put_double(char *p, double v) {
   if (a < 9007199254740992.0 && (double)(uint64_t)a == a) return bg__put_u64(p, (uint64_t)a);
 #ifdef __SIZEOF_INT128__
   /* what gauges and sums usually hold (67.5, 0.045, 1/3), without printf */
-  if (a >= 1e-5 && a < 9007199254740992.0) {
-    char *q = put_short(p, a);
-    if (q != NULL) return q;
-  }
+  if (a >= 1e-5 && a < 9007199254740992.0) return put_short(p, a);
 #endif
-  char buf[BG__NUM_MAX];
-  int n = 0;
-  for (int prec = 15; prec <= 17; prec++) {
-    n = snprintf(buf, sizeof buf, "%.*g", prec, a);
-    if (prec == 17 || strtod(buf, NULL) == a) break;
+  /* the rest (below 1e-5, at least 2^53): printf's shortest, by bisection over 1..17 digits */
+  char buf[BG__NUM_MAX], best[BG__NUM_MAX];
+  int lo = 1, hi = 17, n = snprintf(best, sizeof best, "%.17g", a);
+  while (lo < hi) {
+    int mid = (lo + hi) / 2, k = snprintf(buf, sizeof buf, "%.*g", mid, a);
+    if (strtod(buf, NULL) == a) {
+      hi = mid;
+      n = k;
+      memcpy(best, buf, (size_t)k + 1);
+    } else {
+      lo = mid + 1;
+    }
   }
-  return bg__put(p, buf, (size_t)n);
+  return bg__put(p, best, (size_t)n);
 }
 
 void bg__extra_init(bg__extra *e, bg_encode_opts *o, int (*accept)(const char *k, const char *v)) {
