@@ -1,8 +1,9 @@
 /* script_io_udp: udp_send(host, port, data), the datagrams of a StatsD backend. data is one
  * datagram (a string) or a list of them; the run waits until the kernel has taken them all.
  * A numeric address is used as it is; any other name is resolved with uv_getaddrinfo (the
- * threadpool) on each call. Each call has its own uv_udp_t, closed when it ends: a backend
- * sends once per collection, and a socket per state would outlive a run that is cancelled. */
+ * threadpool) on each call, its first IPv4 address preferred. Each call has its own uv_udp_t,
+ * closed when it ends: a backend sends once per collection, and a socket per state would
+ * outlive a run that is cancelled. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +108,15 @@ static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) 
     bg__run_resume(r, 2);
     return;
   }
-  memcpy(&u->addr, res->ai_addr, res->ai_addrlen);
+  /* IPv4 first: a StatsD server usually listens on 0.0.0.0 or 127.0.0.1, and "localhost" lists
+   * ::1 first; datagrams to an address nobody listens on are lost without an error */
+  struct addrinfo *pick = res;
+  for (struct addrinfo *a = res; a != NULL; a = a->ai_next)
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  memcpy(&u->addr, pick->ai_addr, pick->ai_addrlen);
   uv_freeaddrinfo(res);
   int rc = start_sending(u, r->s->rt->loop);
   if (rc != 0) {

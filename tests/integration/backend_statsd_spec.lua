@@ -3,7 +3,8 @@
 -- StatsD and DogStatsD documentation): every line well formed, datagrams under max_payload,
 -- counters as increases that add up to the series' total, negative gauges as 0 then the value
 -- in one datagram (plain StatsD), histograms as .count and .sum (and cumulative .bucket lines
--- with upper_bound tags in DogStatsD), tags made safe with UTF-8 kept, the prefix.
+-- with upper_bound tags in DogStatsD), tags made safe with UTF-8 kept, the prefix; a host name
+-- (localhost) resolved on the loop.
 local S = require "support"
 local cjson = require "cjson"
 
@@ -127,7 +128,7 @@ backend "sd" { plugin = "statsd", port = %d, prefix = "bg.", max_payload = 512, 
 
   it("DogStatsD: tags with the global ones, made safe, UTF-8 kept; cumulative buckets", function()
     agent = S.start { config = S.calm_system .. ([[
-backend "dd" { plugin = "statsd", port = %d, flavor = "dogstatsd", tags = { env = "test", zone = "a|b" },
+backend "dd" { plugin = "statsd", host = "localhost", port = %d, flavor = "dogstatsd", tags = { env = "test", zone = "a|b" },
   interval = "0.3s", max_payload = 8192 }
 ]]):format(r.port) }
     assert.truthy(S.wait(function() return #r.lines() > 0 end, 10), "nothing received")
