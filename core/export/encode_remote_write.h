@@ -24,4 +24,7 @@ int bg_snappy_compress(const void *in, size_t n, bg_buf *out);
  * valid snappy block) or BG_EIO (libsnappy.so.1 cannot be loaded). */
 int bg_snappy_uncompress(const void *in, size_t n, bg_buf *out);
 
+/* Series whose packed labels the encoder keeps between encodes (for tests and reports). */
+size_t bg__encode_remote_write_cached(void);
+
 #endif

@@ -382,6 +382,59 @@ static void test_large(void) {
   bg_registry_free(r);
 }
 
+/* The label cache: a series' labels are packed once and reused by id, a series of another
+ * registry with the same id is told apart, and entries unused for ten minutes of batch time go. */
+static char *encode_at(bg_registry *r, double t) {
+  bg_snapshot *snap = bg_snapshot_take(r, t);
+  bg_batch *b = bg_batch_new(snap, 0, 1000);
+  bg_snapshot_unref(snap);
+  bg_buf body = {0};
+  bg_encode_opts o = {0};
+  CHECK_INT(bg_encode_remote_write(b, &o, &body, err, sizeof err), 0);
+  char *text = read_body(&body, (int64_t)(t * 1000), NULL);
+  bg_buf_free(&body);
+  bg_batch_unref(b);
+  return text;
+}
+
+static void test_cache(void) {
+  bg_registry *a = bg_registry_new(), *b = bg_registry_new();
+  char v[16];
+  for (int i = 0; i < 50; i++) {
+    snprintf(v, sizeof v, "a%02d", i);
+    const char *kv[] = {"x", v};
+    bg_gauge_set(get(a, BG_GAUGE, "in_a", kv, 1, NULL, 0), i);
+  }
+  for (int i = 0; i < 10; i++) {
+    snprintf(v, sizeof v, "b%02d", i);
+    const char *kv[] = {"y", v};
+    bg_gauge_set(get(b, BG_GAUGE, "in_b", kv, 1, NULL, 0), i);
+  }
+  double t = T_SEC + 100000;
+  char *a1 = encode_at(a, t);
+  CHECK(a1 != NULL && strstr(a1, "{__name__=\"in_a\",x=\"a07\"} 7\n") != NULL);
+  CHECK(bg__encode_remote_write_cached() >= 50);
+  char *a2 = encode_at(a, t + 1); /* from the cache: the same */
+  CHECK_STR(a2, a1);
+  /* b's series have a's ids: their own labels, never a's */
+  char *b1 = encode_at(b, t + 700);
+  CHECK(b1 != NULL && strstr(b1, "{__name__=\"in_b\",y=\"b03\"} 3\n") != NULL);
+  CHECK(b1 != NULL && strstr(b1, "x=") == NULL);
+  /* a unused since t: dropped at the sweep of t + 1400 (every earlier entry too), b cached */
+  char *b2 = encode_at(b, t + 1400);
+  CHECK_STR(b2, b1);
+  CHECK_INT(bg__encode_remote_write_cached(), 10);
+  char *a3 = encode_at(a, t + 1401);
+  CHECK(a3 != NULL && strstr(a3, "{__name__=\"in_a\",x=\"a49\"} 49\n") != NULL);
+  free(a1);
+  free(a2);
+  free(a3);
+  free(b1);
+  free(b2);
+  bg_registry_free(a);
+  bg_registry_free(b);
+}
+
 /* ---- the harness ---------------------------------------------------------------------------- */
 
 /* Like the bench's agent: `series` series, 9 in 10 counters and gauges with 3 labels, 1 in 10 a
@@ -450,6 +503,7 @@ int main(int argc, char **argv) {
   test_values();
   test_edges();
   test_large();
+  test_cache();
   if (failures) fprintf(stderr, "%d failures\n", failures);
   return failures ? 1 : 0;
 }
