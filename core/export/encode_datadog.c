@@ -33,11 +33,12 @@ typedef struct st {
   bg_buf *out;
   bg_encode_opts *o;
   int rate;
-  int n; /* series written */
-  const char *host;
+  int n;               /* series written */
+  bg_buf head;         /* the sample's metric name, escaped: written once, copied per series */
+  bg_buf tags;         /* its tags, "k:v","k2:v2" (escaped, no brackets) */
+  bg_buf tail;         /* what ends every series: the host resource and "}" */
   char ts[BG__NUMLEN]; /* the batch's time, whole seconds */
   const char *kv[2 * (BG_METRICS_MAX_LABELS + 64)];
-  int nkv;
   int rc;
 } st;
 
@@ -46,16 +47,28 @@ static void put(st *s, const char *p, size_t n) {
 }
 #define PUTL(s, lit) put(s, lit, sizeof lit - 1)
 
-static void put_str(st *s, const char *p) {
-  put(s, "\"", 1);
-  if (s->rc == 0) s->rc = bg__json_str(s->out, p);
-  put(s, "\"", 1);
+/* The name and tags of sample x, for its series. */
+static void prepare(st *s, const bg_sample *x) {
+  bg_buf_reset(&s->head);
+  bg_buf_reset(&s->tags);
+  int rc = s->o->prefix ? bg__json_str(&s->head, s->o->prefix) : 0;
+  if (rc == 0) rc = bg__json_str(&s->head, x->name);
+  int n = bg__merge_labels(x, s->o, s->kv);
+  for (int k = 0; k < n && rc == 0; k++) {
+    if (s->kv[2 * k + 1][0] == '\0') continue;
+    rc = bg_buf_append(&s->tags, s->tags.len ? ",\"" : "\"", s->tags.len ? 2 : 1);
+    if (rc == 0) rc = bg__json_str(&s->tags, s->kv[2 * k]);
+    if (rc == 0) rc = bg_buf_append(&s->tags, ":", 1);
+    if (rc == 0) rc = bg__json_str(&s->tags, s->kv[2 * k + 1]);
+    if (rc == 0) rc = bg_buf_append(&s->tags, "\"", 1);
+  }
+  if (rc != 0) s->rc = rc;
 }
 
 /* One series of one point. type 1 count, 2 rate, 3 gauge; elapsed > 0 for 1 and 2; extra is
- * one more tag or NULL. */
-static void series(st *s, const char *name, const char *suffix, int type, double value,
-                   double elapsed, const char *extra) {
+ * one more tag (plain text, nothing to escape) or NULL. */
+static void series(st *s, const char *suffix, int type, double value, double elapsed,
+                   const char *extra) {
   char num[BG__NUMLEN];
   if (type == 2) value /= elapsed;
   if (!isfinite(value)) {
@@ -64,8 +77,7 @@ static void series(st *s, const char *name, const char *suffix, int type, double
   }
   if (s->n++ > 0) put(s, ",", 1);
   PUTL(s, "{\"metric\":\"");
-  if (s->o->prefix && s->rc == 0) s->rc = bg__json_str(s->out, s->o->prefix);
-  if (s->rc == 0) s->rc = bg__json_str(s->out, name);
+  put(s, s->head.data, s->head.len);
   if (suffix) put(s, suffix, strlen(suffix));
   PUTL(s, "\",\"type\":");
   put(s, type == 1 ? "1" : type == 2 ? "2" : "3", 1);
@@ -79,34 +91,24 @@ static void series(st *s, const char *name, const char *suffix, int type, double
     PUTL(s, ",\"interval\":");
     put(s, num, (size_t)bg__num(num, iv >= 1 ? iv : 1));
   }
-  int first = 1;
-  for (int k = 0; k < s->nkv; k++) {
-    if (s->kv[2 * k + 1][0] == '\0') continue;
-    put(s, first ? ",\"tags\":[\"" : ",\"", first ? 10 : 2);
-    first = 0;
-    if (s->rc == 0) s->rc = bg__json_str(s->out, s->kv[2 * k]);
-    put(s, ":", 1);
-    if (s->rc == 0) s->rc = bg__json_str(s->out, s->kv[2 * k + 1]);
-    put(s, "\"", 1);
+  if (s->tags.len || extra) {
+    PUTL(s, ",\"tags\":[");
+    if (s->tags.len) put(s, s->tags.data, s->tags.len);
+    if (extra) {
+      if (s->tags.len) put(s, ",", 1);
+      put(s, "\"", 1);
+      put(s, extra, strlen(extra));
+      put(s, "\"", 1);
+    }
+    put(s, "]", 1);
   }
-  if (extra) {
-    put(s, first ? ",\"tags\":[" : ",", first ? 9 : 1);
-    first = 0;
-    put_str(s, extra);
-  }
-  if (!first) put(s, "]", 1);
-  if (s->host) {
-    PUTL(s, ",\"resources\":[{\"type\":\"host\",\"name\":");
-    put_str(s, s->host);
-    PUTL(s, "}]");
-  }
-  put(s, "}", 1);
+  put(s, s->tail.data, s->tail.len);
 }
 
 static void histogram(st *s, const bg_sample *x, const bg_delta_val *v) {
   int type = s->rate ? 2 : 1;
-  series(s, x->name, ".count", type, (double)v->count, v->elapsed, NULL);
-  series(s, x->name, ".sum", type, v->value, v->elapsed, NULL);
+  series(s, ".count", type, (double)v->count, v->elapsed, NULL);
+  series(s, ".sum", type, v->value, v->elapsed, NULL);
   char tag[BG__NUMLEN + 16];
   uint64_t cum = 0;
   for (int i = 0; i <= x->nbuckets; i++) {
@@ -116,7 +118,7 @@ static void histogram(st *s, const bg_sample *x, const bg_delta_val *v) {
       bg__num(tag + 12, x->bounds[i]);
     else
       memcpy(tag + 12, "inf", 4);
-    series(s, x->name, ".bucket", type, (double)cum, v->elapsed, tag);
+    series(s, ".bucket", type, (double)cum, v->elapsed, tag);
   }
 }
 
@@ -157,10 +159,18 @@ static int encode(const bg_batch *b, bg_encode_opts *o, int rate, bg_buf *out, c
                   size_t errlen) {
   if (o->nlabels > 64) return BG_EINVAL;
   st s = {.out = out, .o = o, .rate = rate};
+  const char *host = NULL;
   for (int k = 0; k < o->nresource; k++)
     if (strcmp(o->resource[2 * k], "host") == 0 ||
-        (s.host == NULL && strcmp(o->resource[2 * k], "host.name") == 0))
-      s.host = o->resource[2 * k + 1];
+        (host == NULL && strcmp(o->resource[2 * k], "host.name") == 0))
+      host = o->resource[2 * k + 1];
+  if (host) {
+    int rc = bg_buf_puts(&s.tail, ",\"resources\":[{\"type\":\"host\",\"name\":\"");
+    if (rc == 0) rc = bg__json_str(&s.tail, host);
+    if (rc == 0) rc = bg_buf_puts(&s.tail, "\"}]");
+    if (rc != 0) s.rc = rc;
+  }
+  if (s.rc == 0) s.rc = bg_buf_append(&s.tail, "}", 1);
   double t = bg_batch_time(b);
   bg__num(s.ts, floor(t));
   size_t start = out->len;
@@ -168,25 +178,34 @@ static int encode(const bg_batch *b, bg_encode_opts *o, int rate, bg_buf *out, c
   size_t n = bg_batch_len(b);
   for (size_t i = 0; i < n && s.rc == 0; i++) {
     const bg_sample *x = bg_batch_at(b, i);
-    s.nkv = bg__merge_labels(x, o, s.kv);
     if (x->type == BG_GAUGE) {
-      series(&s, x->name, NULL, 3, x->value, 0, NULL);
+      if (!isfinite(x->value)) {
+        o->skipped++;
+        continue;
+      }
+      prepare(&s, x);
+      series(&s, NULL, 3, x->value, 0, NULL);
       continue;
     }
     if (o->delta == NULL) {
       snprintf(err, errlen, "counters and histograms need the instance's delta (opts.delta)");
-      return BG_EINVAL;
+      s.rc = BG_EINVAL;
+      break;
     }
     bg_delta_val v;
     int rc = bg_delta_diff(o->delta, x, t, &v);
-    if (rc < 0) return rc;
-    if (rc == 0) continue;
+    if (rc < 0) s.rc = rc;
+    if (rc <= 0) continue;
+    prepare(&s, x);
     if (x->type == BG_HISTOGRAM)
       histogram(&s, x, &v);
     else
-      series(&s, x->name, NULL, rate ? 2 : 1, v.value, v.elapsed, NULL);
+      series(&s, NULL, rate ? 2 : 1, v.value, v.elapsed, NULL);
   }
   PUTL(&s, "]}");
   if (s.rc == 0 && s.n == 0) out->len = start; /* nothing to send */
+  bg_buf_free(&s.head);
+  bg_buf_free(&s.tags);
+  bg_buf_free(&s.tail);
   return s.rc;
 }

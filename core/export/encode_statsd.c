@@ -38,14 +38,11 @@ typedef struct st {
   size_t max;
   size_t dgram; /* where the current datagram starts in out */
   size_t unit;  /* where the current unit (lines that travel together) starts */
+  bg_buf head;  /* the sample's prefix and name, made safe: written once, copied per line */
+  bg_buf tags;  /* its "|#k:v,..." (DogStatsD), or empty */
   const char *kv[2 * (BG_METRICS_MAX_LABELS + 64)];
-  int nkv;
   int rc;
 } st;
-
-static void put(st *s, const char *p, size_t n) {
-  if (s->rc == 0) s->rc = bg_buf_append(s->out, p, n);
-}
 
 /* c is allowed in a name (part 0), a tag key (1) or a tag value (2) */
 static int ok_char(unsigned char c, int part) {
@@ -55,17 +52,33 @@ static int ok_char(unsigned char c, int part) {
   return 1;
 }
 
-static void put_clean(st *s, const char *p, int part) {
-  if (s->rc != 0) return;
+static int put_clean(bg_buf *b, const char *p, int part) {
   size_t n = strlen(p);
-  if (bg_buf_reserve(s->out, n) != 0) {
-    s->rc = BG_ENOMEM;
-    return;
-  }
-  char *w = s->out->data + s->out->len;
+  if (bg_buf_reserve(b, n) != 0) return BG_ENOMEM;
+  char *w = b->data + b->len;
   for (size_t i = 0; i < n; i++)
     w[i] = ok_char((unsigned char)p[i], part) ? p[i] : '_';
-  s->out->len += n;
+  b->len += n;
+  return 0;
+}
+
+/* The name and tags of sample x, for its lines. */
+static void prepare(st *s, const bg_sample *x) {
+  bg_buf_reset(&s->head);
+  bg_buf_reset(&s->tags);
+  int rc = s->o->prefix ? put_clean(&s->head, s->o->prefix, 0) : 0;
+  if (rc == 0) rc = put_clean(&s->head, x->name, 0);
+  if (s->dog) {
+    int n = bg__merge_labels(x, s->o, s->kv);
+    for (int k = 0; k < n && rc == 0; k++) {
+      if (s->kv[2 * k + 1][0] == '\0') continue;
+      rc = bg_buf_append(&s->tags, s->tags.len ? "," : "|#", s->tags.len ? 1 : 2);
+      if (rc == 0) rc = put_clean(&s->tags, s->kv[2 * k], 1);
+      if (rc == 0) rc = bg_buf_append(&s->tags, ":", 1);
+      if (rc == 0) rc = put_clean(&s->tags, s->kv[2 * k + 1], 2);
+    }
+  }
+  if (rc != 0) s->rc = rc;
 }
 
 static void begin_unit(st *s) {
@@ -89,43 +102,45 @@ static void end_unit(st *s) {
   }
 }
 
-/* name[suffix]:value|type[|#tags[,extra]]\n */
-static void line(st *s, const char *name, const char *suffix, const char *value, char type,
-                 const char *extra) {
-  if (s->o->prefix) put_clean(s, s->o->prefix, 0);
-  put_clean(s, name, 0);
-  if (suffix) put(s, suffix, strlen(suffix));
-  put(s, ":", 1);
-  put(s, value, strlen(value));
-  put(s, type == 'c' ? "|c" : "|g", 2);
-  if (s->dog) {
-    int first = 1;
-    for (int k = 0; k < s->nkv; k++) {
-      if (s->kv[2 * k + 1][0] == '\0') continue;
-      put(s, first ? "|#" : ",", first ? 2 : 1);
-      first = 0;
-      put_clean(s, s->kv[2 * k], 1);
-      put(s, ":", 1);
-      put_clean(s, s->kv[2 * k + 1], 2);
-    }
-    if (extra) {
-      put(s, first ? "|#" : ",", first ? 2 : 1);
-      put(s, extra, strlen(extra));
-    }
+static char *cat(char *p, const char *q, size_t n) {
+  if (n) memcpy(p, q, n); /* q may be NULL when n is 0 */
+  return p + n;
+}
+
+/* <head>[suffix]:value|type[<tags>[,extra]]\n, in one reservation */
+static void line(st *s, const char *suffix, const char *value, char type, const char *extra) {
+  if (s->rc != 0) return;
+  size_t sl = suffix ? strlen(suffix) : 0, vl = strlen(value), el = extra ? strlen(extra) : 0;
+  size_t tl = s->dog ? s->tags.len : 0;
+  if (bg_buf_reserve(s->out, s->head.len + sl + vl + tl + el + 8) != 0) {
+    s->rc = BG_ENOMEM;
+    return;
   }
-  put(s, "\n", 1);
+  char *p = s->out->data + s->out->len;
+  p = cat(p, s->head.data, s->head.len);
+  p = cat(p, suffix, sl);
+  *p++ = ':';
+  p = cat(p, value, vl);
+  p = cat(p, type == 'c' ? "|c" : "|g", 2);
+  p = cat(p, s->tags.data, tl);
+  if (s->dog && extra) {
+    p = cat(p, tl ? "," : "|#", tl ? 1 : 2);
+    p = cat(p, extra, el);
+  }
+  *p++ = '\n';
+  s->out->len = (size_t)(p - s->out->data);
 }
 
 static void histogram(st *s, const bg_sample *x, const bg_delta_val *v) {
   char num[BG__NUMLEN], tag[BG__NUMLEN + 16];
   begin_unit(s);
   bg__u64(num, v->count);
-  line(s, x->name, ".count", num, 'c', NULL);
+  line(s, ".count", num, 'c', NULL);
   end_unit(s);
   if (isfinite(v->value)) {
     begin_unit(s);
     bg__num(num, v->value);
-    line(s, x->name, ".sum", num, 'c', NULL);
+    line(s, ".sum", num, 'c', NULL);
     end_unit(s);
   } else {
     s->o->skipped++;
@@ -141,7 +156,7 @@ static void histogram(st *s, const bg_sample *x, const bg_delta_val *v) {
       memcpy(tag + 12, "inf", 4);
     bg__u64(num, cum);
     begin_unit(s);
-    line(s, x->name, ".bucket", num, 'c', tag);
+    line(s, ".bucket", num, 'c', tag);
     end_unit(s);
   }
 }
@@ -160,27 +175,29 @@ int bg_encode_statsd(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *er
   char num[BG__NUMLEN];
   for (size_t i = 0; i < n && s.rc == 0; i++) {
     const bg_sample *x = bg_batch_at(b, i);
-    if (dog) s.nkv = bg__merge_labels(x, o, s.kv);
     if (x->type == BG_GAUGE) {
       if (!isfinite(x->value)) {
         o->skipped++;
         continue;
       }
       bg__num(num, x->value);
+      prepare(&s, x);
       begin_unit(&s);
-      if (!dog && num[0] == '-') line(&s, x->name, NULL, "0", 'g', NULL);
-      line(&s, x->name, NULL, num, 'g', NULL);
+      if (!dog && num[0] == '-') line(&s, NULL, "0", 'g', NULL);
+      line(&s, NULL, num, 'g', NULL);
       end_unit(&s);
       continue;
     }
     if (o->delta == NULL) {
       snprintf(err, errlen, "counters and histograms need the instance's delta (opts.delta)");
-      return BG_EINVAL;
+      s.rc = BG_EINVAL;
+      break;
     }
     bg_delta_val v;
     int rc = bg_delta_diff(o->delta, x, t, &v);
-    if (rc < 0) return rc;
-    if (rc == 0) continue;
+    if (rc < 0) s.rc = rc;
+    if (rc <= 0) continue;
+    prepare(&s, x);
     if (x->type == BG_HISTOGRAM) {
       histogram(&s, x, &v);
     } else if (!isfinite(v.value)) {
@@ -188,10 +205,12 @@ int bg_encode_statsd(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *er
     } else {
       bg__num(num, v.value);
       begin_unit(&s);
-      line(&s, x->name, NULL, num, 'c', NULL);
+      line(&s, NULL, num, 'c', NULL);
       end_unit(&s);
     }
   }
-  if (s.rc == 0 && out->len > s.dgram) put(&s, "\n", 1);
+  if (s.rc == 0 && out->len > s.dgram) s.rc = bg_buf_append(out, "\n", 1);
+  bg_buf_free(&s.head);
+  bg_buf_free(&s.tags);
   return s.rc;
 }
