@@ -38,23 +38,24 @@
 
 enum { PREC_NS, PREC_US, PREC_MS, PREC_S };
 
-/* The escape of each byte: 0 to copy it, else the character written after a backslash. */
-#define CONTROL_ESC ['\t'] = 't', ['\n'] = 'n', ['\r'] = 'r', ['\f'] = 'f'
+/* The escape of each byte: 0 to copy it, else the character written after a backslash; NUL
+ * ends a scan (1, never written). */
+#define CONTROL_ESC [0] = 1, ['\t'] = 't', ['\n'] = 'n', ['\r'] = 'r', ['\f'] = 'f'
 static const unsigned char TAG_ESC[256] = {CONTROL_ESC, [','] = ',', [' '] = ' ', ['='] = '='};
 static const unsigned char MEAS_ESC[256] = {CONTROL_ESC, [','] = ',', [' '] = ' '};
 
-/* s escaped by tab; at most 2 strlen(s) bytes. */
+/* s escaped by tab; at most 2 strlen(s) bytes. Runs without a special are copied whole. */
 static char *esc(char *p, const char *s, const unsigned char *tab) {
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s, e = tab[c];
-    if (e) {
-      *p++ = '\\';
-      *p++ = (char)e;
-    } else {
-      *p++ = (char)c;
-    }
+  for (;;) {
+    const char *q = s;
+    while (!tab[(unsigned char)*q])
+      q++;
+    p = bg__put(p, s, (size_t)(q - s));
+    if (*q == '\0') return p;
+    *p++ = '\\';
+    *p++ = (char)tab[(unsigned char)*q];
+    s = q + 1;
   }
-  return p;
 }
 
 typedef struct influx {
@@ -130,26 +131,28 @@ static void set_bounds(influx *x, const bg_sample *s) {
   }
 }
 
-/* The tag set: ",k=v" for each label in key order. *split is where a tag keyed "le" goes. */
+/* The tag set: ",k=v" for each label in key order. *split (when split is not NULL) is where a
+ * tag keyed "le" goes. */
 static char *put_tags(char *p, const bg_sample *s, influx *x, size_t *skipped, char **split) {
   bg__labels m;
   bg__labels_start(&m, s, &x->extra);
   const char *k, *v;
-  *split = NULL;
+  if (split) *split = NULL;
   while (bg__labels_next(&m, &k, &v)) {
-    size_t vl = strlen(v);
-    if (vl == 0) continue;
-    if (v[vl - 1] == '\\') {
-      (*skipped)++;
-      continue;
-    }
-    if (*split == NULL && strcmp(k, "le") > 0) *split = p;
+    if (v[0] == '\0') continue;
+    if (split && *split == NULL && strcmp(k, "le") > 0) *split = p;
+    char *start = p;
     *p++ = ',';
     p = esc(p, k, TAG_ESC);
     *p++ = '=';
     p = esc(p, v, TAG_ESC);
+    /* an escape never ends in a backslash: this one is the value's own last byte */
+    if (p[-1] == '\\') {
+      p = start;
+      (*skipped)++;
+    }
   }
-  if (*split == NULL) *split = p;
+  if (split && *split == NULL) *split = p;
   return p;
 }
 
@@ -180,17 +183,16 @@ static char *put_count(char *p, const char *key, size_t n, uint64_t v) {
 
 /* One series in version 1; returns the end. */
 static char *put_v1(char *p, const bg_sample *s, influx *x, size_t *skipped) {
-  char *split;
   if (s->type != BG_HISTOGRAM) {
     p = put_name(p, x, s, s->type == BG_COUNTER ? "_total" : "", MEAS_ESC);
-    p = put_tags(p, s, x, skipped, &split);
+    p = put_tags(p, s, x, skipped, NULL);
     p = s->type == BG_COUNTER ? put_field(p, " counter", 8, s->value)
                               : put_field(p, " gauge", 6, s->value);
     return put_time(p, x);
   }
   set_bounds(x, s);
   p = put_name(p, x, s, "", MEAS_ESC);
-  p = put_tags(p, s, x, skipped, &split);
+  p = put_tags(p, s, x, skipped, NULL);
   p = put_count(p, " count", 6, s->count);
   if (isfinite(s->value))
     p = put_field(p, ",sum", 4, s->value);
@@ -211,8 +213,9 @@ static char *put_v2(char *p, bg_buf *out, const bg_sample *s, influx *x, size_t 
   char *split;
   p = bg__put(p, "prometheus", 10);
   size_t tags = (size_t)(p - out->data);
-  p = put_tags(p, s, x, skipped, &split);
-  size_t cut = (size_t)(split - out->data), end = (size_t)(p - out->data);
+  p = put_tags(p, s, x, skipped, s->type == BG_HISTOGRAM ? &split : NULL);
+  size_t cut = s->type == BG_HISTOGRAM ? (size_t)(split - out->data) : 0;
+  size_t end = (size_t)(p - out->data);
   *p++ = ' ';
   if (s->type != BG_HISTOGRAM) {
     p = put_name(p, x, s, s->type == BG_COUNTER ? "_total=" : "=", TAG_ESC);

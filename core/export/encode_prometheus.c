@@ -67,18 +67,18 @@ static int accept_extra(const char *k, const char *v) {
   return valid_utf8((const unsigned char *)v);
 }
 
-/* s with backslash, newline and (quote) the double quote escaped; at most 2 strlen(s) bytes. */
+/* s with backslash, newline and (quote) the double quote escaped; at most 2 strlen(s) bytes.
+ * Runs without one are copied whole (strcspn is vectorised). */
 static char *esc(char *p, const char *s, int quote) {
-  for (; *s; s++) {
-    char c = *s;
-    if (c == '\\' || c == '\n' || (quote && c == '"')) {
-      *p++ = '\\';
-      *p++ = c == '\n' ? 'n' : c;
-    } else {
-      *p++ = c;
-    }
+  const char *specials = quote ? "\\\n\"" : "\\\n";
+  for (;;) {
+    size_t n = strcspn(s, specials);
+    p = bg__put(p, s, n);
+    if (s[n] == '\0') return p;
+    *p++ = '\\';
+    *p++ = s[n] == '\n' ? 'n' : s[n];
+    s += n + 1;
   }
-  return p;
 }
 
 static void set_prefix(prom *x, const char *prefix) {
