@@ -43,16 +43,29 @@ typedef struct graphite {
   unsigned char lelen[BG_METRICS_MAX_BUCKETS + 1];
 } graphite;
 
-static int node_char(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == ':' || c == '-';
+/* What each byte becomes: NODE 0 when a path node keeps it; TAG_KEY and TAG_VALUE 0 when a
+ * tag name or value keeps it, else 1 ("_"; NUL too: it ends a scan). */
+/* Filled on first use (loop thread only, like every encoder). */
+static unsigned char NODE[256], TAG_KEY[256], TAG_VALUE[256];
+
+static void init_tables(void) {
+  static int done;
+  if (done) return;
+  for (int c = 0; c < 256; c++) {
+    int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    NODE[c] = !(alnum || c == '_' || c == ':' || c == '-');
+    int blank = c <= ' ' || c == 0x7f;
+    TAG_KEY[c] = blank || c == ';' || c == '!' || c == '^' || c == '=';
+    TAG_VALUE[c] = blank || c == ';' || c == '~';
+  }
+  done = 1;
 }
 
 /* s[0..n) as one path node; at most n bytes. */
 static char *put_node(char *p, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (node_char(c))
+    if (!NODE[c])
       *p++ = (char)c;
     else if ((c & 0xc0) != 0x80) /* a UTF-8 continuation byte joins its lead's "_" */
       *p++ = '_';
@@ -60,16 +73,18 @@ static char *put_node(char *p, const char *s, size_t n) {
   return p;
 }
 
-/* s as a tag name (key) or value: what carbon refuses or splits on becomes "_"; at most
- * strlen(s) bytes. */
-static char *put_tag(char *p, const char *s, int key) {
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    int bad =
-        c <= ' ' || c == 0x7f || c == ';' || (key ? c == '!' || c == '^' || c == '=' : c == '~');
-    *p++ = bad ? '_' : (char)c;
+/* s as a tag name or value (tab: TAG_KEY or TAG_VALUE): what carbon refuses or splits on
+ * becomes "_"; at most strlen(s) bytes. Runs it keeps are copied whole. */
+static char *put_tag(char *p, const char *s, const unsigned char *tab) {
+  for (;;) {
+    const char *q = s;
+    while (!tab[(unsigned char)*q])
+      q++;
+    p = bg__put(p, s, (size_t)(q - s));
+    if (*q == '\0') return p;
+    *p++ = '_';
+    s = q + 1;
   }
-  return p;
 }
 
 static int accept_extra(const char *k, const char *v) {
@@ -128,10 +143,10 @@ static char *put_labels(char *p, const bg_sample *s, const graphite *g) {
       p = put_node(p, v, strlen(v));
     } else {
       *p++ = ';';
-      if (strcmp(k, "name") == 0) p = bg__put(p, "exported_", 9);
-      p = put_tag(p, k, 1);
+      if (k[0] == 'n' && strcmp(k, "name") == 0) p = bg__put(p, "exported_", 9);
+      p = put_tag(p, k, TAG_KEY);
       *p++ = '=';
-      p = put_tag(p, v, 0);
+      p = put_tag(p, v, TAG_VALUE);
     }
   }
   return p;
@@ -196,6 +211,7 @@ static char *put_series(char *p, bg_buf *out, const bg_sample *s, graphite *g, s
 int bg_encode_graphite(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *err,
                        size_t errlen) {
   graphite g;
+  init_tables();
   if (o->flavor == NULL || o->flavor[0] == '\0' || strcmp(o->flavor, "tags") == 0)
     g.path = 0;
   else if (strcmp(o->flavor, "path") == 0)

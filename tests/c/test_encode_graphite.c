@@ -125,20 +125,21 @@ static int path_label(const char *k, const char *v, char *ko, char *vo) {
 
 /* ---- tests --------------------------------------------------------------------------------- */
 
-static const char *const EXTRA[] = {"env", "prod", "le", "x", "method", "EXTRA", "zone", "a b;c"};
+static const char *const EXTRA[] = {"a!b=c^d;e f", "1",      "env",   "prod", "le",
+                                    "x",           "method", "EXTRA", "zone", "a b;c"};
 
 static void round_trip(int path, const char *prefix, const char *sanitised) {
   bg_registry *r = fx_registry();
   bg_batch *b = fx_batch(r);
   bg_encode_opts o = {
-      .labels = EXTRA, .nlabels = 4, .prefix = prefix, .flavor = path ? "path" : "tags"};
+      .labels = EXTRA, .nlabels = 5, .prefix = prefix, .flavor = path ? "path" : "tags"};
   char *text = fx_encode(bg_encode_graphite, b, &o);
   fx_set got = {0}, want = {0};
   int lines = gr_model(text, path, sanitised, &got);
   /* "le" once; the NaN, +Inf and -Inf gauges; inf_hist's sum */
   CHECK_INT(o.skipped, 5);
-  const char *const kv[] = {"env", "prod", "method", "EXTRA", "zone", "a b;c"};
-  fx_want w = {.kv = kv, .nkv = 3, .label = path ? path_label : tag_label, .finite_only = 1};
+  const char *const kv[] = {"a!b=c^d;e f", "1", "env", "prod", "method", "EXTRA", "zone", "a b;c"};
+  fx_want w = {.kv = kv, .nkv = 4, .label = path ? path_label : tag_label, .finite_only = 1};
   fx_expected(&want, &w);
   FX_CHECK_SAME(&got, &want);
   CHECK_INT(lines, want.n);
@@ -207,6 +208,13 @@ static void test_exact(void) {
       "beagle.host-1.trailing.dir.C:_temp_.name.x 1 1764300000\n",
   };
   check_lines(text, path, sizeof path / sizeof path[0]);
+  free(text);
+
+  /* tag names lose ; ! ^ = and blanks */
+  o = (bg_encode_opts){.labels = EXTRA, .nlabels = 1};
+  text = fx_encode(bg_encode_graphite, b, &o);
+  const char *keys[] = {"ratio;a_b_c_d_e_f=1 0.3333333333333333 1764300000\n"};
+  check_lines(text, keys, 1);
   free(text);
   bg_batch_unref(b);
   bg_registry_free(r);
