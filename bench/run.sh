@@ -22,6 +22,10 @@
 #                          sink (bench/notify_sink.c), outbox throughput for 20,000 at once
 #                          (max_in_flight 4 and 32), a perf pass; Alertmanager's ingest of
 #                          the same alerts as a reference                         (~2 min)
+#   remote_write.sh        remote write of 100,000 series a second to a Prometheus receiver:
+#                          beagle's remote_write backend (batch 2000 and 10000) against
+#                          Prometheus' own remote write, CPU per sample above each sender's
+#                          baseline; the encoder alone (C harness, callgrind)     (~3 min)
 #   liveness.sh    8       GET /health/live latency (wrk -c1) and beagle_loop_lag_seconds,
 #                          quiet and with hostile plugins (one endless check and 20 checks
 #                          looping 5M times a run, all every second); nginx under the same
@@ -31,8 +35,9 @@
 # BENCH_RELOAD_LOADS ("paced full"), BENCH_METRICS_REPS (5), BENCH_HTTP_N (15), BENCH_RULES_N
 # (10000), BENCH_RULES_REPS (5), BENCH_PROM_EVALS (5), BENCH_NOTIFY_* (see notify_bench.sh),
 # BENCH_LIVENESS_SECONDS (20), BENCH_LIVENESS_WARMUP (5), BENCH_LIVENESS_ROUNDS (2),
-# BENCH_ONLY (space-separated subset: idle checks50 health_rps reload metrics metrics_http statsd
-# rules notify liveness), BENCH_RESULTS (output file, default bench/RESULTS.md).
+# BENCH_RW_* (see remote_write.sh), BENCH_ONLY (space-separated subset: idle checks50 health_rps
+# reload metrics metrics_http statsd rules notify liveness remote_write), BENCH_RESULTS (output
+# file, default bench/RESULTS.md).
 # A BENCH_ONLY run merges into an existing results file: the summary rows, the detail blocks and
 # the run lines of the steps it ran replace theirs (step_keys below says which are whose), the
 # rest stays, and a header row says when the partial run was. BENCH_MERGE=0 rewrites the file.
@@ -42,7 +47,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 export BUILD=${BUILD:-build}
 case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS="$REPO/$BUILD" ;; esac
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
-ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules notify liveness}
+ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules notify liveness remote_write}
 export BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-300}
 export BENCH_CHECKS_SECONDS=${BENCH_CHECKS_SECONDS:-60}
 
@@ -108,6 +113,7 @@ want metrics_http && step metrics_http 300 metrics_http.sh
 want statsd && step statsd 600 statsd_bench.sh
 want rules && step rules 420 rules_bench.sh
 want notify && step notify 420 notify_bench.sh
+want remote_write && step remote_write 420 remote_write.sh
 # a round: three windows (nginx, quiet, hostile), two warm-ups, start-ups and the endless
 # check's first report (up to 30 s)
 want liveness && step liveness $(( ${BENCH_LIVENESS_ROUNDS:-2} * (3 * ${BENCH_LIVENESS_SECONDS:-20} + 2 * ${BENCH_LIVENESS_WARMUP:-5} + 90) + 60 )) liveness.sh
@@ -137,12 +143,12 @@ fi
 
 order() { # the .md / .summary files in run order
   local ext=$1
-  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness; do
+  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness remote_write; do
     [ -f "$BENCH_OUT/$n.$ext" ] && echo "$BENCH_OUT/$n.$ext"
   done
   for f in "$BENCH_OUT"/*."$ext"; do
     [ -f "$f" ] || continue
-    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness " in
+    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness remote_write " in
       *" $(basename "$f" ".$ext") "*) ;;
       *) echo "$f" ;;
     esac
@@ -199,6 +205,7 @@ step_keys() {
     rules) printf '%s\t%s' '^6[a-z]?\.' '^### 6\.' ;;
     notify) printf '%s\t%s' '^7[a-z]?\.' '^### 7\.' ;;
     liveness) printf '%s\t%s' '^8[a-z]?\. liveness' '^### 8\. Liveness' ;;
+    remote_write) printf '%s\t%s' '^Remote write' '^### Remote write' ;;
   esac
 }
 
