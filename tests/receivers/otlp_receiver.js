@@ -11,7 +11,7 @@
 // usage: node otlp_receiver.js OUT ROOT_JS. Listens on 127.0.0.1 (a free port, printed on the
 // first line). POST /v1/metrics is answered 200 {} (or a partialSuccess, or another status, as
 // POST /_control {"status", "retry_after", "rejected", "message"} says) and appended to OUT as
-// one JSON line: {"status", "path", "content_type", "encoding", "error" (why the body is not a
+// one JSON line: {"time" (epoch seconds of its arrival), "status", "path", "content_type", "encoding", "error" (why the body is not a
 // valid request, or null), "body" (the JSON as received)}.
 "use strict";
 const http = require("http");
@@ -85,7 +85,7 @@ http.createServer((req, res) => {
       Object.assign(state, JSON.parse(raw.toString("utf8")));
       return answer(res, 200, state, {});
     }
-    const rec = { path: req.url, content_type: req.headers["content-type"] || null,
+    const rec = { time: Date.now() / 1000, path: req.url, content_type: req.headers["content-type"] || null,
       encoding: req.headers["content-encoding"] || null, error: null, body: null };
     try {
       if (rec.encoding === "gzip") raw = zlib.gunzipSync(raw);
