@@ -281,7 +281,8 @@ static int pl_encode(lua_State *L) {
     lua_pop(L, 1);
     o.delta = opt_delta(L, 3);
     lua_getfield(L, 3, "max_payload");
-    o.max_payload = lua_tonumber(L, -1) >= 1 ? (size_t)lua_tonumber(L, -1) : 0;
+    lua_Number mp = lua_tonumber(L, -1); /* 0 (not a number) or out of range: the default */
+    o.max_payload = mp >= 1 && mp <= 65507 ? (size_t)mp : 0;
     lua_pop(L, 1);
   }
   bg_buf out = {0};
