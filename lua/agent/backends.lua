@@ -15,6 +15,7 @@ M.__index = M
 
 local DROPPED = "beagle_backend_dropped_samples_total"
 local SENT = "beagle_backend_samples_total"
+local SKIPPED = "beagle_backend_skipped_samples_total"
 
 local LOSS = {
   dropped = "backend buffer full: dropping the oldest samples until a send succeeds",
@@ -85,8 +86,8 @@ end
 local INSTANCE_KEYS = { plugin = true, timeout = true, enabled = true, description = true, interval = true,
   batch_size = true, buffer_limit = true, spill = true }
 
-local function positive_int(v, what)
-  if type(v) ~= "number" or v < 1 or v % 1 ~= 0 then return nil, what .. " must be a whole number >= 1" end
+local function whole(v, what, min)
+  if type(v) ~= "number" or v < min or v % 1 ~= 0 then return nil, ("%s must be a whole number >= %d"):format(what, min) end
   return v
 end
 
@@ -114,15 +115,14 @@ function M:build(name, spec, line, dry)
   end
   for _, k in ipairs { "batch_size", "buffer_limit" } do
     if spec[k] ~= nil then
-      local v, err = positive_int(spec[k], k)
+      -- a batch_size of 0: every sample of a collection in one batch (a Pushgateway's PUT)
+      local v, err = whole(spec[k], k, k == "batch_size" and 0 or 1)
       if not v then return nil, err end
       c[k] = v
     end
   end
   if spec.spill ~= nil and type(spec.spill) ~= "boolean" then return nil, "spill must be true or false" end
   c.spill = spec.spill == true
-  -- a batch bigger than the buffer could never wait in it
-  if c.batch_size > c.buffer_limit then c.batch_size = c.buffer_limit end
   local given = {}
   for k, v in pairs(spec) do
     if not INSTANCE_KEYS[k] then given[k] = v end
@@ -233,12 +233,21 @@ function M:attempt(conf, batch, done)
   rec.script:run("__send_batch", { name = conf.name, id = batch:id() },
     { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget },
     function(fine, res)
+      if fine and type(res) == "table" and res.skipped then self:skipped(conf.name, res.skipped) end
       if fine and type(res) == "table" and res.ok then return done(true) end
       if fine and type(res) == "table" then
         return done(false, self:mask(conf, res.error), { retry_after = res.retry_after, permanent = res.permanent })
       end
       done(false, self:mask(conf, res))
     end)
+end
+
+-- Samples a send's format could not carry (a NaN in line protocol): counted, never silent.
+function M:skipped(name, n)
+  if type(n) ~= "number" or n <= 0 then return end
+  if self.metrics then self.metrics.increment_counter(SKIPPED, n, { backend = name }) end
+  local live = self.live[name]
+  if live then live.stats.skipped = (live.stats.skipped or 0) + n end
 end
 
 -- The running part of backend `name`: its buffer, its timer and its counts.
@@ -333,7 +342,7 @@ function M:collect(live)
   end
   local name, metrics, stats = conf.name, self.metrics, live.stats
   local items, now = {}, core.wall()
-  for i, b in ipairs(snap:batches(conf.batch_size)) do
+  for i, b in ipairs(snap:batches(conf.batch_size > 0 and conf.batch_size or math.huge)) do
     local n = b:size()
     stats.collected = stats.collected + n
     items[i] = { target = name, group = name, payload = b, weight = n, queue_metrics = metrics, stats = stats,
@@ -406,7 +415,7 @@ function M:list()
       name = name, plugin = c.plugin, state = state, error = c.error and self:mask(c, c.error) or nil,
       interval = c.interval, batch_size = c.batch_size, buffer_limit = c.buffer_limit,
       buffered = st.pending or 0, sent = stats.sent or 0, dropped = stats.dropped or 0,
-      collected = stats.collected or 0, retries = stats.retries or 0,
+      collected = stats.collected or 0, retries = stats.retries or 0, skipped = stats.skipped or 0,
       consecutive_failures = st.consecutive_failures or 0,
       last_error = st.last_error and self:mask(c, st.last_error) or nil,
       last_error_at = st.last_error_at and util.iso8601(st.last_error_at) or nil,

@@ -283,12 +283,13 @@ function Queue.kind(spec)
     if on_retire then on_retire(tg.name, e, result) end
   end
 
-  -- The oldest waiting item of tg older than `than` (that the kind prefers to drop, if picky).
-  local function oldest(tg, picky, than)
+  -- The oldest waiting item of tg older than `than` (that the kind prefers to drop, if picky),
+  -- other than `keep`.
+  local function oldest(tg, picky, than, keep)
     for _, g in pairs(tg.groups) do
       for i = g.head, #g.items do
         local e = g.items[i]
-        if e and not e.retired and not e.in_flight and (not picky or prefer_drop(e))
+        if e and e ~= keep and not e.retired and not e.in_flight and (not picky or prefer_drop(e))
           and (not than or e.seq < than.seq) then
           than = e
         end
@@ -311,13 +312,15 @@ function Queue.kind(spec)
   end
 
   -- Drops the oldest items the kind prefers to drop (then the oldest of any) until the queue
-  -- fits its limit, and tg its target_limit.
-  function C:trim(tg)
+  -- fits its limit, and tg its target_limit; never `keep`, the item just pushed (a batch that
+  -- alone is over the limit waits above it rather than go unsent: the newest state is the one
+  -- worth sending).
+  function C:trim(tg, keep)
     while self.depth > self.limit do
       local victim, vtg
       for pass = prefer_drop and 1 or 2, 2 do
         for _, t in pairs(self.targets) do
-          local e = oldest(t, pass == 1, victim)
+          local e = oldest(t, pass == 1, victim, keep)
           if e ~= victim then victim, vtg = e, t end
         end
         if victim then break end
@@ -327,7 +330,7 @@ function Queue.kind(spec)
     end
     local max = self.target_limit
     while tg and max and tg.pending > max do
-      local victim = prefer_drop and oldest(tg, true) or oldest(tg, false)
+      local victim = prefer_drop and oldest(tg, true, nil, keep) or oldest(tg, false, nil, keep)
       if not victim then return end
       drop(self, tg, victim, max)
     end
@@ -357,7 +360,7 @@ function Queue.kind(spec)
     norm(self, e)
     local tg = self:target(e.target)
     place(self, tg, e)
-    self:trim(tg)
+    self:trim(tg, e)
     self:pump(tg)
   end
 

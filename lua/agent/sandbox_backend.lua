@@ -60,7 +60,11 @@ local function encoders(inst)
         inst.delta = inst.delta or bg.delta_new()
         o.delta = inst.delta
       end
-      return bg.encode(format, batch, o)
+      local out, n = bg.encode(format, batch, o)
+      -- what the format could not carry, reported with the send (the largest of its encodes:
+      -- a plugin may encode a batch twice)
+      if out and type(n) == "number" and n > (inst.skipped or 0) then inst.skipped = n end
+      return out, n
     end
   end })
 end
@@ -92,7 +96,8 @@ local function finish(batch, ok, ...)
   return S.pack_result(...)
 end
 
--- __send_batch{ name, id } -> { ok = true } | { ok = false, error, retry_after, permanent }
+-- __send_batch{ name, id } -> { ok = true } | { ok = false, error, retry_after, permanent }, with
+-- skipped = samples the encoders left out (NaN in line protocol, ...) when there were any
 function __send_batch(a)
   local PLUGIN = S.plugin()
   if not PLUGIN or PLUGIN.kind ~= "backend" then error("plugin is not a backend", 0) end
@@ -103,8 +108,12 @@ function __send_batch(a)
   local ctx = setmetatable({ name = a.name, options = inst.opts, state = inst.state, encode = inst.encode, udp = udp },
     S.send_mt())
   if not inst.inited and PLUGIN.init then ensure_init(inst, inst.opts, ctx) end
+  inst.skipped = 0
   local send = rawget(PLUGIN, "send")
-  if send then return finish(batch, pcall(send, batch, ctx)) end
-  return finish(batch, pcall(send_each, PLUGIN, batch, ctx))
+  local r
+  if send then r = finish(batch, pcall(send, batch, ctx))
+  else r = finish(batch, pcall(send_each, PLUGIN, batch, ctx)) end
+  if inst.skipped > 0 then r.skipped = inst.skipped end
+  return r
 end
 end

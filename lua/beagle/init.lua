@@ -123,8 +123,8 @@ local function constructor(kind)
       error(("%s %q: %s must be a function%s"):format(where, def.name, fn,
         kind == "backend" and " (or give send_counter, send_gauge and send_histogram)" or ""), 2)
     end
-    if def.batch_size ~= nil and (type(def.batch_size) ~= "number" or def.batch_size < 1 or def.batch_size % 1 ~= 0) then
-      error(("%s %q: batch_size must be a whole number >= 1"):format(where, def.name), 2)
+    if def.batch_size ~= nil and (type(def.batch_size) ~= "number" or def.batch_size < 0 or def.batch_size % 1 ~= 0) then
+      error(("%s %q: batch_size must be a whole number >= 0 (0: a collection in one batch)"):format(where, def.name), 2)
     end
     def.options = normalize_options(def.options, ("%s %q"):format(where, def.name))
     for _, k in ipairs { "interval", "timeout", "resend" } do

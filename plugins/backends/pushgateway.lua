@@ -4,8 +4,9 @@
 -- replaces the whole group, so the group is exactly the agent's state at its last collection:
 -- a series the agent dropped leaves it too. That needs the whole snapshot in one push: a batch
 -- cut in two would have the second PUT erase the first half (and POST, which replaces by
--- metric name, would still lose half of a family cut in two), hence batch_size = 1000000; an
--- instance's buffer_limit caps it too, so give buffer_limit at least the number of series.
+-- metric name, would still lose half of a family cut in two), hence batch_size = 0: every
+-- sample of a collection in one batch. While the Pushgateway is down only the newest such batch
+-- is worth sending; past buffer_limit the older ones go.
 local B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 local B64STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function base64(s, alphabet)
@@ -51,7 +52,7 @@ return beagle.backend {
   name = "pushgateway",
   description = "Prometheus Pushgateway: the whole registry PUT as one group per job/instance",
   -- the whole snapshot in one send, so that each PUT holds every series (see above)
-  batch_size = 1000000,
+  batch_size = 0, -- a collection in one batch: one PUT holds the whole group
   options = {
     url = { "string", description = "base URL of the Pushgateway, e.g. \"http://127.0.0.1:9091\"" },
     job = { "string", default = "beagle", description = "the job label of the group" },

@@ -230,6 +230,35 @@ backend "guide" { plugin = "guide_shape", url = "%s/ingest", interval = "0.3s" }
     assert.same({ "histogram", 1 }, { got.probe_time_seconds.type, got.probe_time_seconds.value })
   end)
 
+  it("counts the samples a format cannot carry", function()
+    local enc = [[
+return beagle.backend { name = "influx_only", options = {},
+  send = function(batch, ctx)
+    local body, skipped = ctx.encode.influx(batch)
+    if not body then return nil, skipped end
+    return true
+  end }
+]]
+    local nan = [[
+return beagle.check { name = "nan_maker", interval = "0.2s",
+  run = function(opt, ctx) beagle.set_gauge("probe.nan", 0 / 0) return ctx.healthy() end }
+]]
+    local dir = plugin_dir { influx_only = enc }
+    S.write(dir .. "/nan_maker.lua", nan)
+    agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "nan" { plugin = "nan_maker" }
+backend "inf" { plugin = "influx_only", interval = "0.3s" }
+]] }
+    local b = S.wait(function()
+      local x = backend(agent, "inf")
+      return x and x.skipped > 0 and x
+    end, 10)
+    assert.truthy(b, "no skipped sample counted")
+    local _, text = agent:get("/metrics")
+    local n = tonumber(text:match('beagle_backend_skipped_samples_total{backend="inf"} (%d+)'))
+    assert.truthy(n and n >= 1, text:match("beagle_backend_skipped[^\n]*"))
+  end)
+
   it("refuses a backend it cannot build, with the file and line", function()
     local cfg = S.tmpdir() .. "/beagle.lua"
     S.write(cfg, S.calm_system .. [[
@@ -237,14 +266,14 @@ backend "guide" { plugin = "guide_shape", url = "%s/ingest", interval = "0.3s" }
 backend "nope" { plugin = "no_such_plugin", url = "x" }
 backend "bad" { plugin = "json_lines", url = 5 }
 backend "noplug" { url = "x" }
-backend "big" { plugin = "json_lines", url = "x", batch_size = 0 }
+backend "big" { plugin = "json_lines", url = "x", batch_size = -1 }
 ]])
     local out, code = S.sh(("%q check -c %q --plugins %q"):format(S.bin, cfg, plugin_dir()))
     assert.are_not.equal(0, code)
     assert.truthy(out:find('beagle.lua:4: backend "nope": backend plugin "no_such_plugin" is not loaded', 1, true), out)
     assert.truthy(out:find('beagle.lua:5: backend "bad": option "url" = 5: must be a string', 1, true), out)
     assert.truthy(out:find('beagle.lua:6: backend "noplug": plugin is required', 1, true), out)
-    assert.truthy(out:find('beagle.lua:7: backend "big": batch_size must be a whole number >= 1', 1, true), out)
+    assert.truthy(out:find('beagle.lua:7: backend "big": batch_size must be a whole number >= 0', 1, true), out)
   end)
 
   it("starts, changes and stops backends on reload", function()

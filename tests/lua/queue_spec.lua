@@ -327,4 +327,28 @@ describe("agent.queue when the store cannot write", function()
     L.advance(10)  -- nothing left to write: no more transactions
     assert.equals(before, S.txs)
   end)
+
+  it("weighs items by their weight, tells on_retire why each left, and never drops the one just pushed", function()
+    local L = fake_loop()
+    local B = fake_backend(L) -- never answers
+    local retired = {}
+    local Kind = Queue.kind { label = "backend", settings = function() return { limit = 10 } end,
+      on_retire = function(target, e, result) retired[#retired + 1] = target .. ":" .. e.dedup_key .. ":" .. result end }
+    local q = Kind.new { now = L.now, timer = L.timer, resolve = function(n) return { name = n } end, send = B.send }
+    local function w(key, n) return { target = "t", group = "g", dedup_key = key, weight = n } end
+    q:push(w("a", 4)) -- in flight
+    q:push(w("b", 4))
+    q:push(w("c", 4)) -- 12 > 10: b goes (a is in flight)
+    assert.same({ "t:b:dropped" }, retired)
+    assert.equals(8, q.depth)
+    q:push(w("huge", 30)) -- alone over the limit: c goes, huge waits above it
+    assert.same({ "t:b:dropped", "t:c:dropped" }, retired)
+    assert.equals(34, q.depth)
+    B.calls[1].reply(true)
+    assert.same({ "t:b:dropped", "t:c:dropped", "t:a:sent" }, retired)
+    assert.equals(30, q.depth)
+    B.calls[2].reply(false, "nope", { permanent = true })
+    assert.same("t:huge:failed", retired[4])
+    assert.equals(0, q.depth)
+  end)
 end)
