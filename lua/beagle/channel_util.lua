@@ -187,6 +187,34 @@ M.SEVERITY_RANK = { info = 1, warning = 2, error = 3, critical = 4 }
 -- a severity the rules do not know ranks below info).
 -- mask(text, secrets) -> text with every occurrence of each secret (a list of strings) as ***.
 -- Longer secrets are masked first, so that one containing another goes whole.
+-- RFC 4648 base64 of s; url = true: the URL and file name safe alphabet ("-_" for "+/").
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+function M.base64(s, url)
+  local alphabet = url and B64URL or B64
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local q = { math.floor(n / 262144), math.floor(n / 4096) % 64, math.floor(n / 64) % 64, n % 64 }
+    for k = 1, 4 do out[#out + 1] = alphabet:sub(q[k] + 1, q[k] + 1) end
+    if not c then out[#out] = "=" end
+    if not b then out[#out - 1] = "=" end
+  end
+  return table.concat(out)
+end
+
+-- The Authorization header's value for HTTP basic auth (RFC 7617).
+function M.basic_auth(user, password)
+  return "Basic " .. M.base64((user or "") .. ":" .. (password or ""))
+end
+
+-- s percent-encoded for a URL's path segment or query value: everything but RFC 3986's
+-- unreserved characters.
+function M.url_escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
 function M.mask(text, secrets)
   text = tostring(text)
   if not secrets or #secrets == 0 then return text end

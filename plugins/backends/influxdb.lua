@@ -5,25 +5,9 @@
 -- (Telegraf's prometheus input, InfluxDB's scraper) work on a pushed one. Points InfluxDB refuses
 -- for good (400: a field type conflict, 401/403, 413) drop the batch; 429 and 5xx are retried,
 -- after Retry-After when it is given.
+local cu = require "beagle.channel_util"
+
 local PRECISION_V1 = { ns = "n", us = "u", ms = "ms", s = "s" }
-
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function base64(s)
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local q = { math.floor(n / 262144), math.floor(n / 4096) % 64, math.floor(n / 64) % 64, n % 64 }
-    for k = 1, 4 do out[#out + 1] = B64:sub(q[k] + 1, q[k] + 1) end
-    if not c then out[#out] = "=" end
-    if not b then out[#out - 1] = "=" end
-  end
-  return table.concat(out)
-end
-
-local function query_escape(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
 
 -- The write URL and the headers of an instance, or nil, why (a configuration that cannot work).
 local function target(o)
@@ -32,16 +16,16 @@ local function target(o)
   if o.gzip then headers["Content-Encoding"] = "gzip" end
   if o.api == "v2" then
     if not o.bucket then return nil, 'api "v2" needs bucket (and org, unless the token implies it)' end
-    local q = { "bucket=" .. query_escape(o.bucket), "precision=" .. o.precision }
-    if o.org then table.insert(q, 1, "org=" .. query_escape(o.org)) end
+    local q = { "bucket=" .. cu.url_escape(o.bucket), "precision=" .. o.precision }
+    if o.org then table.insert(q, 1, "org=" .. cu.url_escape(o.org)) end
     if o.token then headers.Authorization = "Token " .. o.token end
     return base .. "/api/v2/write?" .. table.concat(q, "&"), headers
   elseif o.api == "v1" then
     if not o.database then return nil, 'api "v1" needs database' end
-    local q = { "db=" .. query_escape(o.database) }
-    if o.retention_policy then q[#q + 1] = "rp=" .. query_escape(o.retention_policy) end
+    local q = { "db=" .. cu.url_escape(o.database) }
+    if o.retention_policy then q[#q + 1] = "rp=" .. cu.url_escape(o.retention_policy) end
     q[#q + 1] = "precision=" .. PRECISION_V1[o.precision]
-    if o.username then headers.Authorization = "Basic " .. base64(o.username .. ":" .. (o.password or "")) end
+    if o.username then headers.Authorization = cu.basic_auth(o.username, o.password) end
     return base .. "/write?" .. table.concat(q, "&"), headers
   end
   return nil, ('api must be "v2" or "v1", not %q'):format(o.api)

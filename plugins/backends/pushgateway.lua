@@ -7,20 +7,7 @@
 -- metric name, would still lose half of a family cut in two), hence batch_size = 0: every
 -- sample of a collection in one batch. While the Pushgateway is down only the newest such batch
 -- is worth sending; past buffer_limit the older ones go.
-local B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-local B64STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function base64(s, alphabet)
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local q = { math.floor(n / 262144), math.floor(n / 4096) % 64, math.floor(n / 64) % 64, n % 64 }
-    for k = 1, 4 do out[#out + 1] = alphabet:sub(q[k] + 1, q[k] + 1) end
-    if not c then out[#out] = "=" end
-    if not b then out[#out - 1] = "=" end
-  end
-  return table.concat(out)
-end
+local cu = require "beagle.channel_util"
 
 -- One label of the grouping key as path segments: /name/value with the value percent-encoded,
 -- or /name@base64/<base64url> when the value holds a "/" (which no percent-encoding gets past
@@ -28,9 +15,9 @@ end
 local function segment(name, value)
   value = tostring(value)
   if value == "" or value:find("/", 1, true) then
-    return ("/%s@base64/%s"):format(name, value == "" and "=" or base64(value, B64URL))
+    return ("/%s@base64/%s"):format(name, value == "" and "=" or cu.base64(value, true))
   end
-  return ("/%s/%s"):format(name, (value:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)))
+  return ("/%s/%s"):format(name, cu.url_escape(value))
 end
 
 local function group_url(o)
@@ -81,7 +68,7 @@ return beagle.backend {
         skipped = skipped })
     end
     local headers = { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
-    if o.username then headers.Authorization = "Basic " .. base64(o.username .. ":" .. (o.password or ""), B64STD) end
+    if o.username then headers.Authorization = cu.basic_auth(o.username, o.password) end
     local res, err = ctx.http.request { url = url, method = o.method, body = body, headers = headers,
       timeout = o.request_timeout }
     return ctx.response(res, err)

@@ -7,19 +7,7 @@ local cu = require "beagle.channel_util"
 local COLORS = { critical = "#d40e0d", error = "#d40e0d", warning = "#f2a60c", info = "#439fe0",
   resolved = "#2eb886" }
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function base64(s)
-  return ((s:gsub(".", function(c)
-    local b, bits = c:byte(), {}
-    for i = 8, 1, -1 do bits[#bits + 1] = math.floor(b / 2 ^ (i - 1)) % 2 end
-    return table.concat(bits)
-  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-    if #x < 6 then return "" end
-    local v = 0
-    for i = 1, 6 do v = v * 2 + x:byte(i) - 48 end
-    return B64:sub(v + 1, v + 1)
-  end) .. ({ "", "==", "=" })[#s % 3 + 1])
-end
+local base64 = cu.base64
 
 -- A header's value, one line, RFC 2047 "B" words (at most 75 characters each, cut between
 -- UTF-8 characters) when it holds anything but printable ASCII, folded at 78 columns.

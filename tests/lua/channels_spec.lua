@@ -102,6 +102,24 @@ describe("channel_util", function()
     end)
   end)
 
+  describe("encodings", function()
+    it("base64 is RFC 4648's, in both alphabets", function()
+      -- RFC 4648 section 10's vectors
+      local v = { [""] = "", f = "Zg==", fo = "Zm8=", foo = "Zm9v", foob = "Zm9vYg==", fooba = "Zm9vYmE=",
+        foobar = "Zm9vYmFy" }
+      for plain, enc in pairs(v) do assert.equals(enc, cu.base64(plain)) end
+      assert.equals("+/+/", cu.base64("\251\255\191"))
+      assert.equals("-_-_", cu.base64("\251\255\191", true))
+      assert.equals("Basic dXNlcjpwJmFzcw==", cu.basic_auth("user", "p&ass"))
+      assert.equals("Basic dTo=", cu.basic_auth("u", nil))
+    end)
+
+    it("url_escape keeps only RFC 3986's unreserved characters", function()
+      assert.equals("a-b_c.d~e", cu.url_escape("a-b_c.d~e"))
+      assert.equals("a%2Fb%20c%3F%3D%26%25%C3%A9", cu.url_escape("a/b c?=&%é"))
+    end)
+  end)
+
   describe("dates", function()
     it("iso8601 has milliseconds and Z, rounded rather than truncated", function()
       assert.are.equal("2025-11-28T03:20:00.250Z", cu.iso8601(NOW))
