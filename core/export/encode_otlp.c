@@ -40,7 +40,7 @@ typedef struct st {
 } st;
 
 static void put(st *s, const char *p, size_t n) {
-  if (s->rc == 0) s->rc = bg_buf_append(s->out, p, n);
+  if (s->rc == 0) s->rc = bg__buf_put(s->out, p, n);
 }
 #define PUTL(s, lit) put(s, lit, sizeof lit - 1)
 

@@ -128,6 +128,7 @@ static void line(st *s, const char *suffix, const char *value, char type, const 
     p = cat(p, extra, el);
   }
   *p++ = '\n';
+  *p = '\0'; /* within the reservation: the buffer stays a string, like bg_buf_append's */
   s->out->len = (size_t)(p - s->out->data);
 }
 

@@ -111,5 +111,5 @@ int bg__json_str(bg_buf *out, const char *s) {
   size_t n = 0;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++)
     if (*p < 0x20 || *p == '"' || *p == '\\') return bg_buf_json_str(out, s, strlen(s));
-  return bg_buf_append(out, s, n);
+  return bg__buf_put(out, s, n);
 }

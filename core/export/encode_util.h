@@ -6,6 +6,8 @@
 
 #include "export/encode.h"
 
+#include <string.h>
+
 #define BG__NUMLEN 32 /* bytes a number's text needs, with its NUL */
 
 /* The shortest decimal text of finite v that strtod reads back as v (integers below 2^53
@@ -19,6 +21,18 @@ int bg__u64(char *buf, uint64_t u);
  * over an extra one of the same name) into kv (room for 2 * (s->nlabels + o->nlabels)
  * pointers, borrowed from s and o); the number of pairs. */
 int bg__merge_labels(const bg_sample *s, const bg_encode_opts *o, const char **kv);
+
+/* bg_buf_append with the common case (room enough) inline: the JSON encoders append many short
+ * pieces. Keeps the buffer NUL-terminated like bg_buf_append. */
+static inline int bg__buf_put(bg_buf *b, const void *p, size_t n) {
+  if (b->len + n < b->cap) {
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+  }
+  return bg_buf_append(b, p, n);
+}
 
 /* s as the inside of a JSON string: bg_buf_json_str, with the common case (nothing to
  * escape) appended in one piece. */
