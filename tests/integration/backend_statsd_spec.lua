@@ -177,4 +177,21 @@ backend "dd" { plugin = "statsd", host = "localhost", port = %d, flavor = "dogst
     all_valid(r, true)
     datagrams_fit(r, 8192)
   end)
+
+  it("a name that does not resolve fails the send, which is retried and shown", function()
+    agent = S.start { config = S.calm_system .. [[
+settings { backend_backoff_initial = "0.05s", backend_backoff_max = "0.3s" }
+backend "nowhere" { plugin = "statsd", host = "no-such-host.invalid", interval = "0.3s" }
+]] }
+    local b = S.wait(function()
+      local _, d = agent:get_json("/health/detailed")
+      for _, x in ipairs(d and d.backends or {}) do
+        if x.name == "nowhere" and x.retries >= 2 and x.last_error then return x end
+      end
+    end, 15)
+    assert.truthy(b, "the backend never failed")
+    assert.truthy(b.last_error:match("^statsd: "), b.last_error)
+    assert.equals(0, b.sent)
+    assert.is_true(agent:alive())
+  end)
 end)
