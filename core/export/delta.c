@@ -7,9 +7,10 @@
 /* One series' last two points. Open addressing by id (0 = empty slot). */
 typedef struct entry {
   uint32_t id;
-  uint32_t seen; /* the collection it was last asked about */
-  int nb;        /* histogram: nbuckets + 1; 0 for a counter */
-  int has_prev;  /* 0: first sight of a series older than the delta (nothing to send yet) */
+  uint32_t seen;  /* the collection it was last asked about */
+  int nb;         /* histogram: nbuckets + 1; 0 for a counter */
+  int has_prev;   /* 0: first sight of a series older than the delta (nothing to send yet) */
+  double created; /* the series' creation time: with the id, which series this is */
   double t_prev, t_cur;
   double v_prev, v_cur;   /* counter value, histogram sum */
   uint64_t c_prev, c_cur; /* histogram count */
@@ -96,25 +97,49 @@ static void set_cur(entry *e, const bg_sample *s, double t) {
   if (e->nb) memcpy(e->b + e->nb, s->bucket_counts, (size_t)e->nb * sizeof *e->b);
 }
 
-/* The entry of s, created at first sight (NULL when out of memory). */
-static entry *find_or_add(bg_delta *d, const bg_sample *s, double t, int *fresh) {
-  *fresh = 0;
-  if (d->cap) {
-    entry *e = slot(d->tab, d->cap, s->id);
-    if (e->id != 0) return e;
-  }
-  if ((d->used + 1) * 2 > d->cap && rehash(d, d->cap ? d->cap * 2 : 64, 0) != 0) return NULL;
+/* Sets e up for the first sight of s. 0 or BG_ENOMEM. */
+static int first_sight(bg_delta *d, entry *e, const bg_sample *s, double t) {
   int nb = s->type == BG_HISTOGRAM ? s->nbuckets + 1 : 0;
-  uint64_t *b = NULL;
-  if (nb && (b = calloc(2 * (size_t)nb, sizeof *b)) == NULL) return NULL;
-  entry *e = slot(d->tab, d->cap, s->id);
-  *e = (entry){.id = s->id, .nb = nb, .b = b};
-  d->used++;
+  uint64_t *b = e->b;
+  if (nb != e->nb) {
+    b = nb ? calloc(2 * (size_t)nb, sizeof *b) : NULL;
+    if (nb && b == NULL) return BG_ENOMEM;
+    free(e->b);
+  } else if (nb) {
+    memset(b, 0, 2 * (size_t)nb * sizeof *b);
+  }
+  *e = (entry){.id = s->id, .nb = nb, .b = b, .created = s->created};
   /* born while we watched: all of it is news, counted from zero at its creation */
   e->has_prev = s->created >= d->start;
   e->t_prev = s->created;
   set_cur(e, s, t);
+  return 0;
+}
+
+/* The entry of s, set up at first sight (*fresh); NULL when out of memory. An entry of the same
+ * id made by another series (a batch kept on disk from before a restart numbered its series
+ * from 1 too) is the first sight of this one. */
+static entry *find_or_add(bg_delta *d, const bg_sample *s, double t, int *fresh) {
   *fresh = 1;
+  if (d->cap) {
+    entry *e = slot(d->tab, d->cap, s->id);
+    if (e->id != 0) {
+      int nb = s->type == BG_HISTOGRAM ? s->nbuckets + 1 : 0;
+      if (e->created == s->created && e->nb == nb) {
+        *fresh = 0;
+        return e;
+      }
+      return first_sight(d, e, s, t) == 0 ? e : NULL;
+    }
+  }
+  if ((d->used + 1) * 2 > d->cap && rehash(d, d->cap ? d->cap * 2 : 64, 0) != 0) return NULL;
+  entry *e = slot(d->tab, d->cap, s->id);
+  *e = (entry){0};
+  if (first_sight(d, e, s, t) != 0) {
+    e->id = 0;
+    return NULL;
+  }
+  d->used++;
   return e;
 }
 
@@ -130,7 +155,6 @@ int bg_delta_diff(bg_delta *d, const bg_sample *s, double t, bg_delta_val *out) 
   int nb = s->type == BG_HISTOGRAM ? s->nbuckets + 1 : 0;
   if (!fresh) {
     if (t < e->t_cur) return 0; /* an older batch than one already answered */
-    if (nb != e->nb) return BG_EINVAL;
     if (t > e->t_cur) {
       e->has_prev = 1;
       e->t_prev = e->t_cur;

@@ -16,6 +16,9 @@
  *   - the same series at the same time again (a batch retried after a failed send): the same
  *     difference again, so a retry is idempotent;
  *   - a time older than the last one seen for the series (batches out of order): nothing;
+ *   - a series is its id and its creation time: a batch kept on disk across a restart numbers
+ *     its series from 1 like the new process, so the same id created at another time is
+ *     another series, seen for the first time;
  *   - a series not seen for BG_DELTA_FORGET collections (distinct batch times) is forgotten.
  *     Ids are never reused, so a forgotten series is one the registry removed: memory stays
  *     bounded by the live series plus those removed in the last BG_DELTA_FORGET collections.

@@ -91,6 +91,45 @@ static void test_histogram(void) {
   bg_delta_free(d);
 }
 
+/* A batch kept on disk from before a restart numbers its series like the new process does: the
+ * same id with another creation time is another series, seen for the first time. */
+static void test_same_id_other_series(void) {
+  bg_delta *d = bg_delta_new(1000);
+  bg_delta_val v;
+  bg_sample before = counter(3, 500, 100), before2 = counter(3, 500, 120);
+  CHECK_INT(bg_delta_diff(d, &before, 1001, &v), 0);
+  CHECK_INT(bg_delta_diff(d, &before2, 1002, &v), 1);
+  CHECK_DBL(v.value, 20);
+  bg_sample old = counter(3, 990, 7); /* created before the delta: nothing at first sight */
+  CHECK_INT(bg_delta_diff(d, &old, 1010, &v), 0);
+  old.value = 9;
+  CHECK_INT(bg_delta_diff(d, &old, 1020, &v), 1);
+  CHECK_DBL(v.value, 2);
+  bg_sample born = counter(3, 1015, 5); /* created since: all of it */
+  CHECK_INT(bg_delta_diff(d, &born, 1030, &v), 1);
+  CHECK_DBL(v.value, 5);
+  CHECK_DBL(v.elapsed, 15);
+  /* and a histogram with the id of a counter */
+  const double bounds[] = {1};
+  uint64_t b1[] = {2, 1};
+  bg_sample h = {.name = "h",
+                 .help = "",
+                 .type = BG_HISTOGRAM,
+                 .nbuckets = 1,
+                 .bounds = bounds,
+                 .bucket_counts = b1,
+                 .value = 4,
+                 .count = 3,
+                 .created = 1031,
+                 .id = 3};
+  CHECK_INT(bg_delta_diff(d, &h, 1040, &v), 1);
+  CHECK_INT(v.count, 3);
+  CHECK_INT(v.buckets[0], 2);
+  CHECK_INT(v.buckets[1], 1);
+  CHECK_INT(bg_delta_size(d), 1);
+  bg_delta_free(d);
+}
+
 static void test_forget(void) {
   bg_delta *d = bg_delta_new(0);
   bg_delta_val v;
@@ -120,6 +159,7 @@ static void test_forget(void) {
 int main(void) {
   test_counter();
   test_histogram();
+  test_same_id_other_series();
   test_forget();
   if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
   return failures != 0;
