@@ -1,7 +1,9 @@
 /* Tests for core/export/encode_datadog: the v2 series body read back with cjson, every field of
  * every series (counts with their intervals, gauges, histograms as .count/.sum/.bucket, tags
  * with special characters and UTF-8, the host resource), NaN/Inf skipped and counted, rates,
- * differences over two collections and across a reset, an empty batch, and what it refuses. */
+ * differences over two collections, the same id made by another series (a batch kept across a
+ * restart), an empty batch, and what it refuses. Resets are test_delta.c's (a registry's
+ * counters never go down). */
 #include <stdlib.h>
 
 #include "export/encode_datadog.h"
@@ -89,17 +91,19 @@ static void test_first(void) {
   fx_check_gzip(bg_encode_datadog, b2, o2, "rate", "rate,gzip");
   fx_check_gzip(bg_encode_datadog, b2, o2, NULL, "gzip,count");
 
-  /* a reset (the same series id, a smaller value): the new value, as a count */
+  /* the same id made by another series (another registry numbers from 1 too, as a new process
+   * does after a restart): a series born since the delta started, all of it since its creation */
   bg_registry *r2 = bg_registry_new();
   const char *post[] = {"method", "POST", "path", "x"};
   bg_counter_add(fx_get(r2, BG_COUNTER, "api.requests", NULL, post, 2, NULL, 0), 2);
   bg_batch *b3 = fx_batch(r2, f.made + 40);
   bg_encode_opts o3 = {.delta = d};
   json = fx_encode(bg_encode_datadog, b3, &o3);
-  snprintf(prelude, sizeof prelude, "T = %.0f", floor(f.made + 40));
+  snprintf(prelude, sizeof prelude, "T, I = %.0f, %.0f", floor(f.made + 40),
+           floor(f.made + 40 - bg_batch_at(b3, 0)->created + 0.5));
   fx_json_eq(json, prelude,
              "{ series = { { metric = 'api_requests', type = 1, points = { { timestamp = T,\n"
-             "  value = 2 } }, interval = 15, tags = { 'method:POST', 'path:x' } } } }");
+             "  value = 2 } }, interval = I, tags = { 'method:POST', 'path:x' } } } }");
   free(json);
 
   /* series older than the delta send nothing at first sight: only the gauges */
