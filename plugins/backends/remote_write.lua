@@ -6,26 +6,6 @@
 -- remote write client does. docs/plugins/remote_write.md is its page.
 local cu = require "beagle.channel_util"
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
--- RFC 4648 base64 of s (the Basic credentials)
-local function base64(s)
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local q = {}
-    for k = 1, 4 do
-      local d = math.floor(n / 64 ^ (4 - k)) % 64
-      q[k] = B64:sub(d + 1, d + 1)
-    end
-    if not b then q[3] = "=" end
-    if not c then q[4] = "=" end
-    out[#out + 1] = table.concat(q)
-  end
-  return table.concat(out)
-end
-
 return beagle.backend {
   name = "remote_write",
   description = "Prometheus remote write 1.0 (protobuf + snappy) to Prometheus, Mimir, Thanos, VictoriaMetrics...",
@@ -64,7 +44,7 @@ return beagle.backend {
     if o.bearer_token then
       headers["Authorization"] = "Bearer " .. o.bearer_token
     elseif o.username or o.password then
-      headers["Authorization"] = "Basic " .. base64((o.username or "") .. ":" .. (o.password or ""))
+      headers["Authorization"] = cu.basic_auth(o.username, o.password)
     end
     -- configured headers replace ours of the same name, whatever its case
     for k, v in pairs(o.headers) do
