@@ -653,9 +653,23 @@ int bg_encode_remote_write(const bg_batch *b, bg_encode_opts *o, bg_buf *out, ch
   }
   req r = {0};
   bg_buf pb = {0};
-  rc = plan(b, o, &r);
-  if (rc == 0) rc = req_alloc(&r, o->nlabels);
-  if (rc == 0) rc = build(b, o, &r);
+  /* an external label with an empty value is no label, as in Prometheus */
+  bg_encode_opts eo = *o;
+  const char **kv = NULL;
+  for (int i = 0; i < o->nlabels && kv == NULL; i++)
+    if (o->labels[2 * i + 1][0] == '\0') kv = malloc(2 * (size_t)o->nlabels * sizeof *kv);
+  if (kv != NULL) {
+    eo.labels = kv;
+    eo.nlabels = 0;
+    for (int i = 0; i < o->nlabels; i++)
+      if (o->labels[2 * i + 1][0] != '\0') {
+        kv[2 * eo.nlabels] = o->labels[2 * i];
+        kv[2 * eo.nlabels++ + 1] = o->labels[2 * i + 1];
+      }
+  }
+  rc = plan(b, &eo, &r);
+  if (rc == 0) rc = req_alloc(&r, eo.nlabels);
+  if (rc == 0) rc = build(b, &eo, &r);
   if (rc != 0) goto done;
 
   Prometheus__WriteRequest wr = PROMETHEUS__WRITE_REQUEST__INIT;
@@ -670,5 +684,6 @@ int bg_encode_remote_write(const bg_batch *b, bg_encode_opts *o, bg_buf *out, ch
 done:
   req_free(&r);
   bg_buf_free(&pb);
+  free(kv);
   return rc;
 }

@@ -308,6 +308,13 @@ static void test_edges(void) {
     free(text);
   }
 
+  /* an external label with an empty value is no label either */
+  const char *ext_empty[] = {"a", "", "b", "2"};
+  o = (bg_encode_opts){.labels = ext_empty, .nlabels = 2};
+  text = encode(r, 1, 1, &o, NULL);
+  CHECK_STR(text, "{__name__=\"with_empty\",b=\"x\"} 2\n");
+  free(text);
+
   /* what Prometheus would refuse is an error, with why */
   struct {
     const char *k, *v, *prefix, *why;
