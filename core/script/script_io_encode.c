@@ -29,14 +29,10 @@ static const struct {
   const char *name;
   bg_encoder fn;
 } encoders[] = {
-    {"datadog", bg_encode_datadog},
-    {"graphite", bg_encode_graphite},
-    {"influx", bg_encode_influx},
-    {"otlp", bg_encode_otlp},
-    {"prometheus", bg_encode_prometheus},
-    {"remote_write", bg_encode_remote_write},
-    {"statsd", bg_encode_statsd},
-    {NULL, NULL},
+    {"datadog", bg_encode_datadog},       {"graphite", bg_encode_graphite},
+    {"influx", bg_encode_influx},         {"otlp", bg_encode_otlp},
+    {"prometheus", bg_encode_prometheus}, {"remote_write", bg_encode_remote_write},
+    {"statsd", bg_encode_statsd},         {NULL, NULL},
 };
 
 /* ---- the batch object ----------------------------------------------------------------------- */

@@ -139,7 +139,7 @@ check "closed_port" { plugin = "tcp", host = "127.0.0.1", port = 1, retries = 0 
       assert.is_truthy(out:find('plugin "nope" is not loaded', 1, true), out)
     end)
 
-    it("refuses a backend declaration at start-up and in beagle check, naming the file and line", function()
+    it("refuses a backend it cannot build at start-up and in beagle check, naming the file and line", function()
       local d = S.tmpdir()
       local file = d .. "/beagle.lua"
       S.write(file, 'listen = "127.0.0.1:0"\n\nbackend "prom" { plugin = "remote_write" }\n')
@@ -147,7 +147,7 @@ check "closed_port" { plugin = "tcp", host = "127.0.0.1", port = 1, retries = 0 
         -- an agent that accepted the file would run until the timeout
         local out, code = S.sh(("cd %q && timeout 10 %q %s -c %q"):format(d, S.bin, cmd, file))
         assert.are.equal(cmd == "check" and 3 or 1, code, out)
-        assert.is_truthy(out:find(file .. ':3: backend "prom": metric backends are not implemented yet', 1, true), out)
+        assert.is_truthy(out:find(file .. ':3: backend "prom": option "url" is required', 1, true), out)
         assert.is_falsy(out:find("beagle started", 1, true), out)
       end
     end)

@@ -49,7 +49,9 @@ describe("routes", function()
     local names = {}
     for _, p in ipairs(o.plugins) do names[p.name] = p.state end
     assert.are.same({ http = "loaded", system = "loaded", tcp = "loaded", alertmanager = "loaded", email = "loaded",
-      log = "loaded", pagerduty = "loaded", slack = "loaded", webhook = "loaded" }, names)
+      log = "loaded", pagerduty = "loaded", slack = "loaded", webhook = "loaded", datadog = "loaded",
+      graphite = "loaded", influxdb = "loaded", otlp_metrics = "loaded", pushgateway = "loaded",
+      remote_write = "loaded", statsd = "loaded" }, names)
     assert.is_number(o.uptime_seconds)
   end)
 

@@ -150,7 +150,7 @@ end)
 
 describe("settings that do nothing yet", function()
   local NOT_YET = { "logfire_token", "logfire_project_name", "logfire_environment", "logfire_enabled",
-    "trace_sampling_rate", "performance_sampling_rate", "enable_profiling", "metrics_batch_size" }
+    "trace_sampling_rate", "performance_sampling_rate", "enable_profiling" }
 
   it("say so in docs/configuration.md", function()
     local doc = S.read(S.src .. "/docs/configuration.md")
