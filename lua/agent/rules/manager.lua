@@ -317,6 +317,56 @@ function M:apply()
     self.timers[key] = core.timer(g.every, g.every, function() self:evaluate_group(g.file, g.names) end)
   end
   self.timers["__tick"] = core.timer(1, 1, function() self.engine:tick() end)
+  self:park_states()
+end
+
+-- Whether the schedule runs rule r in its file's state: an expr, or a rule without a metric
+-- (evaluate_group's split); a declarative rule is evaluated here, in the agent.
+local function needs_state(r) return r.enabled ~= false and (r.expr or not r.metric) end
+
+-- A rule file none of whose rules the schedule runs in its state (only declarative ones, or
+-- expr rules disabled) keeps its rules and source but not its lua_State: the built-in
+-- rules/guide.lua held ~290 KB for nothing that way. The first call that needs the state
+-- (POST /alerts/test, evaluate) loads the file into a fresh one (state_of); the next apply
+-- parks it again.
+function M:park_states()
+  local parked = 0
+  for _, f in pairs(self.files) do
+    local needed = false
+    for _, r in ipairs(f.set and f.set.alerts or {}) do
+      if needs_state(r) then needed = true break end
+    end
+    if f.script and f.set and not needed and f.script:active() == 0 then
+      f.script:close(false)
+      f.script = nil
+      parked = parked + 1
+    end
+  end
+  -- the states are freed by the loop's next turn (script.c's reaper); their pages go back then
+  if parked > 0 and core.release_memory then
+    local t
+    t = core.timer(0.05, 0, function()
+      t:stop()
+      core.release_memory()
+    end)
+  end
+end
+
+-- The state of loaded file f, loaded again from its file when it was parked; nil, err when
+-- that fails.
+function M:state_of(f)
+  if f.script then return f.script end
+  if not f.set then return nil, "rules are not loaded" end
+  local script, err = core.script_new { name = util.basename(f.file), memory_limit = self.memory_limit }
+  if not script then return nil, err end
+  local set
+  set, err = script:call("__load_rules", f.file)
+  if not set then
+    script:close(true)
+    return nil, err
+  end
+  f.script = script
+  return script
 end
 
 local SCORE_FN = require("agent.rules.eval").SCORE_FN
@@ -345,7 +395,7 @@ end
 -- when the round has ended.
 function M:evaluate_group(path, names, done)
   local f = self.files[path]
-  if not f or not f.script then return nil, "rules are not loaded" end
+  if not f or not f.set then return nil, "rules are not loaded" end
   local t0, c0 = core.now(), core.cpu()
   local file = util.basename(path)
   local coded = {}
@@ -379,8 +429,16 @@ function M:evaluate_group(path, names, done)
     if done then done() end
     return true
   end
+  local script, serr = self:state_of(f)
+  if not script then
+    for _, name in ipairs(coded) do
+      self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
+      engine:evaluate(name, nil, tostring(serr))
+    end
+    finish()
+    return true
+  end
   f.running[key] = true
-  local script = f.script
   local function settle(ok, res)
     f.running[key] = nil
     if self.files[path] ~= f or f.script ~= script then return end -- reloaded meanwhile
@@ -406,8 +464,9 @@ end
 function M:evaluate(name, at)
   local path = self.owner and self.owner[name]
   local f = path and self.files[path]
-  if not f or not f.script then return nil, "rule is not loaded" end
-  local res, err = f.script:call("__eval_rule", { name = name, at = at })
+  local script = f and f.set and self:state_of(f)
+  if not script then return nil, "rule is not loaded" end
+  local res, err = script:call("__eval_rule", { name = name, at = at })
   if not res then
     self.engine:evaluate(name, nil, tostring(err))
     return nil, err
@@ -506,7 +565,26 @@ function M:alerts_json()
   return out
 end
 
--- the write side of the API (rules and silences created over HTTP, POST /alerts/test)
-for k, v in pairs(require "agent.rules.manager_api") do M[k] = v end
+-- The write side of the API (rules and silences created over HTTP, POST /alerts/test) is
+-- agent.rules.manager_api, loaded on the first call of one of its methods: an agent nobody
+-- sends a rule or a silence keeps ~20 KB less in its state.
+for _, name in ipairs { "write_api_file", "api_write", "api_rule_spec", "api_put_rule", "api_replace_rule",
+  "api_delete_rule", "api_test_rule", "silences_json", "api_add_silence", "api_delete_silence", "apply_silences" } do
+  M[name] = function(...)
+    local api = require "agent.rules.manager_api"
+    for k, v in pairs(api) do M[k] = v end
+    return api[name](...)
+  end
+end
+
+-- Loads what the API created earlier (rules and silences) from the store.
+function M:load_api_state()
+  if not self.store then return end
+  local rows = self.store:api_rules()
+  if rows and #rows > 0 then self:write_api_file() end
+  for _, s in ipairs(self.store:silences(core.wall()) or {}) do
+    if s.source == "api" then self.api_silences[s.id] = s end
+  end
+end
 
 return M

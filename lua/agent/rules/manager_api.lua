@@ -48,16 +48,6 @@ function M:write_api_file()
   return true
 end
 
--- Loads what the API created earlier (rules and silences) from the store.
-function M:load_api_state()
-  if not self.store then return end
-  local rows = self.store:api_rules()
-  if rows and #rows > 0 then self:write_api_file() end
-  for _, s in ipairs(self.store:silences(core.wall()) or {}) do
-    if s.source == "api" then self.api_silences[s.id] = s end
-  end
-end
-
 -- Names travel in URL paths and file names: a rule name is at most this many bytes.
 M.MAX_NAME = 256
 
@@ -163,9 +153,11 @@ end
 function M:api_test_rule(name)
   local path = self.owner and self.owner[name]
   local f = path and self.files[path]
-  if not f or not f.script then return 404, { error = ("no rule named %q"):format(name) } end
+  if not f or not f.set then return 404, { error = ("no rule named %q"):format(name) } end
+  local script, serr = self:state_of(f)
+  if not script then return 422, { error = "evaluation failed: " .. tostring(serr) } end
   if self.sample_now then self.sample_now() end
-  local res, err = f.script:call("__eval_rule", { name = name })
+  local res, err = script:call("__eval_rule", { name = name })
   if not res then return 422, { error = "evaluation failed: " .. tostring(err) } end
   local notes, terr = self.engine:test(name, res.samples or {})
   if not notes then return 422, { error = tostring(terr) } end
