@@ -366,7 +366,7 @@ static int cache_rebuild(size_t cap, uint32_t since) {
   cache.slot = slot;
   cache.cap = cap;
   cache.count = 0;
-  for (size_t i = 0; i < oldcap; i++) {
+  for (size_t i = 0; old != NULL && i < oldcap; i++) {
     centry *e = old[i];
     if (e == NULL) continue;
     if (since && e->used < since) {
