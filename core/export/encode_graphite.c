@@ -35,11 +35,11 @@ typedef struct graphite {
   int path;                    /* the "path" flavor */
   char prefix[MAX_PREFIX + 2]; /* sanitised nodes and a trailing ".", or "" */
   size_t plen;
-  char ts[BG__NUM_MAX + 4]; /* " <seconds>\n" */
+  char ts[BG_NUMFMT_LEN + 4]; /* " <seconds>\n" */
   size_t tslen;
   bg__extra extra;
   const double *bounds; /* the family whose bounds are in le[] */
-  char le[BG_METRICS_MAX_BUCKETS + 1][BG__NUM_MAX + 8];
+  char le[BG_METRICS_MAX_BUCKETS + 1][BG_NUMFMT_LEN + 8];
   unsigned char lelen[BG_METRICS_MAX_BUCKETS + 1];
 } graphite;
 
@@ -113,7 +113,7 @@ static void set_bounds(graphite *g, const bg_sample *s) {
   if (g->bounds == s->bounds && s->bounds != NULL) return;
   g->bounds = s->bounds;
   for (int i = 0; i <= s->nbuckets; i++) {
-    char num[BG__NUM_MAX], *e = bg__put_double(num, i < s->nbuckets ? s->bounds[i] : INFINITY);
+    char num[BG_NUMFMT_LEN], *e = bg_fmt_put_double(num, i < s->nbuckets ? s->bounds[i] : INFINITY);
     char *p = g->le[i];
     if (!g->path) {
       p = bg__put(p, ";le=", 4);
@@ -155,13 +155,13 @@ static char *put_labels(char *p, const bg_sample *s, const graphite *g) {
 /* The end of one line: " <value> <seconds>\n". */
 static char *put_value(char *p, const graphite *g, double v) {
   *p++ = ' ';
-  p = bg__put_double(p, v);
+  p = bg_fmt_put_double(p, v);
   return bg__put(p, g->ts, g->tslen);
 }
 
 static char *put_count(char *p, const graphite *g, uint64_t v) {
   *p++ = ' ';
-  p = bg__put_u64(p, v);
+  p = bg_fmt_put_u64(p, v);
   return bg__put(p, g->ts, g->tslen);
 }
 
@@ -222,7 +222,7 @@ int bg_encode_graphite(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *
   if (rc != 0) return rc;
   char *t = g.ts;
   *t++ = ' ';
-  t = bg__put_u64(t, (uint64_t)(bg_batch_time_ms(b) / 1000));
+  t = bg_fmt_put_u64(t, (uint64_t)(bg_batch_time_ms(b) / 1000));
   *t++ = '\n';
   g.tslen = (size_t)(t - g.ts);
   g.bounds = NULL;
@@ -236,7 +236,7 @@ int bg_encode_graphite(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char *
     }
     /* no sanitising lengthens a string; "exported_" is 9 bytes */
     size_t labels = bg__labels_bytes(s, &g.extra) + 12 * (size_t)(s->nlabels + g.extra.n);
-    size_t line = g.plen + strlen(s->name) + labels + 3 * BG__NUM_MAX + g.tslen + 32;
+    size_t line = g.plen + strlen(s->name) + labels + 3 * BG_NUMFMT_LEN + g.tslen + 32;
     size_t bound =
         s->type == BG_HISTOGRAM ? (size_t)(s->nbuckets + 3) * (line + 2 * labels + 48) : line;
     if (bg_buf_reserve(out, bound) != 0) return BG_ENOMEM;

@@ -62,11 +62,11 @@ typedef struct influx {
   int v2, prec, gzip;
   const char *prefix;
   size_t plen;
-  char ts[BG__NUM_MAX + 8]; /* " <time>\n" */
+  char ts[BG_NUMFMT_LEN + 8]; /* " <time>\n" */
   size_t tslen;
   bg__extra extra;
   const double *bounds; /* the family whose bucket bounds are in le[] */
-  char le[BG_METRICS_MAX_BUCKETS + 1][BG__NUM_MAX];
+  char le[BG_METRICS_MAX_BUCKETS + 1][BG_NUMFMT_LEN];
   unsigned char lelen[BG_METRICS_MAX_BUCKETS + 1];
 } influx;
 
@@ -109,9 +109,9 @@ static void set_time(influx *x, int64_t ms) {
   char *p = x->ts;
   *p++ = ' ';
   if (x->prec == PREC_S) {
-    p = bg__put_u64(p, (uint64_t)(ms / 1000));
+    p = bg_fmt_put_u64(p, (uint64_t)(ms / 1000));
   } else {
-    p = bg__put_u64(p, (uint64_t)ms);
+    p = bg_fmt_put_u64(p, (uint64_t)ms);
     static const char zeros[] = "000000";
     size_t z = x->prec == PREC_NS ? 6 : x->prec == PREC_US ? 3 : 0;
     p = bg__put(p, zeros, z);
@@ -126,7 +126,7 @@ static void set_bounds(influx *x, const bg_sample *s) {
   if (x->bounds == s->bounds && s->bounds != NULL) return;
   x->bounds = s->bounds;
   for (int i = 0; i <= s->nbuckets; i++) {
-    char *e = bg__put_double(x->le[i], i < s->nbuckets ? s->bounds[i] : INFINITY);
+    char *e = bg_fmt_put_double(x->le[i], i < s->nbuckets ? s->bounds[i] : INFINITY);
     x->lelen[i] = (unsigned char)(e - x->le[i]);
   }
 }
@@ -171,14 +171,14 @@ static char *put_time(char *p, const influx *x) {
 static char *put_field(char *p, const char *key, size_t n, double v) {
   p = bg__put(p, key, n);
   *p++ = '=';
-  return bg__put_double(p, v);
+  return bg_fmt_put_double(p, v);
 }
 
 /* A count: the same text as put_field's for a whole number below 2^53, without the double. */
 static char *put_count(char *p, const char *key, size_t n, uint64_t v) {
   p = bg__put(p, key, n);
   *p++ = '=';
-  return bg__put_u64(p, v);
+  return bg_fmt_put_u64(p, v);
 }
 
 /* One series in version 1; returns the end. */
@@ -219,15 +219,15 @@ static char *put_v2(char *p, bg_buf *out, const bg_sample *s, influx *x, size_t 
   *p++ = ' ';
   if (s->type != BG_HISTOGRAM) {
     p = put_name(p, x, s, s->type == BG_COUNTER ? "_total=" : "=", TAG_ESC);
-    return put_time(bg__put_double(p, s->value), x);
+    return put_time(bg_fmt_put_double(p, s->value), x);
   }
   set_bounds(x, s);
   p = put_name(p, x, s, "_count=", TAG_ESC);
-  p = bg__put_u64(p, s->count);
+  p = bg_fmt_put_u64(p, s->count);
   if (isfinite(s->value)) {
     *p++ = ',';
     p = put_name(p, x, s, "_sum=", TAG_ESC);
-    p = bg__put_double(p, s->value);
+    p = bg_fmt_put_double(p, s->value);
   } else {
     (*skipped)++;
   }
@@ -242,7 +242,7 @@ static char *put_v2(char *p, bg_buf *out, const bg_sample *s, influx *x, size_t 
     p = bg__put(p, out->data + cut, end - cut);
     *p++ = ' ';
     p = put_name(p, x, s, "_bucket=", TAG_ESC);
-    p = bg__put_u64(p, cum);
+    p = bg_fmt_put_u64(p, cum);
     p = put_time(p, x);
   }
   return p;
@@ -260,9 +260,9 @@ static int encode(const bg_batch *b, influx *x, bg_encode_opts *o, bg_buf *out) 
     /* a bound for the series' lines: escaping at most doubles a string */
     size_t name = 2 * (x->plen + strlen(s->name)) + 16;
     size_t tags = 2 * bg__labels_bytes(s, &x->extra) + 2 * (size_t)(s->nlabels + x->extra.n);
-    size_t line = 16 + name + tags + 3 * BG__NUM_MAX + x->tslen;
+    size_t line = 16 + name + tags + 3 * BG_NUMFMT_LEN + x->tslen;
     size_t bound = s->type == BG_HISTOGRAM
-                       ? (size_t)(s->nbuckets + 3) * (line + name + 2 * BG__NUM_MAX + 8)
+                       ? (size_t)(s->nbuckets + 3) * (line + name + 2 * BG_NUMFMT_LEN + 8)
                        : line;
     if (bg_buf_reserve(out, bound) != 0) return BG_ENOMEM;
     char *p = out->data + out->len;

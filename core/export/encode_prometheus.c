@@ -28,7 +28,7 @@ typedef struct prom {
   bg__extra extra;
   const char *family; /* the name of the family whose header is written */
   const double *bounds;
-  char le[BG_METRICS_MAX_BUCKETS + 1][BG__NUM_MAX + 8]; /* le="b"} */
+  char le[BG_METRICS_MAX_BUCKETS + 1][BG_NUMFMT_LEN + 8]; /* le="b"} */
   unsigned char lelen[BG_METRICS_MAX_BUCKETS + 1];
 } prom;
 
@@ -94,7 +94,7 @@ static void set_bounds(prom *x, const bg_sample *s) {
   x->bounds = s->bounds;
   for (int i = 0; i <= s->nbuckets; i++) {
     char *p = bg__put(x->le[i], "le=\"", 4);
-    p = bg__put_double(p, i < s->nbuckets ? s->bounds[i] : INFINITY);
+    p = bg_fmt_put_double(p, i < s->nbuckets ? s->bounds[i] : INFINITY);
     p = bg__put(p, "\"}", 2);
     x->lelen[i] = (unsigned char)(p - x->le[i]);
   }
@@ -140,14 +140,14 @@ static char *put_header(char *p, const prom *x, const bg_sample *s) {
 /* " <v>\n" */
 static char *put_value(char *p, double v) {
   *p++ = ' ';
-  p = bg__put_double(p, v);
+  p = bg_fmt_put_double(p, v);
   *p++ = '\n';
   return p;
 }
 
 static char *put_count(char *p, uint64_t v) {
   *p++ = ' ';
-  p = bg__put_u64(p, v);
+  p = bg_fmt_put_u64(p, v);
   *p++ = '\n';
   return p;
 }
@@ -208,7 +208,7 @@ int bg_encode_prometheus(const bg_batch *b, bg_encode_opts *o, bg_buf *out, char
     const bg_sample *s = bg_batch_at(b, i);
     size_t name = x.plen + strlen(s->name) + 16;
     size_t labels = 2 * bg__labels_bytes(s, &x.extra) + 4 * (size_t)(s->nlabels + x.extra.n);
-    size_t line = name + labels + 2 * BG__NUM_MAX + 16;
+    size_t line = name + labels + 2 * BG_NUMFMT_LEN + 16;
     size_t bound = s->type == BG_HISTOGRAM ? (size_t)(s->nbuckets + 3) * line : line;
     int header = s->name != x.family;
     if (header) bound += 2 * (name + 16) + 2 * strlen(s->help) + sizeof DEFAULT_HELP;

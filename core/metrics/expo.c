@@ -4,6 +4,8 @@
  * it 15 times), and short decimals skip printf: render time is the /metrics budget. */
 #include "metrics/expo.h"
 
+#include "base/numfmt.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,159 +41,9 @@ typedef struct expo_state {
 
 static const char *const type_names[] = {"counter", "gauge", "histogram"};
 
-/* "00" to "99": the digit pairs, so a number takes one division per two digits. */
-static const char pairs[201] =
-    "00010203040506070809101112131415161718192021222324252627282930313233"
-    "34353637383940414243444546474849505152535455565758596061626364656667"
-    "6869707172737475767778798081828384858687888990919293949596979899";
-
-/* Decimal digits of u ending at end (no NUL); returns the start. 32-bit divisions once u fits. */
-static inline char *digits(char *end, uint64_t u) {
-  while (u > UINT32_MAX) {
-    uint64_t q = u / 100;
-    end -= 2;
-    memcpy(end, pairs + 2 * (u - q * 100), 2);
-    u = q;
-  }
-  uint32_t w = (uint32_t)u;
-  while (w >= 100) {
-    uint32_t q = w / 100;
-    end -= 2;
-    memcpy(end, pairs + 2 * (w - q * 100), 2);
-    w = q;
-  }
-  if (w >= 10) {
-    end -= 2;
-    memcpy(end, pairs + 2 * w, 2);
-  } else {
-    *--end = (char)('0' + w);
-  }
-  return end;
-}
-
-/* Decimal digits of u into the end of buf (NUL-terminated); returns the start. */
-static inline char *fmt_u64(char *end, uint64_t u) {
-  *--end = '\0';
-  return digits(end, u);
-}
-
-/* m / 10^k as decimal text ending at end (k fraction digits, NUL-terminated). */
-static inline char *fmt_fixed(char *end, uint64_t m, int k, int neg) {
-  char *p = end;
-  *--p = '\0';
-  for (; k >= 2; k -= 2) {
-    uint64_t q = m / 100;
-    p -= 2;
-    memcpy(p, pairs + 2 * (m - q * 100), 2);
-    m = q;
-  }
-  if (k == 1) {
-    *--p = (char)('0' + m % 10);
-    m /= 10;
-  }
-  if (p != end - 1) *--p = '.';
-  p = digits(p, m);
-  if (neg) *--p = '-';
-  return p;
-}
-
-#ifdef __SIZEOF_INT128__
-typedef unsigned __int128 u128;
-
-/* k from k0 on, for fmt_short: in 128 bits, pow = 10^(k0-1). */
-__attribute__((noinline)) static char *fmt_short_wide(char *end, uint64_t m, int s, int k0,
-                                                      u128 pow, int neg) {
-  for (int k = k0; k <= 22; k++) {
-    pow *= 10;
-    u128 n = (u128)m * pow;
-    u128 d = (n + ((u128)1 << (s - 1))) >> s;
-    u128 back = d << s;
-    int below = back < n;
-    u128 diff = below ? n - back : back - n;
-    int ok = below && m == 1ULL << 52 ? 4 * diff <= pow
-                                      : 2 * diff < pow || (2 * diff == pow && !(m & 1));
-    if (ok) return fmt_fixed(end, (uint64_t)d, k, neg);
-  }
-  return NULL;
-}
-
-/* The fewest decimals that read back as a, for 1e-5 <= a < 2^53 not an integer, or NULL.
- * a = m / 2^s exactly (m < 2^53, 1 <= s <= 69), so a * 10^k = m 10^k / 2^s is a ratio of
- * 128-bit integers (m 10^k < 2^127 for k <= 22) and the test is exact: the k-decimal number
- * d nearest to a reads back as a when it is within half a unit in the last place of a, on
- * the even side of a tie, and within a quarter below a power of two (whose lower neighbour
- * is nearer). The first k that passes gives the shortest text; 17 significant digits always
- * pass, so k stops by 21. The first three k, where m 10^k < 2^63, are done in 64 bits when
- * s <= 62 (then n + 2^(s-1) and 4 diff <= 2^63 fit too): the same test, a quarter of the
- * work, and what most recorded values (67.5, 0.045, 12.34) need. */
-static inline char *fmt_short(char *end, double a, int neg) {
-  uint64_t bits;
-  memcpy(&bits, &a, sizeof bits);
-  uint64_t m = (bits & 0xfffffffffffffULL) | (1ULL << 52);
-  int s = 1075 - (int)(bits >> 52);
-  if (s > 62) return fmt_short_wide(end, m, s, 1, 1, neg);
-  uint64_t p = 1, half = 1ULL << (s - 1);
-  for (int k = 1; k <= 3; k++) {
-    p *= 10;
-    uint64_t n = m * p;
-    uint64_t d = (n + half) >> s;
-    uint64_t back = d << s;
-    int below = back < n;
-    uint64_t diff = below ? n - back : back - n;
-    int ok = below && m == 1ULL << 52 ? 4 * diff <= p : 2 * diff < p || (2 * diff == p && !(m & 1));
-    if (ok) return fmt_fixed(end, d, k, neg);
-  }
-  return fmt_short_wide(end, m, s, 4, p, neg);
-}
-#endif
-
-/* fmt_value_n's rare cases: NaN, the infinities, and what the fast paths leave to printf. */
-__attribute__((noinline)) static const char *fmt_value_slow(char *buf, size_t len, double v,
-                                                            size_t *n) {
-  const char *r = buf;
-  if (isnan(v)) {
-    r = "NaN";
-  } else if (isinf(v)) {
-    r = v > 0 ? "+Inf" : "-Inf";
-  } else {
-    for (int prec = 15; prec <= 17; prec++) {
-      snprintf(buf, len, "%.*g", prec, v);
-      if (prec == 17 || strtod(buf, NULL) == v) break;
-    }
-  }
-  *n = strlen(r);
-  return r;
-}
-
-/* Shortest text that reads back as v: integers without exponent, Prometheus' spellings of
- * the infinities and NaN. buf holds at least 32 bytes. Returns the text (NUL-terminated) and
- * its length in *n. */
-static inline const char *fmt_value_n(char *buf, size_t len, double v, size_t *n) {
-  double a = fabs(v);
-  if (a < 9007199254740992.0) { /* false for NaN and the infinities */
-    int64_t i = (int64_t)a;
-    char *p = NULL;
-    if ((double)i == a) { /* -0 too, as "0" */
-      p = fmt_u64(buf + len, (uint64_t)i);
-      if (v < 0) *--p = '-';
-    }
-#ifdef __SIZEOF_INT128__
-    /* What people record (67.5, 0.045, sums of short decimals, ratios) without printf. */
-    else if (a >= 1e-5) {
-      p = fmt_short(buf + len, a, v < 0);
-    }
-#endif
-    if (p) {
-      *n = (size_t)(buf + len - 1 - p);
-      return p;
-    }
-  }
-  return fmt_value_slow(buf, len, v, n);
-}
-
 static const char *fmt_value(char *buf, size_t len, double v) {
   size_t n;
-  return fmt_value_n(buf, len, v, &n);
+  return bg_fmt_value_n(buf, len, v, &n);
 }
 
 static void put(expo_state *st, const char *s, size_t n) {
@@ -331,7 +183,7 @@ __attribute__((noinline)) static void family_start(expo_state *st, const bg_fami
   st->pending = 0;
   put_header(st, f);
   for (int i = 0; i < f->nbuckets && i < BG_METRICS_MAX_BUCKETS; i++)
-    st->lep[i] = fmt_value_n(st->le[i], sizeof st->le[i], f->buckets[i], &st->lel[i]);
+    st->lep[i] = bg_fmt_value_n(st->le[i], sizeof st->le[i], f->buckets[i], &st->lel[i]);
   const char *suffix = f->type == BG_COUNTER ? "_total" : "";
   size_t sl = strlen(suffix);
   st->fast = st->format == BG_EXPO_PROMETHEUS && f->type != BG_HISTOGRAM &&
@@ -355,15 +207,15 @@ __attribute__((noinline)) static void series_text(expo_state *st, const bg_famil
   if (om) { /* seconds with milliseconds */
     double ms = nearbyint(s->created * 1000);
     if (ms >= 1 && ms < 9007199254740992.0) {
-      created_s = fmt_fixed(created + sizeof created, (uint64_t)ms, 3, 0);
+      created_s = bg_fmt_fixed(created + sizeof created, (uint64_t)ms, 3, 0);
       cl = strlen(created_s);
     } else {
-      created_s = fmt_value_n(created, sizeof created, s->created, &cl);
+      created_s = bg_fmt_value_n(created, sizeof created, s->created, &cl);
     }
   }
   if (f->type != BG_HISTOGRAM) {
     int counter = f->type == BG_COUNTER;
-    const char *v = fmt_value_n(num, sizeof num, s->value, &nn);
+    const char *v = bg_fmt_value_n(num, sizeof num, s->value, &nn);
     put_sample(st, counter ? "_total" : "", counter ? 6 : 0, NULL, 0, v, nn);
     if (om && counter) put_sample(st, "_created", 8, NULL, 0, created_s, cl);
     return;
@@ -371,12 +223,12 @@ __attribute__((noinline)) static void series_text(expo_state *st, const bg_famil
   uint64_t cum = 0;
   for (int i = 0; i < f->nbuckets; i++) {
     cum += s->bucket_counts[i];
-    const char *c = fmt_u64(num + sizeof num, cum);
+    const char *c = bg_fmt_u64(num + sizeof num, cum);
     put_sample(st, "_bucket", 7, st->lep[i], st->lel[i], c, (size_t)(num + sizeof num - 1 - c));
   }
-  const char *count = fmt_u64(num + sizeof num, s->count);
+  const char *count = bg_fmt_u64(num + sizeof num, s->count);
   size_t countl = (size_t)(num + sizeof num - 1 - count), suml;
-  const char *sum_s = fmt_value_n(sum, sizeof sum, s->value, &suml);
+  const char *sum_s = bg_fmt_value_n(sum, sizeof sum, s->value, &suml);
   put_sample(st, "_bucket", 7, "+Inf", 4, count, countl);
   if (om) { /* OpenMetrics orders count before sum; either order parses */
     put_sample(st, "_count", 6, NULL, 0, count, countl);
@@ -399,7 +251,7 @@ static void on_series_text(void *ud, const bg_family_view *f, const bg_series_vi
   }
   char num[32];
   size_t vl;
-  const char *v = fmt_value_n(num, sizeof num, s->value, &vl);
+  const char *v = bg_fmt_value_n(num, sizeof num, s->value, &vl);
   bg_buf *b = st->out;
   size_t need = st->prelen + s->labels_len + vl + 4;
   if (st->rc || (b->cap - b->len <= need && (st->rc = bg_buf_reserve(b, need)))) return;
@@ -485,7 +337,7 @@ static void on_series_json(void *ud, const bg_family_view *f, const bg_series_vi
   } else {
     char num[32];
     puts_(st, ",\"count\":");
-    puts_(st, fmt_u64(num + sizeof num, s->count));
+    puts_(st, bg_fmt_u64(num + sizeof num, s->count));
     put_json_field(st, "sum", s->value);
     put_json_field(st, "min", s->sketch ? bg_sketch_min(s->sketch) : NAN);
     put_json_field(st, "max", s->sketch ? bg_sketch_max(s->sketch) : NAN);
@@ -503,11 +355,11 @@ static void on_series_json(void *ud, const bg_family_view *f, const bg_series_vi
       puts_(st, "[");
       put_json_num(st, f->buckets[i]);
       puts_(st, ",");
-      puts_(st, fmt_u64(num + sizeof num, cum));
+      puts_(st, bg_fmt_u64(num + sizeof num, cum));
       puts_(st, "],");
     }
     puts_(st, "[\"+Inf\",");
-    puts_(st, fmt_u64(num + sizeof num, s->count));
+    puts_(st, bg_fmt_u64(num + sizeof num, s->count));
     puts_(st, "]]");
   }
   if (st->extra && st->rc == 0) st->rc = st->extra(st->ud, f, s, st->out);

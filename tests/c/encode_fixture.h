@@ -191,8 +191,14 @@ static void fx_label(fx_sample *s, const char *k, const char *v) {
     fprintf(stderr, "fx_label: too many labels\n");
     exit(1);
   }
-  snprintf(s->k[s->nl], sizeof s->k[0], "%s", k);
-  snprintf(s->v[s->nl], sizeof s->v[0], "%s", v);
+  /* cut to the fixture's sizes (a memcpy: snprintf's truncation warning is an error in CI) */
+  size_t kn = strlen(k), vn = strlen(v);
+  if (kn >= sizeof s->k[0]) kn = sizeof s->k[0] - 1;
+  if (vn >= sizeof s->v[0]) vn = sizeof s->v[0] - 1;
+  memcpy(s->k[s->nl], k, kn);
+  s->k[s->nl][kn] = '\0';
+  memcpy(s->v[s->nl], v, vn);
+  s->v[s->nl][vn] = '\0';
   s->nl++;
 }
 

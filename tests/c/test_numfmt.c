@@ -1,6 +1,6 @@
-/* Tests for core/export/encode_text.c: every number the text encoders write reads back as the
- * same double and is the shortest that does (compared with printf's %.<p>g for p = 1..17),
- * over chosen and pseudo-random values of every magnitude; integers without exponent. */
+/* Tests for core/base/numfmt: every number /metrics and the backends' encoders write reads back as
+ * the same double and is the shortest that does (compared with printf's %.<p>g for p = 1..17), over
+ * chosen and pseudo-random values of every magnitude; integers without exponent. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "export/encode_text.h"
+#include "base/numfmt.h"
 #include "test_check.h"
 
 static char *fmt(char *buf, double v) {
-  char *e = bg__put_double(buf, v);
+  char *e = bg_fmt_put_double(buf, v);
   *e = '\0';
   return buf;
 }
@@ -30,9 +30,9 @@ static int digits(const char *s) {
 }
 
 static void check_one(double v) {
-  char buf[BG__NUM_MAX + 8], ref[64];
+  char buf[BG_NUMFMT_LEN + 8], ref[64];
   fmt(buf, v);
-  CHECK(strlen(buf) < BG__NUM_MAX);
+  CHECK(strlen(buf) < BG_NUMFMT_LEN);
   char *end;
   double back = strtod(buf, &end);
   if (*end != '\0' || back != v) {
@@ -78,7 +78,7 @@ int main(void) {
   CHECK_STR(fmt(buf, NAN), "NaN");
   CHECK_STR(fmt(buf, INFINITY), "+Inf");
   CHECK_STR(fmt(buf, -INFINITY), "-Inf");
-  *bg__put_u64(buf, 18446744073709551615ULL) = '\0';
+  *bg_fmt_put_u64(buf, 18446744073709551615ULL) = '\0';
   CHECK_STR(buf, "18446744073709551615");
   const double chosen[] = {1e-5,
                            1.0000000000000001e-5,
