@@ -307,7 +307,7 @@ function M:stop_one(live, removed)
   -- what waited is released: the samples are counted as dropped unless they wait on disk
   for _, tg in pairs(live.buffer.targets) do
     for _, g in pairs(tg.groups) do
-      for i = g.head, #g.items do
+      for i = g.head, g.tail do
         local e = g.items[i]
         if e and not e.retired and e.payload then
           if not (kept and e.id) then
@@ -341,13 +341,17 @@ function M:collect(live)
     return
   end
   local name, metrics, stats = conf.name, self.metrics, live.stats
-  local items, now = {}, core.wall()
+  local items, now, total = {}, core.wall(), 0
   for i, b in ipairs(snap:batches(conf.batch_size > 0 and conf.batch_size or math.huge)) do
     local n = b:size()
-    stats.collected = stats.collected + n
+    total = total + n
     items[i] = { target = name, group = name, payload = b, weight = n, queue_metrics = metrics, stats = stats,
       created_at = now }
   end
+  stats.collected = stats.collected + total
+  -- the buffer always holds the newest collection whole: with more series than buffer_limit,
+  -- the older collections go first, never part of this one
+  live.buffer.limit = math.max(conf.buffer_limit, total)
   if live.store and #items > 0 then
     local ok, serr = live.store:add(name, items)
     if not ok and not live.spill_failing then

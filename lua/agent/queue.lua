@@ -253,10 +253,13 @@ function Queue.kind(spec)
     e.seq = self.seq
     local g = tg.groups[e.group]
     if not g then
-      g = { head = 1, items = {} }
+      g = { head = 1, tail = 0, items = {} }
       tg.groups[e.group] = g
     end
-    g.items[#g.items + 1] = e
+    -- at its own tail: once the items before the head are gone, # of the table may answer any
+    -- border, one below the head too
+    g.tail = g.tail + 1
+    g.items[g.tail] = e
     local w = e.weight or 1
     tg.pending = tg.pending + w
     self.depth = self.depth + w
@@ -276,7 +279,7 @@ function Queue.kind(spec)
       repeat
         g.items[g.head] = nil
         g.head = g.head + 1
-      until g.items[g.head] == nil or not g.items[g.head].retired
+      until g.head > g.tail or not g.items[g.head].retired
       local nxt = g.items[g.head]
       if nxt then heap_push(tg.heap, nxt) else tg.groups[e.group] = nil end
     end
@@ -287,9 +290,9 @@ function Queue.kind(spec)
   -- other than `keep`.
   local function oldest(tg, picky, than, keep)
     for _, g in pairs(tg.groups) do
-      for i = g.head, #g.items do
+      for i = g.head, g.tail do
         local e = g.items[i]
-        if e and e ~= keep and not e.retired and not e.in_flight and (not picky or prefer_drop(e))
+        if e ~= keep and not e.retired and not e.in_flight and (not picky or prefer_drop(e))
           and (not than or e.seq < than.seq) then
           than = e
         end

@@ -328,6 +328,9 @@ describe("agent.queue when the store cannot write", function()
     assert.equals(before, S.txs)
   end)
 
+end)
+
+describe("agent.queue: weights and long-lived groups", function()
   it("weighs items by their weight, tells on_retire why each left, and never drops the one just pushed", function()
     local L = fake_loop()
     local B = fake_backend(L) -- never answers
@@ -350,5 +353,49 @@ describe("agent.queue when the store cannot write", function()
     B.calls[2].reply(false, "nope", { permanent = true })
     assert.same("t:huge:failed", retired[4])
     assert.equals(0, q.depth)
+  end)
+
+  it("keeps a long-lived group in order and within its limit after its head has moved far", function()
+    -- regression: the group's items were appended at #items + 1, and once the delivered ones
+    -- before the head were nil, LuaJIT's # could answer a border below the head: new items went
+    -- where nothing reads them, were never sent nor trimmed, and the queue stopped for good
+    local L = fake_loop()
+    local B = fake_backend(L)
+    local retired = {}
+    local Kind = Queue.kind { label = "backend", settings = function() return { limit = 40 } end,
+      on_retire = function(_, e, result) retired[#retired + 1] = e.dedup_key .. ":" .. result end }
+    local q = Kind.new { now = L.now, timer = L.timer, resolve = function(n) return { name = n } end, send = B.send }
+    local n = 0
+    local function push()
+      n = n + 1
+      q:push { target = "t", group = "g", dedup_key = tostring(n), weight = 4 }
+    end
+    for _ = 1, 300 do
+      push()
+      push()
+      B.calls[#B.calls].reply(true) -- one answer for two pushes: the buffer fills, the oldest go
+    end
+    assert.is_true(q.depth <= 40 + 4, "depth " .. q.depth)
+    -- everything pushed left the queue or waits in it, and what was sent went in order
+    local sent, last = 0, 0
+    for _, r in ipairs(retired) do
+      local k, why = r:match("^(%d+):(%a+)$")
+      if why == "sent" then
+        sent = sent + 1
+        assert.is_true(tonumber(k) > last, "sent out of order at " .. k)
+        last = tonumber(k)
+      end
+    end
+    assert.equals(600, #retired + q.depth / 4)
+    -- and it still delivers: answer everything that is asked from now on
+    local before = sent
+    for _ = 1, 20 do
+      push()
+      local c = B.calls[#B.calls]
+      if c then c.reply(true) end
+    end
+    local after = 0
+    for _, r in ipairs(retired) do if r:match(":sent$") then after = after + 1 end end
+    assert.is_true(after >= before + 15, ("only %d more sent"):format(after - before))
   end)
 end)
