@@ -88,10 +88,13 @@ static void on_series(void *ud, const bg_family_view *f, const bg_series_view *v
     s->samples = p;
     s->cap = cap;
   }
-  /* the label strings in one piece: the pointers, then the strings */
+  /* the label strings in one piece: the pointers, then the strings, which the registry keeps
+   * contiguous (metrics.h, bg_series_view): one copy, and the pointers moved by its offset */
   size_t strbytes = 0;
-  for (int k = 0; k < 2 * v->nlabels; k++)
-    strbytes += strlen(v->kv[k]) + 1;
+  if (v->nlabels > 0) {
+    const char *last = v->kv[2 * v->nlabels - 1];
+    strbytes = (size_t)(last + strlen(last) + 1 - v->kv[0]);
+  }
   size_t ptrbytes = (size_t)(2 * v->nlabels) * sizeof(char *);
   size_t hbytes = f->type == BG_HISTOGRAM ? ((size_t)f->nbuckets + 1) * sizeof(uint64_t) : 0;
   char *mem = arena_alloc(s, ptrbytes + hbytes + strbytes);
@@ -102,12 +105,9 @@ static void on_series(void *ud, const bg_family_view *f, const bg_series_view *v
   const char **kv = (const char **)(void *)mem;
   uint64_t *counts = hbytes ? (uint64_t *)(void *)(mem + ptrbytes) : NULL;
   char *p = mem + ptrbytes + hbytes;
-  for (int k = 0; k < 2 * v->nlabels; k++) {
-    size_t len = strlen(v->kv[k]) + 1;
-    memcpy(p, v->kv[k], len);
-    kv[k] = p;
-    p += len;
-  }
+  if (strbytes > 0) memcpy(p, v->kv[0], strbytes);
+  for (int k = 0; k < 2 * v->nlabels; k++)
+    kv[k] = p + (v->kv[k] - v->kv[0]);
   if (counts != NULL) memcpy(counts, v->bucket_counts, hbytes);
   s->samples[s->n++] = (bg_sample){
       .name = s->fname,

@@ -155,7 +155,9 @@ typedef struct bg_family_view {
 } bg_family_view;
 
 typedef struct bg_series_view {
-  const char *const *kv; /* label pairs, sorted by key; valid during the callback */
+  const char *const *kv; /* label pairs, sorted by key; valid during the callback; the strings
+                            are contiguous, each NUL-terminated, in pair order (one copy takes
+                            them all: kv[0] up to the end of kv[2 * nlabels - 1]) */
   int nlabels;
   const char *labels; /* the pairs escaped for the text formats, k1="v1",k2="v2" (no braces,
                          not NUL-terminated) */
