@@ -84,8 +84,8 @@ function M:adapter(backend, fields)
       for _, r in ipairs(rows) do
         local b, why = core.batch_decode(r.payload or "")
         if b then
-          local e = { target = backend, group = backend, id = r.id, payload = b, weight = b:size(),
-            created_at = r.created_at, attempts = r.attempts, next_at = r.next_attempt_at, last_error = r.last_error }
+          local e = { target = backend, id = r.id, payload = b, weight = b:size(), created_at = r.created_at,
+            fence = r.created_at, attempts = r.attempts, next_at = r.next_attempt_at, last_error = r.last_error }
           fields(e)
           items[#items + 1] = e
         else

@@ -2,7 +2,8 @@
 -- instances validated against their plugins; every collection interval a snapshot of the registry
 -- (core.metrics_snapshot: C memory, shared by the backends that collect at that instant) cut
 -- into batches; a buffer per backend (the backend kind of agent.queue, weighed in samples) that
--- sends them in order through the plugin's `send(batch, ctx)` in its sandboxed state, retries
+-- sends them through the plugin's `send(batch, ctx)` in its sandboxed state (a collection's
+-- batches several at a time, a collection only after the one before: each series in order), retries
 -- with backoff while the target is down, and past backend_buffer_limit drops the oldest,
 -- counted in beagle_backend_dropped_samples_total. A slow backend delays only itself: each
 -- send is a run of its own plugin state and waits on the loop.
@@ -45,7 +46,7 @@ local Buffer = Queue.kind {
     expire_reason = "dropped: unsent after %gs (%d attempts)",
   },
   settings = function(c)
-    return { ttl = c.max_age, max_in_flight = 1, backoff_initial = c.backoff_initial,
+    return { ttl = c.max_age, max_in_flight = c.max_in_flight, backoff_initial = c.backoff_initial,
       backoff_max = c.backoff_max, breaker_failures = c.breaker_failures, breaker_probe = c.backoff_max,
       limit = c.buffer_limit }
   end,
@@ -105,7 +106,8 @@ function M:build(name, spec, line, dry)
     interval = rec.meta.interval or s.metrics_collection_interval,
     batch_size = rec.meta.batch_size or s.metrics_batch_size, buffer_limit = s.backend_buffer_limit,
     backoff_initial = s.backend_backoff_initial, backoff_max = s.backend_backoff_max,
-    breaker_failures = s.backend_breaker_failures, max_age = s.backend_max_age }
+    breaker_failures = s.backend_breaker_failures, max_age = s.backend_max_age,
+    max_in_flight = s.backend_max_in_flight }
   for _, k in ipairs { "timeout", "interval" } do
     if spec[k] ~= nil then
       local d, err = util.parse_duration(spec[k])
@@ -345,8 +347,10 @@ function M:collect(live)
   for i, b in ipairs(snap:batches(conf.batch_size > 0 and conf.batch_size or math.huge)) do
     local n = b:size()
     total = total + n
-    items[i] = { target = name, group = name, payload = b, weight = n, queue_metrics = metrics, stats = stats,
-      created_at = now }
+    -- a collection is a fence: its batches (each series once) go out together, after the
+    -- collection before has left, so that a receiver sees every series' samples in order
+    items[i] = { target = name, payload = b, weight = n, queue_metrics = metrics, stats = stats,
+      created_at = now, fence = now }
   end
   stats.collected = stats.collected + total
   -- the buffer always holds the newest collection whole: with more series than buffer_limit,

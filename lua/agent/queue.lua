@@ -24,8 +24,11 @@
 --     store = adapter | nil,                    -- nil: memory only
 --     settings = {...}, log = fn(level, msg, fields), metrics = agent.metrics | nil }
 --   q:push(item)   item = { target, payload, id?, group?, status?, dedup_key?, created_at?,
---                  attempts?, next_at?, ok_result? ("sent"), weight? (1) }
+--                  attempts?, next_at?, ok_result? ("sent"), weight? (1), fence? }
 -- An item's weight is what it counts for in the depth and the limits (a batch: its samples).
+-- An item with a fence (a number, rising) starts only once no item of its target with a lower
+-- fence waits or is in flight: items of one fence go out together, up to max_in_flight, and
+-- never before an older fence (a backend's collections: each series once per fence, in order).
 --   q:resume()     the adapter's pending items, oldest first
 --   q:status(), q:update_metrics(), q:flush(), q:stop()
 --
@@ -160,7 +163,7 @@ function Queue.kind(spec)
     if not tg then
       tg = { name = name, heap = {}, groups = {}, in_flight = 0, failures = 0,
         breaker = "closed", open_until = 0, probing = false, pending = 0,
-        sent = 0, failed = 0, expired = 0, dropped = 0, attempts = 0, tags = {} }
+        sent = 0, failed = 0, expired = 0, dropped = 0, attempts = 0, tags = {}, fences = {} }
       self.targets[name] = tg
     end
     return tg
@@ -263,6 +266,11 @@ function Queue.kind(spec)
     local w = e.weight or 1
     tg.pending = tg.pending + w
     self.depth = self.depth + w
+    local f = e.fence
+    if f then
+      tg.fences[f] = (tg.fences[f] or 0) + 1
+      if not tg.fence_min or f < tg.fence_min then tg.fence_min = f end
+    end
     if g.items[g.head] == e then heap_push(tg.heap, e) end
   end
 
@@ -274,6 +282,17 @@ function Queue.kind(spec)
     local w = e.weight or 1
     tg.pending = tg.pending - w
     self.depth = self.depth - w
+    local f = e.fence
+    if f then
+      local left = tg.fences[f] - 1
+      tg.fences[f] = left > 0 and left or nil
+      if left == 0 and f == tg.fence_min then
+        tg.fence_min = nil
+        for k in pairs(tg.fences) do
+          if not tg.fence_min or k < tg.fence_min then tg.fence_min = k end
+        end
+      end
+    end
     local g = tg.groups[e.group]
     if g and g.items[g.head] == e then
       repeat
@@ -432,6 +451,19 @@ function Queue.kind(spec)
           if not tg.probing then wake = tg.open_until end
           break
         else
+          if e.fence and e.fence > tg.fence_min then
+            -- an older fence goes first: its next item due, else wait for it (a retry's time,
+            -- or a completion, which pumps again)
+            local first
+            for _, x in ipairs(tg.heap) do
+              if x.fence == tg.fence_min and (not first or less(x, first)) then first = x end
+            end
+            if not first or first.next_at > now then
+              wake = first and first.next_at
+              break
+            end
+            e = first
+          end
           heap_remove(tg.heap, e)
           if tg.breaker == "open" then
             tg.probing, e.probe = true, true

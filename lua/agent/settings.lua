@@ -26,6 +26,8 @@ M.schema = {
   backend_backoff_initial = { kind = "duration", default = 0.5, min = 0.001,
     help = "first retry delay of a failed send (full-jitter exponential backoff)" },
   backend_backoff_max = { kind = "duration", default = 30, min = 0.001, help = "longest retry delay of a backend" },
+  backend_max_in_flight = { kind = "int", default = 4, min = 1,
+    help = "sends in flight per backend: batches of one collection (a collection waits for the one before)" },
   backend_breaker_failures = { kind = "int", default = 5, min = 1,
     help = "straight failures that pause a backend (one probe every backend_backoff_max)" },
   backend_max_age = { kind = "duration", default = 3600, min = 1,

@@ -398,4 +398,37 @@ describe("agent.queue: weights and long-lived groups", function()
     for _, r in ipairs(retired) do if r:match(":sent$") then after = after + 1 end end
     assert.is_true(after >= before + 15, ("only %d more sent"):format(after - before))
   end)
+
+  it("sends a fence's items together and never before an older fence has left, retries included", function()
+    local L = fake_loop()
+    local B = fake_backend(L)
+    local Kind = Queue.kind { label = "backend", settings = function()
+      return { max_in_flight = 4, backoff_initial = 1, backoff_max = 1, breaker_failures = 100 } end }
+    local q = Kind.new { now = L.now, timer = L.timer, random = function() return 1 end,
+      resolve = function(n) return { name = n } end, send = B.send }
+    local function started()
+      local out = {}
+      for _, c in ipairs(B.calls) do out[#out + 1] = c.batch end
+      return table.concat(out, " ")
+    end
+    for _, k in ipairs { "a", "b", "c" } do q:push { target = "t", payload = k, fence = 1 } end
+    for _, k in ipairs { "d", "e" } do q:push { target = "t", payload = k, fence = 2 } end
+    assert.equals("a b c", started()) -- a free slot, but d and e wait for fence 1
+    B.calls[1].reply(true)
+    B.calls[2].reply(false, "HTTP 503") -- b retries in 1 s
+    assert.equals("a b c", started())
+    B.calls[3].reply(true)
+    assert.equals("a b c", started()) -- c is done, b waits for its retry: d and e still wait
+    L.advance(1)
+    assert.equals("a b c b", started())
+    B.calls[4].reply(true)
+    assert.equals("a b c b d e", started())
+    -- a newer fence pushed while an older one is in flight waits too
+    q:push { target = "t", payload = "f", fence = 3 }
+    assert.equals("a b c b d e", started())
+    B.calls[5].reply(true)
+    B.calls[6].reply(true)
+    assert.equals("a b c b d e f", started())
+    assert.equals(1, q.depth)
+  end)
 end)
