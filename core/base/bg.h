@@ -55,6 +55,10 @@ int bg_buf_json_str(bg_buf *b, const char *s, size_t n);
 void bg_buf_reset(bg_buf *b);
 void bg_buf_free(bg_buf *b);
 
+/* 1 when s (NUL-terminated) is valid UTF-8: no overlong forms, no surrogates, nothing past
+ * U+10FFFF; else 0. */
+int bg_utf8_valid(const char *s);
+
 /* FNV-1a 64 of n bytes as 16 lower-case hex digits into out (not NUL-terminated): the alert
  * engine's fingerprints and dedup keys (lua/agent/rules/engine.lua has the same in Lua). */
 BG_EXPORT void bg_fnv1a64_hex(const char *s, size_t n, char *out);

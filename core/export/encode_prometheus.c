@@ -39,32 +39,11 @@ static int name_char(unsigned char c, int first) {
          (!first && c >= '0' && c <= '9');
 }
 
-static int valid_utf8(const unsigned char *s) {
-  while (*s) {
-    unsigned c = *s++;
-    int n = c < 0x80             ? 0
-            : (c & 0xe0) == 0xc0 ? 1
-            : (c & 0xf0) == 0xe0 ? 2
-            : (c & 0xf8) == 0xf0 ? 3
-                                 : -1;
-    if (n < 0 || (n == 1 && c < 0xc2)) return 0;
-    unsigned cp = n == 0 ? c : c & (0x3fu >> n);
-    for (int i = 0; i < n; i++, s++) {
-      if ((*s & 0xc0) != 0x80) return 0;
-      cp = cp << 6 | (*s & 0x3fu);
-    }
-    if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-      return 0;
-  }
-  return 1;
-}
-
 static int accept_extra(const char *k, const char *v) {
   if (!name_char((unsigned char)k[0], 1) || k[0] == ':' || (k[0] == '_' && k[1] == '_')) return 0;
   for (const char *p = k + 1; *p; p++)
     if (!name_char((unsigned char)*p, 0) || *p == ':') return 0;
-  return valid_utf8((const unsigned char *)v);
+  return bg_utf8_valid(v);
 }
 
 /* s with backslash, newline and (quote) the double quote escaped; at most 2 strlen(s) bytes.

@@ -142,33 +142,6 @@ static int prefix_ok(const char *s) {
   return 1;
 }
 
-static int utf8_ok(const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    unsigned c = *p, cp, min;
-    int n;
-    if (c < 0x80) {
-      p++;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      n = 1, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2, cp = c & 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3, cp = c & 0x07, min = 0x10000;
-    } else {
-      return 0;
-    }
-    for (int i = 1; i <= n; i++) {
-      if ((p[i] & 0xc0) != 0x80) return 0;
-      cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    p += n + 1;
-  }
-  return 1;
-}
-
 /* The external labels and the prefix, checked the way Prometheus checks its external_labels:
  * a label name it accepts and not reserved (__*), a UTF-8 value. 0 or BG_EINVAL with why. */
 static int check_opts(const bg_encode_opts *o, char *err, size_t errlen) {
@@ -179,7 +152,7 @@ static int check_opts(const bg_encode_opts *o, char *err, size_t errlen) {
                strncmp(k, "__", 2) == 0 ? " (names starting with __ are reserved)" : "");
       return BG_EINVAL;
     }
-    if (!utf8_ok(v)) {
+    if (!bg_utf8_valid(v)) {
       snprintf(err, errlen, "external label \"%s\": value is not valid UTF-8", k);
       return BG_EINVAL;
     }

@@ -336,7 +336,7 @@ static bg_series *lookup(bg_registry *r, int type, const char *name, const char 
   }
   char base[MAX_NAME + 1];
   if (bg__metric_map_base(name, type, base, sizeof base, err, errlen) != 0) return NULL;
-  if (help && !bg__metric_valid_utf8(help)) {
+  if (help && !bg_utf8_valid(help)) {
     bg__metrics_seterr(err, errlen, "metric \"%.64s\": help text is not valid UTF-8", name);
     return NULL;
   }

@@ -106,8 +106,6 @@ void bg__metrics_sort(bg_registry *r);
 __attribute__((format(printf, 3, 4))) void bg__metrics_seterr(char *err, size_t errlen,
                                                               const char *fmt, ...);
 
-/* 1 when s is valid UTF-8 (no overlongs, no surrogates), else 0. */
-int bg__metric_valid_utf8(const char *s);
 /* Maps name to the family base name (for a counter, without "_total") in out; 0 or BG_EINVAL
  * with the reason in err. */
 int bg__metric_map_base(const char *name, int type, char *out, size_t outlen, char *err,

@@ -33,34 +33,6 @@ static const char *show_char(char buf[8], unsigned char c) {
   return buf;
 }
 
-int bg__metric_valid_utf8(const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    unsigned c = *p;
-    int n;
-    unsigned cp, min;
-    if (c < 0x80) {
-      p++;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      n = 1, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2, cp = c & 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3, cp = c & 0x07, min = 0x10000;
-    } else {
-      return 0;
-    }
-    for (int i = 1; i <= n; i++) {
-      if ((p[i] & 0xc0) != 0x80) return 0;
-      cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    p += n + 1;
-  }
-  return 1;
-}
-
 /* Maps name to the family base name (for a counter, without "_total"). */
 int bg__metric_map_base(const char *name, int type, char *out, size_t outlen, char *err,
                         size_t errlen) {
@@ -196,7 +168,7 @@ int bg__metric_check_labels(const char *metric, int type, const char *const *kv,
       bg__metrics_seterr(err, errlen, "metric \"%.64s\": label \"%s\" has no value", metric, k);
       return BG_EINVAL;
     }
-    if (!bg__metric_valid_utf8(v)) {
+    if (!bg_utf8_valid(v)) {
       bg__metrics_seterr(err, errlen, "metric \"%.64s\": label \"%s\" value is not valid UTF-8",
                          metric, k);
       return BG_EINVAL;
