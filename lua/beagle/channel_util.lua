@@ -204,6 +204,18 @@ function M.base64(s, url)
   return table.concat(out)
 end
 
+-- The configured headers over ours: one of the same name, whatever its case, replaces ours
+-- (a table of name = value, changed in place and returned).
+function M.merge_headers(ours, configured)
+  for k, v in pairs(configured or {}) do
+    for name in pairs(ours) do
+      if name:lower() == tostring(k):lower() then ours[name] = nil end
+    end
+    ours[k] = tostring(v)
+  end
+  return ours
+end
+
 -- The Authorization header's value for HTTP basic auth (RFC 7617).
 function M.basic_auth(user, password)
   return "Basic " .. M.base64((user or "") .. ":" .. (password or ""))

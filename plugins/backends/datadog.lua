@@ -3,6 +3,8 @@
 -- .sum and .bucket counts like Datadog's own OpenMetrics integration. The JSON is written in C
 -- (core/export/encode_datadog.c); this file adds the HTTP and reads Datadog's answer.
 -- docs/plugins/datadog.md is its page.
+local cu = require "beagle.channel_util"
+
 return beagle.backend {
   name = "datadog",
   description = "Datadog's v2 series API: counts or rates, gauges, histogram counts",
@@ -40,12 +42,8 @@ return beagle.backend {
       ["User-Agent"] = "beagle/" .. beagle._VERSION,
     }
     if o.gzip then headers["Content-Encoding"] = "gzip" end
-    for k, v in pairs(o.headers) do
-      for ours in pairs(headers) do
-        if ours:lower() == tostring(k):lower() then headers[ours] = nil end
-      end
-      headers[k] = tostring(v)
-    end
+    -- configured headers replace ours of the same name, whatever its case
+    cu.merge_headers(headers, o.headers)
     local url = o.url or ("https://api.%s/api/v2/series"):format(o.site)
     local res, err = ctx.http.post(url, body, { headers = headers })
     -- 202 Accepted; 403 (a wrong key), 400 and 413 will never be taken: refused for good;

@@ -4,6 +4,8 @@
 -- (core/export/encode_otlp.c, the protobuf JSON mapping OTLP specifies); this file adds the HTTP
 -- and reads the answer as OTLP/HTTP says a client must. docs/plugins/otlp_metrics.md is its page.
 
+local cu = require "beagle.channel_util"
+
 -- OTLP/HTTP: only these are retryable; every other failure must not be retried
 local RETRY = { [429] = true, [502] = true, [503] = true, [504] = true }
 
@@ -31,12 +33,8 @@ return beagle.backend {
 
     local headers = { ["Content-Type"] = "application/json", ["User-Agent"] = "beagle/" .. beagle._VERSION }
     if o.gzip then headers["Content-Encoding"] = "gzip" end
-    for k, v in pairs(o.headers) do
-      for ours in pairs(headers) do
-        if ours:lower() == tostring(k):lower() then headers[ours] = nil end
-      end
-      headers[k] = tostring(v)
-    end
+    -- configured headers replace ours of the same name, whatever its case
+    cu.merge_headers(headers, o.headers)
     local res, err = ctx.http.post(o.url, body, { headers = headers })
     if not res then return nil, "otlp: " .. tostring(err) end
     if res.status >= 200 and res.status < 300 then

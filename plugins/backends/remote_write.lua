@@ -47,12 +47,7 @@ return beagle.backend {
       headers["Authorization"] = cu.basic_auth(o.username, o.password)
     end
     -- configured headers replace ours of the same name, whatever its case
-    for k, v in pairs(o.headers) do
-      for ours in pairs(headers) do
-        if ours:lower() == tostring(k):lower() then headers[ours] = nil end
-      end
-      headers[k] = tostring(v)
-    end
+    cu.merge_headers(headers, o.headers)
 
     -- no timeout of our own: the instance's `timeout` is the send's deadline
     local res, err = ctx.http.post(o.url, body, { headers = headers })

@@ -33,12 +33,7 @@ return beagle.channel {
       ["Idempotency-Key"] = n.dedup_key,
     }
     -- configured headers replace ours of the same name, whatever its case
-    for k, v in pairs(o.headers or {}) do
-      for ours in pairs(headers) do
-        if ours:lower() == tostring(k):lower() then headers[ours] = nil end
-      end
-      headers[k] = v
-    end
+    cu.merge_headers(headers, o.headers)
     if o.secret then
       -- the receiver recomputes HMAC-SHA256(secret, raw body) and compares in constant time
       headers["X-Beagle-Signature"] = "sha256=" .. ctx.hmac_sha256(o.secret, json)

@@ -114,6 +114,12 @@ describe("channel_util", function()
       assert.equals("Basic dTo=", cu.basic_auth("u", nil))
     end)
 
+    it("merge_headers lets a configured header replace ours whatever its case", function()
+      local h = cu.merge_headers({ ["Content-Type"] = "a", ["User-Agent"] = "b" }, { ["content-type"] = "c", X = 5 })
+      assert.same({ ["content-type"] = "c", ["User-Agent"] = "b", X = "5" }, h)
+      assert.same({ A = "1" }, cu.merge_headers({ A = "1" }, nil))
+    end)
+
     it("url_escape keeps only RFC 3986's unreserved characters", function()
       assert.equals("a-b_c.d~e", cu.url_escape("a-b_c.d~e"))
       assert.equals("a%2Fb%20c%3F%3D%26%25%C3%A9", cu.url_escape("a/b c?=&%é"))
