@@ -195,6 +195,14 @@ end
 
 function Agent:logtext() return S.read(self.log) or "" end
 
+-- backend(name) -> the backend's entry of /health/detailed, or nil
+function Agent:backend(name)
+  local _, d = self:get_json("/health/detailed")
+  for _, b in ipairs(d and d.backends or {}) do
+    if b.name == name then return b end
+  end
+end
+
 -- check(name) -> the /health/{name} object, or nil
 function Agent:check(name)
   local _, o = self:get_json("/health/" .. name)

@@ -50,13 +50,6 @@ local function find(r, pred)
   return found
 end
 
-local function backend(agent, name)
-  local _, d = agent:get_json("/health/detailed")
-  for _, b in ipairs(d and d.backends or {}) do
-    if b.name == name then return b end
-  end
-end
-
 -- Every line the receiver got is one carbon stores as sent.
 local function all_valid(r)
   local n = 0
@@ -119,7 +112,7 @@ backend "carbon" { plugin = "graphite", host = "127.0.0.1", port = %d, prefix = 
     -- the agent's own series go too, and every line carbon got is one it stores as sent
     assert.truthy(find(r, function(l) return l.name:match("^beagle%.web_1%.beagle_") end))
     assert.is_true(all_valid(r) > 10)
-    assert.is_true(backend(agent, "carbon").sent > 0)
+    assert.is_true(agent:backend("carbon").sent > 0)
   end)
 
   it("labels folded into the path: name.key.value..., .bucket.le_<bound>", function()
@@ -172,17 +165,17 @@ backend "carbon" { plugin = "graphite", host = "127.0.0.1", port = %d, interval 
     local port = r.port
     r.stop()
     local down = S.wait(function()
-      local b = backend(agent, "carbon")
+      local b = agent:backend("carbon")
       return b and b.buffered > 0 and b.retries >= 2 and b
     end, 10)
     assert.truthy(down, "nothing buffered while carbon was down")
     assert.truthy(tostring(down.last_error):match("connect"), tostring(down.last_error))
     S.sleep(1)
-    local before = backend(agent, "carbon").collected
+    local before = agent:backend("carbon").collected
     local lines_before = #r.lines()
     r = receiver(port, r.out)
     local b = S.wait(function()
-      local x = backend(agent, "carbon")
+      local x = agent:backend("carbon")
       return x and x.sent >= before and x
     end, 15)
     assert.truthy(b, "the buffer never drained")

@@ -64,13 +64,6 @@ local function find(r, measurement, want, field)
   return found
 end
 
-local function backend(agent, name)
-  local _, d = agent:get_json("/health/detailed")
-  for _, b in ipairs(d and d.backends or {}) do
-    if b.name == name then return b end
-  end
-end
-
 -- No request was refused as unparsable, and every point's tags are in key order.
 local function all_parsed(r)
   local n = 0
@@ -144,7 +137,7 @@ backend "influx" { plugin = "influxdb", url = "%s/", org = "my org", bucket = "b
       for _, p in ipairs(q.points) do assert.equals(q.points[1].timestamp, p.timestamp) end
     end
     assert.is_true(all_parsed(r) > 10)
-    local b = backend(agent, "influx")
+    local b = agent:backend("influx")
     assert.equals("influxdb", b.plugin)
     assert.is_true(b.sent > 0)
     -- the token is a secret: never in the health report or the log
@@ -198,7 +191,7 @@ backend "influx" { plugin = "influxdb", url = "%s", bucket = "b", interval = "0.
     assert.truthy(S.wait(function() return find(r, "probe_depth") end, 10))
     r.control { status = 503, retry_after = 1 }
     local down = S.wait(function()
-      local b = backend(agent, "influx")
+      local b = agent:backend("influx")
       return b and b.buffered > 0 and b.retries >= 1 and b
     end, 10)
     assert.truthy(down, "nothing buffered while InfluxDB answered 503")
@@ -206,9 +199,9 @@ backend "influx" { plugin = "influxdb", url = "%s", bucket = "b", interval = "0.
     r.control { status = 429, retry_after = 0 }
     S.sleep(1)
     r.control { status = 204 }
-    local before = backend(agent, "influx").collected
+    local before = agent:backend("influx").collected
     local b = S.wait(function()
-      local x = backend(agent, "influx")
+      local x = agent:backend("influx")
       return x and x.sent >= before and x
     end, 15)
     assert.truthy(b, "the buffer never drained")
@@ -227,7 +220,7 @@ backend "influx" { plugin = "influxdb", url = "%s", bucket = "b", interval = "0.
     -- 400 is for good: the batch is dropped and counted as failed, not retried
     r.control { status = 400 }
     local failed = S.wait(function()
-      local x = backend(agent, "influx")
+      local x = agent:backend("influx")
       return x and x.dropped > 0 and x
     end, 10)
     assert.truthy(failed, "a batch refused with 400 was not dropped")
@@ -240,7 +233,7 @@ backend "influx" { plugin = "influxdb", url = "%s", bucket = "b", interval = "0.
 backend "influx" { plugin = "influxdb", url = "%s", interval = "0.3s" }
 ]]):format(r.url) }
     local b = S.wait(function()
-      local x = backend(agent, "influx")
+      local x = agent:backend("influx")
       return x and x.dropped > 0 and x
     end, 10)
     assert.truthy(b)

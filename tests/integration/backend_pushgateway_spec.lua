@@ -56,13 +56,6 @@ local function post_series(agent)
   assert(st == 200 or st == 201 or st == 202, ("POST /metrics/custom: %s %s"):format(st, out))
 end
 
-local function backend(agent, name)
-  local _, d = agent:get_json("/health/detailed")
-  for _, b in ipairs(d and d.backends or {}) do
-    if b.name == name then return b end
-  end
-end
-
 describe("pushgateway backend", function()
   local pg, agent
   before_each(function() pg = pushgateway() end)
@@ -134,7 +127,7 @@ backend "pg" { plugin = "pushgateway", url = "%s/", job = "beagle/test", instanc
       .. 'path="not this",le="+Inf"} 2', 1, true), text:match("[^\n]*probe_latency_bucket[^\n]*Inf[^\n]*"))
 
     -- the whole registry in one push: a collection is one batch
-    local b = backend(agent, "pg")
+    local b = agent:backend("pg")
     assert.equals(0, b.batch_size)
     assert.is_true(b.sent > 0)
     assert.equals(0, b.dropped)
@@ -186,17 +179,17 @@ backend "bad" { plugin = "pushgateway", url = "%s", interval = "0.3s" }
     assert.equals("-2.5", metric(g, "ok_probe_depth", { k = "v=1" }).value)
     assert.equals("COUNTER", g.ok_probe_requests_total.type)
     assert.truthy(S.wait(function()
-      local x = backend(agent, "bad")
+      local x = agent:backend("bad")
       return x and x.retries >= 2 and x.dropped == 0 and x.buffered > 0
     end, 10), "a 503 was not retried")
     sink.control { status = 400, retry_after = cjson.null }
     local b = S.wait(function()
-      local x = backend(agent, "bad")
+      local x = agent:backend("bad")
       return x and x.dropped > 0 and x
     end, 10)
     sink.stop()
     assert.truthy(b, "a push refused with 400 was not dropped")
     assert.truthy(tostring(b.last_error):match("400"), tostring(b.last_error))
-    assert.equals(0, backend(agent, "good").dropped)
+    assert.equals(0, agent:backend("good").dropped)
   end)
 end)

@@ -42,13 +42,6 @@ local function one(prom, expr)
   end, 15)
 end
 
-local function backend(agent, name)
-  local _, d = agent:get_json("/health/detailed")
-  for _, b in ipairs(d and d.backends or {}) do
-    if b.name == name then return b end
-  end
-end
-
 describe("remote_write backend", function()
   local prom, agent, sink
   after_each(function()
@@ -102,7 +95,7 @@ backend "prom" { plugin = "remote_write", url = "%s/api/v1/write", interval = "0
     local q = one(prom, "histogram_quantile(0.5, rw_latency_seconds_bucket)")
     assert.is_true(tonumber(q.value[2]) > 0.002 and tonumber(q.value[2]) <= 0.5, q.value[2])
 
-    local b = backend(agent, "prom")
+    local b = agent:backend("prom")
     assert.equals("remote_write", b.plugin)
     assert.equals("ok", b.state)
     assert.equals(2000, b.batch_size)
@@ -117,7 +110,7 @@ backend "prom" { plugin = "remote_write", url = "http://127.0.0.1:%d/api/v1/writ
 ]]):format(port) }
     agent:statsd("rw.phase:1|g")
     local down = S.wait(function()
-      local b = backend(agent, "prom")
+      local b = agent:backend("prom")
       return b and b.buffered > 0 and b.retries >= 2 and b
     end, 10)
     assert.truthy(down, "nothing buffered while Prometheus was down")
@@ -126,7 +119,7 @@ backend "prom" { plugin = "remote_write", url = "http://127.0.0.1:%d/api/v1/writ
     local started = S.now()
     prom = prometheus(port)
     local b = S.wait(function()
-      local x = backend(agent, "prom")
+      local x = agent:backend("prom")
       return x and x.state == "ok" and x.buffered == 0 and x.sent > 0 and x
     end, 20)
     assert.truthy(b, "the buffer never drained after Prometheus started")
@@ -183,7 +176,7 @@ backend "bearer" { plugin = "remote_write", url = "%s/bearer", interval = "0.3s"
     -- a 5xx is retried, after Retry-After when given
     sink.control { status = 503, retry_after = "1" }
     local failing = S.wait(function()
-      local b = backend(agent, "basic")
+      local b = agent:backend("basic")
       return b and b.retries >= 2 and b.buffered > 0 and b
     end, 10)
     assert.truthy(failing)
@@ -199,7 +192,7 @@ backend "bearer" { plugin = "remote_write", url = "%s/bearer", interval = "0.3s"
     -- any other 4xx: the receiver will never take it, the batch is dropped and counted
     sink.control { status = 400 }
     local dropped = S.wait(function()
-      local b = backend(agent, "basic")
+      local b = agent:backend("basic")
       return b and b.dropped > 0 and b
     end, 10)
     assert.truthy(dropped, "a 400 was not dropped")

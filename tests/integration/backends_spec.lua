@@ -18,13 +18,6 @@ local function received(sink)
   return out
 end
 
-local function backend(agent, name)
-  local _, d = agent:get_json("/health/detailed")
-  for _, b in ipairs(d and d.backends or {}) do
-    if b.name == name then return b end
-  end
-end
-
 -- The timestamps at which the sink received series `name`, in arrival order.
 local function stamps(sink, name)
   local ts = {}
@@ -88,7 +81,7 @@ backend "lines" { plugin = "json_lines", url = "%s/ingest", labels = { env = "te
       assert.is_true(n <= 20, "a batch of " .. n)
     end
     -- the backend's state and its own series
-    local b = backend(agent, "lines")
+    local b = agent:backend("lines")
     assert.equals("json_lines", b.plugin)
     assert.equals("ok", b.state)
     assert.equals(20, b.batch_size)
@@ -108,7 +101,7 @@ backend "lines" { plugin = "json_lines", url = "%s/ingest", interval = "0.25s", 
     assert.truthy(S.wait(function() return #stamps(sink, "probe_up") >= 2 end, 10))
     sink.control { status = 503 }
     local down = S.wait(function()
-      local b = backend(agent, "lines")
+      local b = agent:backend("lines")
       return b and b.buffered > 0 and b.retries >= 3 and b
     end, 10)
     assert.truthy(down, "nothing buffered while the target answered 503")
@@ -116,9 +109,9 @@ backend "lines" { plugin = "json_lines", url = "%s/ingest", interval = "0.25s", 
     assert.truthy(down.last_error:match("503"))
     S.sleep(1.5)
     sink.control { status = 200 }
-    local before = backend(agent, "lines").collected
+    local before = agent:backend("lines").collected
     local b = S.wait(function()
-      local x = backend(agent, "lines")
+      local x = agent:backend("lines")
       return x and x.sent >= before and x.state == "ok" and x
     end, 10)
     assert.truthy(b, "the buffer never drained after the target came back")
@@ -141,15 +134,15 @@ backend "lines" { plugin = "json_lines", url = "%s/ingest", interval = "0.2s", b
     assert.truthy(S.wait(function() return #stamps(sink, "probe_up") >= 1 end, 10))
     sink.control { status = 500 }
     local b = S.wait(function()
-      local x = backend(agent, "lines")
+      local x = agent:backend("lines")
       return x and x.dropped > 0 and x
     end, 20)
     assert.truthy(b, "nothing was dropped")
     assert.is_true(b.buffered <= 1000, "buffered " .. b.buffered)
     sink.control { status = 200 }
-    local before = backend(agent, "lines").collected
+    local before = agent:backend("lines").collected
     b = S.wait(function()
-      local x = backend(agent, "lines")
+      local x = agent:backend("lines")
       return x and x.sent + x.dropped >= before and x
     end, 10)
     assert.truthy(b, "what was buffered at the recovery never left")
@@ -172,7 +165,7 @@ backend "lines" { plugin = "json_lines", url = "%s/ingest", interval = "0.2s", b
     agent = S.start { plugins = plugins, config = config, args = { "--data", data } }
     agent:statsd("probe.mark:1|g")
     local before = S.wait(function()
-      local b = backend(agent, "lines")
+      local b = agent:backend("lines")
       return b and b.buffered >= 300 and b
     end, 15)
     assert.truthy(before, "nothing buffered")
@@ -192,7 +185,7 @@ backend "lines" { plugin = "json_lines", url = "%s/ingest", interval = "0.2s", b
       assert.is_true(t < killed_at, "a mark from after the kill")
       if i > 1 then assert.is_true(t > old[i - 1], "out of order") end
     end
-    local b = backend(agent, "lines")
+    local b = agent:backend("lines")
     assert.is_true(b.collected >= before.buffered, b.collected .. " < " .. before.buffered)
     assert.equals(0, b.dropped)
   end)
@@ -250,7 +243,7 @@ check "nan" { plugin = "nan_maker" }
 backend "inf" { plugin = "influx_only", interval = "0.3s" }
 ]] }
     local b = S.wait(function()
-      local x = backend(agent, "inf")
+      local x = agent:backend("inf")
       return x and x.skipped > 0 and x
     end, 10)
     assert.truthy(b, "no skipped sample counted")
@@ -359,12 +352,12 @@ backend "poke" { plugin = "evil", mode = "poke", url = "%s/ingest", interval = "
     assert.equals(5, got.poke.refused)
     assert.truthy(got.poke.bad_opts:match("must map names to strings"), got.poke.bad_opts)
     local loop = S.wait(function()
-      local b = backend(agent, "loop")
+      local b = agent:backend("loop")
       return b and b.retries >= 2 and b
     end, 10)
     assert.truthy(loop, "the looping send was never ended")
     assert.truthy(loop.last_error:match("timeout") or loop.last_error:match("budget"), loop.last_error)
-    local raise = backend(agent, "raise")
+    local raise = agent:backend("raise")
     assert.truthy(raise.last_error:match("error object is not a string"), raise.last_error)
     -- the agent answers all along
     assert.equals(200, (agent:get("/health/live")))
