@@ -10,6 +10,7 @@
 local core = require "agent.core"
 local util = require "agent.util"
 local Queue = require "agent.queue"
+local instances = require "agent.instances"
 
 local M = {}
 M.__index = M
@@ -78,14 +79,18 @@ local Buffer = Queue.kind {
   end,
 }
 
--- new{ plugins (manager), settings, log, metrics, timer }
-function M.new(o)
-  return setmetatable({ plugins = o.plugins, settings = o.settings, log = o.log or function() end,
-    metrics = o.metrics, timer = o.timer, config = {}, config_path = nil, confs = {}, live = {} }, M)
-end
-
 local INSTANCE_KEYS = { plugin = true, timeout = true, enabled = true, description = true, interval = true,
   batch_size = true, buffer_limit = true, spill = true }
+
+-- new{ plugins (manager), settings, log, metrics, timer }
+function M.new(o)
+  local self = setmetatable({ plugins = o.plugins, settings = o.settings, log = o.log or function() end,
+    metrics = o.metrics, timer = o.timer, config = {}, config_path = nil, confs = {}, live = {} }, M)
+  self.kind = { name = "backend", keys = INSTANCE_KEYS, plugin_of = function(_, spec) return spec.plugin end,
+    build = function(...) return self:build(...) end,
+    mask = function(name, text) return self:mask(self.confs[name], text) end }
+  return self
+end
 
 local function whole(v, what, min)
   if type(v) ~= "number" or v < min or v % 1 ~= 0 then return nil, ("%s must be a whole number >= %d"):format(what, min) end
@@ -125,10 +130,7 @@ function M:build(name, spec, line, dry)
   end
   if spec.spill ~= nil and type(spec.spill) ~= "boolean" then return nil, "spill must be true or false" end
   c.spill = spec.spill == true
-  local given = {}
-  for k, v in pairs(spec) do
-    if not INSTANCE_KEYS[k] then given[k] = v end
-  end
+  local given = instances.given(spec, INSTANCE_KEYS)
   local opts, err
   if dry then opts, err = rec.script:call("__validate", given)
   else opts, err = rec.script:call("__configure", { name = name, given = given }) end
@@ -149,21 +151,10 @@ function M.mask(_, conf, text)
   return require("beagle.channel_util").mask(text, conf.secrets)
 end
 
-local function problem(path, c, name, err)
-  return ("%s:%d: backend %q: %s"):format(path or "config", c.line, name, err)
-end
-
 -- Every backend of a new config built against the loaded plugins, validated only. Returns the
 -- problems ("file:line: backend "x": reason").
 function M:check_config(config_backends, config_path)
-  local problems = {}
-  for _, name in ipairs(util.sorted_keys(config_backends)) do
-    local c = config_backends[name]
-    local ok, conf, err = pcall(self.build, self, name, c.spec, c.line, true)
-    if not ok then err = conf end
-    if not ok or not conf then problems[#problems + 1] = problem(config_path, c, name, self:mask(self.confs[name], err)) end
-  end
-  return problems
+  return instances.check_config(self.kind, config_backends, config_path)
 end
 
 function M:set_config(config_backends, config_path)
@@ -178,7 +169,7 @@ function M:sync()
     local conf, err = self:build(name, c.spec, c.line)
     if conf then confs[name] = conf
     else
-      problems[#problems + 1] = problem(self.config_path, c, name, self:mask(self.confs[name], err))
+      problems[#problems + 1] = instances.problem(self.kind, self.config_path, c, name, self:mask(self.confs[name], err))
       local old = self.confs[name]
       confs[name] = old or { name = name, plugin = c.spec.plugin, line = c.line, secrets = {} }
       confs[name].error = err
@@ -196,19 +187,7 @@ end
 
 -- A fresh version of backend plugin `name` must validate every configured instance of it.
 function M:validate_plugin(name, script, meta)
-  if meta.kind ~= "backend" then return true end
-  for bname, c in pairs(self.config) do
-    if c.spec.plugin == name then
-      local given = {}
-      for k, v in pairs(c.spec) do if not INSTANCE_KEYS[k] then given[k] = v end end
-      local ok, err = script:call("__configure", { name = bname, given = given })
-      if not ok then
-        return nil, ("backend %q (%s:%d) does not validate against the new version: %s")
-          :format(bname, self.config_path or "config", c.line, self:mask(self.confs[bname], err))
-      end
-    end
-  end
-  return true
+  return instances.validate_plugin(self.kind, self.config, self.config_path, name, script, meta)
 end
 
 -- ---- running: a collection timer and a buffer per backend ---------------------------------------
@@ -234,14 +213,8 @@ function M:attempt(conf, batch, done)
   if not rec or rec.kind ~= "backend" then error(("backend plugin %q is not loaded"):format(conf.plugin), 0) end
   rec.script:run("__send_batch", { name = conf.name, id = batch:id() },
     { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget },
-    function(fine, res)
-      if fine and type(res) == "table" and res.skipped then self:skipped(conf.name, res.skipped) end
-      if fine and type(res) == "table" and res.ok then return done(true) end
-      if fine and type(res) == "table" then
-        return done(false, self:mask(conf, res.error), { retry_after = res.retry_after, permanent = res.permanent })
-      end
-      done(false, self:mask(conf, res))
-    end)
+    instances.send_result(done, function(text) return self:mask(conf, text) end,
+      function(res) if res.skipped then self:skipped(conf.name, res.skipped) end end))
 end
 
 -- Samples a send's format could not carry (a NaN in line protocol): counted, never silent.

@@ -5,6 +5,7 @@
 -- secrets kept out of logs, errors and /health/detailed. The outbox (agent.delivery) decides when.
 local core = require "agent.core"
 local util = require "agent.util"
+local instances = require "agent.instances"
 -- beagle.channel_util is the plugins' library; the agent needs only its mask, when there is text
 -- to mask, so an idle agent does not hold its ~20 KB of code
 local function mask(text, secrets)
@@ -15,13 +16,17 @@ end
 local M = {}
 M.__index = M
 
+local INSTANCE_KEYS = { plugin = true, timeout = true, enabled = true, description = true }
+
 -- new{ plugins (manager), settings, log }
 function M.new(o)
-  return setmetatable({ plugins = o.plugins, settings = o.settings, log = o.log or function() end,
+  local self = setmetatable({ plugins = o.plugins, settings = o.settings, log = o.log or function() end,
     config = {}, config_path = nil, confs = {} }, M)
+  self.kind = { name = "channel", keys = INSTANCE_KEYS, plugin_of = function(name, spec) return spec.plugin or name end,
+    build = function(...) return self:build(...) end,
+    mask = function(name, text) return self:mask(self.confs[name], text) end }
+  return self
 end
-
-local INSTANCE_KEYS = { plugin = true, timeout = true, enabled = true, description = true }
 
 -- The instance's conf, or nil, err. spec: the config table (nil for an automatic instance).
 -- dry: validates only; the plugin's state keeps the options it had (a reload checks every
@@ -33,10 +38,7 @@ function M:build(name, spec, line, dry)
   local rec = self.plugins:get(pname)
   if not rec then return nil, ("channel plugin %q is not loaded"):format(pname) end
   if rec.kind ~= "channel" then return nil, ("plugin %q is a %s, not a channel"):format(pname, rec.kind) end
-  local given = {}
-  for k, v in pairs(spec) do
-    if not INSTANCE_KEYS[k] then given[k] = v end
-  end
+  local given = instances.given(spec, INSTANCE_KEYS)
   local opts, err
   if dry then opts, err = rec.script:call("__validate", given)
   else opts, err = rec.script:call("__configure", { name = name, given = given }) end
@@ -101,35 +103,12 @@ end
 -- Every channel of a new config built against the loaded plugins, validated only. Returns the
 -- problems ("file:line: channel "x": reason").
 function M:check_config(config_channels, config_path)
-  local problems = {}
-  for _, name in ipairs(util.sorted_keys(config_channels)) do
-    local c = config_channels[name]
-    local ok, conf, err = pcall(self.build, self, name, c.spec, c.line, true)
-    if not ok then err = conf end
-    if ok and not conf or not ok then
-      problems[#problems + 1] = ("%s:%d: channel %q: %s"):format(config_path or "config", c.line, name,
-        self:mask(self.confs[name], err))
-    end
-  end
-  return problems
+  return instances.check_config(self.kind, config_channels, config_path)
 end
 
 -- A fresh version of channel plugin `name` must validate every configured instance of it.
 function M:validate_plugin(name, script, meta)
-  if meta.kind ~= "channel" then return true end
-  for cname, c in pairs(self.config) do
-    if (c.spec.plugin or cname) == name then
-      local given = {}
-      for k, v in pairs(c.spec) do if not INSTANCE_KEYS[k] then given[k] = v end end
-      -- a swap-in state keeps the instance's options from here (sends name only the instance)
-      local ok, err = script:call("__configure", { name = cname, given = given })
-      if not ok then
-        return nil, ("channel %q (%s:%d) does not validate against the new version: %s")
-          :format(cname, self.config_path or "config", c.line, self:mask(self.confs[cname], err))
-      end
-    end
-  end
-  return true
+  return instances.validate_plugin(self.kind, self.config, self.config_path, name, script, meta)
 end
 
 -- For the outbox: the conf of a usable channel, or nil, why.
@@ -154,13 +133,7 @@ function M:attempt(conf, n, done)
   end
   rec.script:run("__send", { name = conf.name, n = n },
     { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget },
-    function(fine, res)
-      if fine and type(res) == "table" and res.ok then return done(true) end
-      if fine and type(res) == "table" then
-        return done(false, self:mask(conf, res.error), { retry_after = res.retry_after, permanent = res.permanent })
-      end
-      done(false, self:mask(conf, res))
-    end)
+    instances.send_result(done, function(text) return self:mask(conf, text) end))
 end
 
 -- Options as /health/detailed shows them: secrets as ***.
