@@ -17,8 +17,9 @@ for p in $PKGS; do
     missing="$missing $p"
   fi
 done
-# the npm statsd daemon (a StatsD peer in bench/) needs node and npm: Debian's, or the machine's own
-if [ "$1" = bench ] && ! command -v npm >/dev/null 2>&1; then missing="$missing npm"; fi
+# node and npm (Debian's, or the machine's own): the OTLP backend's test reads bodies with
+# OpenTelemetry's npm package, and the npm statsd daemon is a StatsD peer in bench/
+if [ "$1" != build ] && ! command -v npm >/dev/null 2>&1; then missing="$missing npm"; fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "beagle needs these Debian packages; run:" >&2
