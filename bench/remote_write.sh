@@ -15,17 +15,15 @@
 #     baseline: A scraping without remote_write (its scrape and TSDB cost);
 #   - beagle at 1,250,000 samples/s: collections every BENCH_RW_FLAT_INTERVAL (0.08) s,
 #     batch_size 10000, to nginx answering 204 (a receiver that costs next to nothing): whether
-#     one core sends that many; buffer_limit 3,000,000 (not more offered, and that much buffer:
-#     once a backend's buffer overflows its sends stop for good, a pipeline bug reported to the
-#     lead; at 0.05 s it sent ~1.6M/s until then);
+#     one core sends that many; buffer_limit 3,000,000 (not more offered, and that much buffer);
 #   - the senders on CPU 0; the receiver and the scraped agent on CPU 1. Every sender runs
 #     BENCH_RW_WARMUP (8) s (Prometheus BENCH_RW_PROM_WARMUP, 20 s: its remote write starts
 #     reading the WAL ~10 s after it is ready), then is measured for BENCH_RW_SECONDS (15) s.
 # A beagle sample is a registry series (beagle_backend_samples_total), a Prometheus sample one
 # series' value (prometheus_remote_storage_samples_total); the bench series are counters and
 # gauges, one of each either way (the agent's own few histograms count as one sample each).
-# beagle sends a backend's batches one at a time, so what it delivers is also bounded by the
-# receiver's answer time per batch; Prometheus sends from parallel shards.
+# beagle sends up to backend_max_in_flight (4) batches of a collection at a time (a collection
+# after the one before, for per-series order); Prometheus sends from parallel shards.
 # Beside it, the encoder alone (tests/c/test_encode_remote_write.c's harness: encode + snappy of
 # 100,000 registry series in batches of 2000, 10% histograms, 2 external labels; CPU 0) and its
 # callgrind instruction count per sample. Takes ~3 min.

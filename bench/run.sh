@@ -26,6 +26,8 @@
 #                          beagle's remote_write backend (batch 2000 and 10000) against
 #                          Prometheus' own remote write, CPU per sample above each sender's
 #                          baseline; the encoder alone (C harness, callgrind)     (~3 min)
+#   encoders.sh            every backend encoder alone, ns and bytes per sample, and the
+#                          snapshot a backend takes per collection (bench/encode.sh) (~20 s)
 #   liveness.sh    8       GET /health/live latency (wrk -c1) and beagle_loop_lag_seconds,
 #                          quiet and with hostile plugins (one endless check and 20 checks
 #                          looping 5M times a run, all every second); nginx under the same
@@ -36,7 +38,7 @@
 # (10000), BENCH_RULES_REPS (5), BENCH_PROM_EVALS (5), BENCH_NOTIFY_* (see notify_bench.sh),
 # BENCH_LIVENESS_SECONDS (20), BENCH_LIVENESS_WARMUP (5), BENCH_LIVENESS_ROUNDS (2),
 # BENCH_RW_* (see remote_write.sh), BENCH_ONLY (space-separated subset: idle checks50 health_rps
-# reload metrics metrics_http statsd rules notify liveness remote_write), BENCH_RESULTS (output
+# reload metrics metrics_http statsd rules notify liveness remote_write encoders), BENCH_RESULTS (output
 # file, default bench/RESULTS.md).
 # A BENCH_ONLY run merges into an existing results file: the summary rows, the detail blocks and
 # the run lines of the steps it ran replace theirs (step_keys below says which are whose), the
@@ -47,7 +49,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 export BUILD=${BUILD:-build}
 case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS="$REPO/$BUILD" ;; esac
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
-ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules notify liveness remote_write}
+ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules notify liveness remote_write encoders}
 export BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-300}
 export BENCH_CHECKS_SECONDS=${BENCH_CHECKS_SECONDS:-60}
 
@@ -114,6 +116,7 @@ want statsd && step statsd 600 statsd_bench.sh
 want rules && step rules 420 rules_bench.sh
 want notify && step notify 420 notify_bench.sh
 want remote_write && step remote_write 420 remote_write.sh
+want encoders && step encoders 300 encoders.sh
 # a round: three windows (nginx, quiet, hostile), two warm-ups, start-ups and the endless
 # check's first report (up to 30 s)
 want liveness && step liveness $(( ${BENCH_LIVENESS_ROUNDS:-2} * (3 * ${BENCH_LIVENESS_SECONDS:-20} + 2 * ${BENCH_LIVENESS_WARMUP:-5} + 90) + 60 )) liveness.sh
@@ -143,12 +146,12 @@ fi
 
 order() { # the .md / .summary files in run order
   local ext=$1
-  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness remote_write; do
+  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness remote_write encoders; do
     [ -f "$BENCH_OUT/$n.$ext" ] && echo "$BENCH_OUT/$n.$ext"
   done
   for f in "$BENCH_OUT"/*."$ext"; do
     [ -f "$f" ] || continue
-    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness remote_write " in
+    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness remote_write encoders " in
       *" $(basename "$f" ".$ext") "*) ;;
       *) echo "$f" ;;
     esac
@@ -206,6 +209,7 @@ step_keys() {
     notify) printf '%s\t%s' '^7[a-z]?\.' '^### 7\.' ;;
     liveness) printf '%s\t%s' '^8[a-z]?\. liveness' '^### 8\. Liveness' ;;
     remote_write) printf '%s\t%s' '^Remote write' '^### Remote write' ;;
+    encoders) printf '%s\t%s' '^Backend encoders' '^### Backend encoders' ;;
   esac
 }
 
