@@ -206,7 +206,7 @@ static void script_reap_cb(uv_handle_t *h) {
   free(h);
 }
 
-static void script_free_now(bg_script *s) {
+void bg__script_free(bg_script *s) {
   s->enforce = 0;
   lua_close(s->L);
   bg_lpool_destroy(&s->pool);
@@ -220,7 +220,7 @@ static void reaper_idle_cb(uv_idle_t *h) {
   if (s->busy > 0 || s->runs != NULL) return;
   uv_idle_stop(h);
   uv_close((uv_handle_t *)h, script_reap_cb);
-  script_free_now(s);
+  bg__script_free(s);
 }
 
 void bg__script_maybe_reap(bg_script *s) {

@@ -168,8 +168,10 @@ static int l_script_active(lua_State *H) {
   return 1;
 }
 
-/* s:close([force]): no new runs; the state is freed when its runs have ended. With force,
- * runs still active end now with "cancelled". */
+/* s:close([force[, now]]): no new runs; the state is freed when its runs have ended. With
+ * force, runs still active end now with "cancelled". With now, a state that has no run and no
+ * call of its own on the stack is freed before close returns (the agent loading plugin files:
+ * a state it gives up at once never adds to the heap's peak); else as without. */
 static int l_script_close(lua_State *H) {
   script_ud *u = luaL_checkudata(H, 1, SCRIPT_MT);
   bg_script *s = u->s;
@@ -182,6 +184,10 @@ static int l_script_close(lua_State *H) {
       s->runs->killed = "cancelled";
       bg__run_finish(s->runs, 0, "cancelled");
     }
+  }
+  if (lua_toboolean(H, 3) && s->runs == NULL && s->busy == 0 && s->reaper == NULL) {
+    bg__script_free(s);
+    return 0;
   }
   bg__script_maybe_reap(s);
   return 0;

@@ -86,6 +86,8 @@ void bg__run_finish(bg__run *r, int ok, const char *msg);
 void bg__run_timer_cb(uv_timer_t *t);
 /* Frees a closing state from an idle callback once its last run has ended. */
 void bg__script_maybe_reap(bg_script *s);
+/* Frees a closing state now: only when no run is left and no call of it is on the stack. */
+void bg__script_free(bg_script *s);
 /* The error message at idx of L, for an error object that is not a string too. */
 static inline const char *bg__error_text(lua_State *L, int idx) {
   const char *m = lua_tostring(L, idx);

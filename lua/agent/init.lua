@@ -424,10 +424,11 @@ function Agent:run()
   -- every kind has built its instances: a plugin no instance uses gives up its state
   self.svc.plugins:park()
   -- start-up is over: its garbage goes, and the agent's state collects more often from now on
-  -- (a cycle at 1.5x the live heap, not 2x: LuaJIT's allocator keeps the peak). Once the
-  -- parked states are freed (the loop's first turn), glibc's heap holds ~0.8 MiB of free pages
-  -- between what stays; they go back to the system (idle RSS 9.0 -> 8.1 MiB, 3 agents each,
-  -- medians, measured with the backend plugins loaded)
+  -- (a cycle at 1.5x the live heap, not 2x: LuaJIT's allocator keeps the peak). Plugin files
+  -- are loaded parked (agent.plugins load), so start-up's heap stays small; what the states
+  -- parked here free, glibc's heap keeps as free pages between what stays: they go back to the
+  -- system (idle RSS 9.0 -> 8.1 MiB with this, 3 agents each, medians, with the backend
+  -- plugins; ~7.1 MiB with parking at load)
   collectgarbage()
   collectgarbage("setpause", 150)
   if core.release_memory then

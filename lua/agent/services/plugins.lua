@@ -42,7 +42,7 @@ end
 
 -- Loads every file; a file that fails is reported on its own (GET /health/detailed, the log).
 function M:load()
-  self.manager:scan(false)
+  self.manager:scan(false, true)
   self.loaded = true
   return {}
 end
