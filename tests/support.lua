@@ -237,13 +237,28 @@ function S.free_port()
   return tonumber(out:match("(%d+)"))
 end
 
+-- receiver(cmd, what) -> svc, port: a test receiver started with cmd, which prints the port it
+-- listens on as its first line (the HTTP sink, tests/receivers/*); fails naming `what`.
+function S.receiver(cmd, what)
+  local svc = S.service(cmd)
+  local port = S.wait(function() return tonumber(svc.output():match("^(%d+)")) end, 10)
+  if not port then error(what .. " did not start: " .. svc.output(), 2) end
+  return svc, port
+end
+
+-- jsonl(path) -> the JSON objects of a JSON-lines file a receiver writes, in order
+function S.jsonl(path)
+  local t = {}
+  for line in (S.read(path) or ""):gmatch("[^\n]+") do t[#t + 1] = json.decode(line) end
+  return t
+end
+
 -- sink() -> the HTTP sink of tests/http_sink.py: url, control{status, delay, retry_after, down},
 -- requests() (each with method, path, headers, body, time), reset(), stop().
 function S.sink()
   local d = S.tmpdir()
-  local svc = S.service(("exec python3 %q %q"):format(S.src .. "/tests/http_sink.py", d .. "/requests.jsonl"))
-  local port = S.wait(function() return tonumber(svc.output():match("^(%d+)")) end, 10)
-  if not port then error("http sink did not start: " .. svc.output()) end
+  local svc, port = S.receiver(("exec python3 %q %q"):format(S.src .. "/tests/http_sink.py", d .. "/requests.jsonl"),
+    "http sink")
   local sink = { url = "http://127.0.0.1:" .. port, port = port, svc = svc }
   function sink.control(t)
     local st = S.http("POST", sink.url .. "/_control", json.encode(t), { "Content-Type: application/json" })

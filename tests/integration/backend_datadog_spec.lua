@@ -11,14 +11,10 @@ local RECEIVER = S.src .. "/tests/receivers/datadog_receiver.py"
 
 local function receiver(key)
   local out = S.tmpdir() .. "/requests.jsonl"
-  local svc = S.service(("exec python3 %q %q %q"):format(RECEIVER, out, key))
-  local port = S.wait(function() return tonumber(svc.output():match("^(%d+)")) end, 10)
-  assert(port, "datadog receiver did not start: " .. svc.output())
+  local svc, port = S.receiver(("exec python3 %q %q %q"):format(RECEIVER, out, key), "datadog receiver")
   local r = { port = port, svc = svc, url = ("http://127.0.0.1:%d/api/v2/series"):format(port) }
   function r.requests()
-    local t = {}
-    for line in (S.read(out) or ""):gmatch("[^\n]+") do t[#t + 1] = cjson.decode(line) end
-    return t
+    return S.jsonl(out)
   end
   -- the series of the requests answered 202, in arrival order
   function r.series(metric)

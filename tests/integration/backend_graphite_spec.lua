@@ -12,14 +12,11 @@ local RECEIVER = S.src .. "/tests/receivers/graphite_receiver.py"
 -- receiver(port, out): on port (else a free one), appending to out (else a file of its own)
 local function receiver(port, out)
   out = out or S.tmpdir() .. "/lines.jsonl"
-  local svc = S.service(("exec python3 %q %q %s"):format(RECEIVER, out, port or ""))
-  local got = S.wait(function() return tonumber(svc.output():match("^(%d+)")) end, 10)
-  assert(got, "graphite receiver did not start: " .. svc.output())
+  local svc, got = S.receiver(("exec python3 %q %q %s"):format(RECEIVER, out, port or ""), "graphite receiver")
   local r = { port = got, svc = svc, out = out }
   -- in the order they were sent: by connection (each send is one), then by line
   function r.lines()
-    local t = {}
-    for line in (S.read(out) or ""):gmatch("[^\n]+") do t[#t + 1] = cjson.decode(line) end
+    local t = S.jsonl(out)
     table.sort(t, function(a, b)
       if a.conn ~= b.conn then return a.conn < b.conn end
       return a.line < b.line

@@ -10,9 +10,7 @@ local cjson = require "cjson"
 local RECEIVER = S.src .. "/tests/receivers/influx_receiver.py"
 
 local function receiver()
-  local svc = S.service(("exec python3 %q"):format(RECEIVER))
-  local port = S.wait(function() return tonumber(svc.output():match("^(%d+)")) end, 10)
-  assert(port, "influx receiver did not start: " .. svc.output())
+  local svc, port = S.receiver(("exec python3 %q"):format(RECEIVER), "influx receiver")
   local r = { url = "http://127.0.0.1:" .. port, svc = svc }
   function r.requests()
     local st, body = S.http("GET", r.url .. "/_requests")

@@ -26,14 +26,10 @@ end
 
 local function receiver(root)
   local out = S.tmpdir() .. "/requests.jsonl"
-  local svc = S.service(("exec node %q %q %q"):format(RECEIVER, out, root))
-  local port = S.wait(function() return tonumber(svc.output():match("^(%d+)")) end, 10)
-  assert(port, "otlp receiver did not start: " .. svc.output())
+  local svc, port = S.receiver(("exec node %q %q %q"):format(RECEIVER, out, root), "otlp receiver")
   local r = { port = port, svc = svc, url = ("http://127.0.0.1:%d/v1/metrics"):format(port) }
   function r.requests()
-    local t = {}
-    for line in (S.read(out) or ""):gmatch("[^\n]+") do t[#t + 1] = cjson.decode(line) end
-    return t
+    return S.jsonl(out)
   end
   -- every (metric, its request) received with status 200 of that name, in arrival order
   function r.metrics(name)

@@ -12,14 +12,10 @@ local RECEIVER = S.src .. "/tests/receivers/statsd_receiver.py"
 
 local function receiver()
   local out = S.tmpdir() .. "/lines.jsonl"
-  local svc = S.service(("exec python3 %q %q"):format(RECEIVER, out))
-  local port = S.wait(function() return tonumber(svc.output():match("^(%d+)")) end, 10)
-  assert(port, "statsd receiver did not start: " .. svc.output())
+  local svc, port = S.receiver(("exec python3 %q %q"):format(RECEIVER, out), "statsd receiver")
   local r = { port = port, svc = svc }
   function r.lines()
-    local t = {}
-    for line in (S.read(out) or ""):gmatch("[^\n]+") do t[#t + 1] = cjson.decode(line) end
-    return t
+    return S.jsonl(out)
   end
   function r.stop() svc.stop() end
   return r
