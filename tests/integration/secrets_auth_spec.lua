@@ -149,8 +149,7 @@ describe("builtin_rules", function()
 end)
 
 describe("settings that do nothing yet", function()
-  local NOT_YET = { "logfire_token", "logfire_project_name", "logfire_environment", "logfire_enabled",
-    "trace_sampling_rate", "performance_sampling_rate", "enable_profiling" }
+  local NOT_YET = { "performance_sampling_rate", "enable_profiling" }
 
   it("say so in docs/configuration.md", function()
     local doc = S.read(S.src .. "/docs/configuration.md")
@@ -162,12 +161,12 @@ describe("settings that do nothing yet", function()
   end)
 
   it("say so in the log when set", function()
-    local a = S.start { config = S.calm_system .. "trace_sampling_rate = 0.5\n" }
+    local a = S.start { config = S.calm_system .. "performance_sampling_rate = 0.5\n" }
     local log = a:logtext()
     a:stop()
     local said
     for line in log:gmatch("[^\n]+") do
-      if line:find('msg="setting has no effect yet"', 1, true) and line:find("setting=trace_sampling_rate", 1, true) then
+      if line:find('msg="setting has no effect yet"', 1, true) and line:find("setting=performance_sampling_rate", 1, true) then
         said = line
       end
     end
