@@ -262,6 +262,8 @@ function __load(a)
     kind = kind, name = p.name, description = p.description, options = options,
     interval = p.interval, timeout = p.timeout, retries = p.retries, critical = p.critical, resend = p.resend,
     batch_size = p.batch_size, all_defaults = all_defaults,
+    -- a backend's signal: "metrics" (nil), "traces", "logs", or a list of them (agent.backends checks it)
+    signal = (type(p.signal) == "string" or type(p.signal) == "table") and p.signal or nil,
   }
 end
 
