@@ -15,6 +15,7 @@
 #include "metrics/metrics.h"
 #include "net/fetch.h"
 #include "script/script.h"
+#include "trace/trace.h"
 
 static char g_home[4096];
 
@@ -118,5 +119,6 @@ out:
   while (uv_run(&loop, UV_RUN_NOWAIT) != 0) {
   }
   uv_loop_close(&loop);
+  bg_tracer_shutdown(); /* after every handle that could end a span or hold a batch */
   return code;
 }

@@ -120,10 +120,18 @@ BG_EXPORT void bg_tracer_set_capacity(bg_tracer *t, size_t spans, size_t logs);
  * values cut at 4096 bytes). What does not fit is counted in the span's dropped counts. */
 BG_EXPORT void bg_tracer_set_limits(bg_tracer *t, uint32_t max_attrs, uint32_t max_events,
                                     uint32_t max_value_len);
-/* Called (from the loop, never from inside bg_span_end) when a buffer reaches `batch` items,
- * so the exporters can drain early as OpenTelemetry's batch processor does. */
+/* Called when a buffer reaches `batch` items, so the exporters can drain early as
+ * OpenTelemetry's batch processor does: once, then again only after a take from that buffer
+ * (0 or a NULL cb: never). (H1: the tracer has no loop, so it is called from inside
+ * bg_span_end / bg_trace_log_record, after the record is in the buffer, never re-entrantly.
+ * It must only schedule the drain, e.g. start a 0 ms uv timer or uv_async_send: those callers
+ * may be Lua code in the middle of an FFI call, so cb must not enter any lua_State nor take
+ * from the buffers itself.) */
 BG_EXPORT void bg_tracer_set_ready_cb(bg_tracer *t, size_t batch, void (*cb)(void *ud),
                                       void *ud);
+/* (H1, added) Whether a buffer holds `batch` items or more: the same question polled, for a
+ * caller that would rather check on its own timer than be called. */
+BG_EXPORT int bg_tracer_ready(const bg_tracer *t);
 
 /* Counters for the agent's self-metrics. */
 typedef struct bg_tracer_stats {

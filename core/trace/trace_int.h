@@ -1,0 +1,78 @@
+/* trace_int.h: what trace.c, trace_batch.c and w3c.c share and nothing else may use.
+ *
+ * A span is one of two records. A non-recording span (`lite`) is its context and the context
+ * that was current before it, taken from a free list of slabs: no malloc on its path. A
+ * recording span (`rec`) adds everything the exporters read, with an arena inside the record
+ * so that setting attributes allocates nothing either; finished, it moves to the tracer's span
+ * buffer, then into a batch, and back to a pool when the batch goes. Log records are `rec`s
+ * too (kind 0), so buffers, batches, the pool and the byte format are shared. */
+#ifndef BG_TRACE_INT_H
+#define BG_TRACE_INT_H
+
+#include "trace/trace.h"
+
+void bg__tracestate_ref(bg_tracestate *ts);
+void bg__tracestate_unref(bg_tracestate *ts);
+int bg__tracestate_equal(const bg_tracestate *a, const bg_tracestate *b);
+int bg__tracestate_key_valid(const char *k, size_t n);
+int bg__tracestate_value_valid(const char *v, size_t n);
+
+typedef struct lite {
+  bg_span pub;
+  uint8_t is_rec, live;
+  struct lite *next; /* free list, or the live list of recording spans */
+  struct lite *prev_live;
+  bg_span_ctx ctx;
+  bg_span_ctx prev; /* what was current before the span began */
+} lite;
+
+typedef struct arena_blk {
+  struct arena_blk *next;
+  size_t cap;
+  max_align_t data[];
+} arena_blk;
+
+#define REC_INLINE 640
+
+typedef struct rec {
+  lite base;
+  uint8_t parent_span_id[BG_SPAN_ID_LEN];
+  uint8_t is_log;
+  int kind, status, severity;
+  const char *name, *status_msg, *scope; /* for a log: name is the body */
+  uint32_t name_len, status_len, scope_len;
+  uint64_t start_ns, end_ns; /* a log's time is start_ns */
+  bg_attr *attrs;
+  uint32_t nattrs, attrs_cap, dropped_attrs;
+  bg_span_event_view *events;
+  uint32_t nevents, events_cap, dropped_events;
+  uint32_t ev_attrs_cap; /* of the last event */
+  uint8_t ev_open;       /* the last bg_span_add_event was kept: its attributes go there */
+  /* the arena: a bump pointer in the inline bytes, then in blocks */
+  char *ap, *aend;
+  arena_blk *blocks;
+  max_align_t inline_mem[REC_INLINE / sizeof(max_align_t)];
+} rec;
+
+/* A record from the pool (or malloc), empty; NULL on ENOMEM. */
+rec *bg__rec_new(void);
+/* Back to the pool, or freed when there is no tracer or the pool is full. */
+void bg__rec_free(rec *r);
+void *bg__rec_alloc(rec *r, size_t n);
+/* n bytes of s copied into r's arena with a NUL; NULL on ENOMEM. */
+const char *bg__rec_str(rec *r, const char *s, size_t n);
+
+/* The finished-record buffers: a ring of records. */
+typedef struct ring {
+  rec **a;
+  size_t alloc, head, len;
+} ring;
+
+int bg__ring_push(ring *q, rec *r, size_t cap);
+void bg__ring_free(ring *q);
+/* The tracer's rings, for trace_batch.c. */
+ring *bg__tracer_ring(bg_tracer *t, int logs);
+/* After a take: the ready callback may fire again. */
+void bg__tracer_rearm(bg_tracer *t, int logs);
+
+#endif
