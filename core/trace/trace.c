@@ -9,7 +9,6 @@
 #include "trace/trace_int.h"
 
 #define SLAB_ITEMS 64
-#define POOL_MAX 256 /* recording records kept for reuse */
 
 typedef struct slab {
   struct slab *next;
@@ -120,9 +119,19 @@ void bg_tracer_set_ratio(bg_tracer *t, double ratio) {
     t->bound = (uint64_t)(ratio * 9223372036854775808.0);
 }
 
+static void pool_free(bg_tracer *t) {
+  for (rec *r = t->pool, *n; r != NULL; r = n) {
+    n = (rec *)r->base.next;
+    free(r);
+  }
+  t->pool = NULL;
+  t->npool = 0;
+}
+
 void bg_tracer_set_recording(bg_tracer *t, int spans, int logs) {
   t->rec_spans = spans != 0;
   t->rec_logs = logs != 0;
+  if (!t->rec_spans && !t->rec_logs) pool_free(t); /* no exporter left: give the memory back */
 }
 
 void bg_tracer_set_capacity(bg_tracer *t, size_t spans, size_t logs) {
@@ -223,7 +232,10 @@ void bg__rec_free(rec *r) {
   if (r == NULL) return;
   rec_destroy(r);
   bg_tracer *t = g_tracer;
-  if (t != NULL && t->npool < POOL_MAX) {
+  /* kept up to what the buffers may hold anyway: a steady flow of spans then allocates
+   * nothing, and the memory is never more than full buffers take (freed when recording
+   * stops) */
+  if (t != NULL && t->npool < t->cap_spans + t->cap_logs) {
     r->base.next = (lite *)t->pool;
     t->pool = r;
     t->npool++;
@@ -325,9 +337,11 @@ static inline int has_trace(const bg_span_ctx *c) {
 }
 
 static inline int sample_root(const bg_tracer *t, const uint8_t tid[BG_TRACE_ID_LEN]) {
-  uint64_t x = 0;
-  for (int i = 8; i < 16; i++)
-    x = x << 8 | tid[i];
+  uint64_t x;
+  memcpy(&x, tid + 8, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  x = __builtin_bswap64(x); /* the id's bytes read big endian, as the SDKs do */
+#endif
   return (x >> 1) < t->bound;
 }
 
@@ -747,10 +761,7 @@ void bg_tracer_shutdown(void) {
   bg__ring_free(&t->rings[0]);
   bg__ring_free(&t->rings[1]);
   g_tracer = NULL; /* from here records are freed, not pooled */
-  for (rec *r = t->pool, *n; r != NULL; r = n) {
-    n = (rec *)r->base.next;
-    free(r);
-  }
+  pool_free(t);
   for (slab *sl = t->slabs, *n; sl != NULL; sl = n) {
     n = sl->next;
     free(sl);
