@@ -1,6 +1,8 @@
 /* host_http: core.http_server, the HTTP server (net/http_server.h) for the agent's Lua: each
  * request that no C route answers becomes a call of the Lua handler; server:serve_metrics hands
- * GET /metrics to metrics/metrics_route.h. */
+ * GET /metrics to metrics/metrics_route.h. Every request is traced with the default tracer (a
+ * server span, current while the handler runs; req.traceparent is its context for the work the
+ * handler starts, and the handler's fifth result names the route for the span). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "metrics/metrics_route.h"
 #include "metrics/window.h"
 #include "net/http_server.h"
+#include "trace/trace.h"
 
 #define SERVER_MT "agent.core.server"
 
@@ -39,6 +42,12 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
   lua_setfield(L, -2, "peer");
   lua_pushboolean(L, req->peer_loopback);
   lua_setfield(L, -2, "loopback");
+  if (req->span) {
+    char tp[55];
+    bg_traceparent_format(bg_span_context(req->span), tp);
+    lua_pushlstring(L, tp, sizeof tp);
+    lua_setfield(L, -2, "traceparent");
+  }
   /* A header sent twice is one field whose values are joined with ", " (RFC 9110 5.3), and
    * its name is in req.repeated: auth refuses two Authorization headers instead of letting
    * the last one win. */
@@ -75,8 +84,8 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
   }
   if (repeated != 0) lua_setfield(L, headers - 1, "repeated");
   lua_setfield(L, -2, "headers");
-  /* handler(req) -> status, content_type, body, extra_headers */
-  if (bg__hcb_call(&hs->cb, 1, 4) != 0 || !lua_isnumber(L, top + 1)) {
+  /* handler(req) -> status, content_type, body, extra_headers, route */
+  if (bg__hcb_call(&hs->cb, 1, 5) != 0 || !lua_isnumber(L, top + 1)) {
     res->status = 500;
     res->content_type = "application/json";
     res->body = "{\"error\":\"internal error\",\"status\":500}";
@@ -92,7 +101,7 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
   res->body = hs->body.data;
   res->body_len = blen;
   /* content type and headers must outlive the pop: keep them in the buffer after the body */
-  static char ctype[128], extra[1024];
+  static char ctype[128], extra[1024], route[192];
   const char *ct = lua_tostring(L, top + 2);
   snprintf(ctype, sizeof ctype, "%s", ct ? ct : "application/json");
   res->content_type = ctype;
@@ -100,6 +109,12 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
   if (eh) {
     snprintf(extra, sizeof extra, "%s", eh);
     res->headers = extra;
+  }
+  size_t rlen = 0;
+  const char *rt = lua_type(L, top + 5) == LUA_TSTRING ? lua_tolstring(L, top + 5, &rlen) : NULL;
+  if (rt && rlen < sizeof route) {
+    memcpy(route, rt, rlen + 1);
+    res->route = route;
   }
   lua_settop(L, top);
 }
@@ -139,6 +154,7 @@ static int l_http_server(lua_State *L) {
   hserver *hs = lua_newuserdata(L, sizeof *hs);
   memset(hs, 0, sizeof *hs);
   int rc = bg_http_server_new(bg__host_rt(L)->loop, &lim, server_handler, hs, &hs->srv);
+  if (rc == 0) bg_http_set_tracer(hs->srv, bg_tracer_default());
   if (rc == 0) {
     rc = bg_http_listen(hs->srv, host, port);
     if (rc != 0) {

@@ -335,6 +335,7 @@ static void conn_handle_closed(uv_handle_t *h) {
   bg_buf_free(&c->wbuf);
   free(c->hoff);
   free(c->hdrs);
+  free(c->spans);
   free(c);
   if (srv->closing) maybe_free(srv);
 }
@@ -343,6 +344,7 @@ static void conn_close(conn *c) {
   if (c->closed) return;
   c->closed = 1;
   c->srv->nlive--;
+  bg__http_spans_end(c, c->nspans); /* their responses will never be written */
   queue_set(c, Q_NONE);
   uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
@@ -378,6 +380,7 @@ static void write_cb(uv_write_t *req, int status) {
     conn_close(c);
     return;
   }
+  bg__http_spans_end(c, c->spans_inflight);
   flush(c);
 }
 
@@ -410,6 +413,7 @@ static void flush(conn *c) {
     }
     if ((size_t)n == c->out.len) {
       c->out.len = 0;
+      bg__http_spans_end(c, c->nspans);
     } else {
       bg_buf t = c->wbuf; /* swap, so new responses can queue while this one is in flight */
       c->wbuf = c->out;
@@ -422,6 +426,7 @@ static void flush(conn *c) {
         return;
       }
       c->writing = 1;
+      c->spans_inflight = c->nspans;
     }
   }
   if (c->writing && c->out.len > OUT_HIGH_WATER && !c->paused) {

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "base/bg.h"
+#include "trace/trace.h"
 
 typedef struct bg_http_server bg_http_server;
 
@@ -37,6 +38,7 @@ typedef struct bg_http_request {
   size_t body_len;
   const char *peer;  /* client address, "127.0.0.1" or "::1" */
   int peer_loopback; /* 1 when the client connected from a loopback address */
+  bg_span *span;     /* the request's server span (current during the call); NULL untraced */
 } bg_http_request;
 
 /* Filled by the handler. The server copies body and headers before the handler returns. */
@@ -46,6 +48,8 @@ typedef struct bg_http_response {
   const char *body;         /* may be NULL for an empty body */
   size_t body_len;
   const char *headers; /* extra raw header lines, each ending "\r\n"; may be NULL */
+  const char *route;   /* the matched route's template ("/health/{name}") for the span's name
+                          and http.route; NULL when unknown; valid as long as content_type */
 } bg_http_response;
 
 /* Called for every request that no static route answers; must fill res before returning. */
@@ -105,6 +109,15 @@ typedef int (*bg_http_render_cb)(void *ud, const bg_http_request *req, bg_http_r
 /* Answers GET and HEAD on exactly this path with cb(ud, ...); replaces any static or render
  * route on the path; cb NULL removes the route. ud is borrowed. Returns 0 or BG_ENOMEM. */
 int bg_http_set_render(bg_http_server *srv, const char *path, bg_http_render_cb cb, void *ud);
+
+/* Traces every request from now on with t (NULL: none, the default): a SERVER span per request
+ * continuing the caller's traceparent and tracestate when they parse (else a new root), named
+ * "GET /route" after OpenTelemetry's HTTP conventions, with their attributes when it records,
+ * status error for a 5xx, ended once the response is handed to the kernel (or the connection
+ * closes first). While a route answers, the span is current; the previous context is back
+ * after. Every response to a traced request carries a traceparent header of its span, sampled
+ * or not. Loop thread only. Can't fail. */
+void bg_http_set_tracer(bg_http_server *srv, bg_tracer *t);
 
 /* Counters for self-monitoring. Can't fail. */
 typedef struct bg_http_stats {

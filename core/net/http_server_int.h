@@ -61,6 +61,10 @@ typedef struct conn {
   bg_buf wbuf; /* the buffer an in-flight uv_write points into */
   char peer[64];
   int peer_loopback;
+  /* server spans of the responses in wbuf and out, oldest first: the first spans_inflight are
+   * those of the bytes in flight in wbuf; each ends once its response is handed to the kernel */
+  bg_span **spans;
+  uint32_t nspans, spans_cap, spans_inflight;
 } conn;
 
 struct bg_http_server {
@@ -82,8 +86,10 @@ struct bg_http_server {
   void (*done)(void *ud);
   void *done_ud;
   bg_http_stats stats;
-  bg_buf head;  /* a render route's head, built once its body length is known */
-  bg_buf spare; /* the largest output buffer a closed connection left, for the next render */
+  bg_tracer *tracer; /* NULL: requests are not traced */
+  int port;          /* the bound port for server.port, read on the first traced request */
+  bg_buf head;       /* a render route's head, built once its body length is known */
+  bg_buf spare;      /* the largest output buffer a closed connection left, for the next render */
   char rbuf[READ_BUF_SIZE]; /* shared: every read is parsed before the next alloc */
 };
 
@@ -102,6 +108,10 @@ void bg__http_count_status(bg_http_server *srv, int status);
  * the spare; b is then empty. A scrape per connection (curl, most probes) would otherwise fault
  * in and copy megabytes of fresh memory while its body grows. Can't fail. */
 void bg__http_keep_spare(bg_http_server *srv, bg_buf *b);
+
+/* Ends the first n of c's pending server spans (their responses are written, or the
+ * connection is gone). Can't fail. */
+void bg__http_spans_end(conn *c, uint32_t n);
 
 /* Frees every route and the spare buffer (the server is going away). Can't fail. */
 void bg__http_free_routes(bg_http_server *srv);

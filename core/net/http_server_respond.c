@@ -2,6 +2,7 @@
  * routes answered in C (static responses and render callbacks) and the hand-off to the handler. */
 #include "net/http_server_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,13 +72,19 @@ static int put_conn_header(bg_buf *b, int kind) {
   return 0;
 }
 
-/* Appends status line, the usual headers, the Connection header, res's headers and the blank
- * line to b; the Content-Length is blen. */
+/* "traceparent: 00-<trace>-<span>-<flags>\r\n": the header a traced response carries. */
+#define TP_PREFIX "traceparent: "
+#define TP_LINE_LEN (sizeof TP_PREFIX - 1 + 55 + 2)
+
+/* Appends status line, the usual headers, the Connection header, the traceparent line (tp:
+ * TP_LINE_LEN bytes, or NULL), res's headers and the blank line to b; the Content-Length is
+ * blen. */
 static int put_response_head(bg_buf *b, int status, const bg_http_response *res, size_t blen,
-                             int ckind) {
+                             int ckind, const char *tp) {
   const char *ctype = res->content_type ? res->content_type : "application/json";
   int rc = bg__http_put_head(b, status, ctype, blen);
   if (rc == 0) rc = put_conn_header(b, ckind);
+  if (rc == 0 && tp) rc = bg_buf_append(b, tp, TP_LINE_LEN);
   if (rc == 0 && res->headers) rc = bg_buf_puts(b, res->headers);
   if (rc == 0) rc = bg_buf_append(b, "\r\n", 2);
   return rc;
@@ -97,13 +104,16 @@ static route *find_route(bg_http_server *srv, const char *path, size_t len) {
   return NULL;
 }
 
-/* Copies a static response into c->out: usually one memcpy, two when a Connection header
- * has to go in. Safe against later bg_http_set_static because nothing keeps r->resp. */
-static int serve_static(conn *c, route *r, int head, int ckind) {
+/* Copies a static response into c->out: usually one memcpy, two when a Connection header or a
+ * traceparent line (tp, or NULL) has to go in. Safe against later bg_http_set_static because
+ * nothing keeps r->resp. */
+static int serve_static(conn *c, route *r, int head, int ckind, const char *tp) {
   size_t n = head ? r->head_len + 2 : r->resp_len;
-  if (ckind == 0) return bg_buf_append(&c->out, r->resp, n);
-  int rc = bg_buf_append(&c->out, r->resp, r->head_len);
+  if (ckind == 0 && tp == NULL) return bg_buf_append(&c->out, r->resp, n);
+  int rc = bg_buf_reserve(&c->out, n + TP_LINE_LEN + 32);
+  if (rc == 0) rc = bg_buf_append(&c->out, r->resp, r->head_len);
   if (rc == 0) rc = put_conn_header(&c->out, ckind);
+  if (rc == 0 && tp) rc = bg_buf_append(&c->out, tp, TP_LINE_LEN);
   if (rc == 0) rc = bg_buf_append(&c->out, r->resp + r->head_len, n - r->head_len);
   return rc;
 }
@@ -136,19 +146,29 @@ static void build_request(conn *c, bg_http_request *req) {
   req->body_len = c->body_len;
   req->peer = c->peer;
   req->peer_loopback = c->peer_loopback;
+  req->span = NULL;
 }
 
-static int serve_handler(conn *c, int head, int ckind) {
+/* What a route answered, for its span. */
+typedef struct answer {
+  int status;
+  const char *route; /* borrowed, NULL when unknown */
+} answer;
+
+static int serve_handler(conn *c, int head, int ckind, bg_span *span, const char *tp, answer *a) {
   bg_http_server *srv = c->srv;
   bg_http_request req;
   build_request(c, &req);
-  bg_http_response res = {200, NULL, NULL, 0, NULL};
+  req.span = span;
+  bg_http_response res = {200, NULL, NULL, 0, NULL, NULL};
   srv->cb(srv->ud, &req, &res);
 
   int status = valid_status(res.status);
   size_t blen = res.body && body_allowed(status) ? res.body_len : 0;
   bg__http_count_status(srv, status);
-  int rc = put_response_head(&c->out, status, &res, blen, ckind);
+  a->status = status;
+  a->route = res.route;
+  int rc = put_response_head(&c->out, status, &res, blen, ckind, tp);
   if (rc == 0 && !head && blen) rc = bg_buf_append(&c->out, res.body, blen);
   return rc;
 }
@@ -157,7 +177,8 @@ static int serve_handler(conn *c, int head, int ckind) {
  * the head, known once the body is, goes into the gap. When its length differs (the first
  * response, a Content-Length with another digit count, another Connection header), the body
  * moves once; otherwise the body is never copied between the renderer and the socket. */
-static int serve_render(conn *c, route *r, int head, int ckind) {
+static int serve_render(conn *c, route *r, int head, int ckind, bg_span *span, const char *tp,
+                        answer *a) {
   static const char oom[] = "{\"error\":\"out of memory\",\"status\":500}";
   bg_http_server *srv = c->srv;
   bg_buf *out = &c->out;
@@ -167,6 +188,7 @@ static int serve_render(conn *c, route *r, int head, int ckind) {
   size_t gap = r->head_hint, start = out->len;
   bg_http_request req;
   build_request(c, &req);
+  req.span = span;
   if (start == 0 && srv->spare.cap > out->cap) { /* the spare is empty memory, already mapped */
     bg_buf t = *out;
     *out = srv->spare;
@@ -175,20 +197,21 @@ static int serve_render(conn *c, route *r, int head, int ckind) {
   if (bg_buf_reserve(out, gap) != 0) return BG_ENOMEM;
   out->len = start + gap;
   size_t body_at = out->len;
-  bg_http_response res = {200, NULL, NULL, 0, NULL};
+  bg_http_response res = {200, NULL, NULL, 0, NULL, NULL};
   int rc = cb(ud, &req, &res, out);
   if (rc == 0 && res.body && res.body_len) rc = bg_buf_append(out, res.body, res.body_len);
   if (rc != 0) {
     out->len = body_at;
-    res = (bg_http_response){500, "application/json", NULL, 0, NULL};
+    res = (bg_http_response){500, "application/json", NULL, 0, NULL, NULL};
     rc = bg_buf_append(out, oom, sizeof oom - 1);
     if (rc != 0) return rc;
   }
   int status = valid_status(res.status);
   size_t blen = body_allowed(status) ? out->len - body_at : 0;
   bg__http_count_status(srv, status);
+  a->status = status;
   bg_buf_reset(&srv->head);
-  rc = put_response_head(&srv->head, status, &res, blen, ckind);
+  rc = put_response_head(&srv->head, status, &res, blen, ckind, tp);
   if (rc == 0 && srv->head.len > gap) rc = bg_buf_reserve(out, srv->head.len - gap);
   if (rc != 0) {
     out->len = start;
@@ -204,23 +227,210 @@ static int serve_render(conn *c, route *r, int head, int ckind) {
   return 0;
 }
 
+/* ---- the request's server span ----------------------------------------------------------- */
+
+static int name_is(const char *a, size_t n, const char *lower, size_t ln) {
+  if (n != ln) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] + 32) : a[i];
+    if (ch != lower[i]) return 0;
+  }
+  return 1;
+}
+
+/* Header i's value without the optional whitespace around it. */
+static const char *header_value(conn *c, size_t i, size_t *len) {
+  const char *v = c->rq.data + c->hoff[i].value_off;
+  size_t n = c->hoff[i].value_len;
+  while (n && (*v == ' ' || *v == '\t'))
+    v++, n--;
+  while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+    n--;
+  *len = n;
+  return v;
+}
+
+/* The caller's context from its traceparent and tracestate headers into *out (zero when there is
+ * no valid one: two traceparent headers are no valid one either). Tracestate lines are joined
+ * with ',' as one header (W3C Trace Context 3.3.1.1). */
+static void remote_parent(conn *c, bg_span_ctx *out) {
+  size_t tp = 0, ntp = 0, nts = 0, ts = 0;
+  for (size_t i = 0; i < c->nhdr; i++) {
+    const char *name = c->rq.data + c->hoff[i].name_off;
+    size_t n = c->hoff[i].name_len;
+    if (n == 11 && name_is(name, n, "traceparent", 11)) {
+      tp = i;
+      ntp++;
+    } else if (n == 10 && name_is(name, n, "tracestate", 10)) {
+      if (nts++ == 0) ts = i;
+    }
+  }
+  memset(out, 0, sizeof *out);
+  if (ntp != 1) return;
+  size_t len;
+  const char *v = header_value(c, tp, &len);
+  if (bg_traceparent_parse(v, len, out) != 0 || nts == 0) return;
+  if (nts == 1) {
+    v = header_value(c, ts, &len);
+    bg_tracestate_parse(out, v, len);
+    return;
+  }
+  bg_buf all = {0};
+  int rc = 0;
+  for (size_t i = ts; i < c->nhdr && rc == 0; i++) {
+    const char *name = c->rq.data + c->hoff[i].name_off;
+    if (!name_is(name, c->hoff[i].name_len, "tracestate", 10)) continue;
+    v = header_value(c, i, &len);
+    if (all.len) rc = bg_buf_append(&all, ",", 1);
+    if (rc == 0) rc = bg_buf_append(&all, v, len);
+  }
+  if (rc == 0) bg_tracestate_parse(out, all.data, all.len);
+  bg_buf_free(&all);
+}
+
+/* Begins the request's span as a child of the caller's context and current; *prev is what was
+ * current before. */
+static bg_span *span_begin(conn *c, const char *method, bg_span_ctx *prev) {
+  bg_tracer *t = c->srv->tracer;
+  bg_span_ctx parent;
+  remote_parent(c, &parent);
+  bg_trace_swap(t, NULL, prev);
+  bg_span *s = bg_span_begin(t, &parent, method, strlen(method), BG_SPAN_SERVER, NULL, 0);
+  bg_span_ctx_clear(&parent);
+  return s;
+}
+
+static void tp_line(const bg_span *s, char *out) {
+  memcpy(out, TP_PREFIX, sizeof TP_PREFIX - 1);
+  bg_traceparent_format(bg_span_context(s), out + sizeof TP_PREFIX - 1);
+  memcpy(out + TP_LINE_LEN - 2, "\r\n", 2);
+}
+
+#define SET_STR(s, k, v, n) bg_span_set_str(s, k, sizeof k - 1, v, n)
+#define SET_INT(s, k, v) bg_span_set_int(s, k, sizeof k - 1, v)
+
+/* The attributes of OpenTelemetry's HTTP server semantic conventions, and the name
+ * "{method} {route}" when the route is known. Only for a recording span. */
+static void span_describe(conn *c, bg_span *s, const char *method, const char *path, size_t plen,
+                          const answer *a) {
+  bg_http_server *srv = c->srv;
+  size_t mlen = strlen(method);
+  if (a->route) {
+    size_t rlen = strlen(a->route);
+    char name[256];
+    if (mlen + 1 + rlen <= sizeof name) {
+      memcpy(name, method, mlen);
+      name[mlen] = ' ';
+      memcpy(name + mlen + 1, a->route, rlen);
+      bg_span_set_name(s, name, mlen + 1 + rlen);
+    }
+    SET_STR(s, "http.route", a->route, rlen);
+  }
+  SET_STR(s, "http.request.method", method, mlen);
+  SET_STR(s, "url.path", path, plen);
+  SET_STR(s, "url.scheme", "http", 4);
+  SET_INT(s, "http.response.status_code", a->status);
+  SET_STR(s, "network.protocol.version", c->parser.http_minor == 0 ? "1.0" : "1.1", 3);
+  SET_STR(s, "network.peer.address", c->peer, strlen(c->peer));
+  SET_STR(s, "client.address", c->peer, strlen(c->peer));
+  if (srv->port <= 0) srv->port = bg_http_port(srv);
+  if (srv->port > 0) SET_INT(s, "server.port", srv->port);
+  for (size_t i = 0; i < c->nhdr; i++) {
+    const char *name = c->rq.data + c->hoff[i].name_off;
+    if (name_is(name, c->hoff[i].name_len, "user-agent", 10)) {
+      size_t len;
+      const char *v = header_value(c, i, &len);
+      SET_STR(s, "user_agent.original", v, len);
+      break;
+    }
+  }
+  if (a->status >= 500) {
+    char code[8];
+    int n = snprintf(code, sizeof code, "%d", a->status);
+    SET_STR(s, "error.type", code, (size_t)n);
+    bg_span_set_status(s, BG_STATUS_ERROR, NULL, 0);
+  }
+}
+
+/* Keeps s until its response is written; ends it now when there is no room to keep it. */
+static void span_keep(conn *c, bg_span *s) {
+  if (c->nspans == c->spans_cap) {
+    uint32_t cap = c->spans_cap ? c->spans_cap * 2 : 4;
+    bg_span **n = realloc(c->spans, cap * sizeof *n);
+    if (n == NULL) {
+      bg_span_end(c->srv->tracer, s, 0);
+      return;
+    }
+    c->spans = n;
+    c->spans_cap = cap;
+  }
+  c->spans[c->nspans++] = s;
+}
+
+void bg__http_spans_end(conn *c, uint32_t n) {
+  if (n > c->nspans) n = c->nspans;
+  if (n == 0) return;
+  for (uint32_t i = 0; i < n; i++)
+    bg_span_end(c->srv->tracer, c->spans[i], 0);
+  memmove(c->spans, c->spans + n, (c->nspans - n) * sizeof *c->spans);
+  c->nspans -= n;
+  c->spans_inflight = c->spans_inflight > n ? c->spans_inflight - n : 0;
+}
+
+void bg_http_set_tracer(bg_http_server *srv, bg_tracer *t) {
+  srv->tracer = t;
+}
+
+/* ---- dispatch, continued ----------------------------------------------------------------- */
+
+static int serve(conn *c, route *r, int head, int ckind, bg_span *span, const char *tp, answer *a) {
+  bg_http_server *srv = c->srv;
+  if (r && r->render) return serve_render(c, r, head, ckind, span, tp, a);
+  if (r) {
+    srv->stats.static_hits++;
+    bg__http_count_status(srv, r->status);
+    a->status = r->status;
+    return serve_static(c, r, head, ckind, tp);
+  }
+  return serve_handler(c, head, ckind, span, tp, a);
+}
+
 int bg__http_respond(conn *c, int ckind) {
   bg_http_server *srv = c->srv;
   int method = c->parser.method;
   int head = method == HTTP_HEAD;
+  const char *url = c->rq.data + c->url_off;
+  const char *q = memchr(url, '?', c->url_len);
+  size_t plen = q ? (size_t)(q - url) : c->url_len;
   route *r = NULL;
-  if (method == HTTP_GET || head) {
-    const char *url = c->rq.data + c->url_off;
-    const char *q = memchr(url, '?', c->url_len);
-    r = find_route(srv, url, q ? (size_t)(q - url) : c->url_len);
+  if (method == HTTP_GET || head) r = find_route(srv, url, plen);
+  answer a = {500, NULL};
+  if (srv->tracer == NULL) return serve(c, r, head, ckind, NULL, NULL, &a);
+
+  const char *mname = llhttp_method_name((llhttp_method_t)method);
+  bg_span_ctx prev;
+  bg_span *s = span_begin(c, mname, &prev);
+  char tp[TP_LINE_LEN];
+  tp_line(s, tp);
+  int rc = serve(c, r, head, ckind, s, tp, &a);
+  bg_trace_restore(srv->tracer, &prev);
+  if (s->recording) {
+    char rp[256];
+    if (r != NULL) { /* a C route is its own template (r itself may be gone: not read) */
+      a.route = NULL;
+      if (plen < sizeof rp) {
+        memcpy(rp, url, plen);
+        rp[plen] = '\0';
+        a.route = rp;
+      }
+    }
+    span_describe(c, s, mname, url, plen, &a);
   }
-  if (r && r->render) return serve_render(c, r, head, ckind);
-  if (r) {
-    srv->stats.static_hits++;
-    bg__http_count_status(srv, r->status);
-    return serve_static(c, r, head, ckind);
-  }
-  return serve_handler(c, head, ckind);
+  if (rc != 0)
+    bg_span_end(srv->tracer, s, 0);
+  else
+    span_keep(c, s);
+  return rc;
 }
 
 /* ---- the route table -------------------------------------------------------------------- */

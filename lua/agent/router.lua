@@ -1,7 +1,9 @@
 -- The Lua side of the HTTP router: one dispatcher over the routes the services own
--- (`svc:routes()` -> { { method, pattern, handler(req, capture) }, ... }), the JSON error
--- shape every route answers with, and the rule for write routes (auth). The hot routes
+-- (`svc:routes()` -> { { method, pattern, handler(req, capture)[, template] }, ... }), the JSON
+-- error shape every route answers with, and the rule for write routes (auth). The hot routes
 -- (/health, /health/ready, /health/live, /metrics) are answered in C and never reach here.
+-- Each route has a template after OpenTelemetry's http.route ("/health/{name}"), given or made
+-- from its pattern, which the C server names the request's span with (`GET /health/{name}`).
 local util = require "agent.util"
 local json = require "beagle.json"
 
@@ -48,6 +50,14 @@ function M.authorized(settings, req)
   return true
 end
 
+-- The route template of a pattern: anchors and optional trailing slashes dropped, escapes
+-- undone, each capture "{name}" ("^/alerts/rules/([^/]+)$" -> "/alerts/rules/{name}").
+function M.template(pattern)
+  local t = pattern:gsub("^%^", ""):gsub("%$$", ""):gsub("/%?$", "")
+  t = t:gsub("%b()", "{name}"):gsub("%%(%p)", "%1")
+  return t == "" and "/" or t
+end
+
 -- new({ route list, ... }): patterns keep the order they first appear in; a pattern's methods
 -- are merged, so a 405 names every method any service serves on that path.
 function M.new(lists)
@@ -58,7 +68,7 @@ function M.new(lists)
       local method, pattern, handler = r[1], r[2], r[3]
       local e = by_pattern[pattern]
       if not e then
-        e = { pattern = pattern, methods = {} }
+        e = { pattern = pattern, methods = {}, template = r[4] or M.template(pattern) }
         by_pattern[pattern] = e
         self.entries[#self.entries + 1] = e
       end
@@ -70,11 +80,12 @@ function M.new(lists)
 end
 
 -- The first route whose pattern matches answers; HEAD is served as GET. Returns status,
--- content type, body[, extra header lines], the body with every secret redacted (util.redact).
+-- content type, body, extra header lines or nil, the route's template or nil (no route); the
+-- body with every secret redacted (util.redact).
 function M:handle(req)
-  local st, ct, body, extra = self:dispatch(req)
+  local st, ct, body, extra, template = self:dispatch(req)
   if type(body) == "string" then body = util.redact(body) end
-  return st, ct, body, extra
+  return st, ct, body, extra, template
 end
 
 function M:dispatch(req)
@@ -87,9 +98,10 @@ function M:dispatch(req)
         local allow = util.sorted_keys(e.methods)
         local st, ct, body = M.err_json(405, ("method %s is not allowed on %s"):format(req.method, req.path),
           { allow = json.array(allow) })
-        return st, ct, body, "Allow: " .. table.concat(allow, ", ") .. "\r\n"
+        return st, ct, body, "Allow: " .. table.concat(allow, ", ") .. "\r\n", e.template
       end
-      return h(req, caps[1] ~= req.path and caps[1] or nil)
+      local st, ct, body, extra = h(req, caps[1] ~= req.path and caps[1] or nil)
+      return st, ct, body, extra, e.template
     end
   end
   return M.err_json(404, ("no route for %s"):format(req.path))
