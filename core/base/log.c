@@ -11,6 +11,8 @@ static int g_json = 0;
 static int g_level = BG_LOG_INFO;
 static void (*g_sink)(void *ud, const char *line, size_t len) = NULL;
 static void *g_sink_ud = NULL;
+static bg_log_hook g_hook = NULL;
+static int g_in_hook = 0;
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
@@ -45,6 +47,10 @@ int bg_log_level(void) {
   return g_level;
 }
 
+void bg_log_set_hook(bg_log_hook hook) {
+  g_hook = hook;
+}
+
 void bg_log_set_sink(void (*sink)(void *ud, const char *line, size_t len), void *ud) {
   g_sink = sink;
   g_sink_ud = ud;
@@ -75,7 +81,20 @@ static int json_field(bg_buf *b, const char *k, const char *v) {
 }
 
 void bg_log_kv(int level, const char *msg, const char *const *kv, size_t nkv) {
+  bg_log_kv_scope(level, msg, kv, nkv, NULL);
+}
+
+void bg_log_kv_scope(int level, const char *msg, const char *const *kv, size_t nkv,
+                     const char *scope) {
   if (level < g_level || level < 0 || level > BG_LOG_ERROR) return;
+  char tid[33], sid[17];
+  int ids = 0;
+  if (g_hook != NULL && !g_in_hook) {
+    g_in_hook = 1;
+    ids = g_hook(level, msg, kv, nkv, scope, tid, sid);
+    g_in_hook = 0;
+  }
+  tid[32] = sid[16] = '\0';
   char ts[40];
   double now = bg_wall_time();
   time_t secs = (time_t)now;
@@ -92,6 +111,8 @@ void bg_log_kv(int level, const char *msg, const char *const *kv, size_t nkv) {
     if (rc == 0) rc = bg_buf_puts(&b, "\"");
     for (size_t i = 0; rc == 0 && i < nkv; i++)
       rc = json_field(&b, kv[2 * i], kv[2 * i + 1] ? kv[2 * i + 1] : "");
+    if (rc == 0 && ids) rc = json_field(&b, "trace_id", tid);
+    if (rc == 0 && ids) rc = json_field(&b, "span_id", sid);
     if (rc == 0) rc = bg_buf_puts(&b, "}\n");
   } else {
     rc = bg_buf_printf(&b, "time=%s level=%s msg=", ts, level_names[level]);
@@ -100,6 +121,7 @@ void bg_log_kv(int level, const char *msg, const char *const *kv, size_t nkv) {
       rc = bg_buf_printf(&b, " %s=", kv[2 * i]);
       if (rc == 0) rc = logfmt_value(&b, kv[2 * i + 1] ? kv[2 * i + 1] : "");
     }
+    if (rc == 0 && ids) rc = bg_buf_printf(&b, " trace_id=%s span_id=%s", tid, sid);
     if (rc == 0) rc = bg_buf_puts(&b, "\n");
   }
   if (rc == 0) {

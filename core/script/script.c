@@ -273,6 +273,7 @@ void bg__run_finish(bg__run *r, int ok, const char *msg) {
   }
   s->enforce = 0;
   luaL_unref(s->L, LUA_REGISTRYINDEX, r->co_ref);
+  bg_span_ctx_clear(&r->tctx);
   free(r);
   s->busy++;
   if (lua_isfunction(H, top + 1)) {
@@ -393,10 +394,26 @@ void bg__run_resume(bg__run *r, int n) {
   resume_counted(rt, r, n);
 }
 
+void bg__trace_mirror(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "bg.trace");
+  if (lua_istable(L, -1)) {
+    const bg_span_ctx *c = bg_trace_current(bg_tracer_default());
+    lua_pushboolean(L, bg_span_ctx_valid(c) && !bg_span_ctx_sampled(c));
+    lua_setfield(L, -2, "u");
+  }
+  lua_pop(L, 1);
+}
+
 static void run_resume_now(bg__run *r, int n) {
   bg_script *s = r->s;
   lua_State *co = r->co;
   r->op = NULL;
+  /* the run's context is current for its slice; whatever was current goes back after */
+  bg_tracer *tr = bg_tracer_default();
+  bg_span_ctx outer;
+  bg_trace_swap(tr, NULL, &outer);
+  bg_trace_restore(tr, &r->tctx);
+  bg__trace_mirror(s->L);
   bg__run *prev = s->current;
   s->current = r;
   s->enforce = 1;
@@ -404,6 +421,8 @@ static void run_resume_now(bg__run *r, int n) {
   s->hook_yielded = 0;
   r->slice_start = bg_now_ns();
   int rc = lua_resume(co, n);
+  bg_trace_swap(tr, NULL, &r->tctx);
+  bg_trace_restore(tr, &outer);
   s->busy--;
   s->enforce = 0;
   s->current = prev;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/bg.h"
 #include "net/fetch.h"
 
 struct bg__run;
@@ -79,6 +80,11 @@ int bg_lua_log(lua_State *L, const char *plugin);
  * files only, opened non-blocking, at most max bytes (default 1 MiB, at most 64 MiB), the
  * descriptor closed on every path (script_io_sync.c). */
 int bg_lua_read_file(lua_State *L);
+
+/* Installs the log hook of script_trace.c: console lines carry trace_id and span_id while a
+ * span is current, and every line is recorded for the log exporters (bg_trace_log_record).
+ * Idempotent; the agent calls it through the FFI (agent.trace's T.configure). */
+BG_EXPORT void bg_trace_log_install(void);
 
 /* Copies the value at index idx of `from` onto the top of `to`. Tables are copied deeply,
  * without metatables, at most 32 levels (a cycle is refused); inside them, functions, userdata

@@ -26,7 +26,9 @@ static bg_script *check_script(lua_State *L) {
 }
 
 /* s:run(fname, arg, opts, cb) -> id. opts: timeout (s), budget (instructions), memory (bytes
- * the state may grow by while the run executes; the state's own limit applies regardless). */
+ * the state may grow by while the run executes; the state's own limit applies regardless),
+ * traceparent (and tracestate): the context current when the run starts, so its spans and
+ * requests are children of it (an invalid one is ignored: the run starts with none). */
 static int l_script_run(lua_State *H) {
   bg_script *s = check_script(H);
   const char *fname = luaL_checkstring(H, 2);
@@ -39,14 +41,29 @@ static int l_script_run(lua_State *H) {
   lua_getfield(H, 4, "memory");
   double memory = luaL_optnumber(H, -1, 0);
   lua_pop(H, 3);
+  bg_span_ctx tctx;
+  memset(&tctx, 0, sizeof tctx);
+  lua_getfield(H, 4, "traceparent");
+  size_t tplen = 0;
+  const char *tp = lua_type(H, -1) == LUA_TSTRING ? lua_tolstring(H, -1, &tplen) : NULL;
+  if (tp != NULL && bg_traceparent_parse(tp, tplen, &tctx) == 0) {
+    lua_getfield(H, 4, "tracestate");
+    size_t tslen = 0;
+    const char *ts = lua_type(H, -1) == LUA_TSTRING ? lua_tolstring(H, -1, &tslen) : NULL;
+    if (ts != NULL && tslen > 0) bg_tracestate_parse(&tctx, ts, tslen);
+    lua_pop(H, 1);
+  }
+  lua_pop(H, 1);
 
   bg__run *r = calloc(1, sizeof *r);
   uv_timer_t *t = malloc(sizeof *t);
   if (r == NULL || t == NULL) {
     free(r);
     free(t);
+    bg_span_ctx_clear(&tctx);
     return luaL_error(H, "out of memory");
   }
+  r->tctx = tctx; /* the run owns its reference now */
   lua_State *L = s->L;
   r->s = s;
   r->host = H;
@@ -59,12 +76,14 @@ static int l_script_run(lua_State *H) {
   lua_getglobal(r->co, fname);
   if (!lua_isfunction(r->co, -1)) {
     luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
+    bg_span_ctx_clear(&r->tctx);
     free(r);
     free(t);
     return luaL_error(H, "plugin state has no entry point '%s'", fname);
   }
   if (bg_lua_xcopy(H, 3, r->co, 0) != 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
+    bg_span_ctx_clear(&r->tctx);
     free(r);
     free(t);
     return luaL_error(H, "bad argument #2 to 'run' (value cannot cross states)");
@@ -103,11 +122,17 @@ static int l_script_call(lua_State *H) {
     lua_settop(L, top);
     return luaL_error(H, "bad argument #2 to 'call' (value cannot cross states)");
   }
+  /* whatever spans the call begins and leaves open, the caller's context is current after */
+  bg_tracer *tr = bg_tracer_default();
+  bg_span_ctx saved;
+  bg_span_ctx_copy(&saved, bg_trace_current(tr));
+  bg__trace_mirror(L);
   bg__run *prev = s->current;
   s->current = &tmp;
   s->enforce = 1;
   s->busy++;
   int rc = lua_pcall(L, 1, 2, 0);
+  bg_trace_restore(tr, &saved);
   s->busy--;
   s->enforce = 0;
   s->current = prev;

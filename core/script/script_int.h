@@ -5,6 +5,7 @@
 
 #include "script/lpool.h"
 #include "script/script.h"
+#include "trace/trace.h"
 
 typedef struct bg__run bg__run;
 typedef struct bg__op bg__op;
@@ -45,6 +46,10 @@ struct bg__run {
    * to collect and look again. */
   size_t mem_limit, mem_base;
   int mem_over;
+  /* the tracer's current context while the run is not executing: made current for each of
+   * its slices and taken back after (run_resume_now), so the current span follows the run
+   * across its waits and no other code sees it. Starts as opts.traceparent, else none. */
+  bg_span_ctx tctx;
 };
 
 struct bg_script {
@@ -93,6 +98,10 @@ static inline const char *bg__error_text(lua_State *L, int idx) {
   const char *m = lua_tostring(L, idx);
   return m != NULL ? m : "error object is not a string";
 }
+/* Tells agent.trace in state L (when loaded) whether the tracer's current context is one
+ * that is not sampled (the Lua field its beagle.span reads instead of the FFI): called where
+ * the context changes hands, at the start of a run's slice and of an s:call. */
+void bg__trace_mirror(lua_State *L);
 /* Registers the __bg functions that wait for nothing (script_plugin.c) into the table on top
  * of L. */
 void bg__script_open_plugin(lua_State *L);

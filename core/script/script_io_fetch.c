@@ -8,7 +8,9 @@
 
 #include "base/bg.h"
 #include "net/fetch.h"
+#include "script/script_int.h"
 #include "script/script_io_int.h"
+#include "trace/trace.h"
 
 #define MAIL_MAX_RCPT 100
 #define HTTP_DEFAULT_BODY ((size_t)16 << 20) /* fetch's default max_body */
@@ -19,14 +21,27 @@
 typedef struct http_op {
   bg__op op;
   bg_fetch *req;
+  bg_span *span;    /* the request's CLIENT span, or NULL (the plugin set its own traceparent) */
   size_t capped;    /* max_body when the plugin's memory left set it, else 0 */
   size_t *reserved; /* the state's bytes reserved by requests in flight (reserved_of) */
   size_t amount;    /* this request's part of them */
 } http_op;
 
+/* Ends the request's span with an error when it is still open (the run was cancelled or the
+ * request never started). */
+static void span_fail(bg_span *sp, const char *why) {
+  if (sp == NULL) return;
+  if (sp->recording) {
+    bg_span_set_str(sp, "error.type", 10, why, strlen(why));
+    bg_span_set_status(sp, BG_STATUS_ERROR, why, strlen(why));
+  }
+  bg_span_end(bg_tracer_default(), sp, 0);
+}
+
 /* Gives back what h reserved and frees it. */
 static void http_op_free(http_op *h) {
   if (h->reserved) *h->reserved -= h->amount;
+  span_fail(h->span, "cancelled");
   free(h);
 }
 
@@ -89,10 +104,35 @@ static void push_headers(lua_State *co, const char *raw, size_t len) {
   }
 }
 
+/* The span's end: the response's status, error status for a failure or a status >= 400 (a
+ * client span's 4xx is an error too, per the HTTP semantic conventions). */
+static void span_done(bg_span *sp, const bg_fetch_result *res) {
+  if (sp == NULL) return;
+  if (sp->recording) {
+    if (res->err != 0) {
+      const char *why = res->errmsg && res->errmsg[0] ? res->errmsg : bg_strerror(res->err);
+      const char *ty = bg_strerror(res->err);
+      bg_span_set_str(sp, "error.type", 10, ty, strlen(ty));
+      bg_span_set_status(sp, BG_STATUS_ERROR, why, strlen(why));
+    } else {
+      bg_span_set_int(sp, "http.response.status_code", 25, res->status);
+      if (res->status >= 400) {
+        char code[16];
+        int n = snprintf(code, sizeof code, "%d", (int)res->status);
+        bg_span_set_str(sp, "error.type", 10, code, (size_t)n);
+        bg_span_set_status(sp, BG_STATUS_ERROR, NULL, 0);
+      }
+    }
+  }
+  bg_span_end(bg_tracer_default(), sp, 0);
+}
+
 static void http_done(void *ud, const bg_fetch_result *res) {
   http_op *h = ud;
   bg__run *r = h->op.run;
   size_t capped = h->capped;
+  span_done(h->span, res);
+  h->span = NULL;
   http_op_free(h);
   if (r == NULL) return;
   lua_State *co = r->co;
@@ -121,11 +161,18 @@ static void http_done(void *ud, const bg_fetch_result *res) {
 }
 
 /* Starts the request and suspends the run until done(h, result) resumes it. capped,
- * reserved, amount: see http_op (NULL and 0 for none). */
+ * reserved, amount: see http_op (NULL and 0 for none); sp: the request's span, ended with it;
+ * owned: a header string freed once the request has started (NULL: none). */
 static int fetch_and_wait(lua_State *L, bg__run *r, const bg_fetch_opts *o, bg_fetch_cb done,
-                          size_t capped, size_t *reserved, size_t amount) {
+                          size_t capped, size_t *reserved, size_t amount, bg_span *sp,
+                          char *owned) {
   http_op *h = calloc(1, sizeof *h);
-  if (h == NULL) return luaL_error(L, "out of memory");
+  if (h == NULL) {
+    free(owned);
+    span_fail(sp, "out of memory");
+    return luaL_error(L, "out of memory");
+  }
+  h->span = sp;
   h->capped = capped;
   h->reserved = reserved;
   h->amount = amount;
@@ -133,7 +180,10 @@ static int fetch_and_wait(lua_State *L, bg__run *r, const bg_fetch_opts *o, bg_f
   h->op.run = r;
   h->op.cancel = http_cancel;
   int rc = bg_fetch_start(bg__io_runtime(L)->fetcher, o, done, h, &h->req);
+  free(owned); /* fetch has copied the headers */
   if (rc != 0) {
+    span_fail(h->span, bg_strerror(rc));
+    h->span = NULL;
     http_op_free(h);
     lua_pushnil(L);
     lua_pushstring(L, bg_strerror(rc));
@@ -142,8 +192,122 @@ static int fetch_and_wait(lua_State *L, bg__run *r, const bg_fetch_opts *o, bg_f
   return bg__run_wait(L, &h->op);
 }
 
+/* Whether one of the request's header lines is a traceparent (the plugin's own wins). */
+static int has_traceparent(const char *const *hdrs, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const char *h = hdrs[i];
+    while (*h == ' ' || *h == '\t')
+      h++;
+    if (strncasecmp(h, "traceparent", 11) == 0) {
+      h += 11;
+      while (*h == ' ' || *h == '\t')
+        h++;
+      if (*h == ':') return 1;
+    }
+  }
+  return 0;
+}
+
+/* The URL's host (without userinfo, brackets kept out of IPv6 literals) and port (explicit, or
+ * the scheme's), for server.address and server.port; 0 when the URL has no authority. */
+static int url_server(const char *url, const char **host, size_t *hlen, long *port) {
+  const char *p = strstr(url, "://");
+  if (p == NULL) return 0;
+  int tls = (size_t)(p - url) == 5 && strncasecmp(url, "https", 5) == 0;
+  p += 3;
+  size_t alen = strcspn(p, "/?#");
+  const char *at = NULL;
+  for (size_t i = 0; i < alen; i++)
+    if (p[i] == '@') at = p + i;
+  if (at != NULL) {
+    alen -= (size_t)(at + 1 - p);
+    p = at + 1;
+  }
+  const char *end = p + alen, *colon = NULL;
+  if (*p == '[') {
+    const char *rb = memchr(p, ']', alen);
+    if (rb == NULL) return 0;
+    *host = p + 1;
+    *hlen = (size_t)(rb - p - 1);
+    if (rb + 1 < end && rb[1] == ':') colon = rb + 1;
+  } else {
+    colon = memchr(p, ':', alen);
+    *host = p;
+    *hlen = (size_t)((colon ? colon : end) - p);
+  }
+  *port = colon ? strtol(colon + 1, NULL, 10) : tls ? 443 : 80;
+  return *hlen > 0;
+}
+
+/* url.full with the userinfo replaced by REDACTED:REDACTED (the semantic conventions' way),
+ * into a malloc'd string *out (NULL: the URL has none, use it as it is). */
+static size_t url_redacted(const char *url, char **out) {
+  *out = NULL;
+  const char *p = strstr(url, "://");
+  if (p == NULL) return strlen(url);
+  p += 3;
+  size_t alen = strcspn(p, "/?#");
+  const char *at = NULL;
+  for (size_t i = 0; i < alen; i++)
+    if (p[i] == '@') at = p + i;
+  if (at == NULL) return strlen(url);
+  static const char red[] = "REDACTED:REDACTED";
+  size_t head = (size_t)(p - url), tail = strlen(at);
+  char *s = malloc(head + sizeof red - 1 + tail + 1);
+  if (s == NULL) return 0;
+  memcpy(s, url, head);
+  memcpy(s + head, red, sizeof red - 1);
+  memcpy(s + head + sizeof red - 1, at, tail + 1);
+  *out = s;
+  return head + sizeof red - 1 + tail;
+}
+
+/* The request's CLIENT span, a child of the run's current span (a new root without one), and
+ * the headers that carry it: traceparent, and tracestate when the context has one. Not left
+ * current: the run's own span stays current while it waits. */
+static bg_span *client_span(lua_State *L, const bg_fetch_opts *o, char tp[69], char **ts) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  const char *scope = ((bg_script *)ud)->name;
+  bg_tracer *t = bg_tracer_default();
+  const char *method = o->method ? o->method : o->body ? "POST" : "GET";
+  bg_span_ctx saved;
+  bg_span_ctx_copy(&saved, bg_trace_current(t));
+  bg_span *sp =
+      bg_span_begin(t, NULL, method, strlen(method), BG_SPAN_CLIENT, scope, strlen(scope));
+  bg_trace_restore(t, &saved);
+  const bg_span_ctx *c = bg_span_context(sp);
+  memcpy(tp, "traceparent: ", 13);
+  bg_traceparent_format(c, tp + 13);
+  tp[68] = '\0';
+  *ts = NULL;
+  size_t tsl = 0;
+  const char *tsv = c->state ? bg_tracestate_str(c->state, &tsl) : NULL;
+  if (tsv != NULL && tsl > 0 && (*ts = malloc(tsl + 13)) != NULL) {
+    memcpy(*ts, "tracestate: ", 12);
+    memcpy(*ts + 12, tsv, tsl);
+    (*ts)[12 + tsl] = '\0';
+  }
+  if (sp->recording) {
+    bg_span_set_str(sp, "http.request.method", 19, method, strlen(method));
+    char *red;
+    size_t ulen = url_redacted(o->url, &red);
+    bg_span_set_str(sp, "url.full", 8, red ? red : o->url, ulen);
+    free(red);
+    const char *host;
+    size_t hlen;
+    long port;
+    if (url_server(o->url, &host, &hlen, &port)) {
+      bg_span_set_str(sp, "server.address", 14, host, hlen);
+      bg_span_set_int(sp, "server.port", 11, port);
+    }
+  }
+  return sp;
+}
+
 /* http(req) where req = {method=, url=, headers={"K: V",...}, body=, timeout=, max_body=,
- * follow=, insecure=} */
+ * follow=, insecure=}. The request carries the run's current span (traceparent, tracestate)
+ * as a CLIENT span of its own, unless the plugin set a traceparent header itself. */
 static int pl_http(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   bg__run *r = bg__run_current(L);
@@ -180,7 +344,7 @@ static int pl_http(lua_State *L) {
   o.follow_redirects = lua_toboolean(L, -1);
   lua_getfield(L, 1, "insecure");
   o.insecure = lua_toboolean(L, -1);
-  const char *hdrs[65];
+  const char *hdrs[67];
   size_t nh = 0;
   lua_getfield(L, 1, "headers");
   if (lua_istable(L, -1)) {
@@ -194,10 +358,18 @@ static int pl_http(lua_State *L) {
       lua_pop(L, 1); /* still anchored by the headers table */
     }
   }
+  bg_span *sp = NULL;
+  char tp[69];
+  char *ts = NULL;
+  if (!has_traceparent(hdrs, nh)) {
+    sp = client_span(L, &o, tp, &ts);
+    hdrs[nh++] = tp;
+    if (ts != NULL) hdrs[nh++] = ts;
+  }
   hdrs[nh] = NULL;
   o.headers = nh ? hdrs : NULL;
 
-  return fetch_and_wait(L, r, &o, http_done, capped, reserved, amount);
+  return fetch_and_wait(L, r, &o, http_done, capped, reserved, amount, sp, ts);
 }
 
 /* ---- mail ----------------------------------------------------------------------------- */
@@ -310,7 +482,7 @@ static int pl_mail(lua_State *L) {
   }
   o.timeout_ms = t > 0 ? (uint64_t)(t * 1000) : 0;
 
-  return fetch_and_wait(L, r, &o, mail_done, 0, NULL, 0);
+  return fetch_and_wait(L, r, &o, mail_done, 0, NULL, 0, NULL, NULL);
 }
 
 /* Sets http, mail in the __bg table on top of L. */

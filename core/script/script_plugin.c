@@ -92,7 +92,7 @@ int bg_lua_log(lua_State *L, const char *plugin) {
       lua_pop(L, 1);
     }
   }
-  bg_log_kv(level, msg, kv, n / 2);
+  bg_log_kv_scope(level, msg, kv, n / 2, plugin);
   return 0;
 }
 

@@ -142,7 +142,8 @@ typedef struct bg_tracer_stats {
 } bg_tracer_stats;
 BG_EXPORT void bg_tracer_stats_get(const bg_tracer *t, bg_tracer_stats *out);
 
-/* The current context (borrowed; trace id all zero when there is none). */
+/* The current context (borrowed; trace id all zero when there is none). (H2, added) The
+ * pointer is the same for the tracer's life: agent.trace reads it from Lua without a call. */
 BG_EXPORT const bg_span_ctx *bg_trace_current(const bg_tracer *t);
 /* Replaces the current context with a copy of c (NULL: none) and returns the previous one in
  * *prev (owned by the caller: bg_span_ctx_clear it, or give it back with bg_trace_restore). */

@@ -203,6 +203,7 @@ function Agent:setup(opts, home)
   if not mok then return nil, "metrics: " .. tostring(metrics) end
   self.metrics = metrics
   metrics.set_limits(s.max_series, s.max_series_per_metric)
+  require("agent.trace").configure(s) -- sampling, buffers, and log lines with span ids
   for _, d in ipairs(opts.plugins) do
     if not core.listdir(d) then return nil, ("--plugins %s: not a readable directory"):format(d) end
   end
@@ -325,6 +326,7 @@ function Agent:reload(why)
   else
     self.config = cfg
     self:each("commit")
+    require("agent.trace").configure(self.settings, cfg)
   end
   for _, e in ipairs(plugin_errors) do
     log(2, "plugin file failed, its previous version (if any) stays", { file = e.file,

@@ -154,12 +154,20 @@ end
 local PUBLIC = {
   beagle = function()
     local b = seal(beagle)
-    -- metric functions load the FFI declarations on first use (~100 KB per state)
-    local keys = beagle.metric_keys
+    -- metric and span functions load their FFI declarations on first use (~100 KB per state)
+    local keys, tkeys = beagle.metric_keys, beagle.trace_keys
     setmetatable(b, { __metatable = false, __index = function(t, k)
-      if not keys[k] then return nil end
-      local api = require("agent.metrics").plugin_api()
-      for name in pairs(keys) do
+      local api, names
+      if keys[k] then
+        api, names = require("agent.metrics").plugin_api(), keys
+      elseif tkeys[k] then
+        local trace = require("agent.trace")
+        trace.set_scope(bg.name) -- the plugin's spans are of its scope, as its log lines
+        api, names = trace.plugin_api(), tkeys
+      else
+        return nil
+      end
+      for name in pairs(names) do
         if rawget(t, name) == nil then rawset(t, name, api[name]) end
       end
       return rawget(t, k)

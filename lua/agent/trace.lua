@@ -24,8 +24,9 @@
 --                       context's)
 --   T.recording(span) -> whether attributes are kept (sampled, and an exporter is configured)
 --   T.sampled(span) -> whether the span is sampled (its flags say so)
---   T.configure(settings) trace_sampling_rate, trace_buffer_size, log_buffer_size; installs
---                       the log correlation hook (log lines carry trace_id and span_id)
+--   T.configure(settings[, cfg]) trace_sampling_rate, trace_buffer_size, log_buffer_size (a
+--                       reload's cfg.settings over settings); installs the log hook (lines
+--                       carry trace_id and span_id; recorded for the log exporters)
 --
 -- The plugins' side (T.plugin_api(): what lua/beagle/init.lua's beagle.span & co. are):
 --   span(name, attrs, fn) / trace_operation(name, attrs[, fn]) / trace_optimization(id[, fn])
@@ -197,7 +198,7 @@ local ATTR_STRING, ATTR_BOOL, ATTR_INT, ATTR_DOUBLE = 1, 2, 3, 4
 
 local band = bit.band
 local floor, huge = math.floor, math.huge
-local type, pairs, tostring, error, rawget = type, pairs, tostring, error, rawget
+local type, pairs, ipairs, tostring, error, rawget = type, pairs, ipairs, tostring, error, rawget
 local ffi_string, ffi_new, ffi_cast, ffi_gc = ffi.string, ffi.new, ffi.cast, ffi.gc
 
 local hexbuf = ffi_new("char[64]")
@@ -455,10 +456,23 @@ function T.current_traceparent()
   return traceparent_of(c)
 end
 
+-- The settings that reach the tracer; a reload's config (cfg.settings: name -> { value })
+-- overrides them unless a MONITORING_* variable set them.
+local TRACE_SETTINGS = { "trace_sampling_rate", "trace_buffer_size", "log_buffer_size",
+  "trace_max_attributes", "trace_max_events", "trace_max_value_length" }
+
 local log_hook_installed = false
-function T.configure(s)
-  s = s or {}
-  if s.trace_sampling_rate ~= nil then C.bg_tracer_set_ratio(tracer, s.trace_sampling_rate) end
+function T.configure(settings, cfg)
+  local s = {}
+  for _, k in ipairs(TRACE_SETTINGS) do
+    s[k] = settings and settings[k]
+    local c = cfg and cfg.settings and cfg.settings[k]
+    if c ~= nil and not os.getenv("MONITORING_" .. k:upper()) then
+      if type(c) == "table" then c = c.value end
+      s[k] = c
+    end
+  end
+  if type(s.trace_sampling_rate) == "number" then C.bg_tracer_set_ratio(tracer, s.trace_sampling_rate) end
   if s.trace_buffer_size ~= nil or s.log_buffer_size ~= nil then
     C.bg_tracer_set_capacity(tracer, s.trace_buffer_size or 2048, s.log_buffer_size or 2048)
   end
@@ -498,12 +512,24 @@ local NOOP = setmetatable({}, SPAN_MT)
 -- the tracer's current context: the pointer is into the tracer, the same for its life
 local cur = ffi_cast(ctx_ptr_t, C.bg_trace_current(tracer))
 
--- Whether beagle.span should hand out the no-op span: a current context exists and is not
--- sampled (no context at all: the new root is sampled by the ratio in C).
-local function unsampled()
+-- Whether a current context exists and is not sampled (no context at all: a new root is
+-- sampled by the ratio, in C).
+local function unsampled_now()
   return band(cur.flags, 1) == 0 and (cur.t[0] ~= 0 or cur.t[1] ~= 0 or cur.t[2] ~= 0 or cur.t[3] ~= 0)
 end
-T._unsampled = unsampled
+
+-- The same answer as a plain Lua field, because a plugin's chunk is interpreted and an FFI
+-- read from the interpreter costs what the rest of beagle.span costs (~100 ns of 140). Kept
+-- true to the tracer: core/script (script.c, trace_mirror) sets it at the start of each slice
+-- of a run and of each s:call (where the context changes hands), and this file after every
+-- span it begins or ends (nothing else changes the current context inside a slice: ctx.http's
+-- client span is not left current). In plain luajit (specs, benches) T.sync() after changing
+-- the context by hand.
+local MIRROR = { u = false }
+debug.getregistry()["bg.trace"] = MIRROR
+local function sync() MIRROR.u = unsampled_now() end
+T.sync = sync
+T._unsampled = function() return MIRROR.u end
 
 local function gc_end(p)
   -- the run that held it was cancelled (or the state closed) with the span open
@@ -512,6 +538,7 @@ local function gc_end(p)
     C.bg_span_set_status(p, 2, m, #m)
   end
   C.bg_span_end(tracer, p, 0)
+  sync()
 end
 
 local function what(v)
@@ -644,11 +671,11 @@ local function end_span(self, p)
   ptrs[self] = false
   ffi_gc(p, nil)
   C.bg_span_end(tracer, p, 0)
+  sync()
 end
 
 function METHODS.finish(self)
-  local p = ptrs[self]
-  if p == nil and self ~= NOOP then ptr(self, "finish") end
+  local p = ptr(self, "finish")
   if p then end_span(self, p) end
 end
 METHODS["end"] = METHODS.finish
@@ -661,6 +688,7 @@ local function begin(name, attrs)
   local sc = scope_name
   local p = C.bg_span_begin(tracer, nil, name, #name, 1, sc, #sc)
   ffi_gc(p, gc_end)
+  sync()
   local obj = setmetatable({}, SPAN_MT)
   ptrs[obj] = p
   if attrs ~= nil and p.recording ~= 0 then
@@ -708,7 +736,7 @@ local function span(name, attrs, fn)
   if type(fn) ~= "function" then
     error(("bad argument #3 to 'beagle.span' (function expected, got %s)"):format(type(fn)), 2)
   end
-  if unsampled() then
+  if MIRROR.u then
     if attrs ~= nil and type(attrs) ~= "table" then
       error(("bad argument #2 to 'beagle.span' (table expected, got %s)"):format(type(attrs)), 2)
     end
@@ -730,7 +758,7 @@ local function trace_operation(name, attrs, fn)
   end
   local err = check_attrs(attrs, "beagle.trace_operation")
   if err then error(err, 2) end
-  if unsampled() then
+  if MIRROR.u then
     if fn then return fn(NOOP) end
     return NOOP
   end
@@ -759,7 +787,7 @@ local function instrument(name, fn)
     error(("bad argument #2 to 'beagle.instrument' (function expected, got %s)"):format(type(fn)), 2)
   end
   return function(...)
-    if unsampled() then return fn(...) end
+    if MIRROR.u then return fn(...) end
     local obj, p = begin(name, nil)
     return call_traced(obj, p, fn, handler, ...)
   end

@@ -176,4 +176,31 @@ end
 beagle.metric_keys = { counter = true, gauge = true, histogram = true, increment_counter = true,
   set_gauge = true, record_histogram = true, timer = true, time = true, quantile = true, now = true }
 
+-- Tracing with the guide's names (its "Distributed Tracing"), filled in the same way from
+-- agent.trace's plugin API on first use:
+--   beagle.span(name, attrs, fn)      runs fn(span) in a child span of the current one and
+--                                     returns fn's results; fn's error ends the span with
+--                                     status error and an exception event (type, message, Lua
+--                                     traceback), then is raised again as it was
+--   beagle.trace_operation(name, attrs[, fn])  the same; without fn, a started span that is
+--                                     current until span:finish() (or the run's end)
+--   beagle.trace_optimization(id[, fn])  trace_operation("optimization_run", {optimization_id})
+--   beagle.instrument(name, fn)       fn wrapped: every call is a span named name
+-- A span: set_attribute(k, v) (string, number, boolean, or a list of one of those),
+-- set_attributes(t), add_event(name, attrs), record_exception(err), set_status("ok" | "error",
+-- msg), trace_id(), span_id(), traceparent(), is_recording(), finish(). Inside a trace that is
+-- not sampled every span is one shared no-op span that costs nothing. ctx.http requests carry
+-- the current span (traceparent), and beagle.log lines written inside a span carry its ids.
+beagle.trace_keys = { span = true, trace_operation = true, trace_optimization = true, instrument = true }
+
+-- Outside a plugin state (specs, tools in plain luajit) the same functions load on first use
+-- here; in a plugin state the sandbox gives each plugin a copy of this table with its own
+-- loader.
+setmetatable(beagle, { __index = function(t, k)
+  if not beagle.trace_keys[k] then return nil end
+  local api = require("agent.trace").plugin_api()
+  for name in pairs(beagle.trace_keys) do rawset(t, name, api[name]) end
+  return rawget(t, k)
+end })
+
 return beagle

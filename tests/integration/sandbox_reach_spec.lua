@@ -57,7 +57,15 @@ return beagle.check { name = "reach", interval = "1h", retries = 0, timeout = "1
     for _, m in ipairs { "beagle", "beagle.json", "beagle.channel_util", "beagle.query" } do
       roots["require " .. m] = require(m)
     end
+    -- a span (issue 16): its metatable is closed, its methods are reached by name
+    local span = beagle.trace_operation("reach")
+    roots.span = span
+    for _, m in ipairs { "set_attribute", "set_attributes", "add_event", "record_exception", "set_status",
+      "trace_id", "span_id", "traceparent", "is_recording", "finish" } do
+      roots["span:" .. m] = span[m]
+    end
     local out = walk(roots)
+    span:finish()
     return ctx.healthy("walked " .. #out, { paths = table.concat(out, "\n") })
   end,
 }

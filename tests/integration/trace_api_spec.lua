@@ -1,0 +1,141 @@
+-- Spans in a real agent (issue 16): a check plugin's beagle.span follows its run across a
+-- ctx.http wait, log lines written inside the span carry its trace and span ids, two runs at
+-- once never see each other's span, and the request the plugin makes carries a traceparent
+-- that is a child of the span (a CLIENT span of its own), unless the plugin set one itself.
+local S = require "support"
+
+-- The logfmt fields of a line (values unquoted; enough for the ids and tags checked here).
+local function fields(line)
+  local f = {}
+  for k, v in line:gmatch('([%w_%.]+)=("[^"]*"|[^ ]*)') do
+    f[k] = v:gsub('^"(.*)"$', "%1")
+  end
+  for k, v in line:gmatch('([%w_%.]+)=([^ "]*)') do
+    if f[k] == nil or f[k] == "" then f[k] = v end
+  end
+  return f
+end
+
+-- The log lines with msg=m, as field tables.
+local function lines_with(log, m)
+  local out = {}
+  for line in log:gmatch("[^\n]+") do
+    local f = fields(line)
+    if f.msg == m then out[#out + 1] = f end
+  end
+  return out
+end
+
+local PLUGIN = [[
+return beagle.check { name = "traced", interval = "1h", timeout = "10s", retries = 0,
+  options = { url = "string", tag = "string", own = { "string", default = "" } },
+  run = function(opt, ctx)
+    return beagle.span("outer", { tag = opt.tag }, function(sp)
+      beagle.log.info("before", { tag = opt.tag, want_trace = sp:trace_id(), want_span = sp:span_id() })
+      local headers = { ["X-Tag"] = opt.tag }
+      if opt.own ~= "" then headers.traceparent = opt.own end
+      local r, err = ctx.http.get(opt.url .. "/" .. opt.tag, { headers = headers })
+      beagle.log.info("after", { tag = opt.tag, want_trace = sp:trace_id(), want_span = sp:span_id(),
+        status = r and tostring(r.status) or err })
+      return ctx.healthy("ok", { trace = sp:trace_id(), span = sp:span_id() })
+    end)
+  end }
+]]
+
+describe("spans in plugin runs", function()
+  local sink, agent
+
+  setup(function()
+    sink = S.sink()
+    -- both runs wait on their request at the same time
+    sink.control { delay = 0.6 }
+    local dir = S.tmpdir()
+    S.write(dir .. "/traced.lua", PLUGIN)
+    local own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    agent = S.start { plugins = dir, config = S.calm_system .. ([[
+settings { trace_sampling_rate = 1 }
+check "a" { plugin = "traced", url = %q, tag = "a" }
+check "b" { plugin = "traced", url = %q, tag = "b" }
+check "own" { plugin = "traced", url = %q, tag = "own", own = %q }
+]]):format(sink.url, sink.url, sink.url, own) }
+    for _, n in ipairs { "a", "b", "own" } do
+      assert(agent:wait_check(n, function(o) return o.status == "healthy" end, 10),
+        "check " .. n .. " did not finish:\n" .. agent:logtext())
+    end
+  end)
+
+  teardown(function()
+    if agent then agent:stop() end
+    if sink then sink.stop() end
+  end)
+
+  it("log lines inside a span carry its ids, before and after a wait, run by run", function()
+    local log = agent:logtext()
+    local seen = {}
+    for _, m in ipairs { "before", "after" } do
+      for _, f in ipairs(lines_with(log, m)) do
+        assert.is_truthy(f.want_trace and #f.want_trace == 32, "no span ids in: " .. m)
+        assert.are.equal(f.want_trace, f.trace_id)
+        assert.are.equal(f.want_span, f.span_id)
+        seen[f.tag] = seen[f.tag] or {}
+        seen[f.tag][m] = f
+      end
+    end
+    for _, tag in ipairs { "a", "b", "own" } do
+      assert.is_truthy(seen[tag] and seen[tag].before and seen[tag].after, "lines of " .. tag)
+      -- the same span before and after the wait
+      assert.are.equal(seen[tag].before.span_id, seen[tag].after.span_id)
+    end
+    -- two runs at once: each its own trace (no context of its caller here: new roots)
+    assert.are_not.equal(seen.a.after.trace_id, seen.b.after.trace_id)
+    assert.are_not.equal(seen.a.after.span_id, seen.b.after.span_id)
+  end)
+
+  it("the two runs waited at the same time", function()
+    local reqs = sink.requests()
+    local t = {}
+    for _, r in ipairs(reqs) do t[r.path] = r end
+    assert.is_truthy(t["/a"] and t["/b"])
+    -- each arrived before the other was answered
+    assert.is_true(t["/a"].time < t["/b"].answered and t["/b"].time < t["/a"].answered)
+  end)
+
+  it("each request carries a traceparent: a child of the run's span, in its trace", function()
+    local log = agent:logtext()
+    local span_of = {}
+    for _, f in ipairs(lines_with(log, "after")) do span_of[f.tag] = f end
+    for _, r in ipairs(sink.requests()) do
+      local tag = r.path:sub(2)
+      if tag == "a" or tag == "b" then
+        local tp = r.headers.traceparent
+        assert.is_string(tp)
+        local trace, parent, flags = tp:match("^00%-(%x+)%-(%x+)%-(%x%x)$")
+        assert.are.equal(span_of[tag].trace_id, trace)
+        assert.are.equal(16, #parent)
+        -- the CLIENT span's own id, not the plugin's span
+        assert.are_not.equal(span_of[tag].span_id, parent)
+        assert.are.equal("01", flags)
+      end
+    end
+  end)
+
+  it("a traceparent the plugin set is sent as it is, and only it", function()
+    for _, r in ipairs(sink.requests()) do
+      if r.path == "/own" then
+        assert.are.equal("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", r.headers.traceparent)
+        assert.is_nil(r.headers.tracestate)
+        return
+      end
+    end
+    error("no request for /own")
+  end)
+
+  it("the result's ids are the span's", function()
+    local a = agent:check("a")
+    local f = lines_with(agent:logtext(), "after")
+    local want
+    for _, x in ipairs(f) do if x.tag == "a" then want = x end end
+    assert.are.equal(want.trace_id, a.details.trace)
+    assert.are.equal(want.span_id, a.details.span)
+  end)
+end)
