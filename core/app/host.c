@@ -220,6 +220,7 @@ static int luaopen_core(lua_State *L) {
   bg__host_open_statsd(L, rt);
   bg__host_open_history(L, rt);
   bg__host_open_backend(L, rt);
+  bg__host_open_trace(L, rt);
   static const luaL_Reg fns[] = {{"stop", l_stop}, {"update_time", l_update_time}, {NULL, NULL}};
   bg__host_setfuncs(L, rt, fns);
   static const luaL_Reg plain[] = {{"now", l_now},

@@ -40,5 +40,6 @@ void bg__host_open_http(lua_State *L, bg_runtime *rt);    /* http_server */
 void bg__host_open_statsd(lua_State *L, bg_runtime *rt);  /* statsd_start */
 void bg__host_open_history(lua_State *L, bg_runtime *rt); /* history_open */
 void bg__host_open_backend(lua_State *L, bg_runtime *rt); /* metrics_snapshot */
+void bg__host_open_trace(lua_State *L, bg_runtime *rt);   /* trace_take, trace_stats... */
 
 #endif

@@ -3,6 +3,8 @@
 -- batch is a row written when it is collected (its samples as bytes: core/export/batch.h
 -- bg_batch_encode) and deleted when it leaves the buffer; after a restart the backend's queue
 -- resumes the rows, oldest first. The rows are the queue's persistence adapter (agent.queue).
+-- A trace or log backend's rows are span or log batches (core/trace/trace.h's
+-- bg_span_batch_encode), marked by their signal.
 local core = require "agent.core"
 
 local M = {}
@@ -32,6 +34,17 @@ function M.open(path, log)
     db:close()
     return nil, err
   end
+  -- files written before trace and log backends have no signal column (NULL: metrics)
+  local cols = db:query("PRAGMA table_info(batches)") or {}
+  local has = false
+  for _, c in ipairs(cols) do if c.name == "signal" then has = true end end
+  if not has then
+    ok, err = db:exec("ALTER TABLE batches ADD COLUMN signal TEXT")
+    if not ok then
+      db:close()
+      return nil, err
+    end
+  end
   return setmetatable({ db = db, log = log }, M)
 end
 
@@ -41,8 +54,8 @@ function M:add(backend, items)
   local db = self.db
   local ok, res, err = pcall(db.tx, db, function()
     for _, e in ipairs(items) do
-      local _, id = assert(db:run("INSERT INTO batches (backend, created_at, samples, payload) VALUES (?, ?, ?, ?)",
-        backend, e.created_at, e.weight, e.payload:encode()))
+      local _, id = assert(db:run("INSERT INTO batches (backend, created_at, samples, payload, signal)"
+        .. " VALUES (?, ?, ?, ?, ?)", backend, e.created_at, e.weight, e.payload:encode(), e.signal))
       e.id = id
     end
     return true
@@ -77,15 +90,25 @@ function M:adapter(backend, fields)
   local db, log = self.db, self.log
   return {
     pending = function(_, limit)
-      local rows, err = db:query("SELECT id, created_at, samples, attempts, next_attempt_at, last_error, payload"
-        .. " FROM batches WHERE backend = ? ORDER BY id LIMIT ?", backend, limit)
+      local rows, err = db:query("SELECT id, created_at, samples, attempts, next_attempt_at, last_error, payload,"
+        .. " signal FROM batches WHERE backend = ? ORDER BY id LIMIT ?", backend, limit)
       if not rows then return nil, err end
       local items = {}
       for _, r in ipairs(rows) do
-        local b, why = core.batch_decode(r.payload or "")
+        local sig = type(r.signal) == "string" and r.signal or nil
+        local b, why
+        if sig then
+          local ok
+          ok, b, why = pcall(core.trace_batch_decode, sig, r.payload or "")
+          if not ok then b, why = nil, b end
+        else
+          b, why = core.batch_decode(r.payload or "")
+        end
         if b then
+          -- a metric collection is a fence (each series in order); spans and records need none
           local e = { target = backend, id = r.id, payload = b, weight = b:size(), created_at = r.created_at,
-            fence = r.created_at, attempts = r.attempts, next_at = r.next_attempt_at, last_error = r.last_error }
+            fence = not sig and r.created_at or nil, signal = sig, attempts = r.attempts, next_at = r.next_attempt_at,
+            last_error = r.last_error }
           fields(e)
           items[#items + 1] = e
         else

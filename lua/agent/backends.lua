@@ -7,6 +7,14 @@
 -- with backoff while the target is down, and past backend_buffer_limit drops the oldest,
 -- counted in beagle_backend_dropped_samples_total. A slow backend delays only itself: each
 -- send is a run of its own plugin state and waits on the loop.
+--
+-- Trace and log backends (a plugin with signal = "traces" or "logs", or a list of both) take the
+-- same path from the buffer on: every trace_export_interval, and early when the tracer's buffer
+-- holds trace_batch_size items (core.trace_on_ready), the finished spans and log records are
+-- taken out of the tracer (core.trace_take) in batches of trace_batch_size, each shared by every
+-- backend of that signal (batch:share(): one more reference on the same C batch), weighed in
+-- spans or records. The tracer records spans (logs) only while a backend of that signal runs.
+-- A trace or log send runs outside any trace, so exporting spans makes none.
 local core = require "agent.core"
 local util = require "agent.util"
 local Queue = require "agent.queue"
@@ -79,6 +87,26 @@ local Buffer = Queue.kind {
   end,
 }
 
+-- The signals a plugin's metadata declares: a list, or nil and why.
+local SIGNALS = { metrics = true, traces = true, logs = true }
+local function signals_of(v)
+  if v == nil then return { "metrics" } end
+  local list = type(v) == "table" and v or { v }
+  local out, seen, n = {}, {}, 0
+  for _ in pairs(list) do n = n + 1 end
+  for _, x in ipairs(list) do
+    if SIGNALS[x] and not seen[x] then
+      seen[x] = true
+      out[#out + 1] = x
+    end
+  end
+  if #out == 0 or #out ~= n or (seen.metrics and #out > 1) then
+    return nil, 'signal must be "metrics", "traces", "logs" or { "traces", "logs" }'
+  end
+  return out
+end
+M.signals_of = signals_of
+
 local INSTANCE_KEYS = { plugin = true, timeout = true, enabled = true, description = true, interval = true,
   batch_size = true, buffer_limit = true, spill = true }
 
@@ -105,6 +133,8 @@ function M:build(name, spec, line, dry)
   local rec = self.plugins:get(pname)
   if not rec then return nil, ("backend plugin %q is not loaded"):format(pname) end
   if rec.kind ~= "backend" then return nil, ("plugin %q is a %s, not a backend"):format(pname, rec.kind) end
+  local signals, serr = signals_of(rec.meta.signal)
+  if not signals then return nil, ("backend plugin %q: %s"):format(pname, serr) end
   local s = self.settings
   local c = { name = name, plugin = pname, line = line, version = rec.version, enabled = spec.enabled ~= false,
     description = spec.description or rec.meta.description, timeout = rec.meta.timeout or s.backend_timeout,
@@ -130,6 +160,11 @@ function M:build(name, spec, line, dry)
   end
   if spec.spill ~= nil and type(spec.spill) ~= "boolean" then return nil, "spill must be true or false" end
   c.spill = spec.spill == true
+  c.signals = signals
+  if signals[1] ~= "metrics" then
+    -- the tracer's buffers are drained for every trace and log backend at once
+    c.interval, c.batch_size = s.trace_export_interval, s.trace_batch_size
+  end
   local given = instances.given(spec, INSTANCE_KEYS)
   local opts, err
   if dry then opts, err = rec.script:call("__validate", given)
@@ -207,12 +242,42 @@ function M:snapshot()
   return snap
 end
 
--- One send: the plugin's send as a run in its state, cut at conf.timeout.
-function M:attempt(conf, batch, done)
+-- A context that is not sampled, current while a trace or log backend sends: whatever its send
+-- does (ctx.http's client span) inherits the decision and is not recorded, so exporting spans
+-- makes no spans to export. One per agent: nothing of it is ever kept.
+local UNTRACED
+local function untraced()
+  if not UNTRACED then
+    local h = {}
+    for i = 1, 6 do h[i] = ("%08x"):format(math.random(0, 0x7fffffff)) end
+    UNTRACED = ("00-%s%s%s%s-%s%s-00"):format(h[1], h[2], h[3], h[4], h[5], h[6])
+  end
+  return UNTRACED
+end
+
+-- The resource attributes the settings give exported spans and logs (ctx.resource in a trace
+-- or log backend's send): service.name, service.version, deployment.environment, host.name.
+function M:resource()
+  if self.res then return self.res end
+  local s = self.settings
+  local ok, host = pcall(core.read_file, "/proc/sys/kernel/hostname", 1024)
+  host = ok and type(host) == "string" and host:gsub("%s+$", "") or os.getenv("HOSTNAME") or ""
+  local function nonempty(v) return type(v) == "string" and v ~= "" and v or nil end
+  self.res = { ["service.name"] = nonempty(s.service_name) or "beagle",
+    ["service.version"] = nonempty(s.service_version) or core.version,
+    ["deployment.environment"] = nonempty(s.logfire_environment), ["host.name"] = nonempty(host) }
+  return self.res
+end
+
+-- One send: the plugin's send as a run in its state, cut at conf.timeout. signal: nil for a
+-- metric batch, "traces" or "logs".
+function M:attempt(conf, batch, done, signal)
   local rec = self.plugins:get(conf.plugin)
   if not rec or rec.kind ~= "backend" then error(("backend plugin %q is not loaded"):format(conf.plugin), 0) end
-  rec.script:run("__send_batch", { name = conf.name, id = batch:id() },
-    { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget },
+  rec.script:run("__send_batch", { name = conf.name, id = batch:id(), signal = signal,
+    resource = signal and self:resource() or nil },
+    { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget,
+      traceparent = signal and untraced() or nil },
     instances.send_result(done, function(text) return self:mask(conf, text) end,
       function(res) if res.skipped then self:skipped(conf.name, res.skipped) end end))
 end
@@ -237,15 +302,19 @@ function M:start_one(conf)
     now = core.wall, timer = self.timer, settings = conf, log = self.log, metrics = metrics,
     store = store and store:adapter(name, function(e) e.queue_metrics, e.stats = metrics, stats end),
     resolve = function() return self:usable(name) end,
-    send = function(c, batch, done)
+    send = function(c, batch, done, item)
       return self:attempt(c, batch, function(ok, err, info)
         if not ok and not (info and info.permanent) then stats.retries = stats.retries + 1 end
         done(ok, err, info)
-      end)
+      end, item and item.signal)
     end,
   }
-  live.timer = self.timer(conf.interval, function() self:collect(live) end, conf.interval)
   self.live[name] = live
+  if conf.signals[1] == "metrics" then
+    live.timer = self.timer(conf.interval, function() self:collect(live) end, conf.interval)
+  else
+    self:tracing()
+  end
   if store then
     -- what an earlier run collected and did not send goes first
     live.buffer:resume()
@@ -275,7 +344,7 @@ end
 -- removed: the backend is no longer declared (else the agent stops, and a spilled buffer
 -- stays on disk for the next start).
 function M:stop_one(live, removed)
-  live.timer:stop()
+  if live.timer then live.timer:stop() end
   live.buffer:stop()
   local kept = live.store and not removed
   if live.store and removed then live.store:forget(live.conf.name) end
@@ -329,17 +398,89 @@ function M:collect(live)
   -- the buffer always holds the newest collection whole: with more series than buffer_limit,
   -- the older collections go first, never part of this one
   live.buffer.limit = math.max(conf.buffer_limit, total)
-  if live.store and #items > 0 then
-    local ok, serr = live.store:add(name, items)
-    if not ok and not live.spill_failing then
-      self.log(3, "backend buffer file write failed: batches wait in memory only", { backend = name,
-        error = tostring(serr) })
-    elseif ok and live.spill_failing then
-      self.log(1, "backend buffer file written again", { backend = name })
-    end
-    live.spill_failing = not ok
-  end
+  if live.store and #items > 0 then self:spill(live, items) end
   for _, e in ipairs(items) do live.buffer:push(e) end
+end
+
+-- ---- trace and log backends ---------------------------------------------------------------
+
+-- The running backends of each signal: { traces = { live... }, logs = { live... } }.
+function M:by_signal()
+  local t = { traces = {}, logs = {} }
+  for _, name in ipairs(util.sorted_keys(self.live)) do
+    local live = self.live[name]
+    for _, sig in ipairs(live.conf.signals) do
+      if t[sig] then t[sig][#t[sig] + 1] = live end
+    end
+  end
+  return t
+end
+
+-- Recording, the export timer and the early drain follow the running trace and log backends:
+-- on while one runs, off (nothing recorded, nothing buffered) when none does.
+function M:tracing()
+  local t = self:by_signal()
+  local spans, logs = #t.traces > 0, #t.logs > 0
+  core.trace_recording(spans, logs)
+  local s = self.settings
+  if (spans or logs) and not self.export_timer then
+    self.export_timer = self.timer(s.trace_export_interval, function() self:export() end, s.trace_export_interval)
+    core.trace_on_ready(s.trace_batch_size, function()
+      -- from the loop: the buffer holds a batch, sent before the interval (OpenTelemetry's
+      -- batch processor does the same)
+      self:export()
+    end)
+  elseif not (spans or logs) and self.export_timer then
+    self.export_timer:stop()
+    self.export_timer = nil
+    core.trace_on_ready(0, nil)
+  end
+end
+
+-- Takes what the tracer holds, in batches of trace_batch_size, into every backend of each signal.
+function M:export()
+  local t = self:by_signal()
+  for _, sig in ipairs { "traces", "logs" } do
+    if #t[sig] > 0 then self:drain(sig, t[sig]) end
+  end
+end
+
+-- At most this many batches a drain, so that records the drain itself causes (a log line about
+-- a full buffer) wait for the next one instead of keeping it going.
+local MAX_DRAIN = 64
+
+function M:drain(sig, lives)
+  local max, now = self.settings.trace_batch_size, core.wall()
+  for _ = 1, MAX_DRAIN do
+    local b = core.trace_take(sig, max)
+    if not b then return end
+    local n = b:size()
+    for i, live in ipairs(lives) do
+      -- one C batch for all: each backend's item holds a reference of its own
+      local payload = i < #lives and b:share() or b
+      local conf, stats = live.conf, live.stats
+      local e = { target = conf.name, payload = payload, weight = n, queue_metrics = self.metrics, stats = stats,
+        created_at = now, signal = sig }
+      stats.collected = stats.collected + n
+      live.buffer.limit = math.max(conf.buffer_limit, n)
+      if live.store then self:spill(live, { e }) end
+      live.buffer:push(e)
+    end
+    if n < max then return end
+  end
+end
+
+-- Writes a collection's items to the buffer file; a failure is said once until a write works.
+function M:spill(live, items)
+  local name = live.conf.name
+  local ok, serr = live.store:add(name, items)
+  if not ok and not live.spill_failing then
+    self.log(3, "backend buffer file write failed: batches wait in memory only", { backend = name,
+      error = tostring(serr) })
+  elseif ok and live.spill_failing then
+    self.log(1, "backend buffer file written again", { backend = name })
+  end
+  live.spill_failing = not ok
 end
 
 -- Starts, restarts (changed conf) or stops the running backends to match the confs.
@@ -347,6 +488,7 @@ function M:apply()
   for name, live in pairs(self.live) do
     local conf = self.confs[name]
     if not conf or conf.enabled == false or conf ~= live.conf and (conf.interval ~= live.conf.interval
+        or conf.signals == nil or table.concat(conf.signals, ",") ~= table.concat(live.conf.signals, ",")
         or conf.batch_size ~= live.conf.batch_size or conf.buffer_limit ~= live.conf.buffer_limit) then
       self:stop_one(live, not conf or conf.enabled == false)
       self.live[name] = nil
@@ -357,6 +499,7 @@ function M:apply()
   for name, conf in pairs(self.confs) do
     if not self.live[name] and conf.opts and conf.enabled ~= false then self:start_one(conf) end
   end
+  self:tracing()
 end
 
 function M:start()
@@ -371,6 +514,7 @@ function M:stop()
     self.live[name] = nil
   end
   self.snap = nil
+  self:tracing()
   if self.spill_store then self.spill_store:close() end
   self.spill_store = nil
 end
@@ -392,8 +536,10 @@ function M:list()
     elseif st.breaker == "open" then state = "paused"
     elseif (st.consecutive_failures or 0) > 0 then state = "failing"
     elseif not st.last_success_at then state = "idle" end
+    local sig = c.signals and c.signals[1] ~= "metrics" and table.concat(c.signals, ",") or nil
     out[#out + 1] = {
       name = name, plugin = c.plugin, state = state, error = c.error and self:mask(c, c.error) or nil,
+      signal = sig or "metrics",
       interval = c.interval, batch_size = c.batch_size, buffer_limit = c.buffer_limit,
       buffered = st.pending or 0, sent = stats.sent or 0, dropped = stats.dropped or 0,
       collected = stats.collected or 0, retries = stats.retries or 0, skipped = stats.skipped or 0,

@@ -7,6 +7,11 @@
 -- ctx.encode.<format>(batch, opts) (the C encoders: core/export/encode.h) and ctx.udp.send.
 -- A plugin with the guide's MetricBackend methods instead of send gets them called per sample.
 -- The batch is released when the send returns: a plugin can't keep samples past it.
+-- A trace or log backend (signal = "traces" | "logs") gets a span or log batch the same way
+-- (__send_batch{ name, id, signal }), encoded with ctx.encode.otlp_traces / otlp_logs or read
+-- with batch:spans() / batch:records(); ctx.signal says which kind it is, and ctx.resource has the
+-- resource attributes the agent's settings give (service.name, service.version,
+-- deployment.environment, host.name).
 return function(S)
 local bg = S.bg
 local instance, ensure_init = S.instance, S.ensure_init
@@ -101,17 +106,22 @@ end
 function __send_batch(a)
   local PLUGIN = S.plugin()
   if not PLUGIN or PLUGIN.kind ~= "backend" then error("plugin is not a backend", 0) end
-  local batch = bg.batch_open(a.id)
+  local signal = a.signal or "metrics"
+  local open = signal == "traces" and bg.span_batch_open or signal == "logs" and bg.log_batch_open or bg.batch_open
+  local batch = open(a.id)
   if not batch then return { ok = false, error = "the batch is gone (the backend was stopped)", permanent = true } end
   local inst = instance(a.name)
   inst.encode = inst.encode or encoders(inst)
-  local ctx = setmetatable({ name = a.name, options = inst.opts, state = inst.state, encode = inst.encode, udp = udp },
-    S.send_mt())
+  local ctx = setmetatable({ name = a.name, options = inst.opts, state = inst.state, encode = inst.encode, udp = udp,
+    signal = signal, resource = a.resource }, S.send_mt())
   if not inst.inited and PLUGIN.init then ensure_init(inst, inst.opts, ctx) end
   inst.skipped = 0
   local send = rawget(PLUGIN, "send")
   local r
   if send then r = finish(batch, pcall(send, batch, ctx))
+  elseif signal ~= "metrics" then
+    batch:release()
+    error(("a %s backend needs send(batch, ctx)"):format(signal), 0)
   else r = finish(batch, pcall(send_each, PLUGIN, batch, ctx)) end
   if inst.skipped > 0 then r.skipped = inst.skipped end
   return r

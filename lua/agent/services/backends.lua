@@ -3,8 +3,36 @@
 -- through a buffer of its own. agent.backends loads only when a backend is declared: an agent
 -- without one holds none of its code.
 -- The service interface is described at the top of lua/agent/init.lua.
+--
+-- Trace and log backends are backends too (a plugin with signal = "traces" or "logs"); with the
+-- logfire_token setting (and logfire_enabled) the agent declares `backend "logfire" { plugin =
+-- "logfire" }` itself, unless the config declares a backend of that name or plugin. The tracer's
+-- counters are the beagle_trace_* series whether or not a backend runs.
+local core = require "agent.core"
+
 local M = {}
 M.__index = M
+
+-- The config's backends, with the Logfire backend the settings ask for.
+local function declared(settings, backends)
+  backends = backends or {}
+  if settings.logfire_enabled and type(settings.logfire_token) == "string" and settings.logfire_token ~= "" then
+    local mine = backends.logfire ~= nil
+    for _, c in pairs(backends) do
+      if type(c.spec) == "table" and c.spec.plugin == "logfire" then mine = true end
+    end
+    if not mine then
+      local out = {}
+      for k, v in pairs(backends) do out[k] = v end
+      out.logfire = { line = 0, spec = { plugin = "logfire", token = settings.logfire_token,
+        base_url = settings.logfire_base_url or "", project = settings.logfire_project_name or "",
+        environment = settings.logfire_environment or "" } }
+      return out
+    end
+  end
+  return backends
+end
+M.declared = declared
 
 -- new{ settings, metrics, log, plugins (service) }
 function M.new(d)
@@ -23,7 +51,8 @@ function M:mod()
 end
 
 function M:configure(cfg)
-  if next(cfg.backends or {}) or self.backends then self:mod():set_config(cfg.backends or {}, cfg.path) end
+  local list = declared(self.settings, cfg.backends)
+  if next(list) or self.backends then self:mod():set_config(list, cfg.path) end
   return {}
 end
 
@@ -43,16 +72,18 @@ end
 function M:prepare(cfg)
   if not cfg then return {} end
   self.pending = cfg
-  if not next(cfg.backends or {}) and not self.backends then return {} end
-  return self:mod():check_config(cfg.backends or {}, cfg.path)
+  local list = declared(self.settings, cfg.backends)
+  if not next(list) and not self.backends then return {} end
+  return self:mod():check_config(list, cfg.path)
 end
 
 function M:commit()
   local cfg = self.pending
   self.pending = nil
-  if not cfg or not next(cfg.backends or {}) and not self.backends then return end
+  local list = cfg and declared(self.settings, cfg.backends)
+  if not cfg or not next(list) and not self.backends then return end
   local b = self:mod()
-  b:set_config(cfg.backends or {}, cfg.path)
+  b:set_config(list, cfg.path)
   self:plugins_changed()
   if self.started and not b.running then b:start() end
 end
@@ -70,8 +101,25 @@ function M:stop()
   return 0
 end
 
+-- The tracer's counters (core/trace: spans begun, recorded, dropped by a full buffer; log
+-- records kept and dropped; what waits for the exporters), as the agent's own series.
+local TRACE_COUNTERS = { { "started", "beagle_trace_spans_started_total" },
+  { "sampled", "beagle_trace_spans_sampled_total" }, { "spans_dropped", "beagle_trace_spans_dropped_total" },
+  { "logs_recorded", "beagle_trace_logs_recorded_total" }, { "logs_dropped", "beagle_trace_logs_dropped_total" } }
+
 function M:update_metrics()
   if self.backends then self.backends:update_metrics() end
+  local m = self.metrics
+  if not m or not core.trace_stats then return end
+  local st = core.trace_stats()
+  self.trace_seen = self.trace_seen or {}
+  for _, c in ipairs(TRACE_COUNTERS) do
+    local v, was = st[c[1]] or 0, self.trace_seen[c[1]] or 0
+    if v > was then m.increment_counter(c[2], v - was) end
+    self.trace_seen[c[1]] = v
+  end
+  m.set_gauge("beagle_trace_spans_buffered", st.spans_buffered or 0)
+  m.set_gauge("beagle_trace_logs_buffered", st.logs_buffered or 0)
 end
 
 function M:detail()
