@@ -110,8 +110,17 @@ static route *find_route(bg_http_server *srv, const char *path, size_t len) {
 static int serve_static(conn *c, route *r, int head, int ckind, const char *tp) {
   size_t n = head ? r->head_len + 2 : r->resp_len;
   if (ckind == 0 && tp == NULL) return bg_buf_append(&c->out, r->resp, n);
-  int rc = bg_buf_reserve(&c->out, n + TP_LINE_LEN + 32);
-  if (rc == 0) rc = bg_buf_append(&c->out, r->resp, r->head_len);
+  if (ckind == 0) { /* the usual traced hit: three copies into memory reserved once */
+    if (bg_buf_reserve(&c->out, n + TP_LINE_LEN) != 0) return BG_ENOMEM;
+    char *p = c->out.data + c->out.len;
+    memcpy(p, r->resp, r->head_len);
+    memcpy(p + r->head_len, tp, TP_LINE_LEN);
+    memcpy(p + r->head_len + TP_LINE_LEN, r->resp + r->head_len, n - r->head_len);
+    c->out.len += n + TP_LINE_LEN;
+    c->out.data[c->out.len] = '\0';
+    return 0;
+  }
+  int rc = bg_buf_append(&c->out, r->resp, r->head_len);
   if (rc == 0) rc = put_conn_header(&c->out, ckind);
   if (rc == 0 && tp) rc = bg_buf_append(&c->out, tp, TP_LINE_LEN);
   if (rc == 0) rc = bg_buf_append(&c->out, r->resp + r->head_len, n - r->head_len);
@@ -300,10 +309,37 @@ static bg_span *span_begin(conn *c, const char *method, bg_span_ctx *prev) {
   return s;
 }
 
+/* 4 bytes as 8 lower-case hex digits, all at once in a 64-bit word (each nibble spread to a
+ * byte, then '0' or 'a' - 10 added): the traceparent goes out with every response, and this
+ * writes it in a quarter of bg_traceparent_format's instructions (the same bytes). */
+static void hex4(const uint8_t *in, char *out) {
+  uint64_t x = (uint64_t)in[0] << 24 | (uint64_t)in[1] << 16 | (uint64_t)in[2] << 8 | in[3];
+  x = (x | (x << 16)) & 0x0000FFFF0000FFFFull;
+  x = (x | (x << 8)) & 0x00FF00FF00FF00FFull;
+  x = (x | (x << 4)) & 0x0F0F0F0F0F0F0F0Full;
+  uint64_t letter = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+  x += 0x3030303030303030ull + letter * ('a' - '0' - 10);
+  x = __builtin_bswap64(x);
+  memcpy(out, &x, 8);
+}
+
+static void put_hex(const uint8_t *id, size_t n, char *out) {
+  for (size_t i = 0; i < n; i += 4)
+    hex4(id + i, out + 2 * i);
+}
+
+/* The traceparent line of span s into out[TP_LINE_LEN]. */
 static void tp_line(const bg_span *s, char *out) {
-  memcpy(out, TP_PREFIX, sizeof TP_PREFIX - 1);
-  bg_traceparent_format(bg_span_context(s), out + sizeof TP_PREFIX - 1);
-  memcpy(out + TP_LINE_LEN - 2, "\r\n", 2);
+  const bg_span_ctx *c = bg_span_context(s);
+  memcpy(out, TP_PREFIX "00-", sizeof TP_PREFIX - 1 + 3);
+  char *p = out + sizeof TP_PREFIX - 1;
+  put_hex(c->trace_id, BG_TRACE_ID_LEN, p + 3);
+  p[35] = '-';
+  put_hex(c->span_id, BG_SPAN_ID_LEN, p + 36);
+  p[52] = '-';
+  p[53] = '0';
+  p[54] = bg_span_ctx_sampled(c) ? '1' : '0';
+  memcpy(p + 55, "\r\n", 2);
 }
 
 #define SET_STR(s, k, v, n) bg_span_set_str(s, k, sizeof k - 1, v, n)
