@@ -115,7 +115,7 @@ function M:update_metrics()
   self.trace_seen = self.trace_seen or {}
   for _, c in ipairs(TRACE_COUNTERS) do
     local v, was = st[c[1]] or 0, self.trace_seen[c[1]] or 0
-    if v > was then m.increment_counter(c[2], v - was) end
+    m.increment_counter(c[2], v > was and v - was or 0) -- 0: the series exists from the start
     self.trace_seen[c[1]] = v
   end
   m.set_gauge("beagle_trace_spans_buffered", st.spans_buffered or 0)

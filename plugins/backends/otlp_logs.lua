@@ -1,0 +1,54 @@
+-- OTLP/HTTP JSON log records to an OpenTelemetry Collector (or any OTLP receiver: Loki's OTLP
+-- endpoint, Elastic, SigNoz...): the agent's own log lines and every plugin's beagle.log.* call,
+-- each with the trace and span ids of the span it was written in, taken from the tracer's buffer
+-- every trace_export_interval. The request is written in C (core/export/encode_otlp_json.c);
+-- this file adds the HTTP and reads the answer as OTLP/HTTP says a client must.
+-- docs/plugins/otlp_logs.md is its page.
+
+local cu = require "beagle.channel_util"
+
+-- OTLP/HTTP: only these are retryable; every other failure must not be retried
+local RETRY = { [429] = true, [502] = true, [503] = true, [504] = true }
+
+return beagle.backend {
+  name = "otlp_logs",
+  description = "OTLP/HTTP JSON log records to an OpenTelemetry Collector",
+  signal = "logs",
+  options = {
+    url = { "string", default = "http://127.0.0.1:4318/v1/logs", description = "the receiver's OTLP/HTTP logs URL" },
+    resource = { "table", default = {},
+      description = "resource attributes over the agent's (service.name, service.version, deployment.environment, "
+        .. "host.name from the settings)" },
+    headers = { "table", default = {}, description = "extra request headers, name = value (an Authorization, a tenant)" },
+    gzip = { "boolean", default = false, description = "send the body gzipped (Content-Encoding: gzip)" },
+  },
+  timeout = "10s",
+
+  send = function(batch, ctx)
+    local o = ctx.options
+    local resource = {}
+    for k, v in pairs(ctx.resource or {}) do resource[k] = v end
+    for k, v in pairs(o.resource) do resource[k] = tostring(v) end
+    local body, err = ctx.encode.otlp_logs(batch, { resource = resource, flavor = o.gzip and "gzip" or nil })
+    if not body then return nil, err, { permanent = true } end
+    if body == "" then return true end
+
+    local headers = { ["Content-Type"] = "application/json", ["User-Agent"] = "beagle/" .. beagle._VERSION }
+    if o.gzip then headers["Content-Encoding"] = "gzip" end
+    cu.merge_headers(headers, o.headers)
+    local res, herr = ctx.http.post(o.url, body, { headers = headers })
+    if not res then return nil, "otlp: " .. tostring(herr) end
+    if res.status >= 200 and res.status < 300 then
+      local ok, doc = pcall(ctx.json.decode, res.body or "")
+      local ps = ok and type(doc) == "table" and doc.partialSuccess
+      if type(ps) == "table" and (tonumber(ps.rejectedLogRecords) or 0) > 0 then
+        ctx.log.warn("otlp receiver rejected log records", { rejected = tostring(ps.rejectedLogRecords),
+          error = tostring(ps.errorMessage or ""):sub(1, 300) })
+      end
+      return true
+    end
+    local _, why, info = ctx.response(res, herr)
+    if RETRY[res.status] then return nil, "otlp: " .. tostring(why), info end
+    return nil, "otlp: " .. tostring(why), { permanent = true }
+  end,
+}
