@@ -199,7 +199,7 @@ local ATTR_STRING, ATTR_BOOL, ATTR_INT, ATTR_DOUBLE = 1, 2, 3, 4
 local band = bit.band
 local floor, huge = math.floor, math.huge
 local type, pairs, ipairs, tostring, error, rawget = type, pairs, ipairs, tostring, error, rawget
-local ffi_string, ffi_new, ffi_cast, ffi_gc = ffi.string, ffi.new, ffi.cast, ffi.gc
+local ffi_string, ffi_new, ffi_cast = ffi.string, ffi.new, ffi.cast
 
 local hexbuf = ffi_new("char[64]")
 local ctx_ptr_t = ffi.typeof("const struct bg_lua_ctx *")
@@ -490,15 +490,21 @@ end
 -- What lua/beagle/init.lua hands plugins as beagle.span, beagle.trace_operation,
 -- beagle.trace_optimization and beagle.instrument. A span object is a table with methods
 -- (set_attribute, add_event, record_exception, set_status, trace_id, span_id, traceparent,
--- is_recording, finish); its bg_span pointer is kept here, in a weak-keyed table no plugin
--- reaches, so a span object can't be indexed into C memory, forged, or used after its end:
--- every method finds the pointer first and raises "span has ended" once the span is gone.
+-- is_recording, finish) and a closed metatable. It holds the address of its bg_span as a
+-- number in [1], and is valid only while `byaddr` (a table no plugin reaches) maps that
+-- address to that very object: a plugin that rawsets [1] gets "not a span", one that keeps the
+-- object past its end gets "span has ended" (an address C reuses maps to the new object), and
+-- no method reaches C before that check. No cdata is kept per span (boxing one, and ffi.gc,
+-- cost more than the span's C calls).
 --
 -- Cost. Inside a context that is not sampled (the common case: trace_sampling_rate is 1 %),
--- beagle.span hands fn one shared no-op span without any C call or allocation: two loads of
--- the current context's words and fn's call. A sampled span is bg_span_begin, its attributes,
--- fn under xpcall, bg_span_end. A span whose run is cancelled while it waits (its fn never
--- returns) is ended by the collector (ffi.gc) with status error "span not ended".
+-- beagle.span hands fn one shared no-op span without any C call or allocation: a field read
+-- (MIRROR.u below) and fn's call. A sampled span is bg_span_begin, its attributes, fn under
+-- xpcall, bg_span_end, one table and two hash entries. A span nobody ends (its run cancelled
+-- while it waited, so fn never returned; a trace_operation span dropped) is ended once the
+-- collector has taken its object, with status error "span not ended": `open` remembers every
+-- address until its end and a sweep every 256 spans (and at the state's close) ends the ones
+-- whose object is gone.
 --
 -- Errors: fn's error ends the span with status error and an "exception" event (type, message,
 -- the Lua traceback where it was raised), then is raised again as it was.
@@ -506,8 +512,10 @@ end
 local SPAN_MT = { __metatable = false }
 local METHODS = {}
 SPAN_MT.__index = METHODS
-local ptrs = setmetatable({}, { __mode = "k" }) -- span object -> bg_span*, false once ended
 local NOOP = setmetatable({}, SPAN_MT)
+local byaddr = setmetatable({}, { __mode = "v" }) -- address -> its span object, while open
+local open = {} -- address -> true, while open (strong: finds the spans whose object is gone)
+local uintptr_t, span_ptr_t = ffi.typeof("uintptr_t"), ffi.typeof("bg_span *")
 
 -- the tracer's current context: the pointer is into the tracer, the same for its life
 local cur = ffi_cast(ctx_ptr_t, C.bg_trace_current(tracer))
@@ -531,32 +539,42 @@ local function sync() MIRROR.u = unsampled_now() end
 T.sync = sync
 T._unsampled = function() return MIRROR.u end
 
-local function gc_end(p)
-  -- the run that held it was cancelled (or the state closed) with the span open
-  if p.recording ~= 0 then
-    local m = "span not ended"
-    C.bg_span_set_status(p, 2, m, #m)
+-- Ends the open spans whose object the collector has taken (all of them when `all`).
+local function sweep(all)
+  local ended = false
+  for a in pairs(open) do
+    if all or byaddr[a] == nil then
+      open[a] = nil
+      local p = ffi_cast(span_ptr_t, a)
+      if p.recording ~= 0 then
+        local m = "span not ended"
+        C.bg_span_set_status(p, 2, m, #m)
+      end
+      C.bg_span_end(tracer, p, 0)
+      ended = true
+    end
   end
-  C.bg_span_end(tracer, p, 0)
-  sync()
+  if ended then sync() end
 end
-
-local function what(v)
-  if v == NOOP then return "a span" end
-  local p = ptrs[v]
-  if p == false then return "an ended span" end
-  if p ~= nil then return "a span" end
-  return type(v)
-end
+T._sweep = sweep
+-- the state's close (lua_close runs every finalizer): no span outlives its state
+local closer = newproxy(true)
+getmetatable(closer).__gc = function() sweep(true) end
+T._closer = closer
+local begun = 0
 
 -- The live pointer of a span object, NOOP's nil, or a raise naming the method.
 local function ptr(self, method)
-  local p = ptrs[self]
-  if p then return p end
-  if self == NOOP then return nil end
-  if p == false then error(("span:%s: the span has ended"):format(method), 3) end
+  if type(self) == "table" then
+    local a = rawget(self, 1)
+    if a and byaddr[a] == self then return ffi_cast(span_ptr_t, a), a end
+    if self == NOOP then return nil end
+    if a == false and debug.getmetatable(self) == SPAN_MT then
+      error(("span:%s: the span has ended"):format(method), 3)
+    end
+  end
   error(("bad self to 'span:%s' (a span expected, got %s; call it as span:%s(...))")
-    :format(method, what(self), method), 3)
+    :format(method, type(self), method), 3)
 end
 
 function METHODS.set_attribute(self, k, v)
@@ -667,16 +685,17 @@ function METHODS.is_recording(self)
   return p ~= nil and p.recording ~= 0
 end
 
-local function end_span(self, p)
-  ptrs[self] = false
-  ffi_gc(p, nil)
+local function end_span(self, a, p)
+  byaddr[a] = nil
+  open[a] = nil
+  self[1] = false
   C.bg_span_end(tracer, p, 0)
   sync()
 end
 
 function METHODS.finish(self)
-  local p = ptr(self, "finish")
-  if p then end_span(self, p) end
+  local p, a = ptr(self, "finish")
+  if p then end_span(self, a, p) end
 end
 METHODS["end"] = METHODS.finish
 
@@ -687,14 +706,20 @@ function T.set_scope(name) scope_name = tostring(name) end
 local function begin(name, attrs)
   local sc = scope_name
   local p = C.bg_span_begin(tracer, nil, name, #name, 1, sc, #sc)
-  ffi_gc(p, gc_end)
   sync()
-  local obj = setmetatable({}, SPAN_MT)
-  ptrs[obj] = p
+  local a = tonumber(ffi_cast(uintptr_t, p))
+  local obj = setmetatable({ a }, SPAN_MT)
+  byaddr[a] = obj
+  open[a] = true
   if attrs ~= nil and p.recording ~= 0 then
     for k, v in pairs(attrs) do set_attr(p, k, v) end
   end
-  return obj, p
+  begun = begun + 1
+  if begun >= 256 then
+    begun = 0
+    sweep(false)
+  end
+  return obj, a, p
 end
 
 -- the traceback where fn raised, taken by the handler (synchronously: no run can come between
@@ -706,19 +731,19 @@ local function handler(e)
   return e
 end
 
-local function close(obj, p, ok, ...)
+local function close(obj, a, p, ok, ...)
   if ok then
-    if ptrs[obj] then end_span(obj, p) end
+    if byaddr[a] == obj then end_span(obj, a, p) end
     return ...
   end
   local e = ...
-  if ptrs[obj] then
+  if byaddr[a] == obj then
     if p.recording ~= 0 then
       record_exception(p, e, last_tb)
       local m = errtext(e)
       C.bg_span_set_status(p, 2, m, #m)
     end
-    end_span(obj, p)
+    end_span(obj, a, p)
   end
   last_tb = nil
   error(e, 0)
@@ -730,22 +755,33 @@ local function check_name(name, fname)
   end
 end
 
-local function span(name, attrs, fn)
+local ok_name, ok_attrs, ok_fn = {}, {}, {} -- see span: none of them passes at first
+local function span_slow(name, attrs, fn)
   if fn == nil and type(attrs) == "function" then attrs, fn = nil, attrs end
   check_name(name, "beagle.span")
   if type(fn) ~= "function" then
-    error(("bad argument #3 to 'beagle.span' (function expected, got %s)"):format(type(fn)), 2)
+    error(("bad argument #3 to 'beagle.span' (function expected, got %s)"):format(type(fn)), 3)
   end
   if MIRROR.u then
     if attrs ~= nil and type(attrs) ~= "table" then
-      error(("bad argument #2 to 'beagle.span' (table expected, got %s)"):format(type(attrs)), 2)
+      error(("bad argument #2 to 'beagle.span' (table expected, got %s)"):format(type(attrs)), 3)
     end
+    ok_name, ok_attrs, ok_fn = name, attrs, fn
     return fn(NOOP)
   end
   local err = check_attrs(attrs, "beagle.span")
-  if err then error(err, 2) end
-  local obj, p = begin(name, attrs)
-  return close(obj, p, xpcall(fn, handler, obj))
+  if err then error(err, 3) end
+  local obj, a, p = begin(name, attrs)
+  return close(obj, a, p, xpcall(fn, handler, obj))
+end
+
+-- The no-op case first and in as few bytecodes as can be: plugin code calls this from the
+-- interpreter, where each type() check costs what the rest of the call costs (~90 machine
+-- instructions). So the arguments of the last no-op call that passed the checks are kept, and
+-- the same name, attributes table and function again (a loop's) pass by identity.
+local function span(name, attrs, fn)
+  if MIRROR.u and fn == ok_fn and name == ok_name and attrs == ok_attrs then return fn(NOOP) end
+  return span_slow(name, attrs, fn)
 end
 
 -- trace_operation(name, attrs, fn): as span; without fn, a started span that is current until
@@ -762,9 +798,9 @@ local function trace_operation(name, attrs, fn)
     if fn then return fn(NOOP) end
     return NOOP
   end
-  local obj, p = begin(name, attrs)
+  local obj, a, p = begin(name, attrs)
   if fn == nil then return obj end
-  return close(obj, p, xpcall(fn, handler, obj))
+  return close(obj, a, p, xpcall(fn, handler, obj))
 end
 
 local function trace_optimization(id, fn)
@@ -774,8 +810,8 @@ local function trace_optimization(id, fn)
   return trace_operation("optimization_run", { optimization_id = tostring(id) }, fn)
 end
 
-local function call_traced(obj, p, ...)
-  return close(obj, p, xpcall(...))
+local function call_traced(obj, a, p, ...)
+  return close(obj, a, p, xpcall(...))
 end
 
 local function instrument(name, fn)
@@ -788,8 +824,8 @@ local function instrument(name, fn)
   end
   return function(...)
     if MIRROR.u then return fn(...) end
-    local obj, p = begin(name, nil)
-    return call_traced(obj, p, fn, handler, ...)
+    local obj, a, p = begin(name, nil)
+    return call_traced(obj, a, p, fn, handler, ...)
   end
 end
 
@@ -800,6 +836,6 @@ function T.plugin_api()
     instrument = instrument }
 end
 T.NOOP = NOOP
-T._ptrs = ptrs -- for the spec: how many span objects are live
+T._open = open -- for the spec: the spans open now
 
 return T

@@ -300,6 +300,19 @@ describe("beagle.span", function()
     ok, e = pcall(kept.trace_id, ffi.new("bg_span_ctx"))
     assert.is_false(ok)
     assert.matches("got cdata", e)
+    -- a span object whose address a plugin rewrote is no span
+    beagle.span("forged", function(sp)
+      beagle.span("other", function(other)
+        rawset(sp, 1, rawget(other, 1))
+        local ok2, e2 = pcall(sp.set_attribute, sp, "k", 1)
+        assert.is_false(ok2)
+        assert.matches("a span expected", e2)
+        rawset(sp, 1, 12345)
+        ok2, e2 = pcall(sp.trace_id, sp)
+        assert.is_false(ok2)
+        assert.matches("a span expected", e2)
+      end)
+    end)
     beagle.span("args", function(sp)
       for _, bad in ipairs {
         { "set_attribute", 1, 1, "bad argument #1 to 'span:set_attribute' %(string expected" },
@@ -343,6 +356,8 @@ describe("beagle.span", function()
     end
     collectgarbage()
     collectgarbage()
+    -- found by the sweep of a later span (every 256)
+    for _ = 1, 256 do beagle.span("later", function() end) end
     local s = by_name(drain()).abandoned
     assert.is_truthy(s)
     assert.are.equal(2, s.status)
