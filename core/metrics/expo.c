@@ -5,6 +5,7 @@
 #include "metrics/expo.h"
 
 #include "base/numfmt.h"
+#include "trace/trace.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -195,6 +196,38 @@ __attribute__((noinline)) static void family_start(expo_state *st, const bg_fami
   }
 }
 
+/* OpenMetrics only: the bucket line just written gets its exemplar, if it has one:
+ * ` # {trace_id="...",span_id="..."} value timestamp` before its newline. The label set is 63
+ * characters, inside the spec's 128. */
+static void put_exemplar(expo_state *st, const bg_exemplar *e) {
+  if (e->time == 0 || st->rc != 0) return;
+  char buf[160], num[64], ts[64];
+  char *p = buf;
+  p = cat(p, " # {trace_id=\"", 14);
+  bg_trace_hex(e->trace_id, sizeof e->trace_id, p);
+  p += 2 * sizeof e->trace_id;
+  p = cat(p, "\",span_id=\"", 11);
+  bg_trace_hex(e->span_id, sizeof e->span_id, p);
+  p += 2 * sizeof e->span_id;
+  p = cat(p, "\"} ", 3);
+  size_t n;
+  const char *v = bg_fmt_value_n(num, sizeof num, e->value, &n);
+  p = cat(p, v, n);
+  *p++ = ' ';
+  double ms = nearbyint(e->time * 1000);
+  const char *t;
+  if (ms >= 1 && ms < 9007199254740992.0) {
+    t = bg_fmt_fixed(ts + sizeof ts, (uint64_t)ms, 3, 0);
+    n = strlen(t);
+  } else {
+    t = bg_fmt_value_n(ts, sizeof ts, e->time, &n);
+  }
+  p = cat(p, t, n);
+  *p++ = '\n';
+  st->out->len--; /* the bucket line's newline */
+  put(st, buf, (size_t)(p - buf));
+}
+
 /* Every sample of a series but a 0.0.4 counter's or gauge's (on_series_text's own). */
 __attribute__((noinline)) static void series_text(expo_state *st, const bg_family_view *f,
                                                   const bg_series_view *s) {
@@ -220,16 +253,19 @@ __attribute__((noinline)) static void series_text(expo_state *st, const bg_famil
     if (om && counter) put_sample(st, "_created", 8, NULL, 0, created_s, cl);
     return;
   }
+  const bg_exemplar *ex = om ? s->exemplars : NULL; /* never in 0.0.4 */
   uint64_t cum = 0;
   for (int i = 0; i < f->nbuckets; i++) {
     cum += s->bucket_counts[i];
     const char *c = bg_fmt_u64(num + sizeof num, cum);
     put_sample(st, "_bucket", 7, st->lep[i], st->lel[i], c, (size_t)(num + sizeof num - 1 - c));
+    if (ex != NULL) put_exemplar(st, &ex[i]);
   }
   const char *count = bg_fmt_u64(num + sizeof num, s->count);
   size_t countl = (size_t)(num + sizeof num - 1 - count), suml;
   const char *sum_s = bg_fmt_value_n(sum, sizeof sum, s->value, &suml);
   put_sample(st, "_bucket", 7, "+Inf", 4, count, countl);
+  if (ex != NULL) put_exemplar(st, &ex[f->nbuckets]);
   if (om) { /* OpenMetrics orders count before sum; either order parses */
     put_sample(st, "_count", 6, NULL, 0, count, countl);
     put_sample(st, "_sum", 4, NULL, 0, sum_s, suml);

@@ -6,6 +6,7 @@
  * formats (so a render copies them instead of escaping them again) and the label strings.
  * Counters and gauges carry nothing of a histogram's: the idle series is what costs memory. */
 #include "metrics/metrics_int.h"
+#include "trace/trace.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -58,7 +59,10 @@ bg_registry *bg_registry_default(void) {
 }
 
 static void series_free(bg_series *s) {
-  if (s->type == BG_HISTOGRAM) bg_sketch_reset(&hist_of(s)->sk);
+  if (s->type == BG_HISTOGRAM) {
+    bg_sketch_reset(&hist_of(s)->sk);
+    free(hist_of(s)->ex);
+  }
   free(s);
 }
 
@@ -487,14 +491,28 @@ void bg_gauge_add(bg_series *s, double v) {
   s->value += v;
 }
 
+/* The bucket's exemplar becomes this observation, with the current trace's ids. */
+__attribute__((noinline, cold)) static void exemplar(hist *hs, int b, double v) {
+  if (!bg_span_ctx_valid(&bg__trace_cur)) return;
+  if (hs->ex == NULL && (hs->ex = calloc((size_t)hs->nb + 1, sizeof *hs->ex)) == NULL) return;
+  bg_exemplar *e = &hs->ex[b];
+  memcpy(e->trace_id, bg__trace_cur.trace_id, sizeof e->trace_id);
+  memcpy(e->span_id, bg__trace_cur.span_id, sizeof e->span_id);
+  e->value = v;
+  e->time = bg_wall_time();
+}
+
 void bg_histogram_observe(bg_series *s, double v) {
   if (v != v) { /* NaN would poison the sum forever */
     s->fam->reg->misuse++;
     return;
   }
   hist *hs = hist_of(s);
-  hs->buckets[bg__histogram_bucket(hs->bounds, hs->nb, v)]++;
+  int b = bg__histogram_bucket(hs->bounds, hs->nb, v);
+  hs->buckets[b]++;
   bg_sketch_add(&hs->sk, v);
+  /* one load when nothing is sampled, which is nearly always */
+  if (__builtin_expect(bg__trace_cur.flags & BG_TRACE_FLAG_SAMPLED, 0)) exemplar(hs, b, v);
 }
 
 const bg_sketch *bg_histogram_sketch(const bg_series *s) {

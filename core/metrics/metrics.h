@@ -154,6 +154,14 @@ typedef struct bg_family_view {
   int nbuckets;
 } bg_family_view;
 
+/* An OpenMetrics exemplar: the last observation a histogram bucket took while the current
+ * trace context (core/trace) was sampled. time 0: none yet. */
+typedef struct bg_exemplar {
+  uint8_t trace_id[16], span_id[8];
+  double value;
+  double time; /* wall clock, seconds */
+} bg_exemplar;
+
 typedef struct bg_series_view {
   const char *const *kv; /* label pairs, sorted by key; valid during the callback; the strings
                             are contiguous, each NUL-terminated, in pair order (one copy takes
@@ -168,7 +176,8 @@ typedef struct bg_series_view {
   double created;                /* wall time the series was created */
   uint32_t id;                   /* bg_series_id */
   const bg_series *series;
-  const bg_sketch *sketch; /* histogram */
+  const bg_sketch *sketch;      /* histogram */
+  const bg_exemplar *exemplars; /* histogram: nbuckets + 1, or NULL when it never had one */
 } bg_series_view;
 
 /* The bucket of v among bounds b[0..nb) (ascending, +Inf implied): the first i with v <= b[i],

@@ -33,6 +33,7 @@ struct bg_series {
 typedef struct hist {
   const double *bounds; /* the family's (padded, see bg__histogram_bucket) */
   int nb;
+  bg_exemplar *ex;    /* nb + 1, allocated at the first observation made in a sampled trace */
   bg_sketch sk;       /* also the histogram's count, sum, min and max */
   uint64_t buckets[]; /* nb + 1 non-cumulative counts, last is +Inf */
 } hist;

@@ -62,7 +62,7 @@ static inline __attribute__((always_inline)) void walk(bg_registry *r, bg_family
       const uint16_t *len = label_lens(s);
       const char *p = (const char *)(len + 2 * s->nlabels);
       bg_series_view sv = {with_kv ? kv : NULL, s->nlabels, p, s->lablen, s->value, 0, NULL,
-                           s->created,          s->id,      s, NULL};
+                           s->created,          s->id,      s, NULL,      NULL};
       if (with_kv) {
         p += s->lablen;
         for (int k = 0; k < 2 * s->nlabels; k++) {
@@ -76,6 +76,7 @@ static inline __attribute__((always_inline)) void walk(bg_registry *r, bg_family
         sv.count = bg_sketch_count(&hs->sk);
         sv.bucket_counts = hs->buckets;
         sv.sketch = &hs->sk;
+        sv.exemplars = hs->ex;
       }
       ser(ud, &fv, &sv);
     }

@@ -15,8 +15,11 @@ typedef struct slab {
   lite items[SLAB_ITEMS];
 } slab;
 
+/* The current context lives outside the tracer (there is one per process) so that a hot path
+ * elsewhere can test it with one load: bg_histogram_observe's exemplars (trace.h). */
+bg_span_ctx bg__trace_cur;
+
 struct bg_tracer {
-  bg_span_ctx cur;
   uint64_t rng[4];
   uint64_t bound; /* sampled when the trace id's low 63 bits are below it */
   int rec_spans, rec_logs;
@@ -174,19 +177,22 @@ void bg__tracer_rearm(bg_tracer *t, int logs) {
 /* ---- the current context --------------------------------------------------------------------- */
 
 const bg_span_ctx *bg_trace_current(const bg_tracer *t) {
-  return &t->cur;
+  (void)t;
+  return &bg__trace_cur;
 }
 
 void bg_trace_swap(bg_tracer *t, const bg_span_ctx *c, bg_span_ctx *prev) {
+  (void)t; /* one per process: the current context is bg__trace_cur */
   bg_span_ctx next_ctx = {0};
-  if (c != NULL) bg_span_ctx_copy(&next_ctx, c); /* before prev: c may be &t->cur */
-  *prev = t->cur;
-  t->cur = next_ctx;
+  if (c != NULL) bg_span_ctx_copy(&next_ctx, c); /* before prev: c may be &bg__trace_cur */
+  *prev = bg__trace_cur;
+  bg__trace_cur = next_ctx;
 }
 
 void bg_trace_restore(bg_tracer *t, bg_span_ctx *c) {
-  bg__tracestate_unref(t->cur.state);
-  t->cur = *c;
+  (void)t;
+  bg__tracestate_unref(bg__trace_cur.state);
+  bg__trace_cur = *c;
   memset(c, 0, sizeof *c);
 }
 
@@ -351,7 +357,7 @@ static int valid_kind(int kind) {
 
 bg_span *bg_span_begin(bg_tracer *t, const bg_span_ctx *parent, const char *name, size_t name_len,
                        int kind, const char *scope, size_t scope_len) {
-  const bg_span_ctx *p = parent != NULL ? parent : &t->cur;
+  const bg_span_ctx *p = parent != NULL ? parent : &bg__trace_cur;
   bg_span_ctx c;
   int child = has_trace(p);
   if (child) {
@@ -401,9 +407,9 @@ bg_span *bg_span_begin(bg_tracer *t, const bg_span_ctx *parent, const char *name
   s->live = 1;
   bg__tracestate_ref(c.state); /* the span's own */
   s->ctx = c;
-  s->prev = t->cur;            /* moved: the span holds what was current */
+  s->prev = bg__trace_cur;     /* moved: the span holds what was current */
   bg__tracestate_ref(c.state); /* the current context's */
-  t->cur = c;
+  bg__trace_cur = c;
   return &s->pub;
 }
 
@@ -420,9 +426,9 @@ void bg_span_end(bg_tracer *t, bg_span *sp, uint64_t end_ns) {
   lite *s = (lite *)sp;
   if (s == &dummy || !s->live) return;
   s->live = 0;
-  if (same_span(&t->cur, &s->ctx)) {
-    bg__tracestate_unref(t->cur.state);
-    t->cur = s->prev;
+  if (same_span(&bg__trace_cur, &s->ctx)) {
+    bg__tracestate_unref(bg__trace_cur.state);
+    bg__trace_cur = s->prev;
   } else {
     bg__tracestate_unref(s->prev.state);
   }
@@ -718,10 +724,10 @@ void bg_trace_log_record(bg_tracer *t, int level, const char *msg, size_t msg_le
   } else {
     r->scope_len = (uint32_t)scope_len;
   }
-  if (has_trace(&t->cur)) {
-    memcpy(r->base.ctx.trace_id, t->cur.trace_id, BG_TRACE_ID_LEN);
-    memcpy(r->base.ctx.span_id, t->cur.span_id, BG_SPAN_ID_LEN);
-    r->base.ctx.flags = t->cur.flags;
+  if (has_trace(&bg__trace_cur)) {
+    memcpy(r->base.ctx.trace_id, bg__trace_cur.trace_id, BG_TRACE_ID_LEN);
+    memcpy(r->base.ctx.span_id, bg__trace_cur.span_id, BG_SPAN_ID_LEN);
+    r->base.ctx.flags = bg__trace_cur.flags;
   }
   attrs set = span_set(r);
   for (size_t i = 0; i < nkv; i++) {
@@ -745,7 +751,8 @@ void bg_trace_log_record(bg_tracer *t, int level, const char *msg, size_t msg_le
 void bg_tracer_shutdown(void) {
   bg_tracer *t = g_tracer;
   if (t == NULL) return;
-  bg__tracestate_unref(t->cur.state);
+  bg__tracestate_unref(bg__trace_cur.state);
+  memset(&bg__trace_cur, 0, sizeof bg__trace_cur);
   for (slab *sl = t->slabs; sl != NULL; sl = sl->next)
     for (int i = 0; i < SLAB_ITEMS; i++)
       if (sl->items[i].live) {
