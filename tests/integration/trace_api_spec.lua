@@ -3,6 +3,7 @@
 -- once never see each other's span, and the request the plugin makes carries a traceparent
 -- that is a child of the span (a CLIENT span of its own), unless the plugin set one itself.
 local S = require "support"
+local cjson = require "cjson"
 
 -- The logfmt fields of a line (values unquoted; enough for the ids and tags checked here).
 local function fields(line)
@@ -53,12 +54,14 @@ describe("spans in plugin runs", function()
     S.write(dir .. "/traced.lua", PLUGIN)
     local own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     agent = S.start { plugins = dir, config = S.calm_system .. ([[
-settings { trace_sampling_rate = 1 }
+settings { trace_sampling_rate = 1, trace_export_interval = "0.2s" }
 check "a" { plugin = "traced", url = %q, tag = "a" }
 check "b" { plugin = "traced", url = %q, tag = "b" }
 check "own" { plugin = "traced", url = %q, tag = "own", own = %q }
-]]):format(sink.url, sink.url, sink.url, own) }
-    for _, n in ipairs { "a", "b", "own" } do
+check "cred" { plugin = "traced", url = %q, tag = "cred" }
+backend "traces" { plugin = "otlp_traces", url = %q }
+]]):format(sink.url, sink.url, sink.url, own, sink.url:gsub("//", "//u:s3cret@"), sink.url .. "/v1/traces") }
+    for _, n in ipairs { "a", "b", "own", "cred" } do
       assert(agent:wait_check(n, function(o) return o.status == "healthy" end, 10),
         "check " .. n .. " did not finish:\n" .. agent:logtext())
     end
@@ -128,6 +131,60 @@ check "own" { plugin = "traced", url = %q, tag = "own", own = %q }
       end
     end
     error("no request for /own")
+  end)
+
+  it("exported (otlp_traces): the plugin's span, and the request's CLIENT span under it with the HTTP attributes", function()
+    local spans
+    local want = {}
+    for _, f in ipairs(lines_with(agent:logtext(), "after")) do want[f.tag] = f end
+    local function find(pred)
+      for _, sp in ipairs(spans) do if pred(sp) then return sp end end
+    end
+    local function attrs(sp)
+      local t = {}
+      for _, a in ipairs(sp.attributes or {}) do
+        local v = a.value
+        t[a.key] = v.stringValue or (v.intValue and tonumber(v.intValue)) or v.boolValue or v.doubleValue
+      end
+      return t
+    end
+    local outer, client
+    assert.is_truthy(S.wait(function()
+      spans = {}
+      for _, r in ipairs(sink.requests()) do
+        if r.path == "/v1/traces" then
+          for _, rs in ipairs(cjson.decode(r.body).resourceSpans) do
+            for _, ss in ipairs(rs.scopeSpans) do
+              for _, sp in ipairs(ss.spans) do sp.scope = ss.scope.name spans[#spans + 1] = sp end
+            end
+          end
+        end
+      end
+      outer = find(function(sp) return sp.spanId == want.a.span_id end)
+      client = outer and find(function(sp) return sp.parentSpanId == outer.spanId and sp.kind == 3 end)
+      return client and find(function(sp) return sp.kind == 3 and (attrs(sp)["url.full"] or ""):find("/cred$") end)
+    end, 10), "no exported client span")
+    assert.are.equal("outer", outer.name)
+    assert.are.equal(want.a.trace_id, outer.traceId)
+    assert.are.equal("a", attrs(outer).tag)
+    assert.are.equal("traced.lua", outer.scope)
+    assert.are.equal("GET", client.name)
+    assert.are.equal(outer.traceId, client.traceId)
+    local ca = attrs(client)
+    assert.are.equal("GET", ca["http.request.method"])
+    assert.are.equal(sink.url .. "/a", ca["url.full"])
+    assert.are.equal("127.0.0.1", ca["server.address"])
+    assert.are.equal(sink.port, ca["server.port"])
+    assert.are.equal(200, ca["http.response.status_code"])
+    -- credentials in a URL are not exported
+    local cred = find(function(sp) return sp.kind == 3 and (attrs(sp)["url.full"] or ""):find("/cred$") end)
+    assert.are.equal(sink.url:gsub("//", "//REDACTED:REDACTED@") .. "/cred", attrs(cred)["url.full"])
+    -- the request carried the CLIENT span's id
+    for _, r in ipairs(sink.requests()) do
+      if r.path == "/a" then
+        assert.are.equal(("00-%s-%s-01"):format(client.traceId, client.spanId), r.headers.traceparent)
+      end
+    end
   end)
 
   it("the result's ids are the span's", function()
