@@ -19,6 +19,7 @@ local core = require "agent.core"
 local util = require "agent.util"
 local Queue = require "agent.queue"
 local instances = require "agent.instances"
+local T = require "agent.trace"
 
 local M = {}
 M.__index = M
@@ -270,16 +271,38 @@ function M:resource()
 end
 
 -- One send: the plugin's send as a run in its state, cut at conf.timeout. signal: nil for a
--- metric batch, "traces" or "logs".
+-- metric batch, "traces" or "logs". A metric send is a span ("backend <name>", a new root: the
+-- plugin's spans and its ctx.http request are its children); a trace or log send is none.
 function M:attempt(conf, batch, done, signal)
   local rec = self.plugins:get(conf.plugin)
   if not rec or rec.kind ~= "backend" then error(("backend plugin %q is not loaded"):format(conf.plugin), 0) end
-  rec.script:run("__send_batch", { name = conf.name, id = batch:id(), signal = signal,
-    resource = signal and self:resource() or nil },
-    { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget,
-      traceparent = signal and untraced() or nil },
+  local span, traceparent = nil, untraced()
+  if not signal then
+    span = T.start("backend " .. conf.name, "internal", nil, "beagle")
+    if span.recording ~= 0 then
+      T.set(span, "backend.name", conf.name)
+      T.set(span, "backend.plugin", conf.plugin)
+      T.set(span, "backend.samples", batch:size())
+    end
+    traceparent = T.traceparent(span)
+    local finish = done
+    done = function(ok, err, info)
+      if span then
+        T.finish(span, ok and "ok" or "error", not ok and self:mask(conf, err) or nil)
+        span = nil
+      end
+      return finish(ok, err, info)
+    end
+  end
+  local ok, err = pcall(rec.script.run, rec.script, "__send_batch", { name = conf.name, id = batch:id(),
+    signal = signal, resource = signal and self:resource() or nil },
+    { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget, traceparent = traceparent },
     instances.send_result(done, function(text) return self:mask(conf, text) end,
       function(res) if res.skipped then self:skipped(conf.name, res.skipped) end end))
+  if not ok then
+    if span then T.finish(span, "error", tostring(err)) end
+    error(err, 0)
+  end
 end
 
 -- Samples a send's format could not carry (a NaN in line protocol): counted, never silent.

@@ -146,6 +146,44 @@ local function metric(agent, pattern)
   return tonumber((text or ""):match(pattern))
 end
 
+-- A custom trace backend that reads its batch as tables and tries what a plugin should not be
+-- able to do with it; it posts what it saw (JSON) to url.
+local HOSTILE = [[
+return beagle.backend {
+  name = "span_probe", signal = "traces",
+  options = { url = { "string", description = "where to post the report" } },
+  send = function(batch, ctx)
+    local rep = { kept_released = nil }
+    if ctx.state.kept then
+      local ok, err = pcall(ctx.state.kept.size, ctx.state.kept)
+      rep.kept_released = not ok and tostring(err):find("released", 1, true) ~= nil
+    end
+    ctx.state.kept = batch
+    rep.signal, rep.ctx_signal = batch:signal(), ctx.signal
+    rep.size = batch:size()
+    rep.metatable = tostring(getmetatable(batch))
+    rep.foreign = not pcall(batch.size, {})
+    rep.zero, rep.frac, rep.past = batch:span(0) == nil, batch:span(1.5) == nil, batch:span(batch:size() + 1) == nil
+    local _, ferr = ctx.encode.otlp_traces(batch, { flavor = "zstd" })
+    rep.bad_flavor = tostring(ferr)
+    rep.as_logs = not pcall(ctx.encode.otlp_logs, batch)
+    rep.as_metrics = not pcall(ctx.encode.otlp, batch)
+    local body = ctx.encode.otlp_traces(batch, { resource = { ["service.name"] = "probe" } })
+    rep.body_ok = type(body) == "string" and body:find('"resourceSpans"', 1, true) ~= nil
+      and body:find('"probe"', 1, true) ~= nil
+    rep.resource = ctx.resource
+    rep.spans = {}
+    for sp in batch:spans() do
+      if sp.name == "outer" or sp.name == "inner" then rep.spans[#rep.spans + 1] = sp end
+    end
+    local one = batch:span(1)
+    rep.first_is_table = type(one) == "table" and type(one.trace_id) == "string"
+    local res, err = ctx.http.post(ctx.options.url, ctx.json.encode(rep), { headers = { ["Content-Type"] = "application/json" } })
+    return ctx.response(res, err)
+  end,
+}
+]]
+
 describe("otlp_traces and otlp_logs backends", function()
   local r, agent, root, why
   setup(function() root, why = transformer() end)
@@ -163,7 +201,8 @@ settings { trace_sampling_rate = 1, trace_export_interval = "0.2s", service_name
 check "spans" { plugin = "span_maker", tag = "a" }
 backend "traces" { plugin = "otlp_traces", url = "%s/v1/traces", resource = { ["service.namespace"] = "shop" } }
 backend "logs" { plugin = "otlp_logs", url = "%s/v1/logs" }
-]]):format(r.base, r.base) }
+backend "metrics" { plugin = "otlp_metrics", url = "%s/v1/metrics", interval = "0.3s" }
+]]):format(r.base, r.base, r.base) }
     local outer = S.wait(function() return by_name(r.spans(), "outer") end, 10)
     assert.truthy(outer, "no outer span arrived")
     local inner = S.wait(function() return by_name(r.spans(), "inner") end, 5)
@@ -236,11 +275,28 @@ backend "logs" { plugin = "otlp_logs", url = "%s/v1/logs" }
     assert.equals("shop-agent", attrs(rec.resource.attributes)["service.name"].stringValue)
     assert.equals("v", attrs(rec.rec.attributes).k.stringValue)
 
-    -- the sends made no spans of their own (no span of the exporter's requests), and what was
-    -- sent is counted; the tracer's counters are series
+    -- a metric backend's send is a span, its request a child of it; the trace and log sends
+    -- made no spans of their own (neither a send span nor their requests' client spans)
+    local send = S.wait(function() return by_name(r.spans(), "backend metrics") end, 10)
+    assert.truthy(send, "no span of the metric backend's send")
+    local sa = attrs(send.span.attributes)
+    assert.equals("otlp_metrics", sa["backend.plugin"].stringValue)
+    assert.is_true(tonumber(sa["backend.samples"].intValue) > 0)
+    assert.equals("beagle", send.scope.name)
+    local children = 0
     for _, x in ipairs(r.spans()) do
-      assert.is_nil(x.span.name:match("^POST"), "an export made a span: " .. x.span.name)
+      assert.is_nil(x.span.name:match("^backend traces") or x.span.name:match("^backend logs"),
+        "a trace or log send made a span: " .. x.span.name)
+      if x.span.parentSpanId == send.span.spanId then
+        children = children + 1
+        local u = attrs(x.span.attributes)["url.full"] or attrs(x.span.attributes)["http.url"]
+        assert.truthy(u and u.stringValue:find("/v1/metrics", 1, true), "the child is the metrics request")
+      end
+      local u = attrs(x.span.attributes)["url.full"] or attrs(x.span.attributes)["http.url"]
+      if u then assert.is_nil(u.stringValue:find("/v1/traces", 1, true) or u.stringValue:find("/v1/logs", 1, true),
+        "an export's request made a span") end
     end
+    assert.is_true(children >= 1, "the metric send's request is not its child")
     assert.truthy(S.wait(function() return (metric(agent, 'beagle_backend_samples_total{backend="traces"} (%d+)') or 0) > 2 end, 5))
     assert.truthy((metric(agent, "beagle_trace_spans_sampled_total (%d+)") or 0) > 2)
     assert.truthy(metric(agent, "beagle_trace_spans_buffered (%d+)"))
@@ -248,6 +304,69 @@ backend "logs" { plugin = "otlp_logs", url = "%s/v1/logs" }
     assert.equals("traces", b.signal)
     assert.equals("ok", b.state)
     assert.is_true(b.sent > 2)
+  end)
+
+  it("a custom trace backend reads spans as tables and reaches nothing else of its batch", function()
+    local sink = S.sink()
+    local dir = plugin_dir()
+    S.sh(("mkdir -p %q/backends"):format(dir))
+    S.write(dir .. "/backends/span_probe.lua", HOSTILE)
+    agent = S.start { plugins = dir, config = S.calm_system .. ([[
+settings { trace_sampling_rate = 1, trace_export_interval = "0.2s", service_name = "probe-agent" }
+check "spans" { plugin = "span_maker", tag = "p" }
+backend "probe" { plugin = "span_probe", url = "%s/report" }
+]]):format(sink.url) }
+    local ok, reps = pcall(function()
+      return S.wait(function()
+        local list, outer, later = {}, nil, nil
+        for _, q in ipairs(sink.requests()) do
+          local rep = cjson.decode(q.body)
+          list[#list + 1] = rep
+          for _, sp in ipairs(rep.spans) do if sp.name == "outer" then outer = sp end end
+          if #list > 1 then later = rep end
+        end
+        return outer and later and { list = list, later = later }
+      end, 10)
+    end)
+    sink.stop()
+    assert.is_true(ok, tostring(reps))
+    assert.truthy(reps, "the probe never reported")
+    local first = reps.list[1]
+    assert.equals("traces", first.signal)
+    assert.equals("traces", first.ctx_signal)
+    assert.is_true(first.size > 0)
+    assert.equals("false", first.metatable)
+    assert.is_true(first.foreign)
+    assert.is_true(first.zero and first.frac and first.past)
+    assert.truthy(first.bad_flavor:find("flavor", 1, true))
+    assert.is_true(first.as_logs)
+    assert.is_true(first.as_metrics)
+    assert.is_true(first.body_ok)
+    assert.is_true(first.first_is_table)
+    assert.equals("probe-agent", first.resource["service.name"])
+    -- a batch kept past its send is released
+    assert.is_true(reps.later.kept_released)
+    local outer, inner
+    for _, rep in ipairs(reps.list) do
+      for _, sp in ipairs(rep.spans) do
+        if sp.name == "outer" then outer = sp end
+        if sp.name == "inner" then inner = sp end
+      end
+    end
+    assert.equals(32, #outer.trace_id)
+    assert.equals("internal", outer.kind)
+    assert.equals("ok", outer.status)
+    assert.equals(42, outer.attributes.i)
+    assert.same({ "x", "y" }, outer.attributes.list)
+    assert.equals("milestone", outer.events[1].name)
+    assert.equals(7, outer.events[1].attributes.n)
+    assert.truthy(outer.start_time_ns:match("^%d+$"))
+    assert.is_true(outer.duration >= 0 and math.abs(outer.start_time - S.now()) < 60)
+    if inner then
+      assert.equals(outer.span_id, inner.parent_span_id)
+      assert.equals("error", inner.status)
+      assert.equals("exception", inner.events[1].name)
+    end
   end)
 
   it("gzip; an outage then recovery loses nothing within the buffer", function()
