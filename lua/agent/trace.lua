@@ -537,6 +537,7 @@ local MIRROR = { u = false }
 debug.getregistry()["bg.trace"] = MIRROR
 local function sync() MIRROR.u = unsampled_now() end
 T.sync = sync
+sync() -- loaded inside a run (a plugin's first beagle.span): the run's context is current
 T._unsampled = function() return MIRROR.u end
 
 -- Ends the open spans whose object the collector has taken (all of them when `all`).
@@ -578,6 +579,10 @@ local function ptr(self, method)
 end
 
 function METHODS.set_attribute(self, k, v)
+  if self == NOOP then -- the common case first: arguments checked, nothing kept
+    local tv = type(v)
+    if type(k) == "string" and (tv == "string" or tv == "number" or tv == "boolean") then return self end
+  end
   local p = ptr(self, "set_attribute")
   if type(k) ~= "string" then
     error(("bad argument #1 to 'span:set_attribute' (string expected, got %s)"):format(type(k)), 2)
@@ -778,9 +783,12 @@ end
 -- The no-op case first and in as few bytecodes as can be: plugin code calls this from the
 -- interpreter, where each type() check costs what the rest of the call costs (~90 machine
 -- instructions). So the arguments of the last no-op call that passed the checks are kept, and
--- the same name, attributes table and function again (a loop's) pass by identity.
+-- the same name and function again (a loop's) pass by identity, the attributes too or by one
+-- type() when they are a fresh table.
 local function span(name, attrs, fn)
-  if MIRROR.u and fn == ok_fn and name == ok_name and attrs == ok_attrs then return fn(NOOP) end
+  if MIRROR.u and fn == ok_fn and name == ok_name and (attrs == ok_attrs or type(attrs) == "table") then
+    return fn(NOOP)
+  end
   return span_slow(name, attrs, fn)
 end
 

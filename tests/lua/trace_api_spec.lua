@@ -285,6 +285,23 @@ describe("beagle.span", function()
     assert.are.same({}, drain())
   end)
 
+  it("configure: a reload's config over the settings, unless the environment set them", function()
+    local function sampled_root()
+      local rec
+      beagle.span("root", function(sp) rec = sp:is_recording() end)
+      drain()
+      return rec
+    end
+    T.configure({ trace_sampling_rate = 1 }, { settings = { trace_sampling_rate = { value = 0 } } })
+    assert.is_false(sampled_root())
+    T.configure({ trace_sampling_rate = 0 }, { settings = { trace_sampling_rate = { value = 1 } } })
+    assert.is_true(sampled_root())
+    T.configure({ trace_sampling_rate = 0 }, { settings = {} })
+    assert.is_false(sampled_root())
+    T.configure { trace_sampling_rate = 1 }
+    assert.is_true(sampled_root())
+  end)
+
   it("misuse raises a clear error and never reaches C memory", function()
     local kept
     beagle.span("k", function(sp) kept = sp end)
