@@ -203,7 +203,9 @@ static void rec_reset(rec *r) {
     n = b->next;
     free(b);
   }
-  memset(r, 0, offsetof(rec, inline_mem));
+  memset(r, 0, offsetof(rec, attrs_inline));
+  r->attrs = r->attrs_inline;
+  r->attrs_cap = REC_ATTRS;
   r->ap = (char *)r->inline_mem;
   r->aend = r->ap + sizeof r->inline_mem;
 }
@@ -250,29 +252,16 @@ void bg__rec_free(rec *r) {
   free(r);
 }
 
-void *bg__rec_alloc(rec *r, size_t n) {
-  n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-  if ((size_t)(r->aend - r->ap) < n) {
-    size_t cap = n > 2048 ? n : 2048;
-    arena_blk *b = malloc(sizeof *b + cap);
-    if (b == NULL) return NULL;
-    b->cap = cap;
-    b->next = r->blocks;
-    r->blocks = b;
-    r->ap = (char *)b->data;
-    r->aend = r->ap + cap;
-  }
-  void *p = r->ap;
-  r->ap += n;
-  return p;
-}
-
-const char *bg__rec_str(rec *r, const char *s, size_t n) {
-  char *p = bg__rec_alloc(r, n + 1);
-  if (p == NULL) return NULL;
-  if (n > 0) memcpy(p, s, n);
-  p[n] = '\0';
-  return p;
+void *bg__rec_grow(rec *r, size_t n) {
+  size_t cap = n > 2048 ? n : 2048;
+  arena_blk *b = malloc(sizeof *b + cap);
+  if (b == NULL) return NULL;
+  b->cap = cap;
+  b->next = r->blocks;
+  r->blocks = b;
+  r->ap = (char *)b->data + n;
+  r->aend = (char *)b->data + cap;
+  return b->data;
 }
 
 int bg__ring_push(ring *q, rec *r, size_t cap) {
@@ -282,20 +271,20 @@ int bg__ring_push(ring *q, rec *r, size_t cap) {
     rec **a = malloc(alloc * sizeof *a);
     if (a == NULL) return -1;
     for (size_t i = 0; i < q->len; i++)
-      a[i] = q->a[(q->head + i) % q->alloc];
+      a[i] = q->a[(q->head + i) & (q->alloc - 1)];
     free(q->a);
     q->a = a;
     q->alloc = alloc;
     q->head = 0;
   }
-  q->a[(q->head + q->len) % q->alloc] = r;
+  q->a[(q->head + q->len) & (q->alloc - 1)] = r;
   q->len++;
   return 0;
 }
 
 void bg__ring_free(ring *q) {
   for (size_t i = 0; i < q->len; i++)
-    bg__rec_free(q->a[(q->head + i) % q->alloc]);
+    bg__rec_free(q->a[(q->head + i) & (q->alloc - 1)]);
   free(q->a);
   memset(q, 0, sizeof *q);
 }

@@ -114,9 +114,9 @@ static tb *take(bg_tracer *t, int logs, size_t max) {
   tb *b = tb_new(logs, n);
   if (b == NULL) return NULL;
   for (size_t i = 0; i < n; i++)
-    b->r[i] = q->a[(q->head + i) % q->alloc];
+    b->r[i] = q->a[(q->head + i) & (q->alloc - 1)];
   b->n = n;
-  q->head = (q->head + n) % q->alloc;
+  q->head = (q->head + n) & (q->alloc - 1);
   q->len -= n;
   bg__tracer_rearm(t, logs);
   return b;

@@ -9,10 +9,15 @@
 #ifndef BG_TRACE_INT_H
 #define BG_TRACE_INT_H
 
+#include <string.h>
+
 #include "trace/trace.h"
 
-void bg__tracestate_ref(bg_tracestate *ts);
-void bg__tracestate_unref(bg_tracestate *ts);
+/* NULL is the empty state: no call for it (the common case, on every span). */
+#define bg__tracestate_ref(ts) ((ts) != NULL ? bg__tracestate_ref_(ts) : (void)0)
+#define bg__tracestate_unref(ts) ((ts) != NULL ? bg__tracestate_unref_(ts) : (void)0)
+void bg__tracestate_ref_(bg_tracestate *ts);
+void bg__tracestate_unref_(bg_tracestate *ts);
 int bg__tracestate_equal(const bg_tracestate *a, const bg_tracestate *b);
 int bg__tracestate_key_valid(const char *k, size_t n);
 int bg__tracestate_value_valid(const char *v, size_t n);
@@ -32,7 +37,9 @@ typedef struct arena_blk {
   max_align_t data[];
 } arena_blk;
 
-#define REC_INLINE 640
+#define REC_INLINE 512 /* arena bytes inside the record */
+#define REC_ATTRS 8    /* a span's first attributes, inside the record too */
+#define REC_ALIGN 8    /* what the arena aligns to: pointers, int64, double */
 
 typedef struct rec {
   lite base;
@@ -51,6 +58,8 @@ typedef struct rec {
   /* the arena: a bump pointer in the inline bytes, then in blocks */
   char *ap, *aend;
   arena_blk *blocks;
+  /* not cleared when the record is reused (all of the above is) */
+  bg_attr attrs_inline[REC_ATTRS];
   max_align_t inline_mem[REC_INLINE / sizeof(max_align_t)];
 } rec;
 
@@ -58,14 +67,28 @@ typedef struct rec {
 rec *bg__rec_new(void);
 /* Back to the pool, or freed when there is no tracer or the pool is full. */
 void bg__rec_free(rec *r);
-void *bg__rec_alloc(rec *r, size_t n);
+/* n bytes of r's arena, REC_ALIGN aligned (the slow path: a new block); NULL on ENOMEM. */
+void *bg__rec_grow(rec *r, size_t n);
+static inline void *bg__rec_alloc(rec *r, size_t n) {
+  n = (n + REC_ALIGN - 1) & ~(size_t)(REC_ALIGN - 1);
+  if ((size_t)(r->aend - r->ap) < n) return bg__rec_grow(r, n);
+  void *p = r->ap;
+  r->ap += n;
+  return p;
+}
 /* n bytes of s copied into r's arena with a NUL; NULL on ENOMEM. */
-const char *bg__rec_str(rec *r, const char *s, size_t n);
+static inline const char *bg__rec_str(rec *r, const char *s, size_t n) {
+  char *p = (char *)bg__rec_alloc(r, n + 1);
+  if (p == NULL) return NULL;
+  if (n > 0) memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
 
 /* The finished-record buffers: a ring of records. */
 typedef struct ring {
   rec **a;
-  size_t alloc, head, len;
+  size_t alloc, head, len; /* alloc: a power of two */
 } ring;
 
 int bg__ring_push(ring *q, rec *r, size_t cap);

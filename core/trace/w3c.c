@@ -14,12 +14,12 @@ struct bg_tracestate {
   char str[]; /* "k=v,k=v", normalised: no OWS, no empty members; NUL-terminated */
 };
 
-void bg__tracestate_ref(bg_tracestate *ts) {
-  if (ts != NULL) ts->refs++;
+void bg__tracestate_ref_(bg_tracestate *ts) {
+  ts->refs++;
 }
 
-void bg__tracestate_unref(bg_tracestate *ts) {
-  if (ts != NULL && --ts->refs == 0) free(ts);
+void bg__tracestate_unref_(bg_tracestate *ts) {
+  if (--ts->refs == 0) free(ts);
 }
 
 void bg_span_ctx_copy(bg_span_ctx *dst, const bg_span_ctx *src) {
