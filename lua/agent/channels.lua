@@ -6,6 +6,7 @@
 local core = require "agent.core"
 local util = require "agent.util"
 local instances = require "agent.instances"
+local T = require "agent.trace"
 -- beagle.channel_util is the plugins' library; the agent needs only its mask, when there is text
 -- to mask, so an idle agent does not hold its ~20 KB of code
 local function mask(text, secrets)
@@ -125,15 +126,59 @@ function M.mask(_, conf, text)
   return mask(text, conf and conf.secrets)
 end
 
--- One delivery attempt: the plugin's send as a run in its state, cut at conf.timeout.
+-- The names and the trace ids (those of the evaluations that fired them) of n's alerts.
+local function alert_ids(n)
+  local names, traces, seen = {}, {}, {}
+  for _, a in ipairs(type(n.alerts) == "table" and n.alerts or {}) do
+    if type(a) == "table" then
+      names[#names + 1] = tostring(a.name)
+      if type(a.trace_id) == "string" and not seen[a.trace_id] then
+        seen[a.trace_id] = true
+        traces[#traces + 1] = a.trace_id
+      end
+    end
+  end
+  return names, traces
+end
+
+-- One delivery attempt: the plugin's send as a run in its state, cut at conf.timeout. The
+-- attempt is a span "notify <channel>", the parent of the plugin's spans and requests.
 function M:attempt(conf, n, done)
   local rec = self.plugins:get(conf.plugin)
   if not rec or rec.kind ~= "channel" then
     error(("channel plugin %q is not loaded"):format(conf.plugin), 0)
   end
-  rec.script:run("__send", { name = conf.name, n = n },
-    { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget },
-    instances.send_result(done, function(text) return self:mask(conf, text) end))
+  local span = T.start("notify " .. conf.name, "internal")
+  if T.recording(span) then
+    local names, traces = alert_ids(n)
+    T.set(span, "beagle.channel.name", conf.name)
+    T.set(span, "beagle.channel.plugin", conf.plugin)
+    T.set(span, "beagle.notification.status", tostring(n.status or "firing"))
+    T.set(span, "beagle.notification.attempt", tonumber(n.attempt) or 0)
+    T.set(span, "beagle.notification.alerts", names)
+    if #traces > 0 then T.set(span, "beagle.alert.trace_ids", traces) end
+    if n.test then T.set(span, "beagle.notification.test", true) end
+    if n.dedup_key then T.set(span, "beagle.notification.dedup_key", tostring(n.dedup_key)) end
+  end
+  local ended = false
+  local function finish(ok, err, info)
+    if not ended then
+      ended = true
+      if T.recording(span) then
+        T.set(span, "beagle.notification.result", ok and "sent" or (info and info.permanent and "failed" or "error"))
+      end
+      T.finish(span, not ok and "error" or nil, not ok and tostring(err) or nil)
+    end
+    return done(ok, err, info)
+  end
+  local ok, err = pcall(rec.script.run, rec.script, "__send", { name = conf.name, n = n },
+    { timeout = conf.timeout, budget = self.settings.plugin_instruction_budget, traceparent = T.traceparent(span) },
+    instances.send_result(finish, function(text) return self:mask(conf, text) end))
+  if not ok then
+    ended = true
+    T.finish(span, "error", self:mask(conf, tostring(err)))
+    error(err, 0)
+  end
 end
 
 -- Options as /health/detailed shows them: secrets as ***.

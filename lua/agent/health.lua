@@ -5,6 +5,7 @@ local core = require "agent.core"
 local util = require "agent.util"
 local json = require "beagle.json"
 local store_status = require "agent.store_status"
+local T = require "agent.trace"
 
 local M = {}
 M.__index = M
@@ -233,6 +234,20 @@ function M:start()
   end)
 end
 
+-- Ends the span of one attempt of inst with its result r (OpenTelemetry: error when unhealthy).
+local function end_span(span, inst, r)
+  if T.recording(span) then
+    T.set(span, "beagle.check.name", inst.name)
+    T.set(span, "beagle.check.plugin", inst.plugin)
+    T.set(span, "beagle.check.status", r.status)
+    T.set(span, "beagle.check.attempt", r.attempts or 1)
+    if type(r.response_time) == "number" then T.set(span, "beagle.check.duration", r.response_time) end
+    if r.message then T.set(span, "beagle.check.message", tostring(r.message)) end
+  end
+  local bad = r.status == "unhealthy"
+  T.finish(span, bad and "error" or nil, bad and tostring(r.message or r.error or "unhealthy") or nil)
+end
+
 -- Runs one instance now (with its retries); done(inst, result) afterwards. A failed attempt
 -- is retried after inst.retry_delay (a timer: the loop serves meanwhile), never back to back;
 -- the instance counts as running while it waits, so its schedule does not start another.
@@ -259,8 +274,10 @@ function M:execute(inst, done)
       return finish({ status = "unknown", message = ("plugin %q is not loaded"):format(inst.plugin), response_time = 0 })
     end
     local started = core.now()
+    -- each attempt is a span "check <name>", the parent of the plugin's spans and requests
+    local span = T.start("check " .. inst.name, "internal")
     local ok, id = pcall(rec.script.run, rec.script, "__run_check", { name = inst.name },
-      { timeout = inst.timeout, budget = inst.budget, memory = inst.memory },
+      { timeout = inst.timeout, budget = inst.budget, memory = inst.memory, traceparent = T.traceparent(span) },
       function(fine, res)
         inst.running = nil
         local r
@@ -271,6 +288,8 @@ function M:execute(inst, done)
           r = { status = "unhealthy", message = why, error = why, response_time = core.now() - started }
         end
         r.attempts = attempt
+        r.trace_id = T.trace_id(span)
+        end_span(span, inst, r)
         -- A retry is for a fault that may pass: not for a run the agent ended for its
         -- instruction budget or memory (the same code does the same again), and only when it
         -- can start inside the interval (a check that timed out at its interval reports now).
@@ -299,7 +318,10 @@ function M:execute(inst, done)
       end)
     if ok then inst.running = { script = rec.script, id = id }
     else
-      finish({ status = "unknown", message = tostring(id), error = tostring(id), response_time = 0 })
+      local r = { status = "unknown", message = tostring(id), error = tostring(id), response_time = 0,
+        attempts = attempt, trace_id = T.trace_id(span) }
+      end_span(span, inst, r)
+      finish(r)
     end
   end
   try()
@@ -324,8 +346,11 @@ function M:record(inst, r)
     end
   end
   if r.status ~= "healthy" then
+    -- the ids of the attempt's span, which has ended (a line written inside a span gets them
+    -- from the log itself)
     self.log(r.status == "unhealthy" and 2 or 1, "check " .. r.status,
-      { check = inst.name, message = r.message or "", attempts = tostring(r.attempts or 1) })
+      { check = inst.name, message = r.message or "", attempts = tostring(r.attempts or 1),
+        trace_id = not T.trace_id() and r.trace_id or nil })
   end
   self:check_first_round()
   self.on_update()
@@ -367,6 +392,7 @@ local function check_object(inst, detailed)
     o.budget = inst.budget
     o.memory = inst.memory
     o.attempts = r.attempts
+    o.trace_id = r.trace_id -- of the last attempt's span "check <name>"
     o.error = inst.error or r.error
     o.runs = inst.runs
     local h = json.array()

@@ -368,7 +368,8 @@ local function as_strings(t)
 end
 
 -- alert_payload(ctx, a, n) -> the guide's payload of one alert (alert_name, severity, message,
--- timestamp, tags) with status, labels, annotations, value, starts_at, ends_at, fingerprint.
+-- timestamp, tags) with status, labels, annotations, value, starts_at, ends_at, fingerprint, and
+-- trace_id (the trace of the evaluation that fired it) when it has one.
 -- Absent times and values are JSON null (ctx.json.null). labels and annotations are the alert's
 -- own tables when they hold only strings (the notification is the run's own copy).
 local function time_or_null(ctx, null, t)
@@ -394,6 +395,7 @@ function M.alert_payload(ctx, a, n)
     starts_at = time_or_null(ctx, null, a.starts_at),
     ends_at = time_or_null(ctx, null, a.ends_at),
     fingerprint = a.fingerprint == nil and null or tostring(a.fingerprint),
+    trace_id = type(a.trace_id) == "string" and a.trace_id or nil,
   }
 end
 

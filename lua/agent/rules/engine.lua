@@ -12,6 +12,9 @@
 --   e.suppressed = { cooldown, hourly_limit, silenced, inhibited, store_unavailable (past the
 --   UNSAVED_MAX notifications held while the store cannot commit) }, e.sent, e.store_errors,
 --   e.notify_errors, e.render_errors: counters for metrics.
+--   e.trace_id: the trace id (hex) of the evaluation round under way, set by the caller around
+--   its evaluate calls; an instance that starts firing keeps it (inst.trace_id, in e:alerts()
+--   and in the alerts of notifications), not persisted: one restored after a restart has none.
 --
 -- Instance, per rule and series: labels = series labels, then the rule's static labels, then
 -- alertname = rule name and severity = rule severity (later wins). Fingerprint: FNV-1a 64 over
@@ -131,7 +134,7 @@ local function copy_instance(inst)
     state = inst.state, value = inst.value, active_at = inst.active_at, starts_at = inst.starts_at,
     ends_at = inst.ends_at, last_eval = inst.last_eval, keep_since = inst.keep_since,
     last_notified = copy(inst.last_notified), annotations = copy(inst.annotations),
-    deleted = inst.deleted }
+    deleted = inst.deleted, trace_id = inst.trace_id }
 end
 
 -- An alert as a notification carries it: the instance's fields at this moment. Its labels and
@@ -144,7 +147,7 @@ end
 local function alert_snapshot(inst)
   return { fingerprint = inst.fingerprint, name = inst.name, labels = inst.labels,
     value = inst.value, active_at = inst.active_at, starts_at = inst.starts_at,
-    ends_at = inst.ends_at, annotations = inst.annotations }
+    ends_at = inst.ends_at, annotations = inst.annotations, trace_id = inst.trace_id }
 end
 
 -- The evaluation interval of a rule: its `every`, else the setting.
@@ -584,6 +587,8 @@ function Engine:_evaluate(name, err, n, samples, vals, labs)
       end
       local before, value = inst.state, inst.value
       local changed = transition(rule, inst, v, now)
+      -- the trace of the evaluation that fired it (e.trace_id, set by the caller for a round)
+      if inst.state == "firing" and before ~= "firing" then inst.trace_id = self.trace_id end
       if inst.state == "inactive" then
         if before ~= "inactive" then forget(self, inst) end
       else

@@ -6,6 +6,7 @@
 local core = require "agent.core"
 local util = require "agent.util"
 local json = require "beagle.json"
+local T = require "agent.trace"
 
 local M = {}
 M.__index = M
@@ -393,6 +394,17 @@ end
 -- the group's interval, so a rule that loops holds neither the loop nor the next round. A round
 -- still running when the next is due is skipped and counted. done(), when given, is called
 -- when the round has ended.
+-- The firing instances of the named rules (for the span of their round).
+local function firing_of(engine, names)
+  local n = 0
+  for _, name in ipairs(names) do
+    for _, inst in pairs(engine.by_rule and engine.by_rule[name] or {}) do
+      if inst.state == "firing" then n = n + 1 end
+    end
+  end
+  return n
+end
+
 function M:evaluate_group(path, names, done)
   local f = self.files[path]
   if not f or not f.set then return nil, "rules are not loaded" end
@@ -400,11 +412,18 @@ function M:evaluate_group(path, names, done)
   local file = util.basename(path)
   local coded = {}
   local engine = self.engine
+  -- the round is a span "rules <file>"; an alert it fires carries its trace id (engine.trace_id)
+  -- and the rule file's run is its child
+  local span = T.start("rules " .. file, "internal")
+  local trace_id = T.trace_id(span)
+  local failed = 0
+  engine.trace_id = trace_id
   for _, name in ipairs(names) do
     local r = self.rules[name]
     if r and not r.expr and r.metric then
       local ok, e = pcall(eval_declarative, self, r)
       if not ok then
+        failed = failed + 1
         self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
         engine:evaluate(name, nil, tostring(e))
       end
@@ -412,10 +431,20 @@ function M:evaluate_group(path, names, done)
       coded[#coded + 1] = name
     end
   end
-  local function finish()
+  engine.trace_id = nil
+  local function finish(skipped)
     self.metrics.record_histogram("beagle_rule_group_evaluation_seconds", core.now() - t0, { file = file })
     -- the loop's CPU for it: on a busy machine the wall time also holds other processes' turns
     self.metrics.record_histogram("beagle_rule_group_evaluation_cpu_seconds", core.cpu() - c0, { file = file })
+    if T.recording(span) then
+      T.set(span, "beagle.rules.file", file)
+      T.set(span, "beagle.rules.count", #names)
+      T.set(span, "beagle.rules.names", names)
+      T.set(span, "beagle.rules.failed", failed)
+      T.set(span, "beagle.rules.firing", firing_of(engine, names))
+      if skipped then T.set(span, "beagle.rules.skipped", skipped) end
+    end
+    T.finish(span, failed > 0 and "error" or nil, failed > 0 and ("%d rule(s) failed"):format(failed) or nil)
     if done then done() end
   end
   if #coded == 0 then
@@ -426,12 +455,13 @@ function M:evaluate_group(path, names, done)
   local key = table.concat(coded, "\0")
   if f.running[key] then
     self.metrics.increment_counter("beagle_rule_evaluations_skipped_total", 1, { file = file })
-    if done then done() end
+    finish(#coded)
     return true
   end
   local script, serr = self:state_of(f)
   if not script then
     for _, name in ipairs(coded) do
+      failed = failed + 1
       self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
       engine:evaluate(name, nil, tostring(serr))
     end
@@ -441,21 +471,28 @@ function M:evaluate_group(path, names, done)
   f.running[key] = true
   local function settle(ok, res)
     f.running[key] = nil
-    if self.files[path] ~= f or f.script ~= script then return end -- reloaded meanwhile
+    if self.files[path] ~= f or f.script ~= script then -- reloaded meanwhile
+      T.finish(span)
+      return
+    end
+    engine.trace_id = trace_id
     for _, name in ipairs(coded) do
       local r = ok and type(res) == "table" and res[name]
       if r and r.samples then
         engine:evaluate(name, r.samples)
       else
+        failed = failed + 1
         self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
         engine:evaluate(name, nil, tostring(r and r.error or (not ok and res) or "no result"))
       end
     end
+    engine.trace_id = nil
     finish()
   end
   local interval = self.settings.alert_evaluation_interval or 60
   local ok, err = pcall(script.run, script, "__eval_rules", { names = coded },
-    { timeout = math.max(1, interval), budget = self.settings.plugin_instruction_budget }, settle)
+    { timeout = math.max(1, interval), budget = self.settings.plugin_instruction_budget,
+      traceparent = T.traceparent(span) }, settle)
   if not ok then settle(false, err) end
   return true
 end
@@ -560,6 +597,7 @@ function M:alerts_json()
       activeAt = a.active_at and util.iso8601(a.active_at) or nil,
       startsAt = a.starts_at and util.iso8601(a.starts_at) or nil,
       endsAt = a.ends_at and util.iso8601(a.ends_at) or nil,
+      traceId = a.trace_id, -- the trace of the evaluation that fired it
     }
   end
   return out
