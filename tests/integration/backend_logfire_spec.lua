@@ -162,6 +162,38 @@ backend "lf" { plugin = "logfire", token = "%s", gzip = false }
     end
   end)
 
+  it("a reload that sets logfire_token starts sending; one that clears it stops, and recording stops", function()
+    if not root then pending("skipped: " .. why) return end
+    local base = S.calm_system .. [[
+check "lf" { plugin = "lf_maker", word = "r" }
+]]
+    agent = S.start { plugins = plugin_dir(), config = [[
+settings { trace_sampling_rate = 1, trace_export_interval = "0.2s" }
+]] .. base }
+    assert.is_nil(agent:backend("logfire"))
+    S.write(agent.config, ([[
+settings { trace_sampling_rate = 1, trace_export_interval = "0.2s", logfire_token = "%s", logfire_base_url = "%s" }
+]]):format(TOKEN, r.base) .. base)
+    assert.equals(200, (agent:post("/-/reload", "")))
+    assert.truthy(S.wait(function()
+      for _, q in ipairs(r.requests()) do if q.path == "/v1/traces" and q.status == 200 then return true end end
+    end, 10), "nothing sent after the reload")
+    assert.equals("traces,logs", agent:backend("logfire").signal)
+    S.write(agent.config, [[
+settings { trace_sampling_rate = 1, trace_export_interval = "0.2s" }
+]] .. base)
+    assert.equals(200, (agent:post("/-/reload", "")))
+    assert.is_nil(agent:backend("logfire"))
+    local function sampled()
+      local _, text = agent:get("/metrics")
+      return tonumber(text:match("beagle_trace_spans_sampled_total (%d+)"))
+    end
+    S.sleep(0.5)
+    local n = sampled()
+    S.sleep(0.8)
+    assert.equals(n, sampled()) -- nothing recorded without an exporter
+  end)
+
   it("logfire_enabled = false keeps the token without sending", function()
     if not root then pending("skipped: " .. why) return end
     agent = S.start { plugins = plugin_dir(), config = S.calm_system .. ([[

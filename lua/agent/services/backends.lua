@@ -13,6 +13,20 @@ local core = require "agent.core"
 local M = {}
 M.__index = M
 
+-- The logfire_* settings in force for cfg: a reload's config file (cfg.settings: name -> {
+-- value }) over the running settings, unless a MONITORING_* variable set them.
+local LOGFIRE = { "logfire_token", "logfire_enabled", "logfire_base_url", "logfire_project_name",
+  "logfire_environment" }
+local function logfire_settings(settings, cfg)
+  local s = {}
+  for _, k in ipairs(LOGFIRE) do
+    s[k] = settings[k]
+    local c = cfg and cfg.settings and cfg.settings[k]
+    if type(c) == "table" and c.value ~= nil and not os.getenv("MONITORING_" .. k:upper()) then s[k] = c.value end
+  end
+  return s
+end
+
 -- The config's backends, with the Logfire backend the settings ask for.
 local function declared(settings, backends)
   backends = backends or {}
@@ -51,7 +65,7 @@ function M:mod()
 end
 
 function M:configure(cfg)
-  local list = declared(self.settings, cfg.backends)
+  local list = declared(logfire_settings(self.settings, cfg), cfg.backends)
   if next(list) or self.backends then self:mod():set_config(list, cfg.path) end
   return {}
 end
@@ -72,7 +86,7 @@ end
 function M:prepare(cfg)
   if not cfg then return {} end
   self.pending = cfg
-  local list = declared(self.settings, cfg.backends)
+  local list = declared(logfire_settings(self.settings, cfg), cfg.backends)
   if not next(list) and not self.backends then return {} end
   return self:mod():check_config(list, cfg.path)
 end
@@ -80,7 +94,7 @@ end
 function M:commit()
   local cfg = self.pending
   self.pending = nil
-  local list = cfg and declared(self.settings, cfg.backends)
+  local list = cfg and declared(logfire_settings(self.settings, cfg), cfg.backends)
   if not cfg or not next(list) and not self.backends then return end
   local b = self:mod()
   b:set_config(list, cfg.path)
