@@ -202,7 +202,8 @@ check "spans" { plugin = "span_maker", tag = "a" }
 backend "traces" { plugin = "otlp_traces", url = "%s/v1/traces", resource = { ["service.namespace"] = "shop" } }
 backend "logs" { plugin = "otlp_logs", url = "%s/v1/logs" }
 backend "metrics" { plugin = "otlp_metrics", url = "%s/v1/metrics", interval = "0.3s" }
-]]):format(r.base, r.base, r.base) }
+backend "traces_b" { plugin = "otlp_traces", url = "%s/v1/traces" }
+]]):format(r.base, r.base, r.base, r.base) }
     local outer = S.wait(function() return by_name(r.spans(), "outer") end, 10)
     assert.truthy(outer, "no outer span arrived")
     local inner = S.wait(function() return by_name(r.spans(), "inner") end, 5)
@@ -212,6 +213,28 @@ backend "metrics" { plugin = "otlp_metrics", url = "%s/v1/metrics", interval = "
     for _, q in ipairs(r.requests()) do
       assert.is_true(q.error == cjson.null, tostring(q.error))
       assert.equals("application/json", q.content_type)
+    end
+
+    -- both trace backends got every span (one batch shared by the two), each with its resource
+    local copies = S.wait(function()
+      local t = {}
+      for _, x in ipairs(r.spans()) do
+        if x.span.name == "outer" then t[#t + 1] = x end
+      end
+      return #t >= 2 and t
+    end, 10)
+    assert.truthy(copies, "outer reached one backend only")
+    assert.equals(2, #copies)
+    assert.equals(copies[1].span.spanId, copies[2].span.spanId)
+    local ns = {}
+    for _, x in ipairs(copies) do
+      local ra = attrs(x.resource.attributes)
+      ns[#ns + 1] = ra["service.namespace"] and ra["service.namespace"].stringValue or "none"
+    end
+    table.sort(ns)
+    assert.same({ "none", "shop" }, ns)
+    for _, x in ipairs(copies) do
+      if attrs(x.resource.attributes)["service.namespace"] then outer = x end
     end
 
     -- the resource: the settings', the option's over them
@@ -304,6 +327,8 @@ backend "metrics" { plugin = "otlp_metrics", url = "%s/v1/metrics", interval = "
     assert.equals("traces", b.signal)
     assert.equals("ok", b.state)
     assert.is_true(b.sent > 2)
+    assert.equals("logs", agent:backend("logs").signal)
+    assert.equals("metrics", agent:backend("metrics").signal)
   end)
 
   it("a custom trace backend reads spans as tables and reaches nothing else of its batch", function()
