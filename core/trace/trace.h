@@ -212,7 +212,9 @@ BG_EXPORT void bg_span_end(bg_tracer *t, bg_span *s, uint64_t end_ns);
 /* Records one structured log line for export, with the current context's ids: level is a
  * BG_LOG_* of core/base/log.h, kv as bg_log_kv's (string values). Nothing when log recording
  * is off or level is below the log level. Called by the logging entry points, which also write
- * the console line with trace_id and span_id fields when a span is current. */
+ * the console line with trace_id and span_id fields when a span is current. (H1: nkv counts
+ * pairs, kv[2i] and kv[2i+1]; kvlen NULL means strlen; a NULL value is empty. Attributes
+ * follow the span limits: max_attrs of them, values cut at max_value_len.) */
 BG_EXPORT void bg_trace_log_record(bg_tracer *t, int level, const char *msg, size_t msg_len,
                                    const char *const *kv, const size_t *kvlen, size_t nkv,
                                    const char *scope, size_t scope_len);
