@@ -21,6 +21,7 @@
 -- Output: tab-separated lines  key  median  min  ns/op  description.
 local ffi = require("ffi")
 local T = require("agent.trace")
+T.cdef_export() -- the views of finished spans and log records
 local C, tracer = T.C, T.tracer
 local api = T.plugin_api()
 local span, instrument = api.span, api.instrument

@@ -66,13 +66,6 @@ void bg_tracer_set_capacity(bg_tracer *t, size_t spans, size_t logs);
 void bg_tracer_set_limits(bg_tracer *t, uint32_t max_attrs, uint32_t max_events,
                           uint32_t max_value_len);
 void bg_tracer_set_ready_cb(bg_tracer *t, size_t batch, void (*cb)(void *ud), void *ud);
-typedef struct bg_tracer_stats {
-  uint64_t started, sampled;
-  uint64_t spans_dropped;
-  uint64_t logs_recorded, logs_dropped;
-  size_t spans_buffered, logs_buffered;
-} bg_tracer_stats;
-void bg_tracer_stats_get(const bg_tracer *t, bg_tracer_stats *out);
 
 const bg_span_ctx *bg_trace_current(const bg_tracer *t);
 void bg_trace_swap(bg_tracer *t, const bg_span_ctx *c, bg_span_ctx *prev);
@@ -106,6 +99,31 @@ void bg_trace_log_record(bg_tracer *t, int level, const char *msg, size_t msg_le
                          const char *const *kv, const size_t *kvlen, size_t nkv,
                          const char *scope, size_t scope_len);
 
+
+/* core/script/script_trace.c: console log lines carry the current span's ids, and log lines
+ * are recorded for export (bg_trace_log_record) */
+void bg_trace_log_install(void);
+
+/* a Lua-side view of bg_span_ctx: the ids as 32-bit words, so that testing a context for
+ * "none" reads numbers, not boxed 64-bit cdata */
+struct bg_lua_ctx { uint32_t t[4]; uint32_t s[2]; uint8_t flags; uint8_t remote; };
+]]
+
+-- What the exporters and specs read (finished spans and log records, the tracer's counters):
+-- declared on first call, so that a plugin state that only makes spans does not pay for them
+-- (the declarations of this file cost a state ~55 KB together).
+local export_declared = false
+function T.cdef_export()
+  if export_declared then return end
+  export_declared = true
+  ffi.cdef [[
+typedef struct bg_tracer_stats {
+  uint64_t started, sampled;
+  uint64_t spans_dropped;
+  uint64_t logs_recorded, logs_dropped;
+  size_t spans_buffered, logs_buffered;
+} bg_tracer_stats;
+void bg_tracer_stats_get(const bg_tracer *t, bg_tracer_stats *out);
 typedef struct bg_attr {
   const char *key;
   uint32_t klen;
@@ -163,15 +181,8 @@ void bg_log_batch_ref(bg_log_batch *b);
 void bg_log_batch_unref(bg_log_batch *b);
 uint32_t bg_log_batch_id(bg_log_batch *b);
 bg_log_batch *bg_log_batch_find(uint32_t id);
-
-/* core/script/script_trace.c: console log lines carry the current span's ids, and log lines
- * are recorded for export (bg_trace_log_record) */
-void bg_trace_log_install(void);
-
-/* a Lua-side view of bg_span_ctx: the ids as 32-bit words, so that testing a context for
- * "none" reads numbers, not boxed 64-bit cdata */
-struct bg_lua_ctx { uint32_t t[4]; uint32_t s[2]; uint8_t flags; uint8_t remote; };
 ]]
+end
 
 -- Inside the agent the symbols are in the executable; in a plain luajit (specs, benches)
 -- they come from the shared library BEAGLE_LIB names.

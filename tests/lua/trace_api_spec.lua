@@ -4,6 +4,7 @@
 -- errors inside spans, instrument, the no-op span of an unsampled trace, and misuse.
 local ffi = require("ffi")
 local T = require("agent.trace")
+T.cdef_export() -- the views of finished spans and log records
 local beagle = require("beagle")
 local C, tracer = T.C, T.tracer
 

@@ -5,6 +5,7 @@
 -- log's sink.
 local ffi = require("ffi")
 local T = require("agent.trace")
+T.cdef_export() -- the views of finished spans and log records
 local beagle = require("beagle")
 local json = require("beagle.json")
 local C, tracer = T.C, T.tracer
