@@ -474,6 +474,7 @@ local TRACE_SETTINGS = { "trace_sampling_rate", "trace_buffer_size", "log_buffer
 
 local log_hook_installed = false
 function T.configure(settings, cfg)
+  T.cdef_export() -- the agent's state (this is its call): the exporters read through T.C
   local s = {}
   for _, k in ipairs(TRACE_SETTINGS) do
     s[k] = settings and settings[k]
