@@ -251,7 +251,7 @@ static void test_tracestate_limits(void) {
   /* 32 members, not 33 */
   size_t n = 0;
   for (int i = 0; i < 32; i++)
-    n += (size_t)sprintf(h + n, "%sk%d=%d", i ? "," : "", i, i);
+    n += (size_t)snprintf(h + n, sizeof h - n, "%sk%d=%d", i ? "," : "", i, i);
   CHECK_INT(ts_parse(&c, h), 0);
   CHECK_STR(ts_of(&c), h);
   strcat(h, ",,, ,"); /* empty members do not count */
@@ -300,7 +300,7 @@ static void test_tracestate_set(void) {
   char h[1024];
   size_t n = 0;
   for (int i = 0; i < 32; i++)
-    n += (size_t)sprintf(h + n, "%sk%d=%d", i ? "," : "", i, i);
+    n += (size_t)snprintf(h + n, sizeof h - n, "%sk%d=%d", i ? "," : "", i, i);
   CHECK_INT(ts_parse(&c, h), 0);
   CHECK_INT(bg_tracestate_set(&c, "new", 3, "1", 1), 0);
   const char *s = ts_of(&c);
