@@ -148,7 +148,7 @@ BG_EXPORT const bg_span_ctx *bg_trace_current(const bg_tracer *t);
 /* (H1, added) The current context itself, for hot paths outside trace that test it with one
  * load (bg_histogram_observe keeps an exemplar when it is sampled). Read only; zero when no
  * tracer exists. The pointer bg_trace_current returns is &bg__trace_cur. */
-extern bg_span_ctx bg__trace_cur;
+extern __attribute__((visibility("hidden"))) bg_span_ctx bg__trace_cur; /* hidden: one load */
 /* Replaces the current context with a copy of c (NULL: none) and returns the previous one in
  * *prev (owned by the caller: bg_span_ctx_clear it, or give it back with bg_trace_restore). */
 BG_EXPORT void bg_trace_swap(bg_tracer *t, const bg_span_ctx *c, bg_span_ctx *prev);
