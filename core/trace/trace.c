@@ -98,8 +98,9 @@ void bg_trace_new_span_id(bg_tracer *t, uint8_t out[BG_SPAN_ID_LEN]) {
 
 bg_tracer *bg_tracer_default(void) {
   if (g_tracer != NULL) return g_tracer;
-  bg_tracer *t = calloc(1, sizeof *t);
-  if (t == NULL) abort(); /* the first call happens at start-up, where nothing else would run */
+  static bg_tracer storage; /* static: making the tracer cannot fail */
+  bg_tracer *t = &storage;
+  memset(t, 0, sizeof *t);
   seed(t->rng);
   t->cap_spans = t->cap_logs = 2048;
   t->max_attrs = t->max_events = 128;
@@ -762,5 +763,4 @@ void bg_tracer_shutdown(void) {
     n = sl->next;
     free(sl);
   }
-  free(t);
 }
