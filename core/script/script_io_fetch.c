@@ -192,14 +192,16 @@ static int fetch_and_wait(lua_State *L, bg__run *r, const bg_fetch_opts *o, bg_f
   return bg__run_wait(L, &h->op);
 }
 
-/* Whether one of the request's header lines is a traceparent (the plugin's own wins). */
-static int has_traceparent(const char *const *hdrs, size_t n) {
+/* Whether one of the request's header lines is name: (the plugin's own traceparent or
+ * tracestate wins). */
+static int has_header(const char *const *hdrs, size_t n, const char *name) {
+  size_t nl = strlen(name);
   for (size_t i = 0; i < n; i++) {
     const char *h = hdrs[i];
     while (*h == ' ' || *h == '\t')
       h++;
-    if (strncasecmp(h, "traceparent", 11) == 0) {
-      h += 11;
+    if (strncasecmp(h, name, nl) == 0) {
+      h += nl;
       while (*h == ' ' || *h == '\t')
         h++;
       if (*h == ':') return 1;
@@ -361,10 +363,10 @@ static int pl_http(lua_State *L) {
   bg_span *sp = NULL;
   char tp[69];
   char *ts = NULL;
-  if (!has_traceparent(hdrs, nh)) {
+  if (!has_header(hdrs, nh, "traceparent")) {
     sp = client_span(L, &o, tp, &ts);
     hdrs[nh++] = tp;
-    if (ts != NULL) hdrs[nh++] = ts;
+    if (ts != NULL && !has_header(hdrs, nh, "tracestate")) hdrs[nh++] = ts;
   }
   hdrs[nh] = NULL;
   o.headers = nh ? hdrs : NULL;

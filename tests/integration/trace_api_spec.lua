@@ -29,12 +29,13 @@ end
 
 local PLUGIN = [[
 return beagle.check { name = "traced", interval = "1h", timeout = "10s", retries = 0,
-  options = { url = "string", tag = "string", own = { "string", default = "" } },
+  options = { url = "string", tag = "string", own = { "string", default = "" }, state = { "string", default = "" } },
   run = function(opt, ctx)
     return beagle.span("outer", { tag = opt.tag }, function(sp)
       beagle.log.info("before", { tag = opt.tag, want_trace = sp:trace_id(), want_span = sp:span_id() })
       local headers = { ["X-Tag"] = opt.tag }
       if opt.own ~= "" then headers.traceparent = opt.own end
+      if opt.state ~= "" then headers.tracestate = opt.state end
       local r, err = ctx.http.get(opt.url .. "/" .. opt.tag, { headers = headers })
       beagle.log.info("after", { tag = opt.tag, want_trace = sp:trace_id(), want_span = sp:span_id(),
         status = r and tostring(r.status) or err })
@@ -59,9 +60,11 @@ check "a" { plugin = "traced", url = %q, tag = "a" }
 check "b" { plugin = "traced", url = %q, tag = "b" }
 check "own" { plugin = "traced", url = %q, tag = "own", own = %q }
 check "cred" { plugin = "traced", url = %q, tag = "cred" }
+check "st" { plugin = "traced", url = %q, tag = "st", state = "vendor=own" }
 backend "traces" { plugin = "otlp_traces", url = %q }
-]]):format(sink.url, sink.url, sink.url, own, sink.url:gsub("//", "//u:s3cret@"), sink.url .. "/v1/traces") }
-    for _, n in ipairs { "a", "b", "own", "cred" } do
+]]):format(sink.url, sink.url, sink.url, own, sink.url:gsub("//", "//u:s3cret@"), sink.url,
+  sink.url .. "/v1/traces") }
+    for _, n in ipairs { "a", "b", "own", "cred", "st" } do
       assert(agent:wait_check(n, function(o) return o.status == "healthy" end, 10),
         "check " .. n .. " did not finish:\n" .. agent:logtext())
     end
@@ -185,6 +188,17 @@ backend "traces" { plugin = "otlp_traces", url = %q }
         assert.are.equal(("00-%s-%s-01"):format(client.traceId, client.spanId), r.headers.traceparent)
       end
     end
+  end)
+
+  it("a tracestate the plugin set is sent as it is, once, beside the span's traceparent", function()
+    for _, r in ipairs(sink.requests()) do
+      if r.path == "/st" then
+        assert.are.equal("vendor=own", r.headers.tracestate)
+        assert.matches("^00%-%x+%-%x+%-01$", r.headers.traceparent)
+        return
+      end
+    end
+    error("no request for /st")
   end)
 
   it("the result's ids are the span's", function()
