@@ -3,11 +3,11 @@
 # backend (OTLP/HTTP JSON) to a receiver that costs next to nothing (nginx answering 204 on CPU
 # 1), measured as the agent runs (CPU 0): spans exported per CPU-second of the agent, and nothing
 # dropped.
-#   - spans: a drop-in check plugin runs every BENCH_TE_INTERVAL (0.1) s and makes
-#     BENCH_TE_SPANS (10000) spans with beagle.span(name, { two attributes }, fn), children of
-#     the check run's span; trace_sampling_rate = 1, trace_buffer_size 200000 (a run's spans
-#     wait for the drain between its slices), the default trace_batch_size (512) and
-#     trace_export_interval (5 s: the buffer reaching 512 drains it);
+#   - spans: BENCH_TE_CHECKS (3) instances of a drop-in check plugin each run every
+#     BENCH_TE_INTERVAL (0.1) s and make BENCH_TE_SPANS (10000) spans with beagle.span(name,
+#     { two attributes }, fn), children of the check run's span; trace_sampling_rate = 1,
+#     trace_buffer_size 200000 (a run's spans wait for the drain between its slices),
+#     trace_batch_size BENCH_TE_BATCH (512, the default; a buffer that full is drained at once);
 #   - beagle: `backend "t" { plugin = "otlp_traces", url = nginx, buffer_limit = 1000000 }`;
 #     baseline: the same agent and plugin without the backend (the spans then begin and end but
 #     are not recorded: what a span costs when nothing exports);
@@ -26,6 +26,8 @@ SECS=${BENCH_TE_SECONDS:-15}
 WARM=${BENCH_TE_WARMUP:-5}
 PER_RUN=${BENCH_TE_SPANS:-10000}
 INTERVAL=${BENCH_TE_INTERVAL:-0.1}
+CHECKS=${BENCH_TE_CHECKS:-3}
+BATCH=${BENCH_TE_BATCH:-512}
 TARGET=150000
 HARNESS="$BUILD/test_encode_otlp_json"
 
@@ -84,8 +86,11 @@ EOF
 bench_spawn NGX taskset -c 1 "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/logs/error.log" 2>"$TMP/nginx/stderr"
 wait_http "http://127.0.0.1:$NPORT/" || { cat "$TMP/nginx/stderr" >&2; exit 1; }
 
-SETTINGS="settings { trace_sampling_rate = 1, trace_buffer_size = 200000 }
-check \"spans\" { plugin = \"bench_spans\", n = $PER_RUN }"
+SETTINGS="settings { trace_sampling_rate = 1, trace_buffer_size = 200000, trace_batch_size = $BATCH }"
+for i in $(seq "$CHECKS"); do
+  SETTINGS="$SETTINGS
+check \"spans$i\" { plugin = \"bench_spans\", n = $PER_RUN }"
+done
 
 # agent NAME CONFIG : starts an agent on CPU 0; sets AG_PID AG_PORT once its spans are made
 agent() {
@@ -98,7 +103,7 @@ agent() {
     --data "$TMP/$name/data" --statsd off --plugins "$TMP/plugins" 2>"$TMP/$name.log"
   wait_http "http://127.0.0.1:$AG_PORT/health/live" 15 || { tail "$TMP/$name.log" >&2; return 1; }
   for _ in $(seq 100); do
-    curl -s "http://127.0.0.1:$AG_PORT/health/spans" | grep -q "made spans" && return 0
+    curl -s "http://127.0.0.1:$AG_PORT/health/spans1" | grep -q "made spans" && return 0
     sleep 0.2
   done
   echo "bench: $name: the span plugin did not run" >&2
@@ -160,8 +165,8 @@ V=$(verdict "$PER_ALL >= $TARGET && $E_DROP == 0")
 
 md "### Trace export: otlp_traces, spans made in the agent to a null receiver"
 md ""
-md "A check plugin makes $PER_RUN spans every $INTERVAL s with \`beagle.span(name, { two attributes }, fn)\` ($(fmt %.0f "$(calc "$PER_RUN / $INTERVAL")") offered a second),"
-md "trace_sampling_rate 1; \`backend \"t\" { plugin = \"otlp_traces\" }\` posts them (batches of trace_batch_size 512) to nginx answering 204 (CPU 1)."
+md "$CHECKS instances of a check plugin each make $PER_RUN spans every $INTERVAL s with \`beagle.span(name, { two attributes }, fn)\` ($(fmt %.0f "$(calc "$CHECKS * $PER_RUN / $INTERVAL")") offered a second),"
+md "trace_sampling_rate 1; \`backend \"t\" { plugin = \"otlp_traces\" }\` posts them (batches of trace_batch_size $BATCH) to nginx answering 204 (CPU 1)."
 md "The agent on CPU 0, measured for $SECS s after $WARM s: CPU time from /proc; spans sent = beagle_backend_samples_total{backend=\"t\"}."
 md "Baseline: the same agent and plugin without the backend (spans begin and end, nothing is recorded): $(fmt %.1f "$(calc "$B_CPU * 100")") % of a CPU for $(fmt %.0f "$B_RATE") spans/s made."
 md ""
