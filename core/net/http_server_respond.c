@@ -312,7 +312,7 @@ static bg_span *span_begin(conn *c, const char *method, bg_span_ctx *prev) {
 /* 4 bytes as 8 lower-case hex digits, all at once in a 64-bit word (each nibble spread to a
  * byte, then '0' or 'a' - 10 added): the traceparent goes out with every response, and this
  * writes it in a quarter of bg_traceparent_format's instructions (the same bytes). */
-static void hex4(const uint8_t *in, char *out) {
+static inline __attribute__((always_inline)) void hex4(const uint8_t *in, char *out) {
   uint64_t x = (uint64_t)in[0] << 24 | (uint64_t)in[1] << 16 | (uint64_t)in[2] << 8 | in[3];
   x = (x | (x << 16)) & 0x0000FFFF0000FFFFull;
   x = (x | (x << 8)) & 0x00FF00FF00FF00FFull;
@@ -323,7 +323,7 @@ static void hex4(const uint8_t *in, char *out) {
   memcpy(out, &x, 8);
 }
 
-static void put_hex(const uint8_t *id, size_t n, char *out) {
+static inline __attribute__((always_inline)) void put_hex(const uint8_t *id, size_t n, char *out) {
   for (size_t i = 0; i < n; i += 4)
     hex4(id + i, out + 2 * i);
 }
@@ -462,7 +462,8 @@ int bg__http_respond(conn *c, int ckind) {
     }
     span_describe(c, s, mname, url, plen, &a);
   }
-  if (rc != 0)
+  /* a span that records nothing has no end time to get right: it goes now */
+  if (rc != 0 || !s->recording)
     bg_span_end(srv->tracer, s, 0);
   else
     span_keep(c, s);
