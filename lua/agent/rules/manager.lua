@@ -432,10 +432,13 @@ function M:evaluate_group(path, names, done)
     end
   end
   engine.trace_id = nil
+  -- skipped: how many coded rules still run from the round before (such a round is not timed)
   local function finish(skipped)
-    self.metrics.record_histogram("beagle_rule_group_evaluation_seconds", core.now() - t0, { file = file })
-    -- the loop's CPU for it: on a busy machine the wall time also holds other processes' turns
-    self.metrics.record_histogram("beagle_rule_group_evaluation_cpu_seconds", core.cpu() - c0, { file = file })
+    if not skipped then
+      self.metrics.record_histogram("beagle_rule_group_evaluation_seconds", core.now() - t0, { file = file })
+      -- the loop's CPU for it: on a busy machine the wall time also holds other processes' turns
+      self.metrics.record_histogram("beagle_rule_group_evaluation_cpu_seconds", core.cpu() - c0, { file = file })
+    end
     if T.recording(span) then
       T.set(span, "beagle.rules.file", file)
       T.set(span, "beagle.rules.count", #names)
