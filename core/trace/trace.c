@@ -135,7 +135,10 @@ static void pool_free(bg_tracer *t) {
 void bg_tracer_set_recording(bg_tracer *t, int spans, int logs) {
   t->rec_spans = spans != 0;
   t->rec_logs = logs != 0;
-  if (!t->rec_spans && !t->rec_logs) pool_free(t); /* no exporter left: give the memory back */
+  /* no exporter of that signal left: what its buffer holds has nowhere to go */
+  if (!t->rec_spans) bg__ring_free(&t->rings[0]);
+  if (!t->rec_logs) bg__ring_free(&t->rings[1]);
+  if (!t->rec_spans && !t->rec_logs) pool_free(t); /* give the memory back */
 }
 
 void bg_tracer_set_capacity(bg_tracer *t, size_t spans, size_t logs) {
@@ -435,6 +438,10 @@ void bg_span_end(bg_tracer *t, bg_span *sp, uint64_t end_ns) {
     t->live = s->next;
   if (s->next != NULL) s->next->prev_live = s->prev_live;
   r->end_ns = end_ns != 0 ? end_ns : now_ns();
+  if (!t->rec_spans) { /* begun while recording, ended after the last exporter went */
+    bg__rec_free(r);
+    return;
+  }
   if (bg__ring_push(&t->rings[0], r, t->cap_spans) != 0) {
     t->st.spans_dropped++;
     bg__rec_free(r);

@@ -113,6 +113,8 @@ BG_EXPORT void bg_tracer_set_ratio(bg_tracer *t, double ratio);
  * configured). Off (the default), sampling still decides the flags that are propagated, but
  * nothing is recorded and a span costs what an unsampled one costs. */
 BG_EXPORT void bg_tracer_set_recording(bg_tracer *t, int spans, int logs);
+/* (H1) Turning spans (logs) off frees what that buffer holds, and a recording span that ends
+ * after it is freed too: with no exporter of the signal left, nothing would take them. */
 /* Capacities of the finished-span and log-record buffers (default 2048 each); applies to what
  * is added from now on. */
 BG_EXPORT void bg_tracer_set_capacity(bg_tracer *t, size_t spans, size_t logs);

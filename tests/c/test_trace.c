@@ -139,17 +139,19 @@ static void test_parent_based(void) {
   CHECK(bg_span_ctx_sampled(bg_span_context(s)));
   CHECK(bg_span_context(s)->state == NULL);
   bg_span_end(t, s, 0);
+  bg_tracer_stats st;
+  bg_tracer_stats_get(t, &st);
+  CHECK_INT(st.spans_buffered, 3);
   /* sampled but not recording: the flag is propagated, nothing kept */
   bg_tracer_set_recording(t, 0, 0);
   s = bg_span_begin(t, NULL, S("root"), BG_SPAN_INTERNAL, NULL, 0);
   CHECK(bg_span_ctx_sampled(bg_span_context(s)));
   CHECK_INT(s->recording, 0);
   bg_span_end(t, s, 0);
-  bg_tracer_stats st;
   bg_tracer_stats_get(t, &st);
   CHECK_INT(st.started, 6);
   CHECK_INT(st.sampled, 3);
-  CHECK_INT(st.spans_buffered, 3);
+  CHECK_INT(st.spans_buffered, 0);
   bg_span_ctx_clear(&remote);
 }
 
@@ -500,6 +502,36 @@ static void test_buffer_and_ready(void) {
   bg_span_batch_unref(b1);
 }
 
+/* Recording off: the buffer of that signal is emptied, a span begun before ends into nothing,
+ * and the other signal keeps its records. */
+static void test_recording_off(void) {
+  bg_tracer *t = fresh();
+  bg_span_end(t, bg_span_begin(t, NULL, S("kept?"), BG_SPAN_INTERNAL, NULL, 0), 0);
+  bg_span *open = bg_span_begin(t, NULL, S("open"), BG_SPAN_INTERNAL, NULL, 0);
+  CHECK_INT(open->recording, 1);
+  bg_trace_log_record(t, BG_LOG_WARN, S("log"), NULL, NULL, 0, NULL, 0);
+  bg_tracer_set_recording(t, 0, 1);
+  bg_tracer_stats st;
+  bg_tracer_stats_get(t, &st);
+  CHECK_INT(st.spans_buffered, 0);
+  CHECK_INT(st.logs_buffered, 1);
+  bg_span_end(t, open, 0);
+  bg_tracer_stats_get(t, &st);
+  CHECK_INT(st.spans_buffered, 0);
+  CHECK(bg_trace_take_spans(t, 10) == NULL);
+  bg_log_batch *l = bg_trace_take_logs(t, 10);
+  CHECK(l != NULL && bg_log_batch_len(l) == 1);
+  bg_log_batch_unref(l);
+  /* and on again: recorded again */
+  bg_tracer_set_recording(t, 1, 1);
+  bg_span_end(t, bg_span_begin(t, NULL, S("again"), BG_SPAN_INTERNAL, NULL, 0), 0);
+  bg_tracer_stats_get(t, &st);
+  CHECK_INT(st.spans_buffered, 1);
+  bg_tracer_set_recording(t, 0, 0);
+  bg_tracer_stats_get(t, &st);
+  CHECK_INT(st.spans_buffered, 0);
+}
+
 static void test_batch_refs_and_ids(void) {
   bg_tracer *t = fresh();
   for (int i = 0; i < 3; i++)
@@ -591,13 +623,15 @@ static void test_logs(void) {
   bg_tracer_set_capacity(t, 10, 2);
   for (int i = 0; i < 5; i++)
     bg_trace_log_record(t, BG_LOG_WARN, S("w"), NULL, NULL, 0, NULL, 0);
+  bg_tracer_stats st;
+  bg_tracer_stats_get(t, &st);
+  CHECK_INT(st.logs_buffered, 2);
   bg_tracer_set_recording(t, 1, 0);
   bg_trace_log_record(t, BG_LOG_WARN, S("off"), NULL, NULL, 0, NULL, 0);
-  bg_tracer_stats st;
   bg_tracer_stats_get(t, &st);
   CHECK_INT(st.logs_recorded, 4);
   CHECK_INT(st.logs_dropped, 3);
-  CHECK_INT(st.logs_buffered, 2);
+  CHECK_INT(st.logs_buffered, 0);
   const char *lv[] = {"debug", "info", "warn", "error"};
   bg_log_set_level(lv[old]);
 }
@@ -897,6 +931,7 @@ int main(int argc, char **argv) {
   test_limits();
   test_not_recording_is_inert();
   test_buffer_and_ready();
+  test_recording_off();
   test_batch_refs_and_ids();
   test_logs();
   test_span_bytes();
