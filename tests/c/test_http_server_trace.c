@@ -85,11 +85,17 @@ static void handler(void *ud, const bg_http_request *req, bg_http_response *res)
   res->body_len = body.len;
 }
 
+/* /render: "rendered"; /render?n=N: N bytes (large ones take more than one write) */
 static int render(void *ud, const bg_http_request *req, bg_http_response *res, bg_buf *out) {
   (void)ud;
-  (void)req;
   res->content_type = "text/plain";
-  return bg_buf_puts(out, "rendered");
+  if (strncmp(req->query, "n=", 2) != 0) return bg_buf_puts(out, "rendered");
+  size_t n = strtoul(req->query + 2, NULL, 10);
+  if (bg_buf_reserve(out, n) != 0) return BG_ENOMEM;
+  memset(out->data + out->len, 'x', n);
+  out->len += n;
+  out->data[out->len] = '\0';
+  return 0;
 }
 
 /* ---- client side ------------------------------------------------------------------------ */
@@ -327,14 +333,59 @@ static int test_pipelined(void) {
   ASSERT_INT_EQ(fetch_spans(), 0);
   for (int i = 0; i < 3; i++)
     ASSERT_INT_EQ(span_line(tp[i], line, sizeof line) != NULL, 1);
-  /* a response too large for one write ends its span when the last byte is handed over */
+  return 0;
+}
+
+/* How many spans of `name` (as "name=...|") the finished spans since the last fetch hold. */
+static int count_spans(const char *name) {
+  int n = 0;
+  for (const char *p = spans; (p = strstr(p, name)) != NULL; p++)
+    n++;
+  return n;
+}
+
+static int test_large_and_dead(void) {
+  /* a response too large for one write: its span ends once the last byte is handed over */
+  ASSERT_INT_EQ(fetch_spans(), 0);
+  client *c = cl_open(port);
+  ASSERT_INT_EQ(cl_sends(c, "GET /render?n=8000000 HTTP/1.1\r\n\r\n"), 0);
+  usleep(100000); /* the kernel's buffers are full, the rest waits in a uv_write */
+  ASSERT_INT_EQ(fetch_spans(), 0);
+  ASSERT_INT_EQ(count_spans("name=GET /render|"), 0); /* not written yet: not ended */
+  size_t got = 0;
+  while (got < 8000000) {
+    char b[65536];
+    ssize_t n = recv(c->fd, b, sizeof b, 0);
+    ASSERT_INT_EQ(n > 0, 1);
+    got += (size_t)n;
+  }
+  cl_close(c);
+  ASSERT_INT_EQ(fetch_spans(), 0);
+  ASSERT_INT_EQ(count_spans("name=GET /render|"), 1);
+  /* a client that leaves without reading: the span ends with the connection */
+  c = cl_open(port);
+  ASSERT_INT_EQ(cl_sends(c, "GET /render?n=8000000 HTTP/1.1\r\n\r\n"), 0);
+  usleep(100000);
+  ASSERT_INT_EQ(fetch_spans(), 0);
+  ASSERT_INT_EQ(count_spans("name=GET /render|"), 0);
+  struct linger lg = {1, 0}; /* a reset: the server's next write fails */
+  setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  cl_close(c);
+  int seen = 0;
+  for (int i = 0; i < 50 && !seen; i++) {
+    usleep(20000);
+    ASSERT_INT_EQ(fetch_spans(), 0);
+    seen = count_spans("name=GET /render|");
+  }
+  ASSERT_INT_EQ(seen, 1);
   return 0;
 }
 
 static const test_case tests[] = {
-    {"static_root", test_static_root},     {"continued", test_continued},
-    {"unsampled", test_unsampled},         {"malformed", test_malformed},
-    {"handler_route", test_handler_route}, {"pipelined", test_pipelined},
+    {"static_root", test_static_root},       {"continued", test_continued},
+    {"unsampled", test_unsampled},           {"malformed", test_malformed},
+    {"handler_route", test_handler_route},   {"pipelined", test_pipelined},
+    {"large_and_dead", test_large_and_dead},
 };
 
 /* ---- main ------------------------------------------------------------------------------- */
