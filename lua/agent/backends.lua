@@ -163,7 +163,14 @@ function M:build(name, spec, line, dry)
   c.spill = spec.spill == true
   c.signals = signals
   if signals[1] ~= "metrics" then
-    -- the tracer's buffers are drained for every trace and log backend at once
+    -- the tracer's buffers are drained for every trace and log backend at once: an instance's
+    -- own interval or batch size would be a promise not kept
+    for _, k in ipairs { "interval", "batch_size" } do
+      if spec[k] ~= nil then
+        return nil, ("%s does not apply to a %s backend (the tracer's trace_%s applies)")
+          :format(k, table.concat(signals, " and "), k == "interval" and "export_interval" or "batch_size")
+      end
+    end
     c.interval, c.batch_size = s.trace_export_interval, s.trace_batch_size
   end
   local given = instances.given(spec, INSTANCE_KEYS)
@@ -549,6 +556,7 @@ end
 -- For /health/detailed: every backend with its state.
 function M:list()
   local out = {}
+  local ts -- the tracer's counters, read once, for the trace and log backends' entries
   for _, name in ipairs(util.sorted_keys(self.confs)) do
     local c, live = self.confs[name], self.live[name]
     local st = live and live.buffer:status()[name] or {}
@@ -571,6 +579,14 @@ function M:list()
       last_error_at = st.last_error_at and util.iso8601(st.last_error_at) or nil,
       last_success_at = st.last_success_at and util.iso8601(st.last_success_at) or nil,
     }
+    if sig then
+      -- what waits in (or was refused by) the tracer's buffers this backend drains
+      ts = ts or core.trace_stats()
+      local e = out[#out]
+      local spans, logs = sig:find("traces", 1, true), sig:find("logs", 1, true)
+      e.tracer_buffered = (spans and ts.spans_buffered or 0) + (logs and ts.logs_buffered or 0)
+      e.tracer_dropped = (spans and ts.spans_dropped or 0) + (logs and ts.logs_dropped or 0)
+    end
   end
   return out
 end

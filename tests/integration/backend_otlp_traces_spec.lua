@@ -327,6 +327,9 @@ backend "traces_b" { plugin = "otlp_traces", url = "%s/v1/traces" }
     assert.equals("traces", b.signal)
     assert.equals("ok", b.state)
     assert.is_true(b.sent > 2)
+    assert.equals("number", type(b.tracer_buffered))
+    assert.equals(0, b.tracer_dropped)
+    assert.is_nil(agent:backend("metrics").tracer_buffered)
     assert.equals("logs", agent:backend("logs").signal)
     assert.equals("metrics", agent:backend("metrics").signal)
   end)
@@ -392,6 +395,46 @@ backend "probe" { plugin = "span_probe", url = "%s/report" }
       assert.equals("error", inner.status)
       assert.equals("exception", inner.events[1].name)
     end
+  end)
+
+  it("refuses what a trace or log backend cannot be, with the file and line", function()
+    local dir = S.tmpdir()
+    S.sh(("mkdir -p %q/backends"):format(dir))
+    S.write(dir .. "/backends/odd_signal.lua", [[
+return beagle.backend { name = "odd_signal", signal = "spans", send = function() return true end }
+]])
+    S.write(dir .. "/backends/two_kinds.lua", [[
+return beagle.backend { name = "two_kinds", signal = { "metrics", "traces" }, send = function() return true end }
+]])
+    S.write(dir .. "/backends/no_send.lua", [[
+return beagle.backend { name = "no_send", signal = "traces", send_counter = function() return true end }
+]])
+    local cfg = S.tmpdir() .. "/beagle.lua"
+    S.write(cfg, S.calm_system .. [[
+
+backend "t" { plugin = "otlp_traces", interval = "1s" }
+backend "l" { plugin = "otlp_logs", batch_size = 10 }
+backend "odd" { plugin = "odd_signal" }
+backend "two" { plugin = "two_kinds" }
+]])
+    local out, code = S.sh(("%q check -c %q --plugins %q"):format(S.bin, cfg, dir))
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find('beagle.lua:4: backend "t": interval does not apply to a traces backend', 1, true), out)
+    assert.truthy(out:find('beagle.lua:5: backend "l": batch_size does not apply to a logs backend', 1, true), out)
+    assert.truthy(out:find('beagle.lua:6: backend "odd": backend plugin "odd_signal": signal must be', 1, true), out)
+    assert.truthy(out:find('beagle.lua:7: backend "two": backend plugin "two_kinds": signal must be', 1, true), out)
+    -- a trace backend with the guide's per-sample methods but no send: its sends fail, said why
+    local agent2 = S.start { plugins = dir, config = S.calm_system .. [[
+settings { trace_sampling_rate = 1, trace_export_interval = "0.1s" }
+backend "ns" { plugin = "no_send" }
+]] }
+    local b = S.wait(function()
+      local x = agent2:backend("ns")
+      return x and x.last_error and x
+    end, 10)
+    agent2:stop()
+    assert.truthy(b, "no failed send")
+    assert.truthy(b.last_error:find("a traces backend needs send", 1, true), b.last_error)
   end)
 
   it("gzip; an outage then recovery loses nothing within the buffer", function()
