@@ -1,8 +1,9 @@
 /* host_http: core.http_server, the HTTP server (net/http_server.h) for the agent's Lua: each
  * request that no C route answers becomes a call of the Lua handler; server:serve_metrics hands
- * GET /metrics to metrics/metrics_route.h. Every request is traced with the default tracer (a
- * server span, current while the handler runs; req.traceparent is its context for the work the
- * handler starts, and the handler's fifth result names the route for the span). */
+ * GET /metrics to metrics/metrics_route.h. Every request is traced with the default tracer: a
+ * server span, current while the handler runs (agent.trace's T.current_traceparent() is its
+ * context, for the work the handler starts), named after the route the handler's fifth result
+ * gives. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,12 +43,6 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
   lua_setfield(L, -2, "peer");
   lua_pushboolean(L, req->peer_loopback);
   lua_setfield(L, -2, "loopback");
-  if (req->span) {
-    char tp[55];
-    bg_traceparent_format(bg_span_context(req->span), tp);
-    lua_pushlstring(L, tp, sizeof tp);
-    lua_setfield(L, -2, "traceparent");
-  }
   /* A header sent twice is one field whose values are joined with ", " (RFC 9110 5.3), and
    * its name is in req.repeated: auth refuses two Authorization headers instead of letting
    * the last one win. */
