@@ -78,7 +78,8 @@ local BACKEND_WALKER = WALK .. [[
 return beagle.backend { name = "reach_backend", options = { url = "string" },
   send = function(batch, ctx)
     local roots = { ctx = ctx, batch = batch, sample = batch:sample(1), samples = batch:samples(),
-      ["ctx.encode.remote_write"] = ctx.encode.remote_write }
+      ["ctx.encode.remote_write"] = ctx.encode.remote_write, ["ctx.encode.otlp_traces"] = ctx.encode.otlp_traces,
+      ["ctx.encode.otlp_logs"] = ctx.encode.otlp_logs }
     for _, m in ipairs { "size", "time", "sample", "samples", "release" } do roots["batch:" .. m] = batch[m] end
     -- what the ctx's closed metatable answers by name (a send's ctx shares them)
     for _, k in ipairs { "http", "tcp", "udp", "json", "log", "response", "iso8601", "sha256", "hmac_sha256", "mail",
