@@ -1,5 +1,5 @@
 -- The `beagle` table that plugins and rules see: plugin constructors, option schemas,
--- metrics with the guide's names, and logging. Loaded by trusted code inside every plugin's own
+-- metrics with the guide's names, spans (beagle.span & co.), and logging. Loaded by trusted code inside every plugin's own
 -- lua_State; each plugin gets a copy of it (lua/agent/sandbox.lua), so what one changes in its
 -- copy reaches neither the agent's code nor another plugin.
 local util = require "agent.util"
