@@ -766,23 +766,23 @@ local function close(obj, a, p, ok, ...)
   error(e, 0)
 end
 
-local function check_name(name, fname)
+local function check_name(name, fname, level)
   if type(name) ~= "string" then
-    error(("bad argument #1 to '%s' (string expected, got %s)"):format(fname, type(name)), 3)
+    error(("bad argument #1 to '%s' (string expected, got %s)"):format(fname, type(name)), level or 3)
   end
 end
 
 local ok_name, ok_attrs, ok_fn = {}, {}, {} -- see span: none of them passes at first
 local function span_slow(name, attrs, fn)
   if fn == nil and type(attrs) == "function" then attrs, fn = nil, attrs end
-  check_name(name, "beagle.span")
+  check_name(name, "beagle.span", 4) -- from span_slow, from span
   if type(fn) ~= "function" then
     error(("bad argument #3 to 'beagle.span' (function expected, got %s)"):format(type(fn)), 3)
   end
+  if attrs ~= nil and type(attrs) ~= "table" then
+    error(("bad argument #2 to 'beagle.span' (table expected, got %s)"):format(type(attrs)), 3)
+  end
   if MIRROR.u then
-    if attrs ~= nil and type(attrs) ~= "table" then
-      error(("bad argument #2 to 'beagle.span' (table expected, got %s)"):format(type(attrs)), 3)
-    end
     ok_name, ok_attrs, ok_fn = name, attrs, fn
     return fn(NOOP)
   end

@@ -348,7 +348,8 @@ describe("beagle.span", function()
       end
     end)
     for _, call in ipairs {
-      { beagle.span, { 1, nil, function() end }, "bad argument #1 to 'beagle.span'" },
+      { beagle.span, { 1, nil, function() end }, "^[^:]*trace_api_spec.lua:%d+: bad argument #1 to 'beagle.span'" },
+      { beagle.span, { "n", 5, function() end }, "^[^:]*trace_api_spec.lua:%d+: bad argument #2 to 'beagle.span'" },
       { beagle.span, { "n", {}, "nofn" }, "bad argument #3 to 'beagle.span'" },
       { beagle.span, { "n", { k = print }, function() end }, "attribute \"k\"" },
       { beagle.instrument, { "n", 3 }, "bad argument #2 to 'beagle.instrument'" },
