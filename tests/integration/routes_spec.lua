@@ -51,7 +51,8 @@ describe("routes", function()
     assert.are.same({ http = "loaded", system = "loaded", tcp = "loaded", alertmanager = "loaded", email = "loaded",
       log = "loaded", pagerduty = "loaded", slack = "loaded", webhook = "loaded", datadog = "loaded",
       graphite = "loaded", influxdb = "loaded", otlp_metrics = "loaded", pushgateway = "loaded",
-      remote_write = "loaded", statsd = "loaded" }, names)
+      remote_write = "loaded", statsd = "loaded", otlp_traces = "loaded", otlp_logs = "loaded",
+      logfire = "loaded" }, names)
     assert.is_number(o.uptime_seconds)
   end)
 
