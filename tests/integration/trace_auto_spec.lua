@@ -31,6 +31,13 @@ alert "trace_backlog" { metric = "trace.depth", condition = ">", threshold = 10,
   severity = "critical", message = "depth {{ value }}" }
 ]]
 
+-- a rule with code: it runs in the file's state, under the round's span
+local CODED = [[
+route { channels = { "log" } }
+alert "coded_rule" { expr = function(q) return beagle.span("rule.inner", function() return 0 end) end,
+  condition = ">", threshold = 1, every = "1s" }
+]]
+
 describe("automatic spans", function()
   local root, why, r, agent, sink
   setup(function() root, why = O.transformer() end)
@@ -111,6 +118,7 @@ check "failing" { plugin = "failing", interval = "1s", retries = 1 }
     sink = S.sink()
     local rules, plugins = S.tmpdir(), S.tmpdir()
     S.write(rules .. "/backlog.lua", RULES)
+    S.write(rules .. "/coded.lua", CODED)
     S.write(plugins .. "/feeder.lua", [=[
 return beagle.check { name = "feeder", interval = "1h",
   run = function(opt, ctx) beagle.set_gauge("trace.depth", 50) return ctx.healthy() end }
@@ -162,6 +170,15 @@ channel "hook" { plugin = "webhook", url = "%s/hook" }
     local body = cjson.decode(q.body)
     local a = body.alerts and body.alerts[1] or body
     assert.equals(alert.traceId, a.trace_id, q.body)
+    -- the coded rule's round: the file's run, and the span its code makes, are under it
+    local coded = r.find(function(s) return s.name == "rules coded.lua" end)
+    assert.truthy(coded, "no round of the coded rule")
+    assert.same({ "coded_rule" }, coded.attrs["beagle.rules.names"])
+    assert.equals(0, coded.attrs["beagle.rules.firing"])
+    assert.equals(0, coded.attrs["beagle.rules.failed"])
+    local inner = r.find(function(s) return s.name == "rule.inner" and s.parentSpanId == coded.spanId end)
+    assert.truthy(inner, "the rule's own span is not under its round")
+    assert.equals(coded.traceId, inner.traceId)
     assert.same({}, r.errors())
   end)
 end)
