@@ -319,7 +319,9 @@ static inline __attribute__((always_inline)) void hex4(const uint8_t *in, char *
   x = (x | (x << 4)) & 0x0F0F0F0F0F0F0F0Full;
   uint64_t letter = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
   x += 0x3030303030303030ull + letter * ('a' - '0' - 10);
-  x = __builtin_bswap64(x);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  x = __builtin_bswap64(x); /* the first digit is the word's high byte */
+#endif
   memcpy(out, &x, 8);
 }
 
