@@ -73,6 +73,7 @@ local UNSAMPLED = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
 
 local ATTRS = { generation = 12, algorithm = "nsga2" }
 local function body(sp) return sp end
+local function body0() return 1 end -- takes no span: beagle.span makes it no object
 local function body_set(sp)
   sp:set_attribute("generation", 12)
   sp:set_attribute("algorithm", "nsga2")
@@ -87,6 +88,14 @@ bench("sampled_jit", "span(name, {2 attrs}, fn) sampled, recorded (JIT)", N, fun
   end
   drain()
 end)
+bench("sampled_noarg_jit", "span(name, {2 attrs}, function() ... end) sampled, fn takes no span (JIT)", N,
+  function(n)
+    for i = 1, n do
+      span("step", ATTRS, body0)
+      if i % 1024 == 0 then drain() end
+    end
+    drain()
+  end)
 bench("sampled_literal_jit", "span(name, {generation = i, algorithm = s}, fn) fresh table, sampled (JIT)", N,
   function(n)
     for i = 1, n do
@@ -146,6 +155,18 @@ local p_span = plugin_chunk [[
   return function(n, span, drain)
     local attrs = { generation = 12, algorithm = "nsga2" }
     local function body(sp) return sp end
+local function body0() return 1 end -- takes no span: beagle.span makes it no object
+    for i = 1, n do
+      span("step", attrs, body)
+      if i % 1024 == 0 then drain() end
+    end
+    drain()
+  end
+]]
+local p_noarg = plugin_chunk [[
+  return function(n, span, drain)
+    local attrs = { generation = 12, algorithm = "nsga2" }
+    local function body() return 1 end
     for i = 1, n do
       span("step", attrs, body)
       if i % 1024 == 0 then drain() end
@@ -156,6 +177,7 @@ local p_span = plugin_chunk [[
 local p_literal = plugin_chunk [[
   return function(n, span, drain)
     local function body(sp) return sp end
+local function body0() return 1 end -- takes no span: beagle.span makes it no object
     for i = 1, n do
       span("step", { generation = i, algorithm = "nsga2" }, body)
       if i % 1024 == 0 then drain() end
@@ -184,6 +206,8 @@ local hooks = 0
 debug.sethook(function() hooks = hooks + 1 end, "", 1000)
 bench("loop_plugin", "an empty loop iteration (plugin mode): the floor", N * 5, p_loop)
 bench("sampled_plugin", "span(name, {2 attrs}, fn) sampled, recorded (plugin mode)", N / 2, p_span, span, drain)
+bench("sampled_noarg_plugin", "span(name, {2 attrs}, function() ... end) sampled, fn takes no span (plugin mode)",
+  N / 2, p_noarg, span, drain)
 bench("sampled_literal_plugin", "span(name, {fresh 2 attrs}, fn) sampled (plugin mode)", N / 2, p_literal,
   span, drain)
 bench("sampled_setattr_plugin", "span(name, fn) + 2 sp:set_attribute, sampled (plugin mode)", N / 2, p_setattr,

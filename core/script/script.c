@@ -394,12 +394,17 @@ void bg__run_resume(bg__run *r, int n) {
   resume_counted(rt, r, n);
 }
 
-void bg__trace_mirror(lua_State *L) {
+void bg__trace_mirror(lua_State *L, int co_ref) {
   lua_getfield(L, LUA_REGISTRYINDEX, "bg.trace");
   if (lua_istable(L, -1)) {
     const bg_span_ctx *c = bg_trace_current(bg_tracer_default());
     lua_pushboolean(L, bg_span_ctx_valid(c) && !bg_span_ctx_sampled(c));
     lua_setfield(L, -2, "u");
+    if (co_ref != LUA_NOREF && co_ref != LUA_REFNIL)
+      lua_rawgeti(L, LUA_REGISTRYINDEX, co_ref);
+    else
+      lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "co");
   }
   lua_pop(L, 1);
 }
@@ -413,7 +418,7 @@ static void run_resume_now(bg__run *r, int n) {
   bg_span_ctx outer;
   bg_trace_swap(tr, NULL, &outer);
   bg_trace_restore(tr, &r->tctx);
-  bg__trace_mirror(s->L);
+  bg__trace_mirror(s->L, r->co_ref);
   bg__run *prev = s->current;
   s->current = r;
   s->enforce = 1;

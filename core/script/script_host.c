@@ -126,7 +126,7 @@ static int l_script_call(lua_State *H) {
   bg_tracer *tr = bg_tracer_default();
   bg_span_ctx saved;
   bg_span_ctx_copy(&saved, bg_trace_current(tr));
-  bg__trace_mirror(L);
+  bg__trace_mirror(L, LUA_NOREF);
   bg__run *prev = s->current;
   s->current = &tmp;
   s->enforce = 1;

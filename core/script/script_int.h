@@ -99,9 +99,11 @@ static inline const char *bg__error_text(lua_State *L, int idx) {
   return m != NULL ? m : "error object is not a string";
 }
 /* Tells agent.trace in state L (when loaded) whether the tracer's current context is one
- * that is not sampled (the Lua field its beagle.span reads instead of the FFI): called where
- * the context changes hands, at the start of a run's slice and of an s:call. */
-void bg__trace_mirror(lua_State *L);
+ * that is not sampled (the Lua field its beagle.span reads instead of the FFI), and which run
+ * is executing (co_ref, the run's coroutine; LUA_NOREF in an s:call): what owns the spans it
+ * begins without an object. Called where the context changes hands, at the start of a run's
+ * slice and of an s:call. */
+void bg__trace_mirror(lua_State *L, int co_ref);
 /* Registers the __bg functions that wait for nothing (script_plugin.c) into the table on top
  * of L. */
 void bg__script_open_plugin(lua_State *L);

@@ -317,17 +317,49 @@ end
 
 -- Checks an attribute table before a span exists (so that a bad one raises without a span
 -- left open): string keys, values of the kinds set_attr takes.
+local function check_kv(k, v, where)
+  if type(k) ~= "string" then return ("%s: attribute names must be strings"):format(where) end
+  local err = check_value(v)
+  if err then return ("%s: attribute %q: %s"):format(where, k, err) end
+  return nil
+end
+
+local function check_rest(attrs, k, where)
+  local v
+  k, v = next(attrs, k)
+  while k ~= nil do
+    local err = check_kv(k, v, where)
+    if err then return err end
+    k, v = next(attrs, k)
+  end
+  return nil
+end
+
+-- The first four attributes are walked without a loop: a function with a loop cannot be where
+-- a compiled trace starts, and beagle.span, called from a plugin's interpreted chunk, is
+-- compiled from its entry or not at all (the JIT gave up on it and blacklisted it otherwise).
 local function check_attrs(attrs, where)
   if attrs == nil then return nil end
   if type(attrs) ~= "table" then
     return ("%s: attributes must be a table, got %s"):format(where, type(attrs))
   end
-  for k, v in pairs(attrs) do
-    if type(k) ~= "string" then return ("%s: attribute names must be strings"):format(where) end
-    local err = check_value(v)
-    if err then return ("%s: attribute %q: %s"):format(where, k, err) end
-  end
-  return nil
+  local k, v = next(attrs)
+  if k == nil then return nil end
+  local err = check_kv(k, v, where)
+  if err then return err end
+  k, v = next(attrs, k)
+  if k == nil then return nil end
+  err = check_kv(k, v, where)
+  if err then return err end
+  k, v = next(attrs, k)
+  if k == nil then return nil end
+  err = check_kv(k, v, where)
+  if err then return err end
+  k, v = next(attrs, k)
+  if k == nil then return nil end
+  err = check_kv(k, v, where)
+  if err then return err end
+  return check_rest(attrs, k, where)
 end
 
 -- The text of an error value without running anybody's __tostring.
@@ -545,7 +577,7 @@ end
 -- span it begins or ends (nothing else changes the current context inside a slice: ctx.http's
 -- client span is not left current). In plain luajit (specs, benches) T.sync() after changing
 -- the context by hand.
-local MIRROR = { u = false }
+local MIRROR = { u = false, co = false }
 debug.getregistry()["bg.trace"] = MIRROR
 local function sync() MIRROR.u = unsampled_now() end
 T.sync = sync
@@ -705,7 +737,7 @@ end
 local function end_span(self, a, p)
   byaddr[a] = nil
   open[a] = nil
-  self[1] = false
+  if type(self) == "table" then self[1] = false end
   C.bg_span_end(tracer, p, 0)
   sync()
 end
@@ -720,17 +752,43 @@ local scope_name = "plugin"
 function T.set_scope(name) scope_name = tostring(name) end
 
 -- Begins a span (current from now on) and its object; attrs were checked.
-local function begin(name, attrs)
+-- Sets attrs (checked) on a recording span; as check_attrs, the first four without a loop.
+local function set_attrs(p, attrs)
+  local k, v = next(attrs)
+  if k == nil then return end
+  set_attr(p, k, v)
+  k, v = next(attrs, k)
+  if k == nil then return end
+  set_attr(p, k, v)
+  k, v = next(attrs, k)
+  if k == nil then return end
+  set_attr(p, k, v)
+  k, v = next(attrs, k)
+  if k == nil then return end
+  set_attr(p, k, v)
+  k, v = next(attrs, k)
+  while k ~= nil do
+    set_attr(p, k, v)
+    k, v = next(attrs, k)
+  end
+end
+
+local MAIN = {} -- the owner of bare spans begun outside a run (they end before it returns)
+
+-- bare: for an fn that takes no argument (no object could reach it), the span has no object:
+-- `byaddr` maps its address to the run's coroutine (script.c puts it in MIRROR.co), which the
+-- collector takes once the run is gone without ending it. Saves the object (a table and its
+-- collection: two thirds of what Lua adds to a sampled span).
+local function begin(name, attrs, bare)
   local sc = scope_name
   local p = C.bg_span_begin(tracer, nil, name, #name, 1, sc, #sc)
   sync()
   local a = tonumber(ffi_cast(uintptr_t, p))
-  local obj = setmetatable({ a }, SPAN_MT)
+  local obj
+  if bare then obj = MIRROR.co or MAIN else obj = setmetatable({ a }, SPAN_MT) end
   byaddr[a] = obj
   open[a] = true
-  if attrs ~= nil and p.recording ~= 0 then
-    for k, v in pairs(attrs) do set_attr(p, k, v) end
-  end
+  if attrs ~= nil and p.recording ~= 0 then set_attrs(p, attrs) end
   begun = begun + 1
   if begun >= 256 then
     begun = 0
@@ -773,6 +831,18 @@ local function check_name(name, fname, level)
 end
 
 local ok_name, ok_attrs, ok_fn = {}, {}, {} -- see span: none of them passes at first
+
+-- Whether fn can take the span: it declares a parameter, or takes varargs (C functions do).
+local takes = setmetatable({}, { __mode = "k" })
+local function takes_span(fn)
+  local t = takes[fn]
+  if t == nil then
+    local info = debug.getinfo(fn, "u")
+    t = info.nparams > 0 or info.isvararg == true
+    takes[fn] = t
+  end
+  return t
+end
 local function span_slow(name, attrs, fn)
   if fn == nil and type(attrs) == "function" then attrs, fn = nil, attrs end
   check_name(name, "beagle.span", 4) -- from span_slow, from span
@@ -788,6 +858,10 @@ local function span_slow(name, attrs, fn)
   end
   local err = check_attrs(attrs, "beagle.span")
   if err then error(err, 3) end
+  if not takes_span(fn) then
+    local owner, a, p = begin(name, attrs, true)
+    return close(owner, a, p, xpcall(fn, handler))
+  end
   local obj, a, p = begin(name, attrs)
   return close(obj, a, p, xpcall(fn, handler, obj))
 end
@@ -844,8 +918,8 @@ local function instrument(name, fn)
   end
   return function(...)
     if MIRROR.u then return fn(...) end
-    local obj, a, p = begin(name, nil)
-    return call_traced(obj, a, p, fn, handler, ...)
+    local owner, a, p = begin(name, nil, true) -- fn never sees the span: no object
+    return call_traced(owner, a, p, fn, handler, ...)
   end
 end
 

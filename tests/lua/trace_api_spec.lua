@@ -383,6 +383,48 @@ describe("beagle.span", function()
     assert.are.equal("span not ended", s.status_msg)
   end)
 
+  it("an fn that takes no span: the same span without an object, results and errors as ever", function()
+    local a, b = beagle.span("bare", { k = 1 }, function() return "x", "y" end)
+    assert.are.same({ "x", "y" }, { a, b })
+    local ok, e = pcall(beagle.span, "bare_err", function() error("bad", 0) end)
+    assert.is_false(ok)
+    assert.are.equal("bad", e)
+    local outer
+    beagle.span("outer", function(o)
+      outer = o:span_id()
+      beagle.span("bare_child", function() end)
+    end)
+    local s = by_name(drain())
+    assert.are.equal(1, s.bare.attrs.k)
+    assert.are.equal(0, s.bare.status)
+    assert.are.equal(2, s.bare_err.status)
+    assert.are.equal("bad", s.bare_err.events[1].attrs["exception.message"])
+    assert.are.equal(outer, s.bare_child.parent)
+    assert.is_nil(T.trace_id())
+  end)
+
+  it("a span without an object is ended once the run it was begun in is gone", function()
+    local M = debug.getregistry()["bg.trace"]
+    do
+      -- a run (script.c puts its coroutine in the mirror) waiting inside the span, then dropped
+      local co = coroutine.create(function() beagle.span("orphan", function() coroutine.yield() end) end)
+      M.co = co
+      assert.is_true(coroutine.resume(co))
+      M.co = false
+      local prev = ffi.new("bg_span_ctx")
+      C.bg_trace_swap(tracer, nil, prev)
+      C.bg_span_ctx_clear(prev)
+      T.sync()
+    end
+    collectgarbage()
+    collectgarbage()
+    for _ = 1, 256 do beagle.span("later", function() end) end
+    local s = by_name(drain()).orphan
+    assert.is_truthy(s)
+    assert.are.equal(2, s.status)
+    assert.are.equal("span not ended", s.status_msg)
+  end)
+
   it("what the API reaches holds no ffi, cdata or C function", function()
     local api = T.plugin_api()
     local forbidden = { [ffi] = "ffi", [C] = "clib", [T] = "agent.trace" }
