@@ -390,8 +390,17 @@ static void span_describe(conn *c, bg_span *s, const char *method, const char *p
   }
 }
 
+/* Recording spans a connection keeps until their responses are written: past this, a span ends
+ * when its response is queued (a client pipelining requests without reading the answers must
+ * not make the server hold spans without bound; the output limit alone lets ~5,000 queue). */
+#define SPANS_PENDING_MAX 64
+
 /* Keeps s until its response is written; ends it now when there is no room to keep it. */
 static void span_keep(conn *c, bg_span *s) {
+  if (c->nspans >= SPANS_PENDING_MAX) {
+    bg_span_end(c->srv->tracer, s, 0);
+    return;
+  }
   if (c->nspans == c->spans_cap) {
     uint32_t cap = c->spans_cap ? c->spans_cap * 2 : 4;
     bg_span **n = realloc(c->spans, cap * sizeof *n);
