@@ -375,11 +375,22 @@ static void span_describe(conn *c, bg_span *s, const char *method, const char *p
   if (srv->port > 0) SET_INT(s, "server.port", srv->port);
   for (size_t i = 0; i < c->nhdr; i++) {
     const char *name = c->rq.data + c->hoff[i].name_off;
-    if (name_is(name, c->hoff[i].name_len, "user-agent", 10)) {
-      size_t len;
+    size_t n = c->hoff[i].name_len, len;
+    if (name_is(name, n, "user-agent", 10)) {
       const char *v = header_value(c, i, &len);
       SET_STR(s, "user_agent.original", v, len);
-      break;
+    } else if (name_is(name, n, "host", 4)) {
+      /* the name the client asked for, without its port ("[::1]:80" -> "::1") */
+      const char *v = header_value(c, i, &len);
+      const char *e = v + len;
+      if (len && *v == '[') {
+        const char *rb = memchr(v, ']', len);
+        if (rb) v++, e = rb;
+      } else {
+        const char *colon = memchr(v, ':', len);
+        if (colon) e = colon;
+      }
+      if (e > v) SET_STR(s, "server.address", v, (size_t)(e - v));
     }
   }
   if (a->status >= 500) {

@@ -151,7 +151,10 @@ static const char *span_line(const char *tp, char *line, size_t cap) {
 
 static int test_static_root(void) {
   char tp[56], line[2048];
-  ASSERT_INT_EQ(roundtrip(port, "GET /health HTTP/1.1\r\nUser-Agent: probe/1\r\n\r\n", &R, 0), 0);
+  ASSERT_INT_EQ(
+      roundtrip(port, "GET /health HTTP/1.1\r\nUser-Agent: probe/1\r\nHost: agent.local:9\r\n\r\n",
+                &R, 0),
+      0);
   ASSERT_INT_EQ(R.status, 200);
   ASSERT_STR_EQ(R.body, "{\"status\":\"ok\"}");
   ASSERT_INT_EQ(traceparent_of(&R, tp), 0);
@@ -169,6 +172,7 @@ static int test_static_root(void) {
   ASSERT_CONTAINS(line, " network.peer.address=127.0.0.1|");
   ASSERT_CONTAINS(line, " client.address=127.0.0.1|");
   ASSERT_CONTAINS(line, " user_agent.original=probe/1|");
+  ASSERT_CONTAINS(line, " server.address=agent.local|");
   char want[32];
   snprintf(want, sizeof want, " server.port=%d|", port);
   ASSERT_CONTAINS(line, want);
@@ -200,7 +204,7 @@ static int test_continued(void) {
   /* whitespace around the value is not part of it */
   ASSERT_INT_EQ(roundtrip(port,
                           "GET /render HTTP/1.1\r\ntraceparent:   00-0af7651916cd43dd8448eb211c8031"
-                          "9c-b7ad6b7169203331-01  \r\n\r\n",
+                          "9c-b7ad6b7169203331-01  \r\nHost: [::1]:8080\r\n\r\n",
                           &R, 0),
                 0);
   ASSERT_STR_EQ(R.body, "rendered");
@@ -210,6 +214,7 @@ static int test_continued(void) {
   ASSERT_INT_EQ(span_line(tp, line, sizeof line) != NULL, 1);
   ASSERT_CONTAINS(line, "name=GET /render| kind=2 ");
   ASSERT_CONTAINS(line, " parent=b7ad6b7169203331 ");
+  ASSERT_CONTAINS(line, " server.address=::1|");
   return 0;
 }
 
@@ -293,6 +298,7 @@ static int test_handler_route(void) {
   ASSERT_INT_EQ(fetch_spans(), 0);
   ASSERT_INT_EQ(span_line(tp, line, sizeof line) != NULL, 1);
   ASSERT_CONTAINS(line, "name=POST /items/{id}| kind=2 status=0 ");
+  ASSERT_NOT_CONTAINS(line, "server.address"); /* no Host header */
   ASSERT_CONTAINS(line, " http.route=/items/{id}|");
   ASSERT_CONTAINS(line, " url.path=/items/42|");
   ASSERT_CONTAINS(line, " http.request.method=POST|");
