@@ -28,6 +28,8 @@
 #                          baseline; the encoder alone (C harness, callgrind)     (~3 min)
 #   encoders.sh            every backend encoder alone, ns and bytes per sample, and the
 #                          snapshot a backend takes per collection (bench/encode.sh) (~20 s)
+#   trace_export.sh        spans made by check plugins exported by otlp_traces to nginx: spans per
+#                          CPU-second of the agent, nothing dropped; the encoder alone (~1 min)
 #   span.sh                a span from Lua, start + end with two attributes, sampled and not, from
 #                          compiled code and from a plugin's chunk (bench/span.lua)  (~30 s)
 #   liveness.sh    8       GET /health/live latency (wrk -c1) and beagle_loop_lag_seconds,
@@ -40,7 +42,7 @@
 # (10000), BENCH_RULES_REPS (5), BENCH_PROM_EVALS (5), BENCH_NOTIFY_* (see notify_bench.sh),
 # BENCH_LIVENESS_SECONDS (20), BENCH_LIVENESS_WARMUP (5), BENCH_LIVENESS_ROUNDS (2),
 # BENCH_RW_* (see remote_write.sh), BENCH_ONLY (space-separated subset: idle checks50 health_rps
-# reload metrics metrics_http statsd rules notify liveness remote_write encoders span), BENCH_RESULTS (output
+# reload metrics metrics_http statsd rules notify liveness remote_write encoders span trace_export), BENCH_RESULTS (output
 # file, default bench/RESULTS.md).
 # A BENCH_ONLY run merges into an existing results file: the summary rows, the detail blocks and
 # the run lines of the steps it ran replace theirs (step_keys below says which are whose), the
@@ -51,7 +53,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 export BUILD=${BUILD:-build}
 case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS="$REPO/$BUILD" ;; esac
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
-ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules notify liveness remote_write encoders span}
+ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules notify liveness remote_write encoders span trace_export}
 export BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-300}
 export BENCH_CHECKS_SECONDS=${BENCH_CHECKS_SECONDS:-60}
 
@@ -120,6 +122,7 @@ want notify && step notify 420 notify_bench.sh
 want remote_write && step remote_write 420 remote_write.sh
 want encoders && step encoders 300 encoders.sh
 want span && step span 300 span.sh
+want trace_export && step trace_export 300 trace_export.sh
 # a round: three windows (nginx, quiet, hostile), two warm-ups, start-ups and the endless
 # check's first report (up to 30 s)
 want liveness && step liveness $(( ${BENCH_LIVENESS_ROUNDS:-2} * (3 * ${BENCH_LIVENESS_SECONDS:-20} + 2 * ${BENCH_LIVENESS_WARMUP:-5} + 90) + 60 )) liveness.sh
@@ -214,6 +217,7 @@ step_keys() {
     remote_write) printf '%s\t%s' '^Remote write' '^### Remote write' ;;
     encoders) printf '%s\t%s' '^Backend encoders' '^### Backend encoders' ;;
     span) printf '%s\t%s' '^Span from Lua' '^### Span start' ;;
+    trace_export) printf '%s\t%s' '^Trace export' '^### Trace export' ;;
   esac
 }
 
