@@ -167,7 +167,7 @@ function M:attempt(conf, n, done)
       if T.recording(span) then
         T.set(span, "beagle.notification.result", ok and "sent" or (info and info.permanent and "failed" or "error"))
       end
-      T.finish(span, not ok and "error" or nil, not ok and tostring(err) or nil)
+      T.finish(span, not ok and "error" or nil, not ok and util.redact(err) or nil)
     end
     return done(ok, err, info)
   end
@@ -176,7 +176,7 @@ function M:attempt(conf, n, done)
     instances.send_result(finish, function(text) return self:mask(conf, text) end))
   if not ok then
     ended = true
-    T.finish(span, "error", self:mask(conf, tostring(err)))
+    T.finish(span, "error", util.redact(self:mask(conf, tostring(err))))
     error(err, 0)
   end
 end

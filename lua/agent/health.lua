@@ -242,10 +242,11 @@ local function end_span(span, inst, r)
     T.set(span, "beagle.check.status", r.status)
     T.set(span, "beagle.check.attempt", r.attempts or 1)
     if type(r.response_time) == "number" then T.set(span, "beagle.check.duration", r.response_time) end
-    if r.message then T.set(span, "beagle.check.message", tostring(r.message)) end
+    if r.message then T.set(span, "beagle.check.message", util.redact(r.message)) end
   end
+  -- what leaves for a collector has no secret or URL credential in it (util.redact, as routes)
   local bad = r.status == "unhealthy"
-  T.finish(span, bad and "error" or nil, bad and tostring(r.message or r.error or "unhealthy") or nil)
+  T.finish(span, bad and "error" or nil, bad and util.redact(r.message or r.error or "unhealthy") or nil)
 end
 
 -- Runs one instance now (with its retries); done(inst, result) afterwards. A failed attempt

@@ -22,7 +22,8 @@ return beagle.check { name = "probe", options = { url = { "string" } },
 ]=]
 
 local FAILING = [=[
-return beagle.check { name = "failing", run = function(opt, ctx) return ctx.unhealthy("broken on purpose") end }
+return beagle.check { name = "failing",
+  run = function(opt, ctx) return ctx.unhealthy("broken on purpose at http://u:s3cret@db.local/") end }
 ]=]
 
 local RULES = [[
@@ -97,6 +98,10 @@ check "failing" { plugin = "failing", interval = "1s", retries = 1 }
     assert.equals(2, bad.status and bad.status.code)
     assert.equals("unhealthy", bad.attrs["beagle.check.status"])
     assert.truthy(tostring(bad.status.message):find("broken on purpose", 1, true))
+    -- nothing leaves with a URL's credentials in it
+    assert.falsy(tostring(bad.status.message):find("s3cret", 1, true), bad.status.message)
+    assert.falsy(tostring(bad.attrs["beagle.check.message"]):find("s3cret", 1, true))
+    assert.truthy(tostring(bad.attrs["beagle.check.message"]):find("broken on purpose", 1, true))
     local first = r.find(function(s) return s.name == "check failing" and s.attrs["beagle.check.attempt"] == 1 end)
     assert.truthy(first)
     assert.is_not.equal(first.traceId, bad.traceId) -- each attempt is a root of its own
