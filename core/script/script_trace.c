@@ -24,7 +24,10 @@ static int trace_log_hook(int level, const char *msg, const char *const *kv, siz
     lens[i] = strlen(v[i]);
   }
   if (scope == NULL) scope = "beagle";
-  bg_trace_log_record(t, level, msg, strlen(msg), v, lens, nkv, scope, strlen(scope));
+  /* the scope is the plugin's name, as a config names it: its file without ".lua" */
+  size_t slen = strlen(scope);
+  if (slen > 4 && memcmp(scope + slen - 4, ".lua", 4) == 0) slen -= 4;
+  bg_trace_log_record(t, level, msg, strlen(msg), v, lens, nkv, scope, slen);
   const bg_span_ctx *c = bg_trace_current(t);
   if (!bg_span_ctx_valid(c)) return 0;
   bg_trace_hex(c->trace_id, BG_TRACE_ID_LEN, trace_id);

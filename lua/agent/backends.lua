@@ -287,9 +287,9 @@ function M:attempt(conf, batch, done, signal)
   if not signal then
     span = T.start("backend " .. conf.name, "internal", nil, "beagle")
     if span.recording ~= 0 then
-      T.set(span, "backend.name", conf.name)
-      T.set(span, "backend.plugin", conf.plugin)
-      T.set(span, "backend.samples", batch:size())
+      T.set(span, "beagle.backend.name", conf.name)
+      T.set(span, "beagle.backend.plugin", conf.plugin)
+      T.set(span, "beagle.backend.samples", batch:size())
     end
     traceparent = T.traceparent(span)
     local finish = done

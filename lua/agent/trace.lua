@@ -749,7 +749,8 @@ end
 METHODS["end"] = METHODS.finish
 
 local scope_name = "plugin"
-function T.set_scope(name) scope_name = tostring(name) end
+-- the plugin's name, as a config names it (its file without ".lua"), as its log records' scope
+function T.set_scope(name) scope_name = (tostring(name):gsub("%.lua$", "")) end
 
 -- Begins a span (current from now on) and its object; attrs were checked.
 -- Sets attrs (checked) on a recording span; as check_attrs, the first four without a loop.

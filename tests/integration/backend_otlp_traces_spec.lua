@@ -244,9 +244,8 @@ backend "traces_b" { plugin = "otlp_traces", url = "%s/v1/traces" }
     assert.equals("staging", res["deployment.environment"].stringValue)
     assert.equals("shop", res["service.namespace"].stringValue)
     assert.truthy(res["host.name"] and #res["host.name"].stringValue > 0)
-    -- the plugin's own scope (its name; the file name as it was while agent.trace named the
-    -- scope after the file)
-    assert.truthy(outer.scope.name:match("^span_maker"), outer.scope.name)
+    -- the plugin's own scope: its name, as a config names it
+    assert.equals("span_maker", outer.scope.name)
 
     local o, i = outer.span, inner.span
     assert.truthy(o.traceId:match("^%x+$") and #o.traceId == 32 and o.traceId == o.traceId:lower())
@@ -303,8 +302,8 @@ backend "traces_b" { plugin = "otlp_traces", url = "%s/v1/traces" }
     local send = S.wait(function() return by_name(r.spans(), "backend metrics") end, 10)
     assert.truthy(send, "no span of the metric backend's send")
     local sa = attrs(send.span.attributes)
-    assert.equals("otlp_metrics", sa["backend.plugin"].stringValue)
-    assert.is_true(tonumber(sa["backend.samples"].intValue) > 0)
+    assert.equals("otlp_metrics", sa["beagle.backend.plugin"].stringValue)
+    assert.is_true(tonumber(sa["beagle.backend.samples"].intValue) > 0)
     assert.equals("beagle", send.scope.name)
     local children = 0
     for _, x in ipairs(r.spans()) do

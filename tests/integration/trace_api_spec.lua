@@ -173,7 +173,7 @@ backend "traces" { plugin = "otlp_traces", url = %q }
     assert.are.equal("outer", outer.name)
     assert.are.equal(want.a.trace_id, outer.traceId)
     assert.are.equal("a", attrs(outer).tag)
-    assert.are.equal("traced.lua", outer.scope)
+    assert.are.equal("traced", outer.scope)
     assert.are.equal("GET", client.name)
     assert.are.equal(outer.traceId, client.traceId)
     local ca = attrs(client)

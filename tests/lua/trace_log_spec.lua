@@ -113,7 +113,7 @@ describe("log lines in spans", function()
     assert.are.equal(2, #r)
     assert.are.same({ body = "plain", scope = "beagle", severity = 17, trace_id = ("0"):rep(32),
       span_id = ("0"):rep(16), attrs = { a = "1" } }, r[1])
-    assert.are.same({ body = "from a plugin", scope = "web.lua", severity = 9, trace_id = tid,
+    assert.are.same({ body = "from a plugin", scope = "web", severity = 9, trace_id = tid,
       span_id = sid, attrs = { plugin = "web.lua", k = "v" } }, r[2])
   end)
 
