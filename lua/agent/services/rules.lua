@@ -141,7 +141,8 @@ function M:routes()
     end) },
     { "GET", "^/alerts/silences/?$", read(self, function(rm) return "silences", rm:silences_json() end) },
     { "POST", "^/alerts/silences/?$", write_json(self, function(rm, spec) return rm:api_add_silence(spec) end) },
-    { "DELETE", "^/alerts/silences/([^/]+)$", write(self, function(rm, _, id) return rm:api_delete_silence(id) end) },
+    { "DELETE", "^/alerts/silences/([^/]+)$", write(self, function(rm, _, id) return rm:api_delete_silence(id) end),
+      "/alerts/silences/{id}" },
   }
 end
 
