@@ -85,6 +85,9 @@ static inline const char *bg__rec_str(rec *r, const char *s, size_t n) {
   return p;
 }
 
+/* The tracer's clock (real time, ns): what spans, events and log records are stamped with. */
+uint64_t bg__trace_now(void);
+
 /* The finished-record buffers: a ring of records. */
 typedef struct ring {
   rec **a;

@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "test_check.h"
 #include "trace/trace.h"
+#include "trace/trace_int.h"
 
 #define S(x) x, sizeof(x) - 1
 
@@ -845,6 +846,45 @@ static void test_shutdown_with_open_spans(void) {
   bg_tracer_shutdown(); /* twice is harmless */
 }
 
+static uint64_t wall_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The tracer's clock (the TSC between readings of the real-time clock, on x86-64) stays on the
+ * real-time clock across many of its windows, and a span never ends before it began. */
+static void test_clock(void) {
+  bg_tracer *t = fresh();
+  uint64_t start = wall_ns(), worst = 0;
+  long reads = 0;
+  while (wall_ns() - start < 20000000u) { /* 20 ms: ~20 windows, rates measured and used */
+    for (int i = 0; i < 1000; i++) {
+      uint64_t before = wall_ns(), v = bg__trace_now(), after = wall_ns();
+      uint64_t off = v < before ? before - v : v > after ? v - after : 0;
+      if (off > worst) worst = off;
+      reads++;
+    }
+  }
+  CHECK(reads > 1000);
+  if (worst > 20000) fprintf(stderr, "clock: %llu ns off\n", (unsigned long long)worst);
+  CHECK(worst <= 20000); /* 20 us: a rate error of 2 % over a window */
+  for (int i = 0; i < 5000; i++) {
+    bg_span *s = bg_span_begin(t, NULL, "c", 1, BG_SPAN_INTERNAL, NULL, 0);
+    bg_span_end(t, s, 0);
+  }
+  bg_span_batch *b = bg_trace_take_spans(t, 10000);
+  CHECK(b != NULL && bg_span_batch_len(b) == 2048); /* the buffer's default capacity */
+  bg_span_view v;
+  int backwards = 0;
+  for (size_t i = 0; b != NULL && i < bg_span_batch_len(b); i++) {
+    bg_span_batch_view(b, i, &v);
+    if (v.end_ns < v.start_ns) backwards++;
+  }
+  CHECK_INT(backwards, 0);
+  bg_span_batch_unref(b);
+}
+
 /* ---- bench ---- */
 
 static double now_s(void) {
@@ -937,6 +977,7 @@ int main(int argc, char **argv) {
   test_span_bytes();
   test_log_bytes();
   test_shutdown_with_open_spans();
+  test_clock();
   bg_tracer_shutdown();
   if (failures) fprintf(stderr, "%d failures\n", failures);
   return failures != 0;
