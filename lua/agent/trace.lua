@@ -362,6 +362,37 @@ local function check_attrs(attrs, where)
   return check_rest(attrs, k, where)
 end
 
+-- check_attrs for beagle.span & co., which then set what it checked: the first two pairs come
+-- back (err, k1, v1, k2, v2, more) so that they are not walked again to be set (each next() of
+-- a compiled walk is two calls into the VM, ~60 instructions; a span's two attributes walked
+-- twice cost more than setting them). more: the table has a third pair (set by set_attrs_from).
+local function check_first(attrs, where)
+  if attrs == nil then return nil end
+  if type(attrs) ~= "table" then
+    return ("%s: attributes must be a table, got %s"):format(where, type(attrs))
+  end
+  local k1, v1 = next(attrs)
+  if k1 == nil then return nil end
+  local err = check_kv(k1, v1, where)
+  if err then return err end
+  local k2, v2 = next(attrs, k1)
+  if k2 == nil then return nil, k1, v1 end
+  err = check_kv(k2, v2, where)
+  if err then return err end
+  local k3, v3 = next(attrs, k2)
+  if k3 == nil then return nil, k1, v1, k2, v2, false end
+  err = check_kv(k3, v3, where)
+  if err then return err end
+  k3, v3 = next(attrs, k3)
+  if k3 ~= nil then
+    err = check_kv(k3, v3, where)
+    if err then return err end
+    err = check_rest(attrs, k3, where)
+    if err then return err end
+  end
+  return nil, k1, v1, k2, v2, true
+end
+
 -- The text of an error value without running anybody's __tostring.
 local function errtext(e)
   local t = type(e)
@@ -534,19 +565,21 @@ end
 -- What lua/beagle/init.lua hands plugins as beagle.span, beagle.trace_operation,
 -- beagle.trace_optimization and beagle.instrument. A span object is a table with methods
 -- (set_attribute, add_event, record_exception, set_status, trace_id, span_id, traceparent,
--- is_recording, finish) and a closed metatable. It holds the address of its bg_span as a
--- number in [1], and is valid only while `byaddr` (a table no plugin reaches) maps that
--- address to that very object: a plugin that rawsets [1] gets "not a span", one that keeps the
--- object past its end gets "span has ended" (an address C reuses maps to the new object), and
--- no method reaches C before that check. No cdata is kept per span (boxing one, and ffi.gc,
--- cost more than the span's C calls).
+-- is_recording, finish) and a closed metatable. It holds a slot number in [1], and is valid
+-- only while `reg` (an array no plugin reaches) maps that slot to that very object: a plugin
+-- that rawsets [1] gets "not a span", one that keeps the object past its end gets "span has
+-- ended" (a slot reused maps to the new object), and no method reaches C before that check;
+-- the bg_span's address is in `addr` (same slot), out of plugins' reach. No cdata is kept per
+-- span (boxing one, and ffi.gc, cost more than the span's C calls), and slots, unlike the
+-- addresses they stand for, are small integers: array stores, not hash insertions (a hash
+-- keyed by the addresses of the records C cycles through was rehashed over and over).
 --
 -- Cost. Inside a context that is not sampled (the common case: trace_sampling_rate is 1 %),
 -- beagle.span hands fn one shared no-op span without any C call or allocation: a field read
 -- (MIRROR.u below) and fn's call. A sampled span is bg_span_begin, its attributes, fn under
 -- xpcall, bg_span_end, one table and two hash entries. A span nobody ends (its run cancelled
 -- while it waited, so fn never returned; a trace_operation span dropped) is ended once the
--- collector has taken its object, with status error "span not ended": `open` remembers every
+-- collector has taken its object, with status error "span not ended": `addr` remembers every
 -- address until its end and a sweep every 256 spans (and at the state's close) ends the ones
 -- whose object is gone.
 --
@@ -557,8 +590,9 @@ local SPAN_MT = { __metatable = false }
 local METHODS = {}
 SPAN_MT.__index = METHODS
 local NOOP = setmetatable({}, SPAN_MT)
-local byaddr = setmetatable({}, { __mode = "v" }) -- address -> its span object, while open
-local open = {} -- address -> true, while open (strong: finds the spans whose object is gone)
+local reg = setmetatable({}, { __mode = "v" }) -- slot -> its span object (or owner), while open
+local addr = {} -- slot -> its bg_span's address, while open (strong: finds the spans whose object is gone)
+local free_slots, nfree, top = {}, 0, 0 -- slots whose span ended; top: the most ever open at once
 local uintptr_t, span_ptr_t = ffi.typeof("uintptr_t"), ffi.typeof("bg_span *")
 
 -- the tracer's current context: the pointer is into the tracer, the same for its life
@@ -587,9 +621,13 @@ T._unsampled = function() return MIRROR.u end
 -- Ends the open spans whose object the collector has taken (all of them when `all`).
 local function sweep(all)
   local ended = false
-  for a in pairs(open) do
-    if all or byaddr[a] == nil then
-      open[a] = nil
+  for i = 1, top do
+    local a = addr[i]
+    if a and (all or reg[i] == nil) then
+      addr[i] = nil
+      reg[i] = nil
+      nfree = nfree + 1
+      free_slots[nfree] = i
       local p = ffi_cast(span_ptr_t, a)
       if p.recording ~= 0 then
         local m = "span not ended"
@@ -611,10 +649,10 @@ local begun = 0
 -- The live pointer of a span object, NOOP's nil, or a raise naming the method.
 local function ptr(self, method)
   if type(self) == "table" then
-    local a = rawget(self, 1)
-    if a and byaddr[a] == self then return ffi_cast(span_ptr_t, a), a end
+    local i = rawget(self, 1)
+    if i and reg[i] == self then return ffi_cast(span_ptr_t, addr[i]), i end
     if self == NOOP then return nil end
-    if a == false and debug.getmetatable(self) == SPAN_MT then
+    if i == false and debug.getmetatable(self) == SPAN_MT then
       error(("span:%s: the span has ended"):format(method), 3)
     end
   end
@@ -734,17 +772,19 @@ function METHODS.is_recording(self)
   return p ~= nil and p.recording ~= 0
 end
 
-local function end_span(self, a, p)
-  byaddr[a] = nil
-  open[a] = nil
+local function end_span(self, i, p)
+  reg[i] = nil
+  addr[i] = nil
+  nfree = nfree + 1
+  free_slots[nfree] = i
   if type(self) == "table" then self[1] = false end
   C.bg_span_end(tracer, p, 0)
   sync()
 end
 
 function METHODS.finish(self)
-  local p, a = ptr(self, "finish")
-  if p then end_span(self, a, p) end
+  local p, i = ptr(self, "finish")
+  if p then end_span(self, i, p) end
 end
 METHODS["end"] = METHODS.finish
 
@@ -752,15 +792,10 @@ local scope_name = "plugin"
 -- the plugin's name, as a config names it (its file without ".lua"), as its log records' scope
 function T.set_scope(name) scope_name = (tostring(name):gsub("%.lua$", "")) end
 
--- Begins a span (current from now on) and its object; attrs were checked.
--- Sets attrs (checked) on a recording span; as check_attrs, the first four without a loop.
-local function set_attrs(p, attrs)
-  local k, v = next(attrs)
-  if k == nil then return end
-  set_attr(p, k, v)
-  k, v = next(attrs, k)
-  if k == nil then return end
-  set_attr(p, k, v)
+-- Sets attrs' pairs after k (checked) on a recording span; as check_attrs, the first two
+-- without a loop.
+local function set_attrs_from(p, attrs, k)
+  local v
   k, v = next(attrs, k)
   if k == nil then return end
   set_attr(p, k, v)
@@ -777,25 +812,40 @@ end
 local MAIN = {} -- the owner of bare spans begun outside a run (they end before it returns)
 
 -- bare: for an fn that takes no argument (no object could reach it), the span has no object:
--- `byaddr` maps its address to the run's coroutine (script.c puts it in MIRROR.co), which the
+-- `reg` maps its slot to the run's coroutine (script.c puts it in MIRROR.co), which the
 -- collector takes once the run is gone without ending it. Saves the object (a table and its
 -- collection: two thirds of what Lua adds to a sampled span).
-local function begin(name, attrs, bare)
+-- Begins a span (current from now on) and its object (none when bare); attrs as check_first
+-- gave them.
+local function begin(name, bare, attrs, k1, v1, k2, v2, more)
   local sc = scope_name
   local p = C.bg_span_begin(tracer, nil, name, #name, 1, sc, #sc)
   sync()
-  local a = tonumber(ffi_cast(uintptr_t, p))
+  local i
+  if nfree > 0 then
+    i = free_slots[nfree]
+    nfree = nfree - 1
+  else
+    top = top + 1
+    i = top
+  end
   local obj
-  if bare then obj = MIRROR.co or MAIN else obj = setmetatable({ a }, SPAN_MT) end
-  byaddr[a] = obj
-  open[a] = true
-  if attrs ~= nil and p.recording ~= 0 then set_attrs(p, attrs) end
+  if bare then obj = MIRROR.co or MAIN else obj = setmetatable({ i }, SPAN_MT) end
+  reg[i] = obj
+  addr[i] = tonumber(ffi_cast(uintptr_t, p))
+  if k1 ~= nil and p.recording ~= 0 then
+    set_attr(p, k1, v1)
+    if k2 ~= nil then
+      set_attr(p, k2, v2)
+      if more then set_attrs_from(p, attrs, k2) end
+    end
+  end
   begun = begun + 1
   if begun >= 256 then
     begun = 0
     sweep(false)
   end
-  return obj, a, p
+  return obj, i, p
 end
 
 -- the traceback where fn raised, taken by the handler (synchronously: no run can come between
@@ -807,19 +857,19 @@ local function handler(e)
   return e
 end
 
-local function close(obj, a, p, ok, ...)
+local function close(obj, i, p, ok, ...)
   if ok then
-    if byaddr[a] == obj then end_span(obj, a, p) end
+    if reg[i] == obj then end_span(obj, i, p) end
     return ...
   end
   local e = ...
-  if byaddr[a] == obj then
+  if reg[i] == obj then
     if p.recording ~= 0 then
       record_exception(p, e, last_tb)
       local m = errtext(e)
       C.bg_span_set_status(p, 2, m, #m)
     end
-    end_span(obj, a, p)
+    end_span(obj, i, p)
   end
   last_tb = nil
   error(e, 0)
@@ -857,13 +907,13 @@ local function span_slow(name, attrs, fn)
     ok_name, ok_attrs, ok_fn = name, attrs, fn
     return fn(NOOP)
   end
-  local err = check_attrs(attrs, "beagle.span")
+  local err, k1, v1, k2, v2, more = check_first(attrs, "beagle.span")
   if err then error(err, 3) end
   if not takes_span(fn) then
-    local owner, a, p = begin(name, attrs, true)
+    local owner, a, p = begin(name, true, attrs, k1, v1, k2, v2, more)
     return close(owner, a, p, xpcall(fn, handler))
   end
-  local obj, a, p = begin(name, attrs)
+  local obj, a, p = begin(name, false, attrs, k1, v1, k2, v2, more)
   return close(obj, a, p, xpcall(fn, handler, obj))
 end
 
@@ -887,13 +937,13 @@ local function trace_operation(name, attrs, fn)
   if fn ~= nil and type(fn) ~= "function" then
     error(("bad argument #3 to 'beagle.trace_operation' (function expected, got %s)"):format(type(fn)), 2)
   end
-  local err = check_attrs(attrs, "beagle.trace_operation")
+  local err, k1, v1, k2, v2, more = check_first(attrs, "beagle.trace_operation")
   if err then error(err, 2) end
   if MIRROR.u then
     if fn then return fn(NOOP) end
     return NOOP
   end
-  local obj, a, p = begin(name, attrs)
+  local obj, a, p = begin(name, false, attrs, k1, v1, k2, v2, more)
   if fn == nil then return obj end
   return close(obj, a, p, xpcall(fn, handler, obj))
 end
@@ -919,7 +969,7 @@ local function instrument(name, fn)
   end
   return function(...)
     if MIRROR.u then return fn(...) end
-    local owner, a, p = begin(name, nil, true) -- fn never sees the span: no object
+    local owner, a, p = begin(name, true) -- fn never sees the span: no object
     return call_traced(owner, a, p, fn, handler, ...)
   end
 end
@@ -931,6 +981,11 @@ function T.plugin_api()
     instrument = instrument }
 end
 T.NOOP = NOOP
-T._open = open -- for the spec: the spans open now
+-- for the spec: how many spans are open now
+T._open_count = function()
+  local n = 0
+  for i = 1, top do if addr[i] then n = n + 1 end end
+  return n
+end
 
 return T

@@ -303,6 +303,27 @@ describe("beagle.span", function()
     assert.is_true(sampled_root())
   end)
 
+  it("attributes past the first two are checked before the span and all set", function()
+    drain()
+    local attrs = { a = 1, b = "two", c = true, d = 4.5, e = { 1, 2 }, f = "six" }
+    beagle.span("many", attrs, function() end)
+    local s = by_name(drain()).many
+    assert.are.same({ a = 1, b = "two", c = true, d = 4.5, e = { 1, 2, kind = "int" }, f = "six" }, s.attrs)
+    local open = T._open_count()
+    for _, bad in ipairs { "c", "e", "f" } do
+      local t = { a = 1, b = 2, c = 3, d = 4, e = 5, f = 6 }
+      t[bad] = print
+      local ok, e = pcall(beagle.span, "bad", t, function() end)
+      assert.is_false(ok)
+      assert.matches("attribute \"" .. bad .. "\": a string, number, boolean or array expected, got function", e)
+      ok, e = pcall(beagle.trace_operation, "bad", t)
+      assert.is_false(ok)
+      assert.matches("attribute \"" .. bad .. "\"", e)
+    end
+    assert.are.equal(open, T._open_count())
+    assert.are.same({}, drain())
+  end)
+
   it("misuse raises a clear error and never reaches C memory", function()
     local kept
     beagle.span("k", function(sp) kept = sp end)
@@ -329,6 +350,25 @@ describe("beagle.span", function()
         ok2, e2 = pcall(sp.trace_id, sp)
         assert.is_false(ok2)
         assert.matches("a span expected", e2)
+      end)
+    end)
+    -- an ended span's slot is reused by the next span: its old object, even given the number
+    -- back, is no span, nor is a table naming the slot of a span whose fn takes no argument
+    local first, slot
+    beagle.span("a", function(sp) first, slot = sp, rawget(sp, 1) end)
+    beagle.span("b", function(sp)
+      assert.are.equal(slot, rawget(sp, 1)) -- the same slot: the test means what it says
+      rawset(first, 1, slot)
+      local ok2, e2 = pcall(first.set_attribute, first, "k", 1)
+      assert.is_false(ok2)
+      assert.matches("a span expected", e2)
+      assert.are.equal(sp, sp:set_attribute("k", 1))
+      beagle.span("bare", function()
+        for i = 1, slot + 2 do
+          local ok3, e3 = pcall(sp.finish, { i })
+          assert.is_false(ok3)
+          assert.matches("a span expected", e3)
+        end
       end)
     end)
     beagle.span("args", function(sp)
