@@ -241,27 +241,40 @@ static int url_server(const char *url, const char **host, size_t *hlen, long *po
   return *hlen > 0;
 }
 
-/* url.full with the userinfo replaced by REDACTED:REDACTED (the semantic conventions' way),
- * into a malloc'd string *out (NULL: the URL has none, use it as it is). */
-static size_t url_redacted(const char *url, char **out) {
-  *out = NULL;
+/* url.full as the semantic conventions want it exported: the userinfo replaced by
+ * REDACTED:REDACTED, and the value of every query parameter by REDACTED (api_key=, token=,
+ * sig=: a query often carries a secret, and which keys do is not ours to guess); the fragment,
+ * never sent, left out. Into out (reset first); 0 or BG_ENOMEM. */
+static int url_redacted(const char *url, bg_buf *out) {
+  bg_buf_reset(out);
   const char *p = strstr(url, "://");
-  if (p == NULL) return strlen(url);
-  p += 3;
-  size_t alen = strcspn(p, "/?#");
+  const char *auth = p != NULL ? p + 3 : url;
+  size_t alen = strcspn(auth, "/?#");
   const char *at = NULL;
   for (size_t i = 0; i < alen; i++)
-    if (p[i] == '@') at = p + i;
-  if (at == NULL) return strlen(url);
-  static const char red[] = "REDACTED:REDACTED";
-  size_t head = (size_t)(p - url), tail = strlen(at);
-  char *s = malloc(head + sizeof red - 1 + tail + 1);
-  if (s == NULL) return 0;
-  memcpy(s, url, head);
-  memcpy(s + head, red, sizeof red - 1);
-  memcpy(s + head + sizeof red - 1, at, tail + 1);
-  *out = s;
-  return head + sizeof red - 1 + tail;
+    if (auth[i] == '@') at = auth + i;
+  int rc = bg_buf_append(out, url, (size_t)(auth - url));
+  if (at != NULL) {
+    rc |= bg_buf_puts(out, "REDACTED:REDACTED");
+    auth = at;
+  }
+  size_t plen = strcspn(auth, "?#");
+  rc |= bg_buf_append(out, auth, plen);
+  const char *q = auth + plen;
+  if (*q == '?') {
+    const char *qe = q + strcspn(q, "#");
+    rc |= bg_buf_append(out, "?", 1);
+    for (const char *k = q + 1; k < qe;) {
+      const char *amp = memchr(k, '&', (size_t)(qe - k));
+      const char *pe = amp != NULL ? amp : qe;
+      const char *eq = memchr(k, '=', (size_t)(pe - k));
+      rc |= bg_buf_append(out, k, (size_t)((eq != NULL ? eq : pe) - k));
+      if (eq != NULL) rc |= bg_buf_puts(out, "=REDACTED");
+      if (amp != NULL) rc |= bg_buf_append(out, "&", 1);
+      k = amp != NULL ? amp + 1 : qe;
+    }
+  }
+  return rc != 0 ? BG_ENOMEM : 0;
 }
 
 /* The request's CLIENT span, a child of the run's current span (a new root without one), and
@@ -270,13 +283,15 @@ static size_t url_redacted(const char *url, char **out) {
 static bg_span *client_span(lua_State *L, const bg_fetch_opts *o, char tp[69], char **ts) {
   void *ud;
   lua_getallocf(L, &ud);
+  /* the plugin's name, as its other spans and its log records have it: no ".lua" */
   const char *scope = ((bg_script *)ud)->name;
+  size_t slen = strlen(scope);
+  if (slen > 4 && memcmp(scope + slen - 4, ".lua", 4) == 0) slen -= 4;
   bg_tracer *t = bg_tracer_default();
   const char *method = o->method ? o->method : o->body ? "POST" : "GET";
   bg_span_ctx saved;
   bg_span_ctx_copy(&saved, bg_trace_current(t));
-  bg_span *sp =
-      bg_span_begin(t, NULL, method, strlen(method), BG_SPAN_CLIENT, scope, strlen(scope));
+  bg_span *sp = bg_span_begin(t, NULL, method, strlen(method), BG_SPAN_CLIENT, scope, slen);
   bg_trace_restore(t, &saved);
   const bg_span_ctx *c = bg_span_context(sp);
   memcpy(tp, "traceparent: ", 13);
@@ -292,10 +307,9 @@ static bg_span *client_span(lua_State *L, const bg_fetch_opts *o, char tp[69], c
   }
   if (sp->recording) {
     bg_span_set_str(sp, "http.request.method", 19, method, strlen(method));
-    char *red;
-    size_t ulen = url_redacted(o->url, &red);
-    bg_span_set_str(sp, "url.full", 8, red ? red : o->url, ulen);
-    free(red);
+    bg_buf red = {0};
+    if (url_redacted(o->url, &red) == 0) bg_span_set_str(sp, "url.full", 8, red.data, red.len);
+    bg_buf_free(&red);
     const char *host;
     size_t hlen;
     long port;

@@ -29,7 +29,8 @@ end
 
 local PLUGIN = [[
 return beagle.check { name = "traced", interval = "1h", timeout = "10s", retries = 0,
-  options = { url = "string", tag = "string", own = { "string", default = "" }, state = { "string", default = "" } },
+  options = { url = "string", tag = "string", own = { "string", default = "" }, state = { "string", default = "" },
+    query = { "string", default = "" } },
   run = function(opt, ctx)
     return beagle.span("outer", { tag = opt.tag }, function(sp)
       beagle.log.info("before", { tag = opt.tag, want_trace = sp:trace_id(), want_span = sp:span_id() })
@@ -38,7 +39,7 @@ return beagle.check { name = "traced", interval = "1h", timeout = "10s", retries
       if opt.state ~= "" then headers.tracestate = opt.state end
       -- a small max_body: five runs of this state at once each reserve what they may receive
       -- of the state's memory, 16 MiB by default, and the fifth would be left 1 byte
-      local r, err = ctx.http.get(opt.url .. "/" .. opt.tag, { headers = headers, max_body = 4096 })
+      local r, err = ctx.http.get(opt.url .. "/" .. opt.tag .. opt.query, { headers = headers, max_body = 4096 })
       beagle.log.info("after", { tag = opt.tag, want_trace = sp:trace_id(), want_span = sp:span_id(),
         status = r and tostring(r.status) or err })
       return ctx.healthy("ok", { trace = sp:trace_id(), span = sp:span_id() })
@@ -61,7 +62,7 @@ settings { trace_sampling_rate = 1, trace_export_interval = "0.2s" }
 check "a" { plugin = "traced", url = %q, tag = "a" }
 check "b" { plugin = "traced", url = %q, tag = "b" }
 check "own" { plugin = "traced", url = %q, tag = "own", own = %q }
-check "cred" { plugin = "traced", url = %q, tag = "cred" }
+check "cred" { plugin = "traced", url = %q, tag = "cred", query = "?api_key=s3cret&page=2&flag#top" }
 check "st" { plugin = "traced", url = %q, tag = "st", state = "vendor=own" }
 backend "traces" { plugin = "otlp_traces", url = %q }
 ]]):format(sink.url, sink.url, sink.url, own, sink.url:gsub("//", "//u:s3cret@"), sink.url,
@@ -168,12 +169,13 @@ backend "traces" { plugin = "otlp_traces", url = %q }
       end
       outer = find(function(sp) return sp.spanId == want.a.span_id end)
       client = outer and find(function(sp) return sp.parentSpanId == outer.spanId and sp.kind == 3 end)
-      return client and find(function(sp) return sp.kind == 3 and (attrs(sp)["url.full"] or ""):find("/cred$") end)
+      return client and find(function(sp) return sp.kind == 3 and (attrs(sp)["url.full"] or ""):find("/cred?", 1, true) end)
     end, 10), "no exported client span")
     assert.are.equal("outer", outer.name)
     assert.are.equal(want.a.trace_id, outer.traceId)
     assert.are.equal("a", attrs(outer).tag)
     assert.are.equal("traced", outer.scope)
+    assert.are.equal("traced", client.scope) -- one scope per plugin, its requests' spans too
     assert.are.equal("GET", client.name)
     assert.are.equal(outer.traceId, client.traceId)
     local ca = attrs(client)
@@ -182,9 +184,10 @@ backend "traces" { plugin = "otlp_traces", url = %q }
     assert.are.equal("127.0.0.1", ca["server.address"])
     assert.are.equal(sink.port, ca["server.port"])
     assert.are.equal(200, ca["http.response.status_code"])
-    -- credentials in a URL are not exported
-    local cred = find(function(sp) return sp.kind == 3 and (attrs(sp)["url.full"] or ""):find("/cred$") end)
-    assert.are.equal(sink.url:gsub("//", "//REDACTED:REDACTED@") .. "/cred", attrs(cred)["url.full"])
+    -- credentials in a URL are not exported: neither its userinfo nor its query's values
+    local cred = find(function(sp) return sp.kind == 3 and (attrs(sp)["url.full"] or ""):find("/cred?", 1, true) end)
+    assert.are.equal(sink.url:gsub("//", "//REDACTED:REDACTED@") .. "/cred?api_key=REDACTED&page=REDACTED&flag",
+      attrs(cred)["url.full"])
     -- the request carried the CLIENT span's id
     for _, r in ipairs(sink.requests()) do
       if r.path == "/a" then
