@@ -335,6 +335,7 @@ static void conn_handle_closed(uv_handle_t *h) {
   bg_buf_free(&c->wbuf);
   free(c->hoff);
   free(c->hdrs);
+  bg__http_spans_end(c, c->nspans); /* kept after conn_close (a handler closed the server) */
   free(c->spans);
   free(c);
   if (srv->closing) maybe_free(srv);

@@ -408,7 +408,8 @@ static void span_describe(conn *c, bg_span *s, const char *method, const char *p
 
 /* Keeps s until its response is written; ends it now when there is no room to keep it. */
 static void span_keep(conn *c, bg_span *s) {
-  if (c->nspans >= SPANS_PENDING_MAX) {
+  /* a closed connection (the handler closed the server) writes nothing more */
+  if (c->closed || c->nspans >= SPANS_PENDING_MAX) {
     bg_span_end(c->srv->tracer, s, 0);
     return;
   }

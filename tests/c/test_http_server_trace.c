@@ -14,8 +14,10 @@ static uv_loop_t loop;
 static bg_http_server *srv;
 static bg_tracer *tracer;
 static int port;
-static bg_span_ctx sentinel; /* current outside requests: must be current again after them */
-static int span_not_current; /* handler calls that found something else than their span current */
+static bg_span_ctx sentinel;  /* current outside requests: must be current again after them */
+static int span_not_current;  /* handler calls that found something else than their span current */
+static int closed_by_handler; /* GET /close closed the server from inside its handler */
+static void closed_cb(void *ud);
 
 static void hex(const uint8_t *id, size_t n, char *out) {
   bg_trace_hex(id, n, out);
@@ -74,6 +76,13 @@ static void handler(void *ud, const bg_http_request *req, bg_http_response *res)
     hex(c->span_id, 8, s);
     bg_buf_printf(&body, "current=%s-%s span=%d", t, s, req->span != NULL);
     res->route = "/items/{id}";
+  } else if (strcmp(req->path, "/close") == 0) {
+    /* the agent's shutdown can come from a handler: the request's connection is closed under
+     * it, and its span must still end (not be dropped with the connection's list) */
+    closed_by_handler = 1;
+    res->route = "/close";
+    bg_http_server_close(srv, closed_cb, NULL);
+    bg_buf_puts(&body, "closing");
   } else if (strcmp(req->path, "/fail") == 0) {
     res->status = 503;
     bg_buf_puts(&body, "{\"error\":\"down\"}");
@@ -387,11 +396,22 @@ static int test_large_and_dead(void) {
   return 0;
 }
 
+/* last: the server is gone after it (main checks the span) */
+static int test_closed_by_handler(void) {
+  client *c = cl_open(port);
+  ASSERT_INT_EQ(cl_sends(c, "GET /close HTTP/1.1\r\n\r\n"), 0);
+  char b[4096];
+  while (recv(c->fd, b, sizeof b, 0) > 0) {
+  }
+  cl_close(c);
+  return 0;
+}
+
 static const test_case tests[] = {
     {"static_root", test_static_root},       {"continued", test_continued},
     {"unsampled", test_unsampled},           {"malformed", test_malformed},
     {"handler_route", test_handler_route},   {"pipelined", test_pipelined},
-    {"large_and_dead", test_large_and_dead},
+    {"large_and_dead", test_large_and_dead}, {"closed_by_handler", test_closed_by_handler},
 };
 
 /* ---- main ------------------------------------------------------------------------------- */
@@ -409,7 +429,7 @@ static void client_done_cb(uv_async_t *h) {
     fprintf(stderr, "the context current before the requests is not current after them\n");
     failures++;
   }
-  bg_http_server_close(srv, closed_cb, NULL);
+  if (!closed_by_handler) bg_http_server_close(srv, closed_cb, NULL);
   uv_close((uv_handle_t *)h, NULL);
 }
 
@@ -434,6 +454,14 @@ int main(void) {
   if (bg_http_listen(srv, "127.0.0.1", 0) != 0) return 1;
   port = bg_http_port(srv);
   int rc = run_all(&loop, tests, sizeof tests / sizeof tests[0], client_done_cb);
+  /* the span of the request whose handler closed the server ended and was buffered */
+  bg_buf out = {0};
+  render_spans(&out);
+  if (!closed_by_handler || out.data == NULL || strstr(out.data, "name=GET /close|") == NULL) {
+    fprintf(stderr, "the span of GET /close, whose handler closed the server, did not end\n");
+    rc = 1;
+  }
+  bg_buf_free(&out);
   bg_tracer_shutdown();
   return rc;
 }
