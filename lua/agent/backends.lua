@@ -307,7 +307,7 @@ function M:attempt(conf, batch, done, signal)
     instances.send_result(done, function(text) return self:mask(conf, text) end,
       function(res) if res.skipped then self:skipped(conf.name, res.skipped) end end))
   if not ok then
-    if span then T.finish(span, "error", tostring(err)) end
+    if span then T.finish(span, "error", self:mask(conf, tostring(err))) end
     error(err, 0)
   end
 end

@@ -417,21 +417,32 @@ function M:evaluate_group(path, names, done)
   local span = T.start("rules " .. file, "internal")
   local trace_id = T.trace_id(span)
   local failed = 0
-  engine.trace_id = trace_id
-  for _, name in ipairs(names) do
-    local r = self.rules[name]
-    if r and not r.expr and r.metric then
-      local ok, e = pcall(eval_declarative, self, r)
-      if not ok then
-        failed = failed + 1
-        self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
-        engine:evaluate(name, nil, tostring(e))
-      end
-    else
-      coded[#coded + 1] = name
+  -- fn with the round's trace id on the engine; should it raise (the store failing under
+  -- engine:evaluate), the id is cleared and the span ended before the error goes on up
+  local function traced(fn)
+    engine.trace_id = trace_id
+    local ok, e = pcall(fn)
+    engine.trace_id = nil
+    if not ok then
+      T.finish(span, "error", util.redact(tostring(e)))
+      error(e, 0)
     end
   end
-  engine.trace_id = nil
+  traced(function()
+    for _, name in ipairs(names) do
+      local r = self.rules[name]
+      if r and not r.expr and r.metric then
+        local ok, e = pcall(eval_declarative, self, r)
+        if not ok then
+          failed = failed + 1
+          self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
+          engine:evaluate(name, nil, tostring(e))
+        end
+      else
+        coded[#coded + 1] = name
+      end
+    end
+  end)
   -- skipped: how many coded rules still run from the round before (such a round is not timed)
   local function finish(skipped)
     if not skipped then
@@ -478,18 +489,18 @@ function M:evaluate_group(path, names, done)
       T.finish(span)
       return
     end
-    engine.trace_id = trace_id
-    for _, name in ipairs(coded) do
-      local r = ok and type(res) == "table" and res[name]
-      if r and r.samples then
-        engine:evaluate(name, r.samples)
-      else
-        failed = failed + 1
-        self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
-        engine:evaluate(name, nil, tostring(r and r.error or (not ok and res) or "no result"))
+    traced(function()
+      for _, name in ipairs(coded) do
+        local r = ok and type(res) == "table" and res[name]
+        if r and r.samples then
+          engine:evaluate(name, r.samples)
+        else
+          failed = failed + 1
+          self.metrics.increment_counter("beagle_rule_evaluation_failures_total", 1, { file = file })
+          engine:evaluate(name, nil, tostring(r and r.error or (not ok and res) or "no result"))
+        end
       end
-    end
-    engine.trace_id = nil
+    end)
     finish()
   end
   local interval = self.settings.alert_evaluation_interval or 60
