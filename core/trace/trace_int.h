@@ -76,11 +76,28 @@ static inline void *bg__rec_alloc(rec *r, size_t n) {
   r->ap += n;
   return p;
 }
+/* n bytes of s to d. Names, keys and short values are most of what a span copies: up to 16
+ * bytes are two overlapping fixed-size moves (never outside s's n bytes), not a call. */
+static inline void bg__copy(char *d, const char *s, size_t n) {
+  if (n > 16) {
+    memcpy(d, s, n);
+  } else if (n >= 8) {
+    memcpy(d, s, 8);
+    memcpy(d + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    memcpy(d, s, 4);
+    memcpy(d + n - 4, s + n - 4, 4);
+  } else {
+    for (size_t i = 0; i < n; i++)
+      d[i] = s[i];
+  }
+}
+
 /* n bytes of s copied into r's arena with a NUL; NULL on ENOMEM. */
 static inline const char *bg__rec_str(rec *r, const char *s, size_t n) {
   char *p = (char *)bg__rec_alloc(r, n + 1);
   if (p == NULL) return NULL;
-  if (n > 0) memcpy(p, s, n);
+  bg__copy(p, s, n);
   p[n] = '\0';
   return p;
 }

@@ -885,6 +885,32 @@ static void test_clock(void) {
   bg_span_batch_unref(b);
 }
 
+/* Names, keys and values of every length around the copy's cases (0..3 bytes, 4..7, 8..16,
+ * more) come back whole and NUL-terminated. */
+static void test_copy_lengths(void) {
+  bg_tracer *t = fresh();
+  char src[41];
+  for (int i = 0; i < 40; i++)
+    src[i] = (char)('a' + i % 26);
+  src[40] = 'X'; /* past every length used: a copy that reads it shows */
+  for (size_t n = 0; n <= 40; n++) {
+    bg_span *s = bg_span_begin(t, NULL, src, n, BG_SPAN_INTERNAL, src, n);
+    bg_span_set_str(s, src, n > 0 ? n : 1, src, n);
+    bg_span_end(t, s, 0);
+    bg_span_batch *b = bg_trace_take_spans(t, 10);
+    CHECK(b != NULL && bg_span_batch_len(b) == 1);
+    if (b == NULL) return;
+    bg_span_view v;
+    bg_span_batch_view(b, 0, &v);
+    CHECK(v.name_len == n && memcmp(v.name, src, n) == 0 && v.name[n] == '\0');
+    CHECK(v.nattrs == 1 && v.attrs[0].n == n && memcmp(v.attrs[0].v.s, src, n) == 0);
+    CHECK(v.attrs[0].v.s[n] == '\0');
+    if (n > 0) /* an empty scope is copied too; its length says it all */
+      CHECK(v.scope_len == n && memcmp(v.scope, src, n) == 0 && v.scope[n] == '\0');
+    bg_span_batch_unref(b);
+  }
+}
+
 /* ---- bench ---- */
 
 static double now_s(void) {
@@ -978,6 +1004,7 @@ int main(int argc, char **argv) {
   test_log_bytes();
   test_shutdown_with_open_spans();
   test_clock();
+  test_copy_lengths();
   bg_tracer_shutdown();
   if (failures) fprintf(stderr, "%d failures\n", failures);
   return failures != 0;
