@@ -610,7 +610,13 @@ end
 -- of a run and of each s:call (where the context changes hands), and this file after every
 -- span it begins or ends (nothing else changes the current context inside a slice: ctx.http's
 -- client span is not left current). In plain luajit (specs, benches) T.sync() after changing
--- the context by hand.
+-- the context by hand. Where the answer is known it is set without the FFI reads (which also
+-- kept a tiny hot function whose branch, taken by turns, sent each span through the
+-- interpreter when its trace was the first one compiled): a span begun here was begun while
+-- u was false, and one that records is sampled, so u stays false; when beagle.span's span ends
+-- after fn, what is current is what was at its begin or a sampled descendant (every context
+-- made current inside fn descends from the span), so u is false. false is also the safe side:
+-- it only sends the next span to C, which decides by the real context (and begin syncs again).
 local MIRROR = { u = false, co = false }
 debug.getregistry()["bg.trace"] = MIRROR
 local function sync() MIRROR.u = unsampled_now() end
@@ -820,7 +826,7 @@ local MAIN = {} -- the owner of bare spans begun outside a run (they end before 
 local function begin(name, bare, attrs, k1, v1, k2, v2, more)
   local sc = scope_name
   local p = C.bg_span_begin(tracer, nil, name, #name, 1, sc, #sc)
-  sync()
+  if p.recording == 0 then sync() end -- recording: sampled, u stays false
   local i
   if nfree > 0 then
     i = free_slots[nfree]
@@ -857,9 +863,19 @@ local function handler(e)
   return e
 end
 
+-- The ok path calls no Lua function: a trace that began in one could not return through
+-- this frame's `...` (NYI in LuaJIT), and each span would go through the interpreter.
 local function close(obj, i, p, ok, ...)
   if ok then
-    if reg[i] == obj then end_span(obj, i, p) end
+    if reg[i] == obj then
+      reg[i] = nil
+      addr[i] = nil
+      nfree = nfree + 1
+      free_slots[nfree] = i
+      if obj ~= MAIN and type(obj) == "table" then obj[1] = false end
+      C.bg_span_end(tracer, p, 0)
+      MIRROR.u = false -- see MIRROR
+    end
     return ...
   end
   local e = ...

@@ -286,6 +286,45 @@ describe("beagle.span", function()
     assert.are.same({}, drain())
   end)
 
+  it("the unsampled mirror after a span ends: never true where C would sample", function()
+    -- what beagle.span sets without asking C must agree with the tracer's real context
+    local function mirror_ok()
+      local u = T._unsampled()
+      T.sync()
+      -- false where true would be right only costs a call into C; true where false is right
+      -- would drop spans
+      return not (u and not T._unsampled()), u
+    end
+    with_current(nil, function() -- and back to no context after
+      local left
+      beagle.span("sampled", function()
+        -- a span left open inside fn is still current when fn's span ends
+        left = beagle.trace_operation("left open")
+      end)
+      assert.is_true(mirror_ok())
+      assert.is_false(T._unsampled())
+      assert.are.equal(left:span_id(), T.span_id())
+      left:finish()
+    end)
+    assert.is_nil(T.span_id())
+    T.configure { trace_sampling_rate = 0 }
+    local inner
+    beagle.span("root", function()
+      inner = T._unsampled() -- the unsampled root is current: its children are the no-op
+    end)
+    T.configure { trace_sampling_rate = 1 }
+    assert.is_true(inner)
+    local ok, u = mirror_ok()
+    assert.is_true(ok)
+    assert.is_false(u)
+    with_current(UNSAMPLED, function()
+      assert.is_true(T._unsampled())
+      beagle.span("noop", function() end)
+      assert.is_true(T._unsampled()) -- the no-op path leaves it as it was
+    end)
+    drain()
+  end)
+
   it("configure: a reload's config over the settings, unless the environment set them", function()
     local function sampled_root()
       local rec
