@@ -911,6 +911,41 @@ static void test_copy_lengths(void) {
   }
 }
 
+/* A span's first attributes take the short path (room inline, under the limit), the rest the
+ * general one: a key set on one side is replaced from the other, with any type, and a NULL
+ * value is "" on both. */
+static void test_attr_paths(void) {
+  bg_tracer *t = fresh();
+  bg_span *s = bg_span_begin(t, NULL, S("s"), BG_SPAN_INTERNAL, NULL, 0);
+  bg_span_set_str(s, S("nul"), NULL, 3);
+  for (int i = 0; i < 12; i++) { /* past the 8 inline slots */
+    char k[8];
+    int n = snprintf(k, sizeof k, "k%d", i);
+    bg_span_set_int(s, k, (size_t)n, i);
+  }
+  bg_span_set_str(s, S("k1"), S("one"));  /* inline slot, set after the growth */
+  bg_span_set_double(s, S("k10"), 2.5);   /* grown slot */
+  bg_span_set_bool(s, S("k2"), 1);        /* inline slot */
+  bg_span_set_str(s, S("nul"), NULL, 0);  /* still "" */
+  bg_span_set_str(s, S(""), S("no key")); /* not an attribute */
+  bg_span_end(t, s, 0);
+  bg_span_view v;
+  bg_span_batch *b = one_span(t, &v);
+  CHECK_INT(v.nattrs, 13);
+  CHECK_INT(v.dropped_attrs, 0);
+  const bg_attr *a = attr(v.attrs, v.nattrs, "nul");
+  CHECK(a != NULL && a->type == BG_ATTR_STRING && a->n == 0 && a->v.s[0] == '\0');
+  a = attr(v.attrs, v.nattrs, "k1");
+  CHECK(a != NULL && a->type == BG_ATTR_STRING && a->n == 3 && memcmp(a->v.s, "one", 3) == 0);
+  a = attr(v.attrs, v.nattrs, "k10");
+  CHECK(a != NULL && a->type == BG_ATTR_DOUBLE && a->v.d == 2.5);
+  a = attr(v.attrs, v.nattrs, "k2");
+  CHECK(a != NULL && a->type == BG_ATTR_BOOL && a->v.b == 1);
+  a = attr(v.attrs, v.nattrs, "k11");
+  CHECK(a != NULL && a->type == BG_ATTR_INT && a->v.i == 11);
+  bg_span_batch_unref(b);
+}
+
 /* ---- bench ---- */
 
 static double now_s(void) {
@@ -1005,6 +1040,7 @@ int main(int argc, char **argv) {
   test_shutdown_with_open_spans();
   test_clock();
   test_copy_lengths();
+  test_attr_paths();
   bg_tracer_shutdown();
   if (failures) fprintf(stderr, "%d failures\n", failures);
   return failures != 0;
