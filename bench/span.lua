@@ -219,6 +219,11 @@ bench("sampled_setattr_plugin", "span(name, fn) + 2 sp:set_attribute, sampled (p
 set_current(UNSAMPLED)
 local nodrain = function() end
 bench("unsampled_plugin", "span(name, {2 attrs}, fn) unsampled: no-op span (plugin mode)", N, p_span, span, nodrain)
+-- the floor under unsampled_plugin: a library function that only calls fn, without a check
+local NOOP = T.NOOP
+local function bare_call(_, _, fn) return fn(NOOP) end
+bench("floor_plugin", "f(name, {2 attrs}, fn) where f only calls fn(x): the floor of any beagle.span (plugin mode)",
+  N, p_span, bare_call, nodrain)
 bench("unsampled_literal_plugin", "span(name, {fresh 2 attrs}, fn) unsampled (plugin mode)", N, p_literal, span,
   nodrain)
 bench("unsampled_setattr_plugin", "span(name, fn) + 2 sp:set_attribute, unsampled (plugin mode)", N, p_setattr,

@@ -16,7 +16,8 @@ REPS=${BENCH_SPAN_REPS:-5}
 # left by one would change the next
 KEYS="sampled_jit sampled_noarg_jit sampled_literal_jit sampled_setattr_jit instrument_jit agent_start_jit
   sampled_norec_jit unsampled_jit unsampled_setattr_jit loop_plugin sampled_plugin sampled_noarg_plugin
-  sampled_literal_plugin sampled_setattr_plugin unsampled_plugin unsampled_literal_plugin unsampled_setattr_plugin"
+  sampled_literal_plugin sampled_setattr_plugin unsampled_plugin floor_plugin unsampled_literal_plugin
+  unsampled_setattr_plugin"
 : >"$TMP/span.out"
 for k in $KEYS; do
   (cd "$REPO" && BEAGLE_LIB="$LIB" LUA_PATH="$REPO/lua/?.lua;$REPO/lua/?/init.lua;;" \
