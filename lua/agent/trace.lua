@@ -863,18 +863,25 @@ local function handler(e)
   return e
 end
 
--- The ok path calls no Lua function: a trace that began in one could not return through
--- this frame's `...` (NYI in LuaJIT), and each span would go through the interpreter.
+-- The end of beagle.span's span after fn returned. A function of its own, so that it is a
+-- compiled trace when close runs in the interpreter (from a plugin's chunk, where an FFI call
+-- interpreted costs ~300 instructions), and without a branch: a side trace of it could not
+-- return through close's `...` (NYI in LuaJIT) and would send each span through the
+-- interpreter (as sync's did).
+local function end_ok(i, p)
+  reg[i] = nil
+  addr[i] = nil
+  nfree = nfree + 1
+  free_slots[nfree] = i
+  C.bg_span_end(tracer, p, 0)
+  MIRROR.u = false -- see MIRROR
+end
+
 local function close(obj, i, p, ok, ...)
   if ok then
     if reg[i] == obj then
-      reg[i] = nil
-      addr[i] = nil
-      nfree = nfree + 1
-      free_slots[nfree] = i
       if obj ~= MAIN and type(obj) == "table" then obj[1] = false end
-      C.bg_span_end(tracer, p, 0)
-      MIRROR.u = false -- see MIRROR
+      end_ok(i, p)
     end
     return ...
   end
