@@ -76,7 +76,9 @@ static void seed(uint64_t *s) {
   if ((s[0] | s[1] | s[2] | s[3]) == 0) s[0] = 1; /* the one state xoshiro cannot leave */
 }
 
-void bg_trace_new_trace_id(bg_tracer *t, uint8_t out[BG_TRACE_ID_LEN]) {
+/* The ids, inline for bg_span_begin (the exported functions are called through the PLT from
+ * inside the library too). */
+static inline void new_trace_id(bg_tracer *t, uint8_t out[BG_TRACE_ID_LEN]) {
   uint64_t a, b;
   do {
     a = next(t->rng);
@@ -86,12 +88,20 @@ void bg_trace_new_trace_id(bg_tracer *t, uint8_t out[BG_TRACE_ID_LEN]) {
   memcpy(out + 8, &b, 8);
 }
 
-void bg_trace_new_span_id(bg_tracer *t, uint8_t out[BG_SPAN_ID_LEN]) {
+static inline void new_span_id(bg_tracer *t, uint8_t out[BG_SPAN_ID_LEN]) {
   uint64_t a;
   do
     a = next(t->rng);
   while (a == 0);
   memcpy(out, &a, 8);
+}
+
+void bg_trace_new_trace_id(bg_tracer *t, uint8_t out[BG_TRACE_ID_LEN]) {
+  new_trace_id(t, out);
+}
+
+void bg_trace_new_span_id(bg_tracer *t, uint8_t out[BG_SPAN_ID_LEN]) {
+  new_span_id(t, out);
 }
 
 /* ---- the tracer ------------------------------------------------------------------------------ */
@@ -214,7 +224,7 @@ static void rec_reset(rec *r) {
   r->aend = r->ap + sizeof r->inline_mem;
 }
 
-rec *bg__rec_new(void) {
+static inline rec *rec_new(void) {
   bg_tracer *t = g_tracer;
   rec *r;
   if (t != NULL && t->pool != NULL) {
@@ -228,6 +238,10 @@ rec *bg__rec_new(void) {
   }
   rec_reset(r);
   return r;
+}
+
+rec *bg__rec_new(void) {
+  return rec_new();
 }
 
 static void rec_destroy(rec *r) {
@@ -268,7 +282,7 @@ void *bg__rec_grow(rec *r, size_t n) {
   return b->data;
 }
 
-int bg__ring_push(ring *q, rec *r, size_t cap) {
+static inline int ring_push(ring *q, rec *r, size_t cap) {
   if (q->len >= cap) return -1;
   if (q->len == q->alloc) {
     size_t alloc = q->alloc ? q->alloc * 2 : 64;
@@ -284,6 +298,10 @@ int bg__ring_push(ring *q, rec *r, size_t cap) {
   q->a[(q->head + q->len) & (q->alloc - 1)] = r;
   q->len++;
   return 0;
+}
+
+int bg__ring_push(ring *q, rec *r, size_t cap) {
+  return ring_push(q, r, cap);
 }
 
 void bg__ring_free(ring *q) {
@@ -410,16 +428,16 @@ bg_span *bg_span_begin(bg_tracer *t, const bg_span_ctx *parent, const char *name
     c.flags = p->flags & BG_TRACE_FLAG_SAMPLED;
     c.state = p->state;
   } else {
-    bg_trace_new_trace_id(t, c.trace_id);
+    new_trace_id(t, c.trace_id);
     c.flags = sample_root(t, c.trace_id) ? BG_TRACE_FLAG_SAMPLED : 0;
     c.state = NULL;
   }
-  bg_trace_new_span_id(t, c.span_id);
+  new_span_id(t, c.span_id);
   c.remote = 0;
   t->st.started++;
   lite *s = NULL;
   rec *r = NULL;
-  if (c.flags && t->rec_spans && (r = bg__rec_new()) != NULL) {
+  if (c.flags && t->rec_spans && (r = rec_new()) != NULL) {
     s = &r->base;
     s->pub.recording = 1;
     s->is_rec = 1;
@@ -495,7 +513,7 @@ void bg_span_end(bg_tracer *t, bg_span *sp, uint64_t end_ns) {
     bg__rec_free(r);
     return;
   }
-  if (bg__ring_push(&t->rings[0], r, t->cap_spans) != 0) {
+  if (ring_push(&t->rings[0], r, t->cap_spans) != 0) {
     t->st.spans_dropped++;
     bg__rec_free(r);
     return;
@@ -812,7 +830,7 @@ void bg_trace_log_record(bg_tracer *t, int level, const char *msg, size_t msg_le
     t->st.logs_dropped++;
     return;
   }
-  rec *r = bg__rec_new();
+  rec *r = rec_new();
   if (r == NULL) {
     t->st.logs_dropped++;
     return;
@@ -843,7 +861,7 @@ void bg_trace_log_record(bg_tracer *t, int level, const char *msg, size_t msg_le
     size_t vl = v == NULL ? 0 : kvlen != NULL ? kvlen[2 * i + 1] : strlen(v);
     put_str(r, set, k, kl, v, vl);
   }
-  if (bg__ring_push(&t->rings[1], r, t->cap_logs) != 0) {
+  if (ring_push(&t->rings[1], r, t->cap_logs) != 0) {
     t->st.logs_dropped++;
     bg__rec_free(r);
     return;
