@@ -240,6 +240,10 @@ local function check_value(v)
   local t = type(v)
   if t == "string" or t == "number" or t == "boolean" then return nil end
   if t ~= "table" then return ("a string, number, boolean or array expected, got %s"):format(t) end
+  -- a plain table only: a metatable's __index would run the plugin's code between these checks
+  -- and the C call that copies the items (it could end the span, or answer one item twice
+  -- with strings of different lengths); without one, every read here and in set_array is raw
+  if debug.getmetatable(v) ~= nil then return "an array must be a plain table (it has a metatable)" end
   local n, kind = #v, nil
   for i = 1, n do
     local ti = type(v[i])

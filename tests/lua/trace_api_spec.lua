@@ -425,6 +425,23 @@ describe("beagle.span", function()
         assert.is_false(ok2, bad[1])
         assert.matches(bad[4], e2)
       end
+      -- an array whose metatable would run the plugin's code between the checks and the copy into
+      -- C (ending the span there, or answering an item twice with strings of different lengths:
+      -- a write into an ended record, a read past a string) is refused before any of it runs
+      local ran = false
+      local hostile = setmetatable({ "a", nil, "c" }, { __index = function()
+        ran = true
+        sp:finish()
+        return "b"
+      end })
+      local ok2, e2 = pcall(sp.set_attribute, sp, "k", hostile)
+      assert.is_false(ok2)
+      assert.matches("plain table", e2)
+      ok2, e2 = pcall(beagle.span, "inner", { k = hostile }, function() end)
+      assert.is_false(ok2)
+      assert.matches("plain table", e2)
+      assert.is_false(ran)
+      assert.are.equal(sp, sp:set_attribute("still", "open"))
     end)
     for _, call in ipairs {
       { beagle.span, { 1, nil, function() end }, "^[^:]*trace_api_spec.lua:%d+: bad argument #1 to 'beagle.span'" },
