@@ -215,6 +215,7 @@ void bg_trace_restore(bg_tracer *t, bg_span_ctx *c) {
 static void rec_reset(rec *r) {
   for (arena_blk *b = r->blocks, *n; b != NULL; b = n) {
     n = b->next;
+    bg__trace_arena_bytes -= b->cap;
     free(b);
   }
   memset(r, 0, offsetof(rec, attrs_inline));
@@ -249,9 +250,11 @@ static void rec_destroy(rec *r) {
   r->base.ctx.state = NULL;
   for (arena_blk *b = r->blocks, *n; b != NULL; b = n) {
     n = b->next;
+    bg__trace_arena_bytes -= b->cap;
     free(b);
   }
   r->blocks = NULL;
+  r->grown = 0;
 }
 
 void bg__rec_free(rec *r) {
@@ -270,10 +273,21 @@ void bg__rec_free(rec *r) {
   free(r);
 }
 
+size_t bg__trace_arena_bytes;
+
 void *bg__rec_grow(rec *r, size_t n) {
   size_t cap = n > 2048 ? n : 2048;
+  if (r->grown + cap > REC_ARENA_MAX || bg__trace_arena_bytes + cap > TRACE_ARENA_MAX) {
+    if (r->grown + n > REC_ARENA_MAX || bg__trace_arena_bytes + n > TRACE_ARENA_MAX) {
+      r->dropped_attrs++;
+      return NULL;
+    }
+    cap = n;
+  }
   arena_blk *b = malloc(sizeof *b + cap);
   if (b == NULL) return NULL;
+  r->grown += cap;
+  bg__trace_arena_bytes += cap;
   b->cap = cap;
   b->next = r->blocks;
   r->blocks = b;
@@ -489,6 +503,7 @@ void bg_span_end(bg_tracer *t, bg_span *sp, uint64_t end_ns) {
   lite *s = (lite *)sp;
   if (s == &dummy || !s->live) return;
   s->live = 0;
+  s->pub.recording = 0; /* a stale pointer's setters do nothing (REC), whatever holds it */
   if (same_span(&bg__trace_cur, &s->ctx)) {
     bg__tracestate_unref(bg__trace_cur.state);
     bg__trace_cur = s->prev;

@@ -40,6 +40,15 @@ typedef struct arena_blk {
 #define REC_INLINE 512 /* arena bytes inside the record */
 #define REC_ATTRS 8    /* a span's first attributes, inside the record too */
 #define REC_ALIGN 8    /* what the arena aligns to: pointers, int64, double */
+/* The most block bytes one record's arena grows by, and all records together. Every set copies
+ * its value (a replaced one is not reclaimed), so without a bound one span set in a loop could
+ * hold the agent's memory outside any plugin's limit. Past either, what would need more is
+ * dropped and counted in the record's dropped attributes. A record may hold its 128 attributes
+ * at the 4,096-byte cut and its events; all records, 64 MiB (2,048 buffered spans of 32 KiB). */
+#define REC_ARENA_MAX (640u * 1024u)
+#define TRACE_ARENA_MAX ((size_t)64 * 1024 * 1024)
+/* Bytes of arena blocks all records hold now (trace.c). */
+extern size_t bg__trace_arena_bytes;
 
 typedef struct rec {
   lite base;
@@ -58,6 +67,7 @@ typedef struct rec {
   /* the arena: a bump pointer in the inline bytes, then in blocks */
   char *ap, *aend;
   arena_blk *blocks;
+  size_t grown; /* bytes of blocks: at most REC_ARENA_MAX */
   /* not cleared when the record is reused (all of the above is) */
   bg_attr attrs_inline[REC_ATTRS];
   max_align_t inline_mem[REC_INLINE / sizeof(max_align_t)];

@@ -827,7 +827,18 @@ local MAIN = {} -- the owner of bare spans begun outside a run (they end before 
 -- collection: two thirds of what Lua adds to a sampled span).
 -- Begins a span (current from now on) and its object (none when bare); attrs as check_first
 -- gave them.
+local MAX_OPEN = 10000 -- spans of one state open at once (each a record in C, ~1.4 KB)
+
 local function begin(name, bare, attrs, k1, v1, k2, v2, more)
+  if nfree == 0 and top >= MAX_OPEN then
+    -- held, never ended: past the bound, the ones whose object is gone are swept first; what
+    -- is still held is the plugin's mistake, and a clear error rather than C memory without
+    -- end (and a sweep over ever more slots every 256 spans)
+    sweep(false)
+    if nfree == 0 then
+      error(("too many spans open at once (%d): end them with span:finish()"):format(MAX_OPEN), 3)
+    end
+  end
   local sc = scope_name
   local p = C.bg_span_begin(tracer, nil, name, #name, 1, sc, #sc)
   if p.recording == 0 then sync() end -- recording: sampled, u stays false
@@ -1008,6 +1019,7 @@ function T.plugin_api()
     instrument = instrument }
 end
 T.NOOP = NOOP
+T.MAX_OPEN = MAX_OPEN
 -- for the spec: how many spans are open now
 T._open_count = function()
   local n = 0

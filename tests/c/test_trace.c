@@ -414,6 +414,31 @@ static void test_limits(void) {
   bg_span_batch_unref(b);
 }
 
+/* A span's arena is bounded: a value set again and again under one key (each set copies, a
+ * replaced value is not reclaimed) stops growing it at REC_ARENA_MAX, the sets past that counted
+ * as dropped; and an ended span's public flag says it records nothing more. */
+static void test_arena_bound(void) {
+  bg_tracer *t = fresh();
+  bg_tracer_set_limits(t, 128, 128, 4096);
+  bg_span *s = bg_span_begin(t, NULL, S("loop"), BG_SPAN_INTERNAL, NULL, 0);
+  char big[4000];
+  memset(big, 'y', sizeof big);
+  size_t before = bg__trace_arena_bytes;
+  for (int i = 0; i < 1000; i++)
+    bg_span_set_str(s, S("k"), big, sizeof big);
+  CHECK(bg__trace_arena_bytes - before <= REC_ARENA_MAX);
+  bg_span_end(t, s, 0);
+  CHECK_INT(s->recording, 0); /* still in the buffer: readable */
+  bg_span_view v;
+  bg_span_batch *b = one_span(t, &v);
+  CHECK_INT(v.nattrs, 1);
+  CHECK(v.dropped_attrs > 0);
+  const bg_attr *a = attr(v.attrs, v.nattrs, "k");
+  CHECK(a != NULL && a->n == sizeof big && a->v.s[0] == 'y');
+  bg_span_batch_unref(b);
+  CHECK_INT(bg__trace_arena_bytes, before); /* the blocks went with the record */
+}
+
 static void test_not_recording_is_inert(void) {
   bg_tracer *t = fresh();
   bg_tracer_set_ratio(t, 0);
@@ -1030,6 +1055,7 @@ int main(int argc, char **argv) {
   test_recording();
   test_status();
   test_limits();
+  test_arena_bound();
   test_not_recording_is_inert();
   test_buffer_and_ready();
   test_recording_off();

@@ -459,6 +459,23 @@ describe("beagle.span", function()
     assert.is_nil(T.trace_id())
   end)
 
+  it("a state holds at most T.MAX_OPEN spans open at once: past it, a clear error", function()
+    local held = {}
+    for i = 1, T.MAX_OPEN do held[i] = beagle.trace_operation("held") end
+    local ok, e = pcall(beagle.trace_operation, "one too many")
+    assert.is_false(ok)
+    assert.matches("too many spans open at once", e)
+    ok, e = pcall(beagle.span, "one too many", function() end)
+    assert.is_false(ok)
+    assert.matches("too many spans open at once", e)
+    held[T.MAX_OPEN]:finish() -- room again
+    local sp = beagle.trace_operation("fits")
+    sp:finish()
+    for i = T.MAX_OPEN - 1, 1, -1 do held[i]:finish() end
+    assert.is_nil(T.trace_id())
+    drain()
+  end)
+
   it("a span nobody ends is ended by the collector, with status error", function()
     do
       local op = beagle.trace_operation("abandoned")
