@@ -23,8 +23,11 @@ S.sh = sh
 S.tmp_root = os.getenv("BEAGLE_TEST_TMP") or "/tmp"
 
 function S.tmpdir()
-  local d = sh(("mktemp -d %q"):format(S.tmp_root .. "/beagle-test.XXXXXX")):gsub("%s+$", "")
-  return d
+  local out, code = sh(("mktemp -d %q 2>&1"):format(S.tmp_root .. "/beagle-test.XXXXXX"))
+  -- a failed mktemp's message is no directory (files were once written into the working tree
+  -- under a name made of it, when BEAGLE_TEST_TMP named a directory that did not exist)
+  assert(code == 0, ("S.tmpdir: mktemp failed under %s (BEAGLE_TEST_TMP): %s"):format(S.tmp_root, out))
+  return (out:gsub("%s+$", ""))
 end
 
 local tmp_seq = 0
