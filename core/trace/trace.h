@@ -54,8 +54,8 @@ typedef struct bg_tracestate bg_tracestate;
 typedef struct bg_span_ctx {
   uint8_t trace_id[BG_TRACE_ID_LEN]; /* all zero: no context */
   uint8_t span_id[BG_SPAN_ID_LEN];
-  uint8_t flags;  /* W3C trace-flags: BG_TRACE_FLAG_SAMPLED */
-  uint8_t remote; /* parsed from a traceparent header */
+  uint8_t flags;        /* W3C trace-flags: BG_TRACE_FLAG_SAMPLED */
+  uint8_t remote;       /* parsed from a traceparent header */
   bg_tracestate *state; /* NULL: empty */
 } bg_span_ctx;
 
@@ -68,8 +68,10 @@ typedef struct bg_log_batch bg_log_batch;
 
 static inline int bg_span_ctx_valid(const bg_span_ctx *c) {
   uint64_t t = 0, s = 0;
-  for (int i = 0; i < BG_TRACE_ID_LEN; i++) t |= c->trace_id[i];
-  for (int i = 0; i < BG_SPAN_ID_LEN; i++) s |= c->span_id[i];
+  for (int i = 0; i < BG_TRACE_ID_LEN; i++)
+    t |= c->trace_id[i];
+  for (int i = 0; i < BG_SPAN_ID_LEN; i++)
+    s |= c->span_id[i];
   return t != 0 && s != 0;
 }
 static inline int bg_span_ctx_sampled(const bg_span_ctx *c) {
@@ -95,8 +97,7 @@ void bg_traceparent_format(const bg_span_ctx *c, char buf[55]);
 int bg_tracestate_parse(bg_span_ctx *c, const char *s, size_t len);
 /* c->state with key=value put first (an existing member with that key removed, the last
  * member dropped past 32). BG_EINVAL for an invalid key or value. */
-int bg_tracestate_set(bg_span_ctx *c, const char *key, size_t klen, const char *val,
-                      size_t vlen);
+int bg_tracestate_set(bg_span_ctx *c, const char *key, size_t klen, const char *val, size_t vlen);
 /* The header value of a tracestate, or NULL with *len 0 when empty. Borrowed. */
 const char *bg_tracestate_str(const bg_tracestate *ts, size_t *len);
 /* Lower-case hex of an id into buf (2 * n bytes, no NUL). */
@@ -129,16 +130,15 @@ BG_EXPORT void bg_tracer_set_limits(bg_tracer *t, uint32_t max_attrs, uint32_t m
  * It must only schedule the drain, e.g. start a 0 ms uv timer or uv_async_send: those callers
  * may be Lua code in the middle of an FFI call, so cb must not enter any lua_State nor take
  * from the buffers itself.) */
-BG_EXPORT void bg_tracer_set_ready_cb(bg_tracer *t, size_t batch, void (*cb)(void *ud),
-                                      void *ud);
+BG_EXPORT void bg_tracer_set_ready_cb(bg_tracer *t, size_t batch, void (*cb)(void *ud), void *ud);
 /* (H1, added) Whether a buffer holds `batch` items or more: the same question polled, for a
  * caller that would rather check on its own timer than be called. */
 BG_EXPORT int bg_tracer_ready(const bg_tracer *t);
 
 /* Counters for the agent's self-metrics. */
 typedef struct bg_tracer_stats {
-  uint64_t started, sampled;          /* spans begun; of those, recording */
-  uint64_t spans_dropped;             /* finished recording spans refused by a full buffer */
+  uint64_t started, sampled; /* spans begun; of those, recording */
+  uint64_t spans_dropped;    /* finished recording spans refused by a full buffer */
   uint64_t logs_recorded, logs_dropped;
   size_t spans_buffered, logs_buffered;
 } bg_tracer_stats;
@@ -171,26 +171,23 @@ struct bg_span {
  * it (the OTLP instrumentation scope: "beagle", or the plugin's name); NULL is "beagle".
  * Never fails: out of memory gives a non-recording span. */
 BG_EXPORT bg_span *bg_span_begin(bg_tracer *t, const bg_span_ctx *parent, const char *name,
-                                 size_t name_len, int kind, const char *scope,
-                                 size_t scope_len);
+                                 size_t name_len, int kind, const char *scope, size_t scope_len);
 /* The span's context (borrowed, valid until bg_span_end). */
 BG_EXPORT const bg_span_ctx *bg_span_context(const bg_span *s);
 /* Attributes: a later value for a key replaces the earlier one. No-ops on a non-recording
  * span. Values are copied; strings cut at the value limit. */
-BG_EXPORT void bg_span_set_str(bg_span *s, const char *k, size_t klen, const char *v,
-                               size_t vlen);
+BG_EXPORT void bg_span_set_str(bg_span *s, const char *k, size_t klen, const char *v, size_t vlen);
 BG_EXPORT void bg_span_set_int(bg_span *s, const char *k, size_t klen, int64_t v);
 BG_EXPORT void bg_span_set_double(bg_span *s, const char *k, size_t klen, double v);
 BG_EXPORT void bg_span_set_bool(bg_span *s, const char *k, size_t klen, int v);
 /* An array attribute: n values of one type (BG_ATTR_STRING: vs/vlens, BG_ATTR_INT: vi,
  * BG_ATTR_DOUBLE: vd, BG_ATTR_BOOL: vi as 0/1). */
 BG_EXPORT void bg_span_set_array(bg_span *s, const char *k, size_t klen, int type, size_t n,
-                                 const char *const *vs, const size_t *vlens,
-                                 const int64_t *vi, const double *vd);
+                                 const char *const *vs, const size_t *vlens, const int64_t *vi,
+                                 const double *vd);
 /* An event at time_ns (0: now); its attributes are added with the bg_span_event_* calls that
  * follow, up to the next event or the end. */
-BG_EXPORT void bg_span_add_event(bg_span *s, const char *name, size_t name_len,
-                                 uint64_t time_ns);
+BG_EXPORT void bg_span_add_event(bg_span *s, const char *name, size_t name_len, uint64_t time_ns);
 BG_EXPORT void bg_span_event_set_str(bg_span *s, const char *k, size_t klen, const char *v,
                                      size_t vlen);
 BG_EXPORT void bg_span_event_set_int(bg_span *s, const char *k, size_t klen, int64_t v);
@@ -198,9 +195,8 @@ BG_EXPORT void bg_span_event_set_double(bg_span *s, const char *k, size_t klen, 
 BG_EXPORT void bg_span_event_set_bool(bg_span *s, const char *k, size_t klen, int v);
 /* An "exception" event with exception.type, exception.message and exception.stacktrace (each
  * may be NULL), per the OpenTelemetry semantic conventions. It does not set the status. */
-BG_EXPORT void bg_span_record_exception(bg_span *s, const char *type, size_t tlen,
-                                        const char *msg, size_t mlen, const char *stack,
-                                        size_t slen);
+BG_EXPORT void bg_span_record_exception(bg_span *s, const char *type, size_t tlen, const char *msg,
+                                        size_t mlen, const char *stack, size_t slen);
 BG_EXPORT void bg_span_set_status(bg_span *s, int code, const char *msg, size_t mlen);
 BG_EXPORT void bg_span_set_kind(bg_span *s, int kind);
 BG_EXPORT void bg_span_set_name(bg_span *s, const char *name, size_t name_len);
@@ -223,8 +219,13 @@ BG_EXPORT void bg_trace_log_record(bg_tracer *t, int level, const char *msg, siz
 
 /* ---- what the exporters read ---- */
 
-enum { BG_ATTR_STRING = 1, BG_ATTR_BOOL = 2, BG_ATTR_INT = 3, BG_ATTR_DOUBLE = 4,
-       BG_ATTR_ARRAY = 5 };
+enum {
+  BG_ATTR_STRING = 1,
+  BG_ATTR_BOOL = 2,
+  BG_ATTR_INT = 3,
+  BG_ATTR_DOUBLE = 4,
+  BG_ATTR_ARRAY = 5
+};
 
 /* An attribute as stored: for BG_ATTR_ARRAY, v.a holds n items (their key NULL, one type). */
 typedef struct bg_attr {
@@ -250,7 +251,7 @@ typedef struct bg_span_event_view {
 } bg_span_event_view;
 
 typedef struct bg_span_view {
-  bg_span_ctx ctx;          /* trace id, span id, flags, tracestate */
+  bg_span_ctx ctx;                        /* trace id, span id, flags, tracestate */
   uint8_t parent_span_id[BG_SPAN_ID_LEN]; /* all zero for a root */
   int kind, status;
   const char *name, *status_msg, *scope;
