@@ -216,6 +216,37 @@ function M.merge_headers(ours, configured)
   return ours
 end
 
+-- OTLP/HTTP as its specification asks a client to speak it, once for otlp_metrics, otlp_traces,
+-- otlp_logs and logfire: POST the encoded body (JSON, gzipped when o.gzip) to url. A 2xx is
+-- success, and a partialSuccess that rejected items (o.rejected: "rejectedSpans",
+-- "rejectedLogRecords", "rejectedDataPoints") is logged with the receiver's errorMessage, never
+-- sent again; 429, 502, 503 and 504 are retried (after Retry-After when the receiver sent one);
+-- every other answer is final. o: { gzip, headers (the instance's, over ours), auth (an
+-- Authorization value or nil), user_agent, label (errors and the log line start with it:
+-- "otlp", "logfire"), rejected, what ("spans") }. Returns what a backend's send returns.
+local OTLP_RETRY = { [429] = true, [502] = true, [503] = true, [504] = true }
+function M.otlp_post(ctx, url, body, o)
+  local label = o.label or "otlp"
+  local headers = { ["Content-Type"] = "application/json", ["User-Agent"] = o.user_agent, Authorization = o.auth }
+  if o.gzip then headers["Content-Encoding"] = "gzip" end
+  M.merge_headers(headers, o.headers) -- configured headers replace ours of the same name
+  local res, err = ctx.http.post(url, body, { headers = headers })
+  if not res then return nil, label .. ": " .. tostring(err) end
+  if res.status >= 200 and res.status < 300 then
+    local ok, doc = pcall(ctx.json.decode, res.body or "")
+    local ps = ok and type(doc) == "table" and doc.partialSuccess
+    local n = type(ps) == "table" and tonumber(ps[o.rejected]) or 0
+    if n > 0 then
+      ctx.log.warn(("%s receiver rejected %s"):format(label, o.what or "items"),
+        { rejected = tostring(n), error = tostring(ps.errorMessage or ""):sub(1, 300) })
+    end
+    return true
+  end
+  local _, why, info = ctx.response(res, err) -- Retry-After, when the receiver sent one
+  if OTLP_RETRY[res.status] then return nil, label .. ": " .. tostring(why), info end
+  return nil, label .. ": " .. tostring(why), { permanent = true }
+end
+
 -- The Authorization header's value for HTTP basic auth (RFC 7617).
 function M.basic_auth(user, password)
   return "Basic " .. M.base64((user or "") .. ":" .. (password or ""))

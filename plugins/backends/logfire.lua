@@ -9,7 +9,6 @@
 
 local cu = require "beagle.channel_util"
 
-local RETRY = { [429] = true, [502] = true, [503] = true, [504] = true }
 local REGIONS = { us = "https://logfire-us.pydantic.dev", eu = "https://logfire-eu.pydantic.dev" }
 local PATHS = { traces = "/v1/traces", logs = "/v1/logs" }
 local REJECTED = { traces = "rejectedSpans", logs = "rejectedLogRecords" }
@@ -58,24 +57,8 @@ return beagle.backend {
     if body == "" then return true end
 
     local base = o.base_url ~= "" and o.base_url or region_url(o.token)
-    local headers = { ["Content-Type"] = "application/json", ["User-Agent"] = "beagle/" .. beagle._VERSION,
-      Authorization = o.token }
-    if o.gzip then headers["Content-Encoding"] = "gzip" end
-    cu.merge_headers(headers, o.headers)
-    local res, herr = ctx.http.post(base:gsub("/+$", "") .. path, body, { headers = headers })
-    if not res then return nil, "logfire: " .. tostring(herr) end
-    if res.status >= 200 and res.status < 300 then
-      local ok, doc = pcall(ctx.json.decode, res.body or "")
-      local ps = ok and type(doc) == "table" and doc.partialSuccess
-      local n = type(ps) == "table" and tonumber(ps[REJECTED[sig]]) or 0
-      if n > 0 then
-        ctx.log.warn("logfire rejected part of a batch", { signal = sig, rejected = tostring(n),
-          error = tostring(ps.errorMessage or ""):sub(1, 300) })
-      end
-      return true
-    end
-    local _, why, info = ctx.response(res, herr)
-    if RETRY[res.status] then return nil, "logfire: " .. tostring(why), info end
-    return nil, "logfire: " .. tostring(why), { permanent = true }
+    return cu.otlp_post(ctx, base:gsub("/+$", "") .. path, body, { gzip = o.gzip, headers = o.headers,
+      auth = o.token, user_agent = "beagle/" .. beagle._VERSION, label = "logfire", rejected = REJECTED[sig],
+      what = sig == "traces" and "spans" or "log records" })
   end,
 }

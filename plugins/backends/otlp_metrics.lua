@@ -7,7 +7,6 @@
 local cu = require "beagle.channel_util"
 
 -- OTLP/HTTP: only these are retryable; every other failure must not be retried
-local RETRY = { [429] = true, [502] = true, [503] = true, [504] = true }
 
 return beagle.backend {
   name = "otlp_metrics",
@@ -31,28 +30,7 @@ return beagle.backend {
     if not body then return nil, skipped, { permanent = true } end
     if body == "" then return true end -- nothing but NaN or infinite values
 
-    local headers = { ["Content-Type"] = "application/json", ["User-Agent"] = "beagle/" .. beagle._VERSION }
-    if o.gzip then headers["Content-Encoding"] = "gzip" end
-    -- configured headers replace ours of the same name, whatever its case
-    cu.merge_headers(headers, o.headers)
-    local res, err = ctx.http.post(o.url, body, { headers = headers })
-    if not res then return nil, "otlp: " .. tostring(err) end
-    if res.status >= 200 and res.status < 300 then
-      -- a partial success is final: the receiver says which points it rejected and why, and a
-      -- client must not send them again
-      local ok, doc = pcall(ctx.json.decode, res.body or "")
-      local ps = ok and type(doc) == "table" and doc.partialSuccess
-      if type(ps) == "table" and (tonumber(ps.rejectedDataPoints) or 0) > 0 then
-        ctx.log.warn("otlp receiver rejected data points", { rejected = tostring(ps.rejectedDataPoints),
-          error = tostring(ps.errorMessage or ""):sub(1, 300) })
-      end
-      return true
-    end
-    if RETRY[res.status] then
-      local _, why, info = ctx.response(res, err) -- Retry-After, when the receiver sent one
-      return nil, "otlp: " .. tostring(why), info
-    end
-    local _, why = ctx.response(res, err)
-    return nil, "otlp: " .. tostring(why), { permanent = true }
+    return cu.otlp_post(ctx, o.url, body, { gzip = o.gzip, headers = o.headers,
+      user_agent = "beagle/" .. beagle._VERSION, rejected = "rejectedDataPoints", what = "data points" })
   end,
 }

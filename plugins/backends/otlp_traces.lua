@@ -8,7 +8,6 @@
 local cu = require "beagle.channel_util"
 
 -- OTLP/HTTP: only these are retryable; every other failure must not be retried
-local RETRY = { [429] = true, [502] = true, [503] = true, [504] = true }
 
 return beagle.backend {
   name = "otlp_traces",
@@ -33,24 +32,7 @@ return beagle.backend {
     if not body then return nil, err, { permanent = true } end
     if body == "" then return true end
 
-    local headers = { ["Content-Type"] = "application/json", ["User-Agent"] = "beagle/" .. beagle._VERSION }
-    if o.gzip then headers["Content-Encoding"] = "gzip" end
-    cu.merge_headers(headers, o.headers)
-    local res, herr = ctx.http.post(o.url, body, { headers = headers })
-    if not res then return nil, "otlp: " .. tostring(herr) end
-    if res.status >= 200 and res.status < 300 then
-      -- a partial success is final: the receiver says how many spans it rejected and why, and a
-      -- client must not send them again
-      local ok, doc = pcall(ctx.json.decode, res.body or "")
-      local ps = ok and type(doc) == "table" and doc.partialSuccess
-      if type(ps) == "table" and (tonumber(ps.rejectedSpans) or 0) > 0 then
-        ctx.log.warn("otlp receiver rejected spans", { rejected = tostring(ps.rejectedSpans),
-          error = tostring(ps.errorMessage or ""):sub(1, 300) })
-      end
-      return true
-    end
-    local _, why, info = ctx.response(res, herr)
-    if RETRY[res.status] then return nil, "otlp: " .. tostring(why), info end
-    return nil, "otlp: " .. tostring(why), { permanent = true }
+    return cu.otlp_post(ctx, o.url, body, { gzip = o.gzip, headers = o.headers,
+      user_agent = "beagle/" .. beagle._VERSION, rejected = "rejectedSpans", what = "spans" })
   end,
 }
