@@ -31,8 +31,9 @@ describe("every repository plugin", function()
       if kind == "check" then
         -- required options get a placeholder of their type; the rest use their defaults
         local given = {}
+        local placeholder = { string = "x", integer = 1, number = 1, boolean = true, duration = "1s", list = { "x" } }
         for name, o in pairs(p.options) do
-          if o.required then given[name] = ({ string = "x", integer = 1, number = 1, boolean = true, duration = "1s" })[o.type] end
+          if o.required then given[name] = placeholder[o.type] end
         end
         assert.is_truthy(beagle.validate_options(p.options, given))
       end
