@@ -249,6 +249,30 @@ function S.receiver(cmd, what)
   return svc, port
 end
 
+-- The OTLP receiver (tests/receivers/otlp_receiver.js) reads every body with OpenTelemetry's own
+-- schema: npm @opentelemetry/otlp-transformer, installed at test time outside the tree.
+-- otlp_transformer() -> the generated root's path, or nil and why when npm cannot get it.
+local OTLP_NPM_DIR = os.getenv("BEAGLE_OTLP_NPM_DIR") or "/tmp/beagle-npm-otlp-transformer"
+local OTLP_ROOT = OTLP_NPM_DIR .. "/node_modules/@opentelemetry/otlp-transformer/build/src/generated/root.js"
+function S.otlp_transformer()
+  if S.read(OTLP_ROOT) then return OTLP_ROOT end
+  local out, code = S.sh(("command -v node >/dev/null && command -v npm >/dev/null && mkdir -p %q && "
+    .. "timeout 300 npm install --prefix %q --no-audit --no-fund --silent "
+    .. "@opentelemetry/otlp-transformer@0.57.2 @opentelemetry/api@1.9.0 2>&1"):format(OTLP_NPM_DIR, OTLP_NPM_DIR))
+  if S.read(OTLP_ROOT) then return OTLP_ROOT end
+  return nil, ("npm could not install @opentelemetry/otlp-transformer (exit %s): %s"):format(tostring(code), out)
+end
+
+-- otlp_receiver(root) -> r: svc, port, base (its URL without a path), requests() (what it wrote:
+-- path, status, decoded body...), stop(). The specs add their own readers over requests().
+function S.otlp_receiver(root)
+  local out = S.tmpdir() .. "/requests.jsonl"
+  local svc, port = S.receiver(("exec node %q %q %q"):format(S.src .. "/tests/receivers/otlp_receiver.js", out, root),
+    "otlp receiver")
+  return { svc = svc, port = port, base = ("http://127.0.0.1:%d"):format(port),
+    requests = function() return S.jsonl(out) end, stop = function() svc.stop() end }
+end
+
 -- jsonl(path) -> the JSON objects of a JSON-lines file a receiver writes, in order
 function S.jsonl(path)
   local t = {}

@@ -10,25 +10,7 @@
 local S = require "support"
 local cjson = require "cjson"
 
-local RECEIVER = S.src .. "/tests/receivers/otlp_receiver.js"
-local NPM_DIR = os.getenv("BEAGLE_OTLP_NPM_DIR") or "/tmp/beagle-npm-otlp-transformer"
-local ROOT = NPM_DIR .. "/node_modules/@opentelemetry/otlp-transformer/build/src/generated/root.js"
-
-local function transformer()
-  if S.read(ROOT) then return ROOT end
-  local out, code = S.sh(("command -v node >/dev/null && command -v npm >/dev/null && mkdir -p %q && "
-    .. "timeout 300 npm install --prefix %q --no-audit --no-fund --silent "
-    .. "@opentelemetry/otlp-transformer@0.57.2 @opentelemetry/api@1.9.0 2>&1"):format(NPM_DIR, NPM_DIR))
-  if S.read(ROOT) then return ROOT end
-  return nil, ("npm could not install @opentelemetry/otlp-transformer (exit %s): %s"):format(tostring(code), out)
-end
-
-local function receiver(root)
-  local out = S.tmpdir() .. "/requests.jsonl"
-  local svc, port = S.receiver(("exec node %q %q %q"):format(RECEIVER, out, root), "otlp receiver")
-  return { port = port, base = ("http://127.0.0.1:%d"):format(port), requests = function() return S.jsonl(out) end,
-    stop = function() svc.stop() end }
-end
+local receiver = S.otlp_receiver
 
 local function attrs(list)
   local t = {}
@@ -62,7 +44,7 @@ local EU_TOKEN = "pylf_v1_eu_xyz789secretToken"
 
 describe("logfire backend", function()
   local r, agent, root, why
-  setup(function() root, why = transformer() end)
+  setup(function() root, why = S.otlp_transformer() end)
   before_each(function() if root then r = receiver(root) end end)
   after_each(function()
     if agent then agent:stop() agent = nil end

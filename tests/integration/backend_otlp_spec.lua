@@ -10,27 +10,9 @@
 local S = require "support"
 local cjson = require "cjson"
 
-local RECEIVER = S.src .. "/tests/receivers/otlp_receiver.js"
-local NPM_DIR = os.getenv("BEAGLE_OTLP_NPM_DIR") or "/tmp/beagle-npm-otlp-transformer"
-local ROOT = NPM_DIR .. "/node_modules/@opentelemetry/otlp-transformer/build/src/generated/root.js"
-
--- the generated root, installed if needed; nil and why when npm cannot get it
-local function transformer()
-  if S.read(ROOT) then return ROOT end
-  local out, code = S.sh(("command -v node >/dev/null && command -v npm >/dev/null && mkdir -p %q && "
-    .. "timeout 300 npm install --prefix %q --no-audit --no-fund --silent "
-    .. "@opentelemetry/otlp-transformer@0.57.2 @opentelemetry/api@1.9.0 2>&1"):format(NPM_DIR, NPM_DIR))
-  if S.read(ROOT) then return ROOT end
-  return nil, ("npm could not install @opentelemetry/otlp-transformer (exit %s): %s"):format(tostring(code), out)
-end
-
 local function receiver(root)
-  local out = S.tmpdir() .. "/requests.jsonl"
-  local svc, port = S.receiver(("exec node %q %q %q"):format(RECEIVER, out, root), "otlp receiver")
-  local r = { port = port, svc = svc, url = ("http://127.0.0.1:%d/v1/metrics"):format(port) }
-  function r.requests()
-    return S.jsonl(out)
-  end
+  local r = S.otlp_receiver(root)
+  r.url = r.base .. "/v1/metrics"
   -- every (metric, its request) received with status 200 of that name, in arrival order
   function r.metrics(name)
     local t = {}
@@ -44,9 +26,8 @@ local function receiver(root)
     return t
   end
   function r.control(st)
-    assert(S.http("POST", ("http://127.0.0.1:%d/_control"):format(port), cjson.encode(st)) == 200)
+    assert(S.http("POST", r.base .. "/_control", cjson.encode(st)) == 200)
   end
-  function r.stop() svc.stop() end
   return r
 end
 
@@ -73,7 +54,7 @@ local function ns_now() return S.now() * 1e9 end
 
 describe("otlp_metrics backend", function()
   local r, agent, root, why
-  setup(function() root, why = transformer() end)
+  setup(function() root, why = S.otlp_transformer() end)
   before_each(function() if root then r = receiver(root) end end)
   after_each(function()
     if agent then agent:stop() agent = nil end

@@ -11,24 +11,8 @@
 local S = require "support"
 local cjson = require "cjson"
 
-local RECEIVER = S.src .. "/tests/receivers/otlp_receiver.js"
-local NPM_DIR = os.getenv("BEAGLE_OTLP_NPM_DIR") or "/tmp/beagle-npm-otlp-transformer"
-local ROOT = NPM_DIR .. "/node_modules/@opentelemetry/otlp-transformer/build/src/generated/root.js"
-
-local function transformer()
-  if S.read(ROOT) then return ROOT end
-  local out, code = S.sh(("command -v node >/dev/null && command -v npm >/dev/null && mkdir -p %q && "
-    .. "timeout 300 npm install --prefix %q --no-audit --no-fund --silent "
-    .. "@opentelemetry/otlp-transformer@0.57.2 @opentelemetry/api@1.9.0 2>&1"):format(NPM_DIR, NPM_DIR))
-  if S.read(ROOT) then return ROOT end
-  return nil, ("npm could not install @opentelemetry/otlp-transformer (exit %s): %s"):format(tostring(code), out)
-end
-
 local function receiver(root)
-  local out = S.tmpdir() .. "/requests.jsonl"
-  local svc, port = S.receiver(("exec node %q %q %q"):format(RECEIVER, out, root), "otlp receiver")
-  local r = { port = port, svc = svc, base = ("http://127.0.0.1:%d"):format(port) }
-  function r.requests() return S.jsonl(out) end
+  local r = S.otlp_receiver(root)
   -- every span received with status 200, each with its scope and resource: { span, scope, resource, q }
   function r.spans()
     local t = {}
@@ -59,7 +43,6 @@ local function receiver(root)
   function r.control(st)
     assert(S.http("POST", r.base .. "/_control", cjson.encode(st)) == 200)
   end
-  function r.stop() svc.stop() end
   return r
 end
 
@@ -186,7 +169,7 @@ return beagle.backend {
 
 describe("otlp_traces and otlp_logs backends", function()
   local r, agent, root, why
-  setup(function() root, why = transformer() end)
+  setup(function() root, why = S.otlp_transformer() end)
   before_each(function() if root then r = receiver(root) end end)
   after_each(function()
     if agent then agent:stop() agent = nil end

@@ -8,19 +8,7 @@ local cjson = require "cjson"
 
 local M = {}
 
-local RECEIVER = S.src .. "/tests/receivers/otlp_receiver.js"
-local NPM_DIR = os.getenv("BEAGLE_OTLP_NPM_DIR") or "/tmp/beagle-npm-otlp-transformer"
-local ROOT = NPM_DIR .. "/node_modules/@opentelemetry/otlp-transformer/build/src/generated/root.js"
-
--- The generated root, installed if needed; nil and why when npm cannot get it.
-function M.transformer()
-  if S.read(ROOT) then return ROOT end
-  local out, code = S.sh(("command -v node >/dev/null && command -v npm >/dev/null && mkdir -p %q && "
-    .. "timeout 300 npm install --prefix %q --no-audit --no-fund --silent "
-    .. "@opentelemetry/otlp-transformer@0.57.2 @opentelemetry/api@1.9.0 2>&1"):format(NPM_DIR, NPM_DIR))
-  if S.read(ROOT) then return ROOT end
-  return nil, ("npm could not install @opentelemetry/otlp-transformer (exit %s): %s"):format(tostring(code), out)
-end
+M.transformer = S.otlp_transformer
 
 -- An attribute list as { key = value } (ints as numbers, arrays as lists).
 local function value_of(v)
@@ -47,10 +35,8 @@ end
 -- and .resource), find(pred, timeout) -> the first span pred accepts, errors() (requests the
 -- schema refused), stop().
 function M.receiver(root)
-  local out = S.tmpdir() .. "/requests.jsonl"
-  local svc, port = S.receiver(("exec node %q %q %q"):format(RECEIVER, out, root), "otlp receiver")
-  local r = { port = port, url = ("http://127.0.0.1:%d/v1/traces"):format(port) }
-  function r.requests() return S.jsonl(out) end
+  local r = S.otlp_receiver(root)
+  r.url = r.base .. "/v1/traces"
   function r.spans()
     local t = {}
     for _, q in ipairs(r.requests()) do
@@ -82,7 +68,6 @@ function M.receiver(root)
     end
     return t
   end
-  function r.stop() svc.stop() end
   return r
 end
 
