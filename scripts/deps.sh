@@ -3,8 +3,8 @@
 # As root it runs apt-get; otherwise it prints the one line to run and fails.
 set -e
 BUILD="cmake make gcc pkg-config libuv1-dev libluajit2-5.1-dev luajit2 lua-cjson libcurl4-openssl-dev node-llhttp libsqlite3-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler libsnappy-dev"
-TEST="lua-busted lua-check curl prometheus prometheus-alertmanager iproute2 gzip python3-prometheus-client prometheus-pushgateway influxdb monitoring-plugins-basic"
-BENCH="wrk nginx-light prometheus-node-exporter valgrind collectd-core"
+TEST="lua-busted lua-check curl prometheus prometheus-alertmanager iproute2 gzip python3-prometheus-client prometheus-pushgateway influxdb monitoring-plugins-basic postgresql redis-server mariadb-server"
+BENCH="wrk nginx-light prometheus-node-exporter valgrind collectd-core monit"
 case "$1" in
   build) PKGS="$BUILD" ;;
   test) PKGS="$BUILD $TEST" ;;
