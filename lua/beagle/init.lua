@@ -29,9 +29,10 @@ function types.secret(v)
   return nil, "must be a string (a secret: env \"NAME\" or secret_file \"path\")"
 end
 function types.table(v) if type(v) == "table" then return v end return nil, "must be a table" end
+-- A single string or number stands for a list of one (expect_status = 200 or { 200, 204 }).
 function types.list(v)
   if type(v) == "table" then return v end
-  if type(v) == "string" then return { v } end
+  if type(v) == "string" or (type(v) == "number" and v == v) then return { v } end
   return nil, "must be a list"
 end
 beagle.option_types = types
