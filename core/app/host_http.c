@@ -26,6 +26,18 @@ typedef struct hserver {
   hcb before;                /* its pre-render hook */
 } hserver;
 
+/* res->route from the string at idx (kept in a static buffer: the server copies it before the
+ * next request) */
+static void fill_route(lua_State *L, int idx, bg_http_response *res) {
+  static char route[192];
+  size_t rlen = 0;
+  const char *rt = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &rlen) : NULL;
+  if (rt && rlen < sizeof route) {
+    memcpy(route, rt, rlen + 1);
+    res->route = route;
+  }
+}
+
 static void server_handler(void *ud, const bg_http_request *req, bg_http_response *res) {
   hserver *hs = ud;
   lua_State *L = hs->cb.L;
@@ -43,6 +55,8 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
   lua_setfield(L, -2, "peer");
   lua_pushboolean(L, req->peer_loopback);
   lua_setfield(L, -2, "loopback");
+  lua_pushnumber(L, (lua_Number)req->ticket);
+  lua_setfield(L, -2, "ticket");
   /* A header sent twice is one field whose values are joined with ", " (RFC 9110 5.3), and
    * its name is in req.repeated: auth refuses two Authorization headers instead of letting
    * the last one win. */
@@ -79,8 +93,17 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
   }
   if (repeated != 0) lua_setfield(L, headers - 1, "repeated");
   lua_setfield(L, -2, "headers");
-  /* handler(req) -> status, content_type, body, extra_headers, route */
-  if (bg__hcb_call(&hs->cb, 1, 5) != 0 || !lua_isnumber(L, top + 1)) {
+  /* handler(req) -> status, content_type, body, extra_headers, route; or "defer", and later
+   * server:answer(req.ticket, ...) */
+  int called = bg__hcb_call(&hs->cb, 1, 5);
+  if (called == 0 && lua_type(L, top + 1) == LUA_TSTRING &&
+      strcmp(lua_tostring(L, top + 1), "defer") == 0) {
+    res->defer = 1;
+    fill_route(L, top + 5, res);
+    lua_settop(L, top);
+    return;
+  }
+  if (called != 0 || !lua_isnumber(L, top + 1)) {
     res->status = 500;
     res->content_type = "application/json";
     res->body = "{\"error\":\"internal error\",\"status\":500}";
@@ -96,7 +119,7 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
   res->body = hs->body.data;
   res->body_len = blen;
   /* content type and headers must outlive the pop: keep them in the buffer after the body */
-  static char ctype[128], extra[1024], route[192];
+  static char ctype[128], extra[1024];
   const char *ct = lua_tostring(L, top + 2);
   snprintf(ctype, sizeof ctype, "%s", ct ? ct : "application/json");
   res->content_type = ctype;
@@ -105,12 +128,7 @@ static void server_handler(void *ud, const bg_http_request *req, bg_http_respons
     snprintf(extra, sizeof extra, "%s", eh);
     res->headers = extra;
   }
-  size_t rlen = 0;
-  const char *rt = lua_type(L, top + 5) == LUA_TSTRING ? lua_tolstring(L, top + 5, &rlen) : NULL;
-  if (rt && rlen < sizeof route) {
-    memcpy(route, rt, rlen + 1);
-    res->route = route;
-  }
+  fill_route(L, top + 5, res);
   lua_settop(L, top);
 }
 
@@ -176,6 +194,30 @@ static hserver *check_server(lua_State *L) {
 
 static int l_server_port(lua_State *L) {
   lua_pushinteger(L, bg_http_port(check_server(L)->srv));
+  return 1;
+}
+
+/* server:answer(ticket, status, content_type, body[, extra_headers]) -> true | nil, err: the
+ * answer of a request whose handler returned "defer"; err when it no longer waits (its client
+ * went away, or it was answered 504 at the server's defer timeout). */
+static int l_server_answer(lua_State *L) {
+  hserver *hs = check_server(L);
+  lua_Number t = luaL_checknumber(L, 2);
+  bg_http_response res = {(int)luaL_checkinteger(L, 3),
+                          luaL_optstring(L, 4, "application/json"),
+                          NULL,
+                          0,
+                          luaL_optstring(L, 6, NULL),
+                          NULL,
+                          0};
+  res.body = luaL_optlstring(L, 5, "", &res.body_len);
+  int rc = t >= 1 ? bg_http_answer(hs->srv, (uint64_t)t, &res) : BG_EINVAL;
+  if (rc != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, rc == BG_ENOENT ? "the request no longer waits" : bg_strerror(rc));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -261,6 +303,7 @@ static int l_server_close(lua_State *L) {
 void bg__host_open_http(lua_State *L, bg_runtime *rt) {
   static const luaL_Reg server_m[] = {{"port", l_server_port},
                                       {"set_static", l_server_set_static},
+                                      {"answer", l_server_answer},
                                       {"serve_metrics", l_server_serve_metrics},
                                       {"stats", l_server_stats},
                                       {"close", l_server_close},

@@ -121,6 +121,7 @@ static uint64_t state_timeout(conn *c) {
     if (!c->in_body && l->header_timeout_ms < l->read_timeout_ms) return l->header_timeout_ms;
     return l->read_timeout_ms;
   }
+  if (c->state == S_WAITING) return l->defer_timeout_ms;
   return l->read_timeout_ms < DRAIN_MAX_MS ? l->read_timeout_ms : DRAIN_MAX_MS;
 }
 
@@ -154,6 +155,16 @@ static void timer_cb(uv_timer_t *t) {
              (unsigned long long)state_timeout(c));
     c->srv->stats.connections_timed_out++;
     send_error(c, 408, "request timeout", d);
+    set_state(c, S_DRAINING);
+    flush(c);
+    return;
+  }
+  if (c->state == S_WAITING && c->pending) {
+    static const char body[] = "{\"error\":\"gateway timeout\",\"status\":504,\"detail\":"
+                               "\"the answer did not come in time\"}";
+    bg_http_response res = {504, "application/json", body, sizeof body - 1, NULL, NULL, 0};
+    c->srv->stats.connections_timed_out++;
+    if (bg__http_answer_pending(c, &res) != 0) bg__http_pending_drop(c);
     set_state(c, S_DRAINING);
     flush(c);
     return;
@@ -307,6 +318,11 @@ static int on_message_complete(llhttp_t *p) {
   int ckind = conn_header_kind(c, keep);
   int rc = bg__http_respond(c, ckind);
   if (rc != 0) return limit_error(c, 500, "out of memory (%zu)", (size_t)0);
+  if (c->pending) { /* deferred: nothing more is parsed; the connection closes after it */
+    c->close_after_write = 1;
+    set_state(c, S_WAITING);
+    return HPE_PAUSED;
+  }
   set_state(c, S_IDLE);
   /* the handler may have closed the server, which marks this connection */
   if (!keep || c->close_after_write || c->closed) {
@@ -346,6 +362,7 @@ static void conn_close(conn *c) {
   c->closed = 1;
   c->srv->nlive--;
   bg__http_spans_end(c, c->nspans); /* their responses will never be written */
+  bg__http_pending_drop(c);
   queue_set(c, Q_NONE);
   uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
@@ -360,7 +377,8 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
 
 /* Closes the connection once everything queued has gone out. */
 static void maybe_finish(conn *c) {
-  if (c->closed || !c->close_after_write || c->writing || c->out.len || c->shut) return;
+  if (c->closed || !c->close_after_write || c->writing || c->out.len || c->shut || c->pending)
+    return;
   if (c->state != S_DRAINING) set_state(c, S_DRAINING);
   if (c->eof) {
     conn_close(c);
@@ -445,7 +463,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread < 0) {
     c->eof = 1;
     uv_read_stop(s);
-    if (nread != UV_EOF || c->shut || (!c->writing && !c->out.len)) {
+    if (nread != UV_EOF || c->shut || (!c->writing && !c->out.len && !c->pending)) {
       conn_close(c);
       return;
     }
@@ -474,7 +492,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       send_error(c, 400, "bad request", d);
     }
   }
-  if (c->close_after_write) set_state(c, S_DRAINING);
+  if (c->close_after_write && !c->pending) set_state(c, S_DRAINING);
   flush(c);
 }
 
@@ -491,6 +509,7 @@ void bg_http_limits_default(bg_http_limits *lim) {
   lim->first_byte_timeout_ms = 5000;
   lim->idle_timeout_ms = 75000;
   lim->max_connections = 1024;
+  lim->defer_timeout_ms = 120000;
 }
 
 int bg_http_server_new(uv_loop_t *loop, const bg_http_limits *lim, bg_http_handler_cb cb, void *ud,
@@ -505,7 +524,7 @@ int bg_http_server_new(uv_loop_t *loop, const bg_http_limits *lim, bg_http_handl
     bg_http_limits_default(&srv->lim);
   if (srv->lim.read_timeout_ms == 0 || srv->lim.idle_timeout_ms == 0 ||
       srv->lim.header_timeout_ms == 0 || srv->lim.first_byte_timeout_ms == 0 ||
-      srv->lim.max_connections < 1) {
+      srv->lim.defer_timeout_ms == 0 || srv->lim.max_connections < 1) {
     free(srv);
     return BG_EINVAL;
   }
@@ -634,6 +653,19 @@ static void on_connection(uv_stream_t *ls, int status) {
 
 void bg_http_get_stats(const bg_http_server *srv, bg_http_stats *out) {
   *out = srv->stats;
+}
+
+int bg_http_answer(bg_http_server *srv, uint64_t ticket, const bg_http_response *res) {
+  if (srv == NULL || res == NULL || ticket == 0) return BG_EINVAL;
+  conn *c = srv->conns;
+  while (c && (c->pending != ticket || c->closed))
+    c = c->next;
+  if (c == NULL) return BG_ENOENT;
+  int rc = bg__http_answer_pending(c, res);
+  if (rc != 0) bg__http_pending_drop(c);
+  set_state(c, S_DRAINING);
+  flush(c);
+  return rc;
 }
 
 static void maybe_free(bg_http_server *srv) {

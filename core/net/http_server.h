@@ -39,6 +39,7 @@ typedef struct bg_http_request {
   const char *peer;  /* client address, "127.0.0.1" or "::1" */
   int peer_loopback; /* 1 when the client connected from a loopback address */
   bg_span *span;     /* the request's server span (current during the call); NULL untraced */
+  uint64_t ticket;   /* this request's number on the server, for a deferred answer */
 } bg_http_request;
 
 /* Filled by the handler. The server copies body and headers before the handler returns. */
@@ -50,10 +51,19 @@ typedef struct bg_http_response {
   const char *headers; /* extra raw header lines, each ending "\r\n"; may be NULL */
   const char *route;   /* the matched route's template ("/health/{name}") for the span's name
                           and http.route; NULL when unknown; valid as long as content_type */
+  int defer; /* set to 1 by the handler to answer later with bg_http_answer(req->ticket): the
+                rest of the response is ignored; the connection closes after that answer */
 } bg_http_response;
 
 /* Called for every request that no static route answers; must fill res before returning. */
 typedef void (*bg_http_handler_cb)(void *ud, const bg_http_request *req, bg_http_response *res);
+
+/* Answers the request whose handler deferred (res->defer) with this ticket: res as a handler
+ * fills it, copied before the call returns; the response carries "Connection: close". Later
+ * requests pipelined behind a deferred one are not served (the client sends them again on a new
+ * connection). Returns 0, BG_ENOENT when that request is no longer waiting (its client went
+ * away, or defer_timeout_ms passed and it was answered 504), or BG_ENOMEM. */
+int bg_http_answer(bg_http_server *srv, uint64_t ticket, const bg_http_response *res);
 
 /* Connections are never a fixed pool that idle clients can fill (slowloris): a new connection
  * must send its first byte within first_byte_timeout_ms and its whole request head within
@@ -73,6 +83,7 @@ typedef struct bg_http_limits {
   uint64_t first_byte_timeout_ms; /* a new connection's first byte within this (default 5 s) */
   uint64_t idle_timeout_ms;       /* keep-alive idle limit between requests (default 75 s) */
   int max_connections;            /* open at once; see above for who makes room (default 1024) */
+  uint64_t defer_timeout_ms;      /* a deferred answer not given by then is a 504 (120 s) */
 } bg_http_limits;
 
 /* Fills lim with the defaults above. Can't fail. */

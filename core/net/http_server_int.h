@@ -22,7 +22,9 @@ typedef struct route {
   size_t head_hint; /* render: the last head's length, the gap left before the body */
 } route;
 
-enum { S_IDLE, S_READING, S_DRAINING };
+/* S_WAITING: the request's handler deferred its answer (bg_http_answer); nothing more is read
+ * into requests, the connection closes after the answer. */
+enum { S_IDLE, S_READING, S_DRAINING, S_WAITING };
 
 /* The queues a new connection takes room from at the limit, oldest first: Q_IDLE (no request
  * under way), then Q_HEAD (a request head still arriving). Q_NONE: neither (a body arriving,
@@ -65,6 +67,13 @@ typedef struct conn {
    * those of the bytes in flight in wbuf; each ends once its response is handed to the kernel */
   bg_span **spans;
   uint32_t nspans, spans_cap, spans_inflight;
+  /* a deferred answer: the request's ticket (0: none), its server span until then, the
+   * traceparent line its response carries, its route template, whether it was a HEAD */
+  uint64_t pending;
+  bg_span *pending_span;
+  char pending_tp[80];
+  char pending_route[192];
+  unsigned pending_head : 1, pending_has_tp : 1;
 } conn;
 
 struct bg_http_server {
@@ -90,6 +99,7 @@ struct bg_http_server {
   int port;          /* the bound port for server.port, read on the first traced request */
   bg_buf head;       /* a render route's head, built once its body length is known */
   bg_buf spare;      /* the largest output buffer a closed connection left, for the next render */
+  uint64_t next_ticket;     /* the last request's ticket (bg_http_request.ticket) */
   char rbuf[READ_BUF_SIZE]; /* shared: every read is parsed before the next alloc */
 };
 
@@ -97,6 +107,14 @@ struct bg_http_server {
  * handler; appends the response to c->out and counts it. ckind: 0 no Connection header,
  * 1 "close", 2 "keep-alive". Returns 0 or BG_ENOMEM. */
 int bg__http_respond(conn *c, int ckind);
+
+/* Writes the deferred answer res of c's pending request into c->out ("Connection: close") and
+ * ends its wait; a NULL route in res keeps the one the handler named. 0 or BG_ENOMEM. */
+int bg__http_answer_pending(conn *c, const bg_http_response *res);
+
+/* Ends the wait of c's pending request without an answer (its connection is closing): its span
+ * ends. Can't fail. */
+void bg__http_pending_drop(conn *c);
 
 /* Appends status line, Server, Content-Type and Content-Length (no blank line). 0 or BG_ENOMEM. */
 int bg__http_put_head(bg_buf *b, int status, const char *ctype, size_t body_len);

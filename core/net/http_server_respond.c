@@ -37,6 +37,7 @@ static const struct {
     {500, "Internal Server Error"},
     {501, "Not Implemented"},
     {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
 };
 
 static const char *reason(int status) {
@@ -75,6 +76,7 @@ static int put_conn_header(bg_buf *b, int kind) {
 /* "traceparent: 00-<trace>-<span>-<flags>\r\n": the header a traced response carries. */
 #define TP_PREFIX "traceparent: "
 #define TP_LINE_LEN (sizeof TP_PREFIX - 1 + 55 + 2)
+_Static_assert(TP_LINE_LEN <= sizeof(((conn *)0)->pending_tp), "conn.pending_tp holds a line");
 
 /* Appends status line, the usual headers, the Connection header, the traceparent line (tp:
  * TP_LINE_LEN bytes, or NULL), res's headers and the blank line to b; the Content-Length is
@@ -156,6 +158,7 @@ static void build_request(conn *c, bg_http_request *req) {
   req->peer = c->peer;
   req->peer_loopback = c->peer_loopback;
   req->span = NULL;
+  req->ticket = ++c->srv->next_ticket;
 }
 
 /* What a route answered, for its span. */
@@ -169,8 +172,19 @@ static int serve_handler(conn *c, int head, int ckind, bg_span *span, const char
   bg_http_request req;
   build_request(c, &req);
   req.span = span;
-  bg_http_response res = {200, NULL, NULL, 0, NULL, NULL};
+  bg_http_response res = {200, NULL, NULL, 0, NULL, NULL, 0};
   srv->cb(srv->ud, &req, &res);
+  if (res.defer) { /* answered later by bg_http_answer: its span waits with it */
+    c->pending = req.ticket;
+    c->pending_head = (unsigned)head;
+    c->pending_has_tp = tp != NULL;
+    if (tp) memcpy(c->pending_tp, tp, TP_LINE_LEN);
+    c->pending_route[0] = '\0';
+    if (res.route && strlen(res.route) < sizeof c->pending_route)
+      strcpy(c->pending_route, res.route);
+    a->status = 0;
+    return 0;
+  }
 
   int status = valid_status(res.status);
   size_t blen = res.body && body_allowed(status) ? res.body_len : 0;
@@ -206,12 +220,12 @@ static int serve_render(conn *c, route *r, int head, int ckind, bg_span *span, c
   if (bg_buf_reserve(out, gap) != 0) return BG_ENOMEM;
   out->len = start + gap;
   size_t body_at = out->len;
-  bg_http_response res = {200, NULL, NULL, 0, NULL, NULL};
+  bg_http_response res = {200, NULL, NULL, 0, NULL, NULL, 0};
   int rc = cb(ud, &req, &res, out);
   if (rc == 0 && res.body && res.body_len) rc = bg_buf_append(out, res.body, res.body_len);
   if (rc != 0) {
     out->len = body_at;
-    res = (bg_http_response){500, "application/json", NULL, 0, NULL, NULL};
+    res = (bg_http_response){500, "application/json", NULL, 0, NULL, NULL, 0};
     rc = bg_buf_append(out, oom, sizeof oom - 1);
     if (rc != 0) return rc;
   }
@@ -473,6 +487,13 @@ int bg__http_respond(conn *c, int ckind) {
   tp_line(s, tp);
   int rc = serve(c, r, head, ckind, s, tp, &a);
   bg_trace_restore(srv->tracer, &prev);
+  if (rc == 0 && c->pending && a.status == 0) { /* deferred: described and kept at its answer */
+    if (s->recording)
+      c->pending_span = s;
+    else
+      bg_span_end(srv->tracer, s, 0);
+    return 0;
+  }
   if (s->recording) {
     char rp[256];
     if (r != NULL) { /* a C route is its own template (r itself may be gone: not read) */
@@ -491,6 +512,38 @@ int bg__http_respond(conn *c, int ckind) {
   else
     span_keep(c, s);
   return rc;
+}
+
+/* ---- deferred answers ------------------------------------------------------------------- */
+
+int bg__http_answer_pending(conn *c, const bg_http_response *res) {
+  bg_http_server *srv = c->srv;
+  int status = valid_status(res->status);
+  size_t blen = res->body && body_allowed(status) ? res->body_len : 0;
+  bg__http_count_status(srv, status);
+  int rc =
+      put_response_head(&c->out, status, res, blen, 1, c->pending_has_tp ? c->pending_tp : NULL);
+  if (rc == 0 && !c->pending_head && blen) rc = bg_buf_append(&c->out, res->body, blen);
+  bg_span *s = c->pending_span;
+  c->pending = 0;
+  c->pending_span = NULL;
+  if (s) {
+    answer a = {status, res->route ? res->route : c->pending_route[0] ? c->pending_route : NULL};
+    const char *url = c->rq.data + c->url_off;
+    size_t plen = strnlen(url, c->url_len); /* build_request cut the target at '?' */
+    span_describe(c, s, llhttp_method_name((llhttp_method_t)c->parser.method), url, plen, &a);
+    if (rc != 0)
+      bg_span_end(srv->tracer, s, 0);
+    else
+      span_keep(c, s);
+  }
+  return rc;
+}
+
+void bg__http_pending_drop(conn *c) {
+  if (c->pending_span) bg_span_end(c->srv->tracer, c->pending_span, 0);
+  c->pending_span = NULL;
+  c->pending = 0;
 }
 
 /* ---- the route table -------------------------------------------------------------------- */

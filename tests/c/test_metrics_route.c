@@ -14,7 +14,7 @@ static void hook(void *ud) {
 }
 
 static bg_http_request request(bg_http_header *h, size_t nh) {
-  bg_http_request req = {"GET", "/metrics", 8, "", 0, h, nh, "", 0, "127.0.0.1", 1, NULL};
+  bg_http_request req = {"GET", "/metrics", 8, "", 0, h, nh, "", 0, "127.0.0.1", 1, NULL, 0};
   return req;
 }
 
@@ -26,7 +26,7 @@ static bg_http_header hdr(const char *name, const char *value) {
 /* Renders with these headers into out (after "X" already there); returns the response. */
 static bg_http_response render(bg_metrics_route *m, bg_http_header *h, size_t nh, bg_buf *out) {
   bg_http_request req = request(h, nh);
-  bg_http_response res = {200, NULL, NULL, 0, NULL, NULL};
+  bg_http_response res = {200, NULL, NULL, 0, NULL, NULL, 0};
   bg_buf_reset(out);
   bg_buf_puts(out, "X");
   ASSERT_EQ_INT(bg_metrics_route_render(m, &req, &res, out), 0);
