@@ -123,6 +123,8 @@ return beagle.check {
     client_key = { "string", optional = true, description = "PEM file of the client certificate's key" },
     follow = { "boolean", default = true, description = "follow redirects (the last answer is judged)" },
     max_redirects = { "integer", default = 10, description = "redirects followed at most; more is unhealthy" },
+    max_body = { "integer", default = 262144,
+      description = "bytes of response body read at most; a longer body is unhealthy" },
     metrics = { "boolean", default = true, description = "record the phase timings as gauges check.http.seconds{check,phase}" },
   },
   status_set = status_set, parse_path = parse_path, json_at = json_at, check_json = check_json,
@@ -132,6 +134,7 @@ return beagle.check {
     if opt.max_redirects < 0 or opt.max_redirects > 50 then
       return ctx.unknown(("option max_redirects: %d is outside 0..50"):format(opt.max_redirects))
     end
+    if opt.max_body < 1 then return ctx.unknown(("option max_body: %d is not a number of bytes >= 1"):format(opt.max_body)) end
     if opt.client_key and not opt.client_cert then
       return ctx.unknown("option client_key: given without client_cert")
     end
@@ -139,6 +142,7 @@ return beagle.check {
       url = opt.url, method = opt.method, headers = opt.headers, body = opt.body,
       insecure = opt.insecure, follow = opt.follow, max_redirects = opt.follow and opt.max_redirects or nil,
       ca_file = opt.ca_file, client_cert = opt.client_cert, client_key = opt.client_key,
+      max_body = opt.max_body,
     }
     if not res then return ctx.unhealthy(err) end
     local details = { status = res.status, time = res.time, bytes = #res.body, redirects = res.redirects,
