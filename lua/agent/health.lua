@@ -13,7 +13,8 @@ M.__index = M
 local rank = { healthy = 0, unknown = 1, degraded = 2, unhealthy = 3 }
 M.rank = rank
 M.exit_codes = { healthy = 0, degraded = 1, unhealthy = 2, unknown = 3 }
-local HISTORY = 10
+-- results each check keeps for /health/{name}, /health/detailed and the dashboard
+local HISTORY = 100
 
 -- new{ settings, plugins (manager), metrics, log, on_update = fn() }
 function M.new(o)
@@ -132,6 +133,28 @@ function M:build(name, plugin_name, spec, line, dry)
   inst.memory, err = limit_memory(spec.memory, s.plugin_memory_limit_mb)
   if err then return inst, err end
   inst.critical = pick(spec.critical, meta.critical, false) == true
+  local deps = spec.depends_on
+  if type(deps) == "string" then deps = { deps } end
+  if deps ~= nil then
+    if type(deps) ~= "table" then
+      return inst, ("depends_on = %s: must be a check name or a list of check names"):format(tostring(deps))
+    end
+    for i, d in ipairs(deps) do
+      if type(d) ~= "string" or d == "" then
+        return inst, ("depends_on[%d] = %s: must be a check name"):format(i, tostring(d))
+      end
+      if d == name then return inst, "depends_on: a check cannot depend on itself" end
+    end
+  end
+  inst.depends_on = deps or {}
+  inst.flap_threshold = pick(spec.flap_threshold, s.health_check_flap_threshold)
+  if type(inst.flap_threshold) ~= "number" or inst.flap_threshold < 0 or inst.flap_threshold % 1 ~= 0 then
+    return inst, ("flap_threshold = %s: must be a whole number >= 0 (0: no flap detection)")
+      :format(tostring(inst.flap_threshold))
+  end
+  ok, err = pcall(function() inst.flap_window = pick(dur("flap_window"), s.health_check_flap_window) end)
+  if not ok then return inst, err end
+  if inst.flap_window <= 0 then return inst, ("flap_window = %s: must be more than 0"):format(tostring(inst.flap_window)) end
   local opts
   if dry then opts, err = rec.script:call("__validate", plugin_options(spec))
   else opts, err = rec.script:call("__configure", { name = name, given = plugin_options(spec) }) end
@@ -180,6 +203,7 @@ function M:sync()
       inst.error = err
       if old then
         inst.last, inst.history, inst.runs = old.last, old.history, old.runs
+        inst.changes, inst.flapping, inst.held, inst.waiters = old.changes, old.flapping, old.held, old.waiters
         if old.timer then old.timer:stop() end
         cancel_wait(old, false)
       end
@@ -192,6 +216,43 @@ function M:sync()
         self:record(inst, { status = "unknown", message = err, error = err, response_time = 0 })
       end
       if self.started then self:schedule(inst, true) end
+    end
+  end
+  self:check_dependencies()
+end
+
+-- A depends_on that names no check, or a cycle of them, makes the check misconfigured.
+function M:check_dependencies()
+  for name, inst in pairs(self.instances) do
+    local why
+    if not inst.error or inst.dep_error then
+      for _, d in ipairs(inst.depends_on or {}) do
+        if not self.instances[d] then why = ("depends_on: no check named %q"):format(d) break end
+      end
+      if not why then
+        -- a path back to this check through depends_on
+        local seen, stack = {}, { { name, { name } } }
+        while #stack > 0 and not why do
+          local top = table.remove(stack)
+          local dep = self.instances[top[1]]
+          for _, d in ipairs(dep and dep.depends_on or {}) do
+            local path = { unpack(top[2]) }
+            path[#path + 1] = d
+            if d == name then why = "depends_on: a cycle: " .. table.concat(path, " -> ") break end
+            if not seen[d] then seen[d] = true stack[#stack + 1] = { d, path } end
+          end
+        end
+      end
+      if why and why ~= inst.error then
+        inst.error, inst.dep_error = why, true
+        if inst.timer then inst.timer:stop() inst.timer = nil end
+        self.log(3, "check is misconfigured", { check = name, error = why,
+          where = inst.line and ((self.config_path or "config") .. ":" .. inst.line) or "plugin" })
+        self:record(inst, { status = "unknown", message = why, error = why, response_time = 0 })
+      elseif not why and inst.dep_error then
+        inst.error, inst.dep_error = nil, nil
+        if self.started then self:schedule(inst, true) end
+      end
     end
   end
 end
@@ -254,11 +315,41 @@ end
 -- the instance counts as running while it waits, so its schedule does not start another.
 function M:execute(inst, done)
   if inst.running or inst.waiting then
-    if self.metrics then self.metrics.increment_counter("beagle_check_skipped_total", 1, { check = inst.name }) end
+    -- one asking for the result (GET /health/{name}?run=1, beagle check) gets the run under way's
+    if done then
+      inst.waiters = inst.waiters or {}
+      inst.waiters[#inst.waiters + 1] = done
+    elseif self.metrics then
+      self.metrics.increment_counter("beagle_check_skipped_total", 1, { check = inst.name })
+    end
     return
   end
   if inst.error then
     if done then done(inst, inst.last) end
+    return
+  end
+  -- a dependency that has not reported yet (the first round) is waited for, once
+  local pending = self:pending_dependency(inst)
+  if pending then
+    if not inst.dep_wait then
+      inst.dep_wait = true
+      pending.waiters = pending.waiters or {}
+      pending.waiters[#pending.waiters + 1] = function()
+        inst.dep_wait = nil
+        if self.instances[inst.name] == inst and not self.stopping then self:execute(inst, done) end
+      end
+    end
+    return
+  end
+  -- a check whose dependency is down says so instead of piling on (and does not run)
+  local down = self:failed_dependency(inst)
+  if down then
+    local dl = down.last
+    local r = { status = "unknown", response_time = 0, dependency = down.name,
+      message = ("dependency %s is %s%s"):format(down.name, dl.dependency and "unavailable" or dl.status,
+        dl.message and (": " .. dl.message) or "") }
+    self:record(inst, r)
+    if done then done(inst, r) end
     return
   end
   local attempt = 0
@@ -328,23 +419,77 @@ function M:execute(inst, done)
   try()
 end
 
+-- A dependency of inst that is enabled, scheduled and has no result yet, or nil.
+function M:pending_dependency(inst)
+  for _, d in ipairs(inst.depends_on or {}) do
+    local dep = self.instances[d]
+    if dep and not dep.last and dep.enabled and not dep.error and (dep.timer or dep.running) then return dep end
+  end
+end
+
+-- The first of inst's dependencies whose last result is unhealthy, or unknown because its own
+-- dependency is down; nil when none is.
+function M:failed_dependency(inst)
+  for _, d in ipairs(inst.depends_on or {}) do
+    local dep = self.instances[d]
+    local l = dep and dep.last
+    if l and (l.status == "unhealthy" or l.dependency) then return dep end
+  end
+end
+
+-- Flap detection (after Nagios): the times the status changed within the flap window; more
+-- changes than the threshold and the check is flapping, until no more than half as many are
+-- left in the window. While it flaps, beagle_check_status holds the status it had when it began
+-- (so alert rules over it neither fire nor resolve on each change: its notifications are held)
+-- and beagle_check_flapping is 1; /health still shows each result, with flapping = true.
+function M:flap(inst, r)
+  local prev = inst.last_status
+  inst.last_status = r.status
+  if (inst.flap_threshold or 0) == 0 then -- off, or a misconfigured instance
+    inst.flapping, inst.held, inst.changes = nil, nil, nil
+    return
+  end
+  local now = core.now()
+  local ch = inst.changes or {}
+  inst.changes = ch
+  if prev and prev ~= r.status then ch[#ch + 1] = now end
+  if ch[1] and ch[1] < now - inst.flap_window then
+    local kept = {}
+    for _, t in ipairs(ch) do if t >= now - inst.flap_window then kept[#kept + 1] = t end end
+    ch = kept
+    inst.changes = ch
+  end
+  if not inst.flapping and #ch > inst.flap_threshold then
+    inst.flapping, inst.flapping_since, inst.held = true, core.wall(), prev
+    self.log(2, "check is flapping: its notifications are held", { check = inst.name,
+      changes = tostring(#ch), window = tostring(inst.flap_window) .. "s", held = prev })
+  elseif inst.flapping and #ch <= math.floor(inst.flap_threshold / 2) then
+    inst.flapping, inst.flapping_since, inst.held = nil, nil, nil
+    self.log(1, "check stopped flapping", { check = inst.name, status = r.status })
+  end
+end
+
 function M:record(inst, r)
   r.name = inst.name
   r.timestamp = core.wall()
+  self:flap(inst, r)
+  r.flapping = inst.flapping
   inst.last = r
   inst.runs = (inst.runs or 0) + 1
   inst.history = inst.history or {}
   table.insert(inst.history, 1, { status = r.status, message = r.message, response_time = r.response_time,
-    timestamp = r.timestamp, attempts = r.attempts })
+    timestamp = r.timestamp, attempts = r.attempts, trace_id = r.trace_id })
   if #inst.history > HISTORY then inst.history[#inst.history] = nil end
   local m = self.metrics
   if m then
     local labels = { check = inst.name }
     m.record_histogram("beagle_check_duration_seconds", r.response_time or 0, labels)
     m.increment_counter("beagle_check_runs_total", 1, { check = inst.name, status = r.status })
+    local shown = inst.flapping and inst.held or r.status
     for st in pairs(rank) do
-      m.set_gauge("beagle_check_status", st == r.status and 1 or 0, { check = inst.name, status = st })
+      m.set_gauge("beagle_check_status", st == shown and 1 or 0, { check = inst.name, status = st })
     end
+    m.set_gauge("beagle_check_flapping", inst.flapping and 1 or 0, { check = inst.name })
   end
   if r.status ~= "healthy" then
     -- the ids of the attempt's span, which has ended (a line written inside a span gets them
@@ -355,6 +500,9 @@ function M:record(inst, r)
   end
   self:check_first_round()
   self.on_update()
+  local ws = inst.waiters
+  inst.waiters = nil
+  for _, w in ipairs(ws or {}) do w(inst, r) end
 end
 
 function M:check_first_round()
@@ -396,10 +544,16 @@ local function check_object(inst, detailed)
     o.trace_id = r.trace_id -- of the last attempt's span "check <name>"
     o.error = inst.error or r.error
     o.runs = inst.runs
+    o.depends_on = json.array(inst.depends_on or {})
+    o.dependency = r.dependency -- the dependency that is down, when the check did not run for it
+    o.flapping = inst.flapping == true
+    o.flapping_since = inst.flapping_since and util.iso8601(inst.flapping_since) or nil
+    o.held_status = inst.flapping and inst.held or nil
+    o.status_changes = inst.changes and #inst.changes or 0
     local h = json.array()
     for i, e in ipairs(inst.history or {}) do
       h[i] = { status = e.status, message = e.message, response_time = e.response_time,
-        timestamp = util.iso8601(e.timestamp), attempts = e.attempts }
+        timestamp = util.iso8601(e.timestamp), attempts = e.attempts, trace_id = e.trace_id }
     end
     o.history = h
   end

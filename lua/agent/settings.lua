@@ -14,6 +14,10 @@ M.schema = {
   health_check_retries = { kind = "int", default = 3, min = 0, help = "extra attempts before a failing check is reported" },
   health_check_retry_delay = { kind = "duration", default = 1, min = 0.01,
     help = "wait before a failed check is retried; at most interval / (retries + 1)" },
+  health_check_flap_threshold = { kind = "int", default = 5, min = 0,
+    help = "a check whose status changes more than this often within health_check_flap_window is flapping (0: never)" },
+  health_check_flap_window = { kind = "duration", default = 600, min = 1,
+    help = "the window over which a check's status changes are counted for flap detection" },
   -- metrics
   metrics_collection_interval = { kind = "duration", default = 15, min = 0.01, help = "seconds between samples of every series" },
   metrics_retention_days = { kind = "int", default = 30, min = 1, help = "days of rollups kept" },

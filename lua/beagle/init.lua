@@ -70,6 +70,7 @@ beagle.normalize_options = normalize_options
 beagle.instance_keys = {
   plugin = true, interval = true, timeout = true, retries = true, critical = true,
   tags = true, enabled = true, description = true, budget = true, memory = true,
+  depends_on = true, flap_threshold = true, flap_window = true,
 }
 
 -- Validates an instance's options against a normalised schema. Returns the typed options

@@ -13,7 +13,7 @@ M.__index = M
 
 -- new{ settings, metrics, log, plugins (service), details = fn() -> table for /health/detailed }
 function M.new(d)
-  local self = setmetatable({ plugins = d.plugins, details = d.details }, M)
+  local self = setmetatable({ plugins = d.plugins, details = d.details, settings = d.settings }, M)
   self.health = health_mod.new {
     settings = d.settings, metrics = d.metrics, log = d.log, plugins = d.plugins.manager,
     on_update = function() self:publish_soon() end,
@@ -151,12 +151,34 @@ function M:routes()
     { "GET", "^/health/live$", function() return 200, "application/json", '{"status":"alive"}' end },
     { "GET", "^/health/ready$", function() local st, b = health:ready_json() return st, "application/json", b end },
     { "GET", "^/health/?$", function() local st, b = health:health_json() return st, "application/json", b end },
-    { "GET", "^/health/([^/]+)$", function(_, name)
+    { "GET", "^/health/([^/]+)$", function(req, name)
+      local inst = health.instances[name]
+      if not inst then return router.err_json(404, ("no check named %q"):format(name)) end
+      local run = (req.query or ""):match("^run=([^&]*)") or (req.query or ""):match("&run=([^&]*)")
+      if run and run ~= "0" and run ~= "false" then
+        return self:run_now(req, inst)
+      end
       local o = health:check_json(name)
-      if not o then return router.err_json(404, ("no check named %q"):format(name)) end
       return o.status == "unhealthy" and 503 or 200, "application/json", json.encode(o)
     end },
   }
+end
+
+-- GET /health/{name}?run=1: runs the check now (a write: authenticated as POST routes are) and
+-- answers with its fresh result once the run (with its retries) is done; a run under way is
+-- waited for instead of starting a second. The answer is deferred: the loop serves meanwhile.
+function M:run_now(req, inst)
+  local ok, st, msg = router.authorized(self.settings, req)
+  if not ok then return router.err_json(st, msg) end
+  local server, health = self.server, self.health
+  if not server or not req.ticket then return router.err_json(503, "the agent is not serving checks yet") end
+  health:execute(inst, function(i)
+    local o = health:check_json(i.name) or { name = i.name, status = "unknown", message = "check removed" }
+    local body = util.redact(json.encode(o))
+    -- the client may be gone, or the server closing: nothing to do then
+    pcall(server.answer, server, req.ticket, o.status == "unhealthy" and 503 or 200, "application/json", body)
+  end)
+  return "defer"
 end
 
 -- beagle check: runs every (or each named) check once, prints a line each and calls

@@ -1,0 +1,227 @@
+-- What every check gets from the agent, whatever its plugin: depends_on (a check whose
+-- dependency is down reports unknown with the reason and does not run), flap detection (the
+-- status a rule sees is held while a check flaps), its last 100 results, and
+-- GET /health/{name}?run=1 (run now, authenticated, answered with the fresh result).
+local S = require "support"
+
+-- The number of times the log says check `name` ran (the plugins log "ran").
+local function runs_in_log(log, name)
+  local n = 0
+  for line in log:gmatch("[^\n]+") do
+    if line:find("msg=ran", 1, true) and (line .. " "):find(" check=" .. name .. " ", 1, true) then n = n + 1 end
+  end
+  return n
+end
+
+-- The value of one series in a /metrics text, or nil.
+local function series(text, name, labels)
+  for line in text:gmatch("[^\n]+") do
+    local n, l, v = line:match("^([%w_]+){(.-)} (%S+)$")
+    if n == name then
+      local all = true
+      for k, want in pairs(labels) do
+        if not l:find(('%s="%s"'):format(k, want), 1, true) then all = false break end
+      end
+      if all then return tonumber(v) end
+    end
+  end
+end
+
+describe("check semantics", function()
+  local dir
+  setup(function()
+    dir = S.tmpdir()
+    -- the status its instance is given, and a line in the log for each run
+    S.write(dir .. "/fixed.lua", [[
+return beagle.check { name = "fixed", interval = "1h",
+  options = { status = { "string", default = "healthy" }, pause = { "duration", default = 0 } },
+  run = function(opt, ctx)
+    beagle.log.info("ran", { check = ctx.name })
+    ctx.state.n = (ctx.state.n or 0) + 1
+    if opt.pause > 0 then ctx.sleep(opt.pause) end
+    return ctx[opt.status](("run %d"):format(ctx.state.n))
+  end }
+]])
+    -- healthy, unhealthy, healthy, ... one run each
+    S.write(dir .. "/alternating.lua", [[
+return beagle.check { name = "alternating", interval = "1h",
+  run = function(opt, ctx)
+    ctx.state.n = (ctx.state.n or 0) + 1
+    if ctx.state.n % 2 == 1 then return ctx.healthy("odd") end
+    return ctx.unhealthy("even")
+  end }
+]])
+  end)
+
+  it("reports unknown with the reason, without running, while a dependency is down", function()
+    local agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "fixed" { enabled = false }
+check "alternating" { enabled = false }
+check "db" { plugin = "fixed", status = "unhealthy", retries = 0 }
+check "api" { plugin = "fixed", depends_on = "db", interval = "200ms" }
+check "frontend" { plugin = "fixed", depends_on = { "api" }, interval = "200ms" }
+check "cache" { plugin = "fixed", depends_on = { "db" }, status = "healthy" }
+]] }
+    local api = agent:wait_check("api", function(o) return o.runs and o.runs >= 3 end, 8)
+    local front = agent:wait_check("frontend", function(o) return o.runs and o.runs >= 3 end, 8)
+    local _, h = agent:get_json("/health")
+    local log = agent:logtext()
+    agent:stop()
+    assert.is_truthy(api, log)
+    assert.are.equal("unknown", api.status)
+    assert.are.equal("db", api.dependency)
+    assert.truthy(api.message:find("dependency db is unhealthy: run 1", 1, true), api.message)
+    assert.are.same({ "db" }, api.depends_on)
+    -- a dependency that is itself held back by its own is down too
+    assert.is_truthy(front, log)
+    assert.are.equal("unknown", front.status)
+    assert.truthy(front.message:find("dependency api is unavailable", 1, true), front.message)
+    -- neither ran its plugin (the dependency did, once)
+    assert.are.equal(0, runs_in_log(log, "api"), log)
+    assert.are.equal(0, runs_in_log(log, "frontend"), log)
+    assert.are.equal(1, runs_in_log(log, "db"), log)
+    -- the whole is unhealthy for db, not for the checks that depend on it
+    assert.are.equal("unhealthy", h.status)
+  end)
+
+  it("runs a check again once its dependency is back", function()
+    local agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "fixed" { enabled = false }
+check "alternating" { enabled = false }
+check "db" { plugin = "fixed", status = "unhealthy", retries = 0, interval = "300ms" }
+check "api" { plugin = "fixed", depends_on = "db", interval = "200ms" }
+]] }
+    local down = agent:wait_check("api", function(o) return o.status == "unknown" and o.dependency == "db" end, 8)
+    -- db comes back: the config changes, reloaded
+    S.write(agent.config, S.calm_system .. [[
+check "fixed" { enabled = false }
+check "alternating" { enabled = false }
+check "db" { plugin = "fixed", status = "healthy", interval = "300ms" }
+check "api" { plugin = "fixed", depends_on = "db", interval = "200ms" }
+]])
+    agent:signal("HUP")
+    local up = agent:wait_check("api", function(o) return o.status == "healthy" end, 8)
+    local log = agent:logtext()
+    agent:stop()
+    assert.is_truthy(down, log)
+    assert.is_truthy(up, log)
+    assert.is_nil(up.dependency)
+    assert.is_true(runs_in_log(log, "api") >= 1, log)
+  end)
+
+  it("refuses a depends_on that names no check, or a cycle, naming the check", function()
+    for _, case in ipairs {
+      { [[check "api" { plugin = "fixed", depends_on = "nope" }]], 'check "api".-depends_on: no check named "nope"' },
+      { [[check "a" { plugin = "fixed", depends_on = "b" }
+check "b" { plugin = "fixed", depends_on = { "a" } }]], "depends_on: a cycle: [ab] %-> [ab] %-> [ab]" },
+      { [[check "a" { plugin = "fixed", depends_on = "a" }]], "cannot depend on itself" },
+      { [[check "a" { plugin = "fixed", depends_on = 7 }]], "depends_on = 7: must be a check name" },
+    } do
+      local ok, err = pcall(S.start, { plugins = dir, config = S.calm_system .. [[
+check "fixed" { enabled = false }
+check "alternating" { enabled = false }
+]] .. case[1] .. "\n" })
+      if ok then err:stop() end
+      assert.is_false(ok, case[1])
+      assert.truthy(tostring(err):find(case[2]), tostring(err))
+    end
+  end)
+
+  it("holds the status rules see while a check flaps, and shows every result", function()
+    local agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "fixed" { enabled = false }
+check "alternating" { interval = "150ms", retries = 0, flap_threshold = 3, flap_window = "1m" }
+]] }
+    local flapping = agent:wait_check("alternating", function(o) return o.flapping end, 8)
+    assert.is_truthy(flapping, agent:logtext())
+    -- the held status is the one before it began to flap; the gauge stays on it whatever the
+    -- check's latest result is
+    local held = flapping.held_status
+    assert.truthy(held == "healthy" or held == "unhealthy", tostring(held))
+    local seen = {}
+    for _ = 1, 6 do
+      local _, text = agent:get("/metrics")
+      local o = agent:check("alternating")
+      seen[o.status] = true
+      assert.are.equal(1, series(text, "beagle_check_status", { check = "alternating", status = held }), text)
+      assert.are.equal(1, series(text, "beagle_check_flapping", { check = "alternating" }), text)
+      S.sleep(0.1)
+    end
+    local log = agent:logtext()
+    agent:stop()
+    assert.is_true(seen.healthy and seen.unhealthy, "/health/alternating showed each result")
+    assert.truthy(log:find("check is flapping", 1, true), log)
+    assert.is_true(flapping.status_changes > 3)
+  end)
+
+  it("keeps the last 100 results", function()
+    local agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "alternating" { enabled = false }
+check "fixed" { interval = "20ms", flap_threshold = 0 }
+]] }
+    local o = agent:wait_check("fixed", function(c) return c.runs >= 110 end, 20)
+    agent:stop()
+    assert.is_truthy(o)
+    assert.are.equal(100, #o.history)
+    assert.are.equal(("run %d"):format(o.runs), o.history[1].message)
+    assert.are.equal(("run %d"):format(o.runs - 99), o.history[100].message)
+  end)
+
+  it("runs a check now for GET /health/{name}?run=1 and answers with the fresh result", function()
+    local agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "alternating" { enabled = false }
+check "fixed" { pause = "300ms" }
+check "bad" { plugin = "fixed", status = "unhealthy", retries = 0 }
+]] }
+    agent:wait_check("fixed", function(o) return o.runs == 1 end, 8)
+    local t0 = S.now()
+    local st, body, head = agent:get("/health/fixed?run=1")
+    local took = S.now() - t0
+    local o = S.json(body)
+    assert.are.equal(200, st, body)
+    assert.are.equal("run 2", o.message)
+    assert.are.equal(2, o.runs)
+    assert.is_true(took >= 0.29, ("answered in %.3f s, before the run could end"):format(took))
+    assert.truthy(head:lower():find("connection: close", 1, true), head)
+    -- without run= it is the last result, not a new run
+    local _, again = agent:get_json("/health/fixed")
+    assert.are.equal(2, again.runs)
+    -- two at once: both answered, each with a run at least as new as when it asked
+    local a = S.service(("curl -s -m 5 %q > %q"):format(agent.url .. "/health/fixed?run=1", dir .. "/a.json"))
+    local b = S.service(("curl -s -m 5 %q > %q"):format(agent.url .. "/health/fixed?run=1", dir .. "/b.json"))
+    local both = S.wait(function()
+      local x, y = S.json(S.read(dir .. "/a.json") or ""), S.json(S.read(dir .. "/b.json") or "")
+      return x and y and { x, y }
+    end, 8)
+    a.stop() b.stop()
+    assert.is_truthy(both)
+    assert.is_true(both[1].runs >= 3 and both[2].runs >= 3)
+    -- unhealthy: 503, with the fresh result
+    st, body = agent:get("/health/bad?run=1")
+    assert.are.equal(503, st, body)
+    assert.are.equal("run 2", S.json(body).message)
+    st = agent:get("/health/nope?run=1")
+    assert.are.equal(404, st)
+    local log = agent:logtext()
+    agent:stop()
+    assert.truthy(agent, log)
+  end)
+
+  it("asks for the api_token before running a check on demand", function()
+    local agent = S.start { plugins = dir, env = { MONITORING_API_TOKEN = "run-token-5678" }, config = S.calm_system .. [[
+check "alternating" { enabled = false }
+check "fixed" { }
+]] }
+    agent:wait_check("fixed", function(o) return o.runs == 1 end, 8)
+    local st, body = agent:get("/health/fixed?run=1")
+    assert.are.equal(401, st, body)
+    st, body = agent:get("/health/fixed?run=1", { "Authorization: Bearer wrong" })
+    assert.are.equal(401, st, body)
+    local _, o = agent:get_json("/health/fixed")
+    assert.are.equal(1, o.runs) -- refused: nothing ran
+    st, body = agent:get("/health/fixed?x=1&run=1", { "Authorization: Bearer run-token-5678" })
+    agent:stop()
+    assert.are.equal(200, st, body)
+    assert.are.equal("run 2", S.json(body).message)
+  end)
+end)
