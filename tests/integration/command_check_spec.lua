@@ -4,10 +4,19 @@
 local S = require "support"
 
 local NP = "/usr/lib/nagios/plugins"
-local REQUIRED = { "check_dummy", "check_load", "check_disk" }
+local REQUIRED = { "check_dummy", "check_load", "check_disk", "check_tcp" }
+
+-- check_curl where the package has it (monitoring-plugins 2.4 on), else check_http
+local function http_plugin()
+  for _, p in ipairs { "check_curl", "check_http" } do
+    local f = io.open(NP .. "/" .. p, "r")
+    if f then f:close() return NP .. "/" .. p end
+  end
+  error(NP .. "/check_curl and check_http are missing: install Debian's monitoring-plugins-basic")
+end
 
 describe("command check", function()
-  local agent
+  local agent, sink
   setup(function()
     for _, p in ipairs(REQUIRED) do
       local f = io.open(NP .. "/" .. p, "r")
@@ -17,6 +26,19 @@ describe("command check", function()
       end
       f:close()
     end
+    -- a real HTTP server (tests/http_sink.py) for check_tcp and check_http/check_curl to probe
+    sink = S.sink()
+    local closed = S.free_port()
+    local HTTP = http_plugin()
+    local net = ([[
+plugin_exec_allow = plugin_exec_allow .. ", %s/check_tcp, %s"
+check "tcp_ok" { plugin = "command", command = { "%s/check_tcp", "-H", "127.0.0.1", "-p", "%d" }, retries = 0 }
+check "tcp_closed" { plugin = "command", command = { "%s/check_tcp", "-H", "127.0.0.1", "-p", "%d" }, retries = 0 }
+check "http_ok" { plugin = "command", retries = 0,
+  command = { "%s", "-H", "127.0.0.1", "-p", "%d", "-u", "/probe", "-s", "ok" } }
+check "http_string" { plugin = "command", retries = 0,
+  command = { "%s", "-H", "127.0.0.1", "-p", "%d", "-u", "/probe", "-s", "no such text" } }
+]]):format(NP, HTTP, NP, sink.port, NP, closed, HTTP, sink.port, HTTP, sink.port)
     agent = S.start {
       config = S.calm_system .. ([[
 plugin_exec_allow = "%s/check_dummy, %s/check_load, %s/check_disk, /bin/sh, /bin/sleep, /no/such/program"
@@ -32,11 +54,12 @@ check "odd_exit" { plugin = "command", shell = true, command = "echo 'weird | x=
 check "long" { plugin = "command", shell = true, retries = 0,
   command = "printf 'OK head|a=1s\nmore text\nstill | b=5MB;;;0;10\nc=50%%%%\n'" }
 check "slow" { plugin = "command", command = { "/bin/sleep", "30" }, timeout = "1s", retries = 0 }
-]]):format(NP, NP, NP, NP, NP, NP, NP, NP, NP),
+]]):format(NP, NP, NP, NP, NP, NP, NP, NP, NP) .. net,
     }
   end)
   teardown(function()
     if agent then agent:stop() end
+    if sink then sink.stop() end
   end)
 
   local function result(name, timeout)
@@ -105,6 +128,36 @@ check "slow" { plugin = "command", command = { "/bin/sleep", "30" }, timeout = "
     assert.are.equal(5 * 1024 * 1024, o.details.perfdata.b)
     assert.are.equal(50, o.details.perfdata.c)
     assert.truthy(o.details.long_output:find("more text", 1, true), o.details.long_output)
+  end)
+
+  it("runs check_tcp against a listening port and a closed one", function()
+    local o = result("tcp_ok")
+    assert.are.equal("healthy", o.status, o.message)
+    assert.truthy(o.message:find("^TCP OK"), o.message)
+    assert.is_number(o.details.perfdata.time) -- seconds
+    assert.is_true(o.details.perfdata.time < 10)
+    local _, body = agent:get("/metrics")
+    assert.truthy(body:find("\ncheck_tcp_ok_time [%d%.e+-]+\n"), "no check_tcp_ok_time in /metrics:\n" .. body)
+    o = result("tcp_closed")
+    assert.are.equal("unhealthy", o.status, o.message)
+    assert.truthy(o.message:lower():find("refused", 1, true), o.message)
+  end)
+
+  it("runs check_http (or check_curl) against a real HTTP server", function()
+    local o = result("http_ok")
+    assert.are.equal("healthy", o.status, o.message)
+    assert.truthy(o.message:find("^HTTP OK"), o.message)
+    assert.is_number(o.details.perfdata.time)
+    assert.is_number(o.details.perfdata.size) -- bytes
+    local seen = false
+    for _, r in ipairs(sink.requests()) do
+      if r.path == "/probe" and r.method == "GET" then seen = true end
+    end
+    assert.is_true(seen, "the sink saw no GET /probe")
+    o = result("http_string")
+    assert.are.equal("unhealthy", o.status, o.message)
+    assert.truthy(o.message:find("^HTTP CRITICAL"), o.message)
+    assert.truthy(o.message:find("not found", 1, true), o.message)
   end)
 
   it("kills a program that outlives the timeout", function()
