@@ -207,6 +207,26 @@ check "bad" { plugin = "fixed", status = "unhealthy", retries = 0 }
     assert.truthy(agent, log)
   end)
 
+  it("stops cleanly while an on-demand run is waited for", function()
+    local agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "alternating" { enabled = false }
+check "fixed" { pause = "3s", timeout = "5s" }
+]] }
+    agent:wait_check("fixed", function(o) return o.runs == 1 end, 8)
+    local out = dir .. "/pending.txt"
+    local c = S.service(("curl -s -m 10 -o /dev/null -w '%%{http_code}' %q > %q"):format(agent.url .. "/health/fixed?run=1", out))
+    S.sleep(0.5)
+    local stopped = agent:stop(8)
+    local code = S.wait(function() local t = S.read(out) return t and t ~= "" and t end, 10)
+    c.stop()
+    local log = agent:logtext()
+    assert.is_true(stopped, log)
+    assert.truthy(log:find("msg=stopped", 1, true), log)
+    assert.is_nil(log:find("level=error", 1, true), log)
+    -- the client got an answer or a closed connection, never a hang
+    assert.is_truthy(code, "curl did not finish")
+  end)
+
   it("asks for the api_token before running a check on demand", function()
     local agent = S.start { plugins = dir, env = { MONITORING_API_TOKEN = "run-token-5678" }, config = S.calm_system .. [[
 check "alternating" { enabled = false }

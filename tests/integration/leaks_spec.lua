@@ -85,6 +85,9 @@ channel "hook" { plugin = "webhook", url = "%s/hook" }
     end, 20)
     assert.is_truthy(delivered, agent:logtext())
     agent:get("/health/detailed")
+    -- a deferred answer: the check runs now, the connection waits for it
+    local rst, rbody = agent:get("/health/web?run=1")
+    assert.are.equal(200, rst, rbody)
     agent:get("/metrics")
     agent:get("/alerts")
     local a = agent
