@@ -28,7 +28,11 @@ local function server(svc, pidfn, stopfn)
     if pid then S.sh("kill -CONT " .. pid .. " 2>/dev/null") end
     stopfn(pid)
     if pid then
-      S.wait(function() return select(2, S.sh("kill -0 " .. pid .. " 2>/dev/null")) ~= 0 end, 10)
+      -- gone, or a zombie nobody has reaped yet
+      S.wait(function()
+        local st = S.read("/proc/" .. pid .. "/stat")
+        return st == nil or st:match("^%d+ %b() Z") ~= nil
+      end, 10)
       S.sh("kill -KILL " .. pid .. " 2>/dev/null")
     end
     svc.stop()
@@ -62,13 +66,12 @@ function D.postgres(o)
   S.write(data .. "/pg_hba.conf", "local all all trust\n" .. (o.hba or "host all all 127.0.0.1/32 trust\n"))
   if root then S.sh(("chown postgres %q"):format(data .. "/pg_hba.conf")) end
   local port = S.free_port()
+  -- setpriv execs (runuser forks and waits, and stops itself when its child is stopped: a
+  -- SIGSTOPped postmaster would leave it stopped, its child never reaped)
+  local exec_as = root and "setpriv --reuid=postgres --regid=postgres --init-groups -- " or ""
   local svc = S.service(("exec %s%q/postgres -D %q -p %d -k %q -c listen_addresses=127.0.0.1 -c fsync=off"
-    .. " -c shared_buffers=8MB -c max_connections=20 -c logging_collector=off"):format(as, D.PG_BIN, data, port, dir))
-  local function pid()
-    local f = S.read(data .. "/postmaster.pid")
-    return f and tonumber(f:match("^(%d+)"))
-  end
-  local s = server(svc, pid, function(p) if p then S.sh("kill -INT " .. p) end end)
+    .. " -c shared_buffers=8MB -c max_connections=20 -c logging_collector=off"):format(exec_as, D.PG_BIN, data, port, dir))
+  local s = server(svc, function() return svc.pid end, function(p) if p then S.sh("kill -INT " .. p) end end)
   s.port, s.dir, s.bin = port, dir, D.PG_BIN
   function s.psql(sql)
     local f = dir .. "/q.sql"
@@ -131,6 +134,39 @@ function D.mariadb()
     error("mariadbd did not start: " .. svc.output(), 2)
   end
   return s
+end
+
+-- ---- running a check now -------------------------------------------------------------------
+
+local json = require "cjson"
+
+-- run(agent, name) -> the check's fresh result (GET /health/{name}?run=1: status, message,
+-- details, response_time).
+function D.run(agent, name)
+  local st, body = S.http("GET", agent.url .. "/health/" .. name .. "?run=1")
+  local ok, o = pcall(json.decode, body)
+  assert(ok and type(o) == "table", ("GET /health/%s?run=1: HTTP %d %s"):format(name, st, body))
+  return o
+end
+
+-- run_paused(agent, name, server, seconds) -> the result of a run of the check made while the
+-- server is stopped (SIGSTOP) for `seconds`: connections wait in its listen queue, unanswered.
+function D.run_paused(agent, name, srv, seconds)
+  local out = S.tmpname()
+  srv.pause()
+  local ok, err = pcall(function()
+    S.sh(("{ curl -s -m 30 %q > %q; } >/dev/null 2>&1 &"):format(agent.url .. "/health/" .. name .. "?run=1", out))
+    S.sleep(seconds)
+  end)
+  srv.resume()
+  assert(ok, err)
+  local body = S.wait(function()
+    local b = S.read(out)
+    return b and b:find("}%s*$") and b
+  end, 30)
+  os.remove(out)
+  assert(body, "no answer to ?run=1 of " .. name)
+  return json.decode(body)
 end
 
 -- ---- for the protocol unit specs (tests/lua/*_proto_spec.lua) ---------------------------------
