@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 bg__curl_fns bg__cu;
 
@@ -46,7 +47,7 @@ static int curl_load(void) {
   return 0;
 }
 
-#define MAX_REDIRECTS 5L
+#define MAX_REDIRECTS 5
 #define USER_AGENT BG_H1_USER_AGENT
 
 /* ---- lists ---- */
@@ -110,7 +111,7 @@ static void sock_close(bg_fetcher *f, sock_ctx *s) {
 void bg__fetch_req_free(bg_fetch *r) {
   bg_fetcher *f = r->f;
   if (r->easy != NULL) { /* a mail's is gone after bg__mail_work */
-    if (!r->mail && f != NULL && !f->closing && f->nidle < EASY_POOL) {
+    if (!r->mail && !r->no_reuse && f != NULL && !f->closing && f->nidle < EASY_POOL) {
       bg__cu.easy_reset(r->easy);
       f->idle[f->nidle++] = r->easy;
     } else {
@@ -128,12 +129,89 @@ void bg__fetch_req_free(bg_fetch *r) {
 
 /* ---- completion ---- */
 
+/* curl's time of a phase in seconds (0 when curl has none). */
+static double info_secs(CURL *e, CURLINFO what) {
+  curl_off_t us = 0;
+  if (bg__cu.easy_getinfo(e, what, &us) != CURLE_OK || us < 0) return 0;
+  return (double)us / 1e6;
+}
+
+static double nonneg(double d) {
+  return d > 0 ? d : 0;
+}
+
+/* Each phase on its own out of curl's cumulative times: the name lookup, the TCP connect, the
+ * TLS handshake (0 for plain HTTP and on a reused connection), the wait for the first byte
+ * after the request went out, and the whole transfer. */
+static void get_timings(CURL *e, bg_fetch_result *res) {
+  double dns = info_secs(e, CURLINFO_NAMELOOKUP_TIME_T);
+  double conn = info_secs(e, CURLINFO_CONNECT_TIME_T);
+  double app = info_secs(e, CURLINFO_APPCONNECT_TIME_T);
+  double pre = info_secs(e, CURLINFO_PRETRANSFER_TIME_T);
+  double start = info_secs(e, CURLINFO_STARTTRANSFER_TIME_T);
+  res->has_timings = 1;
+  res->timings.dns = dns;
+  res->timings.connect = nonneg(conn - dns);
+  res->timings.tls = app > 0 ? nonneg(app - conn) : 0;
+  res->timings.first_byte = start > 0 ? nonneg(start - pre) : 0;
+  res->timings.total = info_secs(e, CURLINFO_TOTAL_TIME_T);
+}
+
+/* "Dec  8 03:00:00 2026 GMT" (OpenSSL's ASN1_TIME_print) as seconds since the epoch; -1 when
+ * it is something else. */
+static double cert_time(const char *s) {
+  static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  char mon[4];
+  int d, H, M, S, Y;
+  if (sscanf(s, "%3s %d %d:%d:%d %d", mon, &d, &H, &M, &S, &Y) != 6) return -1;
+  const char *m = strlen(mon) == 3 ? strstr(months, mon) : NULL;
+  if (m == NULL || (m - months) % 3 != 0) return -1;
+  struct tm tm = {.tm_year = Y - 1900,
+                  .tm_mon = (int)(m - months) / 3,
+                  .tm_mday = d,
+                  .tm_hour = H,
+                  .tm_min = M,
+                  .tm_sec = S};
+  return (double)timegm(&tm);
+}
+
+/* The leaf certificate of CURLINFO_CERTINFO into res (pointers into curl's list, valid until
+ * the easy handle is reset). */
+static void get_cert(CURL *e, bg_fetch_result *res) {
+  struct curl_certinfo *ci = NULL;
+  if (bg__cu.easy_getinfo(e, CURLINFO_CERTINFO, &ci) != CURLE_OK || ci == NULL ||
+      ci->num_of_certs < 1)
+    return;
+  double nb = -1, na = -1;
+  for (struct curl_slist *l = ci->certinfo[0]; l != NULL; l = l->next) {
+    const char *v = l->data;
+    if (strncmp(v, "Subject:", 8) == 0)
+      res->cert.subject = v + 8;
+    else if (strncmp(v, "Issuer:", 7) == 0)
+      res->cert.issuer = v + 7;
+    else if (strncmp(v, "Start date:", 11) == 0)
+      nb = cert_time(v + 11);
+    else if (strncmp(v, "Expire date:", 12) == 0)
+      na = cert_time(v + 12);
+  }
+  if (na < 0 || nb < 0) return;
+  res->has_cert = 1;
+  res->cert.not_before = nb;
+  res->cert.not_after = na;
+  if (res->cert.subject == NULL) res->cert.subject = "";
+  if (res->cert.issuer == NULL) res->cert.issuer = "";
+}
+
 void bg__fetch_finish(bg_fetch *r, CURLcode rc) {
   bg_fetch_result res;
   char msg[128];
   memset(&res, 0, sizeof res);
   res.errmsg = "";
-  if (r->fail == BG_ELIMIT || rc == CURLE_FILESIZE_EXCEEDED) {
+  if (rc == CURLE_TOO_MANY_REDIRECTS) {
+    snprintf(msg, sizeof msg, "more than %d redirects (the limit)", r->max_redirs);
+    res.err = BG_EIO;
+    res.errmsg = msg;
+  } else if (r->fail == BG_ELIMIT || rc == CURLE_FILESIZE_EXCEEDED) {
     snprintf(msg, sizeof msg, "response body exceeds %zu bytes", r->max_body);
     res.err = BG_ELIMIT;
     res.errmsg = msg;
@@ -144,10 +222,18 @@ void bg__fetch_finish(bg_fetch *r, CURLcode rc) {
     res.err = rc == CURLE_OPERATION_TIMEDOUT ? BG_ETIMEDOUT : BG_EIO;
     res.errmsg = r->errbuf[0] ? r->errbuf : bg__cu.easy_strerror(rc);
   }
-  if (r->easy != NULL)
+  if (r->easy != NULL && !r->mail) {
     bg__cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
-  else
+    bg__cu.easy_getinfo(r->easy, CURLINFO_REDIRECT_COUNT, &res.redirects);
+    char *url = NULL;
+    if (bg__cu.easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK) res.url = url;
+    if (res.err == 0) get_timings(r->easy, &res);
+    if (res.err == 0) get_cert(r->easy, &res); /* only there when CURLOPT_CERTINFO was set */
+  } else if (r->easy != NULL) {
+    bg__cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+  } else {
     res.status = r->status;
+  }
   res.body = r->body.data ? r->body.data : "";
   res.body_len = r->body.len;
   res.headers = r->hdrs.data ? r->hdrs.data : "";
@@ -406,13 +492,31 @@ static int setup_easy(bg_fetch *r, const bg_fetch_opts *o) {
   SET(CURLOPT_TIMEOUT_MS, t > LONG_MAX ? LONG_MAX : (long)t);
   /* fails early from Content-Length; bg__fetch_on_body enforces it for chunked bodies */
   SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(r->max_body > INT64_MAX ? INT64_MAX : r->max_body));
+  r->max_redirs = -1;
   if (o->follow_redirects) {
+    r->max_redirs = o->max_redirects == BG_FETCH_NO_REDIRECTS ? 0
+                    : o->max_redirects > 0                    ? o->max_redirects
+                                                              : MAX_REDIRECTS;
     SET(CURLOPT_FOLLOWLOCATION, 1L);
-    SET(CURLOPT_MAXREDIRS, MAX_REDIRECTS);
+    SET(CURLOPT_MAXREDIRS, (long)r->max_redirs);
   }
   if (o->insecure) {
     SET(CURLOPT_SSL_VERIFYPEER, 0L);
     SET(CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (o->client_cert != NULL) SET(CURLOPT_SSLCERT, o->client_cert);
+  if (o->client_key != NULL) SET(CURLOPT_SSLKEY, o->client_key);
+  if (o->ca_file != NULL) SET(CURLOPT_CAINFO, o->ca_file);
+  /* a certificate is only seen in a handshake, and a connect only measured on a connection of
+   * its own: neither may take one from the cache, nor leave one there */
+  if (o->cert_info || o->connect_only) {
+    SET(CURLOPT_FRESH_CONNECT, 1L);
+    SET(CURLOPT_FORBID_REUSE, 1L);
+  }
+  if (o->cert_info) SET(CURLOPT_CERTINFO, 1L);
+  if (o->connect_only) {
+    SET(CURLOPT_CONNECT_ONLY, 1L);
+    r->no_reuse = 1;
   }
   if (o->body != NULL) {
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
@@ -484,8 +588,8 @@ int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, voi
     return BG_EINVAL;
   }
   if (!mail && opts->method != NULL && opts->method[0] == '\0') return BG_EINVAL;
-  if (!mail && f->h1 != NULL && !opts->follow_redirects &&
-      strncasecmp(opts->url, "http://", 7) == 0) {
+  if (!mail && f->h1 != NULL && !opts->follow_redirects && !opts->connect_only && !opts->timings &&
+      !opts->cert_info && strncasecmp(opts->url, "http://", 7) == 0) {
     int rc = h1_start(f, opts, cb, ud, out);
     if (rc != BG_H1_DECLINED) return rc;
   }

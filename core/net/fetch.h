@@ -24,6 +24,9 @@ enum {
   BG_FETCH_TLS_REQUIRED  /* STARTTLS or fail */
 };
 
+#define BG_FETCH_NO_REDIRECTS (-1) /* max_redirects: follow none, a redirect is an error */
+#define BG_FETCH_MAX_REDIRECTS 50  /* the most max_redirects may ask for */
+
 typedef struct bg_fetch_opts {
   const char *method;         /* NULL: "GET" (or "POST" when body is set) */
   const char *url;            /* required; http://, https://, or smtp://, smtps:// (mail) */
@@ -32,8 +35,17 @@ typedef struct bg_fetch_opts {
   size_t body_len;
   uint64_t timeout_ms;  /* whole request; 0 means 10 s */
   size_t max_body;      /* response bodies beyond this fail with BG_ELIMIT; 0: 16 MiB */
-  int follow_redirects; /* 0 or 1 (at most 5 hops) */
+  int follow_redirects; /* 0 or 1 (at most max_redirects hops) */
+  int max_redirects;    /* with follow_redirects: 1..50 hops, BG_FETCH_NO_REDIRECTS, or 0: 5 */
   int insecure;         /* 1 skips TLS verification */
+  /* HTTP through curl only (any of them set sends a plain http:// request to curl too). PEM
+   * files are read by the TLS library when it connects. */
+  const char *client_cert; /* PEM client certificate (mutual TLS); NULL: none */
+  const char *client_key;  /* its key, when not in client_cert's file */
+  const char *ca_file;     /* PEM CA certificates to verify with, instead of the system's */
+  int cert_info;           /* 1: the peer's leaf certificate in the result (a fresh connection) */
+  int connect_only;        /* 1: connect (and TLS handshake) only, on a fresh connection */
+  int timings;             /* 1: send a plain http:// request to curl, which measures phases */
   /* Mail only (smtp:// and smtps:// URLs; method, headers, max_body and follow_redirects are
    * ignored there). Addresses are "a@b" or "<a@b>" and may not hold CR or LF. */
   const char *mail_from;        /* required for mail ("" is the null sender) */
@@ -53,6 +65,18 @@ typedef struct bg_fetch_result {
   const char *headers; /* the raw header block of the final response (mail: the replies) */
   size_t headers_len;
   double total_time; /* seconds from start to completion */
+  /* HTTP through curl (0 and NULL otherwise): */
+  long redirects;  /* redirects followed */
+  const char *url; /* the URL the final response came from; NULL: the request's */
+  int has_timings; /* the phases below are measured (curl ran the request) */
+  struct {
+    double dns, connect, tls, first_byte, total; /* seconds, each phase on its own */
+  } timings;
+  int has_cert; /* cert_info was asked and the peer sent a certificate */
+  struct {
+    double not_before, not_after; /* seconds since the epoch */
+    const char *subject, *issuer; /* OpenSSL's one-line forms ("CN = example.org") */
+  } cert;
 } bg_fetch_result;
 
 typedef void (*bg_fetch_cb)(void *ud, const bg_fetch_result *res);

@@ -88,8 +88,10 @@ struct bg_fetch {
   bg_buf body;
   bg_buf hdrs;
   size_t max_body;
-  int fail;  /* BG_ELIMIT or BG_ENOMEM when a curl callback aborted the transfer */
-  int in_cb; /* the user callback is running: the request is no longer in flight */
+  int max_redirs; /* the redirect limit curl was given (for its error), -1: not following */
+  int no_reuse;   /* connect_only: the easy handle holds the connection, never pool it */
+  int fail;       /* BG_ELIMIT or BG_ENOMEM when a curl callback aborted the transfer */
+  int in_cb;      /* the user callback is running: the request is no longer in flight */
   uint64_t start_ns;
   bg_fetch_cb cb;
   void *ud;

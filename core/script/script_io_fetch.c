@@ -15,6 +15,7 @@
 #define MAIL_MAX_RCPT 100
 #define HTTP_DEFAULT_BODY ((size_t)16 << 20) /* fetch's default max_body */
 #define HTTP_MAX_BODY ((size_t)1 << 40)
+#define HTTP_DEFAULT_REDIRECTS 10
 
 /* ---- http ----------------------------------------------------------------------------- */
 
@@ -127,6 +128,23 @@ static void span_done(bg_span *sp, const bg_fetch_result *res) {
   bg_span_end(bg_tracer_default(), sp, 0);
 }
 
+/* res.timings: each phase when curl ran the request, else (the built-in client) the total. */
+static void push_timings(lua_State *co, const bg_fetch_result *res) {
+  lua_createtable(co, 0, 5);
+  if (res->has_timings) {
+    static const char *const names[] = {"dns", "connect", "tls", "first_byte", "total"};
+    const double v[] = {res->timings.dns, res->timings.connect, res->timings.tls,
+                        res->timings.first_byte, res->timings.total};
+    for (int i = 0; i < 5; i++) {
+      lua_pushnumber(co, v[i]);
+      lua_setfield(co, -2, names[i]);
+    }
+  } else {
+    lua_pushnumber(co, res->total_time);
+    lua_setfield(co, -2, "total");
+  }
+}
+
 static void http_done(void *ud, const bg_fetch_result *res) {
   http_op *h = ud;
   bg__run *r = h->op.run;
@@ -148,7 +166,7 @@ static void http_done(void *ud, const bg_fetch_result *res) {
     bg__run_resume(r, 2);
     return;
   }
-  lua_createtable(co, 0, 4);
+  lua_createtable(co, 0, 8);
   lua_pushinteger(co, res->status);
   lua_setfield(co, -2, "status");
   lua_pushlstring(co, res->body, res->body_len);
@@ -157,6 +175,26 @@ static void http_done(void *ud, const bg_fetch_result *res) {
   lua_setfield(co, -2, "headers");
   lua_pushnumber(co, res->total_time);
   lua_setfield(co, -2, "time");
+  lua_pushinteger(co, res->redirects);
+  lua_setfield(co, -2, "redirects");
+  if (res->url != NULL) { /* else the sandbox sets the request's */
+    lua_pushstring(co, res->url);
+    lua_setfield(co, -2, "url");
+  }
+  push_timings(co, res);
+  lua_setfield(co, -2, "timings");
+  if (res->has_cert) {
+    lua_createtable(co, 0, 4);
+    lua_pushnumber(co, res->cert.not_before);
+    lua_setfield(co, -2, "not_before");
+    lua_pushnumber(co, res->cert.not_after);
+    lua_setfield(co, -2, "not_after");
+    lua_pushstring(co, res->cert.subject);
+    lua_setfield(co, -2, "subject");
+    lua_pushstring(co, res->cert.issuer);
+    lua_setfield(co, -2, "issuer");
+    lua_setfield(co, -2, "cert");
+  }
   bg__run_resume(r, 1);
 }
 
@@ -322,10 +360,13 @@ static bg_span *client_span(lua_State *L, const bg_fetch_opts *o, char tp[69], c
 }
 
 /* http(req) where req = {method=, url=, headers={"K: V",...}, body=, timeout=, max_body=,
- * follow=, insecure=}. The request carries the run's current span (traceparent, tracestate)
- * as a CLIENT span of its own, unless the plugin set a traceparent header itself. */
+ * follow=, max_redirects= (0..50, 10), insecure=, client_cert=, client_key=, ca_file=,
+ * cert_info=, connect_only=, timings=} (the sandbox has checked the types and paths). The request
+ * carries the run's current span (traceparent, tracestate) as a CLIENT span of its own, unless the
+ * plugin set a traceparent header itself. */
 static int pl_http(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkstack(L, 40, "http"); /* the fields stay on the stack, which anchors them */
   bg__run *r = bg__run_current(L);
   bg_fetch_opts o;
   memset(&o, 0, sizeof o);
@@ -348,18 +389,40 @@ static int pl_http(lua_State *L) {
   lua_getfield(L, 1, "max_body");
   double mb = lua_tonumber(L, -1);
   o.max_body = mb >= 1 && mb < (double)HTTP_MAX_BODY ? (size_t)mb : mb >= 1 ? HTTP_MAX_BODY : 0;
+  lua_getfield(L, 1, "connect_only");
+  o.connect_only = lua_toboolean(L, -1);
   size_t *reserved = reserved_of(L);
   size_t want = o.max_body ? o.max_body : HTTP_DEFAULT_BODY, left = bg__io_mem_left(L, r);
   size_t capped = 0, amount = 0;
-  if (left != SIZE_MAX) { /* a limit applies: share what is left with the requests in flight */
+  /* a limit applies: share what is left with the requests in flight (no body for connect_only) */
+  if (left != SIZE_MAX && !o.connect_only) {
     left = left > *reserved ? left - *reserved : 0;
     if (left < want) o.max_body = capped = left ? left : 1;
     amount = capped ? capped : want;
   }
   lua_getfield(L, 1, "follow");
   o.follow_redirects = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "max_redirects");
+  if (!lua_isnil(L, -1)) {
+    lua_Integer m = lua_tointeger(L, -1);
+    if (m < 0 || m > BG_FETCH_MAX_REDIRECTS)
+      return luaL_error(L, "http: max_redirects must be 0..%d", BG_FETCH_MAX_REDIRECTS);
+    o.max_redirects = m == 0 ? BG_FETCH_NO_REDIRECTS : (int)m;
+  } else {
+    o.max_redirects = HTTP_DEFAULT_REDIRECTS;
+  }
   lua_getfield(L, 1, "insecure");
   o.insecure = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "client_cert");
+  o.client_cert = lua_tostring(L, -1);
+  lua_getfield(L, 1, "client_key");
+  o.client_key = lua_tostring(L, -1);
+  lua_getfield(L, 1, "ca_file");
+  o.ca_file = lua_tostring(L, -1);
+  lua_getfield(L, 1, "cert_info");
+  o.cert_info = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "timings");
+  o.timings = lua_toboolean(L, -1);
   const char *hdrs[67];
   size_t nh = 0;
   lua_getfield(L, 1, "headers");
