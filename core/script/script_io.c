@@ -2,8 +2,9 @@
  * is resumed from the loop with the result. Every operation can be cancelled (the run timed out
  * or was cancelled) and then releases its handles on its own. This file has what the others
  * share (script_io_int.h), sleep, and the __bg table; one file per kind of wait beside it:
- * script_io_fetch.c (HTTP, mail), script_io_tcp.c, script_io_exec.c, and script_io_sync.c for
- * the synchronous helpers (files, hashing, JSON). */
+ * script_io_fetch.c (HTTP, mail), script_io_tcp.c, script_io_exec.c, script_io_dns.c,
+ * script_io_fs.c (stat, statvfs, list_dir, read_pidfile), script_io_crypto.c, and
+ * script_io_sync.c for the synchronous helpers (files, hashing, JSON). */
 #include <lauxlib.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -108,4 +109,7 @@ void bg__script_open_io(lua_State *L) {
   bg__script_open_io_exec(L);
   bg__script_open_io_sync(L);
   bg__script_open_io_encode(L);
+  bg__script_open_io_dns(L);
+  bg__script_open_io_fs(L); /* its statvfs, which waits, replaces script_io_sync's */
+  bg__script_open_io_crypto(L);
 }

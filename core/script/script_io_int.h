@@ -29,7 +29,10 @@ void bg__script_open_io_tcp(lua_State *L);   /* tcp_connect */
 void bg__script_open_io_udp(lua_State *L);   /* udp_send */
 void bg__script_open_io_exec(lua_State *L);  /* exec */
 void bg__script_open_io_sync(
-    lua_State *L); /* read_file, statvfs, sha256, hmac_sha256, json_encode */
+    lua_State *L); /* read_file, sha256, hmac_sha256, json_encode */
 void bg__script_open_io_encode(lua_State *L); /* batch_open, encode */
+void bg__script_open_io_dns(lua_State *L);    /* dns_resolve */
+void bg__script_open_io_fs(lua_State *L);     /* stat, statvfs, list_dir, read_pidfile */
+void bg__script_open_io_crypto(lua_State *L); /* md5_hex, sha256_raw, hmac_sha256_raw, ... */
 
 #endif

@@ -1,12 +1,11 @@
-/* script_io_sync: the helpers a plugin calls without waiting: read_file and statvfs (for
- * /proc, /sys and small local files), SHA-256 and HMAC (webhook signatures) and json_encode. */
+/* script_io_sync: the helpers a plugin calls without waiting: read_file (for /proc, /sys and
+ * small local files), SHA-256 and HMAC (webhook signatures) and json_encode. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "base/bg.h"
@@ -90,20 +89,6 @@ int bg_lua_read_file(lua_State *L) {
   return 1;
 }
 
-/* statvfs(path) -> total_bytes, available_bytes | nil, err */
-static int pl_statvfs(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  struct statvfs st;
-  if (statvfs(path, &st) != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(errno));
-    return 2;
-  }
-  lua_pushnumber(L, (double)st.f_blocks * (double)st.f_frsize);
-  lua_pushnumber(L, (double)st.f_bavail * (double)st.f_frsize);
-  return 2;
-}
-
 /* ---- hashing -------------------------------------------------------------------------- */
 
 /* sha256(msg) -> lower-case hex digest */
@@ -142,10 +127,12 @@ static int pl_json_encode(lua_State *L) {
   return 2;
 }
 
-/* Sets read_file, statvfs, sha256, hmac_sha256, json_encode in the __bg table on top of L. */
+/* Sets read_file, sha256, hmac_sha256, json_encode in the __bg table on top of L. */
 void bg__script_open_io_sync(lua_State *L) {
-  static const luaL_Reg fns[] = {{"read_file", bg_lua_read_file}, {"statvfs", pl_statvfs},
-                                 {"sha256", pl_sha256},           {"hmac_sha256", pl_hmac_sha256},
-                                 {"json_encode", pl_json_encode}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"read_file", bg_lua_read_file},
+                                 {"sha256", pl_sha256},
+                                 {"hmac_sha256", pl_hmac_sha256},
+                                 {"json_encode", pl_json_encode},
+                                 {NULL, NULL}};
   bg__io_setfuncs(L, fns);
 }
