@@ -315,18 +315,29 @@ local PROC_DENY = { environ = true, mem = true, root = true, cwd = true, exe = t
   fdinfo = true, map_files = true, pagemap = true, kcore = true, kmem = true, auxv = true,
   syscall = true, ["timerslack_ns"] = true }
 
-local function readable(path)
-  if type(path) ~= "string" then return nil, "read_file: path must be a string" end
-  local top = path:match("^/(%a+)/")
+local function readable(path, fname)
+  fname = fname or "read_file"
+  if type(path) ~= "string" then return nil, fname .. ": path must be a string" end
+  if path:find("\0", 1, true) then return nil, fname .. ": path may not contain NUL bytes" end
+  local top = path:match("^/(%a+)/") or path:match("^/(%a+)$")
   if top ~= "proc" and top ~= "sys" then
-    return nil, ("read_file: %s is outside /proc and /sys"):format(path)
+    return nil, ("%s: %s is outside /proc and /sys"):format(fname, path)
   end
   for part in path:gmatch("[^/]+") do
-    if part == ".." or part == "." then return nil, ("read_file: %s: no . or .. in paths"):format(path) end
+    if part == ".." or part == "." then return nil, ("%s: %s: no . or .. in paths"):format(fname, path) end
     if top == "proc" and PROC_DENY[part] then
-      return nil, ("read_file: %s: /proc/*/%s is not readable by plugins"):format(path, part)
+      return nil, ("%s: %s: /proc/*/%s is not readable by plugins"):format(fname, path, part)
     end
   end
+  return path
+end
+
+-- Any absolute path, for the calls that learn metadata only (stat, statvfs) or a pid.
+local function absolute(path, fname)
+  if type(path) ~= "string" then return nil, ("%s: path must be a string, not a %s"):format(fname, type(path)) end
+  if path:sub(1, 1) ~= "/" then return nil, ("%s: %q is not an absolute path"):format(fname, path) end
+  if path:find("\0", 1, true) then return nil, fname .. ": path may not contain NUL bytes" end
+  if #path > 4096 then return nil, fname .. ": path is longer than 4096 bytes" end
   return path
 end
 
@@ -357,10 +368,91 @@ local function exec(argv)
   return bg.exec(clean)
 end
 
+-- The calls below wait: the run yields while a threadpool thread asks the kernel.
 local function statvfs(path)
-  if type(path) ~= "string" then return nil, "statvfs: path must be a string" end
-  return bg.statvfs(path)
+  local p, err = absolute(path, "statvfs")
+  if not p then return nil, err end
+  return bg.statvfs(p)
 end
+
+local function stat(path)
+  local p, err = absolute(path, "stat")
+  if not p then return nil, err end
+  return bg.stat(p)
+end
+
+local function list_dir(path)
+  local p, err = readable(path, "list_dir")
+  if not p then return nil, err end
+  return bg.list_dir(p)
+end
+
+local function read_pidfile(path)
+  local p, err = absolute(path, "read_pidfile")
+  if not p then return nil, err end
+  return bg.read_pidfile(p)
+end
+
+local FAMILY = { any = 0, inet = 4, inet6 = 6 }
+local function dns_resolve(name, opt)
+  if type(name) ~= "string" then return nil, ("dns.resolve: name must be a string, not a %s"):format(type(name)) end
+  if #name == 0 or #name > 1024 or name:find("\0", 1, true) then
+    return nil, "dns.resolve: name must be 1..1024 bytes without NUL"
+  end
+  if opt ~= nil and type(opt) ~= "table" then return nil, "dns.resolve: options must be a table" end
+  local family = opt and opt.family
+  if family ~= nil and not FAMILY[family] then
+    return nil, ("dns.resolve: family must be \"any\", \"inet\" or \"inet6\", not %s"):format(tostring(family))
+  end
+  return bg.dns_resolve(name, FAMILY[family or "any"])
+end
+
+-- ctx.crypto: the arguments are checked here, the work is C's (crypto.h).
+local function is_int(v, lo, hi) return type(v) == "number" and v == math.floor(v) and v >= lo and v <= hi end
+local function strings(fname, ...)
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if type(v) ~= "string" then return ("crypto.%s: argument %d must be a string, not a %s"):format(fname, i, type(v)) end
+  end
+end
+local crypto_fns = {
+  md5_hex = function(s)
+    local e = strings("md5_hex", s)
+    if e then return nil, e end
+    return bg.crypto_md5_hex(s)
+  end,
+  sha256 = function(s)
+    local e = strings("sha256", s)
+    if e then return nil, e end
+    return bg.crypto_sha256(s)
+  end,
+  hmac_sha256 = function(key, s)
+    local e = strings("hmac_sha256", key, s)
+    if e then return nil, e end
+    return bg.crypto_hmac_sha256(key, s)
+  end,
+  pbkdf2_sha256 = function(password, salt, iterations, length)
+    local e = strings("pbkdf2_sha256", password, salt)
+    if e then return nil, e end
+    if not is_int(iterations, 1, 1e6) then return nil, "crypto.pbkdf2_sha256: iterations must be an integer 1..1000000" end
+    if not is_int(length, 1, 1024) then return nil, "crypto.pbkdf2_sha256: length must be an integer 1..1024" end
+    return bg.crypto_pbkdf2_sha256(password, salt, iterations, length)
+  end,
+  random = function(n)
+    if not is_int(n, 0, 1024) then return nil, "crypto.random: n must be an integer 0..1024" end
+    return bg.crypto_random(n)
+  end,
+  base64_encode = function(s)
+    local e = strings("base64_encode", s)
+    if e then return nil, e end
+    return bg.crypto_base64_encode(s)
+  end,
+  base64_decode = function(s)
+    local e = strings("base64_decode", s)
+    if e then return nil, e end
+    return bg.crypto_base64_decode(s)
+  end,
+}
 
 local function header_list(h)
   local out = {}
@@ -372,10 +464,12 @@ local function header_list(h)
   return out
 end
 
--- bg.http's answer: { status, body, headers = { lowercased name = value }, time } | nil, err.
--- Only known keys of plain types cross to C.
+-- bg.http's answer: { status, body, headers = { lowercased name = value }, time, redirects, url,
+-- timings, cert } | nil, err. Only known keys of plain types cross to C.
 local REQ_KEYS = { url = "string", method = "string", body = "string", timeout = "number", follow = "boolean",
-  insecure = "boolean", max_body = "number" }
+  insecure = "boolean", max_body = "number", max_redirects = "number", client_cert = "string",
+  client_key = "string", ca_file = "string", cert_info = "boolean", connect_only = "boolean", timings = "boolean" }
+local PEM_KEYS = { "client_cert", "client_key", "ca_file" }
 local function http_request(req)
   if type(req) ~= "table" then return nil, "http: the request must be a table" end
   local clean = { headers = header_list(req.headers) }
@@ -387,7 +481,26 @@ local function http_request(req)
     end
   end
   if not clean.url then return nil, "http: url is required" end
-  return bg.http(clean)
+  local mr = clean.max_redirects
+  if mr ~= nil and not is_int(mr, 0, 50) then return nil, ("http: max_redirects must be an integer 0..50, not %s"):format(mr) end
+  for _, k in ipairs(PEM_KEYS) do
+    if clean[k] ~= nil then
+      local p, err = absolute(clean[k], "http: " .. k)
+      if not p then return nil, err end
+    end
+  end
+  if clean.client_key and not clean.client_cert then return nil, "http: client_key needs client_cert" end
+  local res, err = bg.http(clean)
+  if res and res.url == nil then res.url = clean.url end
+  return res, err
+end
+
+-- get(url, opts) and post(url, body, opts): opts are request{} keys, besides url, method, body.
+local function with_opts(opt, url, method, body)
+  local req = {}
+  if type(opt) == "table" then for k, v in pairs(opt) do req[k] = v end end
+  req.url, req.method, req.body = url, method, body
+  return req
 end
 
 local function result(status)
@@ -408,21 +521,15 @@ local function make_ctx(a)
       return bg.sleep(s)
     end,
     now = bg.now, time = bg.wall,
-    read_file = read_file, statvfs = statvfs,
+    read_file = read_file, statvfs = statvfs, stat = stat, list_dir = list_dir, read_pidfile = read_pidfile,
     log = seal(beagle.log),
     http = {
       request = function(req) return http_request(req) end,
-      get = function(url, opt)
-        opt = type(opt) == "table" and opt or {}
-        return http_request { url = url, method = "GET", timeout = opt.timeout, headers = opt.headers,
-          follow = opt.follow, insecure = opt.insecure, max_body = opt.max_body }
-      end,
-      post = function(url, body, opt)
-        opt = type(opt) == "table" and opt or {}
-        return http_request { url = url, method = "POST", body = body, timeout = opt.timeout,
-          headers = opt.headers, insecure = opt.insecure, max_body = opt.max_body }
-      end,
+      get = function(url, opt) return http_request(with_opts(opt, url, "GET")) end,
+      post = function(url, body, opt) return http_request(with_opts(opt, url, "POST", body)) end,
     },
+    dns = { resolve = dns_resolve },
+    crypto = copy_lib(crypto_fns),
     tcp = { connect = function(host, port)
       if type(host) ~= "string" or type(port) ~= "number" then
         return nil, "tcp.connect: host must be a string and port a number"
