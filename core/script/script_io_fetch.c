@@ -1,10 +1,12 @@
 /* script_io_fetch: what a plugin run sends through the fetcher (net/fetch.h) and waits for:
  * HTTP requests (ctx.http) and mail (ctx.mail in channels). */
 #include <ctype.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "base/bg.h"
 #include "net/fetch.h"
@@ -359,6 +361,23 @@ static bg_span *client_span(lua_State *L, const bg_fetch_opts *o, char tp[69], c
   return sp;
 }
 
+/* The PEM file path in field key of the table at 1 (left on the stack, which anchors it), or
+ * NULL. It must name a regular file: the TLS library opens it on the loop's thread when it
+ * connects, and opening a device can block or do something (a watchdog arms). On the first
+ * failure *err is set to a message pushed on the stack. */
+static const char *pem_field(lua_State *L, const char *key, const char **err) {
+  lua_getfield(L, 1, key);
+  const char *path = lua_tostring(L, -1);
+  if (path == NULL || *err != NULL) return path;
+  struct stat st;
+  if (stat(path, &st) != 0)
+    *err = lua_pushfstring(L, "http: %s: %s: %s", key, path,
+                           uv_strerror(uv_translate_sys_error(errno)));
+  else if (!S_ISREG(st.st_mode))
+    *err = lua_pushfstring(L, "http: %s: %s: not a regular file", key, path);
+  return path;
+}
+
 /* http(req) where req = {method=, url=, headers={"K: V",...}, body=, timeout=, max_body=,
  * follow=, max_redirects= (0..50, 10), insecure=, client_cert=, client_key=, ca_file=,
  * cert_info=, connect_only=, timings=} (the sandbox has checked the types and paths). The request
@@ -413,12 +432,15 @@ static int pl_http(lua_State *L) {
   }
   lua_getfield(L, 1, "insecure");
   o.insecure = lua_toboolean(L, -1);
-  lua_getfield(L, 1, "client_cert");
-  o.client_cert = lua_tostring(L, -1);
-  lua_getfield(L, 1, "client_key");
-  o.client_key = lua_tostring(L, -1);
-  lua_getfield(L, 1, "ca_file");
-  o.ca_file = lua_tostring(L, -1);
+  const char *pem_err = NULL;
+  o.client_cert = pem_field(L, "client_cert", &pem_err);
+  o.client_key = pem_field(L, "client_key", &pem_err);
+  o.ca_file = pem_field(L, "ca_file", &pem_err);
+  if (pem_err != NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, pem_err);
+    return 2;
+  }
   lua_getfield(L, 1, "cert_info");
   o.cert_info = lua_toboolean(L, -1);
   lua_getfield(L, 1, "timings");

@@ -169,18 +169,28 @@ static void work_run(uv_work_t *w) {
     if (statvfs(f->path, &f->sv) != 0) f->err = uv_translate_sys_error(errno);
     return;
   }
-  /* non-blocking: a FIFO or a device would never end, or wait forever */
+  /* A regular file only, looked at before it is opened: opening some devices does something
+   * (a watchdog arms, a tape rewinds). Non-blocking, and the one opened must be the one
+   * looked at, should the path change in between. */
+  struct stat before, st;
+  if (stat(f->path, &before) != 0) {
+    f->err = uv_translate_sys_error(errno);
+    return;
+  }
+  if (!S_ISREG(before.st_mode)) {
+    f->why = "not a regular file";
+    return;
+  }
   int fd = open(f->path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) {
     f->err = uv_translate_sys_error(errno);
     return;
   }
-  struct stat st;
   char buf[PIDFILE_MAX];
   ssize_t n = -1;
   if (fstat(fd, &st) != 0)
     f->err = uv_translate_sys_error(errno);
-  else if (!S_ISREG(st.st_mode))
+  else if (!S_ISREG(st.st_mode) || st.st_dev != before.st_dev || st.st_ino != before.st_ino)
     f->why = "not a regular file";
   else {
     do

@@ -127,6 +127,14 @@ function CASES.mtls(opt, ctx, d)
   d.body = res and res.body
   res, err = ctx.http.get(url, { ca_file = opt.arg.ca, client_cert = opt.arg.dir .. "/missing.pem" })
   d.missing_cert = res and "answered" or err
+  -- a PEM path must name a regular file, looked at before curl opens it
+  res, err = ctx.http.get(url, { ca_file = "/dev/null" })
+  d.device_ca = res and "answered" or err
+  res, err = ctx.http.get(url, { ca_file = opt.arg.dir })
+  d.dir_ca = res and "answered" or err
+  -- a file that is not a certificate: the TLS library's reason
+  res, err = ctx.http.get(url, { ca_file = opt.arg.ca, client_cert = opt.arg.dir .. "/srv.ext" })
+  d.junk_cert = res and "answered" or err
 end
 
 function CASES.redirects(opt, ctx, d)
@@ -265,6 +273,8 @@ function CASES.files(opt, ctx, d)
   d.pid_dir = pid or err
   pid, err = ctx.read_pidfile(dir .. "/missing.pid")
   d.pid_missing = pid or err
+  pid, err = ctx.read_pidfile("/dev/null")
+  d.pid_device = pid or err
   pid, err = ctx.read_pidfile("good.pid")
   d.pid_relative = pid or err
 end
@@ -451,7 +461,10 @@ describe("ctx I/O", function()
     assert.are.equal(200, d.with)
     assert.are.equal("ok", d.body)
     assert.is_truthy(not d.without:find("^answered 200"), d.without)
-    assert.is_truthy(d.missing_cert:lower():find("certificate", 1, true), d.missing_cert)
+    assert.are.equal("http: client_cert: " .. dir .. "/missing.pem: no such file or directory", d.missing_cert)
+    assert.are.equal("http: ca_file: /dev/null: not a regular file", d.device_ca)
+    assert.are.equal("http: ca_file: " .. dir .. ": not a regular file", d.dir_ca)
+    assert.is_truthy(d.junk_cert:lower():find("cert", 1, true), d.junk_cert)
   end)
 
   it("follows redirects up to max_redirects and names the limit past it", function()
@@ -547,6 +560,7 @@ describe("ctx I/O", function()
     assert.are.equal(dir .. "/fifo: not a regular file", d.pid_fifo)
     assert.are.equal(dir .. ": not a regular file", d.pid_dir)
     assert.are.equal(dir .. "/missing.pid: no such file or directory", d.pid_missing)
+    assert.are.equal("/dev/null: not a regular file", d.pid_device)
     assert.are.equal('read_pidfile: "good.pid" is not an absolute path', d.pid_relative)
   end)
 
