@@ -9,10 +9,19 @@ local D = {}
 
 local root = S.sh("id -u"):match("^%s*0%s*$") ~= nil
 
+-- The servers and their tools run without what an ASan build preloads into the specs' LuaJIT.
+local CLEAN = "env -u LD_PRELOAD -u ASAN_OPTIONS -u LSAN_OPTIONS -u BEAGLE_CHILD_ASAN_OPTIONS "
+
 local function need(path, what)
   if not S.read(path) and select(2, S.sh(("test -x %q"):format(path))) ~= 0 then
     error(("%s is missing: install %s (scripts/deps.sh test)"):format(path, what), 3)
   end
+end
+
+-- gone(pid): the process has exited (a zombie nobody has reaped yet counts as gone)
+local function gone(pid)
+  local st = S.read("/proc/" .. pid .. "/stat")
+  return st == nil or st:match("^%d+ %b() Z") ~= nil
 end
 
 local function server(svc, pidfn, stopfn)
@@ -28,11 +37,7 @@ local function server(svc, pidfn, stopfn)
     if pid then S.sh("kill -CONT " .. pid .. " 2>/dev/null") end
     stopfn(pid)
     if pid then
-      -- gone, or a zombie nobody has reaped yet
-      S.wait(function()
-        local st = S.read("/proc/" .. pid .. "/stat")
-        return st == nil or st:match("^%d+ %b() Z") ~= nil
-      end, 10)
+      S.wait(function() return gone(pid) end, 10)
       S.sh("kill -KILL " .. pid .. " 2>/dev/null")
     end
     svc.stop()
@@ -58,8 +63,18 @@ function D.postgres(o)
   o = o or {}
   need(D.PG_BIN .. "/postgres", "postgresql")
   local dir = S.tmpdir()
-  local as = root and "runuser -u postgres -- " or ""
-  if root then S.sh(("chown postgres %q && chmod 700 %q"):format(dir, dir)) end
+  local as = CLEAN .. (root and "runuser -u postgres -- " or "")
+  local own_tmp
+  if root then
+    S.sh(("chown postgres %q && chmod 700 %q"):format(dir, dir))
+    -- the postgres user must reach it: a tree under /root (mode 700) is not reachable
+    if select(2, S.sh(("runuser -u postgres -- test -w %q"):format(dir))) ~= 0 then
+      S.sh(("rm -rf %q"):format(dir))
+      dir = (S.sh("mktemp -d /tmp/beagle-pg.XXXXXX"):gsub("%s+$", ""))
+      S.sh(("chown postgres %q && chmod 700 %q"):format(dir, dir))
+      own_tmp = dir
+    end
+  end
   local data = dir .. "/data"
   local out, code = S.sh(("%s%q/initdb -D %q -U postgres -A trust --no-sync --no-instructions -E UTF8"):format(as, D.PG_BIN, data))
   if code ~= 0 then error("initdb failed: " .. out, 2) end
@@ -68,10 +83,16 @@ function D.postgres(o)
   local port = S.free_port()
   -- setpriv execs (runuser forks and waits, and stops itself when its child is stopped: a
   -- SIGSTOPped postmaster would leave it stopped, its child never reaped)
-  local exec_as = root and "setpriv --reuid=postgres --regid=postgres --init-groups -- " or ""
+  local exec_as = CLEAN .. (root and "setpriv --reuid=postgres --regid=postgres --init-groups -- " or "")
   local svc = S.service(("exec %s%q/postgres -D %q -p %d -k %q -c listen_addresses=127.0.0.1 -c fsync=off"
     .. " -c shared_buffers=8MB -c max_connections=20 -c logging_collector=off"):format(exec_as, D.PG_BIN, data, port, dir))
-  local s = server(svc, function() return svc.pid end, function(p) if p then S.sh("kill -INT " .. p) end end)
+  local s = server(svc, function() return svc.pid end, function(p)
+    if p then S.sh("kill -INT " .. p) end
+    if own_tmp then
+      if p then S.wait(function() return gone(p) end, 10) end
+      S.sh(("rm -rf %q"):format(own_tmp))
+    end
+  end)
   s.port, s.dir, s.bin = port, dir, D.PG_BIN
   function s.psql(sql)
     local f = dir .. "/q.sql"
@@ -102,7 +123,7 @@ function D.redis(o)
   local port = S.free_port()
   S.write(dir .. "/redis.conf", ("port %d\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir %s\ndaemonize no\n%s")
     :format(port, dir, o.conf or ""))
-  local svc = S.service(("exec redis-server %q"):format(dir .. "/redis.conf"))
+  local svc = S.service(("exec %sredis-server %q"):format(CLEAN, dir .. "/redis.conf"))
   local s = server(svc, function() return svc.pid end, function(p) if p then S.sh("kill -TERM " .. p) end end)
   s.port, s.dir = port, dir
   if not listening(port) then
@@ -120,11 +141,11 @@ function D.mariadb()
   local dir = S.tmpdir()
   local data = dir .. "/data"
   local user = root and " --user=root" or ""
-  local out, code = S.sh(("mariadb-install-db --no-defaults --datadir=%q --auth-root-authentication-method=normal"
+  local out, code = S.sh((CLEAN .. "mariadb-install-db --no-defaults --datadir=%q --auth-root-authentication-method=normal"
     .. " --skip-test-db --skip-name-resolve%s"):format(data, user))
   if code ~= 0 then error("mariadb-install-db failed: " .. out, 2) end
   local port = S.free_port()
-  local svc = S.service(("exec /usr/sbin/mariadbd --no-defaults --datadir=%q --socket=%q --port=%d"
+  local svc = S.service(("exec " .. CLEAN .. "/usr/sbin/mariadbd --no-defaults --datadir=%q --socket=%q --port=%d"
     .. " --bind-address=127.0.0.1 --skip-name-resolve --innodb-buffer-pool-size=8M --pid-file=%q%s"):format(data,
     dir .. "/sock", port, dir .. "/pid", user))
   local s = server(svc, function() return svc.pid end, function(p) if p then S.sh("kill -TERM " .. p) end end)
@@ -147,6 +168,14 @@ function D.run(agent, name)
   local ok, o = pcall(json.decode, body)
   assert(ok and type(o) == "table", ("GET /health/%s?run=1: HTTP %d %s"):format(name, st, body))
   return o
+end
+
+-- settle(agent, names): waits until each check's first scheduled run is done, so that a
+-- ?run=1 starts a run of its own instead of joining that one.
+function D.settle(agent, names)
+  for _, name in ipairs(names) do
+    assert(agent:wait_check(name, function(c) return c.runs and c.runs > 0 end, 15), name .. " did not run")
+  end
 end
 
 -- run_paused(agent, name, server, seconds) -> the result of a run of the check made while the

@@ -13,6 +13,7 @@ describe("mysql check", function()
       config = S.calm_system .. ('check "db" { plugin = "mysql", host = "127.0.0.1", port = %d, interval = "1h", retries = 0 }\n')
         :format(db.port),
     }
+    D.settle(agent, { "db" })
   end)
   teardown(function()
     if agent then agent:stop() end

@@ -32,6 +32,7 @@ describe("postgres check", function()
         .. check("isready", 'isready = true, user = "nobody"')
         .. check("paused", 'user = "trusty", slow = "1s"'),
     }
+    D.settle(agent, { "trust", "cleartext", "md5", "scram", "wrong_password", "no_password", "no_database", "isready", "paused" })
   end)
   teardown(function()
     if agent then agent:stop() end

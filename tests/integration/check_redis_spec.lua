@@ -20,6 +20,7 @@ describe("redis check", function()
         .. check("noauth", 'slow = "1s"')
         .. check("wrongpass", 'password = "nope"'),
     }
+    D.settle(agent, { "cache", "acl", "noauth", "wrongpass" })
   end)
   teardown(function()
     if agent then agent:stop() end

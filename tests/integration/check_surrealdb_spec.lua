@@ -90,6 +90,10 @@ describe("surrealdb check", function()
         .. check("bad_auth", url, 'user = "root", password = "wrong"')
         .. check("closed", ("http://127.0.0.1:%d"):format(S.free_port()), 'user = "root"'),
     }
+    -- the first scheduled runs are done (a ?run=1 during one would join it, not start another)
+    for _, name in ipairs { "surreal", "bad_auth", "closed" } do
+      assert(agent:wait_check(name, function(c) return c.runs and c.runs > 0 end, 10), name .. " did not run")
+    end
   end)
   teardown(function()
     if agent then agent:stop() end
