@@ -157,6 +157,44 @@ function D.mariadb()
   return s
 end
 
+-- ---- a hostile server ------------------------------------------------------------------------
+
+local HOSTILE = [=[
+import socket, sys, threading
+greeting, unit = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2])
+chunk = unit * (65536 // len(unit) + 1) if unit else b""
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(16)
+print(srv.getsockname()[1], flush=True)
+def serve(c):
+    try:
+        c.sendall(greeting)
+        while chunk:
+            c.sendall(chunk)
+        c.recv(65536)
+    except OSError:
+        pass
+    finally:
+        c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+]=]
+
+-- hostile(greeting, unit) -> { port, stop() }: a TCP server that sends `greeting` to every
+-- client at once, then, when `unit` is given, that unit over and over for as long as the client
+-- reads (else it waits for the client to go).
+function D.hostile(greeting, unit)
+  local dir = S.tmpdir()
+  S.write(dir .. "/hostile.py", HOSTILE)
+  local function hex(b) return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+  local svc, port = S.receiver(("exec %spython3 %q %q %q"):format(CLEAN, dir .. "/hostile.py", hex(greeting),
+    hex(unit or "")), "hostile server")
+  return { port = port, stop = svc.stop }
+end
+
 -- ---- running a check now -------------------------------------------------------------------
 
 local json = require "cjson"

@@ -134,7 +134,7 @@ return beagle.check {
   session = session,
   run = function(opt, ctx)
     local t0 = ctx.now()
-    local where = ("%s:%d"):format(opt.host, opt.port)
+    local where = (opt.host:find(":", 1, true) and "[%s]:%d" or "%s:%d"):format(opt.host, opt.port)
     local conn, err = ctx.tcp.connect(opt.host, opt.port)
     if not conn then
       return ctx.unhealthy(("%s: %s"):format(where, err), { response_time = ctx.now() - t0 })

@@ -40,6 +40,25 @@ describe("mysql check", function()
     assert.is_true(o.details.response_time > 1, tostring(o.details.response_time))
   end)
 
+  it("ends a run against a hostile server: a huge length, HTTP's answer", function()
+    local huge, http = D.hostile("\255\255\255\0"), D.hostile("HTTP/1.1 400 Bad Request\r\n\r\n")
+    local a = S.start { config = ('check "huge" { plugin = "mysql", host = "127.0.0.1", port = %d, retries = 0 }\n'
+      .. 'check "http" { plugin = "mysql", host = "127.0.0.1", port = %d, retries = 0 }\n'):format(huge.port, http.port) }
+    local ok, err = pcall(function()
+      local o = D.run(a, "huge")
+      assert.are.equal("unhealthy", o.status)
+      assert.are.equal(("127.0.0.1:%d: a packet of 16777215 bytes exceeds the 65536-byte limit (not MySQL?)"):format(huge.port),
+        o.message)
+      o = D.run(a, "http")
+      assert.are.equal("unhealthy", o.status)
+      assert.truthy(o.message:find("exceeds the 65536-byte limit (not MySQL?)", 1, true), o.message)
+    end)
+    a:stop()
+    huge.stop()
+    http.stop()
+    assert(ok, err)
+  end)
+
   it("is unhealthy once the server is stopped", function()
     db.stop()
     local o = D.run(agent, "db")

@@ -95,6 +95,25 @@ describe("postgres check", function()
     healthy("paused") -- and recovers
   end)
 
+  it("ends a run against a hostile server: a 4 GiB length, an endless stream", function()
+    local huge, flood = D.hostile("R\255\255\255\255"), D.hostile("", "N\0\0\0\20SNOTICE\0Mhello\0\0")
+    local a = S.start { config = ('check "huge" { plugin = "postgres", host = "127.0.0.1", port = %d, retries = 0 }\n'
+      .. 'check "flood" { plugin = "postgres", host = "127.0.0.1", port = %d, retries = 0 }\n'):format(huge.port, flood.port) }
+    local ok, err = pcall(function()
+      local o = D.run(a, "huge")
+      assert.are.equal("unhealthy", o.status)
+      assert.are.equal(("127.0.0.1:%d: message 'R' (0x52) of 4294967295 bytes exceeds the 65536-byte limit"):format(huge.port),
+        o.message)
+      o = D.run(a, "flood")
+      assert.are.equal("unhealthy", o.status)
+      assert.are.equal(("127.0.0.1:%d: the server sent more than 1048576 bytes"):format(flood.port), o.message)
+    end)
+    a:stop()
+    huge.stop()
+    flood.stop()
+    assert(ok, err)
+  end)
+
   it("is unhealthy once the server is stopped", function()
     pg.stop()
     local o = D.run(agent, "trust")

@@ -62,6 +62,25 @@ describe("redis check", function()
     assert.is_true(o.details.response_time > 1, tostring(o.details.response_time))
   end)
 
+  it("ends a run against a hostile server: a 4 GiB bulk, an endless line", function()
+    local huge, flood = D.hostile("$4294967295\r\n"), D.hostile("+", "y")
+    local a = S.start { config = ('check "huge" { plugin = "redis", host = "127.0.0.1", port = %d, retries = 0 }\n'
+      .. 'check "flood" { plugin = "redis", host = "127.0.0.1", port = %d, retries = 0 }\n'):format(huge.port, flood.port) }
+    local ok, err = pcall(function()
+      local o = D.run(a, "huge")
+      assert.are.equal("unhealthy", o.status)
+      assert.are.equal(("127.0.0.1:%d: a bulk reply of 4294967295 bytes exceeds the 1048576-byte limit"):format(huge.port),
+        o.message)
+      o = D.run(a, "flood")
+      assert.are.equal("unhealthy", o.status)
+      assert.are.equal(("127.0.0.1:%d: a reply line longer than 65536 bytes"):format(flood.port), o.message)
+    end)
+    a:stop()
+    huge.stop()
+    flood.stop()
+    assert(ok, err)
+  end)
+
   it("is unhealthy once the server is stopped", function()
     redis.stop()
     local o = D.run(agent, "cache")
