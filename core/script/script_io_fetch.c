@@ -18,6 +18,7 @@
 #define HTTP_DEFAULT_BODY ((size_t)16 << 20) /* fetch's default max_body */
 #define HTTP_MAX_BODY ((size_t)1 << 40)
 #define HTTP_DEFAULT_REDIRECTS 10
+#define HTTP_BODY_FLOOR ((size_t)256 << 10) /* body bytes a request may always gather */
 
 /* ---- http ----------------------------------------------------------------------------- */
 
@@ -413,10 +414,15 @@ static int pl_http(lua_State *L) {
   size_t *reserved = reserved_of(L);
   size_t want = o.max_body ? o.max_body : HTTP_DEFAULT_BODY, left = bg__io_mem_left(L, r);
   size_t capped = 0, amount = 0;
-  /* a limit applies: share what is left with the requests in flight (no body for connect_only) */
+  /* A limit applies: share what is left with the requests in flight (no body for
+   * connect_only). Each may still take HTTP_BODY_FLOOR of what is left, whatever the others
+   * reserved: with 16 MiB reserved per request by default, the fifth of five requests at once
+   * (a slow server, many instances of one check) was cut to 1 byte of body. */
   if (left != SIZE_MAX && !o.connect_only) {
-    left = left > *reserved ? left - *reserved : 0;
-    if (left < want) o.max_body = capped = left ? left : 1;
+    size_t share = left > *reserved ? left - *reserved : 0;
+    size_t floor = left < HTTP_BODY_FLOOR ? left : HTTP_BODY_FLOOR;
+    if (share < floor) share = floor;
+    if (share < want) o.max_body = capped = share ? share : 1;
     amount = capped ? capped : want;
   }
   lua_getfield(L, 1, "follow");
