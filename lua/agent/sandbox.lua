@@ -8,8 +8,9 @@
 -- beagle.channel_util, beagle.query), each a copy of its own per plugin. Nothing it can reach
 -- holds ffi, a clib, the C functions of this state (__bg), debug, jit, io, package, load,
 -- string.dump, collectgarbage, getfenv/setfenv or the agent's modules; the ctx it is given
--- wraps the C functions in checks (read_file: /proc and /sys; exec: the programs the operator
--- allows in plugin_exec_allow, with an empty environment).
+-- wraps the C functions in checks (read_file, list_dir: /proc and /sys; stat, statvfs,
+-- read_pidfile: absolute paths; exec: the programs the operator allows in plugin_exec_allow,
+-- with an empty environment).
 -- Plugin chunks run with the JIT off (jit.off(chunk, true), which covers every function they
 -- define) so that the count hook that enforces the instruction budget and deadline, and ends
 -- each slice of a run, fires; the library keeps the JIT.
