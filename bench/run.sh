@@ -6,6 +6,9 @@
 # Benchmarks (each one is also runnable on its own):
 #   idle.sh        1 + 2a  idle RSS and CPU, next to prometheus-node-exporter   (~BENCH_IDLE_SECONDS)
 #   checks50.sh    2b      CPU with 50 checks a second (http, then tcp)         (~2 x BENCH_CHECKS_SECONDS)
+#   checks.sh              1,000 HTTP checks every 10 s against nginx: CPU, RSS and start
+#                          drift (nginx access log), beagle then Monit (same checks, same
+#                          nginx)                                       (~2 x (warm-up + window))
 #   health_rps.sh  3       GET /health req/s and p99 against nginx, wrk          (~1 min)
 #   reload.sh      4       plugin reload latency with traffic (paced, then full) (~30 s)
 #   metrics.sh     5a-e    metrics hot paths: bench/metrics_c_bench.c (plain C add, observe,
@@ -37,11 +40,12 @@
 #                          looping 5M times a run, all every second); nginx under the same
 #                          wrk as the machine's floor; alternating rounds          (~3.5 min)
 # Knobs: BENCH_IDLE_SECONDS (300), BENCH_CHECKS_SECONDS (60), BENCH_CHECKS_PLUGINS ("http tcp"),
+# BENCH_CHECKS1K_N (1000), BENCH_CHECKS1K_WARMUP (30), BENCH_CHECKS1K_SECONDS (120),
 # BENCH_RPS_SECONDS (10), BENCH_RPS_ROUNDS (3), BENCH_RELOAD_N (100),
 # BENCH_RELOAD_LOADS ("paced full"), BENCH_METRICS_REPS (5), BENCH_HTTP_N (15), BENCH_RULES_N
 # (10000), BENCH_RULES_REPS (5), BENCH_PROM_EVALS (5), BENCH_NOTIFY_* (see notify_bench.sh),
 # BENCH_LIVENESS_SECONDS (20), BENCH_LIVENESS_WARMUP (5), BENCH_LIVENESS_ROUNDS (2),
-# BENCH_RW_* (see remote_write.sh), BENCH_ONLY (space-separated subset: idle checks50 health_rps
+# BENCH_RW_* (see remote_write.sh), BENCH_ONLY (space-separated subset: idle checks50 checks health_rps
 # reload metrics metrics_http statsd rules notify liveness remote_write encoders span trace_export), BENCH_RESULTS (output
 # file, default bench/RESULTS.md).
 # A BENCH_ONLY run merges into an existing results file: the summary rows, the detail blocks and
@@ -53,7 +57,7 @@ REPO=$(cd "$BENCH_DIR/.." && pwd)
 export BUILD=${BUILD:-build}
 case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS="$REPO/$BUILD" ;; esac
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/RESULTS.md}
-ONLY=${BENCH_ONLY:-idle checks50 health_rps reload metrics metrics_http statsd rules notify liveness remote_write encoders span trace_export}
+ONLY=${BENCH_ONLY:-idle checks50 checks health_rps reload metrics metrics_http statsd rules notify liveness remote_write encoders span trace_export}
 export BENCH_IDLE_SECONDS=${BENCH_IDLE_SECONDS:-300}
 export BENCH_CHECKS_SECONDS=${BENCH_CHECKS_SECONDS:-60}
 
@@ -108,6 +112,7 @@ if want checks50; then
     step "checks50-$p" $((BENCH_CHECKS_SECONDS + 90)) checks50.sh BENCH_CHECKS_PLUGIN="$p"
   done
 fi
+want checks && step checks $(( 2 * (${BENCH_CHECKS1K_WARMUP:-30} + ${BENCH_CHECKS1K_SECONDS:-120}) + 120 )) checks.sh
 want health_rps && step health_rps 300 health_rps.sh
 if want reload; then
   for l in ${BENCH_RELOAD_LOADS:-paced full}; do
@@ -152,12 +157,12 @@ fi
 
 order() { # the .md / .summary files in run order
   local ext=$1
-  for n in idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness remote_write encoders; do
+  for n in idle checks50-http checks50-tcp checks health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness remote_write encoders; do
     [ -f "$BENCH_OUT/$n.$ext" ] && echo "$BENCH_OUT/$n.$ext"
   done
   for f in "$BENCH_OUT"/*."$ext"; do
     [ -f "$f" ] || continue
-    case " idle checks50-http checks50-tcp health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness remote_write encoders " in
+    case " idle checks50-http checks50-tcp checks health_rps reload-paced reload-full metrics metrics_http statsd rules notify liveness remote_write encoders " in
       *" $(basename "$f" ".$ext") "*) ;;
       *) echo "$f" ;;
     esac
@@ -175,7 +180,7 @@ order() { # the .md / .summary files in run order
   echo "| machine | $(nproc) CPUs, $cpu_model, $mem_total RAM |"
   echo "| kernel | $(uname -srm) |"
   echo "| beagle | $("$BUILD_ABS/beagle" version 2>/dev/null | head -1), git $rev$dirty, ${build_type:-default} build in $BUILD |"
-  echo "| peers | $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $("${NGINX:-/usr/sbin/nginx}" -v 2>&1 | sed 's/^nginx version: //'); node_exporter $("${NODE_EXPORTER:-/usr/bin/prometheus-node-exporter}" --version 2>&1 | awk 'NR==1 {print $3}'); prometheus $("${PROMETHEUS:-/usr/bin/prometheus}" --version 2>&1 | awk 'NR==1 {print $3}'); alertmanager $("${ALERTMANAGER:-/usr/bin/prometheus-alertmanager}" --version 2>&1 | awk 'NR==1 {print $3}') |"
+  echo "| peers | $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'); $("${NGINX:-/usr/sbin/nginx}" -v 2>&1 | sed 's/^nginx version: //'); node_exporter $("${NODE_EXPORTER:-/usr/bin/prometheus-node-exporter}" --version 2>&1 | awk 'NR==1 {print $3}'); prometheus $("${PROMETHEUS:-/usr/bin/prometheus}" --version 2>&1 | awk 'NR==1 {print $3}'); alertmanager $("${ALERTMANAGER:-/usr/bin/prometheus-alertmanager}" --version 2>&1 | awk 'NR==1 {print $3}'); monit $("${MONIT:-/usr/bin/monit}" -V 2>&1 | awk 'NR==1 {print $5}') |"
   echo "| machine CPU during the run | ${MACHINE_CPU:-n/a} |"
   echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| windows | idle ${BENCH_IDLE_SECONDS}s, checks ${BENCH_CHECKS_SECONDS}s, wrk ${BENCH_RPS_SECONDS:-10}s x ${BENCH_RPS_ROUNDS:-3} rounds, ${BENCH_RELOAD_N:-100} reloads, liveness ${BENCH_LIVENESS_SECONDS:-20}s x ${BENCH_LIVENESS_ROUNDS:-2} rounds |"
@@ -206,6 +211,7 @@ step_keys() {
   case "$1" in
     idle) printf '%s\t%s' '^(1|2a)\.' '^### 1 \+ 2a\.' ;;
     checks50-*) printf '%s\t%s' "^2b\\..*${1#checks50-}" "^### 2b\\..*${1#checks50-}" ;;
+    checks) printf '%s\t%s' '^Checks, ' '^### Checks\.' ;;
     health_rps) printf '%s\t%s' '^3\.' '^### 3\.' ;;
     reload-*) printf '%s\t%s' "^4\\..*${1#reload-}" "^### 4\\..*${1#reload-}" ;;
     metrics) printf '%s\t%s' '^5[a-eg]\.' '^### 5\.' ;;
