@@ -10,7 +10,8 @@
  *
  * Mail (smtp://, smtps://) runs on the threadpool instead: see fetch_mail.c.
  *
- * Plain http:// without redirects, proxies or userinfo goes to http_client.c instead, the built-in
+ * Plain http:// without proxies or userinfo goes to http_client.c instead (a GET or HEAD that
+ * follows redirects too, until its answer is one: then curl asks again), the built-in
  * HTTP/1.1 client (a fraction of curl's cost per request, and curl is then never loaded): its
  * requests are bg_fetch wrappers in the same list, so that cancel, active and free treat both
  * alike, and h1 counts as one handle of the fetcher until it reports its handles closed. */
@@ -122,6 +123,7 @@ void bg__fetch_req_free(bg_fetch *r) {
   if (r->hdr_list != NULL) bg__cu.slist_free_all(r->hdr_list); /* cu is empty until curl loads */
   if (r->rcpt_list != NULL) bg__cu.slist_free_all(r->rcpt_list);
   free(r->upload);
+  free(r->again);
   bg_buf_free(&r->body);
   bg_buf_free(&r->hdrs);
   free(r);
@@ -547,11 +549,84 @@ static int setup_easy(bg_fetch *r, const bg_fetch_opts *o) {
   return 0;
 }
 
-/* h1's completion callback: the request is already out of h1's hands. */
+/* A copy of an HTTP request's opts (not the mail fields) in one block, or NULL. */
+static bg_fetch_opts *opts_copy(const bg_fetch_opts *o) {
+  const char *strs[] = {o->url, o->method, o->client_cert, o->client_key, o->ca_file};
+  size_t nh = 0, size = sizeof *o + o->body_len + 1;
+  for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+    size += strs[i] ? strlen(strs[i]) + 1 : 0;
+  for (; o->headers != NULL && o->headers[nh] != NULL; nh++)
+    size += strlen(o->headers[nh]) + 1;
+  size += (nh + 1) * sizeof(char *);
+  bg_fetch_opts *c = malloc(size);
+  if (c == NULL) return NULL;
+  *c = *o;
+  char **hdrs = (char **)(c + 1);
+  char *p = (char *)(hdrs + nh + 1);
+  const char **fields[] = {&c->url, &c->method, &c->client_cert, &c->client_key, &c->ca_file};
+  for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+    if (*fields[i] == NULL) continue;
+    size_t n = strlen(*fields[i]) + 1;
+    *fields[i] = memcpy(p, *fields[i], n);
+    p += n;
+  }
+  for (size_t i = 0; i < nh; i++) {
+    size_t n = strlen(o->headers[i]) + 1;
+    hdrs[i] = memcpy(p, o->headers[i], n);
+    p += n;
+  }
+  hdrs[nh] = NULL;
+  c->headers = o->headers != NULL ? (const char *const *)hdrs : NULL;
+  if (o->body != NULL) {
+    memcpy(p, o->body, o->body_len);
+    p[o->body_len] = '\0';
+    c->body = p;
+  }
+  c->mail_from = NULL;
+  c->mail_rcpt = NULL;
+  return c;
+}
+
+/* Hands r, whose h1 answer was a redirect, to curl: the same request from the start, with the
+ * time it has left. Returns 0, or an error for r's callback. */
+static int curl_takeover(bg_fetch *r) {
+  bg_fetcher *f = r->f;
+  bg_fetch_opts *o = r->again;
+  uint64_t limit = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+  uint64_t spent = (uv_hrtime() - r->start_ns) / 1000000;
+  if (spent >= limit) return BG_ETIMEDOUT;
+  o->timeout_ms = limit - spent;
+  int rc = fetcher_ready(f);
+  if (rc != 0) return rc;
+  r->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
+  r->easy = f->nidle > 0 ? f->idle[--f->nidle] : bg__cu.easy_init();
+  if (r->easy == NULL) return BG_ENOMEM;
+  if ((rc = setup_easy(r, o)) != 0) return rc;
+  if (bg__cu.multi_add_handle(f->multi, r->easy) != CURLM_OK) return BG_ENOMEM;
+  return 0;
+}
+
+static int is_redirect(long status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* h1's completion callback: the request is already out of h1's hands. A redirect to follow
+ * goes on in curl (r stays in the fetcher's list, now with an easy handle). */
 static void h1_done(void *ud, const bg_fetch_result *res) {
   bg_fetch *r = ud;
-  bg__fetch_req_unlink(r->f, r);
   r->h1 = NULL;
+  bg_fetch_result failed;
+  if (r->again != NULL && res->err == 0 && is_redirect(res->status)) {
+    int rc = curl_takeover(r);
+    if (rc == 0) return;
+    memset(&failed, 0, sizeof failed);
+    failed.err = rc;
+    failed.errmsg = bg_strerror(rc);
+    failed.body = failed.headers = "";
+    failed.total_time = (double)(uv_hrtime() - r->start_ns) / 1e9;
+    res = &failed;
+  }
+  bg__fetch_req_unlink(r->f, r);
   r->in_cb = 1;
   r->cb(r->ud, res);
   bg__fetch_req_free(r);
@@ -565,15 +640,33 @@ static int h1_start(bg_fetcher *f, const bg_fetch_opts *o, bg_fetch_cb cb, void 
   r->f = f;
   r->cb = cb;
   r->ud = ud;
+  r->start_ns = uv_hrtime();
+  if (o->follow_redirects && (r->again = opts_copy(o)) == NULL) {
+    free(r);
+    return BG_ENOMEM;
+  }
   int rc = bg_h1_start(f->h1, o, o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS,
                        o->max_body ? o->max_body : DEFAULT_MAX_BODY, h1_done, r, &r->h1);
   if (rc != 0) {
+    free(r->again);
     free(r);
     return rc;
   }
   req_link(f, r);
   if (out != NULL) *out = r;
   return 0;
+}
+
+/* Whether the built-in client may take the request: plain http://, nothing only curl does,
+ * and redirects to follow only for a GET or HEAD without a body (curl then asks again from the
+ * start, which a request with a body must not be sent twice for). */
+static int h1_may(const bg_fetcher *f, const bg_fetch_opts *o) {
+  if (f->h1 == NULL || o->connect_only || o->timings || o->cert_info ||
+      strncasecmp(o->url, "http://", 7) != 0)
+    return 0;
+  if (!o->follow_redirects) return 1;
+  const char *m = o->method ? o->method : o->body ? "POST" : "GET";
+  return o->body == NULL && (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0);
 }
 
 int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, void *ud,
@@ -588,8 +681,7 @@ int bg_fetch_start(bg_fetcher *f, const bg_fetch_opts *opts, bg_fetch_cb cb, voi
     return BG_EINVAL;
   }
   if (!mail && opts->method != NULL && opts->method[0] == '\0') return BG_EINVAL;
-  if (!mail && f->h1 != NULL && !opts->follow_redirects && !opts->connect_only && !opts->timings &&
-      !opts->cert_info && strncasecmp(opts->url, "http://", 7) == 0) {
+  if (!mail && h1_may(f, opts)) {
     int rc = h1_start(f, opts, cb, ud, out);
     if (rc != BG_H1_DECLINED) return rc;
   }

@@ -1,6 +1,7 @@
 /* fetch: the outbound HTTP client, which also sends mail (SMTP). Plain http:// without
- * redirects, proxies or userinfo goes to http_client.c, the built-in HTTP/1.1 client on pooled
- * keep-alive connections (BEAGLE_HTTP_CLIENT=curl turns it off). Everything else (https://,
+ * proxies or userinfo goes to http_client.c, the built-in HTTP/1.1 client on pooled keep-alive
+ * connections (BEAGLE_HTTP_CLIENT=curl turns it off); a GET or HEAD that follows redirects too,
+ * handed to curl from the start when its answer is a redirect. Everything else (https://,
  * redirects, a proxy) runs on one curl multi handle driven by the libuv loop (curl's
  * multi-socket API: CURLMOPT_SOCKETFUNCTION + CURLMOPT_TIMERFUNCTION with uv_poll_t and
  * uv_timer_t); each mail runs as one blocking curl transfer on the libuv threadpool

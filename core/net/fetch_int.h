@@ -90,8 +90,12 @@ struct bg_fetch {
   size_t max_body;
   int max_redirs; /* the redirect limit curl was given (for its error), -1: not following */
   int no_reuse;   /* connect_only: the easy handle holds the connection, never pool it */
-  int fail;       /* BG_ELIMIT or BG_ENOMEM when a curl callback aborted the transfer */
-  int in_cb;      /* the user callback is running: the request is no longer in flight */
+  /* An h1 request that follows redirects: a copy of its opts, for curl to take it over from
+   * the start should the answer be a redirect (most answers are not, and then curl is never
+   * needed). NULL otherwise. */
+  bg_fetch_opts *again;
+  int fail;  /* BG_ELIMIT or BG_ENOMEM when a curl callback aborted the transfer */
+  int in_cb; /* the user callback is running: the request is no longer in flight */
   uint64_t start_ns;
   bg_fetch_cb cb;
   void *ud;

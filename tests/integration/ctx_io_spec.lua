@@ -172,6 +172,16 @@ function CASES.timings(opt, ctx, d)
   for k in pairs(res.timings) do names[#names + 1] = k end
   d.builtin_phases = table.concat(names, ",")
   d.builtin_url, d.builtin_redirects = res.url, res.redirects
+  -- following redirects, the built-in client asks first; curl takes over at a redirect only
+  res = assert(ctx.http.get(url, { follow = true }))
+  names = {}
+  for k in pairs(res.timings) do names[#names + 1] = k end
+  d.follow_plain_phases = table.concat(names, ",")
+  res = assert(ctx.http.get(("http://127.0.0.1:%d/redir/2"):format(opt.arg.plain), { follow = true }))
+  d.follow_redirected = res.status .. " " .. res.redirects .. " " .. res.body .. " " .. tostring(res.timings.dns)
+  -- a POST is never sent twice: with follow it goes to curl at once
+  res = assert(ctx.http.post(url, "x", { follow = true }))
+  d.follow_post_dns = res.timings.dns ~= nil
 end
 
 -- Many instances at once, each with the default max_body (16 MiB), all waiting on a slow
@@ -493,6 +503,9 @@ describe("ctx I/O", function()
     assert.are.equal("total", d.builtin_phases)
     assert.are.equal(("http://127.0.0.1:%d/ok"):format(ports.plain), d.builtin_url)
     assert.are.equal(0, d.builtin_redirects)
+    assert.are.equal("total", d.follow_plain_phases)
+    assert.is_truthy(d.follow_redirected:find("^200 2 end %d"), d.follow_redirected)
+    assert.is_true(d.follow_post_dns)
   end)
 
   it("gives each of many requests in flight at once at least a small body", function()
