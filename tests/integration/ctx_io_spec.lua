@@ -640,7 +640,7 @@ describe("ctx I/O cancelled on the threadpool", function()
     end
     local bin = S.bin
     if LSAN and LSAN ~= "" then S.bin = LSAN end
-    local ok, a = pcall(S.start, { plugins = plugins, config = conf, env = { UV_THREADPOOL_SIZE = "1" } })
+    local ok, a = pcall(S.start, { plugins = plugins, config = conf, env = { UV_THREADPOOL_SIZE = "1", UV_USE_IO_URING = "0" } })
     S.bin = bin
     assert(ok, a)
     agent = a
