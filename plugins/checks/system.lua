@@ -319,6 +319,7 @@ local DEFAULT_EXCLUDE = {
   "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "fuse.sshfs", "davfs",
 }
 local MAX_MOUNTS = 64
+local MOUNTS_MAX = 1048576 -- bytes of /proc/self/mounts read
 -- a statvfs that has not returned for so long is not asked again before then
 local HUNG_RETRY = 300
 
@@ -459,7 +460,10 @@ return beagle.check {
       list = {}
       for _, p in ipairs(opt.mounts) do list[#list + 1] = { path = p } end
     else
-      list = parse.mounts(read(ctx, "/proc/self/mounts", 1048576), exclude)
+      local text = read(ctx, "/proc/self/mounts", MOUNTS_MAX)
+      -- a table longer than that: its last line may be cut, so it goes
+      if text and #text >= MOUNTS_MAX then text = text:match("^(.*\n)") end
+      list = parse.mounts(text, exclude)
     end
     local filesystems, mount_errors, skipped = {}, {}, 0
     local fs_entries = {}
