@@ -39,7 +39,11 @@ local function password_message(p) return message("p", p .. "\0") end
 
 -- md5 auth: "md5" .. md5(md5(password .. user) .. salt), hex digits
 local function md5_password(md5_hex, user, password, salt)
-  return "md5" .. md5_hex(md5_hex(password .. user) .. salt)
+  local inner, err = md5_hex(password .. user)
+  if not inner then return nil, err end
+  local outer, err2 = md5_hex(inner .. salt)
+  if not outer then return nil, err2 end
+  return "md5" .. outer
 end
 
 local function query_message(sql) return message("Q", sql .. "\0") end
@@ -152,7 +156,8 @@ local function scram_final(crypto, password, client_first_bare, server_first, cl
   if not a then return nil, err end
   local salt = crypto.base64_decode(a.s)
   if not salt or salt == "" then return nil, "the server's salt is not base64" end
-  local salted = crypto.pbkdf2_sha256(password, salt, a.i, 32)
+  local salted, perr = crypto.pbkdf2_sha256(password, salt, a.i, 32)
+  if not salted then return nil, tostring(perr) end
   local client_key = crypto.hmac_sha256(salted, "Client Key")
   local stored_key = crypto.sha256(client_key)
   local without_proof = "c=biws,r=" .. a.r
@@ -250,7 +255,9 @@ local function session(conn, opt, crypto)
         if #m.body ~= 8 then return fail("malformed MD5 authentication request") end
         if not (crypto and crypto.md5_hex) then return fail("auth method md5 is not supported (no ctx.crypto)") end
         details.auth = "md5"
-        reply = password_message(md5_password(crypto.md5_hex, opt.user, opt.password, m.body:sub(5, 8)))
+        local hashed, herr = md5_password(crypto.md5_hex, opt.user, opt.password, m.body:sub(5, 8))
+        if not hashed then return fail("md5: " .. tostring(herr)) end
+        reply = password_message(hashed)
       elseif code == 10 then
         local mechs = {}
         for name in m.body:sub(5):gmatch("([^%z]+)") do mechs[name] = true end
@@ -265,7 +272,9 @@ local function session(conn, opt, crypto)
           return fail("auth method scram-sha-256 is not supported (no ctx.crypto)")
         end
         details.auth = "scram-sha-256"
-        local nonce = crypto.base64_encode(crypto.random(18))
+        local raw, rerr2 = crypto.random(18)
+        if not raw then return fail("SCRAM: " .. tostring(rerr2)) end
+        local nonce = crypto.base64_encode(raw)
         scram = { nonce = nonce, first_bare = "n=,r=" .. nonce }
         local first = "n,," .. scram.first_bare
         reply = message("p", "SCRAM-SHA-256\0" .. int32(#first) .. first)

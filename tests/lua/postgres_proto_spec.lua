@@ -180,6 +180,19 @@ describe("postgres check: protocol", function()
     assert.truthy(message:find("malformed server-first-message", 1, true), message)
   end)
 
+  it("reports a crypto call that fails (no libcrypto) instead of raising", function()
+    local broken = setmetatable({
+      md5_hex = function() return nil, "crypto: libcrypto.so.3 (OpenSSL 3) cannot be loaded" end,
+      pbkdf2_sha256 = function() return nil, "crypto: libcrypto.so.3 (OpenSSL 3) cannot be loaded" end,
+    }, { __index = crypto })
+    local ok, message = P.session(server { auth(5, "abcd") }, with { password = "x" }, broken)
+    assert.is_false(ok)
+    assert.are.equal("md5: crypto: libcrypto.so.3 (OpenSSL 3) cannot be loaded", message)
+    ok, message = P.session(scram_server("right"), with { password = "right" }, broken)
+    assert.is_false(ok)
+    assert.are.equal("SCRAM: crypto: libcrypto.so.3 (OpenSSL 3) cannot be loaded", message)
+  end)
+
   it("says which auth method it lacks, and when a password is needed but not configured", function()
     local ok, message = P.session(server { auth(7) }, OPT, crypto)
     assert.is_false(ok)
