@@ -216,13 +216,24 @@ function D.settle(agent, names)
   end
 end
 
+-- backlog(port) -> connections waiting in the accept queue of the listener on 127.0.0.1:port
+-- (ss's Recv-Q of a listening socket), or nil when ss cannot tell.
+local function backlog(port)
+  local out, code = S.sh(("ss -Hltn 'sport = :%d'"):format(port))
+  if code ~= 0 then return nil end
+  return tonumber(out:match("^%S+%s+(%d+)"))
+end
+
 -- run_paused(agent, name, server, seconds) -> the result of a run of the check made while the
--- server is stopped (SIGSTOP) for `seconds`: connections wait in its listen queue, unanswered.
+-- server is stopped (SIGSTOP): connections wait in its listen queue, unanswered. The server is
+-- resumed `seconds` after the check's connection reached that queue.
 function D.run_paused(agent, name, srv, seconds)
   local out = S.tmpname()
   srv.pause()
   local ok, err = pcall(function()
-    S.sh(("{ curl -s -m 30 %q > %q; } >/dev/null 2>&1 &"):format(agent.url .. "/health/" .. name .. "?run=1", out))
+    local before = backlog(srv.port) or 0
+    S.sh(("{ curl -s -m 60 %q > %q; } >/dev/null 2>&1 &"):format(agent.url .. "/health/" .. name .. "?run=1", out))
+    S.wait(function() local n = backlog(srv.port) return n == nil or n > before end, 20, 0.02)
     S.sleep(seconds)
   end)
   srv.resume()
@@ -230,7 +241,7 @@ function D.run_paused(agent, name, srv, seconds)
   local body = S.wait(function()
     local b = S.read(out)
     return b and b:find("}%s*$") and b
-  end, 30)
+  end, 60)
   os.remove(out)
   assert(body, "no answer to ?run=1 of " .. name)
   return json.decode(body)
