@@ -240,6 +240,7 @@ local function session(conn, opt, crypto)
       if not code then return fail("truncated authentication request") end
       if opt.isready then
         details.auth_request = code
+        if code == 0 then send(conn, TERMINATE) end -- trusted: logged in, so log out
         return true, "accepting connections", details
       end
       local reply

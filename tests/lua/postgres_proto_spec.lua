@@ -238,6 +238,11 @@ describe("postgres check: protocol", function()
     local ok, message = P.session(server { auth(10, "SCRAM-SHA-256\0\0") }, with { isready = true }, nil)
     assert.is_true(ok)
     assert.are.equal("accepting connections", message)
+    local trusted = server { auth(0) .. READY }
+    ok, message = P.session(trusted, with { isready = true }, nil)
+    assert.is_true(ok)
+    assert.are.equal("accepting connections", message)
+    assert.are.same({ P.startup_message("beagle", "app"), "X" .. int32(4) }, trusted.written)
     local c = server { err { { "S", "FATAL" }, { "C", "28000" }, { "M", "no pg_hba.conf entry" } } }
     local d
     ok, message, d = P.session(c, with { isready = true }, nil)
