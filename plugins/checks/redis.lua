@@ -17,8 +17,12 @@ local function command(args)
   return table.concat(out)
 end
 
+-- at most 40 bytes of s, for a message: control bytes, quotes and backslashes as \xNN
 local function printable(s)
-  return (s:sub(1, 40):gsub("[^\32-\126]", function(c) return ("\\x%02x"):format(c:byte()) end))
+  return (s:sub(1, 40):gsub(".", function(c)
+    local b = c:byte()
+    if b < 32 or b > 126 or c == '"' or c == "\\" then return ("\\x%02x"):format(b) end
+  end))
 end
 
 -- parse_reply(buf, pos, depth) -> value, next position | nil (more bytes needed) | nil, nil, err.
@@ -31,7 +35,7 @@ local function parse_reply(buf, pos, depth)
   if not eol then
     if #buf - pos > MAX_LINE then return nil, nil, ("a reply line longer than %d bytes"):format(MAX_LINE) end
     if not t:match("^[%+%-:%$%*]$") then
-      return nil, nil, ("unexpected reply %q (not Redis?)"):format(printable(buf:sub(pos)))
+      return nil, nil, ("unexpected reply \"%s\" (not Redis?)"):format(printable(buf:sub(pos)))
     end
     return nil
   end
@@ -41,12 +45,12 @@ local function parse_reply(buf, pos, depth)
   if t == "+" or t == "-" then return { type = t, value = line }, after end
   if t == ":" then
     local n = tonumber(line:match("^%-?%d+$"))
-    if not n then return nil, nil, ("malformed integer reply %q"):format(printable(line)) end
+    if not n then return nil, nil, ("malformed integer reply \"%s\""):format(printable(line)) end
     return { type = t, value = n }, after
   end
   if t == "$" or t == "*" then
     local n = tonumber(line:match("^%-?%d+$"))
-    if not n or n < -1 then return nil, nil, ("malformed length %q"):format(printable(line)) end
+    if not n or n < -1 then return nil, nil, ("malformed length \"%s\""):format(printable(line)) end
     if n == -1 then return { type = t }, after end
     if t == "$" then
       if n > MAX_BULK then return nil, nil, ("a bulk reply of %d bytes exceeds the %d-byte limit"):format(n, MAX_BULK) end
@@ -64,7 +68,7 @@ local function parse_reply(buf, pos, depth)
     end
     return { type = t, value = items }, p
   end
-  return nil, nil, ("unexpected reply %q (not Redis?)"):format(printable(buf:sub(pos)))
+  return nil, nil, ("unexpected reply \"%s\" (not Redis?)"):format(printable(buf:sub(pos)))
 end
 
 -- parse_info(text) -> { field = value (a number when it is one) }
@@ -119,13 +123,13 @@ local function session(conn, opt)
     local v, err = call(args)
     if not v then return fail(err) end
     if v.type == "-" then return fail("AUTH: " .. text(v)) end
-    if v.type ~= "+" or v.value ~= "OK" then return fail(("AUTH: unexpected reply %q"):format(printable(text(v)))) end
+    if v.type ~= "+" or v.value ~= "OK" then return fail(("AUTH: unexpected reply \"%s\""):format(printable(text(v)))) end
   end
   local v, err = call { "PING" }
   if not v then return fail(err) end
   if v.type == "-" then return fail("PING: " .. text(v)) end
   if not ((v.type == "+" or v.type == "$") and v.value == "PONG") then
-    return fail(("PING: expected PONG, got %q"):format(printable(v.value and text(v) or "(null)")))
+    return fail(("PING: expected PONG, got \"%s\""):format(printable(v.value and text(v) or "(null)")))
   end
   local fields = opt.info_fields
   local info
