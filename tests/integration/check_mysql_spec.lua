@@ -41,10 +41,12 @@ describe("mysql check", function()
   end)
 
   it("ends a run against a hostile server: a huge length, HTTP's answer", function()
-    local huge, http = D.hostile("\255\255\255\0"), D.hostile("HTTP/1.1 400 Bad Request\r\n\r\n")
-    local a = S.start { config = ('check "huge" { plugin = "mysql", host = "127.0.0.1", port = %d, retries = 0 }\n'
-      .. 'check "http" { plugin = "mysql", host = "127.0.0.1", port = %d, retries = 0 }\n'):format(huge.port, http.port) }
+    local huge, http, a
     local ok, err = pcall(function()
+      huge = D.hostile("\255\255\255\0")
+      http = D.hostile("HTTP/1.1 400 Bad Request\r\n\r\n")
+      a = S.start { config = ('check "huge" { plugin = "mysql", host = "127.0.0.1", port = %d, retries = 0 }\n'
+        .. 'check "http" { plugin = "mysql", host = "127.0.0.1", port = %d, retries = 0 }\n'):format(huge.port, http.port) }
       local o = D.run(a, "huge")
       assert.are.equal("unhealthy", o.status)
       assert.are.equal(("127.0.0.1:%d: a packet of 16777215 bytes exceeds the 65536-byte limit (not MySQL?)"):format(huge.port),
@@ -53,9 +55,9 @@ describe("mysql check", function()
       assert.are.equal("unhealthy", o.status)
       assert.truthy(o.message:find("exceeds the 65536-byte limit (not MySQL?)", 1, true), o.message)
     end)
-    a:stop()
-    huge.stop()
-    http.stop()
+    if a then a:stop() end
+    if huge then huge.stop() end
+    if http then http.stop() end
     assert(ok, err)
   end)
 

@@ -96,10 +96,12 @@ describe("postgres check", function()
   end)
 
   it("ends a run against a hostile server: a 4 GiB length, an endless stream", function()
-    local huge, flood = D.hostile("R\255\255\255\255"), D.hostile("", "N\0\0\0\20SNOTICE\0Mhello\0\0")
-    local a = S.start { config = ('check "huge" { plugin = "postgres", host = "127.0.0.1", port = %d, retries = 0 }\n'
-      .. 'check "flood" { plugin = "postgres", host = "127.0.0.1", port = %d, retries = 0 }\n'):format(huge.port, flood.port) }
+    local huge, flood, a
     local ok, err = pcall(function()
+      huge = D.hostile("R\255\255\255\255")
+      flood = D.hostile("", "N\0\0\0\20SNOTICE\0Mhello\0\0")
+      a = S.start { config = ('check "huge" { plugin = "postgres", host = "127.0.0.1", port = %d, retries = 0 }\n'
+        .. 'check "flood" { plugin = "postgres", host = "127.0.0.1", port = %d, retries = 0 }\n'):format(huge.port, flood.port) }
       local o = D.run(a, "huge")
       assert.are.equal("unhealthy", o.status)
       assert.are.equal(("127.0.0.1:%d: message 'R' (0x52) of 4294967295 bytes exceeds the 65536-byte limit"):format(huge.port),
@@ -108,9 +110,9 @@ describe("postgres check", function()
       assert.are.equal("unhealthy", o.status)
       assert.are.equal(("127.0.0.1:%d: the server sent more than 1048576 bytes"):format(flood.port), o.message)
     end)
-    a:stop()
-    huge.stop()
-    flood.stop()
+    if a then a:stop() end
+    if huge then huge.stop() end
+    if flood then flood.stop() end
     assert(ok, err)
   end)
 

@@ -63,10 +63,12 @@ describe("redis check", function()
   end)
 
   it("ends a run against a hostile server: a 4 GiB bulk, an endless line", function()
-    local huge, flood = D.hostile("$4294967295\r\n"), D.hostile("+", "y")
-    local a = S.start { config = ('check "huge" { plugin = "redis", host = "127.0.0.1", port = %d, retries = 0 }\n'
-      .. 'check "flood" { plugin = "redis", host = "127.0.0.1", port = %d, retries = 0 }\n'):format(huge.port, flood.port) }
+    local huge, flood, a
     local ok, err = pcall(function()
+      huge = D.hostile("$4294967295\r\n")
+      flood = D.hostile("+", "y")
+      a = S.start { config = ('check "huge" { plugin = "redis", host = "127.0.0.1", port = %d, retries = 0 }\n'
+        .. 'check "flood" { plugin = "redis", host = "127.0.0.1", port = %d, retries = 0 }\n'):format(huge.port, flood.port) }
       local o = D.run(a, "huge")
       assert.are.equal("unhealthy", o.status)
       assert.are.equal(("127.0.0.1:%d: a bulk reply of 4294967295 bytes exceeds the 1048576-byte limit"):format(huge.port),
@@ -75,9 +77,9 @@ describe("redis check", function()
       assert.are.equal("unhealthy", o.status)
       assert.are.equal(("127.0.0.1:%d: a reply line longer than 65536 bytes"):format(flood.port), o.message)
     end)
-    a:stop()
-    huge.stop()
-    flood.stop()
+    if a then a:stop() end
+    if huge then huge.stop() end
+    if flood then flood.stop() end
     assert(ok, err)
   end)
 
