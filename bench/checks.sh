@@ -20,6 +20,8 @@
 #     the design being compared, not a measuring error.
 # BENCH_CHECKS1K_KEEP: a directory where the access logs, the agent's log and Monit's are kept.
 # Targets: beagle <= 5 % of one core; no check's start drifting more than 50 ms.
+# CPU_*, TICKS_*, RSS_*, WALL_* and DRIFT_* are set by measure() through printf -v:
+# shellcheck disable=SC2154
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 N=${BENCH_CHECKS1K_N:-1000}
