@@ -177,7 +177,11 @@ read -r b_arr b_seen b_max b_p99 b_missed b_span b_span_max <<<"$DRIFT_beagle"
 read -r m_arr m_seen m_max m_p99 m_missed m_span m_span_max <<<"$DRIFT_monit"
 ratio=$(awk -v a="$CPU_beagle" -v m="$CPU_monit" 'BEGIN { if (m > 0) printf "%.3f", a / m; else print "n/a" }')
 v_cpu=$(verdict "$CPU_beagle <= 5")
-v_drift=$(verdict "$b_max <= 50 && $b_seen == $N && $b_missed == 0")
+if [ "$b_max" = nan ]; then
+  v_drift="n/a (a window of at least two intervals is needed)"
+else
+  v_drift=$(verdict "$b_max <= 50 && $b_seen == $N && $b_missed == 0")
+fi
 
 md "### Checks. $N HTTP checks every ${INTERVAL} s, beagle and Monit"
 md ""
