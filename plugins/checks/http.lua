@@ -1,6 +1,6 @@
 -- An HTTP endpoint answers as expected (status, body, JSON fields), in time. Timings of each
 -- phase from curl (dns, connect, tls, first_byte, total) go into the details and as gauges
--- check.http.seconds{check, phase}.
+-- check.http.<phase>_seconds{check} (one metric per phase: a metric holds 2,000 series at most).
 
 -- expect_status's items -> a set: { [200] = true, classes = { [2] = true } } | nil, err
 -- (an integer 100..599, or "2xx" for a class).
@@ -127,7 +127,7 @@ return beagle.check {
       description = "bytes of response body read at most; a longer body is unhealthy" },
     timings = { "boolean", default = true,
       description = "time each phase (dns, connect, tls, first_byte); false: the total only, with a lighter client" },
-    metrics = { "boolean", default = true, description = "record the phase timings as gauges check.http.seconds{check,phase}" },
+    metrics = { "boolean", default = true, description = "record the phase times as gauges check.http.<phase>_seconds{check}" },
   },
   status_set = status_set, parse_path = parse_path, json_at = json_at, check_json = check_json,
   run = function(opt, ctx)
@@ -154,7 +154,7 @@ return beagle.check {
       for _, p in ipairs(PHASES) do
         details[p .. "_time"] = t[p]
         if opt.metrics and type(t[p]) == "number" then
-          pcall(beagle.set_gauge, "check.http.seconds", t[p], { check = ctx.name, phase = p })
+          pcall(beagle.set_gauge, "check.http." .. p .. "_seconds", t[p], { check = ctx.name })
         end
       end
     end
