@@ -270,7 +270,8 @@ function __load(a)
   return {
     kind = kind, name = p.name, description = p.description, options = options,
     interval = p.interval, timeout = p.timeout, retries = p.retries, critical = p.critical, resend = p.resend,
-    batch_size = p.batch_size, all_defaults = all_defaults,
+    -- automatic = false: a plugin whose options all have defaults still runs only when declared
+    batch_size = p.batch_size, all_defaults = all_defaults and p.automatic ~= false,
     -- a backend's signal: "metrics" (nil), "traces", "logs", or a list of them (agent.backends checks it)
     signal = (type(p.signal) == "string" or type(p.signal) == "table") and p.signal or nil,
   }
