@@ -92,6 +92,7 @@ end
 return beagle.check {
   name = "process",
   description = "a process runs (by name or pidfile), its CPU and RSS below thresholds",
+  automatic = false, -- name or pidfile is required: no instance without a declaration
   options = {
     name = { "string", optional = true,
       description = "process name as in /proc/<pid>/comm (or part of its command line with match_cmdline)" },
