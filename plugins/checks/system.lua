@@ -510,7 +510,8 @@ return beagle.check {
     beagle.set_gauge("system.memory_percent", mem)
     if swap then beagle.set_gauge("system.swap_percent", swap) end
     if per_core then beagle.set_gauge("system.load_per_cpu", per_core) end
-    if ncpu then beagle.set_gauge("system.cpu_count", ncpu) end
+    -- not "system.cpu_count": Prometheus reads a "_count" suffix as part of a histogram
+    if ncpu then beagle.set_gauge("system.cpus", ncpu) end
     if fd then beagle.set_gauge("system.open_files_percent", fd) end
     if cg_cpu then beagle.set_gauge("system.cgroup_cpu_limit", cg.cpus) end
     if cg_mem_limit then beagle.set_gauge("system.cgroup_memory_limit_bytes", cg_mem_limit) end

@@ -95,7 +95,7 @@ check "sys_types" { plugin = "system", interval = "1s", %s,
     assert.is_number(d.host_memory_percent)
 
     local _, body = agent:get("/metrics")
-    for _, m in ipairs { 'system_disk_percent{path="/"}', "system_load_per_cpu", "system_cpu_count", "system_open_files_percent" } do
+    for _, m in ipairs { 'system_disk_percent{path="/"}', "system_load_per_cpu", "system_cpus", "system_open_files_percent" } do
       assert.truthy(body:find("\n" .. m:gsub("[%[%]%(%)%.%%%+%-%*%?%^%${}]", "%%%0") .. " [%d.e+-]+\n"),
         m .. " not in /metrics:\n" .. body:sub(1, 3000))
     end
