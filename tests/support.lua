@@ -106,7 +106,9 @@ end
 -- thresholds are out of reach), so that specs about other things do not flake.
 S.calm_system = [[
 check "system" { plugin = "system", cpu_degraded = 101, cpu_unhealthy = 102, memory_degraded = 101,
-  memory_unhealthy = 102, disk_degraded = 101, disk_unhealthy = 102 }
+  memory_unhealthy = 102, disk_degraded = 101, disk_unhealthy = 102, inode_degraded = 101,
+  inode_unhealthy = 102, swap_degraded = 101, swap_unhealthy = 102, load_degraded = 1e9,
+  load_unhealthy = 2e9, fd_degraded = 101, fd_unhealthy = 102 }
 ]]
 
 local Agent = {}
