@@ -48,7 +48,9 @@ describe("routes", function()
     assert.are.equal(200, st)
     local names = {}
     for _, p in ipairs(o.plugins) do names[p.name] = p.state end
-    assert.are.same({ http = "loaded", system = "loaded", tcp = "loaded", command = "loaded", alertmanager = "loaded", email = "loaded",
+    assert.are.same({ http = "loaded", system = "loaded", tcp = "loaded", command = "loaded", dns = "loaded",
+      file = "loaded", mysql = "loaded", postgres = "loaded", process = "loaded", redis = "loaded",
+      surrealdb = "loaded", tls_cert = "loaded", alertmanager = "loaded", email = "loaded",
       log = "loaded", pagerduty = "loaded", slack = "loaded", webhook = "loaded", datadog = "loaded",
       graphite = "loaded", influxdb = "loaded", otlp_metrics = "loaded", pushgateway = "loaded",
       remote_write = "loaded", statsd = "loaded", otlp_traces = "loaded", otlp_logs = "loaded",
