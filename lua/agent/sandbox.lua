@@ -284,10 +284,19 @@ function __collect()
   return true
 end
 
--- __validate(given_options) -> typed options | nil, err
+-- __validate(given_options) -> typed options | nil, err: the options' types, then the plugin's
+-- own validate(opt) when it has one (what types cannot say: a port's range, two options that
+-- exclude each other), so that a bad instance is refused at load with its file and line rather
+-- than reported at each run. validate runs here, synchronously and bounded like every call of
+-- this state: no I/O.
 function __validate(given)
   if not PLUGIN then return nil, "no plugin loaded" end
-  return beagle.validate_options(PLUGIN.options, given)
+  local opts, err = beagle.validate_options(PLUGIN.options, given)
+  if not opts or type(PLUGIN.validate) ~= "function" then return opts, err end
+  local ok, res = raw_pcall(PLUGIN.validate, opts)
+  if not ok then return nil, errtext(res) end
+  if res ~= nil and res ~= true then return nil, tostring(res) end
+  return opts
 end
 
 local instance -- below

@@ -139,6 +139,9 @@ local function constructor(kind)
     if def.retries ~= nil and (type(def.retries) ~= "number" or def.retries < 0 or def.retries % 1 ~= 0) then
       error(("%s %q: retries must be a whole number >= 0"):format(where, def.name), 2)
     end
+    if def.validate ~= nil and type(def.validate) ~= "function" then
+      error(("%s %q: validate must be a function"):format(where, def.name), 2)
+    end
     if def.automatic ~= nil and type(def.automatic) ~= "boolean" then
       error(("%s %q: automatic must be a boolean"):format(where, def.name), 2)
     end

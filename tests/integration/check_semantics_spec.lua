@@ -127,6 +127,34 @@ check "alternating" { enabled = false }
     end
   end)
 
+  it("refuses an instance its plugin's validate refuses, at start, naming the line", function()
+    local vdir = S.tmpdir()
+    S.write(vdir .. "/ported.lua", [[
+return beagle.check { name = "ported", automatic = false,
+  options = { port = { "integer" }, mode = { "string", default = "ok" } },
+  validate = function(opt)
+    if opt.port < 1 or opt.port > 65535 then return ("option port: %d is not a TCP port"):format(opt.port) end
+    if opt.mode == "raise" then error("option mode: raised") end
+    if opt.mode == "spin" then while true do end end
+  end,
+  run = function(opt, ctx) return ctx.healthy("port " .. opt.port) end }
+]])
+    for _, case in ipairs {
+      { 'check "p" { plugin = "ported", port = 70000 }', 'beagle.lua:%d+: check "p": option port: 70000 is not a TCP port' },
+      { 'check "p" { plugin = "ported", port = 80, mode = "raise" }', 'check "p": .*option mode: raised' },
+      { 'check "p" { plugin = "ported", port = 80, mode = "spin" }', 'check "p": .*' },
+    } do
+      local ok, err = pcall(S.start, { plugins = vdir, config = S.calm_system .. case[1] .. "\n" })
+      if ok then err:stop() end
+      assert.is_false(ok, case[1])
+      assert.truthy(tostring(err):find(case[2]), tostring(err))
+    end
+    local agent = S.start { plugins = vdir, config = S.calm_system .. 'check "p" { plugin = "ported", port = 80 }\n' }
+    local o = agent:wait_check("p", function(c) return c.runs >= 1 end, 8)
+    agent:stop()
+    assert.are.equal("port 80", o.message)
+  end)
+
   it("holds the status rules see while a check flaps, and shows every result", function()
     local agent = S.start { plugins = dir, config = S.calm_system .. [[
 check "fixed" { enabled = false }
