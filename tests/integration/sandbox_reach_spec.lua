@@ -77,7 +77,13 @@ return beagle.check { name = "reach", interval = "1h", retries = 0, timeout = "1
 local BACKEND_WALKER = WALK .. [[
 return beagle.backend { name = "reach_backend", options = { url = "string" },
   send = function(batch, ctx)
-    local roots = { ctx = ctx, batch = batch, sample = batch:sample(1), samples = batch:samples(),
+    -- a sample that is not a histogram's (those add buckets), whichever comes first in the batch
+    local one
+    for i = 1, batch:size() do
+      local s = batch:sample(i)
+      if s.buckets == nil then one = s break end
+    end
+    local roots = { ctx = ctx, batch = batch, sample = one, samples = batch:samples(),
       ["ctx.encode.remote_write"] = ctx.encode.remote_write, ["ctx.encode.otlp_traces"] = ctx.encode.otlp_traces,
       ["ctx.encode.otlp_logs"] = ctx.encode.otlp_logs }
     for _, m in ipairs { "size", "time", "sample", "samples", "release" } do roots["batch:" .. m] = batch[m] end
