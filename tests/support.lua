@@ -330,4 +330,19 @@ function S.epoch(iso)
   return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
 end
 
+-- refused(config text[, plugins dir]) -> the error line ("beagle.lua:N: check ...: ...") of an
+-- agent that refuses its config at load: it runs `beagle run` on that config (after
+-- S.calm_system, so its line numbers count from S.calm_lines + 1) and expects it to exit 1 at
+-- once with "beagle: <error>" (an agent that starts is killed after 20s and fails the test).
+S.calm_lines = select(2, S.calm_system:gsub("\n", ""))
+function S.refused(config, plugins)
+  local dir = S.tmpdir()
+  S.write(dir .. "/beagle.lua", S.calm_system .. config)
+  local out, code = sh(("cd %q && timeout 20 %q run --listen 127.0.0.1:0 --data data --statsd off -c beagle.lua%s"):format(
+    dir, S.bin, plugins and (" --plugins %q"):format(plugins) or ""))
+  local line = out:match("\nbeagle: ([^\n]*)") or out:match("^beagle: ([^\n]*)")
+  assert(code == 1 and line, ("expected the agent to refuse its config, it exited %d:\n%s"):format(code, out))
+  return line
+end
+
 return S

@@ -134,20 +134,26 @@ return beagle.check {
   },
   parse_perfdata = parse_perfdata,
   parse_output = parse_output,
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
+    if opt.shell then
+      if #opt.command ~= 1 or type(opt.command[1]) ~= "string" then
+        return "option command: shell = true takes command as one string"
+      end
+    else
+      if #opt.command == 0 then return "option command: empty" end
+      if #opt.command == 1 and type(opt.command[1]) == "string" and opt.command[1]:find("%s") then
+        return "option command: a string with spaces: give an argv list, or set shell = true"
+      end
+    end
+  end,
   run = function(opt, ctx)
     local argv
     if opt.shell then
-      if #opt.command ~= 1 or type(opt.command[1]) ~= "string" then
-        return ctx.unknown("shell = true takes command as one string")
-      end
       argv = { "/bin/sh", "-c", opt.command[1] }
     else
       argv = {}
       for i = 1, #opt.command do argv[i] = opt.command[i] end
-      if #argv == 0 then return ctx.unknown("command is empty") end
-      if #argv == 1 and type(argv[1]) == "string" and argv[1]:find("%s") then
-        return ctx.unknown("command is a string with spaces: give an argv list, or set shell = true")
-      end
     end
     local p, err = ctx.exec(argv)
     if not p then return ctx.unknown(err) end

@@ -35,18 +35,21 @@ return beagle.check {
       description = "record the time and address count as gauges check.dns.seconds{check}, check.dns.addresses{check}" },
   },
   compare = compare,
-  run = function(opt, ctx)
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
     if not FAMILIES[opt.family] then
-      return ctx.unknown(("option family: %q is not any, inet or inet6"):format(opt.family))
+      return ("option family: %q is not any, inet or inet6"):format(opt.family)
     end
     if opt.expect_mode ~= "all" and opt.expect_mode ~= "any" then
-      return ctx.unknown(("option expect_mode: %q is not all or any"):format(opt.expect_mode))
+      return ("option expect_mode: %q is not all or any"):format(opt.expect_mode)
     end
     for i, e in ipairs(opt.expect or {}) do
       if type(e) ~= "string" then
-        return ctx.unknown(("option expect: item %d is a %s, not an address string"):format(i, type(e)))
+        return ("option expect: item %d is a %s, not an address string"):format(i, type(e))
       end
     end
+  end,
+  run = function(opt, ctx)
     local t0 = ctx.now()
     local addrs, err = ctx.dns.resolve(opt.name, { family = opt.family })
     local elapsed = ctx.now() - t0

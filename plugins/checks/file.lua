@@ -52,11 +52,14 @@ return beagle.check {
     metrics = { "boolean", default = true, description = "record age, size and free space as gauges check.file.*{check}" },
   },
   problems = problems, human_age = human_age,
-  run = function(opt, ctx)
-    if opt.path:sub(1, 1) ~= "/" then return ctx.unknown(("option path: %q is not absolute"):format(opt.path)) end
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
+    if opt.path:sub(1, 1) ~= "/" then return ("option path: %q is not absolute"):format(opt.path) end
     if opt.min_size and opt.max_size and opt.min_size > opt.max_size then
-      return ctx.unknown("option min_size: above max_size")
+      return ("option min_size: %g is above max_size (%g)"):format(opt.min_size, opt.max_size)
     end
+  end,
+  run = function(opt, ctx)
     local st, err, code = ctx.stat(opt.path)
     if opt.absent then
       if st then return ctx.unhealthy(("%s exists (absent = true)"):format(opt.path), { type = st.type }) end

@@ -130,16 +130,27 @@ return beagle.check {
     metrics = { "boolean", default = true, description = "record the phase times as gauges check.http.<phase>_seconds{check}" },
   },
   status_set = status_set, parse_path = parse_path, json_at = json_at, check_json = check_json,
-  run = function(opt, ctx)
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
     local set, serr = status_set(opt.expect_status)
-    if not set then return ctx.unknown(serr) end
+    if not set then return serr end
     if opt.max_redirects < 0 or opt.max_redirects > 50 then
-      return ctx.unknown(("option max_redirects: %d is outside 0..50"):format(opt.max_redirects))
+      return ("option max_redirects: %d is outside 0..50"):format(opt.max_redirects)
     end
-    if opt.max_body < 1 then return ctx.unknown(("option max_body: %d is not a number of bytes >= 1"):format(opt.max_body)) end
-    if opt.client_key and not opt.client_cert then
-      return ctx.unknown("option client_key: given without client_cert")
+    if opt.max_body < 1 then return ("option max_body: %d is not a number of bytes >= 1"):format(opt.max_body) end
+    if opt.client_key and not opt.client_cert then return "option client_key: given without client_cert" end
+    if opt.expect_json then
+      local paths = {}
+      for p in pairs(opt.expect_json) do paths[#paths + 1] = p end
+      table.sort(paths, function(a, b) return tostring(a) < tostring(b) end)
+      for _, p in ipairs(paths) do
+        local steps, perr = parse_path(p)
+        if not steps then return "option expect_json: " .. perr end
+      end
     end
+  end,
+  run = function(opt, ctx)
+    local set = assert(status_set(opt.expect_status)) -- validate refused any other at load
     local res, err = ctx.http.request {
       url = opt.url, method = opt.method, headers = opt.headers, body = opt.body,
       insecure = opt.insecure, follow = opt.follow, max_redirects = opt.follow and opt.max_redirects or nil,
@@ -169,10 +180,7 @@ return beagle.check {
     end
     if opt.expect_json then
       local why = check_json(opt.expect_json, res.body, require "beagle.json")
-      if why then
-        if why:find("^option ") then return ctx.unknown(why, details) end
-        return ctx.unhealthy(why, details)
-      end
+      if why then return ctx.unhealthy(why, details) end
     end
     if res.time > opt.slow then
       return ctx.degraded(("slow: %.3fs"):format(res.time), details)

@@ -347,6 +347,12 @@ return beagle.check {
   scram_final = scram_final,
   scram_verify = scram_verify,
   session = session,
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
+    if opt.port < 1 or opt.port > 65535 then
+      return ("option port: %d is not a TCP port (1..65535)"):format(opt.port)
+    end
+  end,
   run = function(opt, ctx)
     local t0 = ctx.now()
     local where = (opt.host:find(":", 1, true) and "[%s]:%d" or "%s:%d"):format(opt.host, opt.port)

@@ -108,15 +108,19 @@ return beagle.check {
     metrics = { "boolean", default = true, description = "record count, CPU and RSS as gauges check.process.*{check}" },
   },
   parse_stat = parse_stat, parse_rss = parse_rss, cmdline_text = cmdline_text, cpu_percent = cpu_percent,
-  run = function(opt, ctx)
-    if (opt.name == nil) == (opt.pidfile == nil) then
-      return ctx.unknown("options name and pidfile: give exactly one of them")
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
+    if (opt.name == nil) == (opt.pidfile == nil) then return "options name and pidfile: give exactly one of them" end
+    if opt.name == "" then return "option name: empty" end
+    if opt.pidfile and opt.pidfile:sub(1, 1) ~= "/" then
+      return ("option pidfile: %q is not an absolute path"):format(opt.pidfile)
     end
-    if opt.name == "" then return ctx.unknown("option name: empty") end
-    if opt.min_count < 0 then return ctx.unknown(("option min_count: %d is negative"):format(opt.min_count)) end
+    if opt.min_count < 0 then return ("option min_count: %d is negative"):format(opt.min_count) end
     if opt.max_count and opt.max_count < opt.min_count then
-      return ctx.unknown(("option max_count: %d is below min_count (%d)"):format(opt.max_count, opt.min_count))
+      return ("option max_count: %d is below min_count (%d)"):format(opt.max_count, opt.min_count)
     end
+  end,
+  run = function(opt, ctx)
     local what = opt.pidfile and ("process of " .. opt.pidfile) or ("process %q"):format(opt.name)
     local now, count, why = sample(opt, ctx)
     if not now then return ctx.unknown(count) end

@@ -177,8 +177,14 @@ return beagle.check {
   parse_reply = parse_reply,
   parse_info = parse_info,
   session = session,
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
+    if opt.port < 1 or opt.port > 65535 then
+      return ("option port: %d is not a TCP port (1..65535)"):format(opt.port)
+    end
+    if opt.username and not opt.password then return "option username: needs password" end
+  end,
   run = function(opt, ctx)
-    if opt.username and not opt.password then return ctx.unknown("username needs password") end
     local t0 = ctx.now()
     local where = (opt.host:find(":", 1, true) and "[%s]:%d" or "%s:%d"):format(opt.host, opt.port)
     local conn, err = ctx.tcp.connect(opt.host, opt.port)

@@ -392,15 +392,20 @@ return beagle.check {
     cgroup = { "boolean", default = true,
       description = "judge CPU and memory against this process's cgroup limits (cpu.max, memory.max) when it has any" },
   },
-  run = function(opt, ctx)
-    local exclude = {}
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
     if opt.mounts then
       local ok, err = string_list(opt.mounts, "mounts", true)
-      if not ok then return ctx.unknown(err) end
+      if not ok then return err end
     end
     if opt.exclude_fstypes then
       local ok, err = string_list(opt.exclude_fstypes, "exclude_fstypes")
-      if not ok then return ctx.unknown(err) end
+      if not ok then return err end
+    end
+  end,
+  run = function(opt, ctx)
+    local exclude = {}
+    if opt.exclude_fstypes then
       for _, t in ipairs(opt.exclude_fstypes) do exclude[t] = true end
     else
       for _, t in ipairs(DEFAULT_EXCLUDE) do exclude[t] = true end

@@ -36,13 +36,16 @@ return beagle.check {
     metrics = { "boolean", default = true, description = "record the connect time as the gauge check.tcp.connect_seconds{check}" },
   },
   read_until = read_until,
-  run = function(opt, ctx)
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
     if opt.port < 1 or opt.port > 65535 then
-      return ctx.unknown(("option port: %d is not a TCP port (1..65535)"):format(opt.port))
+      return ("option port: %d is not a TCP port (1..65535)"):format(opt.port)
     end
     if opt.max_bytes < 1 or opt.max_bytes > 16 * 1024 * 1024 then
-      return ctx.unknown(("option max_bytes: %d is outside 1..16777216"):format(opt.max_bytes))
+      return ("option max_bytes: %d is outside 1..16777216"):format(opt.max_bytes)
     end
+  end,
+  run = function(opt, ctx)
     local t0 = ctx.now()
     local conn, err = ctx.tcp.connect(opt.host, opt.port)
     if not conn then return ctx.unhealthy(("%s:%d: %s"):format(opt.host, opt.port, err)) end

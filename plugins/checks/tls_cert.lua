@@ -29,13 +29,16 @@ return beagle.check {
     metrics = { "boolean", default = true, description = "record the days left as the gauge check.tls_cert.days_left{check}" },
   },
   days_left = days_left, level = level,
-  run = function(opt, ctx)
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
     if opt.port < 1 or opt.port > 65535 then
-      return ctx.unknown(("option port: %d is not a TCP port (1..65535)"):format(opt.port))
+      return ("option port: %d is not a TCP port (1..65535)"):format(opt.port)
     end
     if opt.critical_days > opt.warn_days then
-      return ctx.unknown(("option critical_days: %g is above warn_days (%g)"):format(opt.critical_days, opt.warn_days))
+      return ("option critical_days: %g is above warn_days (%g)"):format(opt.critical_days, opt.warn_days)
     end
+  end,
+  run = function(opt, ctx)
     local name = opt.server_name or opt.host
     local hostpart = name:find(":", 1, true) and "[" .. name .. "]" or name
     local req = { url = ("https://%s:%d/"):format(hostpart, opt.port), connect_only = true, cert_info = true,

@@ -16,8 +16,6 @@ c("missing_one", { name = "localhost", family = "inet", expect = { "127.0.0.1", 
 c("any_of", { name = "localhost", family = "inet", expect = { "192.0.2.77", "127.0.0.1" }, expect_mode = "any" })
 c("none_of", { name = "localhost", family = "inet", expect = { "192.0.2.77", "192.0.2.78" }, expect_mode = "any" })
 c("nxdomain", { name = "no-such-name.invalid" })
-c("bad_family", { name = "localhost", family = "ipv4" })
-c("bad_mode", { name = "localhost", expect = { "127.0.0.1" }, expect_mode = "most" })
 ]],
     }
   end)
@@ -61,8 +59,18 @@ c("bad_mode", { name = "localhost", expect = { "127.0.0.1" }, expect_mode = "mos
     assert.is_truthy(body:find('\ncheck_dns_addresses{check="nxdomain"} 0\n'), body)
   end)
 
-  it("names a wrong option", function()
-    expect("bad_family", "unknown", 'option family: "ipv4" is not any, inet or inet6')
-    expect("bad_mode", "unknown", 'option expect_mode: "most" is not all or any')
+  it("refuses a wrong option at load, naming the file and line, the check and the option", function()
+    for _, case in ipairs {
+      { 'check "bad_family" { plugin = "dns", name = "localhost", family = "ipv4" }',
+        'option family: "ipv4" is not any, inet or inet6' },
+      { 'check "bad_mode" { plugin = "dns", name = "localhost", expect = { "127.0.0.1" }, expect_mode = "most" }',
+        'option expect_mode: "most" is not all or any' },
+      { 'check "bad_item" { plugin = "dns", name = "localhost", expect = { "127.0.0.1", 7 } }',
+        "option expect: item 2 is a number, not an address string" },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
   end)
 end)

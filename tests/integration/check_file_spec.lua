@@ -26,7 +26,6 @@ c("too_big", { path = dir .. "/fresh", max_size = 10 })
 c("no_space", { path = dir .. "/fresh", min_free_percent = 100.5 })
 c("no_space_mb", { path = dir .. "/fresh", min_free_mb = 1e12 })
 c("directory", { path = dir, max_age = "1h" })
-c("relative", { path = "fresh" })
 ]]):format(dir),
     }
   end)
@@ -75,9 +74,21 @@ c("relative", { path = "fresh" })
     expect("no_space_mb", "unhealthy", "below min_free_mb 1e+12")
   end)
 
-  it("looks at a directory too, and names a relative path", function()
+  it("looks at a directory too", function()
     local o = expect("directory", "healthy")
     assert.are.equal("directory", o.details.type)
-    expect("relative", "unknown", 'option path: "fresh" is not absolute')
+  end)
+
+  it("refuses a relative path or crossed size bounds at load, naming the file and line, the check and the option",
+    function()
+    for _, case in ipairs {
+      { 'check "relative" { plugin = "file", path = "fresh" }', 'option path: "fresh" is not absolute' },
+      { 'check "crossed" { plugin = "file", path = "/tmp", min_size = 100, max_size = 10 }',
+        "option min_size: 100 is above max_size (10)" },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
   end)
 end)

@@ -127,8 +127,6 @@ c("no_follow", { url = base .. "/redirect/2", follow = false, expect_status = 30
 c("no_follow_200", { url = base .. "/redirect/2", follow = false })
 c("slow", { url = base .. "/slow/1.2", slow = "300ms", timeout = "8s" })
 c("refused", { url = "http://127.0.0.1:%d/" })
-c("bad_status_opt", { url = base .. "/ok", expect_status = { 200, 99 } })
-c("bad_path_opt", { url = base .. "/json/ok", expect_json = { ["data[x]"] = 1 } })
 c("https_ca", { url = https .. "/json/ok", ca_file = ca, expect_json = { ["data.status"] = "ok" } })
 c("https_unverified", { url = https .. "/ok" })
 c("https_insecure", { url = https .. "/ok", insecure = true })
@@ -222,9 +220,24 @@ c("mtls_no_cert", { url = mhttps .. "/ok", ca_file = ca })
     assert.is_truthy(o.message:lower():find("refused", 1, true) or o.message:lower():find("connect", 1, true), o.message)
   end)
 
-  it("names a wrong option", function()
-    expect("bad_status_opt", "unknown", "option expect_status: item 2 (99)")
-    expect("bad_path_opt", "unknown", "option expect_json: bad [")
+  it("refuses a wrong option at load, naming the file and line, the check and the option", function()
+    local u = 'url = "http://127.0.0.1:1/"'
+    for _, case in ipairs {
+      { 'check "bad_status" { plugin = "http", ' .. u .. ', expect_status = { 200, 99 } }',
+        'option expect_status: item 2 (99) is not a status 100..599 or a class such as "2xx"' },
+      { 'check "bad_path" { plugin = "http", ' .. u .. ', expect_json = { ["data[x]"] = 1 } }',
+        'option expect_json: bad [ at 5 in "data[x]" (use [0] or ["key"])' },
+      { 'check "bad_redirects" { plugin = "http", ' .. u .. ', max_redirects = 51 }',
+        "option max_redirects: 51 is outside 0..50" },
+      { 'check "bad_body" { plugin = "http", ' .. u .. ', max_body = 0 }',
+        "option max_body: 0 is not a number of bytes >= 1" },
+      { 'check "bad_key" { plugin = "http", ' .. u .. ', client_key = "/k.pem" }',
+        "option client_key: given without client_cert" },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
   end)
 
   it("verifies TLS with a CA file, fails without it, and skips verification when insecure", function()
@@ -238,5 +251,21 @@ c("mtls_no_cert", { url = mhttps .. "/ok", ca_file = ca })
   it("presents a client certificate to a server that requires one", function()
     expect("mtls_ok", "healthy")
     expect("mtls_no_cert", "unhealthy")
+  end)
+
+  it("refuses a reload that adds an instance with a wrong option, and keeps the old config running", function()
+    local good = S.read(agent.config)
+    local line = select(2, good:gsub("\n", "")) + 1
+    S.write(agent.config, good .. 'check "bad_reload" { plugin = "http", url = "http://127.0.0.1:1/", max_redirects = 99 }\n')
+    local st, body = agent:post("/-/reload", "")
+    S.write(agent.config, good)
+    assert.are.equal(422, st, body)
+    local e = S.json(body).errors[1] -- { file, line, message }
+    assert.are.equal(agent.config, e.file)
+    assert.are.equal(line, e.line)
+    assert.is_truthy(e.message:find('check "bad_reload": option max_redirects: 99 is outside 0..50', 1, true), e.message)
+    assert.is_nil((agent:check("bad_reload") or {}).name)
+    local runs = result("ok").runs
+    assert.is_truthy(agent:wait_check("ok", function(c) return c.runs > runs end, 15), agent:logtext())
   end)
 end)

@@ -67,4 +67,14 @@ describe("mysql check", function()
     assert.are.equal("unhealthy", o.status)
     assert.are.equal(("127.0.0.1:%d: connection refused"):format(db.port), o.message)
   end)
+
+  it("refuses a wrong port at load, naming the file and line, the check and the option", function()
+    for _, case in ipairs {
+      { 'check "my" { plugin = "mysql", host = "127.0.0.1", port = -1 }', "option port: -1 is not a TCP port (1..65535)" },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
+  end)
 end)

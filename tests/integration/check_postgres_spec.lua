@@ -122,4 +122,15 @@ describe("postgres check", function()
     assert.are.equal("unhealthy", o.status)
     assert.are.equal(("127.0.0.1:%d: connection refused"):format(pg.port), o.message)
   end)
+
+  it("refuses a wrong port at load, naming the file and line, the check and the option", function()
+    for _, case in ipairs {
+      { 'check "pg" { plugin = "postgres", host = "127.0.0.1", port = 70000 }',
+        "option port: 70000 is not a TCP port (1..65535)" },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
+  end)
 end)

@@ -37,7 +37,6 @@ c("busy", { name = bname, cpu_unhealthy = 5 })
 c("quiet", { pidfile = pidfile, cpu_unhealthy = 50 })
 c("gone", { name = "bgnever" .. arg })
 c("no_pidfile", { pidfile = pidfile .. ".missing" })
-c("both", { name = sname, pidfile = pidfile })
 ]]):format(sname, bname, arg, pidfile),
     }
   end)
@@ -92,9 +91,24 @@ c("both", { name = sname, pidfile = pidfile })
     assert.is_true(o.details.cpu_percent < 50, tostring(o.details.cpu_percent))
   end)
 
-  it("is unhealthy for a name nothing runs under, and names wrong options", function()
+  it("is unhealthy for a name nothing runs under", function()
     expect("gone", "unhealthy", "is not running")
-    expect("both", "unknown", "options name and pidfile: give exactly one of them")
+  end)
+
+  it("refuses wrong options at load, naming the file and line, the check and the options", function()
+    for _, case in ipairs {
+      { 'check "both" { plugin = "process", name = "x", pidfile = "/run/x.pid" }',
+        "options name and pidfile: give exactly one of them" },
+      { 'check "neither" { plugin = "process" }', "options name and pidfile: give exactly one of them" },
+      { 'check "empty" { plugin = "process", name = "" }', "option name: empty" },
+      { 'check "relative" { plugin = "process", pidfile = "x.pid" }', 'option pidfile: "x.pid" is not an absolute path' },
+      { 'check "counts" { plugin = "process", name = "x", min_count = 3, max_count = 2 }',
+        "option max_count: 2 is below min_count (3)" },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
   end)
 
   it("is unhealthy once the processes are killed", function()

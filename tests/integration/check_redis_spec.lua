@@ -89,4 +89,15 @@ describe("redis check", function()
     assert.are.equal("unhealthy", o.status)
     assert.are.equal(("127.0.0.1:%d: connection refused"):format(redis.port), o.message)
   end)
+
+  it("refuses a username without password, or a wrong port, at load, naming the file and line", function()
+    for _, case in ipairs {
+      { 'check "acl" { plugin = "redis", host = "127.0.0.1", username = "u" }', "option username: needs password" },
+      { 'check "port" { plugin = "redis", host = "127.0.0.1", port = 0 }', "option port: 0 is not a TCP port (1..65535)" },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
+  end)
 end)

@@ -41,7 +41,6 @@ check "system" { plugin = "system", interval = "1s", %s }
 check "sys_fd" { plugin = "system", interval = "1s", mounts = {}, %s, fd_degraded = 0 }
 check "sys_load" { plugin = "system", interval = "1s", mounts = {}, %s, load_unhealthy = 0 }
 check "sys_gone" { plugin = "system", interval = "1s", mounts = { "/no/such/mount/h4" }, %s, retries = 0 }
-check "sys_bad" { plugin = "system", interval = "1s", mounts = { "relative" }, retries = 0 }
 check "sys_types" { plugin = "system", interval = "1s", %s,
   exclude_fstypes = { "ext4", "xfs", "btrfs", "overlay", "tmpfs", "devtmpfs", "proc", "sysfs", "cgroup", "cgroup2" } }
 ]]):format(CALM, CALM:gsub("fd_degraded = 101, ", ""),
@@ -114,13 +113,23 @@ check "sys_types" { plugin = "system", interval = "1s", %s,
     assert.truthy(o.message:find("^high load [%d.]+ per cpu %(cpu"), o.message)
   end)
 
-  it("reports a listed mount it cannot read, and names a bad option", function()
+  it("reports a listed mount it cannot read", function()
     local o = result("sys_gone")
     assert.are.equal("degraded", o.status)
     assert.truthy(o.message:find("/no/such/mount/h4", 1, true), o.message)
-    o = result("sys_bad")
-    assert.are.equal("unknown", o.status)
-    assert.are.equal('option "mounts": "relative" is not an absolute path', o.message)
+  end)
+
+  it("refuses a bad mounts or exclude_fstypes at load, naming the file and line, the check and the option", function()
+    for _, case in ipairs {
+      { 'check "sys_bad" { plugin = "system", mounts = { "relative" } }',
+        'option "mounts": "relative" is not an absolute path' },
+      { 'check "sys_bad_types" { plugin = "system", exclude_fstypes = { "ext4", "" } }',
+        'option "exclude_fstypes": item 2 must be a non-empty string' },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
   end)
 
   it("skips the filesystem types it is told to", function()

@@ -65,7 +65,6 @@ c("closer", { port = %d, send = "PING\r\n", expect = "^%%+PONG" })
 c("stream", { port = %d, expect = "y", max_bytes = 100 })
 c("silent", { port = %d, expect = ".", interval = "1s" })
 c("refused", { port = %d })
-c("bad_port", { port = 70000 })
 ]]):format(ports.pieces, ports.pieces, ports.closer, ports.stream, ports.silent, S.free_port()),
     }
   end)
@@ -110,8 +109,37 @@ c("bad_port", { port = 70000 })
     expect("silent", "unhealthy", "timeout")
   end)
 
-  it("is unhealthy on a closed port, and names a wrong port", function()
+  it("is unhealthy on a closed port", function()
     expect("refused", "unhealthy", "connection refused")
-    expect("bad_port", "unknown", "option port: 70000 is not a TCP port")
+  end)
+
+  it("refuses a wrong port or max_bytes at load, naming the file and line, the check and the option", function()
+    for _, case in ipairs {
+      { 'check "bad_port" { plugin = "tcp", port = 70000 }', "option port: 70000 is not a TCP port (1..65535)" },
+      { 'check "zero_port" { plugin = "tcp", port = 0 }', "option port: 0 is not a TCP port (1..65535)" },
+      { 'check "bad_bytes" { plugin = "tcp", port = 80, max_bytes = 0 }', "option max_bytes: 0 is outside 1..16777216" },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
+  end)
+
+  it("refuses a reload that adds an instance with a wrong port, and keeps the old config running", function()
+    local good = S.read(agent.config)
+    local line = select(2, good:gsub("\n", "")) + 1
+    S.write(agent.config, good .. 'check "bad_reload" { plugin = "tcp", port = 70000 }\n')
+    local st, body = agent:post("/-/reload", "")
+    S.write(agent.config, good)
+    assert.are.equal(422, st, body)
+    local e = S.json(body).errors[1] -- { file, line, message }
+    assert.are.equal(agent.config, e.file)
+    assert.are.equal(line, e.line)
+    assert.is_truthy(e.message:find('check "bad_reload": option port: 70000 is not a TCP port', 1, true), e.message)
+    assert.is_nil((agent:check("bad_reload") or {}).name)
+    local runs = agent:check("plain").runs
+    assert.is_truthy(agent:wait_check("plain", function(c) return c.runs > runs end, 15), agent:logtext())
+    st, body = agent:post("/-/reload", "")
+    assert.are.equal(200, st, body)
   end)
 end)

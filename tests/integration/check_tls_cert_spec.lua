@@ -86,10 +86,9 @@ c("expired", { host = "127.0.0.1", port = %d, ca_file = %q })
 c("sni", { host = "127.0.0.1", port = %d, server_name = "beagle.test", ca_file = %q })
 c("sni_wrong", { host = "127.0.0.1", port = %d, server_name = "other.test", ca_file = %q })
 c("closed", { host = "127.0.0.1", port = %d })
-c("bad_thresholds", { host = "127.0.0.1", port = %d, warn_days = 5, critical_days = 10 })
 ]]):format(ports.long, pems.long, ports.long, pems.long, ports.mid, pems.mid, ports.short, pems.short,
         ports.short, ports.long, ports.expired, ports.expired, epem, ports.long, pems.long, ports.long, pems.long,
-        S.free_port(), ports.long),
+        S.free_port()),
     }
   end)
 
@@ -152,8 +151,21 @@ c("bad_thresholds", { host = "127.0.0.1", port = %d, warn_days = 5, critical_day
     expect("sni_wrong", "unhealthy")
   end)
 
-  it("is unhealthy on a closed port, and names wrong thresholds", function()
+  it("is unhealthy on a closed port", function()
     expect("closed", "unhealthy")
-    expect("bad_thresholds", "unknown", "option critical_days: 10 is above warn_days (5)")
+  end)
+
+  it("refuses a wrong port or crossed thresholds at load, naming the file and line, the check and the option",
+    function()
+    for _, case in ipairs {
+      { 'check "bad_thresholds" { plugin = "tls_cert", host = "127.0.0.1", warn_days = 5, critical_days = 10 }',
+        "option critical_days: 10 is above warn_days (5)" },
+      { 'check "bad_port" { plugin = "tls_cert", host = "127.0.0.1", port = 65536 }',
+        "option port: 65536 is not a TCP port (1..65535)" },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
   end)
 end)

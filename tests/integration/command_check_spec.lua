@@ -165,4 +165,19 @@ check "slow" { plugin = "command", command = { "/bin/sleep", "30" }, timeout = "
     assert.are.equal("unhealthy", o.status)
     assert.are.equal("timeout", o.message)
   end)
+
+  it("refuses an empty command, or one string with spaces without shell, at load, naming the file and line",
+    function()
+    for _, case in ipairs {
+      { 'check "empty" { plugin = "command", command = {} }', "option command: empty" },
+      { 'check "spaces" { plugin = "command", command = "check_dummy 0 ok" }',
+        "option command: a string with spaces: give an argv list, or set shell = true" },
+      { 'check "shell_argv" { plugin = "command", command = { "echo", "x" }, shell = true }',
+        "option command: shell = true takes command as one string" },
+    } do
+      local name = case[1]:match('check "([^"]+)"')
+      assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),
+        S.refused(case[1] .. "\n"))
+    end
+  end)
 end)

@@ -98,7 +98,8 @@ local function option_rows(section)
 end
 
 -- The problems of one plugin file (an empty list when it conforms), and what the agent needs
--- to validate it: { name, kind, sample, defaults = config text of the defaults instance }.
+-- to validate it: { name, kind, sample, defaults = config text of the defaults instance,
+-- validates = the plugin has its own validate(opt) }.
 local function conformance(root, rel, docs)
   local problems, info = {}, {}
   local function bad(fmt, ...) problems[#problems + 1] = rel .. ": " .. fmt:format(...) end
@@ -106,6 +107,7 @@ local function conformance(root, rel, docs)
   if not def then bad("does not load in plain LuaJIT: %s", tostring(kind)) return problems, info end
   local name = def.name
   info.name, info.kind = name, kind
+  info.validates = type(def.validate) == "function"
   if rel:match("([^/]+)%.lua$") ~= name then bad("name %q does not match the file name", tostring(name)) end
   local dir = rel:match("([^/]+)/[^/]+$")
   if KINDS[dir] and KINDS[dir] ~= kind then bad("a %s in %s/", kind, dir) end
@@ -414,8 +416,15 @@ describe("plugin conformance", function()
       it("has a sample configuration, and an instance with its defaults, that the agent accepts", function()
         local problems, info = conformance(root, rel, root .. "/docs/plugins")
         assert.is_string(info.sample, table.concat(problems, "\n"))
-        local ok, out = agent_accepts(info.sample .. "\n" .. info.defaults .. "\n", { root .. "/examples/plugins" })
+        local ok, out = agent_accepts(info.sample .. "\n", { root .. "/examples/plugins" })
         assert.is_true(ok, "beagle check rejected the sample of docs/plugins/" .. info.name .. ".md:\n" .. out)
+        ok, out = agent_accepts(info.sample .. "\n" .. info.defaults .. "\n", { root .. "/examples/plugins" })
+        -- a plugin's own validate may refuse placeholders ("x" is no absolute path), but only
+        -- by naming the option, on the instance's line
+        local refused = info.validates and out:find(('\nbeagle: beagle.lua:%d: %s "conformance_defaults_%s": options? ')
+          :format(select(2, info.sample:gsub("\n", "")) + 2, info.kind, info.name))
+        assert.is_true(ok or refused ~= nil, "beagle check rejected the instance with the defaults of "
+          .. info.name .. ":\n" .. out)
       end)
     end)
   end
