@@ -190,6 +190,7 @@ function M:sync()
       want[pname] = { plugin = pname }
     end
   end
+  self.sorted_cache = nil
   for name in pairs(self.instances) do
     if not want[name] then self:remove(name) end
   end
@@ -218,6 +219,7 @@ function M:sync()
       if self.started then self:schedule(inst, true) end
     end
   end
+  self.sorted_cache = nil -- the loop above replaced instances
   self:check_dependencies()
 end
 
@@ -263,6 +265,7 @@ function M:remove(name)
   if inst.timer then inst.timer:stop() end
   cancel_wait(inst, false)
   self.instances[name] = nil
+  self.sorted_cache = nil
   -- the plugin's close(opt, ctx) for this instance, in its state (synchronous, bounded)
   local rec = self.plugins:get(inst.plugin)
   local script = rec and rec.kind == "check" and rawget(rec, "script") -- a parked state has no instance
@@ -270,10 +273,65 @@ function M:remove(name)
   self.on_update()
 end
 
+-- The offset of a check's runs inside its interval, as a fraction, from a hash of its name
+-- (FNV-1a): like Prometheus' scrape offsets, the checks of one interval are spread over it
+-- rather than all started in one burst (where a check's start would depend on its place in the
+-- burst), and a check keeps its offset across restarts and reloads.
+local function phase(name)
+  local h = 2166136261
+  for i = 1, #name do
+    h = bit.bxor(h, name:byte(i)) % 4294967296
+    -- h * 16777619 mod 2^32 exactly (the product itself is past a double's 53 bits)
+    h = (bit.lshift(h, 24) % 4294967296 + h * 403) % 4294967296
+  end
+  return h / 4294967296
+end
+M.phase = phase
+
+-- Runs inst at its due times: phase * interval + k * interval on the monotonic clock, each
+-- armed as a one-shot timer for the time left, so that a late turn of the loop delays one run
+-- and never the ones after it (a repeating uv timer would carry every delay forward).
+-- run_now: a first run at once (the first round /health/ready waits for), then the schedule,
+-- whose first due time is at least half an interval later.
 function M:schedule(inst, run_now)
   if inst.timer then inst.timer:stop() inst.timer = nil end
   if not inst.enabled or inst.error or self.stopping then return end
-  inst.timer = core.timer(run_now and 0 or inst.interval, inst.interval, function() self:execute(inst) end)
+  local iv = inst.interval
+  local off = phase(inst.name) * iv
+  -- the first due time on the grid off + k * iv after t
+  local function after(t)
+    local due = off + math.ceil((t - off) / iv) * iv
+    if due <= t then due = due + iv end
+    return due
+  end
+  local arm
+  arm = function(due)
+    inst.due = due
+    local function fire()
+      if inst.timer then inst.timer:stop() end
+      inst.timer = nil
+      -- a timer counts from the loop's cached time, older than now after a long turn: it can
+      -- fire early, so what is left is waited again
+      local now = core.now()
+      if due - now > 0.001 then inst.timer = core.timer(due - now, 0, fire) return end
+      -- the next one on the grid; a turn late by more than an interval skips what it missed
+      local nxt = due + iv
+      if nxt <= now then nxt = after(now) end
+      arm(nxt)
+      self:execute(inst)
+    end
+    inst.timer = core.timer(math.max(0, due - core.now()), 0, fire)
+  end
+  if run_now then
+    inst.timer = core.timer(0, 0, function()
+      if inst.timer then inst.timer:stop() end
+      inst.timer = nil
+      arm(after(core.now() + iv / 2))
+      self:execute(inst)
+    end)
+  else
+    arm(after(core.now()))
+  end
 end
 
 -- How often the state stores' health (agent.store_status) is looked at, so that /health/ready
@@ -560,22 +618,35 @@ local function check_object(inst, detailed)
   return o
 end
 
+-- The instances by name (kept until the set changes: sync and remove drop it).
 function M:sorted()
+  if self.sorted_cache then return self.sorted_cache end
   local names = util.sorted_keys(self.instances)
   local out = {}
   for _, n in ipairs(names) do out[#out + 1] = self.instances[n] end
+  self.sorted_cache = out
   return out
 end
 
--- /health: (http status, body)
+-- /health: (http status, body), redacted (util.redact). It is rendered again after results come
+-- in, so each check's part is kept as JSON until its next result (or until the secrets to
+-- redact change): a result costs the encoding of one check, not of all of them.
 function M:health_json()
   local status = self:overall()
-  local checks = json.array()
+  local parts, ver = {}, util.secrets_version
   for _, inst in ipairs(self:sorted()) do
-    if inst.enabled then checks[#checks + 1] = check_object(inst, false) end
+    if inst.enabled then
+      if not inst.frag or inst.frag_last ~= inst.last or inst.frag_version ~= ver then
+        inst.frag = util.redact(json.encode(check_object(inst, false)))
+        inst.frag_last, inst.frag_version = inst.last, ver
+      end
+      parts[#parts + 1] = inst.frag
+    end
   end
+  -- json.encode's order: keys sorted
   return status == "unhealthy" and 503 or 200,
-    json.encode { status = status, timestamp = util.iso8601(core.wall()), checks = checks }
+    '{"checks":[' .. table.concat(parts, ",") .. '],"status":' .. json.encode(status)
+      .. ',"timestamp":' .. json.encode(util.iso8601(core.wall())) .. "}"
 end
 
 -- /health/ready: 503 until the first round is done and while a critical check is unhealthy;

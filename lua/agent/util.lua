@@ -138,6 +138,7 @@ local SECRET_KEYS = {
 M.SECRET_QUERY_KEYS = SECRET_KEYS
 
 -- set_secrets(owner, { value, ... }): the secrets of one owner, replacing its previous list.
+M.secrets_version = 0
 function M.set_secrets(owner, list)
   secret_sets[owner] = list
   local all, seen = {}, {}
@@ -151,6 +152,7 @@ function M.set_secrets(owner, list)
   end
   table.sort(all, function(a, b) return #a > #b end)
   secret_list = all
+  M.secrets_version = M.secrets_version + 1 -- text redacted before may need it again
 end
 
 local function plain_replace(text, sec)

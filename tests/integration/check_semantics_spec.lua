@@ -182,6 +182,44 @@ check "alternating" { interval = "150ms", retries = 0, flap_threshold = 3, flap_
     assert.is_true(flapping.status_changes > 3)
   end)
 
+  it("runs each check on its own phase of the interval, none skipped, none doubled", function()
+    local agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "alternating" { enabled = false }
+check "fixed" { interval = "100ms" }
+check "alpha" { plugin = "fixed", interval = "100ms" }
+]] }
+    S.sleep(2.2)
+    local _, text = agent:get("/metrics")
+    local a, b = agent:check("fixed"), agent:check("alpha")
+    local log = agent:logtext()
+    agent:stop()
+    -- a first run at once, then one per 100 ms (a timer that refired until its due time passed
+    -- ran up thousands of skipped runs here)
+    for _, o in ipairs { a, b } do
+      assert.is_true(o.runs >= 14 and o.runs <= 24, ("%s ran %d times in 2.2 s"):format(o.name, o.runs))
+    end
+    for _, name in ipairs { "fixed", "alpha" } do
+      local skipped = series(text, "beagle_check_skipped_total", { check = name }) or 0
+      assert.are.equal(0, skipped, text)
+    end
+    -- the two start at different points of the interval (their phases come from their names)
+    local function phase_of(name)
+      local ph = {}
+      for line in log:gmatch("[^\n]+") do
+        if line:find("msg=ran", 1, true) and (line .. " "):find(" check=" .. name .. " ", 1, true) then
+          local sec = tonumber(line:match("T%d+:%d+:([%d%.]+)Z"))
+          ph[#ph + 1] = (sec * 1000) % 100
+        end
+      end
+      table.sort(ph)
+      return ph[math.ceil(#ph / 2)]
+    end
+    -- FNV-1a of the names puts "fixed" at 70.3 ms and "alpha" at 36.5 ms of each 100 ms: the
+    -- runs of fixed come 33.8 ms after those of alpha (the same instant, without phases)
+    local d = (phase_of("fixed") - phase_of("alpha")) % 100
+    assert.is_true(d > 20 and d < 48, ("fixed runs %.1f ms after alpha, not about 33.8 ms"):format(d))
+  end)
+
   it("keeps the last 100 results", function()
     local agent = S.start { plugins = dir, config = S.calm_system .. [[
 check "alternating" { enabled = false }
