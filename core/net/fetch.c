@@ -122,6 +122,7 @@ void bg__fetch_req_free(bg_fetch *r) {
   if (r->mail) uv_mutex_destroy(&r->lock);
   if (r->hdr_list != NULL) bg__cu.slist_free_all(r->hdr_list); /* cu is empty until curl loads */
   if (r->rcpt_list != NULL) bg__cu.slist_free_all(r->rcpt_list);
+  if (r->connect_list != NULL) bg__cu.slist_free_all(r->connect_list);
   free(r->upload);
   free(r->again);
   bg_buf_free(&r->body);
@@ -546,6 +547,14 @@ static int setup_easy(bg_fetch *r, const bg_fetch_opts *o) {
   }
   if (r->hdr_list != NULL && bg__cu.easy_setopt(e, CURLOPT_HTTPHEADER, r->hdr_list) != CURLE_OK)
     return BG_ENOMEM;
+  for (const char *const *c = o->connect_to; c != NULL && *c != NULL; c++) {
+    struct curl_slist *l = bg__cu.slist_append(r->connect_list, *c);
+    if (l == NULL) return BG_ENOMEM;
+    r->connect_list = l;
+  }
+  if (r->connect_list != NULL &&
+      bg__cu.easy_setopt(e, CURLOPT_CONNECT_TO, r->connect_list) != CURLE_OK)
+    return BG_ENOMEM;
   return 0;
 }
 
@@ -584,6 +593,7 @@ static bg_fetch_opts *opts_copy(const bg_fetch_opts *o) {
   }
   c->mail_from = NULL;
   c->mail_rcpt = NULL;
+  c->connect_to = NULL; /* never copied: a request with connect_to never starts in h1 */
   return c;
 }
 
@@ -661,7 +671,7 @@ static int h1_start(bg_fetcher *f, const bg_fetch_opts *o, bg_fetch_cb cb, void 
  * and redirects to follow only for a GET or HEAD without a body (curl then asks again from the
  * start, which a request with a body must not be sent twice for). */
 static int h1_may(const bg_fetcher *f, const bg_fetch_opts *o) {
-  if (f->h1 == NULL || o->connect_only || o->timings || o->cert_info ||
+  if (f->h1 == NULL || o->connect_only || o->timings || o->cert_info || o->connect_to != NULL ||
       strncasecmp(o->url, "http://", 7) != 0)
     return 0;
   if (!o->follow_redirects) return 1;

@@ -47,6 +47,11 @@ typedef struct bg_fetch_opts {
   int cert_info;           /* 1: the peer's leaf certificate in the result (a fresh connection) */
   int connect_only;        /* 1: connect (and TLS handshake) only, on a fresh connection */
   int timings;             /* 1: send a plain http:// request to curl, which measures phases */
+  /* "host:port:connect_host:connect_port" entries as curl's CURLOPT_CONNECT_TO takes them
+   * (connect there for host:port, the URL's name still asked for by SNI and verified),
+   * NULL-terminated; NULL: none. Only curl connects elsewhere: such a request never goes to
+   * the built-in client. */
+  const char *const *connect_to;
   /* Mail only (smtp:// and smtps:// URLs; method, headers, max_body and follow_redirects are
    * ignored there). Addresses are "a@b" or "<a@b>" and may not hold CR or LF. */
   const char *mail_from;        /* required for mail ("" is the null sender) */

@@ -82,8 +82,9 @@ struct bg_fetch {
   bg_h1_req *h1; /* an h1 request: no easy handle, nothing of curl's */
   CURL *easy;
   struct curl_slist *hdr_list;
-  struct curl_slist *rcpt_list; /* mail */
-  char *upload;                 /* mail: the message, CRLF line ends */
+  struct curl_slist *rcpt_list;    /* mail */
+  struct curl_slist *connect_list; /* CURLOPT_CONNECT_TO */
+  char *upload;                    /* mail: the message, CRLF line ends */
   size_t upload_len, upload_pos;
   bg_buf body;
   bg_buf hdrs;

@@ -19,6 +19,7 @@
 #define HTTP_MAX_BODY ((size_t)1 << 40)
 #define HTTP_DEFAULT_REDIRECTS 10
 #define HTTP_BODY_FLOOR ((size_t)256 << 10) /* body bytes a request may always gather */
+#define HTTP_MAX_CONNECT_TO 8               /* connect_to entries a request may give */
 
 /* ---- http ----------------------------------------------------------------------------- */
 
@@ -381,7 +382,8 @@ static const char *pem_field(lua_State *L, const char *key, const char **err) {
 
 /* http(req) where req = {method=, url=, headers={"K: V",...}, body=, timeout=, max_body=,
  * follow=, max_redirects= (0..50, 10), insecure=, client_cert=, client_key=, ca_file=,
- * cert_info=, connect_only=, timings=} (the sandbox has checked the types and paths). The request
+ * cert_info=, connect_only=, timings=, connect_to={"host:port:connect_host:connect_port",...}}
+ * (the sandbox has checked the types, paths and connect_to's entries). The request
  * carries the run's current span (traceparent, tracestate) as a CLIENT span of its own, unless the
  * plugin set a traceparent header itself. */
 static int pl_http(lua_State *L) {
@@ -451,6 +453,25 @@ static int pl_http(lua_State *L) {
   o.cert_info = lua_toboolean(L, -1);
   lua_getfield(L, 1, "timings");
   o.timings = lua_toboolean(L, -1);
+  /* connect_to: a list of "host:port:connect_host:connect_port" (the sandbox checked each) */
+  const char *conn_to[HTTP_MAX_CONNECT_TO + 1];
+  size_t nc = 0;
+  lua_getfield(L, 1, "connect_to");
+  if (lua_isstring(L, -1)) {
+    conn_to[nc++] = lua_tostring(L, -1);
+  } else if (lua_istable(L, -1)) {
+    for (int i = 1; nc < HTTP_MAX_CONNECT_TO; i++) {
+      lua_rawgeti(L, -1, i);
+      if (!lua_isstring(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      conn_to[nc++] = lua_tostring(L, -1);
+      lua_pop(L, 1); /* still anchored by the connect_to table */
+    }
+  }
+  conn_to[nc] = NULL;
+  o.connect_to = nc ? conn_to : NULL;
   const char *hdrs[67];
   size_t nh = 0;
   lua_getfield(L, 1, "headers");

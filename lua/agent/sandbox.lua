@@ -420,6 +420,32 @@ local REQ_KEYS = { url = "string", method = "string", body = "string", timeout =
   insecure = "boolean", max_body = "number", max_redirects = "number", client_cert = "string",
   client_key = "string", ca_file = "string", cert_info = "boolean", connect_only = "boolean", timings = "boolean" }
 local PEM_KEYS = { "client_cert", "client_key", "ca_file" }
+
+-- connect_to: "host:port:connect_host:connect_port" (curl's CURLOPT_CONNECT_TO: connect to
+-- connect_host:connect_port for a URL of host:port; an empty part matches any, an IPv6 address
+-- goes in brackets), a string or a list of at most 8 -> list | nil, err
+local function connect_to_list(v)
+  if type(v) == "string" then v = { v } end
+  if type(v) ~= "table" then return nil, ("http: connect_to must be a string or a list of strings, not a %s"):format(type(v)) end
+  local out = {}
+  for k in pairs(v) do
+    if not is_int(k, 1, #v) then return nil, "http: connect_to must be a list of strings" end
+  end
+  if #v > 8 then return nil, ("http: connect_to takes at most 8 entries, not %d"):format(#v) end
+  for i, s in ipairs(v) do
+    if type(s) ~= "string" then return nil, ("http: connect_to item %d must be a string, not a %s"):format(i, type(s)) end
+    local plain = s:gsub("%[[%x:%.]+%]", "h")
+    local p1, p2 = plain:match("^[^:%[%]%c%s]*:(%d*):[^:%[%]%c%s]*:(%d*)$")
+    if #s > 512 or not p1 or (p1 ~= "" and not is_int(tonumber(p1), 1, 65535))
+      or (p2 ~= "" and not is_int(tonumber(p2), 1, 65535)) then
+      local shown = s:sub(1, 100):gsub("%c", function(c) return "\\" .. c:byte() end)
+      return nil, ('http: connect_to item %d ("%s") is not host:port:connect_host:connect_port'):format(i, shown)
+    end
+    out[i] = s
+  end
+  return out
+end
+
 local function http_request(req)
   if type(req) ~= "table" then return nil, "http: the request must be a table" end
   local clean = { headers = header_list(req.headers) }
@@ -440,6 +466,11 @@ local function http_request(req)
     end
   end
   if clean.client_key and not clean.client_cert then return nil, "http: client_key needs client_cert" end
+  if req.connect_to ~= nil then
+    local list, err = connect_to_list(req.connect_to)
+    if not list then return nil, err end
+    clean.connect_to = list
+  end
   local res, err = bg.http(clean)
   if res and res.url == nil then res.url = clean.url end
   return res, err

@@ -44,7 +44,8 @@ return beagle.check {
     local req = { url = ("https://%s:%d/"):format(hostpart, opt.port), connect_only = true, cert_info = true,
       insecure = opt.insecure, ca_file = opt.ca_file }
     if opt.server_name and opt.server_name ~= opt.host then
-      req.connect_to = ("%s:%d:%s:%d"):format(opt.server_name, opt.port, opt.host, opt.port)
+      local host = opt.host:find(":", 1, true) and "[" .. opt.host .. "]" or opt.host
+      req.connect_to = ("%s:%d:%s:%d"):format(hostpart, opt.port, host, opt.port)
     end
     local res, err = ctx.http.request(req)
     local where = ("%s:%d"):format(name, opt.port)

@@ -140,15 +140,18 @@ c("closed", { host = "127.0.0.1", port = %d })
   end)
 
   it("verifies against server_name while connecting to host", function()
-    -- server_name needs ctx.http.request's connect_to (curl's CONNECT_TO), which the ctx contract
-    -- of issue 17 did not list: without it the request goes to beagle.test, which does not resolve
-    local o = agent:wait_check("sni", function(c) return c.runs and c.runs > 0 end, 20)
-    if o and tostring(o.message):find("resolve host: beagle.test", 1, true) then
-      pending("ctx.http.request has no connect_to yet: " .. o.message)
-      return
-    end
-    expect("sni", "healthy", "beagle.test:")
-    expect("sni_wrong", "unhealthy")
+    -- beagle.test does not resolve: the handshake reaches 127.0.0.1 through ctx.http.request's
+    -- connect_to (curl's CONNECT_TO), asks for beagle.test (SNI) and verifies the certificate
+    -- against it
+    local o = expect("sni", "healthy", "beagle.test:")
+    assert.are.equal(1, select(2, o.message:gsub("^beagle%.test:%d+: certificate expires in ", "")), o.message)
+    local d = o.details.days_left
+    assert.is_true(d > 39 and d <= 40.01, tostring(d))
+    assert.truthy(tostring(o.details.subject):find("beagle.test", 1, true), tostring(o.details.subject))
+    o = expect("sni_wrong", "unhealthy", "other.test:")
+    assert.is_nil(o.message:find("resolve", 1, true), o.message)
+    -- curl: "SSL: no alternative certificate subject name matches target host name 'other.test'"
+    assert.truthy(o.message:find("name.*'other%.test'"), o.message)
   end)
 
   it("is unhealthy on a closed port", function()

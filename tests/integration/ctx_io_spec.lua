@@ -158,6 +158,33 @@ function CASES.redirects(opt, ctx, d)
   d.bad_cert_info = e
 end
 
+-- connect_to (curl's CONNECT_TO): the URL's name, connected elsewhere; never the built-in client
+function CASES.connect_to(opt, ctx, d)
+  local p, t = opt.arg.plain, opt.arg.tls
+  local res, err = ctx.http.get(("http://beagle.invalid:%d/ok"):format(p),
+    { connect_to = ("beagle.invalid:%d:127.0.0.1:%d"):format(p, p) })
+  d.plain = res and (res.status .. " " .. res.body .. " " .. tostring(res.timings.dns ~= nil)) or err
+  -- https: SNI and verification for localhost, the connection to 127.0.0.1; a list, the first
+  -- entry for another name
+  res, err = ctx.http.request { url = ("https://localhost:%d/ok"):format(t), ca_file = opt.arg.ca, cert_info = true,
+    connect_to = { "other.invalid:1:127.0.0.1:1", ("localhost:%d:127.0.0.1:%d"):format(t, t) } }
+  d.tls = res and (res.status .. " " .. res.cert.subject) or err
+  -- an empty host and port match any: the name still verified
+  res, err = ctx.http.request { url = ("https://beagle.invalid:%d/"):format(t), connect_only = true,
+    ca_file = opt.arg.ca, connect_to = ("::127.0.0.1:%d"):format(t) }
+  d.wrong_name = res and "verified?" or err
+  res, err = ctx.http.request { url = ("https://beagle.invalid:%d/"):format(t), connect_only = true,
+    insecure = true, connect_to = ("::[::1]:%d"):format(opt.arg.closed) }
+  d.v6 = res and "connected?" or err
+  local bad = {}
+  for i, v in ipairs { "a:b", "x:1:y:2\r\nHost: evil", "x:70000:y:1", 5, { "x:1:y:1", 3 },
+    { "x:1:y:1", "x:1:y:1", "x:1:y:1", "x:1:y:1", "x:1:y:1", "x:1:y:1", "x:1:y:1", "x:1:y:1", "x:1:y:1" } } do
+    local _, e = ctx.http.get("http://127.0.0.1:1/", { connect_to = v })
+    bad[i] = tostring(e)
+  end
+  d.bad = table.concat(bad, "\n")
+end
+
 function CASES.timings(opt, ctx, d)
   local url = ("http://127.0.0.1:%d/ok"):format(opt.arg.plain)
   local res = assert(ctx.http.get(url, { timings = true }))
@@ -410,7 +437,8 @@ describe("ctx I/O", function()
     local arg = lua_table { plain = ports.plain, tls = ports.tls, mtls = ports.mtls, closed = ports.closed,
       ca = dir .. "/ca.pem", dir = dir }
     local conf = S.calm_system
-    for _, case in ipairs { "tls", "connect_only", "mtls", "redirects", "timings", "dns", "files", "crypto" } do
+    for _, case in ipairs { "tls", "connect_only", "mtls", "redirects", "connect_to", "timings", "dns", "files",
+      "crypto" } do
       conf = conf .. ("check %q { plugin = \"ctx_io\", case = %q, arg = %s }\n"):format(case, case, arg)
     end
     for i = 1, 8 do
@@ -493,6 +521,23 @@ describe("ctx I/O", function()
     assert.are.equal('http: ca_file: "relative.pem" is not an absolute path', d.bad_ca)
     assert.are.equal("http: client_key needs client_cert", d.key_alone)
     assert.are.equal("http: cert_info must be a boolean, not a string", d.bad_cert_info)
+  end)
+
+  it("connects to another host and port for the URL's name (connect_to), through curl", function()
+    local d = details("connect_to")
+    assert.are.equal("200 ok true", d.plain)
+    assert.is_truthy(d.tls:find("^200 .*localhost"), d.tls)
+    assert.is_truthy(d.wrong_name:find("beagle.invalid", 1, true), d.wrong_name)
+    assert.is_nil(d.wrong_name:find("resolve", 1, true), d.wrong_name)
+    assert.is_nil(d.v6:find("resolve", 1, true), d.v6)
+    assert.are.equal(table.concat({
+      'http: connect_to item 1 ("a:b") is not host:port:connect_host:connect_port',
+      'http: connect_to item 1 ("x:1:y:2\\13\\10Host: evil") is not host:port:connect_host:connect_port',
+      'http: connect_to item 1 ("x:70000:y:1") is not host:port:connect_host:connect_port',
+      "http: connect_to must be a string or a list of strings, not a number",
+      "http: connect_to item 2 must be a string, not a number",
+      "http: connect_to takes at most 8 entries, not 9",
+    }, "\n"), d.bad)
   end)
 
   it("measures each phase through curl, the total only through the built-in client", function()
