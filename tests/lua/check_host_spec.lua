@@ -9,6 +9,23 @@ local function load_plugin(name)
   return chunk()
 end
 
+-- opts(P, given) -> the options validate sees: given, the defaults filled in (a list's scalar
+-- default as a one-item list, as the agent's option types make it)
+local function opts(P, given)
+  local o = {}
+  for k, spec in pairs(P.options) do
+    local d = type(spec) == "table" and spec.default
+    if d ~= nil and d ~= false then
+      if spec[1] == "list" and type(d) ~= "table" then d = { d } end
+      o[k] = d
+    elseif d == false then
+      o[k] = false
+    end
+  end
+  for k, v in pairs(given) do o[k] = v end
+  return o
+end
+
 -- a connection that hands out the given chunks, then eof (or an error)
 local function conn(chunks, last)
   local i = 0
@@ -113,5 +130,29 @@ describe("file check: problems", function()
     assert.are.equal("5m", P.human_age(300))
     assert.are.equal("3.0h", P.human_age(10800))
     assert.are.equal("2.5d", P.human_age(216000))
+  end)
+end)
+
+describe("tcp, dns, process and file checks: validate, at load", function()
+  it("accepts good options and names the option it refuses", function()
+    local tcp, dns, process, file = load_plugin("tcp"), load_plugin("dns"), load_plugin("process"), load_plugin("file")
+    for _, case in ipairs {
+      { tcp, { port = 22 }, nil },
+      { tcp, { port = 65536 }, "option port: 65536 is not a TCP port (1..65535)" },
+      { tcp, { port = 22, max_bytes = 16 * 1024 * 1024 + 1 }, "option max_bytes: 16777217 is outside 1..16777216" },
+      { dns, { name = "h", expect = { "::1" }, expect_mode = "any", family = "inet6" }, nil },
+      { dns, { name = "h", family = "ipv6" }, 'option family: "ipv6" is not any, inet or inet6' },
+      { dns, { name = "h", expect = { {} } }, "option expect: item 1 is a table, not an address string" },
+      { process, { name = "nginx", min_count = 0, max_count = 0 }, nil },
+      { process, { pidfile = "/run/x.pid" }, nil },
+      { process, {}, "options name and pidfile: give exactly one of them" },
+      { process, { name = "x", min_count = -1 }, "option min_count: -1 is negative" },
+      { process, { pidfile = "run/x.pid" }, 'option pidfile: "run/x.pid" is not an absolute path' },
+      { file, { path = "/x", min_size = 1, max_size = 1 }, nil },
+      { file, { path = "x" }, 'option path: "x" is not absolute' },
+      { file, { path = "/x", min_size = 2, max_size = 1 }, "option min_size: 2 is above max_size (1)" },
+    } do
+      assert.are.equal(case[3] or "accepted", case[1].validate(opts(case[1], case[2])) or "accepted")
+    end
   end)
 end)

@@ -9,6 +9,23 @@ local function load_plugin(name)
   return chunk()
 end
 
+-- opts(P, given) -> the options validate sees: given, the defaults filled in (a list's scalar
+-- default as a one-item list, as the agent's option types make it)
+local function opts(P, given)
+  local o = {}
+  for k, spec in pairs(P.options) do
+    local d = type(spec) == "table" and spec.default
+    if d ~= nil and d ~= false then
+      if spec[1] == "list" and type(d) ~= "table" then d = { d } end
+      o[k] = d
+    elseif d == false then
+      o[k] = false
+    end
+  end
+  for k, v in pairs(given) do o[k] = v end
+  return o
+end
+
 describe("http check", function()
   local P = load_plugin("http")
 
@@ -95,5 +112,39 @@ describe("tls_cert check", function()
     assert.are.equal("degraded", P.level(29.9, 30, 7))
     assert.are.equal("unhealthy", P.level(6.9, 30, 7))
     assert.are.equal("unhealthy", P.level(-1, 30, 7))
+  end)
+end)
+
+describe("http and tls_cert checks: validate, at load", function()
+  it("accepts the defaults and refuses what the option types cannot say, naming the option", function()
+    local P = load_plugin("http")
+    local u = { url = "http://x/" }
+    assert.is_nil(P.validate(opts(P, u)))
+    assert.is_nil(P.validate(opts(P, { url = "http://x/", expect_status = { "2xx", 301 },
+      expect_json = { ["data.items[0].id"] = 1 }, client_cert = "/c.pem", client_key = "/k.pem" })))
+    for _, case in ipairs {
+      { { expect_status = {} }, "option expect_status: the list is empty" },
+      { { expect_status = { 200, 99 } }, "option expect_status: item 2 (99)" },
+      { { max_redirects = 51 }, "option max_redirects: 51 is outside 0..50" },
+      { { max_redirects = -1 }, "option max_redirects: -1 is outside 0..50" },
+      { { max_body = 0 }, "option max_body: 0 is not a number of bytes >= 1" },
+      { { client_key = "/k.pem" }, "option client_key: given without client_cert" },
+      { { expect_json = { ["a..b"] = 1 } }, "option expect_json: empty key at 3" },
+      { { expect_json = { "x" } }, "option expect_json: a path must be a non-empty string" },
+    } do
+      case[1].url = u.url
+      local err = P.validate(opts(P, case[1]))
+      assert.is_string(err, case[2])
+      assert.are.equal(1, select(2, err:gsub("^" .. case[2]:gsub("%p", "%%%0"), "")), err)
+    end
+  end)
+
+  it("tls_cert: a port 1..65535, critical_days not above warn_days", function()
+    local P = load_plugin("tls_cert")
+    assert.is_nil(P.validate(opts(P, { host = "h" })))
+    assert.is_nil(P.validate(opts(P, { host = "h", warn_days = 7, critical_days = 7 })))
+    assert.are.equal("option port: 0 is not a TCP port (1..65535)", P.validate(opts(P, { host = "h", port = 0 })))
+    assert.are.equal("option critical_days: 10 is above warn_days (5)",
+      P.validate(opts(P, { host = "h", warn_days = 5, critical_days = 10 })))
   end)
 end)
