@@ -132,6 +132,9 @@ return beagle.check {
   status_set = status_set, parse_path = parse_path, json_at = json_at, check_json = check_json,
   -- at load (and reload): what the option types cannot say
   validate = function(opt)
+    if not opt.url:lower():match("^https?://[^/]") then
+      return ("option url: %q is not an http:// or https:// URL"):format(opt.url)
+    end
     local set, serr = status_set(opt.expect_status)
     if not set then return serr end
     if opt.max_redirects < 0 or opt.max_redirects > 50 then

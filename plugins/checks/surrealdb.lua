@@ -72,6 +72,12 @@ return beagle.check {
   base64 = base64,
   headers = headers,
   parse_sql_response = parse_sql_response,
+  -- at load (and reload): what the option types cannot say
+  validate = function(opt)
+    if not opt.url:lower():match("^https?://[^/]") then
+      return ("option url: %q is not an http:// or https:// URL"):format(opt.url)
+    end
+  end,
   run = function(opt, ctx)
     local base = opt.url:gsub("/+$", "")
     local t0 = ctx.now()

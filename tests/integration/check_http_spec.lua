@@ -233,6 +233,8 @@ c("mtls_no_cert", { url = mhttps .. "/ok", ca_file = ca })
         "option max_body: 0 is not a number of bytes >= 1" },
       { 'check "bad_key" { plugin = "http", ' .. u .. ', client_key = "/k.pem" }',
         "option client_key: given without client_cert" },
+      { 'check "bad_url" { plugin = "http", url = "127.0.0.1:8080/health" }',
+        'option url: "127.0.0.1:8080/health" is not an http:// or https:// URL' },
     } do
       local name = case[1]:match('check "([^"]+)"')
       assert.are.equal(('beagle.lua:%d: check "%s": %s'):format(S.calm_lines + 1, name, case[2]),

@@ -168,4 +168,9 @@ describe("surrealdb check", function()
     assert.is_true(o.details.response_time > 1)
     control { delay = 0 }
   end)
+
+  it("refuses a URL that is not http:// or https:// at load, naming the file and line", function()
+    assert.are.equal(('beagle.lua:%d: check "db": option url: "127.0.0.1:8000" is not an http:// or https:// URL')
+      :format(S.calm_lines + 1), S.refused('check "db" { plugin = "surrealdb", url = "127.0.0.1:8000" }\n'))
+  end)
 end)

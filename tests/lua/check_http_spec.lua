@@ -126,13 +126,15 @@ describe("http and tls_cert checks: validate, at load", function()
       { { expect_status = {} }, "option expect_status: the list is empty" },
       { { expect_status = { 200, 99 } }, "option expect_status: item 2 (99)" },
       { { max_redirects = 51 }, "option max_redirects: 51 is outside 0..50" },
+      { { url = "ftp://x/" }, 'option url: "ftp://x/" is not an http:// or https:// URL' },
+      { { url = "x" }, 'option url: "x" is not an http:// or https:// URL' },
       { { max_redirects = -1 }, "option max_redirects: -1 is outside 0..50" },
       { { max_body = 0 }, "option max_body: 0 is not a number of bytes >= 1" },
       { { client_key = "/k.pem" }, "option client_key: given without client_cert" },
       { { expect_json = { ["a..b"] = 1 } }, "option expect_json: empty key at 3" },
       { { expect_json = { "x" } }, "option expect_json: a path must be a non-empty string" },
     } do
-      case[1].url = u.url
+      case[1].url = case[1].url or u.url
       local err = P.validate(opts(P, case[1]))
       assert.is_string(err, case[2])
       assert.are.equal(1, select(2, err:gsub("^" .. case[2]:gsub("%p", "%%%0"), "")), err)
