@@ -52,7 +52,9 @@ describe("reload", function()
     assert.are.equal(1, #o.errors, body)
     local e = o.errors[1]
     assert.are.equal(agent.config, e.file)
-    assert.are.equal(4, e.line) -- the declaration's line (calm_system is two lines)
+    -- the declaration's line: after S.calm_system and c1
+    local _, calm_lines = S.calm_system:gsub("\n", "")
+    assert.are.equal(calm_lines + 2, e.line)
     assert.is_truthy(e.message:find("notanumber", 1, true), e.message)
     assert.is_truthy(e.message:find("count", 1, true), e.message)
     -- the previous config runs on: c1 healthy, c2 never declared
