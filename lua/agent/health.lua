@@ -204,7 +204,13 @@ function M:sync()
       inst.error = err
       if old then
         inst.last, inst.history, inst.runs = old.last, old.history, old.runs
-        inst.changes, inst.flapping, inst.held, inst.waiters = old.changes, old.flapping, old.held, old.waiters
+        inst.changes, inst.flapping, inst.held = old.changes, old.flapping, old.held
+        inst.last_status, inst.flapping_since = old.last_status, old.flapping_since
+        -- a run in flight and whoever waits for a result move to the new instance (never two
+        -- runs of one check at once; its result is recorded there); a retry not started yet
+        -- is dropped
+        inst.running, inst.waiters, inst.dep_wait = old.running, old.waiters, old.dep_wait
+        old.running, old.waiters, old.dep_wait = nil, nil, nil
         if old.timer then old.timer:stop() end
         cancel_wait(old, false)
       end
@@ -216,7 +222,8 @@ function M:sync()
           where = w.line and ((self.config_path or "config") .. ":" .. w.line) or "plugin" })
         self:record(inst, { status = "unknown", message = err, error = err, response_time = 0 })
       end
-      if self.started then self:schedule(inst, true) end
+      -- at once, unless a run is in flight (its result comes) or it waits for a dependency
+      if self.started then self:schedule(inst, not inst.running and not inst.dep_wait) end
     end
   end
   self.sorted_cache = nil -- the loop above replaced instances
@@ -266,6 +273,7 @@ function M:remove(name)
   cancel_wait(inst, false)
   self.instances[name] = nil
   self.sorted_cache = nil
+  self:notify(inst, { name = name, status = "unknown", message = "check removed", response_time = 0 })
   -- the plugin's close(opt, ctx) for this instance, in its state (synchronous, bounded)
   local rec = self.plugins:get(inst.plugin)
   local script = rec and rec.kind == "check" and rawget(rec, "script") -- a parked state has no instance
@@ -368,34 +376,47 @@ local function end_span(span, inst, r)
   T.finish(span, bad and "error" or nil, bad and util.redact(r.message or r.error or "unhealthy") or nil)
 end
 
--- Runs one instance now (with its retries); done(inst, result) afterwards. A failed attempt
--- is retried after inst.retry_delay (a timer: the loop serves meanwhile), never back to back;
--- the instance counts as running while it waits, so its schedule does not start another.
+-- The instance that holds run now: a reload that rebuilt inst while the run was in flight
+-- moved the run (and whoever waits for its result) to the new instance of that name.
+function M:holder(inst, run)
+  local cur = self.instances[inst.name]
+  if cur and cur.running == run then return cur end
+  return inst
+end
+
+-- Runs one instance now (with its retries); done(inst, result), when given, is called with the
+-- next result the instance records (this run's, or the one under way's: GET
+-- /health/{name}?run=1 and `beagle check` do not start a second), possibly before execute
+-- returns (a misconfigured check, a dependency that is down). A failed attempt is retried after
+-- inst.retry_delay (a timer: the loop serves meanwhile), never back to back; the instance
+-- counts as running while it waits, so its schedule does not start another.
 function M:execute(inst, done)
-  if inst.running or inst.waiting then
-    -- one asking for the result (GET /health/{name}?run=1, beagle check) gets the run under way's
-    if done then
-      inst.waiters = inst.waiters or {}
-      inst.waiters[#inst.waiters + 1] = done
-    elseif self.metrics then
+  if done then
+    inst.waiters = inst.waiters or {}
+    inst.waiters[#inst.waiters + 1] = done
+  end
+  if inst.running or inst.waiting or inst.dep_wait then
+    if not done and self.metrics then
       self.metrics.increment_counter("beagle_check_skipped_total", 1, { check = inst.name })
     end
     return
   end
   if inst.error then
-    if done then done(inst, inst.last) end
+    self:notify(inst, inst.last)
     return
   end
-  -- a dependency that has not reported yet (the first round) is waited for, once
+  -- a dependency that has not reported yet (the first round) is waited for; the instance is
+  -- looked up again by name then (a reload may have replaced it)
   local pending = self:pending_dependency(inst)
   if pending then
-    if not inst.dep_wait then
-      inst.dep_wait = true
-      pending.waiters = pending.waiters or {}
-      pending.waiters[#pending.waiters + 1] = function()
-        inst.dep_wait = nil
-        if self.instances[inst.name] == inst and not self.stopping then self:execute(inst, done) end
-      end
+    inst.dep_wait = true
+    pending.waiters = pending.waiters or {}
+    local name = inst.name
+    pending.waiters[#pending.waiters + 1] = function()
+      local cur = self.instances[name]
+      if not cur or not cur.dep_wait then return end
+      cur.dep_wait = nil
+      if self.stopping then self:notify(cur, cur.last) else self:execute(cur) end
     end
     return
   end
@@ -403,33 +424,36 @@ function M:execute(inst, done)
   local down = self:failed_dependency(inst)
   if down then
     local dl = down.last
-    local r = { status = "unknown", response_time = 0, dependency = down.name,
+    self:record(inst, { status = "unknown", response_time = 0, dependency = down.name,
       message = ("dependency %s is %s%s"):format(down.name, dl.dependency and "unavailable" or dl.status,
-        dl.message and (": " .. dl.message) or "") }
-    self:record(inst, r)
-    if done then done(inst, r) end
+        dl.message and (": " .. dl.message) or "") })
     return
   end
   local attempt = 0
   local first = core.now()
-  local function finish(r)
-    self:record(inst, r)
-    if done then done(inst, r) end
-  end
+  local run = {}
   local try
-  try = function()
+  try = function(at)
     attempt = attempt + 1
-    local rec = self.plugins:get(inst.plugin)
+    local rec = self.plugins:get(at.plugin)
     if not rec then
-      return finish({ status = "unknown", message = ("plugin %q is not loaded"):format(inst.plugin), response_time = 0 })
+      return self:record(at, { status = "unknown", message = ("plugin %q is not loaded"):format(at.plugin),
+        response_time = 0 })
     end
     local started = core.now()
     -- each attempt is a span "check <name>", the parent of the plugin's spans and requests
-    local span = T.start("check " .. inst.name, "internal")
-    local ok, id = pcall(rec.script.run, rec.script, "__run_check", { name = inst.name },
-      { timeout = inst.timeout, budget = inst.budget, memory = inst.memory, traceparent = T.traceparent(span) },
+    local span = T.start("check " .. at.name, "internal")
+    run.script = rec.script
+    at.running = run
+    local ok, id = pcall(rec.script.run, rec.script, "__run_check", { name = at.name },
+      { timeout = at.timeout, budget = at.budget, memory = at.memory, traceparent = T.traceparent(span) },
       function(fine, res)
-        inst.running = nil
+        local cur = self:holder(at, run)
+        cur.running = nil
+        if self.instances[cur.name] ~= cur then -- removed meanwhile: nothing to record
+          end_span(span, cur, { status = "unknown", message = "check removed" })
+          return self:notify(cur, { status = "unknown", message = "check removed", response_time = 0 })
+        end
         local r
         if fine and type(res) == "table" and rank[res.status] then
           r = res
@@ -439,42 +463,53 @@ function M:execute(inst, done)
         end
         r.attempts = attempt
         r.trace_id = T.trace_id(span)
-        end_span(span, inst, r)
+        end_span(span, cur, r)
         -- A retry is for a fault that may pass: not for a run the agent ended for its
         -- instruction budget or memory (the same code does the same again), and only when it
-        -- can start inside the interval (a check that timed out at its interval reports now).
+        -- can start inside the interval (a check that timed out at its interval reports now),
+        -- and only for the instance that is still the agent's.
         local killed = not fine and (res == "instruction budget exceeded" or res == "memory limit")
-        local fits = core.now() - first + inst.retry_delay < inst.interval
-        if r.status == "unhealthy" and attempt <= inst.retries and not self.stopping and not killed and fits then
+        local fits = core.now() - first + cur.retry_delay < cur.interval
+        local live = self.instances[cur.name] == cur and not self.stopping
+        if r.status == "unhealthy" and attempt <= cur.retries and live and not killed and fits then
           -- A timer counts from the loop's cached time, which is as old as the current turn
           -- (a turn that starts many runs is long), so it can fire early: the wait is checked
           -- against the clock and re-armed for what is left.
-          local w = { result = r, finish = finish, due = core.now() + inst.retry_delay }
+          local w = { result = r, due = core.now() + cur.retry_delay }
+          w.finish = function(x) self:record(cur, x) end
           local function arm(delay)
             w.timer = core.timer(delay, 0, function()
               w.timer:stop()
-              if inst.waiting ~= w then return end
+              if cur.waiting ~= w then return end
               local left = w.due - core.now()
               if left > 0.001 then return arm(left) end
-              inst.waiting = nil
-              try()
+              cur.waiting = nil
+              try(cur)
             end)
           end
-          arm(inst.retry_delay)
-          inst.waiting = w
+          arm(cur.retry_delay)
+          cur.waiting = w
           return
         end
-        finish(r)
+        self:record(cur, r)
       end)
-    if ok then inst.running = { script = rec.script, id = id }
+    if ok then run.id = id
     else
+      at.running = nil
       local r = { status = "unknown", message = tostring(id), error = tostring(id), response_time = 0,
         attempts = attempt, trace_id = T.trace_id(span) }
-      end_span(span, inst, r)
-      finish(r)
+      end_span(span, at, r)
+      self:record(at, r)
     end
   end
-  try()
+  try(inst)
+end
+
+-- Calls and forgets whoever waits for inst's next result (execute's done).
+function M.notify(_, inst, r)
+  local ws = inst.waiters
+  inst.waiters = nil
+  for _, w in ipairs(ws or {}) do w(inst, r) end
 end
 
 -- A dependency of inst that is enabled, scheduled and has no result yet, or nil.
@@ -558,9 +593,7 @@ function M:record(inst, r)
   end
   self:check_first_round()
   self.on_update()
-  local ws = inst.waiters
-  inst.waiters = nil
-  for _, w in ipairs(ws or {}) do w(inst, r) end
+  self:notify(inst, r)
 end
 
 function M:check_first_round()
@@ -706,6 +739,10 @@ function M:stop()
     if inst.timer then inst.timer:stop() inst.timer = nil end
     -- a retry not started yet is not started: its last attempt's failure is the result
     cancel_wait(inst, true)
+    if inst.dep_wait then -- its dependency's first result will not be waited for
+      inst.dep_wait = nil
+      self:notify(inst, inst.last or { status = "unknown", message = "agent stopping", response_time = 0 })
+    end
     if inst.running then n = n + 1 end
   end
   return n

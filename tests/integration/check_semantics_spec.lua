@@ -273,6 +273,76 @@ check "bad" { plugin = "fixed", status = "unhealthy", retries = 0 }
     assert.truthy(agent, log)
   end)
 
+  it("answers ?run=1 at once when the result is known without a run, and after a dependency's first result", function()
+    local agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "alternating" { enabled = false }
+check "fixed" { enabled = false }
+check "db" { plugin = "fixed", status = "unhealthy", retries = 0 }
+check "api" { plugin = "fixed", depends_on = "db" }
+check "slowdep" { plugin = "fixed", pause = "1500ms", timeout = "5s" }
+check "waiter" { plugin = "fixed", depends_on = "slowdep" }
+]] }
+    -- waiter waits for slowdep's first result: asked now, it answers once that came and it ran
+    local t0 = S.now()
+    local st, body = agent:get("/health/waiter?run=1")
+    local took = S.now() - t0
+    assert.are.equal(200, st, body)
+    assert.are.equal("healthy", S.json(body).status, body)
+    assert.is_true(took < 4.5, ("answered after %.1f s"):format(took))
+    agent:wait_check("api", function(o) return o.dependency == "db" end, 8)
+    t0 = S.now()
+    st, body = agent:get("/health/api?run=1")
+    took = S.now() - t0
+    agent:stop()
+    -- a dependency that is down: the answer is at once (it was a 504 after 120 s)
+    assert.are.equal(200, st, body)
+    assert.are.equal("unknown", S.json(body).status)
+    assert.is_true(took < 2, ("answered after %.1f s"):format(took))
+  end)
+
+  it("does not run a check twice, or loop, when a reload rebuilds it mid-run", function()
+    local agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "alternating" { enabled = false }
+check "fixed" { enabled = false }
+check "a" { plugin = "fixed", pause = "2s", timeout = "5s" }
+check "b" { plugin = "fixed", depends_on = "a" }
+]] }
+    S.sleep(0.7)
+    -- a changes while its first run is in flight and b waits for it
+    S.write(agent.config, S.calm_system .. [[
+check "alternating" { enabled = false }
+check "fixed" { enabled = false }
+check "a" { plugin = "fixed", pause = "2s", timeout = "5s", tags = { x = "1" } }
+check "b" { plugin = "fixed", depends_on = "a" }
+]])
+    agent:signal("HUP")
+    local b = agent:wait_check("b", function(o) return o.runs >= 1 end, 8)
+    local st = agent:get("/health/live")
+    local a = agent:check("a")
+    local log = agent:logtext()
+    agent:stop()
+    assert.are.equal(200, st, "the loop stopped serving")
+    assert.is_truthy(b, log)
+    assert.are.equal("healthy", b.status)
+    assert.are.equal(1, a.runs, "the run in flight was recorded on the new instance, once")
+    assert.are.equal(1, runs_in_log(log, "a"), log)
+    assert.are.equal(1, runs_in_log(log, "b"), log)
+  end)
+
+  it("runs nothing for HEAD /health/{name}?run=1", function()
+    local agent = S.start { plugins = dir, config = S.calm_system .. [[
+check "alternating" { enabled = false }
+check "fixed" { }
+]] }
+    agent:wait_check("fixed", function(o) return o.runs == 1 end, 8)
+    local st = S.http("HEAD", agent.url .. "/health/fixed?run=1")
+    S.sleep(0.3)
+    local o = agent:check("fixed")
+    agent:stop()
+    assert.are.equal(200, st)
+    assert.are.equal(1, o.runs)
+  end)
+
   it("stops cleanly while an on-demand run is waited for", function()
     local agent = S.start { plugins = dir, config = S.calm_system .. [[
 check "alternating" { enabled = false }

@@ -159,7 +159,7 @@ function M:routes()
       local inst = health.instances[name]
       if not inst then return router.err_json(404, ("no check named %q"):format(name)) end
       local run = (req.query or ""):match("^run=([^&]*)") or (req.query or ""):match("&run=([^&]*)")
-      if run and run ~= "0" and run ~= "false" then
+      if run and run ~= "0" and run ~= "false" and req.method == "GET" then -- HEAD runs nothing
         return self:run_now(req, inst)
       end
       local o = health:check_json(name)
@@ -176,12 +176,21 @@ function M:run_now(req, inst)
   if not ok then return router.err_json(st, msg) end
   local server, health = self.server, self.health
   if not server or not req.ticket then return router.err_json(503, "the agent is not serving checks yet") end
-  health:execute(inst, function(i)
-    local o = health:check_json(i.name) or { name = i.name, status = "unknown", message = "check removed" }
-    local body = util.redact(json.encode(o))
+  local function answer(name, r)
+    local o = health:check_json(name)
+    if not o then o = { name = name, status = r and r.status or "unknown", message = r and r.message or "check removed" } end
+    return o.status == "unhealthy" and 503 or 200, "application/json", util.redact(json.encode(o))
+  end
+  -- the result may be known at once (a misconfigured check, a dependency that is down): then
+  -- it is the answer; else the answer is deferred until the run ends
+  local now, deferred
+  health:execute(inst, function(i, r)
+    if not deferred then now = { i.name, r } return end
     -- the client may be gone, or the server closing: nothing to do then
-    pcall(server.answer, server, req.ticket, o.status == "unhealthy" and 503 or 200, "application/json", body)
+    pcall(server.answer, server, req.ticket, answer(i.name, r))
   end)
+  if now then return answer(now[1], now[2]) end
+  deferred = true
   return "defer"
 end
 
