@@ -463,7 +463,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread < 0) {
     c->eof = 1;
     uv_read_stop(s);
-    if (nread != UV_EOF || c->shut || (!c->writing && !c->out.len && !c->pending)) {
+    /* a client that closes while its answer is awaited has given up on it (as nginx takes
+     * it): the connection goes, and the answer is refused when it comes */
+    if (nread != UV_EOF || c->shut || c->pending || (!c->writing && !c->out.len)) {
       conn_close(c);
       return;
     }

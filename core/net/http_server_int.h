@@ -99,7 +99,8 @@ struct bg_http_server {
   int port;          /* the bound port for server.port, read on the first traced request */
   bg_buf head;       /* a render route's head, built once its body length is known */
   bg_buf spare;      /* the largest output buffer a closed connection left, for the next render */
-  uint64_t next_ticket;     /* the last request's ticket (bg_http_request.ticket) */
+  uint64_t next_ticket; /* the last request's ticket (bg_http_request.ticket) */
+  int nwaiting; /* connections waiting for a deferred answer (at most max_connections / 4) */
   char rbuf[READ_BUF_SIZE]; /* shared: every read is parsed before the next alloc */
 };
 

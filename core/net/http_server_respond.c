@@ -174,7 +174,13 @@ static int serve_handler(conn *c, int head, int ckind, bg_span *span, const char
   req.span = span;
   bg_http_response res = {200, NULL, NULL, 0, NULL, NULL, 0};
   srv->cb(srv->ud, &req, &res);
-  if (res.defer) { /* answered later by bg_http_answer: its span waits with it */
+  if (res.defer && srv->nwaiting >= (srv->lim.max_connections + 3) / 4) {
+    /* waiting connections are never evicted: they may hold a quarter of the slots at most */
+    static const char busy[] = "{\"error\":\"too many requests waiting\",\"status\":503,"
+                               "\"detail\":\"too many answers are awaited already; retry later\"}";
+    res = (bg_http_response){503, "application/json", busy, sizeof busy - 1, NULL, res.route, 0};
+  } else if (res.defer) { /* answered later by bg_http_answer: its span waits with it */
+    srv->nwaiting++;
     c->pending = req.ticket;
     c->pending_head = (unsigned)head;
     c->pending_has_tp = tp != NULL;
@@ -527,6 +533,7 @@ int bg__http_answer_pending(conn *c, const bg_http_response *res) {
   bg_span *s = c->pending_span;
   c->pending = 0;
   c->pending_span = NULL;
+  srv->nwaiting--;
   if (s) {
     answer a = {status, res->route ? res->route : c->pending_route[0] ? c->pending_route : NULL};
     const char *url = c->rq.data + c->url_off;
@@ -541,9 +548,11 @@ int bg__http_answer_pending(conn *c, const bg_http_response *res) {
 }
 
 void bg__http_pending_drop(conn *c) {
+  if (c->pending == 0) return;
   if (c->pending_span) bg_span_end(c->srv->tracer, c->pending_span, 0);
   c->pending_span = NULL;
   c->pending = 0;
+  c->srv->nwaiting--;
 }
 
 /* ---- the route table -------------------------------------------------------------------- */

@@ -74,6 +74,9 @@ static int test_answer_later(void) {
   ASSERT_CONTAINS(R.head, "X-Later: 1");
   ASSERT_CONTAINS(R.head, "traceparent: 00-");
   ASSERT_STR_EQ(R.body, "{\"later\":true}");
+  /* stored by the loop thread after bg_http_answer returned, maybe after we read the answer */
+  for (int i = 0; i < 100 && atomic_load(&answered_rc) == 1; i++)
+    usleep(10 * 1000);
   ASSERT_INT_EQ(atomic_load(&answered_rc), 0);
   ASSERT_INT_EQ(cl_closed(c, 2000), 1);
   cl_close(c);
@@ -114,14 +117,41 @@ static int test_client_gone(void) {
   return 0;
 }
 
-static int test_half_closed_client(void) {
-  /* a client that shuts down its side after the request is still owed the answer */
+static int test_closing_client(void) {
+  /* a client that closes its side while its answer is awaited has given up: the connection
+   * goes at once (its slot is free), and the answer is refused */
+  atomic_store(&answered_rc, 1);
   client *c = cl_open(port);
-  ASSERT_INT_EQ(cl_sends(c, "GET /later?ms=100 HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  ASSERT_INT_EQ(cl_sends(c, "GET /later?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  usleep(50 * 1000);
   shutdown(c->fd, SHUT_WR);
-  ASSERT_INT_EQ(cl_read(c, &R, 0), 0);
-  ASSERT_INT_EQ(R.status, 200);
+  ASSERT_INT_EQ(cl_closed(c, 200), 1);
   cl_close(c);
+  for (int i = 0; i < 100 && atomic_load(&answered_rc) == 1; i++)
+    usleep(20 * 1000);
+  ASSERT_INT_EQ(atomic_load(&answered_rc), BG_ENOENT);
+  return 0;
+}
+
+static int test_waiting_cap(void) {
+  /* max_connections 16: at most 4 wait for an answer; the fifth is told to come back */
+  client *w[4];
+  for (int i = 0; i < 4; i++) {
+    w[i] = cl_open(port);
+    ASSERT_INT_EQ(cl_sends(w[i], "GET /never HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  }
+  usleep(100 * 1000);
+  ASSERT_INT_EQ(roundtrip(port, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n", &R, 0), 0);
+  ASSERT_INT_EQ(R.status, 503);
+  ASSERT_CONTAINS(R.body, "too many requests waiting");
+  /* the server still serves the rest */
+  ASSERT_INT_EQ(roundtrip(port, "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n", &R, 0), 0);
+  ASSERT_STR_EQ(R.body, "fast");
+  for (int i = 0; i < 4; i++)
+    cl_close(w[i]); /* they go at their EOF, making room again */
+  usleep(100 * 1000);
+  ASSERT_INT_EQ(roundtrip(port, "GET /later?ms=10 HTTP/1.1\r\nHost: x\r\n\r\n", &R, 0), 0);
+  ASSERT_INT_EQ(R.status, 200);
   return 0;
 }
 
@@ -140,8 +170,8 @@ static int test_timeout(void) {
 
 static const test_case tests[] = {
     {"answer_later", test_answer_later}, {"pipelined", test_pipelined},
-    {"client_gone", test_client_gone},   {"half_closed_client", test_half_closed_client},
-    {"timeout", test_timeout},
+    {"client_gone", test_client_gone},   {"closing_client", test_closing_client},
+    {"waiting_cap", test_waiting_cap},   {"timeout", test_timeout},
 };
 
 static void closed_cb(void *ud) {
@@ -160,7 +190,8 @@ int main(void) {
   bg_tracer_set_recording(tracer, 1, 0);
   bg_http_limits lim;
   bg_http_limits_default(&lim);
-  lim.defer_timeout_ms = 300;
+  lim.defer_timeout_ms = 1000;
+  lim.max_connections = 16;
   if (bg_http_server_new(&loop, &lim, handler, NULL, &srv) != 0) return 1;
   bg_http_set_tracer(srv, tracer);
   if (bg_http_listen(srv, "127.0.0.1", 0) != 0) return 1;
