@@ -363,6 +363,8 @@ static bg_span *client_span(lua_State *L, const bg_fetch_opts *o, char tp[69], c
   return sp;
 }
 
+#define PEM_MAX (1024 * 1024) /* a CA bundle is ~200 KiB */
+
 /* The PEM file path in field key of the table at 1 (left on the stack, which anchors it), or
  * NULL. It must name a regular file: the TLS library opens it on the loop's thread when it
  * connects, and opening a device can block or do something (a watchdog arms). On the first
@@ -377,6 +379,8 @@ static const char *pem_field(lua_State *L, const char *key, const char **err) {
                            uv_strerror(uv_translate_sys_error(errno)));
   else if (!S_ISREG(st.st_mode))
     *err = lua_pushfstring(L, "http: %s: %s: not a regular file", key, path);
+  else if (st.st_size > PEM_MAX) /* the TLS library reads it whole on the loop's thread */
+    *err = lua_pushfstring(L, "http: %s: %s: larger than 1 MiB, not a PEM file", key, path);
   return path;
 }
 

@@ -10,12 +10,14 @@ M.__index = M
 
 local kind_dirs = { checks = "check", backends = "backend", channels = "channel" }
 
--- new{ dirs = { path, ... }, memory_limit = bytes, exec_allow = { program path, ... }, log = fn,
+-- new{ dirs = { path, ... }, memory_limit = bytes, exec_allow = { program path, ... },
+-- tls_allow = { file or directory/ path, ... }, log = fn,
 --      on_change = fn(name, rec|nil),
 --      validate = fn(name, script) -> true | nil, err, metrics = metrics module }
 function M.new(o)
   local self = setmetatable({
-    dirs = o.dirs, memory_limit = o.memory_limit, exec_allow = o.exec_allow or {}, on_change = o.on_change or function() end,
+    dirs = o.dirs, memory_limit = o.memory_limit, exec_allow = o.exec_allow or {}, tls_allow = o.tls_allow or {},
+    on_change = o.on_change or function() end,
     validate = o.validate or function() return true end, log = o.log, metrics = o.metrics,
     by_name = {},  -- name -> rec (loaded)
     by_file = {},  -- path -> rec (loaded or failed)
@@ -83,7 +85,7 @@ function M:load(path, expected_kind, force, park)
   local script, err = core.script_new { name = util.basename(path), memory_limit = self.memory_limit }
   if not script then return self:fail(path, err, old) end
   local meta
-  meta, err = script:call("__load", { path = path, src = src, exec_allow = self.exec_allow })
+  meta, err = script:call("__load", { path = path, src = src, exec_allow = self.exec_allow, tls_allow = self.tls_allow })
   if not meta then
     script:close(true)
     return self:fail(path, err, old)
@@ -177,7 +179,8 @@ function M:revive(rec)
   local script, err = core.script_new { name = util.basename(rec.file), memory_limit = self.memory_limit }
   local meta
   if script then
-    meta, err = script:call("__load", { path = rec.file, src = rec.source, exec_allow = self.exec_allow })
+    meta, err = script:call("__load", { path = rec.file, src = rec.source, exec_allow = self.exec_allow,
+      tls_allow = self.tls_allow })
   end
   if not meta then
     if script then script:close(true) end

@@ -241,6 +241,7 @@ end
 
 local PLUGIN -- the table the plugin file returned
 local EXEC_ALLOW = {} -- program path -> true: what ctx.exec may run (plugin_exec_allow)
+local TLS_ALLOW = {} -- paths, and directories ending in /: a TLS identity ctx.http may use (plugin_tls_files)
 
 -- __load{ path, src = the file's text (read from path when nil), exec_allow = { program, ... } }
 -- (or the path alone) -> metadata | nil, err
@@ -248,6 +249,7 @@ function __load(a)
   if type(a) == "string" then a = { path = a } end
   local path = a.path
   for _, p in ipairs(a.exec_allow or {}) do EXEC_ALLOW[p] = true end
+  for _, p in ipairs(a.tls_allow or {}) do TLS_ALLOW[#TLS_ALLOW + 1] = p end
   local src, err = a.src, nil
   if type(src) ~= "string" then src, err = bg.read_file(path, 4 * 1024 * 1024) end
   if not src then return nil, err end
@@ -421,6 +423,15 @@ local REQ_KEYS = { url = "string", method = "string", body = "string", timeout =
   client_key = "string", ca_file = "string", cert_info = "boolean", connect_only = "boolean", timings = "boolean" }
 local PEM_KEYS = { "client_cert", "client_key", "ca_file" }
 
+-- p (absolute, without . or ..) is one of TLS_ALLOW or under one ending in /.
+local function tls_allowed(p)
+  if p:find("/%.%.?/") or p:find("/%.%.?$") or p:find("//", 1, true) then return false end
+  for _, a in ipairs(TLS_ALLOW) do
+    if p == a or (a:sub(-1) == "/" and p:sub(1, #a) == a) then return true end
+  end
+  return false
+end
+
 -- connect_to: "host:port:connect_host:connect_port" (curl's CURLOPT_CONNECT_TO: connect to
 -- connect_host:connect_port for a URL of host:port; an empty part matches any, an IPv6 address
 -- goes in brackets), a string or a list of at most 8 -> list | nil, err
@@ -466,6 +477,14 @@ local function http_request(req)
     end
   end
   if clean.client_key and not clean.client_cert then return nil, "http: client_key needs client_cert" end
+  -- a certificate and key on the host are its identity: the operator names those plugins may use
+  for _, k in ipairs { "client_cert", "client_key" } do
+    local p = clean[k]
+    if p and not tls_allowed(p) then
+      return nil, ("http: %s: %s is not allowed (the operator lists the files plugins may use as TLS identities in plugin_tls_files)")
+        :format(k, p)
+    end
+  end
   if req.connect_to ~= nil then
     local list, err = connect_to_list(req.connect_to)
     if not list then return nil, err end

@@ -101,6 +101,8 @@ M.schema = {
   plugin_instruction_budget = { kind = "number", default = 100000000, min = 1000, help = "VM instructions one plugin run may execute" },
   plugin_exec_allow = { kind = "string", default = "",
     help = "programs plugins may run with ctx.exec: absolute paths, comma-separated (none by default)" },
+  plugin_tls_files = { kind = "string", default = "",
+    help = "files plugins may use as TLS client certificate or key: absolute paths, comma-separated, a dir/ for all under it" },
   reload_debounce = { kind = "duration", default = 0.05, min = 0, help = "quiet time after a file change before reloading" },
   shutdown_grace = { kind = "duration", default = 5, min = 0, help = "seconds in-flight runs get to finish at shutdown" },
 }

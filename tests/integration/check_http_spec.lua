@@ -133,6 +133,7 @@ c("https_insecure", { url = https .. "/ok", insecure = true })
 c("mtls_ok", { url = mhttps .. "/ok", ca_file = ca, client_cert = cert, client_key = key })
 c("mtls_no_cert", { url = mhttps .. "/ok", ca_file = ca })
 ]]):format(base, https, mhttps, ca, cert, key, refused),
+      env = { MONITORING_PLUGIN_TLS_FILES = cert .. "," .. key },
     }
   end)
 

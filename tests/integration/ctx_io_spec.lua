@@ -124,6 +124,14 @@ function CASES.mtls(opt, ctx, d)
   -- a file that is not a certificate: the TLS library's reason
   res, err = ctx.http.get(url, { ca_file = opt.arg.ca, client_cert = opt.arg.dir .. "/srv.ext" })
   d.junk_cert = res and "answered" or err
+  -- a TLS identity the operator did not list in plugin_tls_files (the host's keys are its own)
+  res, err = ctx.http.get(url, { ca_file = opt.arg.ca, client_cert = "/etc/ssl/private/host.pem" })
+  d.outside = res and "answered" or err
+  res, err = ctx.http.get(url, { ca_file = opt.arg.ca, client_cert = opt.arg.dir .. "/../x/cli.pem" })
+  d.dotdot = res and "answered" or err
+  -- a CA file too big to be one, read whole on the loop's thread otherwise
+  res, err = ctx.http.get(url, { ca_file = opt.arg.dir .. "/big.pem" })
+  d.big_ca = res and "answered" or err
 end
 
 function CASES.redirects(opt, ctx, d)
@@ -444,7 +452,8 @@ describe("ctx I/O", function()
     for i = 1, 8 do
       conf = conf .. ("check \"slow%d\" { plugin = \"ctx_io\", case = \"slow\", arg = %s }\n"):format(i, arg)
     end
-    agent = S.start { plugins = plugins, config = conf }
+    sh_ok(("head -c 2000000 /dev/zero > %q"):format(dir .. "/big.pem"))
+    agent = S.start { plugins = plugins, config = conf, env = { MONITORING_PLUGIN_TLS_FILES = dir .. "/" } }
   end)
 
   teardown(function()
@@ -501,6 +510,10 @@ describe("ctx I/O", function()
     assert.are.equal("http: ca_file: /dev/null: not a regular file", d.device_ca)
     assert.are.equal("http: ca_file: " .. dir .. ": not a regular file", d.dir_ca)
     assert.is_truthy(d.junk_cert:lower():find("cert", 1, true), d.junk_cert)
+    assert.are.equal("http: client_cert: /etc/ssl/private/host.pem is not allowed (the operator lists the files "
+      .. "plugins may use as TLS identities in plugin_tls_files)", d.outside)
+    assert.is_truthy(d.dotdot:find("is not allowed", 1, true), d.dotdot)
+    assert.are.equal("http: ca_file: " .. dir .. "/big.pem: larger than 1 MiB, not a PEM file", d.big_ca)
   end)
 
   it("follows redirects up to max_redirects and names the limit past it", function()

@@ -17,7 +17,8 @@ function M.new(d)
   local s = d.settings
   self.manager = plugins_mod.new {
     dirs = d.dirs, memory_limit = s.plugin_memory_limit_mb * 1024 * 1024, log = d.log,
-    exec_allow = util.split_list(s.plugin_exec_allow), metrics = d.metrics,
+    exec_allow = util.split_list(s.plugin_exec_allow), tls_allow = util.split_list(s.plugin_tls_files),
+    metrics = d.metrics,
     validate = function(name, script, meta) return self:validate(name, script, meta) end,
     on_change = function()
       -- the first scan builds nothing: each kind builds its instances in its own configure
