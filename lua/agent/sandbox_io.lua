@@ -37,10 +37,14 @@ return function(bg, readable, absolute, is_int)
   end
 
   -- ctx.crypto: the arguments are checked here, the work is C's (crypto.h).
+  -- Hashing runs on the loop's thread and is not sliced: an input is at most 1 MiB (a login's
+  -- strings are a few bytes), about 3 ms of SHA-256.
+  local MAX_INPUT = 1024 * 1024
   local function strings(fname, ...)
     for i = 1, select("#", ...) do
       local v = select(i, ...)
       if type(v) ~= "string" then return ("crypto.%s: argument %d must be a string, not a %s"):format(fname, i, type(v)) end
+      if #v > MAX_INPUT then return ("crypto.%s: argument %d is longer than 1 MiB"):format(fname, i) end
     end
   end
   local crypto = {
@@ -63,7 +67,9 @@ return function(bg, readable, absolute, is_int)
       local e = strings("pbkdf2_sha256", password, salt)
       if e then return nil, e end
       if not is_int(iterations, 1, 1e6) then return nil, "crypto.pbkdf2_sha256: iterations must be an integer 1..1000000" end
-      if not is_int(length, 1, 1024) then return nil, "crypto.pbkdf2_sha256: length must be an integer 1..1024" end
+      -- each 32 bytes of output cost the iterations again, on a threadpool thread that a run
+      -- ending does not stop: 64 bytes (SCRAM needs 32) keep one call under about a second
+      if not is_int(length, 1, 64) then return nil, "crypto.pbkdf2_sha256: length must be an integer 1..64" end
       return bg.crypto_pbkdf2_sha256(password, salt, iterations, length)
     end,
     random = function(n)

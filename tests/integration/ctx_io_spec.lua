@@ -356,8 +356,10 @@ function CASES.crypto(opt, ctx, d)
   d.pbkdf2_zero = e
   _, e = c.pbkdf2_sha256("p", "s", 1e6 + 1, 32)
   d.pbkdf2_many = e
-  _, e = c.pbkdf2_sha256("p", "s", 1, 2000)
+  _, e = c.pbkdf2_sha256("p", "s", 1, 65)
   d.pbkdf2_len = e
+  _, e = c.sha256(("x"):rep(1024 * 1024 + 1))
+  d.sha_big = e
   _, e = c.md5_hex(nil)
   d.md5_nil = e
   _, e = c.hmac_sha256("k", 1)
@@ -668,7 +670,8 @@ describe("ctx I/O", function()
     assert.are.equal("crypto.random: n must be an integer 0..1024", d.random_frac)
     assert.are.equal("crypto.pbkdf2_sha256: iterations must be an integer 1..1000000", d.pbkdf2_zero)
     assert.are.equal("crypto.pbkdf2_sha256: iterations must be an integer 1..1000000", d.pbkdf2_many)
-    assert.are.equal("crypto.pbkdf2_sha256: length must be an integer 1..1024", d.pbkdf2_len)
+    assert.are.equal("crypto.pbkdf2_sha256: length must be an integer 1..64", d.pbkdf2_len)
+    assert.are.equal("crypto.sha256: argument 1 is longer than 1 MiB", d.sha_big)
     assert.are.equal("crypto.md5_hex: argument 1 must be a string, not a nil", d.md5_nil)
     assert.are.equal("crypto.hmac_sha256: argument 2 must be a string, not a number", d.hmac_num)
   end)
