@@ -84,6 +84,16 @@ describe("dns check: compare", function()
   it("ignores the case of IPv6 letters", function()
     assert.is_nil(P.compare({ "fe80::abcd" }, { "FE80::ABCD" }, "all"))
   end)
+  it("compares IPv6 addresses as addresses, not text", function()
+    assert.is_nil(P.compare({ "2001:db8::1" }, { "2001:db8:0:0::1", "2001:0db8:0000:0000:0000:0000:0000:0001" }, "all"))
+    assert.is_nil(P.compare({ "::ffff:10.0.0.1" }, { "::ffff:a00:1" }, "all"))
+    assert.are.same({ "2001:db8::2" }, P.compare({ "2001:db8::1" }, { "2001:db8::2" }, "all"))
+    assert.are.equal("0000:0000:0000:0000:0000:0000:0000:0001", P.canonical("::1"))
+    assert.are.equal("2001:0db8:0000:0000:0000:0000:0000:0000", P.canonical("2001:db8::"))
+    for _, bad in ipairs { "1::2::3", "12345::", "1:2:3:4:5:6:7:8:9", "1:2:3", ":::", "g::1", "::1.2.3.256" } do
+      assert.is_nil(P.canonical(bad), bad)
+    end
+  end)
 end)
 
 describe("process check", function()
