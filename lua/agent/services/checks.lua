@@ -119,13 +119,14 @@ end
 function M:in_flight() return self.health:in_flight() end
 
 -- Check results arrive one by one (spread over their intervals); re-rendering /health for
--- every one of them costs O(checks) each. Results are coalesced for 20 ms, or for 50 times what
--- the last rendering took when that is longer (at most 1 s): rendering stays under about 2% of
--- the loop however many checks there are, and /health is at most that stale.
-local PUBLISH_DELAY, PUBLISH_MAX = 0.02, 1
+-- every one of them costs O(checks) each. Results are coalesced for 20 ms, or for 200 times what
+-- the last publishing took when that is longer (at most 1 s): publishing stays under about 0.5%
+-- of a core however many checks there are (1,000 checks: about every 100 ms), and /health is at
+-- most that stale.
+local PUBLISH_DELAY, PUBLISH_MAX, PUBLISH_FACTOR = 0.02, 1, 200
 function M:publish_soon()
   if not self.server or self.publish_timer then return end
-  local delay = math.min(PUBLISH_MAX, math.max(PUBLISH_DELAY, (self.publish_cost or 0) * 50))
+  local delay = math.min(PUBLISH_MAX, math.max(PUBLISH_DELAY, (self.publish_cost or 0) * PUBLISH_FACTOR))
   self.publish_timer = core.timer(delay, 0, function()
     local t = self.publish_timer
     self.publish_timer = nil
