@@ -74,7 +74,7 @@ typedef struct bg_fetch_result {
   /* HTTP through curl (0 and NULL otherwise): */
   long redirects;  /* redirects followed */
   const char *url; /* the URL the final response came from; NULL: the request's */
-  int has_timings; /* the phases below are measured (curl ran the request) */
+  int has_timings; /* the phases below are measured (curl, or the built-in client's own) */
   struct {
     double dns, connect, tls, first_byte, total; /* seconds, each phase on its own */
   } timings;

@@ -246,6 +246,15 @@ static void report(bg_h1_req *r) {
                          .headers = r->hdrs.data ? r->hdrs.data : "",
                          .headers_len = r->hdrs.len,
                          .total_time = (double)(uv_hrtime() - r->start_ns) / 1e9};
+  /* the phases as curl reports them: each alone, a reused connection's dns and connect 0 */
+  if (r->err == 0 && r->dns_ns && r->conn_ns && r->sent_ns && r->first_ns) {
+    res.has_timings = 1;
+    res.timings.dns = (double)(r->dns_ns - r->start_ns) / 1e9;
+    res.timings.connect = (double)(r->conn_ns - r->dns_ns) / 1e9;
+    res.timings.tls = 0;
+    res.timings.first_byte = (double)(r->first_ns - r->sent_ns) / 1e9;
+    res.timings.total = res.total_time;
+  }
   req_unlink(r->h, r);
   r->cb(r->ud, &res);
   req_free(r);
@@ -346,6 +355,7 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
     fail(r, BG_EIO, "resolve %s: %s", r->host, uv_strerror(status));
     return;
   }
+  r->dns_ns = uv_hrtime();
   r->ai = r->next_ai = res;
   connect_next(r);
 }
@@ -356,6 +366,7 @@ static void connect_fresh(bg_h1_req *r) {
     r->literal = uv_ip4_addr(r->host, (int)r->port, (struct sockaddr_in *)&r->lit) == 0;
   if (r->literal) {
     r->lit_tried = 0;
+    r->dns_ns = uv_hrtime(); /* nothing to resolve */
     connect_next(r);
     return;
   }
@@ -392,6 +403,7 @@ static void on_connect(uv_connect_t *req, int status) {
   if (r->ai != NULL) uv_freeaddrinfo(r->ai);
   r->ai = r->next_ai = NULL;
   c->connected = 1;
+  r->conn_ns = uv_hrtime();
   uv_tcp_nodelay(&c->tcp, 1);
   int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (rc != 0) {
@@ -432,6 +444,7 @@ static void send_request(bg_h1_req *r, conn *c) {
   llhttp_init(&c->parser, HTTP_RESPONSE, &r->h->settings);
   c->parser.data = r;
   r->hstate = 0;
+  r->sent_ns = uv_hrtime();
   uv_buf_t b = uv_buf_init(r->out, (unsigned)r->out_len);
   int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
   if (rc != 0) {
@@ -470,6 +483,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     }
     e = llhttp_finish(&c->parser); /* a body delimited by the close completes here */
   } else {
+    if (!r->got_bytes) r->first_ns = uv_hrtime();
     r->got_bytes = 1;
     e = llhttp_execute(&c->parser, buf->base, (size_t)n);
   }
@@ -654,6 +668,7 @@ int bg_h1_start(bg_h1 *h, const bg_fetch_opts *o, uint64_t timeout_ms, size_t ma
   if (c != NULL) {
     c->req = r;
     r->c = c;
+    r->dns_ns = r->conn_ns = r->start_ns; /* a pooled connection: nothing resolved, no connect */
     send_request(r, c);
   } else {
     connect_fresh(r);

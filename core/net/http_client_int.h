@@ -27,6 +27,9 @@ struct bg_h1_req {
   void *ud;
   bg_h1_req *prev, *next;
   uint64_t seq, start_ns, deadline, timeout_ms; /* deadline: ms, uv_hrtime based */
+  /* uv_hrtime when the name was resolved, the connection made, the request handed to the
+   * socket and the first byte of the answer read (0: not yet), for the phase timings */
+  uint64_t dns_ns, conn_ns, sent_ns, first_ns;
   size_t max_body;
   bg_buf hdrs, body;
   long status;

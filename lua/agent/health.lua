@@ -613,7 +613,11 @@ function M:overall()
   return worst
 end
 
-local function check_object(inst, detailed)
+-- /health/detailed shows each check's last DETAILED_HISTORY results (with 1,000 checks, all 100
+-- each would make every request encode ~15 MB on the loop); /health/{name} shows all it keeps.
+local DETAILED_HISTORY = 10
+
+local function check_object(inst, detailed, nhistory)
   local r = inst.last or { status = "unknown", message = "not run yet" }
   local o = {
     name = inst.name, status = r.status, message = r.message, response_time = r.response_time,
@@ -643,10 +647,12 @@ local function check_object(inst, detailed)
     o.status_changes = inst.changes and #inst.changes or 0
     local h = json.array()
     for i, e in ipairs(inst.history or {}) do
+      if i > (nhistory or HISTORY) then break end
       h[i] = { status = e.status, message = e.message, response_time = e.response_time,
         timestamp = util.iso8601(e.timestamp), attempts = e.attempts, trace_id = e.trace_id }
     end
     o.history = h
+    o.history_kept = #(inst.history or {})
   end
   return o
 end
@@ -709,7 +715,7 @@ end
 
 function M:detailed(extra)
   local checks = json.array()
-  for _, inst in ipairs(self:sorted()) do checks[#checks + 1] = check_object(inst, true) end
+  for _, inst in ipairs(self:sorted()) do checks[#checks + 1] = check_object(inst, true, DETAILED_HISTORY) end
   local o = extra or {}
   o.status = self:overall()
   -- a state store that is not kept or fails makes the whole at least degraded

@@ -125,8 +125,6 @@ return beagle.check {
     max_redirects = { "integer", default = 10, description = "redirects followed at most; more is unhealthy" },
     max_body = { "integer", default = 262144,
       description = "bytes of response body read at most; a longer body is unhealthy" },
-    timings = { "boolean", default = true,
-      description = "time each phase (dns, connect, tls, first_byte); false: the total only, with a lighter client" },
     metrics = { "boolean", default = true, description = "record the phase times as gauges check.http.<phase>_seconds{check}" },
   },
   status_set = status_set, parse_path = parse_path, json_at = json_at, check_json = check_json,
@@ -158,7 +156,7 @@ return beagle.check {
       url = opt.url, method = opt.method, headers = opt.headers, body = opt.body,
       insecure = opt.insecure, follow = opt.follow, max_redirects = opt.follow and opt.max_redirects or nil,
       ca_file = opt.ca_file, client_cert = opt.client_cert, client_key = opt.client_key,
-      max_body = opt.max_body, timings = opt.timings,
+      max_body = opt.max_body,
     }
     if not res then return ctx.unhealthy(err) end
     local details = { status = res.status, time = res.time, bytes = #res.body, redirects = res.redirects,

@@ -226,9 +226,16 @@ check "alternating" { enabled = false }
 check "fixed" { interval = "20ms", flap_threshold = 0 }
 ]] }
     local o = agent:wait_check("fixed", function(c) return c.runs >= 110 end, 20)
+    local _, d = agent:get_json("/health/detailed")
     agent:stop()
     assert.is_truthy(o)
     assert.are.equal(100, #o.history)
+    assert.are.equal(100, o.history_kept)
+    -- /health/detailed: the last 10 of each (all of every check's would be megabytes)
+    local fd
+    for _, c in ipairs(d.checks) do if c.name == "fixed" then fd = c end end
+    assert.are.equal(10, #fd.history)
+    assert.are.equal(100, fd.history_kept)
     assert.are.equal(("run %d"):format(o.runs), o.history[1].message)
     assert.are.equal(("run %d"):format(o.runs - 99), o.history[100].message)
   end)

@@ -205,12 +205,17 @@ function CASES.timings(opt, ctx, d)
   res = assert(ctx.http.get(url))
   names = {}
   for k in pairs(res.timings) do names[#names + 1] = k end
+  table.sort(names)
   d.builtin_phases = table.concat(names, ",")
+  d.builtin_tls = res.timings.tls
+  d.builtin_sum_ok = res.timings.dns + res.timings.connect + res.timings.first_byte <= res.timings.total + 1e-6
+    and res.timings.first_byte > 0
   d.builtin_url, d.builtin_redirects = res.url, res.redirects
   -- following redirects, the built-in client asks first; curl takes over at a redirect only
   res = assert(ctx.http.get(url, { follow = true }))
   names = {}
   for k in pairs(res.timings) do names[#names + 1] = k end
+  table.sort(names)
   d.follow_plain_phases = table.concat(names, ",")
   res = assert(ctx.http.get(("http://127.0.0.1:%d/redir/2"):format(opt.arg.plain), { follow = true }))
   d.follow_redirected = res.status .. " " .. res.redirects .. " " .. res.body .. " " .. tostring(res.timings.dns)
@@ -555,15 +560,17 @@ describe("ctx I/O", function()
     }, "\n"), d.bad)
   end)
 
-  it("measures each phase through curl, the total only through the built-in client", function()
+  it("measures each phase through curl and through the built-in client", function()
     local d = details("timings")
     assert.are.equal("connect,dns,first_byte,tls,total", d.curl_phases)
     assert.are.equal(0, d.curl_tls)
     assert.is_true(d.curl_sum_ok)
-    assert.are.equal("total", d.builtin_phases)
+    assert.are.equal("connect,dns,first_byte,tls,total", d.builtin_phases)
+    assert.are.equal(0, d.builtin_tls)
+    assert.is_true(d.builtin_sum_ok)
     assert.are.equal(("http://127.0.0.1:%d/ok"):format(ports.plain), d.builtin_url)
     assert.are.equal(0, d.builtin_redirects)
-    assert.are.equal("total", d.follow_plain_phases)
+    assert.are.equal("connect,dns,first_byte,tls,total", d.follow_plain_phases)
     assert.is_truthy(d.follow_redirected:find("^200 2 end %d"), d.follow_redirected)
     assert.is_true(d.follow_post_dns)
   end)
