@@ -450,9 +450,11 @@ function M:execute(inst, done)
       function(fine, res)
         local cur = self:holder(at, run)
         cur.running = nil
-        if self.instances[cur.name] ~= cur then -- removed meanwhile: nothing to record
-          end_span(span, cur, { status = "unknown", message = "check removed" })
-          return self:notify(cur, { status = "unknown", message = "check removed", response_time = 0 })
+        -- removed meanwhile, or rebuilt misconfigured (its error is its result): nothing to record
+        if self.instances[cur.name] ~= cur or cur.error then
+          local gone = cur.error and cur.last or { status = "unknown", message = "check removed", response_time = 0 }
+          end_span(span, cur, gone)
+          return self:notify(cur, gone)
         end
         local r
         if fine and type(res) == "table" and rank[res.status] then
