@@ -24,12 +24,11 @@ void bg__io_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void bg__io_setfuncs(lua_State *L, const luaL_Reg *fns);
 
 /* Each sets its functions (and metatables) in the __bg table on top of L. */
-void bg__script_open_io_fetch(lua_State *L); /* http, mail */
-void bg__script_open_io_tcp(lua_State *L);   /* tcp_connect */
-void bg__script_open_io_udp(lua_State *L);   /* udp_send */
-void bg__script_open_io_exec(lua_State *L);  /* exec */
-void bg__script_open_io_sync(
-    lua_State *L); /* read_file, sha256, hmac_sha256, json_encode */
+void bg__script_open_io_fetch(lua_State *L);  /* http, mail */
+void bg__script_open_io_tcp(lua_State *L);    /* tcp_connect */
+void bg__script_open_io_udp(lua_State *L);    /* udp_send */
+void bg__script_open_io_exec(lua_State *L);   /* exec */
+void bg__script_open_io_sync(lua_State *L);   /* read_file, sha256, hmac_sha256, json_encode */
 void bg__script_open_io_encode(lua_State *L); /* batch_open, encode */
 void bg__script_open_io_dns(lua_State *L);    /* dns_resolve */
 void bg__script_open_io_fs(lua_State *L);     /* stat, statvfs, list_dir, read_pidfile */
