@@ -9,6 +9,9 @@
 -- buffer), one that is unreachable (the agent answers as before; past buffer_limit the oldest
 -- spans are dropped and counted), and spill = true across kill -9.
 local S = require "support"
+
+-- "beagle.lua:N:" for line n of a config that follows S.calm_system as if it were two lines long
+local function at(n) return ("beagle.lua:%d:"):format(n - 2 + select(2, S.calm_system:gsub("\n", ""))) end
 local cjson = require "cjson"
 
 local function receiver(root)
@@ -401,10 +404,10 @@ backend "two" { plugin = "two_kinds" }
 ]])
     local out, code = S.sh(("%q check -c %q --plugins %q"):format(S.bin, cfg, dir))
     assert.are_not.equal(0, code)
-    assert.truthy(out:find('beagle.lua:4: backend "t": interval does not apply to a traces backend', 1, true), out)
-    assert.truthy(out:find('beagle.lua:5: backend "l": batch_size does not apply to a logs backend', 1, true), out)
-    assert.truthy(out:find('beagle.lua:6: backend "odd": backend plugin "odd_signal": signal must be', 1, true), out)
-    assert.truthy(out:find('beagle.lua:7: backend "two": backend plugin "two_kinds": signal must be', 1, true), out)
+    assert.truthy(out:find(at(4) .. ' backend "t": interval does not apply to a traces backend', 1, true), out)
+    assert.truthy(out:find(at(5) .. ' backend "l": batch_size does not apply to a logs backend', 1, true), out)
+    assert.truthy(out:find(at(6) .. ' backend "odd": backend plugin "odd_signal": signal must be', 1, true), out)
+    assert.truthy(out:find(at(7) .. ' backend "two": backend plugin "two_kinds": signal must be', 1, true), out)
     -- a trace backend with the guide's per-sample methods but no send: its sends fail, said why
     local agent2 = S.start { plugins = dir, config = S.calm_system .. [[
 settings { trace_sampling_rate = 1, trace_export_interval = "0.1s" }

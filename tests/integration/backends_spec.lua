@@ -5,6 +5,9 @@
 -- /health/detailed and /metrics; the guide's MetricBackend shape; config errors; reload; and
 -- plugins that misbehave in send.
 local S = require "support"
+
+-- "beagle.lua:N:" for line n of a config that follows S.calm_system as if it were two lines long
+local function at(n) return ("beagle.lua:%d:"):format(n - 2 + select(2, S.calm_system:gsub("\n", ""))) end
 local cjson = require "cjson"
 
 -- The samples the sink received, in arrival order: { name, type, labels, value, timestamp, ... }
@@ -263,10 +266,10 @@ backend "big" { plugin = "json_lines", url = "x", batch_size = -1 }
 ]])
     local out, code = S.sh(("%q check -c %q --plugins %q"):format(S.bin, cfg, plugin_dir()))
     assert.are_not.equal(0, code)
-    assert.truthy(out:find('beagle.lua:4: backend "nope": backend plugin "no_such_plugin" is not loaded', 1, true), out)
-    assert.truthy(out:find('beagle.lua:5: backend "bad": option "url" = 5: must be a string', 1, true), out)
-    assert.truthy(out:find('beagle.lua:6: backend "noplug": plugin is required', 1, true), out)
-    assert.truthy(out:find('beagle.lua:7: backend "big": batch_size must be a whole number >= 0', 1, true), out)
+    assert.truthy(out:find(at(4) .. ' backend "nope": backend plugin "no_such_plugin" is not loaded', 1, true), out)
+    assert.truthy(out:find(at(5) .. ' backend "bad": option "url" = 5: must be a string', 1, true), out)
+    assert.truthy(out:find(at(6) .. ' backend "noplug": plugin is required', 1, true), out)
+    assert.truthy(out:find(at(7) .. ' backend "big": batch_size must be a whole number >= 0', 1, true), out)
   end)
 
   it("starts, changes and stops backends on reload", function()

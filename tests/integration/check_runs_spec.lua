@@ -180,7 +180,8 @@ check "hog_big" { plugin = "hog", memory = "32MB", retries = 0, interval = "1h" 
       S.write(cdir .. "/beagle.lua", S.calm_system .. ('check "x" { plugin = "flaky", %s }\n'):format(c[1]))
       local out, code = run_cli(("check -c %q --plugins %q x"):format(cdir .. "/beagle.lua", dir))
       assert.are_not.equal(0, code, c[1])
-      assert.is_truthy(out:find("beagle.lua:3: " .. c[2], 1, true), c[1] .. "\n" .. out)
+      local line = select(2, S.calm_system:gsub("\n", "")) + 1
+      assert.is_truthy(out:find(("beagle.lua:%d: "):format(line) .. c[2], 1, true), c[1] .. "\n" .. out)
     end
     -- and good ones pass the plugin's own validation (memory is the agent's key, not an option)
     local cdir = S.tmpdir()
