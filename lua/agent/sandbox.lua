@@ -181,6 +181,7 @@ local PUBLIC = {
     return seal(bg.json_encode and json.with_encoder(bg.json_encode) or json)
   end,
   ["beagle.channel_util"] = function() return seal(require "beagle.channel_util") end,
+  ["beagle.proto"] = function() return seal(require "beagle.proto") end,
   -- a query object of its own over the agent's history (its functions reach C only through
   -- agent.query, which checks their arguments)
   ["beagle.query"] = function()

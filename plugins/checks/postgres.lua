@@ -2,6 +2,8 @@
 -- the authentication the server asks for (trust, cleartext, MD5, SCRAM-SHA-256), a `SELECT 1`
 -- round trip, Terminate. Or only the startup, answered as pg_isready answers. No client library.
 
+local proto = require "beagle.proto"
+
 local MAX_MESSAGE = 64 * 1024 -- a server message longer than this is refused (none we read is near)
 local MAX_TOTAL = 1024 * 1024 -- bytes read in one session, at most (a flood of notices ends here)
 local MAX_ITERATIONS = 1000000 -- SCRAM iteration count a server may ask for (PBKDF2's cost)
@@ -182,29 +184,7 @@ end
 local STARTUP = { R = true, E = true, N = true, S = true, K = true, Z = true, v = true }
 local QUERY = { T = true, D = true, C = true, E = true, N = true, S = true, Z = true, I = true, K = true }
 
-local function reader(conn)
-  local r = { buf = "", total = 0 }
-  -- next(allowed) -> message | nil, err
-  function r.next(allowed)
-    while true do
-      local m, used, err = parse_message(r.buf, allowed)
-      if m then r.buf = r.buf:sub(used + 1) return m end
-      if err then return nil, err end
-      local data, rerr = conn:read()
-      if not data then
-        if rerr == "eof" or rerr == nil then
-          return nil, #r.buf > 0 and "the server closed the connection in the middle of a message"
-            or "the server closed the connection"
-        end
-        return nil, "read: " .. tostring(rerr)
-      end
-      r.total = r.total + #data
-      if r.total > MAX_TOTAL then return nil, ("the server sent more than %d bytes"):format(MAX_TOTAL) end
-      r.buf = r.buf .. data
-    end
-  end
-  return r
-end
+local function reader(conn) return proto.reader(conn, parse_message, MAX_TOTAL, "message") end
 
 local function send(conn, data)
   local ok, err = conn:write(data)

@@ -1,6 +1,8 @@
 -- Redis speaks RESP over ctx.tcp: AUTH when a password is set, PING -> PONG, and INFO when
 -- fields of it are asked for (details and gauges). No client library.
 
+local proto = require "beagle.proto"
+
 local MAX_LINE = 64 * 1024 -- a simple string, error or length line longer than this is refused
 local MAX_BULK = 1024 * 1024 -- a bulk string (INFO answers with some kilobytes) at most this long
 local MAX_TOTAL = 2 * 1024 * 1024 -- bytes read in one session, at most
@@ -84,26 +86,11 @@ local function parse_info(text)
 end
 
 local function reader(conn)
-  local r = { buf = "", total = 0 }
-  function r.next()
-    while true do
-      local v, nxt, err = parse_reply(r.buf, 1)
-      if v then r.buf = r.buf:sub(nxt) return v end
-      if err then return nil, err end
-      local data, rerr = conn:read()
-      if not data then
-        if rerr == "eof" or rerr == nil then
-          return nil, #r.buf > 0 and "the server closed the connection in the middle of a reply"
-            or "the server closed the connection"
-        end
-        return nil, "read: " .. tostring(rerr)
-      end
-      r.total = r.total + #data
-      if r.total > MAX_TOTAL then return nil, ("the server sent more than %d bytes"):format(MAX_TOTAL) end
-      r.buf = r.buf .. data
-    end
-  end
-  return r
+  return proto.reader(conn, function(buf)
+    local v, nxt, err = parse_reply(buf, 1)
+    if v then return v, nxt - 1 end
+    return nil, nil, err
+  end, MAX_TOTAL, "reply")
 end
 
 -- session(conn, opt) -> ok, message, details, info (the INFO fields asked for, or nil)
