@@ -182,6 +182,7 @@ local PUBLIC = {
   end,
   ["beagle.channel_util"] = function() return seal(require "beagle.channel_util") end,
   ["beagle.proto"] = function() return seal(require "beagle.proto") end,
+  ["beagle.analysis"] = function() return seal(require "beagle.analysis") end,
   -- a query object of its own over the agent's history (its functions reach C only through
   -- agent.query, which checks their arguments)
   ["beagle.query"] = function()

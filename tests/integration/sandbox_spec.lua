@@ -35,6 +35,20 @@ describe("sandbox", function()
       if #found > 0 then return ctx.unhealthy("reachable: " .. table.concat(found, ",")) end
       return ctx.healthy("sealed")
     ]]))
+    -- the public modules a check may require, each working inside the sandbox
+    S.write(dir .. "/libs.lua", check("libs", [[
+      local A = require "beagle.analysis"
+      local P = require "beagle.proto"
+      local s = A.summary({ 1, 2, 3, 4 })
+      local pts = {}
+      for i = 1, 40 do pts[i] = { i * 60, i == 35 and 50 or 10 } end
+      local found = A.detect(pts, "mad")
+      local conn = { chunks = { "he", "llo|" } }
+      function conn:read() return table.remove(self.chunks, 1) end
+      local r = P.reader(conn, function(buf) local i = buf:find("|", 1, true) if i then return buf:sub(1, i - 1), i end end,
+        100, "word")
+      return ctx.healthy(("mean %g p50 %g anomaly at %d, read %s"):format(s.mean, s.p50, found[1].t, r.next()))
+    ]]))
     S.write(dir .. "/loadbomb.lua", "while true do end")
     agent = S.start { plugins = dir, env = { MONITORING_PLUGIN_MEMORY_LIMIT_MB = "32" } }
   end)
@@ -43,6 +57,12 @@ describe("sandbox", function()
   local function final(name)
     return agent:wait_check(name, function(c) return c.runs and c.runs > 0 end, 8)
   end
+
+  it("lets a check require beagle.analysis and beagle.proto", function()
+    local o = final("libs")
+    assert.are.equal("healthy", o.status, o.message)
+    assert.are.equal("mean 2.5 p50 2.5 anomaly at 2100, read hello", o.message)
+  end)
 
   it("reports a raised error as the run's failure", function()
     local o = final("raises")
