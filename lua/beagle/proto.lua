@@ -1,5 +1,5 @@
--- beagle.proto: what the checks that speak a server's own protocol over ctx.tcp share (the
--- postgres and redis checks; any plugin may require it).
+-- beagle.proto: what the checks that speak to a server over ctx.tcp share (postgres, redis,
+-- mysql, tcp, tls_cert; any plugin may require it).
 local M = {}
 
 -- reader(conn, parse, max_total, what) -> r, whose r.next(...) is the next unit the server
@@ -32,6 +32,16 @@ function M.reader(conn, parse, max_total, what)
     end
   end
   return r
+end
+
+-- port_error(port) -> the validate error of an option port outside 1..65535, or nil.
+function M.port_error(port)
+  if port < 1 or port > 65535 then return ("option port: %d is not a TCP port (1..65535)"):format(port) end
+end
+
+-- address(host, port) -> "host:port" as messages show it, an IPv6 address in brackets.
+function M.address(host, port)
+  return (host:find(":", 1, true) and "[%s]:%d" or "%s:%d"):format(host, port)
 end
 
 return M

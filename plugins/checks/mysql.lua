@@ -2,6 +2,8 @@
 -- connection id, capabilities) or an ERR packet ("Host ... is not allowed", "Too many
 -- connections"). This check reads that first packet over ctx.tcp and closes. No client library.
 
+local proto = require "beagle.proto"
+
 local MAX_PACKET = 64 * 1024 -- a greeting is about 100 bytes; a longer packet is refused
 
 local function le(s, i, n)
@@ -47,9 +49,9 @@ local CLIENT_PLUGIN_AUTH = 0x80000
 -- parse_handshake(payload) -> { protocol, server_version, connection_id, capabilities,
 -- charset, status, auth_plugin, ssl } | nil, err
 local function parse_handshake(p)
-  local proto = p:byte(1)
-  if proto ~= 10 then
-    return nil, ("protocol version %s is not supported (10 is)"):format(tostring(proto))
+  local version = p:byte(1)
+  if version ~= 10 then
+    return nil, ("protocol version %s is not supported (10 is)"):format(tostring(version))
   end
   local z = p:find("\0", 2, true)
   if not z then return nil, "truncated handshake: no end to the server version" end
@@ -134,13 +136,12 @@ return beagle.check {
   session = session,
   -- at load (and reload): what the option types cannot say
   validate = function(opt)
-    if opt.port < 1 or opt.port > 65535 then
-      return ("option port: %d is not a TCP port (1..65535)"):format(opt.port)
-    end
+    local perr = proto.port_error(opt.port)
+    if perr then return perr end
   end,
   run = function(opt, ctx)
     local t0 = ctx.now()
-    local where = (opt.host:find(":", 1, true) and "[%s]:%d" or "%s:%d"):format(opt.host, opt.port)
+    local where = proto.address(opt.host, opt.port)
     local conn, err = ctx.tcp.connect(opt.host, opt.port)
     if not conn then
       return ctx.unhealthy(("%s: %s"):format(where, err), { response_time = ctx.now() - t0 })

@@ -166,14 +166,13 @@ return beagle.check {
   session = session,
   -- at load (and reload): what the option types cannot say
   validate = function(opt)
-    if opt.port < 1 or opt.port > 65535 then
-      return ("option port: %d is not a TCP port (1..65535)"):format(opt.port)
-    end
+    local perr = proto.port_error(opt.port)
+    if perr then return perr end
     if opt.username and not opt.password then return "option username: needs password" end
   end,
   run = function(opt, ctx)
     local t0 = ctx.now()
-    local where = (opt.host:find(":", 1, true) and "[%s]:%d" or "%s:%d"):format(opt.host, opt.port)
+    local where = proto.address(opt.host, opt.port)
     local conn, err = ctx.tcp.connect(opt.host, opt.port)
     if not conn then
       return ctx.unhealthy(("%s: %s"):format(where, err), { response_time = ctx.now() - t0 })

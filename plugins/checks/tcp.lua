@@ -2,6 +2,8 @@
 -- reply is read until the pattern matches, the peer closes, or max_bytes have arrived. The
 -- connect time goes into the details and the gauge check.tcp.connect_seconds{check}.
 
+local proto = require "beagle.proto"
+
 -- read_until(conn, pattern, max_bytes) -> data, matched (boolean) | nil, err, data so far
 local function read_until(conn, pattern, max_bytes)
   local parts, n = {}, 0
@@ -38,9 +40,8 @@ return beagle.check {
   read_until = read_until,
   -- at load (and reload): what the option types cannot say
   validate = function(opt)
-    if opt.port < 1 or opt.port > 65535 then
-      return ("option port: %d is not a TCP port (1..65535)"):format(opt.port)
-    end
+    local perr = proto.port_error(opt.port)
+    if perr then return perr end
     if opt.max_bytes < 1 or opt.max_bytes > 16 * 1024 * 1024 then
       return ("option max_bytes: %d is outside 1..16777216"):format(opt.max_bytes)
     end

@@ -2,6 +2,8 @@
 -- certificate's notAfter, from a TLS handshake only (no HTTP request), as a gauge
 -- check.tls_cert.days_left{check}.
 
+local proto = require "beagle.proto"
+
 -- days_left(not_after, now) -> days (fractional, negative once expired)
 local function days_left(not_after, now) return (not_after - now) / 86400 end
 
@@ -31,9 +33,8 @@ return beagle.check {
   days_left = days_left, level = level,
   -- at load (and reload): what the option types cannot say
   validate = function(opt)
-    if opt.port < 1 or opt.port > 65535 then
-      return ("option port: %d is not a TCP port (1..65535)"):format(opt.port)
-    end
+    local perr = proto.port_error(opt.port)
+    if perr then return perr end
     if opt.critical_days > opt.warn_days then
       return ("option critical_days: %g is above warn_days (%g)"):format(opt.critical_days, opt.warn_days)
     end
