@@ -1,30 +1,8 @@
 -- The http check's pure parts: the expected status set, the JSON path syntax of expect_json and
 -- the checks of a decoded body against it.
-local src = os.getenv("BEAGLE_SOURCE_DIR") or "."
 local json = require "beagle.json"
-
-local function load_plugin(name)
-  local chunk = assert(loadfile(src .. "/plugins/checks/" .. name .. ".lua"))
-  setfenv(chunk, setmetatable({ beagle = { check = function(def) return def end } }, { __index = _G }))
-  return chunk()
-end
-
--- opts(P, given) -> the options validate sees: given, the defaults filled in (a list's scalar
--- default as a one-item list, as the agent's option types make it)
-local function opts(P, given)
-  local o = {}
-  for k, spec in pairs(P.options) do
-    local d = type(spec) == "table" and spec.default
-    if d ~= nil and d ~= false then
-      if spec[1] == "list" and type(d) ~= "table" then d = { d } end
-      o[k] = d
-    elseif d == false then
-      o[k] = false
-    end
-  end
-  for k, v in pairs(given) do o[k] = v end
-  return o
-end
+local F = require "check_fixture"
+local load_plugin, opts = F.load_check, F.opts
 
 describe("http check", function()
   local P = load_plugin("http")
